@@ -1,0 +1,10 @@
+//! The engine side of sluice: mistral.rs behind a small API ([`Engine`]), the OpenAI response
+//! shapes it produces ([`shape`]), and the worker loop that pulls jobs from a gateway over the
+//! RunPod worker protocol ([`worker`]).
+
+mod llm;
+pub mod shape;
+pub mod worker;
+
+pub use llm::{Engine, EngineError, LlmHandler};
+pub use worker::{run_worker, JobHandler, StreamSink, WorkerOptions};

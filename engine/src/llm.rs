@@ -1,0 +1,304 @@
+//! mistral.rs behind one call: [`Engine::generate`] runs an OpenAI request and reports its
+//! chunks as they come. Chat requests always run in mistral.rs's streaming mode, even when the
+//! client did not ask to stream: dropping a streaming receiver is how mistral.rs cancels a
+//! sequence, and its last chat chunk carries exact usage. Its completion chunks carry no usage,
+//! so non-streamed completions run non-streamed (exact usage; a cancelled one runs on to its
+//! `max_tokens` inside the engine) and streamed ones count usage with the tokenizer.
+
+use crate::shape::{Aggregator, Kind, Usage};
+use crate::worker::{JobHandler, StreamSink};
+use async_trait::async_trait;
+use either::Either;
+use indexmap::IndexMap;
+use mistralrs::core::{RequestMessage, Response};
+use mistralrs::{
+    Constraint, GgufModelBuilder, Model, NormalRequest, Request, SamplingParams, TextMessageRole,
+    TextMessages,
+};
+use protocol::job::OpenAiJobInput;
+use protocol::openai::{GenerateRequest, Sampling};
+use protocol::ModelConfig;
+use serde_json::Value;
+use std::path::Path;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("loading the model failed: {0}")]
+    Load(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("the engine failed: {0}")]
+    Internal(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub struct Engine {
+    model: Model,
+    served_name: String,
+}
+
+impl Engine {
+    /// Load the GGUF at `path` with the config's engine settings.
+    pub async fn load(cfg: &ModelConfig, path: &Path) -> Result<Self, EngineError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .ok_or_else(|| EngineError::Load(format!("not a file: {}", path.display())))?;
+        let builder = GgufModelBuilder::new(dir.to_string_lossy(), vec![file])
+            .with_max_num_seqs(cfg.engine.max_num_seqs);
+        // Without the `cuda` feature mistral.rs only has the CPU; say so, so it does not probe.
+        #[cfg(not(feature = "cuda"))]
+        let builder = builder.with_force_cpu();
+        let model = builder
+            .build()
+            .await
+            .map_err(|e| EngineError::Load(format!("{e:#}")))?;
+        Ok(Engine {
+            model,
+            served_name: cfg.name.clone(),
+        })
+    }
+
+    /// Run `req`. Each piece of output is passed to `on_chunk` as an OpenAI chunk object (when
+    /// the request streams); the final OpenAI response object is returned.
+    pub async fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_chunk: &mut (dyn FnMut(Value) + Send),
+        cancel: &CancellationToken,
+    ) -> Result<Value, EngineError> {
+        let (messages, kind) = match req {
+            GenerateRequest::Chat(c) => {
+                let msgs = c
+                    .messages
+                    .iter()
+                    .map(|m| {
+                        let mut map = IndexMap::new();
+                        map.insert("role".to_string(), Either::Left(m.role.clone()));
+                        map.insert("content".to_string(), Either::Left(m.content.clone()));
+                        map
+                    })
+                    .collect();
+                let msg = RequestMessage::Chat {
+                    messages: msgs,
+                    enable_thinking: None,
+                    reasoning_effort: None,
+                };
+                (msg, Kind::Chat)
+            }
+            GenerateRequest::Completion(c) => {
+                let msg = RequestMessage::Completion {
+                    text: c.prompt.clone(),
+                    echo_prompt: false,
+                    best_of: c.best_of.map(|b| b as usize),
+                };
+                (msg, Kind::Completion)
+            }
+        };
+        let sampling = req.sampling();
+        let stream = req.stream();
+        let engine_streams = stream || kind == Kind::Chat || !sampling.stop.is_empty();
+        let runner = self.model.inner();
+        // Generous capacity: mistral.rs awaits each send, so a full channel would stall the
+        // whole batch, not just this request.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+        let request = Request::Normal(Box::new(NormalRequest {
+            messages,
+            sampling_params: sampling_params(sampling),
+            response: tx,
+            return_logprobs: false,
+            is_streaming: engine_streams,
+            id: runner.next_request_id(),
+            constraint: Constraint::None,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: None,
+            return_raw_logits: false,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        }));
+        let sender = runner
+            .get_sender(None)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        sender
+            .send(request)
+            .await
+            .map_err(|_| EngineError::Internal("the engine has stopped".into()))?;
+
+        let mut agg = Aggregator::new(
+            kind,
+            &self.served_name,
+            sampling.n as usize,
+            sampling.stop.clone(),
+        );
+        let mut saw_usage = false;
+        loop {
+            let resp = tokio::select! {
+                r = rx.recv() => r,
+                _ = cancel.cancelled() => return Err(EngineError::Cancelled),
+            };
+            let Some(resp) = resp else { break };
+            match resp {
+                Response::Chunk(c) => {
+                    for ch in c.choices {
+                        let text = ch.delta.content.unwrap_or_default();
+                        if let Some(chunk) = agg.delta(ch.index, &text, ch.finish_reason.as_deref())
+                        {
+                            if stream {
+                                on_chunk(chunk);
+                            }
+                        }
+                    }
+                    if let Some(u) = c.usage {
+                        // With n > 1, each finished sequence reports its own completion tokens.
+                        agg.usage.prompt_tokens = agg.usage.prompt_tokens.max(u.prompt_tokens);
+                        agg.usage.completion_tokens += u.completion_tokens;
+                        saw_usage = true;
+                    }
+                }
+                Response::CompletionChunk(c) => {
+                    for ch in c.choices {
+                        if let Some(chunk) =
+                            agg.delta(ch.index, &ch.text, ch.finish_reason.as_deref())
+                        {
+                            if stream {
+                                on_chunk(chunk);
+                            }
+                        }
+                    }
+                }
+                Response::CompletionDone(c) => {
+                    for ch in c.choices {
+                        agg.delta(ch.index, &ch.text, Some(&ch.finish_reason));
+                    }
+                    agg.usage = Usage {
+                        prompt_tokens: c.usage.prompt_tokens,
+                        completion_tokens: c.usage.completion_tokens,
+                    };
+                    saw_usage = true;
+                    break;
+                }
+                Response::Done(_) => break,
+                Response::ValidationError(e) => return Err(EngineError::Invalid(e.to_string())),
+                Response::InternalError(e) => return Err(EngineError::Internal(e.to_string())),
+                Response::ModelError(e, _) | Response::CompletionModelError(e, _) => {
+                    return Err(EngineError::Internal(e))
+                }
+                _ => return Err(EngineError::Internal("unexpected response kind".into())),
+            }
+            if agg.all_done() && (saw_usage || !sampling.stop.is_empty()) {
+                // Done; dropping `rx` also cancels sequences still running after a stop hit.
+                break;
+            }
+        }
+        if !saw_usage {
+            // mistral.rs's completion chunks carry no usage: count with the model's tokenizer.
+            agg.usage = self.count_usage(req, &agg).await?;
+        }
+        if let GenerateRequest::Completion(c) = req {
+            if c.echo {
+                agg.prepend(&c.prompt);
+            }
+        }
+        if stream && req.include_usage() {
+            on_chunk(agg.usage_chunk());
+        }
+        Ok(agg.finish())
+    }
+
+    async fn count_usage(
+        &self,
+        req: &GenerateRequest,
+        agg: &Aggregator,
+    ) -> Result<Usage, EngineError> {
+        let count = |text: String| async move {
+            self.model
+                .tokenize(Either::Right(text), None, false, false, None)
+                .await
+                .map(|t| t.len())
+                .map_err(|e| EngineError::Internal(format!("tokenize: {e}")))
+        };
+        let prompt = match req {
+            GenerateRequest::Completion(c) => count(c.prompt.clone()).await?,
+            GenerateRequest::Chat(c) => {
+                let mut msgs = TextMessages::new();
+                for m in &c.messages {
+                    let role = match m.role.as_str() {
+                        "system" => TextMessageRole::System,
+                        "assistant" => TextMessageRole::Assistant,
+                        _ => TextMessageRole::User,
+                    };
+                    msgs = msgs.add_message(role, &m.content);
+                }
+                self.model
+                    .tokenize(Either::Left(msgs), None, true, true, None)
+                    .await
+                    .map(|t| t.len())
+                    .map_err(|e| EngineError::Internal(format!("tokenize: {e}")))?
+            }
+        };
+        let mut completion = 0;
+        for i in 0..req.sampling().n as usize {
+            completion += count(agg.text(i).to_string()).await?;
+        }
+        Ok(Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+        })
+    }
+}
+
+fn sampling_params(s: &Sampling) -> SamplingParams {
+    let mut p = SamplingParams::neutral();
+    if s.is_greedy() {
+        p.top_k = Some(1);
+    } else {
+        // OpenAI's default temperature is 1.
+        p.temperature = Some(s.temperature.unwrap_or(1.0));
+        p.top_k = s.top_k.map(|k| k as usize);
+    }
+    p.top_p = s.top_p;
+    p.min_p = s.min_p;
+    p.presence_penalty = s.presence_penalty;
+    p.frequency_penalty = s.frequency_penalty;
+    p.repetition_penalty = s.repetition_penalty;
+    p.max_len = s.max_tokens.map(|m| m as usize);
+    p.n_choices = s.n as usize;
+    // Stop sequences are matched on text by `shape::Aggregator`, not by the engine.
+    if !s.logit_bias.is_empty() {
+        p.logits_bias = Some(s.logit_bias.clone());
+    }
+    p
+}
+
+/// The job handler of an LLM endpoint: job inputs of the `openai_route` form, run on
+/// the engine.
+pub struct LlmHandler {
+    pub engine: Engine,
+}
+
+#[async_trait]
+impl JobHandler for LlmHandler {
+    async fn handle(
+        &self,
+        input: Value,
+        sink: StreamSink,
+        cancel: CancellationToken,
+    ) -> Result<Value, String> {
+        let job: OpenAiJobInput = serde_json::from_value(input).map_err(|e| {
+            format!("job input must be {{\"openai_route\", \"openai_input\"}}: {e}")
+        })?;
+        let req =
+            GenerateRequest::parse(&job.openai_route, job.openai_input).map_err(|e| e.message)?;
+        let mut send = |chunk: Value| sink.send(chunk);
+        self.engine
+            .generate(&req, &mut send, &cancel)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,303 @@
+//! OpenAI response objects, built from generation events: the streamed chunks
+//! (`chat.completion.chunk` / `text_completion`) and the final object they add up to. Building
+//! both from the same events guarantees that a streamed answer concatenates to the
+//! non-streamed one.
+
+use serde_json::{json, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Chat,
+    Completion,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Choice {
+    text: String,
+    finish_reason: Option<String>,
+    started: bool,
+    /// Text held back because it may be the start of a stop sequence.
+    pending: String,
+}
+
+/// Stop sequences are matched here, on text, as OpenAI defines them. (mistral.rs turns a stop
+/// string that is one token into a token id, so `"Blue"` would not stop `" Blue"`.)
+/// Returns the text safe to emit and whether a stop sequence was hit; a hit drops the stop
+/// sequence and everything after it.
+fn scan_stops(pending: &mut String, text: &str, stops: &[String]) -> (String, bool) {
+    pending.push_str(text);
+    let hit = stops.iter().filter_map(|s| pending.find(s.as_str())).min();
+    if let Some(pos) = hit {
+        let out = pending[..pos].to_string();
+        pending.clear();
+        return (out, true);
+    }
+    // Keep back the longest tail of `pending` that a stop sequence starts with.
+    let keep = stops
+        .iter()
+        .flat_map(|s| {
+            (1..s.len().min(pending.len() + 1))
+                .rev()
+                .filter(|&n| s.is_char_boundary(n) && pending.ends_with(&s[..n]))
+                .take(1)
+        })
+        .max()
+        .unwrap_or(0);
+    let out = pending[..pending.len() - keep].to_string();
+    pending.drain(..pending.len() - keep);
+    (out, false)
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+impl Usage {
+    pub fn to_json(self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        })
+    }
+}
+
+/// Accumulates one request's output.
+#[derive(Debug)]
+pub struct Aggregator {
+    kind: Kind,
+    id: String,
+    created: u64,
+    model: String,
+    choices: Vec<Choice>,
+    stops: Vec<String>,
+    pub usage: Usage,
+}
+
+/// OpenAI's finish reasons; mistral.rs says `canceled` for a stopped sequence.
+fn finish_reason(r: &str) -> String {
+    match r {
+        "stop" | "length" | "tool_calls" | "content_filter" => r.to_string(),
+        _ => "stop".to_string(),
+    }
+}
+
+impl Aggregator {
+    pub fn new(kind: Kind, model: &str, n: usize, stops: Vec<String>) -> Self {
+        let prefix = match kind {
+            Kind::Chat => "chatcmpl",
+            Kind::Completion => "cmpl",
+        };
+        Aggregator {
+            kind,
+            id: format!("{prefix}-{:032x}", rand::random::<u128>()),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            model: model.to_string(),
+            choices: vec![Choice::default(); n.max(1)],
+            stops,
+            usage: Usage::default(),
+        }
+    }
+
+    /// Record text for choice `index`; returns the chunk a streaming client gets, if any
+    /// (nothing after the choice finished, nothing while text is held back).
+    pub fn delta(&mut self, index: usize, text: &str, finish: Option<&str>) -> Option<Value> {
+        if index >= self.choices.len() {
+            self.choices.resize(index + 1, Choice::default());
+        }
+        let stops = &self.stops;
+        let c = &mut self.choices[index];
+        if c.finish_reason.is_some() {
+            return None;
+        }
+        let (mut text, hit) = scan_stops(&mut c.pending, text, stops);
+        let finish = if hit {
+            Some("stop".to_string())
+        } else {
+            finish.map(finish_reason)
+        };
+        if finish.is_some() {
+            text.push_str(&std::mem::take(&mut c.pending));
+            c.finish_reason = finish.clone();
+        }
+        if text.is_empty() && finish.is_none() {
+            return None;
+        }
+        c.text.push_str(&text);
+        let first = !c.started;
+        c.started = true;
+        Some(match self.kind {
+            Kind::Chat => {
+                let mut delta = json!({ "content": text });
+                if first {
+                    delta["role"] = json!("assistant");
+                }
+                self.envelope(
+                    "chat.completion.chunk",
+                    vec![json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": finish})],
+                )
+            }
+            Kind::Completion => self.envelope(
+                "text_completion",
+                vec![json!({"index": index, "text": text, "logprobs": null, "finish_reason": finish})],
+            ),
+        })
+    }
+
+    /// Every choice has finished (by the engine or by a stop sequence).
+    pub fn all_done(&self) -> bool {
+        self.choices.iter().all(|c| c.finish_reason.is_some())
+    }
+
+    /// The final chunk OpenAI sends when `stream_options.include_usage` is set.
+    pub fn usage_chunk(&self) -> Value {
+        let object = match self.kind {
+            Kind::Chat => "chat.completion.chunk",
+            Kind::Completion => "text_completion",
+        };
+        let mut v = self.envelope(object, vec![]);
+        v["usage"] = self.usage.to_json();
+        v
+    }
+
+    pub fn text(&self, index: usize) -> &str {
+        self.choices
+            .get(index)
+            .map(|c| c.text.as_str())
+            .unwrap_or("")
+    }
+
+    /// Prefix choice texts (completions' `echo`), without streaming anything.
+    pub fn prepend(&mut self, prefix: &str) {
+        for c in &mut self.choices {
+            c.text.insert_str(0, prefix);
+        }
+    }
+
+    /// The non-streamed response object.
+    pub fn finish(&self) -> Value {
+        let choices: Vec<Value> = self
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let reason = c.finish_reason.clone().unwrap_or_else(|| "stop".into());
+                match self.kind {
+                    Kind::Chat => json!({
+                        "index": i,
+                        "message": {"role": "assistant", "content": c.text},
+                        "logprobs": null,
+                        "finish_reason": reason,
+                    }),
+                    Kind::Completion => json!({
+                        "index": i, "text": c.text, "logprobs": null, "finish_reason": reason,
+                    }),
+                }
+            })
+            .collect();
+        let object = match self.kind {
+            Kind::Chat => "chat.completion",
+            Kind::Completion => "text_completion",
+        };
+        let mut v = self.envelope(object, choices);
+        v["usage"] = self.usage.to_json();
+        v
+    }
+
+    fn envelope(&self, object: &str, choices: Vec<Value>) -> Value {
+        json!({
+            "id": self.id,
+            "object": object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": null,
+            "choices": choices,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_chunks_add_up_to_the_final_object() {
+        let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![]);
+        let c1 = a.delta(0, "Hel", None).unwrap();
+        let c2 = a.delta(0, "lo", Some("length")).unwrap();
+        assert_eq!(c1["choices"][0]["delta"]["role"], "assistant");
+        assert!(
+            c2["choices"][0]["delta"].get("role").is_none(),
+            "role only in the first chunk"
+        );
+        assert_eq!(c2["choices"][0]["finish_reason"], "length");
+        a.usage = Usage {
+            prompt_tokens: 3,
+            completion_tokens: 2,
+        };
+        let f = a.finish();
+        assert_eq!(f["object"], "chat.completion");
+        assert_eq!(f["choices"][0]["message"]["content"], "Hello");
+        assert_eq!(f["usage"]["total_tokens"], 5);
+        assert_eq!(f["id"], c1["id"], "one id for the whole response");
+        let u = a.usage_chunk();
+        assert_eq!(u["choices"], json!([]));
+        assert_eq!(u["usage"]["prompt_tokens"], 3);
+    }
+
+    #[test]
+    fn completion_shape_and_reasons() {
+        let mut a = Aggregator::new(Kind::Completion, "m", 2, vec![]);
+        let c = a.delta(1, "x", Some("canceled")).unwrap();
+        assert_eq!(c["object"], "text_completion");
+        assert_eq!(c["choices"][0]["finish_reason"], "stop");
+        a.prepend("p:");
+        let f = a.finish();
+        assert_eq!(f["choices"][0]["text"], "p:");
+        assert_eq!(f["choices"][1]["text"], "p:x");
+    }
+
+    #[test]
+    fn stop_sequences_cut_text_and_hold_back_prefixes() {
+        let stops = vec!["Blue".to_string(), "\n\n".to_string()];
+        let mut a = Aggregator::new(Kind::Chat, "m", 1, stops);
+        let emitted: Vec<String> = [" Red,", " Bl", "ack, B", "lue!"]
+            .iter()
+            .filter_map(|t| a.delta(0, t, None))
+            .map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        // "Bl" is held back until it turns out to be "Black", "B" until it becomes "Blue".
+        assert_eq!(emitted, vec![" Red,", " ", "Black, ", ""]);
+        assert!(a.all_done());
+        let f = a.finish();
+        assert_eq!(f["choices"][0]["message"]["content"], " Red, Black, ");
+        assert_eq!(f["choices"][0]["finish_reason"], "stop");
+        assert!(a.delta(0, "more", None).is_none(), "nothing after a stop");
+    }
+
+    #[test]
+    fn held_back_text_is_released_at_the_end() {
+        let mut p = String::new();
+        assert_eq!(
+            scan_stops(&mut p, "ab", &["bc".to_string()]),
+            ("a".to_string(), false)
+        );
+        assert_eq!(p, "b");
+        let mut a = Aggregator::new(Kind::Completion, "m", 1, vec!["bc".into()]);
+        a.delta(0, "ab", None);
+        let last = a.delta(0, "", Some("length")).unwrap();
+        assert_eq!(last["choices"][0]["text"], "b");
+        assert_eq!(a.text(0), "ab");
+    }
+}

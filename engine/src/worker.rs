@@ -1,0 +1,309 @@
+//! The worker loop: the client side of the RunPod worker protocol (`job-take-batch`,
+//! `job-stream`, `job-done`, `ping`, `job-stop`), generic over what runs a job
+//! ([`JobHandler`]). It keeps up to `concurrency` jobs running, so mistral.rs can batch them.
+
+use async_trait::async_trait;
+use protocol::job::{JobDoneBody, JobsToStop, TakenJob};
+use protocol::JobId;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Runs one job. `Err` is reported as the job's error (FAILED).
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn handle(
+        &self,
+        input: Value,
+        sink: StreamSink,
+        cancel: CancellationToken,
+    ) -> Result<Value, String>;
+}
+
+/// Where a handler sends stream chunks. Sending never blocks: chunks are queued and posted to
+/// the gateway by a separate task, several per request when they pile up.
+#[derive(Clone)]
+pub struct StreamSink(mpsc::UnboundedSender<Value>);
+
+impl StreamSink {
+    pub fn send(&self, chunk: Value) {
+        let _ = self.0.send(chunk);
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Gateway base URL, e.g. `http://127.0.0.1:8080`.
+    pub gateway: String,
+    pub endpoint: String,
+    pub worker_id: String,
+    /// Sent as `Authorization` on every call (raw, as the RunPod SDK does).
+    pub token: String,
+    /// Jobs run at once (the engine's `max_num_seqs`).
+    pub concurrency: usize,
+    pub ping_interval: Duration,
+}
+
+struct Worker {
+    opts: WorkerOptions,
+    http: reqwest::Client,
+    handler: Arc<dyn JobHandler>,
+    running: Mutex<HashMap<JobId, CancellationToken>>,
+}
+
+impl Worker {
+    fn url(&self, route: &str, tail: &str) -> String {
+        let o = &self.opts;
+        format!(
+            "{}/v2/{}/{route}/{}{tail}",
+            o.gateway.trim_end_matches('/'),
+            o.endpoint,
+            o.worker_id
+        )
+    }
+
+    fn running_ids(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .map(|j| j.0.clone())
+            .collect()
+    }
+
+    async fn take(&self, n: usize) -> anyhow::Result<Vec<TakenJob>> {
+        let busy = u8::from(!self.running_ids().is_empty());
+        let url = self.url(
+            "job-take-batch",
+            &format!("?batch_size={n}&job_in_progress={busy}"),
+        );
+        let resp = self
+            .http
+            .get(url)
+            .header("Authorization", &self.opts.token)
+            .send()
+            .await?;
+        match resp.status().as_u16() {
+            204 => Ok(Vec::new()),
+            200 => Ok(resp.json().await?),
+            s => anyhow::bail!(
+                "job-take: HTTP {s}: {}",
+                resp.text().await.unwrap_or_default()
+            ),
+        }
+    }
+
+    async fn post(&self, url: String, body: &Value) -> anyhow::Result<()> {
+        // The protocol's job-done and job-stream are safe to repeat; retry transient failures.
+        let mut last = None;
+        for attempt in 0..3u64 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+            match self
+                .http
+                .post(&url)
+                .header("Authorization", &self.opts.token)
+                .json(body)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                // A 4xx will not get better by repeating it (e.g. the job was reassigned).
+                Ok(r) if r.status().is_client_error() => {
+                    anyhow::bail!(
+                        "HTTP {}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )
+                }
+                Ok(r) => last = Some(anyhow::anyhow!("HTTP {}", r.status())),
+                Err(e) => last = Some(e.into()),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
+    }
+
+    async fn run_job(self: Arc<Self>, job: TakenJob) {
+        let cancel = CancellationToken::new();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.id.clone(), cancel.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+        let streamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Forward chunks, batching whatever piled up during the previous POST.
+        let forwarder = {
+            let me = self.clone();
+            let url = self.url("job-stream", &format!("/{}?x=1", job.id));
+            let streamed = streamed.clone();
+            tokio::spawn(async move {
+                while let Some(first) = rx.recv().await {
+                    streamed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let mut batch = vec![json!({ "output": first })];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(json!({ "output": more }));
+                    }
+                    if let Err(e) = me.post(url.clone(), &Value::Array(batch)).await {
+                        tracing::warn!("job-stream failed: {e:#}");
+                    }
+                }
+            })
+        };
+        let result = self
+            .handler
+            .handle(job.input, StreamSink(tx), cancel.clone())
+            .await;
+        let _ = forwarder.await;
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&job.id);
+        if cancel.is_cancelled() {
+            // Cancelled or timed out: the gateway already decided the job's state.
+            tracing::info!(job = %job.id, "stopped");
+            return;
+        }
+        let body = match result {
+            Ok(output) => JobDoneBody {
+                output: Some(output),
+                ..Default::default()
+            },
+            Err(e) => JobDoneBody {
+                error: Some(Value::String(e)),
+                ..Default::default()
+            },
+        };
+        let is_stream = streamed.load(std::sync::atomic::Ordering::Relaxed);
+        let url = self.url("job-done", &format!("/{}?isStream={is_stream}", job.id));
+        let body = serde_json::to_value(body).unwrap_or(Value::Null);
+        if let Err(e) = self.post(url, &body).await {
+            tracing::warn!(job = %job.id, "job-done failed: {e:#}");
+        }
+    }
+
+    async fn ping_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.opts.ping_interval);
+        loop {
+            tick.tick().await;
+            let ids = self.running_ids().join(",");
+            let url = self.url("ping", &format!("?job_id={ids}"));
+            if let Err(e) = self
+                .http
+                .get(url)
+                .header("Authorization", &self.opts.token)
+                .send()
+                .await
+            {
+                tracing::warn!("ping failed: {e}");
+            }
+        }
+    }
+
+    async fn stop_loop(self: Arc<Self>) {
+        loop {
+            let url = self.url("job-stop", "?x=1");
+            let resp = self
+                .http
+                .get(url)
+                .header("Authorization", &self.opts.token)
+                .send()
+                .await;
+            let stops: Vec<JobId> = match resp {
+                Ok(r) if r.status() == 200 => r
+                    .json::<JobsToStop>()
+                    .await
+                    .map(|s| s.jobs_to_stop)
+                    .unwrap_or_default(),
+                Ok(r) if r.status() == 204 => continue,
+                Ok(r) => {
+                    tracing::warn!("job-stop: HTTP {}", r.status());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("job-stop failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            for id in stops {
+                if let Some(c) = running.get(&id) {
+                    c.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// Serve jobs until `shutdown` fires, then finish the running ones (up to `drain`) and return.
+pub async fn run_worker(
+    handler: Arc<dyn JobHandler>,
+    opts: WorkerOptions,
+    shutdown: CancellationToken,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    let concurrency = opts.concurrency.max(1);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(concurrency + 4)
+        .build()?;
+    let worker = Arc::new(Worker {
+        opts,
+        http,
+        handler,
+        running: Mutex::new(HashMap::new()),
+    });
+    let pinger = tokio::spawn(worker.clone().ping_loop());
+    let stopper = tokio::spawn(worker.clone().stop_loop());
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Wait for one free slot, then ask for as many jobs as there are free slots.
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => p?,
+            _ = shutdown.cancelled() => break,
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let jobs = tokio::select! {
+            j = worker.take(permits.len()) => j,
+            _ = shutdown.cancelled() => break,
+        };
+        match jobs {
+            Ok(jobs) => {
+                backoff = Duration::from_millis(100);
+                for job in jobs {
+                    let Some(permit) = permits.pop() else { break };
+                    let w = worker.clone();
+                    tokio::spawn(async move {
+                        w.run_job(job).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    // Drain: wait until every slot is free again, or give up after `drain`.
+    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutting down with jobs still running");
+    }
+    pinger.abort();
+    stopper.abort();
+    Ok(())
+}

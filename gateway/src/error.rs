@@ -1,0 +1,193 @@
+//! The gateway's one error type, its HTTP status (decided here and nowhere else), and its two
+//! body shapes: OpenAI's on `/v1/*`, RunPod's on `/v2/*`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::openai::{ErrorBody, ErrorDetail, InvalidRequest};
+use queue::QueueError;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<String>,
+        code: Option<&'static str>,
+    },
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("invalid or missing worker token")]
+    Unauthorized,
+    #[error("request body exceeds the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NoCapacity(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        GatewayError::BadRequest {
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::ModelNotFound(_) | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
+            GatewayError::NoCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `{"error": {message, type, param, code}}`.
+    pub fn openai_body(&self) -> ErrorBody {
+        let (kind, param, code) = match self {
+            GatewayError::BadRequest { param, code, .. } => (
+                "invalid_request_error",
+                param.clone(),
+                code.map(str::to_string),
+            ),
+            GatewayError::ModelNotFound(_) => (
+                "invalid_request_error",
+                Some("model".into()),
+                Some("model_not_found".into()),
+            ),
+            GatewayError::NotFound(_) => ("invalid_request_error", None, None),
+            GatewayError::Unauthorized => {
+                ("authentication_error", None, Some("invalid_api_key".into()))
+            }
+            GatewayError::PayloadTooLarge(_) => (
+                "invalid_request_error",
+                None,
+                Some("request_too_large".into()),
+            ),
+            GatewayError::Conflict(_) => ("invalid_request_error", None, None),
+            GatewayError::NoCapacity(_) => ("server_error", None, Some("no_capacity".into())),
+            GatewayError::Timeout(_) => ("server_error", None, Some("timeout".into())),
+            GatewayError::Internal(_) => ("server_error", None, None),
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind: kind.into(),
+                param,
+                code,
+            },
+        }
+    }
+}
+
+impl From<InvalidRequest> for GatewayError {
+    fn from(e: InvalidRequest) -> Self {
+        GatewayError::BadRequest {
+            message: e.message,
+            param: e.param,
+            code: e.code,
+        }
+    }
+}
+
+impl From<QueueError> for GatewayError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::QueueFull(_) | QueueError::Unavailable(_) => {
+                GatewayError::NoCapacity(e.to_string())
+            }
+            QueueError::NotFound(_) => GatewayError::NotFound(e.to_string()),
+            QueueError::NotHeld { .. } | QueueError::BadTransition { .. } => {
+                GatewayError::Conflict(e.to_string())
+            }
+        }
+    }
+}
+
+/// An error rendered in OpenAI's shape (routes under `/v1`).
+#[derive(Debug)]
+pub struct OpenAiError(pub GatewayError);
+
+/// An error rendered in RunPod's shape, `{"error": "..."}` (routes under `/v2`).
+#[derive(Debug)]
+pub struct RunpodError(pub GatewayError);
+
+/// `?` on any error the gateway knows, in either shape.
+macro_rules! wrap_from {
+    ($wrapper:ident: $($err:ty),*) => {$(
+        impl From<$err> for $wrapper {
+            fn from(e: $err) -> Self {
+                $wrapper(e.into())
+            }
+        }
+    )*};
+}
+wrap_from!(OpenAiError: GatewayError, InvalidRequest, QueueError);
+wrap_from!(RunpodError: GatewayError, InvalidRequest, QueueError);
+
+/// Extractor rejections before a handler picks a shape: OpenAI's, the public default.
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        OpenAiError(self).into_response()
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        (self.0.status(), Json(self.0.openai_body())).into_response()
+    }
+}
+
+impl IntoResponse for RunpodError {
+    fn into_response(self) -> Response {
+        (
+            self.0.status(),
+            Json(json!({ "error": self.0.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_shapes() {
+        let e = GatewayError::from(InvalidRequest::new("top_p", "bad"));
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let b = e.openai_body();
+        assert_eq!(
+            (b.error.kind.as_str(), b.error.param.as_deref()),
+            ("invalid_request_error", Some("top_p"))
+        );
+        let e = GatewayError::ModelNotFound("x".into());
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            e.openai_body().error.code.as_deref(),
+            Some("model_not_found")
+        );
+        assert_eq!(
+            GatewayError::from(QueueError::QueueFull("e".into())).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            GatewayError::PayloadTooLarge(1).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+}

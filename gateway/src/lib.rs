@@ -1,0 +1,106 @@
+//! The gateway: public HTTP API (OpenAI `/v1/*`), the worker API (`/v2/{endpoint}/job-*`,
+//! RunPod's worker protocol), health and readiness. It validates requests, turns them into
+//! jobs in a [`JobStore`], and relays results; it never runs a model itself.
+
+mod body;
+pub mod error;
+mod openai_api;
+mod queue_api;
+mod relay;
+mod worker_api;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use protocol::{GatewaySettings, ModelConfig};
+use queue::JobStore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::trace::TraceLayer;
+use weights::PromptTokenizer;
+
+pub use error::GatewayError;
+
+/// A model the gateway serves: its config and tokenizer (for counting prompt tokens).
+pub struct ServedModel {
+    pub config: ModelConfig,
+    pub tokenizer: Arc<PromptTokenizer>,
+}
+
+pub struct Gateway {
+    pub store: Arc<dyn JobStore>,
+    pub models: BTreeMap<String, ServedModel>,
+    pub settings: GatewaySettings,
+    /// Workers must present this token on every worker-API call.
+    pub worker_token: String,
+    /// How long `job-take` and `job-stop` long-polls wait before answering 204.
+    pub long_poll: Duration,
+}
+
+pub type AppState = Arc<Gateway>;
+
+impl Gateway {
+    fn model(&self, name: &str) -> Result<&ServedModel, GatewayError> {
+        self.models
+            .get(name)
+            .ok_or_else(|| GatewayError::ModelNotFound(name.to_string()))
+    }
+
+    fn endpoint(&self, name: &str) -> Result<&ServedModel, GatewayError> {
+        self.models
+            .get(name)
+            .ok_or_else(|| GatewayError::NotFound(format!("endpoint `{name}` not found")))
+    }
+}
+
+/// The whole HTTP surface, as one table.
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/health", get(openai_api::health))
+        .route("/ready", get(openai_api::ready))
+        .route("/v1/models", get(openai_api::models))
+        .route("/v1/chat/completions", post(openai_api::chat_completions))
+        .route("/v1/completions", post(openai_api::completions))
+        .route(
+            "/v2/{endpoint}/status/{job}",
+            get(queue_api::status).post(queue_api::status),
+        )
+        .route(
+            "/v2/{endpoint}/job-take/{worker}",
+            get(worker_api::job_take),
+        )
+        .route(
+            "/v2/{endpoint}/job-take-batch/{worker}",
+            get(worker_api::job_take_batch),
+        )
+        .route(
+            "/v2/{endpoint}/job-done/{worker}/{job}",
+            post(worker_api::job_done),
+        )
+        .route(
+            "/v2/{endpoint}/job-stream/{worker}/{job}",
+            post(worker_api::job_stream),
+        )
+        .route("/v2/{endpoint}/ping/{worker}", get(worker_api::ping))
+        .route(
+            "/v2/{endpoint}/job-stop/{worker}",
+            get(worker_api::job_stop),
+        )
+        .fallback(openai_api::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serve `router(state)` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

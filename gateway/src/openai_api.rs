@@ -1,0 +1,169 @@
+//! OpenAI-compatible routes: validate, count prompt tokens, enqueue, relay.
+
+use crate::body::JsonBody;
+use crate::error::{GatewayError, OpenAiError};
+use crate::relay::{self, CancelOnDrop};
+use crate::{AppState, ServedModel};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::job::{JobPolicy, OpenAiJobInput};
+use protocol::openai::{GenerateRequest, ModelCard, CHAT_ROUTE, COMPLETIONS_ROUTE};
+use protocol::{JobId, JobStatus};
+use queue::NewJob;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when every endpoint has a live worker.
+pub async fn ready(State(gw): State<AppState>) -> Result<Response, OpenAiError> {
+    let mut workers = serde_json::Map::new();
+    let mut ready = true;
+    for name in gw.models.keys() {
+        let live = gw.store.metrics(name).await?.workers_live;
+        ready &= live > 0;
+        workers.insert(name.clone(), json!(live));
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((status, Json(json!({ "ready": ready, "workers": workers }))).into_response())
+}
+
+pub async fn models(State(gw): State<AppState>) -> Json<Value> {
+    let data: Vec<ModelCard> = gw
+        .models
+        .values()
+        .map(|m| ModelCard {
+            id: m.config.name.clone(),
+            object: "model".into(),
+            created: 0,
+            owned_by: "sluice".into(),
+            max_model_len: m.config.engine.context_length,
+        })
+        .collect();
+    Json(json!({ "object": "list", "data": data }))
+}
+
+pub async fn not_found() -> OpenAiError {
+    OpenAiError(GatewayError::NotFound("no such route".into()))
+}
+
+pub async fn chat_completions(
+    State(gw): State<AppState>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Response, OpenAiError> {
+    generate(gw, CHAT_ROUTE, body?.0).await
+}
+
+pub async fn completions(
+    State(gw): State<AppState>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Response, OpenAiError> {
+    generate(gw, COMPLETIONS_ROUTE, body?.0).await
+}
+
+/// Reject prompts that cannot fit the model's context, before they cost a queue slot.
+fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), GatewayError> {
+    let tok = &model.tokenizer;
+    let (prompt_tokens, param) = match req {
+        GenerateRequest::Chat(c) => (tok.count_chat(&c.messages), "messages"),
+        GenerateRequest::Completion(c) => (tok.count(&c.prompt), "prompt"),
+    };
+    let prompt_tokens = prompt_tokens.map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let context = model.config.engine.context_length;
+    let max_tokens = req.sampling().max_tokens.unwrap_or(0) as usize;
+    if prompt_tokens + max_tokens.max(1) > context {
+        let asked = if max_tokens > 0 {
+            format!(
+                "you requested {} tokens ({prompt_tokens} in the {param}, {max_tokens} in the completion)",
+                prompt_tokens + max_tokens
+            )
+        } else {
+            format!("your {param} resulted in {prompt_tokens} tokens")
+        };
+        return Err(GatewayError::BadRequest {
+            message: format!(
+                "This model's maximum context length is {context} tokens. However, {asked}. \
+                 Please reduce the length of the {param} or completion."
+            ),
+            param: Some(param.into()),
+            code: Some("context_length_exceeded"),
+        });
+    }
+    Ok(())
+}
+
+async fn generate(gw: AppState, route: &str, body: Value) -> Result<Response, OpenAiError> {
+    let req = GenerateRequest::parse(route, body.clone())?;
+    let model = gw.model(req.model())?;
+    check_context(model, &req)?;
+    let timeout = Duration::from_secs(model.config.scaling.execution_timeout_secs);
+    let job = NewJob {
+        input: serde_json::to_value(OpenAiJobInput {
+            openai_route: route.to_string(),
+            openai_input: body,
+        })
+        .map_err(|e| GatewayError::Internal(e.to_string()))?,
+        policy: JobPolicy {
+            execution_timeout: timeout.as_millis() as u64,
+            ..JobPolicy::default()
+        },
+        ..NewJob::default()
+    };
+    let id = gw.store.submit(&model.config.name, job).await?;
+    let guard = CancelOnDrop::new(gw.store.clone(), id.clone());
+    let mut resp = if req.stream() {
+        relay::sse(gw.store.clone(), id.clone(), guard)
+    } else {
+        wait_for_result(&gw, &id, guard).await?
+    };
+    // Lets a client find the job behind its request (`/v2/{model}/status/{id}`).
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        resp.headers_mut().insert("x-sluice-job-id", v);
+    }
+    Ok(resp)
+}
+
+async fn wait_for_result(
+    gw: &AppState,
+    id: &JobId,
+    guard: CancelOnDrop,
+) -> Result<Response, OpenAiError> {
+    let wait = Duration::from_secs(gw.settings.request_timeout_secs);
+    let view = gw.store.wait_final(id, wait).await?;
+    let Some(view) = view else {
+        return Err(GatewayError::Internal("the job expired before it finished".into()).into());
+    };
+    match view.status {
+        JobStatus::Completed => {
+            guard.disarm();
+            Ok(Json(view.output.unwrap_or(Value::Null)).into_response())
+        }
+        JobStatus::Failed => {
+            guard.disarm();
+            Err(
+                GatewayError::Internal(view.error.unwrap_or_else(|| "the job failed".into()))
+                    .into(),
+            )
+        }
+        JobStatus::TimedOut => {
+            Err(GatewayError::Timeout("the request exceeded its execution timeout".into()).into())
+        }
+        JobStatus::Cancelled => {
+            Err(GatewayError::Internal("the request was cancelled".into()).into())
+        }
+        // Still queued or running after the request timeout: the guard cancels it.
+        _ => Err(GatewayError::Timeout(format!(
+            "no result within {} s",
+            gw.settings.request_timeout_secs
+        ))
+        .into()),
+    }
+}

@@ -1,0 +1,118 @@
+//! Relaying a job back to an HTTP client: as server-sent events for streamed requests, and
+//! the guard that cancels the job when the client goes away first.
+
+use axum::body::Body;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use protocol::sse::{frame, DONE};
+use protocol::{JobId, JobStatus};
+use queue::JobStore;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Cancels its job when dropped while armed: hyper drops a handler's future (or a response
+/// body stream) when the client disconnects, which is exactly when the job is no longer wanted.
+pub struct CancelOnDrop {
+    store: Arc<dyn JobStore>,
+    job: Option<JobId>,
+}
+
+impl CancelOnDrop {
+    pub fn new(store: Arc<dyn JobStore>, job: JobId) -> Self {
+        CancelOnDrop {
+            store,
+            job: Some(job),
+        }
+    }
+
+    /// The job ended by itself; nothing to cancel.
+    pub fn disarm(mut self) {
+        self.job = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let store = self.store.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Ok(status) = store.cancel(&job).await {
+                        tracing::info!(%job, %status, "client went away; job cancelled");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// How long one read of the job's stream waits before a keep-alive comment is sent (which is
+/// also how a silently vanished client gets noticed).
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+struct Relay {
+    store: Arc<dyn JobStore>,
+    job: JobId,
+    cursor: usize,
+    guard: Option<CancelOnDrop>,
+}
+
+impl Relay {
+    fn finish(&mut self) {
+        if let Some(g) = self.guard.take() {
+            g.disarm();
+        }
+    }
+}
+
+/// Stream the job's chunks as `data:` events, then an error event if it failed, then
+/// `data: [DONE]`.
+pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop) -> Response {
+    let relay = Relay {
+        store,
+        job,
+        cursor: 0,
+        guard: Some(guard),
+    };
+    let stream = futures::stream::unfold(relay, |mut r| async move {
+        // No guard left: the stream already ended.
+        r.guard.as_ref()?;
+        let read = match r.store.read_stream(&r.job, r.cursor, KEEP_ALIVE).await {
+            Ok(read) => read,
+            Err(e) => {
+                let text = error_event(&e.to_string()) + &frame(DONE);
+                r.finish();
+                return Some((Ok::<_, std::convert::Infallible>(text), r));
+            }
+        };
+        r.cursor = read.next;
+        let mut text: String = read.chunks.iter().map(|c| frame(&c.to_string())).collect();
+        if read.chunks.is_empty() && read.status.is_final() {
+            if read.status != JobStatus::Completed {
+                let why = match r.store.get(&r.job).await {
+                    Ok(Some(v)) => v.error.unwrap_or_else(|| format!("job {}", v.status)),
+                    _ => format!("job {}", read.status),
+                };
+                text.push_str(&error_event(&why));
+            }
+            text.push_str(&frame(DONE));
+            r.finish();
+        } else if text.is_empty() {
+            text = ": keep-alive\n\n".to_string();
+        }
+        Some((Ok(text), r))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn error_event(message: &str) -> String {
+    frame(&json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}).to_string())
+}

@@ -1,0 +1,131 @@
+//! The worker API: RunPod's worker protocol (reference section 3), so sluice's own worker and
+//! unmodified RunPod handlers pull jobs the same way. Every call carries the worker token.
+
+use crate::body::JsonBody;
+use crate::error::{GatewayError, RunpodError};
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::job::{stream_chunks, JobDoneBody, JobsToStop};
+use protocol::JobId;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+
+fn authorize(gw: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
+    if given == Some(gw.worker_token.as_str()) {
+        Ok(())
+    } else {
+        Err(GatewayError::Unauthorized)
+    }
+}
+
+/// Check the token and that the endpoint exists.
+fn admit(gw: &AppState, headers: &HeaderMap, endpoint: &str) -> Result<(), GatewayError> {
+    authorize(gw, headers)?;
+    gw.endpoint(endpoint).map(|_| ())
+}
+
+pub async fn job_take(
+    State(gw): State<AppState>,
+    headers: HeaderMap,
+    Path((endpoint, worker)): Path<(String, String)>,
+) -> Result<Response, RunpodError> {
+    admit(&gw, &headers, &endpoint)?;
+    let mut jobs = gw.store.take(&endpoint, &worker, 1, gw.long_poll).await?;
+    Ok(match jobs.pop() {
+        Some(job) => Json(job).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct BatchQuery {
+    batch_size: Option<usize>,
+}
+
+pub async fn job_take_batch(
+    State(gw): State<AppState>,
+    headers: HeaderMap,
+    Path((endpoint, worker)): Path<(String, String)>,
+    Query(q): Query<BatchQuery>,
+) -> Result<Response, RunpodError> {
+    admit(&gw, &headers, &endpoint)?;
+    let n = q.batch_size.unwrap_or(1).clamp(1, 256);
+    let jobs = gw.store.take(&endpoint, &worker, n, gw.long_poll).await?;
+    Ok(if jobs.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        Json(jobs).into_response()
+    })
+}
+
+pub async fn job_done(
+    State(gw): State<AppState>,
+    headers: HeaderMap,
+    Path((endpoint, worker, job)): Path<(String, String, String)>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Json<serde_json::Value>, RunpodError> {
+    admit(&gw, &headers, &endpoint)?;
+    let done: JobDoneBody = serde_json::from_value(body?.0)
+        .map_err(|e| GatewayError::bad_request(format!("job-done body: {e}")))?;
+    gw.store.report(&JobId(job), &worker, done.report()).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn job_stream(
+    State(gw): State<AppState>,
+    headers: HeaderMap,
+    Path((endpoint, worker, job)): Path<(String, String, String)>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Json<serde_json::Value>, RunpodError> {
+    admit(&gw, &headers, &endpoint)?;
+    let chunks = stream_chunks(body?.0).map_err(GatewayError::bad_request)?;
+    gw.store.push_stream(&JobId(job), &worker, chunks).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn ping(
+    State(gw): State<AppState>,
+    headers: HeaderMap,
+    Path((endpoint, worker)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, RunpodError> {
+    admit(&gw, &headers, &endpoint)?;
+    let running: Vec<JobId> = q
+        .get("job_id")
+        .map(|ids| {
+            ids.split(',')
+                .filter(|s| !s.is_empty())
+                .map(JobId::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    gw.store.ping(&endpoint, &worker, &running).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn job_stop(
+    State(gw): State<AppState>,
+    headers: HeaderMap,
+    Path((endpoint, worker)): Path<(String, String)>,
+) -> Result<Response, RunpodError> {
+    admit(&gw, &headers, &endpoint)?;
+    // Polling job-stop is a sign of life, and makes the worker known before it takes a job.
+    gw.store.ping(&endpoint, &worker, &[]).await?;
+    let stops = gw.store.stops(&worker, gw.long_poll).await?;
+    Ok(if stops.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        Json(JobsToStop {
+            jobs_to_stop: stops,
+        })
+        .into_response()
+    })
+}

