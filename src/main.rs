@@ -63,6 +63,8 @@ enum Command {
         #[arg(long, env = "SLUICE_WORKER_ID")]
         worker_id: Option<String>,
     },
+    /// Load-test an OpenAI-compatible server (flags follow `vllm bench serve`).
+    Bench(loadtests::BenchArgs),
     /// Manage the model cache.
     Models {
         #[command(subcommand)]
@@ -121,6 +123,11 @@ fn main() -> std::process::ExitCode {
                 worker_token,
                 worker_id,
             } => roles::worker(common, endpoint, gateway, worker_token, worker_id).await,
+            Command::Bench(args) => {
+                let summary = loadtests::run(&args).await?;
+                loadtests::print(&args, &summary);
+                Ok(())
+            }
             Command::Models { command } => match command {
                 ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),
                 ModelsCommand::Ls { config } => roles::models_ls(&config),

@@ -60,7 +60,7 @@ pub fn gateway_state(
             cfg.name.clone(),
             ServedModel {
                 config: cfg.clone(),
-                tokenizer: Arc::new(tokenizer),
+                tokenizer: Some(Arc::new(tokenizer)),
             },
         );
     }

@@ -10,15 +10,20 @@ use crate::worker::{JobHandler, StreamSink};
 use async_trait::async_trait;
 use either::Either;
 use indexmap::IndexMap;
-use mistralrs::core::{RequestMessage, Response};
-use mistralrs::{
-    Constraint, GgufModelBuilder, Model, NormalRequest, Request, SamplingParams, TextMessageRole,
-    TextMessages,
+use mistralrs::core::{
+    AutoDeviceMapParams, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, MistralRsBuilder,
+    RequestMessage, Response, TokenSource,
 };
+use mistralrs::{
+    best_device, Constraint, DefaultSchedulerMethod, Model, ModelDType, NormalRequest, Request,
+    SamplingParams, SchedulerConfig, TextMessageRole, TextMessages,
+};
+use protocol::config::ActivationDType;
 use protocol::job::OpenAiJobInput;
 use protocol::openai::{GenerateRequest, Sampling};
 use protocol::ModelConfig;
 use serde_json::Value;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
@@ -40,24 +45,65 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Load the GGUF at `path` with the config's engine settings.
+    /// Load the GGUF at `path` with the config's engine settings. This builds the pipeline the
+    /// way mistral.rs's `GgufModelBuilder` does, except that the activation dtype is ours to
+    /// choose (the builder always picks `auto`).
     pub async fn load(cfg: &ModelConfig, path: &Path) -> Result<Self, EngineError> {
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let load_err = |e: anyhow::Error| EngineError::Load(format!("{e:#}"));
+        // mistral.rs would take a missing local file for a Hugging Face id and go online.
+        if !path.is_file() {
+            return Err(EngineError::Load(format!("model file not found: {}", path.display())));
+        }
+        let dir = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_string_lossy()
+            .into_owned();
         let file = path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .ok_or_else(|| EngineError::Load(format!("not a file: {}", path.display())))?;
-        let builder = GgufModelBuilder::new(dir.to_string_lossy(), vec![file])
-            .with_max_num_seqs(cfg.engine.max_num_seqs);
-        // Without the `cuda` feature mistral.rs only has the CPU; say so, so it does not probe.
-        #[cfg(not(feature = "cuda"))]
-        let builder = builder.with_force_cpu();
-        let model = builder
+        let loader = GGUFLoaderBuilder::new(
+            None,
+            None,
+            dir,
+            vec![file],
+            GGUFSpecificConfig { topology: None },
+            false,
+            None,
+        )
+        .build();
+        let dtype = match cfg.engine.dtype {
+            ActivationDType::Auto => ModelDType::Auto,
+            ActivationDType::F32 => ModelDType::F32,
+            ActivationDType::F16 => ModelDType::F16,
+            ActivationDType::Bf16 => ModelDType::BF16,
+        };
+        // Without the `cuda` feature mistral.rs only has the CPU.
+        let device =
+            best_device(!cfg!(feature = "cuda")).map_err(|e| EngineError::Load(e.to_string()))?;
+        let pipeline = loader
+            .load_model_from_hf(
+                None,
+                TokenSource::None,
+                &dtype,
+                &device,
+                true,
+                DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+                None,
+                None,
+            )
+            .map_err(load_err)?;
+        let seqs = NonZeroUsize::new(cfg.engine.max_num_seqs)
+            .ok_or_else(|| EngineError::Load("engine.max_num_seqs must be > 0".into()))?;
+        let scheduler = SchedulerConfig::DefaultScheduler {
+            method: DefaultSchedulerMethod::Fixed(seqs),
+        };
+        let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
             .build()
-            .await
-            .map_err(|e| EngineError::Load(format!("{e:#}")))?;
+            .await;
         Ok(Engine {
-            model,
+            model: Model::new(runner),
             served_name: cfg.name.clone(),
         })
     }

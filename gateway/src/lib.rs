@@ -22,10 +22,11 @@ use weights::PromptTokenizer;
 
 pub use error::GatewayError;
 
-/// A model the gateway serves: its config and tokenizer (for counting prompt tokens).
+/// A model the gateway serves: its config and tokenizer (for counting prompt tokens before
+/// enqueueing; without one, prompts are not checked against the context here).
 pub struct ServedModel {
     pub config: ModelConfig,
-    pub tokenizer: Arc<PromptTokenizer>,
+    pub tokenizer: Option<Arc<PromptTokenizer>>,
 }
 
 pub struct Gateway {

@@ -71,7 +71,9 @@ pub async fn completions(
 
 /// Reject prompts that cannot fit the model's context, before they cost a queue slot.
 fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), GatewayError> {
-    let tok = &model.tokenizer;
+    let Some(tok) = &model.tokenizer else {
+        return Ok(());
+    };
     let (prompt_tokens, param) = match req {
         GenerateRequest::Chat(c) => (tok.count_chat(&c.messages), "messages"),
         GenerateRequest::Completion(c) => (tok.count(&c.prompt), "prompt"),

@@ -112,6 +112,7 @@ pub enum WeightFormat {
     Original,
     Q8_0,
     Q4_0,
+    #[serde(rename = "q4k")]
     Q4K,
     F16,
     F32,
@@ -153,6 +154,20 @@ pub struct EngineSettings {
     pub max_num_seqs: usize,
     /// Context length served (prompt + completion tokens).
     pub context_length: usize,
+    /// Activation dtype of the engine. mistral.rs's `auto` picks F16 on CPU, where every
+    /// quantized matmul then converts to F32 and back; chosen per model by measurement.
+    #[serde(default)]
+    pub dtype: ActivationDType,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationDType {
+    #[default]
+    Auto,
+    F32,
+    F16,
+    Bf16,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

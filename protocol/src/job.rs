@@ -51,16 +51,15 @@ impl JobStatus {
     /// live in one place.
     pub fn can_become(self, to: JobStatus) -> bool {
         use JobStatus::*;
-        match (self, to) {
-            (InQueue, InProgress) | (InQueue, Cancelled) | (InQueue, TimedOut) => true,
-            (InProgress, Completed)
-            | (InProgress, Failed)
-            | (InProgress, Cancelled)
-            | (InProgress, TimedOut)
-            | (InProgress, InQueue) => true,
-            (Failed, InQueue) | (TimedOut, InQueue) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (InQueue, InProgress | Cancelled | TimedOut)
+                | (
+                    InProgress,
+                    Completed | Failed | Cancelled | TimedOut | InQueue
+                )
+                | (Failed | TimedOut, InQueue)
+        )
     }
 
     pub fn as_str(self) -> &'static str {

@@ -41,9 +41,9 @@ fn dtype_for(current: GgmlDType, dims: &[usize], want: GgmlDType) -> GgmlDType {
         return current;
     }
     let row = *dims.last().unwrap_or(&0);
-    if row % want.block_size() == 0 {
+    if row.is_multiple_of(want.block_size()) {
         want
-    } else if row % GgmlDType::Q8_0.block_size() == 0 {
+    } else if row.is_multiple_of(GgmlDType::Q8_0.block_size()) {
         GgmlDType::Q8_0
     } else {
         current

@@ -1,0 +1,220 @@
+//! Request metrics as vLLM's `benchmark_serving` defines them: TTFT (time to first token),
+//! TPOT (time per output token after the first), ITL (gaps between streamed chunks), E2EL
+//! (end-to-end latency), and throughputs over the whole run.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What one request measured.
+#[derive(Clone, Debug, Default)]
+pub struct RequestRecord {
+    pub ok: bool,
+    pub error: Option<String>,
+    pub prompt_tokens: usize,
+    pub output_tokens: usize,
+    /// Time to the first content chunk.
+    pub ttft: Duration,
+    /// Gaps between consecutive content chunks.
+    pub itl: Vec<Duration>,
+    pub latency: Duration,
+}
+
+impl RequestRecord {
+    /// (latency - ttft) / (output_tokens - 1), or `None` for one-token outputs.
+    pub fn tpot(&self) -> Option<Duration> {
+        (self.output_tokens > 1)
+            .then(|| (self.latency.saturating_sub(self.ttft)) / (self.output_tokens as u32 - 1))
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Stats {
+    pub mean: f64,
+    pub median: f64,
+    pub std: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// Percentile by linear interpolation between closest ranks (numpy's default).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = p / 100.0 * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+}
+
+pub fn stats(values: &[f64]) -> Stats {
+    if values.is_empty() {
+        return Stats::default();
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    Stats {
+        mean,
+        median: percentile(&v, 50.0),
+        std,
+        p90: percentile(&v, 90.0),
+        p95: percentile(&v, 95.0),
+        p99: percentile(&v, 99.0),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The run's summary; `to_vllm_json` writes it with the keys of vLLM's result JSON.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub duration: f64,
+    pub completed: usize,
+    pub failed: usize,
+    pub total_input_tokens: usize,
+    pub total_output_tokens: usize,
+    pub request_throughput: f64,
+    pub output_throughput: f64,
+    pub total_token_throughput: f64,
+    pub ttft_ms: Stats,
+    pub tpot_ms: Stats,
+    pub itl_ms: Stats,
+    pub e2el_ms: Stats,
+    pub errors: BTreeMap<String, usize>,
+}
+
+impl Summary {
+    pub fn from_records(records: &[RequestRecord], duration: Duration) -> Self {
+        let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
+        let secs = duration.as_secs_f64().max(f64::MIN_POSITIVE);
+        let input: usize = ok.iter().map(|r| r.prompt_tokens).sum();
+        let output: usize = ok.iter().map(|r| r.output_tokens).sum();
+        let mut errors = BTreeMap::new();
+        for r in records.iter().filter(|r| !r.ok) {
+            *errors
+                .entry(r.error.clone().unwrap_or_default())
+                .or_insert(0) += 1;
+        }
+        Summary {
+            duration: secs,
+            completed: ok.len(),
+            failed: records.len() - ok.len(),
+            total_input_tokens: input,
+            total_output_tokens: output,
+            request_throughput: ok.len() as f64 / secs,
+            output_throughput: output as f64 / secs,
+            total_token_throughput: (input + output) as f64 / secs,
+            ttft_ms: stats(&ok.iter().map(|r| ms(r.ttft)).collect::<Vec<_>>()),
+            tpot_ms: stats(
+                &ok.iter()
+                    .filter_map(|r| r.tpot())
+                    .map(ms)
+                    .collect::<Vec<_>>(),
+            ),
+            itl_ms: stats(
+                &ok.iter()
+                    .flat_map(|r| r.itl.iter().copied().map(ms))
+                    .collect::<Vec<_>>(),
+            ),
+            e2el_ms: stats(&ok.iter().map(|r| ms(r.latency)).collect::<Vec<_>>()),
+            errors,
+        }
+    }
+
+    /// Flat keys as vLLM's `benchmark_serving --save-result` writes them.
+    pub fn to_vllm_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            m.insert(k.to_string(), v);
+        };
+        put("duration", self.duration.into());
+        put("completed", self.completed.into());
+        put("failed", self.failed.into());
+        put("total_input_tokens", self.total_input_tokens.into());
+        put("total_output_tokens", self.total_output_tokens.into());
+        put("request_throughput", self.request_throughput.into());
+        put("output_throughput", self.output_throughput.into());
+        put("total_token_throughput", self.total_token_throughput.into());
+        for (name, s) in [
+            ("ttft", &self.ttft_ms),
+            ("tpot", &self.tpot_ms),
+            ("itl", &self.itl_ms),
+            ("e2el", &self.e2el_ms),
+        ] {
+            put(&format!("mean_{name}_ms"), s.mean.into());
+            put(&format!("median_{name}_ms"), s.median.into());
+            put(&format!("std_{name}_ms"), s.std.into());
+            for (p, v) in [("90", s.p90), ("95", s.p95), ("99", s.p99)] {
+                put(&format!("p{p}_{name}_ms"), v.into());
+            }
+        }
+        put(
+            "errors",
+            serde_json::to_value(&self.errors).unwrap_or_default(),
+        );
+        serde_json::Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn percentiles_interpolate_like_numpy() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&v, 50.0), 2.5);
+        assert!((percentile(&v, 99.0) - 3.97).abs() < 1e-9);
+        assert_eq!(percentile(&[7.0], 90.0), 7.0);
+    }
+
+    #[test]
+    fn summary_arithmetic_on_known_timings() {
+        // Two requests over a 2 s run: 11 and 21 output tokens.
+        let a = RequestRecord {
+            ok: true,
+            prompt_tokens: 5,
+            output_tokens: 11,
+            ttft: d(100),
+            itl: vec![d(50); 10],
+            latency: d(600),
+            ..Default::default()
+        };
+        let b = RequestRecord {
+            ok: true,
+            prompt_tokens: 5,
+            output_tokens: 21,
+            ttft: d(300),
+            itl: vec![d(35); 20],
+            latency: d(1300),
+            ..Default::default()
+        };
+        let failed = RequestRecord {
+            error: Some("HTTP 500".into()),
+            ..Default::default()
+        };
+        let s = Summary::from_records(&[a, b, failed], d(2000));
+        assert_eq!((s.completed, s.failed), (2, 1));
+        assert_eq!(s.total_output_tokens, 32);
+        assert!((s.output_throughput - 16.0).abs() < 1e-9);
+        assert!((s.request_throughput - 1.0).abs() < 1e-9);
+        assert!((s.ttft_ms.mean - 200.0).abs() < 1e-9);
+        // TPOT: (600-100)/10 = 50 ms and (1300-300)/20 = 50 ms.
+        assert!((s.tpot_ms.mean - 50.0).abs() < 1e-9);
+        assert!((s.itl_ms.median - 35.0).abs() < 1e-9);
+        assert_eq!(s.errors["HTTP 500"], 1);
+        let j = s.to_vllm_json();
+        assert_eq!(j["completed"], 2);
+        assert!(j["p99_e2el_ms"].as_f64().unwrap() > 1290.0);
+    }
+}
