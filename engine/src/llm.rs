@@ -52,7 +52,10 @@ impl Engine {
         let load_err = |e: anyhow::Error| EngineError::Load(format!("{e:#}"));
         // mistral.rs would take a missing local file for a Hugging Face id and go online.
         if !path.is_file() {
-            return Err(EngineError::Load(format!("model file not found: {}", path.display())));
+            return Err(EngineError::Load(format!(
+                "model file not found: {}",
+                path.display()
+            )));
         }
         let dir = path
             .parent()

@@ -4,6 +4,7 @@
 //!
 //! This first version runs a fixed-concurrency workload over a built-in prompt set.
 
+pub mod arrivals;
 pub mod metrics;
 
 use anyhow::Context;
@@ -42,9 +43,18 @@ pub struct BenchArgs {
     /// Requests to send in total.
     #[arg(long, default_value_t = 16)]
     pub num_prompts: usize,
-    /// Requests in flight at once.
+    /// Requests in flight at once (a cap; with --request-rate, arrivals beyond it wait).
     #[arg(long, default_value_t = 1)]
     pub max_concurrency: usize,
+    /// Open-loop arrivals per second; `inf` sends as fast as the concurrency allows.
+    #[arg(long, default_value_t = f64::INFINITY)]
+    pub request_rate: f64,
+    /// Gamma shape of the gaps between arrivals: 1 is Poisson, lower is burstier.
+    #[arg(long, default_value_t = 1.0)]
+    pub burstiness: f64,
+    /// Seed of the arrival process.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// max_tokens of every request.
     #[arg(long, default_value_t = 128)]
     pub random_output_len: u32,
@@ -81,6 +91,18 @@ fn body(args: &BenchArgs, i: usize, extra: &Value) -> Value {
     b
 }
 
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    }
+}
+
 /// Chunk text of a chat or completion chunk.
 fn chunk_text(v: &Value) -> Option<&str> {
     let c = v.get("choices")?.get(0)?;
@@ -100,11 +122,7 @@ async fn one(http: &reqwest::Client, url: &str, body: Value) -> RequestRecord {
             return rec;
         }
         Err(e) => {
-            rec.error = Some(if e.is_timeout() {
-                "timeout".into()
-            } else {
-                "connect".into()
-            });
+            rec.error = Some(error_kind(&e).into());
             return rec;
         }
     };
@@ -167,22 +185,37 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Summary> {
         Some(s) => serde_json::from_str(s).context("--extra-body must be a JSON object")?,
         None => json!({}),
     };
+    // A fresh connection per request: what is measured is the server, not how it and this
+    // client handle keep-alive (llama.cpp's server closes a connection after 5 requests).
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(args.max_duration_secs.max(1)))
+        .pool_max_idle_per_host(0)
         .build()?;
     let url = format!("{}{}", args.base_url.trim_end_matches('/'), args.endpoint);
     let slots = Arc::new(Semaphore::new(args.max_concurrency.max(1)));
-    let deadline = Instant::now() + Duration::from_secs(args.max_duration_secs);
+    let offsets = arrivals::schedule(
+        args.num_prompts,
+        args.request_rate,
+        args.burstiness,
+        args.seed,
+    )?;
     let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(args.max_duration_secs);
     let mut tasks = Vec::new();
-    for i in 0..args.num_prompts {
+    for (i, offset) in offsets.into_iter().enumerate() {
+        tokio::time::sleep_until((t0 + offset).into()).await;
         let permit = slots.clone().acquire_owned().await?;
         if Instant::now() >= deadline {
             break;
         }
         let (http, url, b) = (http.clone(), url.clone(), body(args, i, &extra));
         tasks.push(tokio::spawn(async move {
-            let r = one(&http, &url, b).await;
+            // In-flight requests are cut at the deadline too: a run always ends on time.
+            let r = tokio::time::timeout_at(deadline.into(), one(&http, &url, b))
+                .await
+                .unwrap_or_else(|_| RequestRecord {
+                    error: Some("cut at --max-duration-secs".into()),
+                    ..RequestRecord::default()
+                });
             drop(permit);
             r
         }));

@@ -158,6 +158,13 @@ pub struct EngineSettings {
     /// quantized matmul then converts to F32 and back; chosen per model by measurement.
     #[serde(default)]
     pub dtype: ActivationDType,
+    /// Reuse the KV cache of a repeated prompt prefix (mistral.rs's prefix cacher).
+    #[serde(default = "yes")]
+    pub prefix_cache: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,11 +7,14 @@ from collections import defaultdict
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 groups = defaultdict(list)
+values = defaultdict(list)
 for r in rows:
     if "value" in r:
-        print(f"{r['label']}: {r['value']:.2f}")
-        continue
-    groups[(r["label"], r["max_concurrency"])].append(r)
+        values[r["label"]].append(r["value"])
+    else:
+        groups[(r["label"], r["max_concurrency"])].append(r)
+for label, vs in values.items():
+    print(f"{label}: median {statistics.median(vs):.2f} (min {min(vs):.2f}, max {max(vs):.2f}, n={len(vs)})")
 
 print(f"{'server':<10} {'conc':>4} {'runs':>4} {'out tok/s (median, min-max)':>30} {'TTFT ms':>9} {'TPOT ms':>9} {'vs direct':>9}")
 for (label, c), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):

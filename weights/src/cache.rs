@@ -4,9 +4,7 @@
 use crate::{convert, io, pip, Result, WeightsError};
 use protocol::config::{ModelConfig, SourceSettings, WeightFormat};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const MANIFEST: &str = "manifest.json";
@@ -238,17 +236,8 @@ fn record_with(path: &Path, file: &str, sha256: String) -> Result<FileRecord> {
 
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(io(format!("reading {}", path.display())))?;
-        if n == 0 {
-            return Ok(pip::hex(&hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-    }
+    pip::hash_copy(&mut f, &mut std::io::sink(), &|_| {})
+        .map_err(io(format!("reading {}", path.display())))
 }
 
 #[cfg(test)]

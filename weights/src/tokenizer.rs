@@ -141,6 +141,35 @@ impl PromptTokenizer {
             .map_err(|e| WeightsError::Tokenizer(format!("chat template: {e}")))
     }
 
+    /// Token ids of `text` (special-token strings as one id each).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer
+            .encode_fast(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| WeightsError::Tokenizer(e.to_string()))
+    }
+
+    /// Text of `ids`, special tokens dropped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| WeightsError::Tokenizer(e.to_string()))
+    }
+
+    /// Ids of ordinary (non-special) tokens: `0..n` minus the special ones.
+    pub fn text_token_ids(&self) -> Vec<u32> {
+        let specials: std::collections::HashSet<u32> = self
+            .tokenizer
+            .get_added_vocabulary()
+            .get_vocab()
+            .values()
+            .copied()
+            .collect();
+        (0..self.tokenizer.get_vocab_size(false) as u32)
+            .filter(|i| !specials.contains(i))
+            .collect()
+    }
+
     pub fn count_chat(&self, messages: &[ChatMessage]) -> Result<usize> {
         self.count(&self.render_chat(messages)?)
     }
