@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         records.push(t.await?);
     }
-    let s = Summary::from_records(&records, t0.elapsed());
+    let s = Summary::from_records(&records, t0.elapsed(), &Default::default());
     println!(
         "{}",
         json!({"label": "direct", "max_concurrency": concurrency, "completed": s.completed,

@@ -123,11 +123,7 @@ fn main() -> std::process::ExitCode {
                 worker_token,
                 worker_id,
             } => roles::worker(common, endpoint, gateway, worker_token, worker_id).await,
-            Command::Bench(args) => {
-                let summary = loadtests::run(&args).await?;
-                loadtests::print(&args, &summary);
-                Ok(())
-            }
+            Command::Bench(args) => loadtests::main(args).await,
             Command::Models { command } => match command {
                 ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),
                 ModelsCommand::Ls { config } => roles::models_ls(&config),

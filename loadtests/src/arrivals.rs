@@ -31,6 +31,35 @@ pub fn schedule(n: usize, rate: f64, burstiness: f64, seed: u64) -> anyhow::Resu
         .collect())
 }
 
+/// Send offsets for consecutive phases `RATE:SECONDS,...`: each phase draws arrivals at its
+/// rate for its duration (rate 0 is an idle gap).
+pub fn phases(spec: &str, burstiness: f64, seed: u64) -> anyhow::Result<Vec<Duration>> {
+    let mut out = Vec::new();
+    let mut start = 0.0;
+    for (i, phase) in spec.split(',').enumerate() {
+        let (rate, secs) = phase
+            .split_once(':')
+            .and_then(|(r, s)| Some((r.trim().parse::<f64>().ok()?, s.trim().parse::<f64>().ok()?)))
+            .filter(|(r, s)| *r >= 0.0 && r.is_finite() && *s > 0.0)
+            .ok_or_else(|| anyhow::anyhow!("--phases: `{phase}` is not RATE:SECONDS"))?;
+        if rate > 0.0 {
+            // Enough draws to cover the phase; the ones past its end are dropped.
+            let n = (rate * secs * 2.0).ceil() as usize + 16;
+            let offs = schedule(n, rate, burstiness, seed.wrapping_add(i as u64))?;
+            // The process starts at the phase start (the first arrival comes one gap later).
+            let begin = Duration::from_secs_f64(start);
+            out.extend(
+                offs.into_iter()
+                    .skip(1)
+                    .map(|o| o + begin)
+                    .take_while(|o| o.as_secs_f64() < start + secs),
+            );
+        }
+        start += secs;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +94,21 @@ mod tests {
         assert!((cv(1.0) - 1.0).abs() < 0.05);
         assert!((cv(4.0) - 0.5).abs() < 0.05);
         assert!(cv(0.25) > 1.8);
+    }
+
+    #[test]
+    fn phases_place_arrivals_inside_their_windows() {
+        let offs = phases("0:10,50:4,0:5,5:20", 1.0, 1).unwrap();
+        let secs: Vec<f64> = offs.iter().map(|d| d.as_secs_f64()).collect();
+        assert!(secs
+            .iter()
+            .all(|&t| (10.0..14.0).contains(&t) || (19.0..39.0).contains(&t)));
+        let burst = secs.iter().filter(|&&t| t < 14.0).count() as f64;
+        assert!((burst - 200.0).abs() < 40.0, "burst arrivals {burst}");
+        let tail = secs.iter().filter(|&&t| t >= 19.0).count() as f64;
+        assert!((tail - 100.0).abs() < 30.0, "tail arrivals {tail}");
+        assert!(phases("3", 1.0, 0).is_err());
+        assert!(phases("-1:3", 1.0, 0).is_err());
     }
 
     #[test]

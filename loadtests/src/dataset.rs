@@ -39,13 +39,20 @@ pub fn builtin(n: usize) -> Vec<Prompt> {
 
 /// `n` prompts of exactly `input_len` tokens: random ordinary tokens, decoded, then trimmed
 /// or extended until the text re-encodes to the asked length.
-pub fn random(tok: &PromptTokenizer, n: usize, input_len: usize, seed: u64) -> anyhow::Result<Vec<Prompt>> {
+pub fn random(
+    tok: &PromptTokenizer,
+    n: usize,
+    input_len: usize,
+    seed: u64,
+) -> anyhow::Result<Vec<Prompt>> {
     let ids = tok.text_token_ids();
     anyhow::ensure!(!ids.is_empty(), "the tokenizer has no ordinary tokens");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut toks: Vec<u32> = (0..input_len).map(|_| ids[rng.random_range(0..ids.len())]).collect();
+        let mut toks: Vec<u32> = (0..input_len)
+            .map(|_| ids[rng.random_range(0..ids.len())])
+            .collect();
         let mut text = tok.decode(&toks)?;
         // Decoding and re-encoding can merge or split tokens; adjust a few times.
         for _ in 0..8 {
@@ -62,17 +69,26 @@ pub fn random(tok: &PromptTokenizer, n: usize, input_len: usize, seed: u64) -> a
             }
             text = tok.decode(&toks)?;
         }
-        out.push(Prompt { text, output_len: None });
+        out.push(Prompt {
+            text,
+            output_len: None,
+        });
     }
     Ok(out)
 }
 
 /// Prompts from a JSONL file, cycled to `n`.
 pub fn jsonl(path: &Path, n: usize, tok: Option<&PromptTokenizer>) -> anyhow::Result<Vec<Prompt>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut all = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
         all.push(prompt_of(&v, tok).with_context(|| format!("{}:{}", path.display(), i + 1))?);
     }
     anyhow::ensure!(!all.is_empty(), "{} has no prompts", path.display());
@@ -81,8 +97,14 @@ pub fn jsonl(path: &Path, n: usize, tok: Option<&PromptTokenizer>) -> anyhow::Re
 
 fn prompt_of(v: &Value, tok: Option<&PromptTokenizer>) -> anyhow::Result<Prompt> {
     if let Some(p) = v.get("prompt").and_then(Value::as_str) {
-        let output_len = v.get("output_len").and_then(Value::as_u64).map(|n| n as u32);
-        return Ok(Prompt { text: p.to_string(), output_len });
+        let output_len = v
+            .get("output_len")
+            .and_then(Value::as_u64)
+            .map(|n| n as u32);
+        return Ok(Prompt {
+            text: p.to_string(),
+            output_len,
+        });
     }
     let turns = v
         .get("conversations")
@@ -117,7 +139,13 @@ mod tests {
         ];
         std::fs::write(&p, lines.join("\n")).unwrap();
         let got = jsonl(&p, 3, None).unwrap();
-        assert_eq!(got[0], Prompt { text: "hello".into(), output_len: Some(7) });
+        assert_eq!(
+            got[0],
+            Prompt {
+                text: "hello".into(),
+                output_len: Some(7)
+            }
+        );
         assert_eq!(got[1].text, "hi there");
         assert_eq!(got[2], got[0], "cycled to n");
         std::fs::write(&p, "{\"x\": 1}\n").unwrap();

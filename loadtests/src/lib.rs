@@ -2,32 +2,28 @@
 //! server, vLLM, mistral.rs's server), measuring streamed requests the way vLLM's
 //! `benchmark_serving` does. Flag names follow `vllm bench serve`.
 //!
-//! This first version runs a fixed-concurrency workload over a built-in prompt set.
+//! Workloads: fixed concurrency, open-loop arrivals (Poisson or gamma), phases of different
+//! rates (bursts, ramps, idle gaps), sweeps over concurrencies or rates, and A/B runs that
+//! alternate two servers. Every run is bounded by a request count and a time limit.
 
 pub mod arrivals;
+mod client;
+pub mod dataset;
 pub mod metrics;
+pub mod report;
+
+pub use dataset::BUILTIN as BUILTIN_PROMPTS;
 
 use anyhow::Context;
 use clap::Args;
-use futures::StreamExt;
-use metrics::{RequestRecord, Summary};
-use protocol::sse::{Parser, DONE};
+use dataset::Prompt;
+use metrics::{RequestRecord, Slo, Summary};
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-
-/// Prompts that make a small instruct model write at length.
-pub const BUILTIN_PROMPTS: &[&str] = &[
-    "Write a long story about a dragon who learns to bake bread.",
-    "Explain in detail how a bicycle works, part by part.",
-    "Describe a day in the life of a lighthouse keeper.",
-    "Write a detailed travel guide for a city by the sea.",
-    "Explain how rain forms, step by step, for a curious child.",
-    "Write a letter from a sailor to his family at home.",
-    "Describe how to plant and care for a vegetable garden.",
-    "Tell the history of a small mountain village over a century.",
-];
+use weights::PromptTokenizer;
 
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -52,36 +48,121 @@ pub struct BenchArgs {
     /// Gamma shape of the gaps between arrivals: 1 is Poisson, lower is burstier.
     #[arg(long, default_value_t = 1.0)]
     pub burstiness: f64,
-    /// Seed of the arrival process.
+    /// Seed of the arrival process and of random prompts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// max_tokens of every request.
+    /// Arrival phases instead of one rate: `RATE:SECONDS,...`, e.g. `0:10,8:5,0:20` for
+    /// idle -> burst -> idle (rate 0 is an idle gap). Ends the run after the last phase.
+    #[arg(long)]
+    pub phases: Option<String>,
+    /// Prompts: builtin, random (exact --random-input-len tokens), jsonl or sharegpt (a file).
+    #[arg(long, default_value = "builtin")]
+    pub dataset_name: String,
+    /// The file of the jsonl / sharegpt datasets.
+    #[arg(long)]
+    pub dataset_path: Option<PathBuf>,
+    /// Prompt length of the random dataset, in tokens.
+    #[arg(long, default_value_t = 128)]
+    pub random_input_len: usize,
+    /// max_tokens of every request (unless the dataset gives a request its own).
     #[arg(long, default_value_t = 128)]
     pub random_output_len: u32,
+    /// GGUF whose tokenizer makes random prompts and counts output without usage; default:
+    /// the model's file in the sluice cache, if there.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Service-level objectives for goodput, e.g. `--goodput ttft:500 tpot:50`.
+    #[arg(long, num_args = 1..)]
+    pub goodput: Vec<String>,
     /// Extra JSON merged into every request body (e.g. '{"ignore_eos": true}' for llama.cpp).
     #[arg(long)]
     pub extra_body: Option<String>,
-    /// Stop after this many seconds even if requests remain.
+    /// Stop after this many seconds even if requests remain (in-flight ones are cut).
     #[arg(long, default_value_t = 600)]
     pub max_duration_secs: u64,
-    /// Write the result (vLLM's JSON keys, plus `label` and the settings) here.
+    /// Write the result (vLLM's JSON keys, per-request arrays and the settings) here.
     #[arg(long)]
-    pub result_filename: Option<std::path::PathBuf>,
-    /// A name for this run in the result file.
+    pub result_filename: Option<PathBuf>,
+    /// Write a self-contained HTML report with charts here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// A name for this run in reports.
     #[arg(long, default_value = "")]
     pub label: String,
+    /// Run once per concurrency in this list, e.g. `1,2,4,8`.
+    #[arg(long)]
+    pub sweep_concurrency: Option<String>,
+    /// Run once per request rate in this list, e.g. `0.5,1,2`.
+    #[arg(long)]
+    pub sweep_rates: Option<String>,
+    /// A second server: runs alternate A, B, A, B for --rounds and ratios B/A are printed.
+    #[arg(long)]
+    pub base_url_b: Option<String>,
+    /// Rounds of an A/B run.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Compare two result files (A then B) instead of running.
+    #[arg(long, num_args = 2)]
+    pub compare: Vec<PathBuf>,
 }
 
-fn body(args: &BenchArgs, i: usize, extra: &Value) -> Value {
-    let prompt = BUILTIN_PROMPTS[i % BUILTIN_PROMPTS.len()];
+/// One run's records and summary.
+pub struct Run {
+    pub summary: Summary,
+    pub records: Vec<RequestRecord>,
+    /// (seconds, workers) sampled from sluice's `/v2/{model}/health`, when it answers.
+    pub workers: Vec<(f64, f64)>,
+}
+
+fn tokenizer(args: &BenchArgs) -> anyhow::Result<Option<PromptTokenizer>> {
+    let path = match &args.tokenizer {
+        Some(p) => Some(p.clone()),
+        None => weights::Cache::from_env()
+            .list()
+            .into_iter()
+            .find(|m| m.name == args.model)
+            .map(|m| m.served_path()),
+    };
+    path.map(|p| {
+        PromptTokenizer::from_gguf(&p).with_context(|| format!("tokenizer from {}", p.display()))
+    })
+    .transpose()
+}
+
+fn prompts(
+    args: &BenchArgs,
+    n: usize,
+    tok: Option<&PromptTokenizer>,
+) -> anyhow::Result<Vec<Prompt>> {
+    match args.dataset_name.as_str() {
+        "builtin" => Ok(dataset::builtin(n)),
+        "random" => {
+            let tok =
+                tok.context("the random dataset needs a tokenizer: pass --tokenizer MODEL.gguf")?;
+            dataset::random(tok, n, args.random_input_len, args.seed)
+        }
+        "jsonl" | "sharegpt" => {
+            let path = args
+                .dataset_path
+                .as_ref()
+                .context("--dataset-path is required for this dataset")?;
+            dataset::jsonl(path, n, tok)
+        }
+        other => {
+            anyhow::bail!("unknown --dataset-name `{other}` (builtin, random, jsonl, sharegpt)")
+        }
+    }
+}
+
+fn body(args: &BenchArgs, p: &Prompt, extra: &Value) -> Value {
     let mut b = if args.endpoint.ends_with("/chat/completions") {
-        json!({"messages": [{"role": "user", "content": prompt}]})
+        json!({"messages": [{"role": "user", "content": p.text}]})
     } else {
-        json!({ "prompt": prompt })
+        json!({ "prompt": p.text })
     };
     let common = json!({
-        "model": args.model, "max_tokens": args.random_output_len, "temperature": 0,
-        "stream": true, "stream_options": {"include_usage": true},
+        "model": args.model, "max_tokens": p.output_len.unwrap_or(args.random_output_len),
+        "temperature": 0, "stream": true, "stream_options": {"include_usage": true},
     });
     for src in [&common, extra] {
         if let (Some(dst), Some(src)) = (b.as_object_mut(), src.as_object()) {
@@ -91,100 +172,53 @@ fn body(args: &BenchArgs, i: usize, extra: &Value) -> Value {
     b
 }
 
-fn error_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "request"
-    }
-}
-
-/// Chunk text of a chat or completion chunk.
-fn chunk_text(v: &Value) -> Option<&str> {
-    let c = v.get("choices")?.get(0)?;
-    c.get("delta")
-        .and_then(|d| d.get("content"))
-        .or_else(|| c.get("text"))?
-        .as_str()
-}
-
-async fn one(http: &reqwest::Client, url: &str, body: Value) -> RequestRecord {
-    let mut rec = RequestRecord::default();
-    let t0 = Instant::now();
-    let resp = match http.post(url).json(&body).send().await {
-        Ok(r) if r.status().is_success() => r,
-        Ok(r) => {
-            rec.error = Some(format!("HTTP {}", r.status().as_u16()));
-            return rec;
-        }
-        Err(e) => {
-            rec.error = Some(error_kind(&e).into());
-            return rec;
-        }
-    };
-    let mut parser = Parser::new();
-    let mut stream = resp.bytes_stream();
-    let mut last: Option<Instant> = None;
-    let mut chunks = 0usize;
-    let mut done = false;
-    while let Some(bytes) = stream.next().await {
-        let Ok(bytes) = bytes else {
-            rec.error = Some("stream broken".into());
-            return rec;
+/// Sample the workers of the endpoint once a second while `running`; gives up on the first
+/// answer that is not sluice's health object.
+async fn sample_workers(
+    http: reqwest::Client,
+    url: String,
+    t0: Instant,
+    out: Arc<Mutex<Vec<(f64, f64)>>>,
+) {
+    loop {
+        let Ok(r) = http.get(&url).send().await else {
+            return;
         };
-        for event in parser.feed(&String::from_utf8_lossy(&bytes)) {
-            if event == DONE {
-                done = true;
-                continue;
-            }
-            let Ok(v) = serde_json::from_str::<Value>(&event) else {
-                continue;
-            };
-            if v.get("error").is_some() {
-                rec.error = Some("error event".into());
-                return rec;
-            }
-            if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-                rec.prompt_tokens = u["prompt_tokens"].as_u64().unwrap_or(0) as usize;
-                rec.output_tokens = u["completion_tokens"].as_u64().unwrap_or(0) as usize;
-            }
-            if chunk_text(&v).is_some_and(|t| !t.is_empty()) {
-                let now = Instant::now();
-                match last {
-                    None => rec.ttft = now - t0,
-                    Some(prev) => rec.itl.push(now - prev),
-                }
-                last = Some(now);
-                chunks += 1;
-            }
-        }
+        let Ok(v) = r.json::<Value>().await else {
+            return;
+        };
+        let Some(w) = v.get("workers").and_then(Value::as_object) else {
+            return;
+        };
+        let n: f64 = w
+            .iter()
+            .filter(|(k, _)| *k != "unhealthy")
+            .filter_map(|(_, v)| v.as_f64())
+            .sum();
+        out.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((t0.elapsed().as_secs_f64(), n));
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    rec.latency = t0.elapsed();
-    if rec.output_tokens == 0 {
-        // No usage from the server: one token per content chunk.
-        rec.output_tokens = chunks;
-    }
-    rec.ok = done && chunks > 0;
-    if !rec.ok {
-        rec.error = Some(if done {
-            "empty output".into()
-        } else {
-            "no [DONE]".into()
-        });
-    }
-    rec
 }
 
-/// Run the benchmark and return its summary.
-pub async fn run(args: &BenchArgs) -> anyhow::Result<Summary> {
+/// Run one benchmark.
+pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
     let extra: Value = match &args.extra_body {
         Some(s) => serde_json::from_str(s).context("--extra-body must be a JSON object")?,
         None => json!({}),
     };
+    let offsets = match &args.phases {
+        Some(spec) => arrivals::phases(spec, args.burstiness, args.seed)?,
+        None => arrivals::schedule(
+            args.num_prompts,
+            args.request_rate,
+            args.burstiness,
+            args.seed,
+        )?,
+    };
+    let tok = tokenizer(args)?.map(Arc::new);
+    let prompts = prompts(args, offsets.len(), tok.as_deref())?;
     // A fresh connection per request: what is measured is the server, not how it and this
     // client handle keep-alive (llama.cpp's server closes a connection after 5 requests).
     let http = reqwest::Client::builder()
@@ -192,31 +226,47 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Summary> {
         .build()?;
     let url = format!("{}{}", args.base_url.trim_end_matches('/'), args.endpoint);
     let slots = Arc::new(Semaphore::new(args.max_concurrency.max(1)));
-    let offsets = arrivals::schedule(
-        args.num_prompts,
-        args.request_rate,
-        args.burstiness,
-        args.seed,
-    )?;
+    let progress = progress_bar(offsets.len());
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.max_duration_secs);
+    let workers = Arc::new(Mutex::new(Vec::new()));
+    let health = format!(
+        "{}/v2/{}/health",
+        args.base_url.trim_end_matches('/'),
+        args.model
+    );
+    let sampler = tokio::spawn(sample_workers(http.clone(), health, t0, workers.clone()));
     let mut tasks = Vec::new();
-    for (i, offset) in offsets.into_iter().enumerate() {
-        tokio::time::sleep_until((t0 + offset).into()).await;
-        let permit = slots.clone().acquire_owned().await?;
+    for (offset, prompt) in offsets.into_iter().zip(&prompts) {
+        tokio::time::sleep_until((t0 + offset).min(deadline).into()).await;
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p?,
+            _ = tokio::time::sleep_until(deadline.into()) => break,
+        };
         if Instant::now() >= deadline {
             break;
         }
-        let (http, url, b) = (http.clone(), url.clone(), body(args, i, &extra));
+        let (http, url, b, tok, pb) = (
+            http.clone(),
+            url.clone(),
+            body(args, prompt, &extra),
+            tok.clone(),
+            progress.clone(),
+        );
         tasks.push(tokio::spawn(async move {
+            let start = t0.elapsed();
+            let count = |text: &str| tok.as_ref().and_then(|t| t.count(text).ok());
             // In-flight requests are cut at the deadline too: a run always ends on time.
-            let r = tokio::time::timeout_at(deadline.into(), one(&http, &url, b))
-                .await
-                .unwrap_or_else(|_| RequestRecord {
-                    error: Some("cut at --max-duration-secs".into()),
-                    ..RequestRecord::default()
-                });
+            let mut r =
+                tokio::time::timeout_at(deadline.into(), client::request(&http, &url, b, &count))
+                    .await
+                    .unwrap_or_else(|_| RequestRecord {
+                        error: Some("cut at --max-duration-secs".into()),
+                        ..RequestRecord::default()
+                    });
+            r.start = start;
             drop(permit);
+            pb.inc(1);
             r
         }));
     }
@@ -224,45 +274,148 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Summary> {
     for t in tasks {
         records.push(t.await?);
     }
-    let summary = Summary::from_records(&records, t0.elapsed());
-    if let Some(path) = &args.result_filename {
-        let mut j = summary.to_vllm_json();
-        j["label"] = json!(args.label);
-        j["base_url"] = json!(args.base_url);
-        j["max_concurrency"] = json!(args.max_concurrency);
-        j["num_prompts"] = json!(args.num_prompts);
-        j["random_output_len"] = json!(args.random_output_len);
-        std::fs::write(path, serde_json::to_string_pretty(&j)?)?;
-    }
-    Ok(summary)
+    sampler.abort();
+    progress.finish_and_clear();
+    let slo = Slo::parse(&args.goodput)?;
+    let summary = Summary::from_records(&records, t0.elapsed(), &slo);
+    let workers = workers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(Run {
+        summary,
+        records,
+        workers,
+    })
 }
 
-/// A short human-readable table of the summary.
-pub fn print(args: &BenchArgs, s: &Summary) {
-    println!(
-        "== {} {} (concurrency {}) ==",
-        args.label, args.base_url, args.max_concurrency
+fn progress_bar(n: usize) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(n as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} requests")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+fn settings(args: &BenchArgs) -> Value {
+    json!({
+        "label": args.label, "base_url": args.base_url, "model": args.model, "endpoint": args.endpoint,
+        "max_concurrency": args.max_concurrency, "request_rate": if args.request_rate.is_finite() { json!(args.request_rate) } else { json!("inf") },
+        "burstiness": args.burstiness, "num_prompts": args.num_prompts, "dataset_name": args.dataset_name,
+        "random_input_len": args.random_input_len, "random_output_len": args.random_output_len,
+        "phases": args.phases, "seed": args.seed,
+    })
+}
+
+/// Run, print, and write the requested files; returns the result JSON.
+async fn run_and_report(args: &BenchArgs) -> anyhow::Result<Value> {
+    let r = run(args).await?;
+    let title = if args.label.is_empty() {
+        args.base_url.clone()
+    } else {
+        format!("{} ({})", args.label, args.base_url)
+    };
+    report::print(
+        &format!("{title}, concurrency {}", args.max_concurrency),
+        &r.summary,
     );
-    println!(
-        "completed {} failed {} in {:.2} s",
-        s.completed, s.failed, s.duration
-    );
-    println!(
-        "output tok/s {:.1}   total tok/s {:.1}   req/s {:.2}",
-        s.output_throughput, s.total_token_throughput, s.request_throughput
-    );
-    for (name, st) in [
-        ("TTFT", &s.ttft_ms),
-        ("TPOT", &s.tpot_ms),
-        ("ITL", &s.itl_ms),
-        ("E2EL", &s.e2el_ms),
-    ] {
-        println!(
-            "{name:<5} ms  mean {:>8.1}  median {:>8.1}  p99 {:>8.1}",
-            st.mean, st.median, st.p99
+    let j = report::result_json(&r.summary, &r.records, settings(args));
+    if let Some(path) = &args.result_filename {
+        std::fs::write(path, serde_json::to_string_pretty(&j)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        let page = report::html(&title, &r.summary, &r.records, &r.workers);
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(j)
+}
+
+fn list<T: std::str::FromStr>(s: &str, flag: &str) -> anyhow::Result<Vec<T>> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{flag}: `{x}` is not a number"))
+        })
+        .collect()
+}
+
+/// Suffix a result path per sub-run (`r.json` -> `r.c8.json`).
+fn suffixed(p: &Option<PathBuf>, tag: &str) -> Option<PathBuf> {
+    p.as_ref().map(|p| {
+        let stem = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = p
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        p.with_file_name(format!("{stem}.{tag}{ext}"))
+    })
+}
+
+/// The `sluice bench` command: compare files, an A/B run, a sweep, or one run.
+pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
+    if !args.compare.is_empty() {
+        let read = |p: &PathBuf| -> anyhow::Result<Value> {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok(serde_json::from_str(&text)?)
+        };
+        let (a, b) = (read(&args.compare[0])?, read(&args.compare[1])?);
+        let rows = report::ratios(&[a], &[b]);
+        report::print_ratios(
+            &args.compare[0].display().to_string(),
+            &args.compare[1].display().to_string(),
+            &rows,
         );
+        return Ok(());
     }
-    for (e, n) in &s.errors {
-        println!("error {e}: {n}");
+    if let Some(b_url) = &args.base_url_b {
+        let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
+        for round in 0..args.rounds {
+            for (url, runs, tag) in [
+                (&args.base_url, &mut a_runs, "a"),
+                (b_url, &mut b_runs, "b"),
+            ] {
+                let mut a = args.clone();
+                a.base_url = url.clone();
+                a.label = format!("{tag}{round}");
+                a.result_filename = suffixed(&args.result_filename, &format!("{tag}{round}"));
+                a.html = None;
+                runs.push(run_and_report(&a).await?);
+            }
+        }
+        report::print_ratios(&args.base_url, b_url, &report::ratios(&a_runs, &b_runs));
+        return Ok(());
     }
+    let sweeps: Vec<BenchArgs> = match (&args.sweep_concurrency, &args.sweep_rates) {
+        (Some(c), _) => list::<usize>(c, "--sweep-concurrency")?
+            .into_iter()
+            .map(|c| BenchArgs {
+                max_concurrency: c,
+                result_filename: suffixed(&args.result_filename, &format!("c{c}")),
+                html: suffixed(&args.html, &format!("c{c}")),
+                ..args.clone()
+            })
+            .collect(),
+        (None, Some(r)) => list::<f64>(r, "--sweep-rates")?
+            .into_iter()
+            .map(|r| BenchArgs {
+                request_rate: r,
+                result_filename: suffixed(&args.result_filename, &format!("r{r}")),
+                html: suffixed(&args.html, &format!("r{r}")),
+                ..args.clone()
+            })
+            .collect(),
+        (None, None) => vec![args.clone()],
+    };
+    for a in &sweeps {
+        run_and_report(a).await?;
+    }
+    Ok(())
 }

@@ -18,6 +18,53 @@ pub struct RequestRecord {
     /// Gaps between consecutive content chunks.
     pub itl: Vec<Duration>,
     pub latency: Duration,
+    /// When the request was sent, from the start of the run.
+    pub start: Duration,
+}
+
+/// Service-level objectives for goodput (vLLM's `--goodput ttft:MS tpot:MS e2el:MS`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Slo {
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
+    pub e2el_ms: Option<f64>,
+}
+
+impl Slo {
+    /// Parse `KEY:MS` items, KEY one of ttft, tpot, e2el.
+    pub fn parse(items: &[String]) -> anyhow::Result<Self> {
+        let mut slo = Slo::default();
+        for item in items {
+            let (k, v) = item
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--goodput takes KEY:MILLISECONDS, got `{item}`"))?;
+            let v: f64 = v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--goodput `{item}`: not a number"))?;
+            match k {
+                "ttft" => slo.ttft_ms = Some(v),
+                "tpot" => slo.tpot_ms = Some(v),
+                "e2el" => slo.e2el_ms = Some(v),
+                other => anyhow::bail!("--goodput: unknown metric `{other}` (ttft, tpot, e2el)"),
+            }
+        }
+        Ok(slo)
+    }
+
+    pub fn is_set(&self) -> bool {
+        self != &Slo::default()
+    }
+
+    /// A successful request within every objective set.
+    pub fn met_by(&self, r: &RequestRecord) -> bool {
+        let within = |limit: Option<f64>, v: Option<Duration>| match (limit, v) {
+            (Some(l), Some(v)) => ms(v) <= l,
+            _ => true,
+        };
+        r.ok && within(self.ttft_ms, Some(r.ttft))
+            && within(self.tpot_ms, r.tpot())
+            && within(self.e2el_ms, Some(r.latency))
+    }
 }
 
 impl RequestRecord {
@@ -82,6 +129,8 @@ pub struct Summary {
     pub request_throughput: f64,
     pub output_throughput: f64,
     pub total_token_throughput: f64,
+    /// Requests per second that met every SLO (`None` without SLOs).
+    pub request_goodput: Option<f64>,
     pub ttft_ms: Stats,
     pub tpot_ms: Stats,
     pub itl_ms: Stats,
@@ -90,7 +139,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn from_records(records: &[RequestRecord], duration: Duration) -> Self {
+    pub fn from_records(records: &[RequestRecord], duration: Duration, slo: &Slo) -> Self {
         let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
         let secs = duration.as_secs_f64().max(f64::MIN_POSITIVE);
         let input: usize = ok.iter().map(|r| r.prompt_tokens).sum();
@@ -110,6 +159,9 @@ impl Summary {
             request_throughput: ok.len() as f64 / secs,
             output_throughput: output as f64 / secs,
             total_token_throughput: (input + output) as f64 / secs,
+            request_goodput: slo
+                .is_set()
+                .then(|| records.iter().filter(|r| slo.met_by(r)).count() as f64 / secs),
             ttft_ms: stats(&ok.iter().map(|r| ms(r.ttft)).collect::<Vec<_>>()),
             tpot_ms: stats(
                 &ok.iter()
@@ -141,6 +193,7 @@ impl Summary {
         put("request_throughput", self.request_throughput.into());
         put("output_throughput", self.output_throughput.into());
         put("total_token_throughput", self.total_token_throughput.into());
+        put("request_goodput", self.request_goodput.into());
         for (name, s) in [
             ("ttft", &self.ttft_ms),
             ("tpot", &self.tpot_ms),
@@ -203,7 +256,10 @@ mod tests {
             error: Some("HTTP 500".into()),
             ..Default::default()
         };
-        let s = Summary::from_records(&[a, b, failed], d(2000));
+        let slo = Slo::parse(&["ttft:150".into(), "tpot:60".into()]).unwrap();
+        let s = Summary::from_records(&[a, b, failed], d(2000), &slo);
+        // Only `a` meets TTFT <= 150 ms: goodput 1 request in 2 s.
+        assert_eq!(s.request_goodput, Some(0.5));
         assert_eq!((s.completed, s.failed), (2, 1));
         assert_eq!(s.total_output_tokens, 32);
         assert!((s.output_throughput - 16.0).abs() < 1e-9);
@@ -216,5 +272,20 @@ mod tests {
         let j = s.to_vllm_json();
         assert_eq!(j["completed"], 2);
         assert!(j["p99_e2el_ms"].as_f64().unwrap() > 1290.0);
+        assert_eq!(j["request_goodput"], 0.5);
+    }
+
+    #[test]
+    fn slo_parsing_names_bad_input() {
+        assert_eq!(
+            Slo::parse(&["e2el:900".into()]).unwrap().e2el_ms,
+            Some(900.0)
+        );
+        assert!(Slo::parse(&["ttft".into()]).is_err());
+        assert!(Slo::parse(&["itl:5".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("itl"));
+        assert!(!Slo::default().is_set());
     }
 }

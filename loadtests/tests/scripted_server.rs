@@ -50,22 +50,21 @@ async fn server() -> String {
     url
 }
 
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+/// The command line's defaults, at `base_url`, 4 requests 2 at a time.
 fn args(base_url: String) -> BenchArgs {
-    BenchArgs {
-        base_url,
-        model: "m".into(),
-        endpoint: "/v1/chat/completions".into(),
-        num_prompts: 4,
-        max_concurrency: 2,
-        request_rate: f64::INFINITY,
-        burstiness: 1.0,
-        seed: 0,
-        random_output_len: 16,
-        extra_body: None,
-        max_duration_secs: 60,
-        result_filename: None,
-        label: "scripted".into(),
-    }
+    use clap::Parser;
+    let mut a = Cli::parse_from(["bench", "--base-url", &base_url]).bench;
+    a.num_prompts = 4;
+    a.max_concurrency = 2;
+    a.model = "m".into();
+    a.label = "scripted".into();
+    a
 }
 
 fn near(measured_ms: f64, expected: Duration, tolerance_ms: f64) -> bool {
@@ -75,7 +74,7 @@ fn near(measured_ms: f64, expected: Duration, tolerance_ms: f64) -> bool {
 #[tokio::test]
 async fn metrics_match_the_scripted_timing() {
     let url = server().await;
-    let s = run(&args(url)).await.unwrap();
+    let s = run(&args(url)).await.unwrap().summary;
     assert_eq!((s.completed, s.failed), (4, 0));
     assert_eq!(s.total_output_tokens, 4 * TOKENS);
     assert_eq!(s.total_input_tokens, 4 * 3);
@@ -101,7 +100,7 @@ async fn a_run_stops_at_its_time_bound() {
     a.max_concurrency = 1;
     a.max_duration_secs = 1;
     let t0 = Instant::now();
-    let s = run(&a).await.unwrap();
+    let s = run(&a).await.unwrap().summary;
     assert!(
         t0.elapsed() < Duration::from_millis(1500),
         "took {:?}",
@@ -122,7 +121,7 @@ async fn open_loop_arrivals_follow_the_rate() {
     a.max_concurrency = 100;
     a.request_rate = 20.0;
     a.seed = 3;
-    let s = run(&a).await.unwrap();
+    let s = run(&a).await.unwrap().summary;
     assert_eq!(s.completed, 20);
     // 19 gaps at 20/s is about 0.95 s of arrivals plus one request's latency.
     assert!(
@@ -136,7 +135,7 @@ async fn open_loop_arrivals_follow_the_rate() {
 async fn connection_errors_are_counted_not_fatal() {
     let mut a = args("http://127.0.0.1:9".into());
     a.num_prompts = 3;
-    let s = run(&a).await.unwrap();
+    let s = run(&a).await.unwrap().summary;
     assert_eq!((s.completed, s.failed), (0, 3));
     assert_eq!(s.errors.get("connect"), Some(&3));
 }

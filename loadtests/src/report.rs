@@ -1,0 +1,313 @@
+//! Results: a console table, a JSON file with vLLM's keys (plus per-request arrays), a
+//! self-contained HTML report with SVG charts, and ratios between two results.
+
+use crate::metrics::{RequestRecord, Stats, Summary};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+pub fn print(label: &str, s: &Summary) {
+    println!("== {label} ==");
+    println!(
+        "completed {} failed {} in {:.2} s",
+        s.completed, s.failed, s.duration
+    );
+    println!(
+        "output tok/s {:.1}   total tok/s {:.1}   req/s {:.2}{}",
+        s.output_throughput,
+        s.total_token_throughput,
+        s.request_throughput,
+        s.request_goodput
+            .map(|g| format!("   goodput req/s {g:.2}"))
+            .unwrap_or_default()
+    );
+    for (name, st) in [
+        ("TTFT", &s.ttft_ms),
+        ("TPOT", &s.tpot_ms),
+        ("ITL", &s.itl_ms),
+        ("E2EL", &s.e2el_ms),
+    ] {
+        println!(
+            "{name:<5} ms  mean {:>8.1}  median {:>8.1}  p90 {:>8.1}  p99 {:>8.1}",
+            st.mean, st.median, st.p90, st.p99
+        );
+    }
+    for (e, n) in &s.errors {
+        println!("error {e}: {n}");
+    }
+}
+
+/// vLLM's result keys plus the per-request arrays its result file carries.
+pub fn result_json(s: &Summary, records: &[RequestRecord], settings: Value) -> Value {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let mut j = s.to_vllm_json();
+    j["input_lens"] = json!(records.iter().map(|r| r.prompt_tokens).collect::<Vec<_>>());
+    j["output_lens"] = json!(records.iter().map(|r| r.output_tokens).collect::<Vec<_>>());
+    j["ttfts"] = json!(records
+        .iter()
+        .map(|r| r.ttft.as_secs_f64())
+        .collect::<Vec<_>>());
+    j["e2els"] = json!(records.iter().map(|r| ms(r.latency)).collect::<Vec<_>>());
+    j["start_times"] = json!(records
+        .iter()
+        .map(|r| r.start.as_secs_f64())
+        .collect::<Vec<_>>());
+    j["errors_per_request"] = json!(records
+        .iter()
+        .map(|r| r.error.clone().unwrap_or_default())
+        .collect::<Vec<_>>());
+    if let (Some(dst), Some(src)) = (j.as_object_mut(), settings.as_object()) {
+        dst.extend(src.clone());
+    }
+    j
+}
+
+/// Metrics compared by [`ratios`]: (name, key in the result JSON, higher is better).
+const COMPARED: &[(&str, &str, bool)] = &[
+    ("output tok/s", "output_throughput", true),
+    ("req/s", "request_throughput", true),
+    ("median TTFT ms", "median_ttft_ms", false),
+    ("median TPOT ms", "median_tpot_ms", false),
+    ("p99 E2EL ms", "p99_e2el_ms", false),
+];
+
+/// B/A ratios of the compared metrics over paired rounds: median and min-max across rounds.
+pub fn ratios(a: &[Value], b: &[Value]) -> Vec<(String, f64, f64, f64)> {
+    COMPARED
+        .iter()
+        .map(|(name, key, _)| {
+            let mut r: Vec<f64> = a
+                .iter()
+                .zip(b)
+                .filter_map(|(x, y)| Some(y[*key].as_f64()? / x[*key].as_f64()?))
+                .filter(|v| v.is_finite())
+                .collect();
+            r.sort_by(f64::total_cmp);
+            let med = crate::metrics::percentile(&r, 50.0);
+            (
+                name.to_string(),
+                med,
+                *r.first().unwrap_or(&f64::NAN),
+                *r.last().unwrap_or(&f64::NAN),
+            )
+        })
+        .collect()
+}
+
+pub fn print_ratios(a: &str, b: &str, rows: &[(String, f64, f64, f64)]) {
+    println!("== {b} / {a} ==");
+    for (name, med, lo, hi) in rows {
+        println!("{name:<16} {med:>7.3}  (min {lo:.3}, max {hi:.3})");
+    }
+}
+
+// ---- HTML ----
+
+const W: f64 = 640.0;
+const H: f64 = 260.0;
+const PAD: f64 = 48.0;
+const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+/// An SVG line chart of `series` (name, points).
+fn chart(title: &str, xlabel: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
+    let pts = series.iter().flat_map(|(_, p)| p.iter());
+    let (mut x1, mut y1) = (f64::MIN, f64::MIN);
+    for &(x, y) in pts {
+        x1 = x1.max(x);
+        y1 = y1.max(y);
+    }
+    if x1 <= 0.0 {
+        x1 = 1.0;
+    }
+    if y1 <= 0.0 {
+        y1 = 1.0;
+    }
+    let sx = |x: f64| PAD + x / x1 * (W - 2.0 * PAD);
+    let sy = |y: f64| H - PAD + -(y / y1) * (H - 2.0 * PAD);
+    let mut svg = format!(
+        "<h3>{title}</h3><svg width=\"{W}\" height=\"{H}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">\
+         <line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>\
+         <line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#333\"/>",
+        b = H - PAD,
+        r = W - PAD
+    );
+    for i in 0..=4 {
+        let f = f64::from(i) / 4.0;
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:.3}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.3}</text>",
+            sx(f * x1),
+            H - PAD + 14.0,
+            f * x1,
+            PAD - 4.0,
+            sy(f * y1) + 4.0,
+            f * y1
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{xlabel}</text>",
+        W / 2.0,
+        H - 8.0
+    );
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let path: Vec<String> = points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>",
+            path.join(" "),
+            W - PAD - 110.0,
+            PAD + 14.0 * i as f64
+        );
+    }
+    svg + "</svg>"
+}
+
+/// Empirical CDF points of `values`.
+fn cdf(values: &[f64]) -> Vec<(f64, f64)> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len() as f64;
+    v.iter()
+        .enumerate()
+        .map(|(i, x)| (*x, (i + 1) as f64 / n))
+        .collect()
+}
+
+/// Output tokens finished per second, and requests in flight, over the run.
+fn timelines(records: &[RequestRecord], duration: f64) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    let bins = duration.ceil().max(1.0) as usize;
+    let mut tokens = vec![0.0; bins + 1];
+    for r in records.iter().filter(|r| r.ok) {
+        let end = (r.start + r.latency).as_secs_f64();
+        tokens[(end as usize).min(bins)] += r.output_tokens as f64;
+    }
+    let throughput = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i as f64, *t))
+        .collect();
+    let steps = (duration * 4.0).ceil().max(1.0) as usize;
+    let inflight = (0..=steps)
+        .map(|i| {
+            let t = i as f64 / 4.0;
+            let n = records
+                .iter()
+                .filter(|r| r.start.as_secs_f64() <= t && t < (r.start + r.latency).as_secs_f64())
+                .count();
+            (t, n as f64)
+        })
+        .collect();
+    (throughput, inflight)
+}
+
+fn stats_row(name: &str, s: &Stats) -> String {
+    format!(
+        "<tr><td>{name}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+        s.mean, s.median, s.p90, s.p95, s.p99
+    )
+}
+
+/// A self-contained HTML page (inline SVG, no scripts) for one run. `workers` is a
+/// (seconds, workers) timeline when the server exposed one.
+pub fn html(title: &str, s: &Summary, records: &[RequestRecord], workers: &[(f64, f64)]) -> String {
+    let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
+    let ttft: Vec<f64> = ok.iter().map(|r| r.ttft.as_secs_f64() * 1e3).collect();
+    let e2el: Vec<f64> = ok.iter().map(|r| r.latency.as_secs_f64() * 1e3).collect();
+    let (throughput, inflight) = timelines(records, s.duration);
+    let mut page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:sans-serif;margin:24px}}td,th{{padding:2px 10px;text-align:right}}</style></head><body>\
+         <h2>{title}</h2><p>{} completed, {} failed in {:.2} s: {:.1} output tok/s, {:.2} req/s{}</p>\
+         <table><tr><th></th><th>mean</th><th>median</th><th>p90</th><th>p95</th><th>p99</th></tr>{}{}{}{}</table>",
+        s.completed,
+        s.failed,
+        s.duration,
+        s.output_throughput,
+        s.request_throughput,
+        s.request_goodput.map(|g| format!(", goodput {g:.2} req/s")).unwrap_or_default(),
+        stats_row("TTFT ms", &s.ttft_ms),
+        stats_row("TPOT ms", &s.tpot_ms),
+        stats_row("ITL ms", &s.itl_ms),
+        stats_row("E2EL ms", &s.e2el_ms),
+    );
+    page += &chart(
+        "Latency CDF",
+        "milliseconds",
+        &[("TTFT", cdf(&ttft)), ("E2EL", cdf(&e2el))],
+    );
+    page += &chart(
+        "Output tokens finished per second",
+        "seconds into the run",
+        &[("tok/s", throughput)],
+    );
+    let mut conc = vec![("requests in flight", inflight)];
+    if !workers.is_empty() {
+        conc.push(("workers", workers.to_vec()));
+    }
+    page += &chart("Concurrency over time", "seconds into the run", &conc);
+    for (e, n) in &s.errors {
+        let _ = write!(page, "<p>error {e}: {n}</p>");
+    }
+    page + "</body></html>"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn rec(start: u64, latency: u64, tokens: usize) -> RequestRecord {
+        RequestRecord {
+            ok: true,
+            output_tokens: tokens,
+            start: Duration::from_millis(start),
+            latency: Duration::from_millis(latency),
+            ttft: Duration::from_millis(latency / 4),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn timelines_bin_tokens_and_count_in_flight() {
+        let rs = [rec(0, 1500, 10), rec(500, 1000, 20), rec(2000, 500, 5)];
+        let (tp, inflight) = timelines(&rs, 3.0);
+        assert_eq!(tp[1], (1.0, 30.0), "both first requests end in second 1");
+        assert_eq!(tp[2], (2.0, 5.0));
+        assert_eq!(inflight[2], (0.5, 2.0));
+        assert_eq!(inflight[8], (2.0, 1.0));
+    }
+
+    #[test]
+    fn cdf_ends_at_one_and_html_is_self_contained() {
+        let c = cdf(&[3.0, 1.0, 2.0]);
+        assert_eq!(c, vec![(1.0, 1.0 / 3.0), (2.0, 2.0 / 3.0), (3.0, 1.0)]);
+        let rs = [rec(0, 1000, 10)];
+        let s = Summary::from_records(&rs, Duration::from_secs(1), &Default::default());
+        let page = html("t", &s, &rs, &[(0.0, 1.0)]);
+        assert!(page.contains("<svg") && page.contains("workers") && !page.contains("<script"));
+    }
+
+    #[test]
+    fn ratios_pair_rounds() {
+        let a = vec![
+            json!({"output_throughput": 10.0}),
+            json!({"output_throughput": 20.0}),
+        ];
+        let b = vec![
+            json!({"output_throughput": 12.0}),
+            json!({"output_throughput": 20.0}),
+        ];
+        let r = ratios(&a, &b);
+        assert_eq!(r[0].0, "output tok/s");
+        assert!(
+            (r[0].1 - 1.1).abs() < 1e-9
+                && (r[0].2 - 1.0).abs() < 1e-9
+                && (r[0].3 - 1.2).abs() < 1e-9
+        );
+    }
+}
