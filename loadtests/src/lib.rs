@@ -10,6 +10,7 @@ pub mod arrivals;
 mod client;
 pub mod dataset;
 pub mod metrics;
+pub mod queue_client;
 pub mod report;
 
 pub use dataset::BUILTIN as BUILTIN_PROMPTS;
@@ -36,6 +37,22 @@ pub struct BenchArgs {
     /// API route: /v1/chat/completions or /v1/completions.
     #[arg(long, default_value = "/v1/chat/completions")]
     pub endpoint: String,
+    /// `openai` (streamed /v1 requests) or `queue` (RunPod-style /v2/{model}/run ...).
+    #[arg(long, default_value = "openai")]
+    pub api: String,
+    /// With --api queue: how a job is followed.
+    #[arg(long, value_enum, default_value = "run")]
+    pub queue_mode: queue_client::QueueMode,
+    /// With --api queue: how often status / stream are polled.
+    #[arg(long, default_value_t = 100)]
+    pub poll_interval_ms: u64,
+    /// With --api queue: the job input, instead of an OpenAI request for the model.
+    #[arg(long)]
+    pub queue_input: Option<String>,
+    /// Before each request, wait until the endpoint has no workers (scaled to zero), so every
+    /// request measures a cold start. Needs sluice's /v2/{model}/health.
+    #[arg(long)]
+    pub cold_start: bool,
     /// Requests to send in total.
     #[arg(long, default_value_t = 16)]
     pub num_prompts: usize,
@@ -202,6 +219,82 @@ async fn sample_workers(
     }
 }
 
+/// One request, to either API.
+enum Job {
+    OpenAi(Value),
+    Queue {
+        input: Value,
+        mode: queue_client::QueueMode,
+        poll: Duration,
+    },
+}
+
+impl Job {
+    fn new(
+        args: &BenchArgs,
+        openai_body: Value,
+        queue_input: &Option<Value>,
+    ) -> anyhow::Result<Self> {
+        if args.api != "queue" {
+            return Ok(Job::OpenAi(openai_body));
+        }
+        let mode = args.queue_mode;
+        let input = match queue_input {
+            Some(v) => v.clone(),
+            None => {
+                // The OpenAI request as a job, the way RunPod's vLLM worker takes it; only the
+                // stream mode asks the worker to stream.
+                let mut b = openai_body;
+                if mode != queue_client::QueueMode::Stream {
+                    b["stream"] = json!(false);
+                    if let Some(o) = b.as_object_mut() {
+                        o.remove("stream_options");
+                    }
+                }
+                json!({"openai_route": args.endpoint, "openai_input": b})
+            }
+        };
+        Ok(Job::Queue {
+            input,
+            mode,
+            poll: Duration::from_millis(args.poll_interval_ms.max(1)),
+        })
+    }
+
+    async fn send(
+        self,
+        http: &reqwest::Client,
+        url: &str,
+        count: &(dyn Fn(&str) -> Option<usize> + Sync),
+    ) -> RequestRecord {
+        match self {
+            Job::OpenAi(body) => client::request(http, url, body, count).await,
+            Job::Queue { input, mode, poll } => {
+                queue_client::request(http, url, input, mode, poll).await
+            }
+        }
+    }
+}
+
+/// Poll sluice's health until the endpoint has no workers; `false` if the deadline came first.
+async fn wait_for_zero_workers(http: &reqwest::Client, health: &str, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(health).send().await {
+            if let Ok(v) = r.json::<Value>().await {
+                let total: f64 = v["workers"]
+                    .as_object()
+                    .map(|w| w.values().filter_map(Value::as_f64).sum())
+                    .unwrap_or(-1.0);
+                if total == 0.0 {
+                    return true;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 /// Run one benchmark.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
     let extra: Value = match &args.extra_body {
@@ -224,7 +317,16 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()?;
-    let url = format!("{}{}", args.base_url.trim_end_matches('/'), args.endpoint);
+    let base = args.base_url.trim_end_matches('/');
+    let url = match args.api.as_str() {
+        "openai" => format!("{base}{}", args.endpoint),
+        "queue" => format!("{base}/v2/{}", args.model),
+        other => anyhow::bail!("unknown --api `{other}` (openai, queue)"),
+    };
+    let queue_input: Option<Value> = match &args.queue_input {
+        Some(s) => Some(serde_json::from_str(s).context("--queue-input must be JSON")?),
+        None => None,
+    };
     let slots = Arc::new(Semaphore::new(args.max_concurrency.max(1)));
     let progress = progress_bar(offsets.len());
     let t0 = Instant::now();
@@ -235,7 +337,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
         args.base_url.trim_end_matches('/'),
         args.model
     );
-    let sampler = tokio::spawn(sample_workers(http.clone(), health, t0, workers.clone()));
+    let sampler = tokio::spawn(sample_workers(
+        http.clone(),
+        health.clone(),
+        t0,
+        workers.clone(),
+    ));
     let mut tasks = Vec::new();
     for (offset, prompt) in offsets.into_iter().zip(&prompts) {
         tokio::time::sleep_until((t0 + offset).min(deadline).into()).await;
@@ -246,24 +353,21 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
         if Instant::now() >= deadline {
             break;
         }
-        let (http, url, b, tok, pb) = (
-            http.clone(),
-            url.clone(),
-            body(args, prompt, &extra),
-            tok.clone(),
-            progress.clone(),
-        );
+        if args.cold_start && !wait_for_zero_workers(&http, &health, deadline).await {
+            break;
+        }
+        let job = Job::new(args, body(args, prompt, &extra), &queue_input)?;
+        let (http, url, tok, pb) = (http.clone(), url.clone(), tok.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             let start = t0.elapsed();
             let count = |text: &str| tok.as_ref().and_then(|t| t.count(text).ok());
             // In-flight requests are cut at the deadline too: a run always ends on time.
-            let mut r =
-                tokio::time::timeout_at(deadline.into(), client::request(&http, &url, b, &count))
-                    .await
-                    .unwrap_or_else(|_| RequestRecord {
-                        error: Some("cut at --max-duration-secs".into()),
-                        ..RequestRecord::default()
-                    });
+            let mut r = tokio::time::timeout_at(deadline.into(), job.send(&http, &url, &count))
+                .await
+                .unwrap_or_else(|_| RequestRecord {
+                    error: Some("cut at --max-duration-secs".into()),
+                    ..RequestRecord::default()
+                });
             r.start = start;
             drop(permit);
             pb.inc(1);
@@ -305,7 +409,7 @@ fn settings(args: &BenchArgs) -> Value {
         "max_concurrency": args.max_concurrency, "request_rate": if args.request_rate.is_finite() { json!(args.request_rate) } else { json!("inf") },
         "burstiness": args.burstiness, "num_prompts": args.num_prompts, "dataset_name": args.dataset_name,
         "random_input_len": args.random_input_len, "random_output_len": args.random_output_len,
-        "phases": args.phases, "seed": args.seed,
+        "phases": args.phases, "seed": args.seed, "api": args.api, "cold_start": args.cold_start,
     })
 }
 

@@ -20,6 +20,9 @@ pub struct RequestRecord {
     pub latency: Duration,
     /// When the request was sent, from the start of the run.
     pub start: Duration,
+    /// Queue API only: the server's `delayTime` (submit -> start) and `executionTime`.
+    pub delay: Option<Duration>,
+    pub execution: Option<Duration>,
 }
 
 /// Service-level objectives for goodput (vLLM's `--goodput ttft:MS tpot:MS e2el:MS`).
@@ -135,6 +138,9 @@ pub struct Summary {
     pub tpot_ms: Stats,
     pub itl_ms: Stats,
     pub e2el_ms: Stats,
+    /// Queue API: submit -> start and execution, as the server reports them.
+    pub delay_ms: Stats,
+    pub execution_ms: Stats,
     pub errors: BTreeMap<String, usize>,
 }
 
@@ -175,6 +181,18 @@ impl Summary {
                     .collect::<Vec<_>>(),
             ),
             e2el_ms: stats(&ok.iter().map(|r| ms(r.latency)).collect::<Vec<_>>()),
+            delay_ms: stats(
+                &ok.iter()
+                    .filter_map(|r| r.delay)
+                    .map(ms)
+                    .collect::<Vec<_>>(),
+            ),
+            execution_ms: stats(
+                &ok.iter()
+                    .filter_map(|r| r.execution)
+                    .map(ms)
+                    .collect::<Vec<_>>(),
+            ),
             errors,
         }
     }

@@ -139,3 +139,153 @@ async fn connection_errors_are_counted_not_fatal() {
     assert_eq!((s.completed, s.failed), (0, 3));
     assert_eq!(s.errors.get("connect"), Some(&3));
 }
+
+mod queue_api {
+    //! The queue-API workloads and the cold-start scenario against a scripted RunPod-style
+    //! server: a job is queued, then runs, with known `delayTime` and `executionTime`.
+    use super::*;
+    use axum::extract::State;
+    use axum::routing::get;
+    use axum::Json;
+    use loadtests::queue_client::QueueMode;
+    use serde_json::{json, Value};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct Script {
+        status_calls: AtomicUsize,
+        stream_calls: AtomicUsize,
+        started: std::sync::OnceLock<Instant>,
+    }
+
+    fn done() -> Value {
+        json!({"id": "j1", "status": "COMPLETED", "delayTime": 120, "executionTime": 300,
+               "output": {"usage": {"prompt_tokens": 3, "completion_tokens": 5}}})
+    }
+
+    async fn server() -> String {
+        let script = Arc::new(Script::default());
+        let app = Router::new()
+            .route(
+                "/v2/m/run",
+                post(|| async { Json(json!({"id": "j1", "status": "IN_QUEUE"})) }),
+            )
+            .route(
+                "/v2/m/runsync",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Json(done())
+                }),
+            )
+            .route(
+                "/v2/m/status/j1",
+                get(|State(s): State<Arc<Script>>| async move {
+                    // In progress for the first two polls.
+                    if s.status_calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                        Json(json!({"id": "j1", "status": "IN_PROGRESS"}))
+                    } else {
+                        Json(done())
+                    }
+                }),
+            )
+            .route(
+                "/v2/m/stream/j1",
+                get(|State(s): State<Arc<Script>>| async move {
+                    Json(match s.stream_calls.fetch_add(1, Ordering::SeqCst) {
+                        0 => json!({"status": "IN_PROGRESS", "stream": []}),
+                        1 => json!({"status": "IN_PROGRESS", "stream": [{"output": "a"}]}),
+                        2 => json!({"status": "COMPLETED", "stream": [{"output": "b"}]}),
+                        _ => json!({"status": "COMPLETED", "stream": []}),
+                    })
+                }),
+            )
+            .route(
+                "/v2/m/health",
+                get(|State(s): State<Arc<Script>>| async move {
+                    // One idle worker for the first 600 ms, then scaled to zero.
+                    let t0 = *s.started.get_or_init(Instant::now);
+                    let idle = u32::from(t0.elapsed() < Duration::from_millis(600));
+                    Json(json!({"jobs": {}, "workers": {"idle": idle, "running": 0}}))
+                }),
+            )
+            .route("/v1/chat/completions", post(scripted))
+            .with_state(script);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    fn queue_args(url: String, mode: QueueMode) -> BenchArgs {
+        let mut a = args(url);
+        a.api = "queue".into();
+        a.queue_mode = mode;
+        a.num_prompts = 1;
+        a.poll_interval_ms = 50;
+        a
+    }
+
+    #[tokio::test]
+    async fn run_then_poll_status_reports_server_times() {
+        let s = run(&queue_args(server().await, QueueMode::Run))
+            .await
+            .unwrap()
+            .summary;
+        assert_eq!((s.completed, s.failed), (1, 0));
+        assert_eq!(s.total_output_tokens, 5);
+        assert_eq!((s.delay_ms.median, s.execution_ms.median), (120.0, 300.0));
+        // Three polls 50 ms apart.
+        assert!(
+            near(s.e2el_ms.median, Duration::from_millis(150), 60.0),
+            "{:?}",
+            s.e2el_ms
+        );
+    }
+
+    #[tokio::test]
+    async fn runsync_takes_one_round_trip() {
+        let s = run(&queue_args(server().await, QueueMode::Runsync))
+            .await
+            .unwrap()
+            .summary;
+        assert_eq!(s.completed, 1);
+        assert!(
+            near(s.e2el_ms.median, Duration::from_millis(100), 40.0),
+            "{:?}",
+            s.e2el_ms
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_mode_times_the_first_chunk_and_reads_to_the_end() {
+        let s = run(&queue_args(server().await, QueueMode::Stream))
+            .await
+            .unwrap()
+            .summary;
+        assert_eq!(s.completed, 1, "{:?}", s.errors);
+        // The first chunk comes on the second poll; the stream ends on the fourth.
+        assert!(
+            near(s.ttft_ms.median, Duration::from_millis(100), 40.0),
+            "{:?}",
+            s.ttft_ms
+        );
+        assert!(s.e2el_ms.median >= 190.0, "{:?}", s.e2el_ms);
+    }
+
+    #[tokio::test]
+    async fn cold_start_waits_for_zero_workers_first() {
+        let url = server().await;
+        let mut a = args(url);
+        a.cold_start = true;
+        a.num_prompts = 1;
+        let t0 = Instant::now();
+        let r = run(&a).await.unwrap();
+        assert_eq!(r.summary.completed, 1);
+        assert!(
+            t0.elapsed() >= Duration::from_millis(600),
+            "sent before the endpoint was idle"
+        );
+        assert!(r.records[0].start >= Duration::from_millis(550));
+    }
+}
