@@ -81,6 +81,15 @@ enum ModelsCommand {
         #[arg(long, default_value = "configs/sluice.toml")]
         config: PathBuf,
     },
+    /// Write a cached model's tokenizer as a Hugging Face tokenizer directory (for tools
+    /// such as aiperf or guidellm that load tokenizers with `transformers`).
+    ExportTokenizer {
+        name: String,
+        /// Output directory.
+        dir: PathBuf,
+        #[arg(long, default_value = "configs/sluice.toml")]
+        config: PathBuf,
+    },
     /// List configured models and whether they are cached.
     Ls {
         #[arg(long, default_value = "configs/sluice.toml")]
@@ -127,6 +136,9 @@ fn main() -> std::process::ExitCode {
             Command::Models { command } => match command {
                 ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),
                 ModelsCommand::Ls { config } => roles::models_ls(&config),
+                ModelsCommand::ExportTokenizer { name, dir, config } => {
+                    roles::models_export_tokenizer(&config, &name, &dir)
+                }
             },
         }
     });

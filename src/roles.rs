@@ -169,6 +169,15 @@ pub fn models_pull(config: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn models_export_tokenizer(config: &Path, name: &str, dir: &Path) -> anyhow::Result<()> {
+    let dep = Deployment::load(config)?;
+    let cfg = protocol::ModelConfig::find(&dep.models_dir, name)?;
+    let m = Cache::from_env().pull(&cfg)?;
+    PromptTokenizer::from_gguf(&m.served_path())?.save_hf(dir)?;
+    println!("{}", dir.display());
+    Ok(())
+}
+
 pub fn models_ls(config: &Path) -> anyhow::Result<()> {
     let dep = Deployment::load(config)?;
     let cache = Cache::from_env();

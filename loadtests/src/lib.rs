@@ -403,6 +403,40 @@ fn progress_bar(n: usize) -> indicatif::ProgressBar {
     pb
 }
 
+/// One line saying what was measured.
+fn describe(a: &BenchArgs) -> String {
+    let prompts = match a.dataset_name.as_str() {
+        "random" => format!("random prompts of {} tokens", a.random_input_len),
+        "builtin" => "built-in prompts".to_string(),
+        other => format!(
+            "{other} prompts from {}",
+            a.dataset_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ),
+    };
+    let arrivals = match (&a.phases, a.request_rate.is_finite()) {
+        (Some(p), _) => format!("phases {p} (rate:seconds)"),
+        (None, true) => format!("{} req/s, burstiness {}", a.request_rate, a.burstiness),
+        (None, false) => "as fast as the concurrency allows".to_string(),
+    };
+    let api = if a.api == "queue" {
+        format!("queue API ({:?})", a.queue_mode)
+    } else {
+        a.endpoint.clone()
+    };
+    format!(
+        "{} requests of {api} to model {} at {}, {prompts}, max_tokens {}, greedy, concurrency <= {}, arrivals {arrivals}{}",
+        a.num_prompts,
+        a.model,
+        a.base_url,
+        a.random_output_len,
+        a.max_concurrency,
+        if a.cold_start { ", each after the endpoint scaled to zero" } else { "" }
+    )
+}
+
 fn settings(args: &BenchArgs) -> Value {
     json!({
         "label": args.label, "base_url": args.base_url, "model": args.model, "endpoint": args.endpoint,

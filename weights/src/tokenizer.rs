@@ -170,6 +170,25 @@ impl PromptTokenizer {
             .collect()
     }
 
+    /// Write the tokenizer as a Hugging Face tokenizer directory (`tokenizer.json` and
+    /// `tokenizer_config.json` with the chat template), so tools that load tokenizers with
+    /// `transformers` (aiperf, guidellm, vLLM's scripts) can count tokens offline.
+    pub fn save_hf(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        self.tokenizer
+            .save(dir.join("tokenizer.json"), false)
+            .map_err(|e| WeightsError::Tokenizer(e.to_string()))?;
+        let config = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": self.bos,
+            "eos_token": self.eos,
+            "chat_template": self.chat_template,
+            "model_max_length": 1_000_000_000,
+        });
+        std::fs::write(dir.join("tokenizer_config.json"), config.to_string())
+            .map_err(io(format!("writing {}", dir.display())))
+    }
+
     pub fn count_chat(&self, messages: &[ChatMessage]) -> Result<usize> {
         self.count(&self.render_chat(messages)?)
     }
