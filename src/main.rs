@@ -64,7 +64,7 @@ enum Command {
         worker_id: Option<String>,
     },
     /// Load-test an OpenAI-compatible server (flags follow `vllm bench serve`).
-    Bench(loadtests::BenchArgs),
+    Bench(Box<loadtests::BenchArgs>),
     /// Manage the model cache.
     Models {
         #[command(subcommand)]
@@ -132,7 +132,7 @@ fn main() -> std::process::ExitCode {
                 worker_token,
                 worker_id,
             } => roles::worker(common, endpoint, gateway, worker_token, worker_id).await,
-            Command::Bench(args) => loadtests::main(args).await,
+            Command::Bench(args) => loadtests::main(*args).await,
             Command::Models { command } => match command {
                 ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),
                 ModelsCommand::Ls { config } => roles::models_ls(&config),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Send offsets from the start of the run for `n` requests. An infinite `rate` sends all at once.
 pub fn schedule(n: usize, rate: f64, burstiness: f64, seed: u64) -> anyhow::Result<Vec<Duration>> {
-    if !(rate > 0.0) {
+    if rate.is_nan() || rate <= 0.0 {
         anyhow::bail!("--request-rate must be positive (or inf)");
     }
     if rate.is_infinite() {

@@ -459,6 +459,7 @@ async fn run_and_report(args: &BenchArgs) -> anyhow::Result<Value> {
         &format!("{title}, concurrency {}", args.max_concurrency),
         &r.summary,
     );
+    println!("workload: {}", describe(args));
     let j = report::result_json(&r.summary, &r.records, settings(args));
     if let Some(path) = &args.result_filename {
         std::fs::write(path, serde_json::to_string_pretty(&j)?)
