@@ -1,6 +1,7 @@
 """`sluice serve` as a process: it becomes ready, and SIGTERM stops it and its worker cleanly."""
 
 import subprocess
+import time
 
 from conftest import Server, get_json
 
@@ -15,6 +16,10 @@ def test_sigterm_stops_gateway_and_worker(tmp_path):
     _, ready = get_json(f"{s.base}/ready")
     assert ready["ready"] is True
     assert worker_pids(s.port), "the worker runs as a child process"
+    # /ready can answer before serve prints its own ready line (it polls every 100 ms).
+    deadline = time.time() + 10
+    while "ready in" not in s.log_text() and time.time() < deadline:
+        time.sleep(0.1)
     log = s.log_text()
     assert "[worker smollm2-135m-instruct]" in log, "worker logs are prefixed"
     assert "ready in" in log
