@@ -211,6 +211,70 @@ pub async fn waiters_wake_promptly<S: JobStore>(s: S) {
     );
 }
 
+pub async fn retry_purge_and_stream_delivery<S: JobStore>(s: S) {
+    let id = s.submit("ep", job(1)).await.unwrap();
+    assert!(
+        matches!(s.retry(&id).await, Err(QueueError::BadTransition { .. })),
+        "only failed jobs retry"
+    );
+    s.take("ep", "w", 1, ZERO).await.unwrap();
+    s.push_stream(&id, "w", vec![json!(1), json!(2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_stream(&id, ZERO).await.unwrap().chunks,
+        vec![json!(1), json!(2)]
+    );
+    s.push_stream(&id, "w", vec![json!(3)]).await.unwrap();
+    assert_eq!(
+        s.take_stream(&id, ZERO).await.unwrap().chunks,
+        vec![json!(3)],
+        "each chunk once"
+    );
+    s.report(&id, "w", JobReport::Failed("x".into()))
+        .await
+        .unwrap();
+    assert_eq!(s.retry(&id).await.unwrap(), JobStatus::InQueue);
+    let v = s.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (v.status, v.retries, v.error),
+        (JobStatus::InQueue, 1, None)
+    );
+    assert_eq!(s.metrics("ep").await.unwrap().retried, 1);
+    s.submit("ep", job(2)).await.unwrap();
+    assert_eq!(s.purge("ep").await.unwrap(), 2);
+    assert!(s.get(&id).await.unwrap().is_none(), "purged jobs are gone");
+    assert_eq!(s.metrics("ep").await.unwrap().in_queue, 0);
+}
+
+pub async fn webhooks_are_due_once_when_jobs_end<S: JobStore>(s: S) {
+    let with_hook = |n| NewJob {
+        webhook: Some("http://127.0.0.1:9/hook".into()),
+        ..job(n)
+    };
+    let a = s.submit("ep", with_hook(1)).await.unwrap();
+    let b = s.submit("ep", with_hook(2)).await.unwrap();
+    s.submit("ep", job(3)).await.unwrap();
+    s.take("ep", "w", 3, ZERO).await.unwrap();
+    assert!(s.due_webhooks(ZERO).await.unwrap().is_empty());
+    s.report(&a, "w", JobReport::Completed(json!("ok")))
+        .await
+        .unwrap();
+    s.cancel(&b).await.unwrap();
+    let due = s.due_webhooks(ZERO).await.unwrap();
+    assert_eq!(
+        due.len(),
+        1,
+        "completed with a hook: yes; cancelled: no; no hook: no"
+    );
+    assert_eq!(
+        (due[0].0.as_str(), &due[0].1.id),
+        ("http://127.0.0.1:9/hook", &a)
+    );
+    assert_eq!(due[0].1.output, Some(json!("ok")));
+    assert!(s.due_webhooks(ZERO).await.unwrap().is_empty());
+}
+
 /// Generates one `#[tokio::test]` per check above, each on a fresh store from `$make`.
 #[macro_export]
 macro_rules! __conformance_suite {
@@ -219,7 +283,8 @@ macro_rules! __conformance_suite {
             submit_take_complete, failure_is_recorded, fifo_with_low_priority_last,
             queue_limit_and_endpoints_are_separate, only_the_holder_may_report,
             cancel_queued_and_running, stream_reads_from_cursor_until_final,
-            waiters_wake_promptly);
+            waiters_wake_promptly, retry_purge_and_stream_delivery,
+            webhooks_are_due_once_when_jobs_end);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -71,6 +71,8 @@ pub struct QueueMetrics {
     pub retried: u64,
     /// Workers heard from recently.
     pub workers_live: usize,
+    /// Live workers holding at least one job.
+    pub workers_running: usize,
 }
 
 /// Retention and timing settings of a store.
@@ -144,6 +146,20 @@ pub trait JobStore: Send + Sync + 'static {
     async fn ping(&self, endpoint: &str, worker: &str, running: &[JobId]) -> Result<()>;
 
     async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics>;
+
+    /// Put a FAILED or TIMED_OUT job back in its queue (same id and input).
+    async fn retry(&self, job: &JobId) -> Result<JobStatus>;
+
+    /// Delete the endpoint's queued jobs (running ones are untouched); returns how many.
+    async fn purge(&self, endpoint: &str) -> Result<usize>;
+
+    /// Like [`JobStore::read_stream`] from the job's own delivery cursor, which it advances:
+    /// RunPod's `/stream` returns each chunk once.
+    async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead>;
+
+    /// Jobs that reached a final state and have a webhook, each returned once with its URL,
+    /// waiting up to `wait` for one.
+    async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>>;
 }
 
 /// A fresh unguessable job id: 128 random bits, hex.

@@ -26,6 +26,8 @@ struct Entry {
     retries: u32,
     worker: Option<String>,
     chunks: Vec<Value>,
+    /// Chunks already returned by `take_stream`.
+    delivered: usize,
     /// Bumped on every change; waiters subscribe before they look, so no wake-up is lost.
     changed: watch::Sender<u64>,
 }
@@ -70,6 +72,7 @@ impl Entry {
                 self.output = None;
                 self.error = None;
                 self.chunks.clear();
+                self.delivered = 0;
             }
             _ => self.ended = Some(now),
         }
@@ -107,11 +110,25 @@ struct Worker {
     stop_signal: watch::Sender<u64>,
 }
 
-#[derive(Default)]
 struct State {
     jobs: HashMap<JobId, Entry>,
     endpoints: HashMap<String, Endpoint>,
     workers: HashMap<String, Worker>,
+    /// Finished jobs whose webhook is still to be sent.
+    webhooks: VecDeque<JobId>,
+    webhooks_due: watch::Sender<u64>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            jobs: HashMap::new(),
+            endpoints: HashMap::new(),
+            workers: HashMap::new(),
+            webhooks: VecDeque::new(),
+            webhooks_due: watch::channel(0).0,
+        }
+    }
 }
 
 impl State {
@@ -152,6 +169,17 @@ impl State {
             w.stops.push(id.clone());
             w.stop_signal.send_modify(|v| *v += 1);
         }
+    }
+
+    /// Book-keeping when job `id` reached final `status`: counts, and its webhook.
+    fn ended(&mut self, id: &JobId, status: JobStatus) {
+        let Some(e) = self.jobs.get(id) else { return };
+        let endpoint = e.endpoint.clone();
+        if e.job.webhook.is_some() && status != JobStatus::Cancelled {
+            self.webhooks.push_back(id.clone());
+            self.webhooks_due.send_modify(|v| *v += 1);
+        }
+        self.count_end(&endpoint, status);
     }
 
     fn count_end(&mut self, endpoint: &str, status: JobStatus) {
@@ -258,9 +286,9 @@ impl MemoryStore {
             };
             if e.become_(&id, JobStatus::TimedOut, now).is_ok() {
                 e.error = Some("execution timeout exceeded".into());
-                let (worker, endpoint) = (e.worker.clone(), e.endpoint.clone());
+                let worker = e.worker.clone();
                 st.tell_worker_to_stop(worker.as_deref(), &id);
-                st.count_end(&endpoint, JobStatus::TimedOut);
+                st.ended(&id, JobStatus::TimedOut);
             }
         }
         for id in requeue {
@@ -275,7 +303,7 @@ impl MemoryStore {
                     e.retries + 1,
                     self.settings.max_retries
                 ));
-                st.count_end(&endpoint, JobStatus::Failed);
+                st.ended(&id, JobStatus::Failed);
             } else if e.become_(&id, JobStatus::InQueue, now).is_ok() {
                 e.retries += 1;
                 let low = e.job.policy.low_priority;
@@ -336,6 +364,7 @@ impl JobStore for MemoryStore {
                 retries: 0,
                 worker: None,
                 chunks: Vec::new(),
+                delivered: 0,
                 changed: watch::channel(0).0,
             },
         );
@@ -420,8 +449,7 @@ impl JobStore for MemoryStore {
             }
         };
         e.become_(job, to, now)?;
-        let endpoint = e.endpoint.clone();
-        st.count_end(&endpoint, to);
+        st.ended(job, to);
         Ok(())
     }
 
@@ -528,12 +556,22 @@ impl JobStore for MemoryStore {
             .values()
             .filter(|e| e.endpoint == endpoint && e.status == JobStatus::InProgress)
             .count();
-        let workers_live = st
+        let live: Vec<&String> = st
             .workers
-            .values()
-            .filter(|w| {
+            .iter()
+            .filter(|(_, w)| {
                 w.endpoint == endpoint
                     && now.saturating_duration_since(w.last_seen) <= self.settings.worker_timeout
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let workers_live = live.len();
+        let workers_running = live
+            .iter()
+            .filter(|w| {
+                st.jobs.values().any(|e| {
+                    e.status == JobStatus::InProgress && e.worker.as_deref() == Some(w.as_str())
+                })
             })
             .count();
         st.endpoint(endpoint);
@@ -553,7 +591,97 @@ impl JobStore for MemoryStore {
             failed: ep.failed,
             retried: ep.retried,
             workers_live,
+            workers_running,
         })
+    }
+
+    async fn retry(&self, job: &JobId) -> Result<JobStatus> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let e = st
+            .jobs
+            .get_mut(job)
+            .ok_or_else(|| QueueError::NotFound(job.clone()))?;
+        if !matches!(e.status, JobStatus::Failed | JobStatus::TimedOut) {
+            return Err(QueueError::BadTransition {
+                job: job.clone(),
+                status: e.status,
+                to: JobStatus::InQueue,
+            });
+        }
+        e.become_(job, JobStatus::InQueue, now)?;
+        e.retries += 1;
+        let (endpoint, low) = (e.endpoint.clone(), e.job.policy.low_priority);
+        let ep = st.endpoint(&endpoint);
+        ep.retried += 1;
+        if low {
+            ep.low.push_back(job.clone())
+        } else {
+            ep.normal.push_back(job.clone())
+        }
+        ep.arrived.send_modify(|v| *v += 1);
+        Ok(JobStatus::InQueue)
+    }
+
+    async fn purge(&self, endpoint: &str) -> Result<usize> {
+        let mut st = self.lock();
+        let ep = st.endpoint(endpoint);
+        let ids: Vec<JobId> = ep.normal.drain(..).chain(ep.low.drain(..)).collect();
+        for id in &ids {
+            if let Some(e) = st.jobs.remove(id) {
+                e.bump();
+            }
+        }
+        Ok(ids.len())
+    }
+
+    async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead> {
+        let cursor = {
+            let st = self.lock();
+            st.jobs
+                .get(job)
+                .ok_or_else(|| QueueError::NotFound(job.clone()))?
+                .delivered
+        };
+        let read = self.read_stream(job, cursor, wait).await?;
+        let mut st = self.lock();
+        let e = st
+            .jobs
+            .get_mut(job)
+            .ok_or_else(|| QueueError::NotFound(job.clone()))?;
+        // Two readers at once: each chunk still goes to only one of them.
+        let skip = e.delivered.saturating_sub(cursor).min(read.chunks.len());
+        e.delivered = e.delivered.max(read.next);
+        Ok(StreamRead {
+            chunks: read.chunks[skip..].to_vec(),
+            ..read
+        })
+    }
+
+    async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let rx = {
+                let now = Instant::now();
+                let mut st = self.lock();
+                let st = &mut *st;
+                if !st.webhooks.is_empty() {
+                    let due = st
+                        .webhooks
+                        .drain(..)
+                        .filter_map(|id| {
+                            let e = st.jobs.get(&id)?;
+                            Some((e.job.webhook.clone()?, e.view(&id, now)))
+                        })
+                        .collect();
+                    return Ok(due);
+                }
+                st.webhooks_due.subscribe()
+            };
+            if !wait_change(rx, deadline).await {
+                return Ok(Vec::new());
+            }
+        }
     }
 }
 
