@@ -96,6 +96,7 @@ pub async fn gateway(common: Common, token: Option<String>) -> anyhow::Result<()
         t
     });
     let state = gateway_state(&dep, memory_store(&dep), token)?;
+    gateway::webhooks::spawn(state.clone());
     let listener = bind(&common).await?;
     eprintln!(
         "sluice: gateway listening on http://{}",

@@ -25,6 +25,7 @@ pub async fn run(common: Common) -> anyhow::Result<()> {
         let (dep, store, token) = (dep.clone(), store.clone(), token.clone());
         tokio::task::spawn_blocking(move || gateway_state(&dep, store, token)).await??
     };
+    gateway::webhooks::spawn(state.clone());
     let listener = bind(&common).await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();

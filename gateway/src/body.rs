@@ -10,13 +10,26 @@ use serde_json::Value;
 
 pub struct JsonBody(pub Value);
 
+/// The body limit of a route: RunPod's 10 MB for `run`, 20 MB for `runsync`, the configured
+/// limit elsewhere. The router applies it (`crate::router`); errors quote it.
+pub fn body_limit(path: &str, default: usize) -> usize {
+    if path.ends_with("/runsync") {
+        crate::queue_api::RUNSYNC_LIMIT
+    } else if path.ends_with("/run") {
+        crate::queue_api::RUN_LIMIT
+    } else {
+        default
+    }
+}
+
 impl FromRequest<AppState> for JsonBody {
     type Rejection = GatewayError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = body_limit(req.uri().path(), state.settings.max_body_bytes);
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                GatewayError::PayloadTooLarge(state.settings.max_body_bytes)
+                GatewayError::PayloadTooLarge(limit)
             } else {
                 GatewayError::bad_request(r.body_text())
             }

@@ -22,7 +22,7 @@ pub enum GatewayError {
     NotFound(String),
     #[error("invalid or missing worker token")]
     Unauthorized,
-    #[error("request body exceeds the limit of {0} bytes")]
+    #[error("the request body is too large: {0} bytes at most on this route")]
     PayloadTooLarge(usize),
     #[error("{0}")]
     Conflict(String),

@@ -7,6 +7,7 @@ pub mod error;
 mod openai_api;
 mod queue_api;
 mod relay;
+pub mod webhooks;
 mod worker_api;
 
 use axum::extract::DefaultBodyLimit;
@@ -65,8 +66,40 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(openai_api::chat_completions))
         .route("/v1/completions", post(openai_api::completions))
         .route(
+            "/v2/{endpoint}/run",
+            post(queue_api::run).layer(DefaultBodyLimit::max(queue_api::RUN_LIMIT)),
+        )
+        .route(
+            "/v2/{endpoint}/runsync",
+            post(queue_api::runsync).layer(DefaultBodyLimit::max(queue_api::RUNSYNC_LIMIT)),
+        )
+        .route(
             "/v2/{endpoint}/status/{job}",
             get(queue_api::status).post(queue_api::status),
+        )
+        .route(
+            "/v2/{endpoint}/status-sync/{job}",
+            get(queue_api::status_sync).post(queue_api::status_sync),
+        )
+        .route(
+            "/v2/{endpoint}/stream/{job}",
+            get(queue_api::stream).post(queue_api::stream),
+        )
+        .route("/v2/{endpoint}/cancel/{job}", post(queue_api::cancel))
+        .route("/v2/{endpoint}/retry/{job}", post(queue_api::retry))
+        .route("/v2/{endpoint}/purge-queue", post(queue_api::purge_queue))
+        .route("/v2/{endpoint}/health", get(queue_api::health))
+        .route(
+            "/v2/{endpoint}/openai/v1/models",
+            get(openai_api::endpoint_models),
+        )
+        .route(
+            "/v2/{endpoint}/openai/v1/chat/completions",
+            post(openai_api::endpoint_chat_completions),
+        )
+        .route(
+            "/v2/{endpoint}/openai/v1/completions",
+            post(openai_api::endpoint_completions),
         )
         .route(
             "/v2/{endpoint}/job-take/{worker}",

@@ -4,7 +4,7 @@ use crate::body::JsonBody;
 use crate::error::{GatewayError, OpenAiError};
 use crate::relay::{self, CancelOnDrop};
 use crate::{AppState, ServedModel};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -37,9 +37,11 @@ pub async fn ready(State(gw): State<AppState>) -> Result<Response, OpenAiError> 
 }
 
 pub async fn models(State(gw): State<AppState>) -> Json<Value> {
-    let data: Vec<ModelCard> = gw
-        .models
-        .values()
+    model_list(gw.models.values())
+}
+
+fn model_list<'a>(models: impl Iterator<Item = &'a ServedModel>) -> Json<Value> {
+    let data: Vec<ModelCard> = models
         .map(|m| ModelCard {
             id: m.config.name.clone(),
             object: "model".into(),
@@ -51,6 +53,32 @@ pub async fn models(State(gw): State<AppState>) -> Json<Value> {
     Json(json!({ "object": "list", "data": data }))
 }
 
+/// `/v2/{endpoint}/openai/v1/models`: the endpoint's own model.
+pub async fn endpoint_models(
+    State(gw): State<AppState>,
+    Path(endpoint): Path<String>,
+) -> Result<Json<Value>, OpenAiError> {
+    Ok(model_list(std::iter::once(gw.endpoint(&endpoint)?)))
+}
+
+pub async fn endpoint_chat_completions(
+    State(gw): State<AppState>,
+    Path(endpoint): Path<String>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Response, OpenAiError> {
+    gw.endpoint(&endpoint)?;
+    generate(gw, CHAT_ROUTE, body?.0, Some(&endpoint)).await
+}
+
+pub async fn endpoint_completions(
+    State(gw): State<AppState>,
+    Path(endpoint): Path<String>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Response, OpenAiError> {
+    gw.endpoint(&endpoint)?;
+    generate(gw, COMPLETIONS_ROUTE, body?.0, Some(&endpoint)).await
+}
+
 pub async fn not_found() -> OpenAiError {
     OpenAiError(GatewayError::NotFound("no such route".into()))
 }
@@ -59,14 +87,14 @@ pub async fn chat_completions(
     State(gw): State<AppState>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, CHAT_ROUTE, body?.0).await
+    generate(gw, CHAT_ROUTE, body?.0, None).await
 }
 
 pub async fn completions(
     State(gw): State<AppState>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, COMPLETIONS_ROUTE, body?.0).await
+    generate(gw, COMPLETIONS_ROUTE, body?.0, None).await
 }
 
 /// Reject prompts that cannot fit the model's context, before they cost a queue slot.
@@ -102,8 +130,18 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
     Ok(())
 }
 
-async fn generate(gw: AppState, route: &str, body: Value) -> Result<Response, OpenAiError> {
+/// Validate, enqueue and relay one OpenAI request; `endpoint` pins the model (the
+/// `/v2/{endpoint}/openai/v1` routes).
+async fn generate(
+    gw: AppState,
+    route: &str,
+    body: Value,
+    endpoint: Option<&str>,
+) -> Result<Response, OpenAiError> {
     let req = GenerateRequest::parse(route, body.clone())?;
+    if endpoint.is_some_and(|e| e != req.model()) {
+        return Err(GatewayError::ModelNotFound(req.model().to_string()).into());
+    }
     let model = gw.model(req.model())?;
     check_context(model, &req)?;
     let timeout = Duration::from_secs(model.config.scaling.execution_timeout_secs);

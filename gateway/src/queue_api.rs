@@ -1,11 +1,119 @@
-//! The client-facing queue API (`/v2/{endpoint}/...`, RunPod's shapes).
+//! The client-facing queue API, RunPod's shapes (`/v2/{endpoint}/...`, reference section 1).
 
+use crate::body::JsonBody;
 use crate::error::{GatewayError, RunpodError};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
-use protocol::job::JobView;
-use protocol::JobId;
+use protocol::job::{JobPolicy, JobView};
+use protocol::{JobId, JobStatus};
+use queue::NewJob;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Largest bodies RunPod accepts on `run` and `runsync`.
+pub const RUN_LIMIT: usize = 10 * 1024 * 1024;
+pub const RUNSYNC_LIMIT: usize = 20 * 1024 * 1024;
+
+#[derive(Deserialize)]
+pub struct WaitQuery {
+    wait: Option<u64>,
+}
+
+impl WaitQuery {
+    /// RunPod's `?wait=` in ms: 1 s to 5 min, default 90 s.
+    fn duration(&self) -> Duration {
+        Duration::from_millis(self.wait.unwrap_or(90_000).clamp(1_000, 300_000))
+    }
+}
+
+/// A `run` / `runsync` body, validated before anything is queued.
+fn new_job(body: Value, sync: bool, endpoint_timeout: Duration) -> Result<NewJob, GatewayError> {
+    let Value::Object(mut m) = body else {
+        return Err(GatewayError::bad_request(
+            "the body must be a JSON object with `input`",
+        ));
+    };
+    let input = m
+        .remove("input")
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| GatewayError::bad_request("`input` is required"))?;
+    let webhook = match m.remove("webhook") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+            Some(url)
+        }
+        Some(_) => {
+            return Err(GatewayError::bad_request(
+                "`webhook` must be an http(s) URL",
+            ))
+        }
+    };
+    let mut policy: JobPolicy = match m.remove("policy") {
+        None | Some(Value::Null) => JobPolicy {
+            execution_timeout: endpoint_timeout.as_millis() as u64,
+            ..JobPolicy::default()
+        },
+        Some(p) => serde_json::from_value(p)
+            .map_err(|e| GatewayError::bad_request(format!("`policy`: {e}")))?,
+    };
+    if policy.execution_timeout == 0 || policy.ttl == 0 {
+        return Err(GatewayError::bad_request(
+            "`policy` times must be positive milliseconds",
+        ));
+    }
+    policy.execution_timeout = policy.execution_timeout.min(policy.ttl);
+    let s3_config = m.remove("s3Config").filter(|v| !v.is_null());
+    if let Some(k) = m.keys().next() {
+        return Err(GatewayError::bad_request(format!("unknown field `{k}`")));
+    }
+    Ok(NewJob {
+        input,
+        policy,
+        webhook,
+        s3_config,
+        sync,
+    })
+}
+
+async fn submit(
+    gw: &AppState,
+    endpoint: &str,
+    body: Value,
+    sync: bool,
+) -> Result<JobId, GatewayError> {
+    let ep = gw.endpoint(endpoint)?;
+    let timeout = Duration::from_secs(ep.config.scaling.execution_timeout_secs);
+    Ok(gw
+        .store
+        .submit(endpoint, new_job(body, sync, timeout)?)
+        .await?)
+}
+
+pub async fn run(
+    State(gw): State<AppState>,
+    Path(endpoint): Path<String>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Json<Value>, RunpodError> {
+    let id = submit(&gw, &endpoint, body?.0, false).await?;
+    Ok(Json(json!({"id": id, "status": JobStatus::InQueue})))
+}
+
+pub async fn runsync(
+    State(gw): State<AppState>,
+    Path(endpoint): Path<String>,
+    Query(q): Query<WaitQuery>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Json<JobView>, RunpodError> {
+    let id = submit(&gw, &endpoint, body?.0, true).await?;
+    let view = gw.store.wait_final(&id, q.duration()).await?;
+    Ok(Json(view.ok_or_else(|| gone(&id))?))
+}
+
+fn gone(id: &JobId) -> GatewayError {
+    GatewayError::NotFound(format!("job `{id}` not found (unknown, expired or purged)"))
+}
 
 /// `GET|POST /v2/{endpoint}/status/{id}`: the job's status object; 404 when unknown or expired.
 pub async fn status(
@@ -14,8 +122,172 @@ pub async fn status(
 ) -> Result<Json<JobView>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let id = JobId(job);
-    match gw.store.get(&id).await? {
-        Some(view) => Ok(Json(view)),
-        None => Err(GatewayError::NotFound(format!("job `{id}` not found")).into()),
+    Ok(Json(gw.store.get(&id).await?.ok_or_else(|| gone(&id))?))
+}
+
+/// `POST /v2/{endpoint}/status-sync/{id}?wait=ms`: status after the job ends or the wait does.
+pub async fn status_sync(
+    State(gw): State<AppState>,
+    Path((endpoint, job)): Path<(String, String)>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<JobView>, RunpodError> {
+    gw.endpoint(&endpoint)?;
+    let id = JobId(job);
+    Ok(Json(
+        gw.store
+            .wait_final(&id, q.duration())
+            .await?
+            .ok_or_else(|| gone(&id))?,
+    ))
+}
+
+/// `GET|POST /v2/{endpoint}/stream/{id}`: chunks not delivered before; `stream` is always
+/// present, so the SDK's `Job.stream()` can tell when a final job has nothing left.
+pub async fn stream(
+    State(gw): State<AppState>,
+    Path((endpoint, job)): Path<(String, String)>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Value>, RunpodError> {
+    gw.endpoint(&endpoint)?;
+    let id = JobId(job);
+    // Without ?wait, a short long-poll: chunks come back as soon as there are some.
+    let wait = q
+        .wait
+        .map(|_| q.duration())
+        .unwrap_or(Duration::from_secs(1));
+    let read = gw.store.take_stream(&id, wait).await.map_err(|e| match e {
+        queue::QueueError::NotFound(_) => gone(&id),
+        other => other.into(),
+    })?;
+    let stream: Vec<Value> = read
+        .chunks
+        .into_iter()
+        .map(|c| json!({ "output": c }))
+        .collect();
+    Ok(Json(
+        json!({"id": id, "status": read.status, "stream": stream}),
+    ))
+}
+
+pub async fn cancel(
+    State(gw): State<AppState>,
+    Path((endpoint, job)): Path<(String, String)>,
+) -> Result<Json<Value>, RunpodError> {
+    gw.endpoint(&endpoint)?;
+    let id = JobId(job);
+    let status = gw.store.cancel(&id).await.map_err(|e| match e {
+        queue::QueueError::NotFound(_) => gone(&id),
+        other => other.into(),
+    })?;
+    Ok(Json(json!({"id": id, "status": status})))
+}
+
+pub async fn retry(
+    State(gw): State<AppState>,
+    Path((endpoint, job)): Path<(String, String)>,
+) -> Result<Json<Value>, RunpodError> {
+    gw.endpoint(&endpoint)?;
+    let id = JobId(job);
+    let status = gw.store.retry(&id).await.map_err(|e| match e {
+        queue::QueueError::NotFound(_) => gone(&id),
+        queue::QueueError::BadTransition { status, .. } => GatewayError::bad_request(format!(
+            "job `{id}` is {status}; only FAILED or TIMED_OUT jobs can be retried"
+        )),
+        other => other.into(),
+    })?;
+    Ok(Json(json!({"id": id, "status": status})))
+}
+
+pub async fn purge_queue(
+    State(gw): State<AppState>,
+    Path(endpoint): Path<String>,
+) -> Result<Json<Value>, RunpodError> {
+    gw.endpoint(&endpoint)?;
+    let removed = gw.store.purge(&endpoint).await?;
+    Ok(Json(json!({"removed": removed, "status": "completed"})))
+}
+
+/// `GET /v2/{endpoint}/health`: job counts and workers by state.
+pub async fn health(
+    State(gw): State<AppState>,
+    Path(endpoint): Path<String>,
+) -> Result<Json<Value>, RunpodError> {
+    gw.endpoint(&endpoint)?;
+    let m = gw.store.metrics(&endpoint).await?;
+    Ok(Json(json!({
+        "jobs": {
+            "completed": m.completed,
+            "failed": m.failed,
+            "inProgress": m.in_progress,
+            "inQueue": m.in_queue + m.in_queue_low_priority,
+            "retried": m.retried,
+        },
+        "workers": {
+            "idle": m.workers_live - m.workers_running,
+            "running": m.workers_running,
+            "initializing": 0,
+            "ready": m.workers_live - m.workers_running,
+            "throttled": 0,
+            "unhealthy": 0,
+        },
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn run_bodies_are_validated_before_queueing() {
+        assert!(new_job(json!({}), false, T)
+            .unwrap_err()
+            .to_string()
+            .contains("input"));
+        assert!(new_job(json!({"input": null}), false, T).is_err());
+        assert!(new_job(json!([1]), false, T).is_err());
+        assert!(new_job(json!({"input": 1, "webhook": "ftp://x"}), false, T).is_err());
+        assert!(new_job(json!({"input": 1, "policy": {"ttl": "x"}}), false, T).is_err());
+        assert!(new_job(json!({"input": 1, "extra": 1}), false, T)
+            .unwrap_err()
+            .to_string()
+            .contains("extra"));
+        let j = new_job(
+            json!({"input": {"a": 1}, "webhook": "http://h/x", "s3Config": {"b": 2},
+                   "policy": {"executionTimeout": 5000, "ttl": 2000, "lowPriority": true}}),
+            true,
+            T,
+        )
+        .unwrap();
+        assert_eq!(j.webhook.as_deref(), Some("http://h/x"));
+        assert_eq!(
+            j.policy.execution_timeout, 2000,
+            "a job cannot run past its TTL"
+        );
+        assert!(j.policy.low_priority && j.sync);
+        assert_eq!(
+            new_job(json!({"input": 1}), false, T)
+                .unwrap()
+                .policy
+                .execution_timeout,
+            600_000
+        );
+    }
+
+    #[test]
+    fn wait_is_clamped_like_runpod() {
+        assert_eq!(WaitQuery { wait: None }.duration(), Duration::from_secs(90));
+        assert_eq!(
+            WaitQuery { wait: Some(5) }.duration(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            WaitQuery {
+                wait: Some(10_000_000)
+            }
+            .duration(),
+            Duration::from_secs(300)
+        );
     }
 }

@@ -64,6 +64,8 @@ pub struct GatewaySettings {
     pub request_timeout_secs: u64,
     /// A worker not heard from for this long no longer counts as up, seconds.
     pub worker_timeout_secs: u64,
+    /// Pause before each of a webhook's two retries, seconds (RunPod: 10).
+    pub webhook_retry_secs: u64,
 }
 
 impl Default for GatewaySettings {
@@ -73,6 +75,7 @@ impl Default for GatewaySettings {
             max_queue: 1024,
             request_timeout_secs: 600,
             worker_timeout_secs: 30,
+            webhook_retry_secs: 10,
         }
     }
 }

@@ -43,8 +43,9 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"serve-{self.port}.log"
         self.log = open(self.log_path, "w")
+        config = [] if "--config" in extra else ["--config", str(ROOT / "configs/sluice.toml")]
         self.proc = subprocess.Popen(
-            [sluice_bin(), "serve", "--port", str(self.port), "--config", str(ROOT / "configs/sluice.toml"), *extra],
+            [sluice_bin(), "serve", "--port", str(self.port), *config, *extra],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -1,0 +1,146 @@
+"""The RunPod-compatible queue API, driven by the official `runpod` package as the client (and
+`openai` through the endpoint's OpenAI route), against `sluice serve` with the real model."""
+
+import json
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+import runpod
+
+from conftest import MODEL, ROOT, Server, get_json
+from test_openai import raw_post
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Name three colors."}], "max_tokens": 24, "temperature": 0}
+
+
+def job_input(stream=False, **over):
+    return {"openai_route": "/v1/chat/completions", "openai_input": {**CHAT, **over, "stream": stream}}
+
+
+@pytest.fixture
+def endpoint(server):
+    runpod.endpoint_url_base = f"{server.base}/v2"
+    runpod.api_key = "unused"
+    return runpod.Endpoint(MODEL)
+
+
+def test_run_sync_returns_the_chat_completion(endpoint):
+    out = endpoint.run_sync(job_input(), timeout=120)
+    assert out["object"] == "chat.completion"
+    assert out["choices"][0]["message"]["content"].strip()
+
+
+def test_run_then_status_and_output(endpoint):
+    job = endpoint.run(job_input())
+    assert job.status() in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
+    out = job.output(timeout=120)
+    assert out["usage"]["completion_tokens"] > 0
+    assert job.status() == "COMPLETED"
+
+
+def test_stream_yields_chunks_that_add_up(endpoint):
+    whole = endpoint.run_sync(job_input(), timeout=120)["choices"][0]["message"]["content"]
+    job = endpoint.run(job_input(stream=True))
+    chunks = list(job.stream())
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+    assert len(chunks) >= 2 and text == whole
+
+
+def test_cancel_reaches_a_running_job(endpoint, server):
+    job = endpoint.run(job_input(max_tokens=3000))
+    deadline = time.time() + 60
+    while job.status() == "IN_QUEUE" and time.time() < deadline:
+        time.sleep(0.1)
+    job.cancel()
+    assert job.status() == "CANCELLED"
+
+
+def test_health_and_purge_queue(endpoint):
+    health = endpoint.health()
+    assert set(health["jobs"]) == {"completed", "failed", "inProgress", "inQueue", "retried"}
+    assert health["workers"]["idle"] + health["workers"]["running"] == 1
+    # More long jobs than the worker runs at once (max_num_seqs 16): some stay queued.
+    jobs = [endpoint.run(job_input(max_tokens=2000)) for _ in range(20)]
+    purged = endpoint.purge_queue()
+    assert purged["status"] == "completed" and purged["removed"] >= 4
+    for j in jobs:
+        try:
+            j.cancel()
+        except Exception:  # noqa: BLE001 - purged jobs are gone (404), which is the point
+            pass
+    assert endpoint.health()["jobs"]["inQueue"] == 0
+
+
+def test_openai_route_through_the_endpoint(server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server.base}/v2/{MODEL}/openai/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list().data] == [MODEL]
+    r = client.chat.completions.create(**CHAT)
+    assert r.choices[0].message.content.strip()
+    chunks = list(client.chat.completions.create(**CHAT, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == r.choices[0].message.content
+
+
+def test_bad_input_gets_runpod_shaped_errors(server):
+    base = f"{server.base}/v2/{MODEL}"
+    status, body = raw_post(f"{base}/run", b'{"no_input": 1}')
+    assert status == 400 and isinstance(body["error"], str)
+    status, body = raw_post(f"{server.base}/v2/nope/run", b'{"input": 1}')
+    assert status == 404 and isinstance(body["error"], str)
+    status, body = raw_post(f"{base}/run", b'{"input": ')
+    assert status == 400
+    status, body = raw_post(f"{base}/status/0123", b"")
+    assert status == 404
+    status, body = raw_post(f"{base}/run", json.dumps({"input": "x" * (11 * 1024 * 1024)}).encode())
+    assert status == 413
+    status, view = raw_post(f"{base}/runsync", json.dumps({"input": job_input()}).encode(), timeout=120)
+    assert status == 200 and view["status"] == "COMPLETED"
+    status, body = raw_post(f"{base}/retry/{view['id']}", b"")
+    assert status == 400 and "FAILED" in body["error"]
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Fails the first `fail` deliveries, then accepts; records every body."""
+
+    fail = 2
+    bodies: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        Receiver.bodies.append(body)
+        self.send_response(500 if len(Receiver.bodies) <= Receiver.fail else 200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_is_retried_until_the_receiver_accepts(tmp_path):
+    # A server of its own, with 1 s between webhook retries instead of RunPod's 10 s.
+    cfg = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs", cfg)
+    text = (cfg / "sluice.toml").read_text().replace("webhook_retry_secs = 10", "webhook_retry_secs = 1")
+    (cfg / "sluice.toml").write_text(text)
+    receiver = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    s = Server(tmp_path, "--config", str(cfg / "sluice.toml"))
+    try:
+        s.wait_ready()
+        hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+        body = json.dumps({"input": job_input(), "webhook": hook}).encode()
+        status, view = raw_post(f"{s.base}/v2/{MODEL}/runsync", body, timeout=120)
+        assert status == 200 and view["status"] == "COMPLETED"
+        deadline = time.time() + 20
+        while len(Receiver.bodies) < 3 and time.time() < deadline:
+            time.sleep(0.1)
+        assert len(Receiver.bodies) == 3, "two failures, then the delivery that succeeded"
+        assert all(b["id"] == view["id"] and b["status"] == "COMPLETED" for b in Receiver.bodies)
+        time.sleep(1.5)
+        assert len(Receiver.bodies) == 3, "no delivery after a success"
+    finally:
+        s.stop()
+        receiver.shutdown()
