@@ -64,9 +64,16 @@ pub fn gateway_state(
             },
         );
     }
+    let custom = dep
+        .config
+        .custom
+        .iter()
+        .map(|c| (c.name.clone(), c.clone()))
+        .collect();
     Ok(Arc::new(Gateway {
         store,
         models,
+        custom,
         settings: dep.config.gateway.clone(),
         worker_token,
         long_poll: Duration::from_secs(20),

@@ -5,6 +5,7 @@ use crate::roles::{bind, gateway_state, memory_store, random_hex, shutdown_signa
 use crate::Common;
 use anyhow::Context;
 use protocol::config::Deployment;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -14,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(common: Common) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let dep = Deployment::load(&common.config)?;
-    let names: Vec<String> = dep.models.iter().map(|m| m.name.clone()).collect();
+    let models: Vec<String> = dep.models.iter().map(|m| m.name.clone()).collect();
     eprintln!(
         "sluice: [1/3] models {}: checking the cache (first run downloads them)",
-        names.join(", ")
+        models.join(", ")
     );
     let token = random_hex(128);
     let store = memory_store(&dep);
@@ -26,6 +27,7 @@ pub async fn run(common: Common) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || gateway_state(&dep, store, token)).await??
     };
     gateway::webhooks::spawn(state.clone());
+    let names = state.endpoint_names();
     let listener = bind(&common).await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
@@ -38,14 +40,8 @@ pub async fn run(common: Common) -> anyhow::Result<()> {
 
     let gateway_url = format!("http://{addr}");
     let mut supervisors = Vec::new();
-    for name in &names {
-        let args = WorkerArgs {
-            endpoint: name.clone(),
-            gateway: gateway_url.clone(),
-            config: common.config.clone(),
-            token: token.clone(),
-        };
-        supervisors.push(tokio::spawn(supervise(args, stop.clone())));
+    for spec in worker_specs(&dep, &common, &gateway_url, &token)? {
+        supervisors.push(tokio::spawn(supervise(spec, stop.clone())));
     }
 
     let ready = async {
@@ -66,8 +62,9 @@ pub async fn run(common: Common) -> anyhow::Result<()> {
     };
     tokio::select! {
         _ = ready => eprintln!(
-            "sluice: [3/3] ready in {:.1} s: OpenAI API at http://{addr}/v1 (models: {})",
+            "sluice: [3/3] ready in {:.1} s: OpenAI API at http://{addr}/v1 (models: {}), queue API at http://{addr}/v2/{{endpoint}} (endpoints: {})",
             t0.elapsed().as_secs_f64(),
+            models.join(", "),
             names.join(", ")
         ),
         _ = shutdown_signal() => {
@@ -90,34 +87,103 @@ pub async fn run(common: Common) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How to start one worker process.
 #[derive(Clone)]
-struct WorkerArgs {
-    endpoint: String,
-    gateway: String,
-    config: std::path::PathBuf,
-    token: String,
+struct WorkerSpec {
+    /// Log prefix.
+    label: String,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
 }
 
-fn spawn_worker(a: &WorkerArgs) -> anyhow::Result<Child> {
+/// One `sluice worker` per LLM endpoint, and `workers` processes of each custom endpoint's
+/// command with the RunPod worker environment (reference section 3).
+fn worker_specs(
+    dep: &Deployment,
+    common: &Common,
+    gateway: &str,
+    token: &str,
+) -> anyhow::Result<Vec<WorkerSpec>> {
     let exe = std::env::current_exe().context("locating the sluice binary")?;
-    let mut child = Command::new(exe)
-        .arg("worker")
-        .args(["--endpoint", &a.endpoint, "--gateway", &a.gateway])
-        .arg("--config")
-        .arg(&a.config)
-        .env("SLUICE_WORKER_TOKEN", &a.token)
+    let mut specs: Vec<WorkerSpec> = dep
+        .models
+        .iter()
+        .map(|m| WorkerSpec {
+            label: format!("[worker {}]", m.name),
+            program: exe.clone(),
+            args: [
+                "worker",
+                "--endpoint",
+                &m.name,
+                "--gateway",
+                gateway,
+                "--config",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([common.config.display().to_string()])
+            .collect(),
+            env: vec![("SLUICE_WORKER_TOKEN".into(), token.into())],
+            cwd: None,
+        })
+        .collect();
+    for c in &dep.config.custom {
+        for i in 0..c.workers {
+            let id = format!("{}-{i}-{}", c.name, random_hex(32));
+            let ep = format!("{gateway}/v2/{}", c.name);
+            let mut env: Vec<(String, String)> = vec![
+                (
+                    "RUNPOD_WEBHOOK_GET_JOB".into(),
+                    format!("{ep}/job-take/$ID?x=1"),
+                ),
+                (
+                    "RUNPOD_WEBHOOK_POST_OUTPUT".into(),
+                    format!("{ep}/job-done/{id}/$ID?x=1"),
+                ),
+                (
+                    "RUNPOD_WEBHOOK_POST_STREAM".into(),
+                    format!("{ep}/job-stream/{id}/$ID?x=1"),
+                ),
+                ("RUNPOD_WEBHOOK_PING".into(), format!("{ep}/ping/{id}?x=1")),
+                ("RUNPOD_POD_ID".into(), id.clone()),
+                ("RUNPOD_AI_API_KEY".into(), token.into()),
+                ("RUNPOD_SKIP_AUTO_SYSTEM_CHECKS".into(), "true".into()),
+                ("RUNPOD_ENDPOINT_ID".into(), c.name.clone()),
+            ];
+            env.extend(c.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            specs.push(WorkerSpec {
+                label: format!("[{} {i}]", c.name),
+                program: PathBuf::from(&c.command[0]),
+                args: c.command[1..].to_vec(),
+                env,
+                cwd: Some(dep.base_dir.clone()),
+            });
+        }
+    }
+    Ok(specs)
+}
+
+fn spawn_worker(w: &WorkerSpec) -> anyhow::Result<Child> {
+    let mut cmd = Command::new(&w.program);
+    cmd.args(&w.args)
+        .envs(w.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    if let Some(dir) = &w.cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
         .spawn()
-        .context("starting a worker process")?;
-    let prefix = format!("[worker {}]", a.endpoint);
+        .with_context(|| format!("starting {} ({})", w.label, w.program.display()))?;
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(prefix_lines(out, prefix.clone()));
+        tokio::spawn(prefix_lines(out, w.label.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(prefix_lines(err, prefix));
+        tokio::spawn(prefix_lines(err, w.label.clone()));
     }
     Ok(child)
 }
@@ -131,7 +197,7 @@ async fn prefix_lines(r: impl AsyncRead + Unpin, prefix: String) {
 
 /// Keep one worker process running until `stop`, then stop it with SIGTERM (SIGKILL after
 /// a grace period).
-async fn supervise(args: WorkerArgs, stop: CancellationToken) {
+async fn supervise(args: WorkerSpec, stop: CancellationToken) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let mut child = match spawn_worker(&args) {
@@ -144,7 +210,7 @@ async fn supervise(args: WorkerArgs, stop: CancellationToken) {
         let started = Instant::now();
         tokio::select! {
             status = child.wait() => {
-                tracing::warn!(endpoint = %args.endpoint, "worker exited ({status:?}); restarting in {backoff:?}");
+                tracing::warn!(worker = %args.label, "worker exited ({status:?}); restarting in {backoff:?}");
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_secs(1);
                 }

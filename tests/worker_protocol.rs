@@ -88,6 +88,7 @@ async fn start() -> Harness {
     let gw = Arc::new(Gateway {
         store,
         models,
+        custom: BTreeMap::new(),
         settings: GatewaySettings::default(),
         worker_token: TOKEN.into(),
         long_poll: Duration::from_secs(2),

@@ -13,7 +13,7 @@ mod worker_api;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use protocol::{GatewaySettings, ModelConfig};
+use protocol::{CustomEndpoint, GatewaySettings, ModelConfig};
 use queue::JobStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +32,10 @@ pub struct ServedModel {
 
 pub struct Gateway {
     pub store: Arc<dyn JobStore>,
+    /// LLM endpoints, by served model name.
     pub models: BTreeMap<String, ServedModel>,
+    /// Custom (RunPod handler) endpoints, by name.
+    pub custom: BTreeMap<String, CustomEndpoint>,
     pub settings: GatewaySettings,
     /// Workers must present this token on every worker-API call.
     pub worker_token: String,
@@ -49,12 +52,38 @@ impl Gateway {
             .ok_or_else(|| GatewayError::ModelNotFound(name.to_string()))
     }
 
-    fn endpoint(&self, name: &str) -> Result<&ServedModel, GatewayError> {
+    /// An endpoint of either kind, for the queue and worker APIs.
+    fn endpoint(&self, name: &str) -> Result<EndpointInfo, GatewayError> {
+        let scaling = match (self.models.get(name), self.custom.get(name)) {
+            (Some(m), _) => &m.config.scaling,
+            (None, Some(c)) => &c.scaling,
+            (None, None) => {
+                return Err(GatewayError::NotFound(format!(
+                    "endpoint `{name}` not found"
+                )))
+            }
+        };
+        Ok(EndpointInfo {
+            execution_timeout: Duration::from_secs(scaling.execution_timeout_secs),
+        })
+    }
+
+    /// Every endpoint's name.
+    pub fn endpoint_names(&self) -> Vec<String> {
         self.models
-            .get(name)
-            .ok_or_else(|| GatewayError::NotFound(format!("endpoint `{name}` not found")))
+            .keys()
+            .chain(self.custom.keys())
+            .cloned()
+            .collect()
     }
 }
+
+/// What the queue API needs to know of an endpoint.
+pub struct EndpointInfo {
+    pub execution_timeout: Duration,
+}
+
+impl Gateway {}
 
 /// The whole HTTP surface, as one table.
 pub fn router(state: AppState) -> Router {

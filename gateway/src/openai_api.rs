@@ -23,10 +23,10 @@ pub async fn health() -> Json<Value> {
 pub async fn ready(State(gw): State<AppState>) -> Result<Response, OpenAiError> {
     let mut workers = serde_json::Map::new();
     let mut ready = true;
-    for name in gw.models.keys() {
-        let live = gw.store.metrics(name).await?.workers_live;
+    for name in gw.endpoint_names() {
+        let live = gw.store.metrics(&name).await?.workers_live;
         ready &= live > 0;
-        workers.insert(name.clone(), json!(live));
+        workers.insert(name, json!(live));
     }
     let status = if ready {
         StatusCode::OK
@@ -58,7 +58,7 @@ pub async fn endpoint_models(
     State(gw): State<AppState>,
     Path(endpoint): Path<String>,
 ) -> Result<Json<Value>, OpenAiError> {
-    Ok(model_list(std::iter::once(gw.endpoint(&endpoint)?)))
+    Ok(model_list(std::iter::once(gw.model(&endpoint)?)))
 }
 
 pub async fn endpoint_chat_completions(

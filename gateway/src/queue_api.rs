@@ -83,8 +83,7 @@ async fn submit(
     body: Value,
     sync: bool,
 ) -> Result<JobId, GatewayError> {
-    let ep = gw.endpoint(endpoint)?;
-    let timeout = Duration::from_secs(ep.config.scaling.execution_timeout_secs);
+    let timeout = gw.endpoint(endpoint)?.execution_timeout;
     Ok(gw
         .store
         .submit(endpoint, new_job(body, sync, timeout)?)

@@ -47,6 +47,32 @@ pub struct SluiceConfig {
     pub endpoints: Vec<String>,
     #[serde(default)]
     pub gateway: GatewaySettings,
+    /// Custom endpoints: any RunPod-style handler, started as a worker process.
+    #[serde(default)]
+    pub custom: Vec<CustomEndpoint>,
+}
+
+/// A custom endpoint: sluice starts `command` with the RunPod worker environment
+/// (`RUNPOD_WEBHOOK_*`, `RUNPOD_POD_ID`, `RUNPOD_AI_API_KEY`, ...), so an unmodified
+/// `runpod.serverless.start(...)` handler serves its jobs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomEndpoint {
+    pub name: String,
+    /// Program and arguments, run from the config file's directory.
+    pub command: Vec<String>,
+    /// Worker processes to keep running.
+    #[serde(default = "one")]
+    pub workers: u32,
+    /// Extra environment for the workers.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub scaling: ScalingSettings,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_models_dir() -> PathBuf {
@@ -226,6 +252,8 @@ pub struct Deployment {
     pub config: SluiceConfig,
     pub models: Vec<ModelConfig>,
     pub models_dir: PathBuf,
+    /// The directory of the platform config (custom endpoints' commands run there).
+    pub base_dir: PathBuf,
 }
 
 impl Deployment {
@@ -234,6 +262,25 @@ impl Deployment {
         let config = SluiceConfig::load(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let models_dir = base.join(&config.models_dir);
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut names: Vec<&str> = config.endpoints.iter().map(String::as_str).collect();
+        for c in &config.custom {
+            if c.command.is_empty() {
+                return Err(invalid(format!(
+                    "custom endpoint `{}` has an empty command",
+                    c.name
+                )));
+            }
+            names.push(&c.name);
+        }
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid(format!("endpoint `{}` is declared twice", w[0])));
+        }
         let models = config
             .endpoints
             .iter()
@@ -243,6 +290,7 @@ impl Deployment {
             config,
             models,
             models_dir,
+            base_dir: base.to_path_buf(),
         })
     }
 
@@ -388,6 +436,29 @@ context_length = 512
         let p = write(&d, "other.toml", "endpoints = [\"huge\"]\n");
         let err = Deployment::load(&p).unwrap_err().to_string();
         assert!(err.contains("huge") && err.contains("tiny"), "{err}");
+    }
+
+    #[test]
+    fn custom_endpoints_parse_and_are_checked() {
+        let d = tempdir("custom");
+        std::fs::create_dir_all(d.join("models")).unwrap();
+        write(&d.join("models"), "tiny.toml", MODEL);
+        let ok = "endpoints = [\"tiny\"]\n[[custom]]\nname = \"echo\"\ncommand = [\"python3\", \"h.py\"]\nenv = { A = \"1\" }\n";
+        let dep = Deployment::load(&write(&d, "ok.toml", ok)).unwrap();
+        assert_eq!(dep.config.custom[0].workers, 1);
+        assert_eq!(dep.config.custom[0].env["A"], "1");
+        let dup = ok.replace("\"echo\"", "\"tiny\"");
+        assert!(Deployment::load(&write(&d, "dup.toml", &dup))
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        let empty = ok.replace("[\"python3\", \"h.py\"]", "[]");
+        assert!(Deployment::load(&write(&d, "empty.toml", &empty)).is_err());
+        let typo = ok.replace("env =", "envs =");
+        assert!(Deployment::load(&write(&d, "typo.toml", &typo))
+            .unwrap_err()
+            .to_string()
+            .contains("envs"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod openai;
 pub mod sse;
 
 pub use config::{
-    ActivationDType, ConfigError, Deployment, EngineSettings, GatewaySettings, ModelConfig,
-    ScalingSettings, SluiceConfig, SourceSettings, WeightFormat,
+    ActivationDType, ConfigError, CustomEndpoint, Deployment, EngineSettings, GatewaySettings,
+    ModelConfig, ScalingSettings, SluiceConfig, SourceSettings, WeightFormat,
 };
 pub use job::{JobId, JobStatus};

@@ -1,0 +1,76 @@
+"""RunPod handlers written the way RunPod's docs write them, one per mode (argv[1]). Nothing
+here knows about sluice: the `runpod` SDK finds its job source in the environment."""
+
+import asyncio
+import os
+import sys
+import time
+
+import runpod
+
+MODE = sys.argv[1]
+MARKS = os.environ.get("MARK_DIR", "/tmp")
+
+
+def mark(job, what):
+    """Leave a file saying what happened to a job (the tests look for it)."""
+    with open(os.path.join(MARKS, f"{job['id']}.{what}"), "w") as f:
+        f.write(str(time.time()))
+
+
+def sync_handler(job):
+    return {"echo": job["input"]}
+
+
+async def async_handler(job):
+    await asyncio.sleep(0.01)
+    return {"echo": job["input"], "async": True}
+
+
+def generator_handler(job):
+    for i in range(int(job["input"].get("n", 3))):
+        yield {"chunk": i}
+
+
+def progress_handler(job):
+    runpod.serverless.progress_update(job, "half way")
+    time.sleep(1.5)
+    return "done"
+
+
+def raising_handler(job):
+    raise ValueError("boom from the handler")
+
+
+def error_handler(job):
+    return {"error": "the input was not acceptable"}
+
+
+async def concurrent_handler(job):
+    start = time.time()
+    await asyncio.sleep(3.0)
+    return {"start": start, "end": time.time()}
+
+
+async def slow_handler(job):
+    mark(job, "started")
+    try:
+        await asyncio.sleep(120)
+    except asyncio.CancelledError:
+        mark(job, "stopped")
+        raise
+    return "never"
+
+
+HANDLERS = {
+    "sync": {"handler": sync_handler},
+    "async": {"handler": async_handler},
+    "generator": {"handler": generator_handler, "return_aggregate_stream": True},
+    "progress": {"handler": progress_handler},
+    "raises": {"handler": raising_handler},
+    "error": {"handler": error_handler},
+    "concurrent": {"handler": concurrent_handler, "concurrency_modifier": lambda current: 4},
+    "slow": {"handler": slow_handler},
+}
+
+runpod.serverless.start(HANDLERS[MODE])

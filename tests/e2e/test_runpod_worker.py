@@ -1,0 +1,126 @@
+"""Unmodified RunPod handlers (tests/e2e/handlers/handler.py, the official `runpod` package)
+as sluice workers: sluice starts each custom endpoint's command with the RunPod worker
+environment, and the jobs get the statuses, outputs and streams RunPod would give them."""
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import runpod
+
+from conftest import ROOT, Server
+from test_openai import raw_post
+
+MODES = ["sync", "async", "generator", "progress", "raises", "error", "concurrent", "slow"]
+
+
+@pytest.fixture(scope="module")
+def handlers(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("handlers")
+    marks = tmp / "marks"
+    marks.mkdir()
+    cfg = tmp / "configs"
+    shutil.copytree(ROOT / "configs", cfg)
+    custom = "".join(
+        f'\n[[custom]]\nname = "{m}"\ncommand = ["{sys.executable}", "{ROOT}/tests/e2e/handlers/handler.py", "{m}"]\n'
+        f'env = {{ MARK_DIR = "{marks}", RUNPOD_PING_INTERVAL = "1000" }}\n'
+        for m in MODES
+    )
+    (cfg / "sluice.toml").write_text((cfg / "sluice.toml").read_text() + custom)
+    s = Server(tmp, "--config", str(cfg / "sluice.toml")).wait_ready(timeout=300)
+    runpod.endpoint_url_base = f"{s.base}/v2"
+    runpod.api_key = "unused"
+    yield s, marks
+    s.stop()
+
+
+def wait_status(job, wanted, timeout=60):
+    deadline = time.time() + timeout
+    status = None
+    while time.time() < deadline:
+        status = job.status()
+        if status in wanted:
+            return status
+        time.sleep(0.1)
+    return status
+
+
+def test_sync_and_async_handlers(handlers):
+    assert runpod.Endpoint("sync").run_sync({"x": 1}, timeout=60) == {"echo": {"x": 1}}
+    assert runpod.Endpoint("async").run_sync({"x": 2}, timeout=60) == {"echo": {"x": 2}, "async": True}
+
+
+def test_generator_streams_and_aggregates(handlers):
+    job = runpod.Endpoint("generator").run({"n": 4})
+    assert list(job.stream()) == [{"chunk": i} for i in range(4)]
+    assert wait_status(job, {"COMPLETED"}) == "COMPLETED"
+    assert job.output(timeout=10) == [{"chunk": i} for i in range(4)]
+
+
+def test_progress_updates_show_then_the_result(handlers):
+    s, _ = handlers
+    job = runpod.Endpoint("progress").run({})
+    seen = None
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        _, view = raw_get(f"{s.base}/v2/progress/status/{job.job_id}")
+        if view["status"] == "IN_PROGRESS" and view.get("output") == "half way":
+            seen = view
+            break
+        time.sleep(0.05)
+    assert seen, "the progress update was visible while the job ran"
+    assert job.output(timeout=30) == "done"
+
+
+def raw_get(url):
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, json.loads(r.read())
+
+
+def test_raising_and_error_returning_handlers_fail(handlers):
+    s, _ = handlers
+    for name, text in [("raises", "boom from the handler"), ("error", "the input was not acceptable")]:
+        job = runpod.Endpoint(name).run({})
+        assert wait_status(job, {"FAILED", "COMPLETED"}) == "FAILED", name
+        _, view = raw_get(f"{s.base}/v2/{name}/status/{job.job_id}")
+        assert text in view["error"], view
+
+
+def test_concurrency_modifier_runs_jobs_together(handlers):
+    jobs = [runpod.Endpoint("concurrent").run({"i": i}) for i in range(4)]
+    outs = [j.output(timeout=60) for j in jobs]
+    assert all(o is not None for o in outs), outs
+    # Four three-second jobs on one worker overlap: each started before any ended.
+    assert max(o["start"] for o in outs) < min(o["end"] for o in outs)
+
+
+def test_cancel_and_timeout_reach_a_running_handler(handlers):
+    s, marks = handlers
+    ep = runpod.Endpoint("slow")
+    job = ep.run({})
+    assert wait_status(job, {"IN_PROGRESS"}) == "IN_PROGRESS"
+    deadline = time.time() + 30
+    while not (marks / f"{job.job_id}.started").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    job.cancel()
+    assert job.status() == "CANCELLED"
+    # (The SDK wraps a request whose `input` is falsy, so give it one.)
+    timed = ep.run({"input": {"x": 1}, "policy": {"executionTimeout": 1500}})
+    assert wait_status(timed, {"TIMED_OUT", "COMPLETED", "FAILED"}, timeout=30) == "TIMED_OUT"
+    for j in (job, timed):
+        stopped = marks / f"{j.job_id}.stopped"
+        deadline = time.time() + 30
+        while not stopped.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert stopped.exists(), f"the handler of {j.job_id} was never stopped"
+
+
+def test_worker_routes_refuse_a_wrong_token(handlers):
+    s, _ = handlers
+    status, body = raw_post(f"{s.base}/v2/sync/job-done/w/123?x=1", b'{"output": 1}')
+    assert status == 401 and isinstance(body["error"], str)
