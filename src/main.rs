@@ -46,22 +46,31 @@ enum Command {
         #[arg(long, env = "SLUICE_WORKER_TOKEN", hide_env_values = true)]
         worker_token: Option<String>,
     },
-    /// One engine worker: loads the endpoint's model, then pulls jobs from a gateway.
+    /// One worker: loads the endpoint's model, then pulls jobs from a gateway. Started with
+    /// RunPod's worker environment (`RUNPOD_WEBHOOK_GET_JOB`, `RUNPOD_POD_ID`,
+    /// `RUNPOD_AI_API_KEY`), it takes gateway, endpoint, id and token from there.
     Worker {
         #[command(flatten)]
         common: Common,
         /// Endpoint (model served name) to serve.
         #[arg(long)]
-        endpoint: String,
+        endpoint: Option<String>,
         /// Gateway base URL; default http://HOST:PORT.
         #[arg(long)]
         gateway: Option<String>,
         /// Worker token (env SLUICE_WORKER_TOKEN).
         #[arg(long, env = "SLUICE_WORKER_TOKEN", hide_env_values = true)]
-        worker_token: String,
+        worker_token: Option<String>,
         /// Worker id; random if unset.
         #[arg(long, env = "SLUICE_WORKER_ID")]
         worker_id: Option<String>,
+        /// What runs the jobs: `llm` (the endpoint's model) or `echo` (returns each job's
+        /// input at once: for measuring the queue path itself).
+        #[arg(long, default_value = "llm")]
+        handler: String,
+        /// Jobs at once for the echo handler (the llm handler uses the model's max_num_seqs).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
     },
     /// Load-test an OpenAI-compatible server (flags follow `vllm bench serve`).
     Bench(Box<loadtests::BenchArgs>),
@@ -131,7 +140,18 @@ fn main() -> std::process::ExitCode {
                 gateway,
                 worker_token,
                 worker_id,
-            } => roles::worker(common, endpoint, gateway, worker_token, worker_id).await,
+                handler,
+                concurrency,
+            } => {
+                let id = roles::WorkerIdentity::resolve(
+                    &common,
+                    endpoint,
+                    gateway,
+                    worker_token,
+                    worker_id,
+                )?;
+                roles::worker(common, id, &handler, concurrency).await
+            }
             Command::Bench(args) => loadtests::main(*args).await,
             Command::Models { command } => match command {
                 ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),

@@ -3,7 +3,7 @@
 
 use crate::Common;
 use anyhow::Context;
-use engine::{run_worker, Engine, LlmHandler, WorkerOptions};
+use engine::{run_worker, EchoHandler, Engine, JobHandler, LlmHandler, WorkerOptions};
 use gateway::{AppState, Gateway, ServedModel};
 use protocol::config::Deployment;
 use queue::{JobStore, MemoryStore, StoreSettings};
@@ -81,9 +81,12 @@ pub fn gateway_state(
 }
 
 pub fn memory_store(dep: &Deployment) -> Arc<dyn JobStore> {
+    let g = &dep.config.gateway;
     MemoryStore::start(StoreSettings {
-        max_queue: dep.config.gateway.max_queue,
-        worker_timeout: Duration::from_secs(dep.config.gateway.worker_timeout_secs),
+        max_queue: g.max_queue,
+        worker_timeout: Duration::from_secs(g.worker_timeout_secs),
+        retention: Duration::from_secs(g.result_retention_secs),
+        sync_retention: Duration::from_secs(g.sync_result_retention_secs),
         ..StoreSettings::default()
     })
 }
@@ -113,40 +116,87 @@ pub async fn gateway(common: Common, token: Option<String>) -> anyhow::Result<()
     Ok(())
 }
 
+/// Who a worker is and where it reports: from flags, else from RunPod's worker environment.
+pub struct WorkerIdentity {
+    pub gateway: String,
+    pub endpoint: String,
+    pub worker_id: String,
+    pub token: String,
+}
+
+impl WorkerIdentity {
+    pub fn resolve(
+        common: &Common,
+        endpoint: Option<String>,
+        gateway: Option<String>,
+        token: Option<String>,
+        worker_id: Option<String>,
+    ) -> anyhow::Result<Self> {
+        // RUNPOD_WEBHOOK_GET_JOB = {gateway}/v2/{endpoint}/job-take/$ID?...
+        let from_env = std::env::var("RUNPOD_WEBHOOK_GET_JOB")
+            .ok()
+            .and_then(|url| {
+                let (gw, rest) = url.split_once("/v2/")?;
+                let ep = rest.split('/').next()?;
+                Some((gw.to_string(), ep.to_string()))
+            });
+        let (env_gw, env_ep) = from_env.unzip();
+        let env = |k: &str| std::env::var(k).ok();
+        Ok(WorkerIdentity {
+            gateway: gateway
+                .or(env_gw)
+                .unwrap_or_else(|| format!("http://{}:{}", common.host, common.port)),
+            endpoint: endpoint.or(env_ep).context("--endpoint is required (or RUNPOD_WEBHOOK_GET_JOB)")?,
+            worker_id: worker_id
+                .or_else(|| env("RUNPOD_POD_ID"))
+                .unwrap_or_else(|| format!("w-{}", random_hex(64))),
+            token: token
+                .or_else(|| env("RUNPOD_AI_API_KEY"))
+                .context("a worker token is required: --worker-token, SLUICE_WORKER_TOKEN or RUNPOD_AI_API_KEY")?,
+        })
+    }
+}
+
 pub async fn worker(
     common: Common,
-    endpoint: String,
-    gateway: Option<String>,
-    token: String,
-    worker_id: Option<String>,
+    id: WorkerIdentity,
+    handler: &str,
+    concurrency: usize,
 ) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    let dep = Deployment::load(&common.config)?;
-    let cfg = dep
-        .model(&endpoint)
-        .with_context(|| {
-            format!(
-                "endpoint `{endpoint}` is not in {}",
-                common.config.display()
-            )
-        })?
-        .clone();
-    let cached = Cache::from_env().pull(&cfg)?;
-    let t_fetch = t0.elapsed();
-    let engine = Engine::load(&cfg, &cached.served_path()).await?;
-    let t_load = t0.elapsed();
-    tracing::info!(
-        fetch_ms = t_fetch.as_millis() as u64,
-        load_ms = (t_load - t_fetch).as_millis() as u64,
-        file = %cached.served.file,
-        "model loaded"
-    );
+    let (handler, concurrency): (Arc<dyn JobHandler>, usize) = match handler {
+        "echo" => (Arc::new(EchoHandler), concurrency),
+        "llm" => {
+            let t0 = Instant::now();
+            let dep = Deployment::load(&common.config)?;
+            let cfg = dep
+                .model(&id.endpoint)
+                .with_context(|| {
+                    format!(
+                        "endpoint `{}` is not a model in {}",
+                        id.endpoint,
+                        common.config.display()
+                    )
+                })?
+                .clone();
+            let cached = Cache::from_env().pull(&cfg)?;
+            let t_fetch = t0.elapsed();
+            let engine = Engine::load(&cfg, &cached.served_path()).await?;
+            tracing::info!(
+                fetch_ms = t_fetch.as_millis() as u64,
+                load_ms = (t0.elapsed() - t_fetch).as_millis() as u64,
+                file = %cached.served.file,
+                "model loaded"
+            );
+            (Arc::new(LlmHandler { engine }), cfg.engine.max_num_seqs)
+        }
+        other => anyhow::bail!("unknown --handler `{other}` (llm, echo)"),
+    };
     let opts = WorkerOptions {
-        gateway: gateway.unwrap_or_else(|| format!("http://{}:{}", common.host, common.port)),
-        endpoint,
-        worker_id: worker_id.unwrap_or_else(|| format!("w-{}", random_hex(64))),
-        token,
-        concurrency: cfg.engine.max_num_seqs,
+        gateway: id.gateway,
+        endpoint: id.endpoint,
+        worker_id: id.worker_id,
+        token: id.token,
+        concurrency,
         ping_interval: Duration::from_secs(5),
     };
     let shutdown = CancellationToken::new();
@@ -155,13 +205,7 @@ pub async fn worker(
         shutdown_signal().await;
         trigger.cancel();
     });
-    run_worker(
-        Arc::new(LlmHandler { engine }),
-        opts,
-        shutdown,
-        Duration::from_secs(10),
-    )
-    .await
+    run_worker(handler, opts, shutdown, Duration::from_secs(10)).await
 }
 
 pub fn models_pull(config: &Path, name: &str) -> anyhow::Result<()> {

@@ -7,4 +7,4 @@ pub mod shape;
 pub mod worker;
 
 pub use llm::{Engine, EngineError, LlmHandler};
-pub use worker::{run_worker, JobHandler, StreamSink, WorkerOptions};
+pub use worker::{run_worker, EchoHandler, JobHandler, StreamSink, WorkerOptions};

@@ -23,6 +23,22 @@ pub trait JobHandler: Send + Sync + 'static {
     ) -> Result<Value, String>;
 }
 
+/// Returns each job's input as its output at once: a worker with no work in it, for measuring
+/// and testing the queue path.
+pub struct EchoHandler;
+
+#[async_trait]
+impl JobHandler for EchoHandler {
+    async fn handle(
+        &self,
+        input: Value,
+        _sink: StreamSink,
+        _cancel: CancellationToken,
+    ) -> Result<Value, String> {
+        Ok(input)
+    }
+}
+
 /// Where a handler sends stream chunks. Sending never blocks: chunks are queued and posted to
 /// the gateway by a separate task, several per request when they pile up.
 #[derive(Clone)]

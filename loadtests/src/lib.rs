@@ -314,8 +314,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
     let prompts = prompts(args, offsets.len(), tok.as_deref())?;
     // A fresh connection per request: what is measured is the server, not how it and this
     // client handle keep-alive (llama.cpp's server closes a connection after 5 requests).
+    // (The queue API polls: there, reusing connections is what every client does.)
+    let pool = if args.api == "queue" { usize::MAX } else { 0 };
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
+        .pool_max_idle_per_host(pool)
         .build()?;
     let base = args.base_url.trim_end_matches('/');
     let url = match args.api.as_str() {

@@ -139,6 +139,7 @@ pub struct Summary {
     pub itl_ms: Stats,
     pub e2el_ms: Stats,
     /// Queue API: submit -> start and execution, as the server reports them.
+    pub has_queue_times: bool,
     pub delay_ms: Stats,
     pub execution_ms: Stats,
     pub errors: BTreeMap<String, usize>,
@@ -181,6 +182,7 @@ impl Summary {
                     .collect::<Vec<_>>(),
             ),
             e2el_ms: stats(&ok.iter().map(|r| ms(r.latency)).collect::<Vec<_>>()),
+            has_queue_times: ok.iter().any(|r| r.delay.is_some()),
             delay_ms: stats(
                 &ok.iter()
                     .filter_map(|r| r.delay)
@@ -212,12 +214,15 @@ impl Summary {
         put("output_throughput", self.output_throughput.into());
         put("total_token_throughput", self.total_token_throughput.into());
         put("request_goodput", self.request_goodput.into());
-        for (name, s) in [
+        let queue = [("delay", &self.delay_ms), ("execution", &self.execution_ms)];
+        let all = [
             ("ttft", &self.ttft_ms),
             ("tpot", &self.tpot_ms),
             ("itl", &self.itl_ms),
             ("e2el", &self.e2el_ms),
-        ] {
+        ];
+        let queue = queue.into_iter().filter(|_| self.has_queue_times);
+        for (name, s) in all.into_iter().chain(queue) {
             put(&format!("mean_{name}_ms"), s.mean.into());
             put(&format!("median_{name}_ms"), s.median.into());
             put(&format!("std_{name}_ms"), s.std.into());

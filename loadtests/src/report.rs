@@ -20,12 +20,16 @@ pub fn print(label: &str, s: &Summary) {
             .map(|g| format!("   goodput req/s {g:.2}"))
             .unwrap_or_default()
     );
-    for (name, st) in [
+    let queue = [("DELAY", &s.delay_ms), ("EXEC", &s.execution_ms)];
+    let shown = [
         ("TTFT", &s.ttft_ms),
         ("TPOT", &s.tpot_ms),
         ("ITL", &s.itl_ms),
         ("E2EL", &s.e2el_ms),
-    ] {
+    ]
+    .into_iter()
+    .chain(queue.into_iter().filter(|_| s.has_queue_times));
+    for (name, st) in shown {
         println!(
             "{name:<5} ms  mean {:>8.1}  median {:>8.1}  p90 {:>8.1}  p99 {:>8.1}",
             st.mean, st.median, st.p90, st.p99

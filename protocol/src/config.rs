@@ -92,6 +92,10 @@ pub struct GatewaySettings {
     pub worker_timeout_secs: u64,
     /// Pause before each of a webhook's two retries, seconds (RunPod: 10).
     pub webhook_retry_secs: u64,
+    /// How long results of `/run` jobs are kept after they end, seconds (RunPod: 30 min).
+    pub result_retention_secs: u64,
+    /// How long results of `/runsync` jobs are kept after they end, seconds (RunPod: ~1 min).
+    pub sync_result_retention_secs: u64,
 }
 
 impl Default for GatewaySettings {
@@ -102,6 +106,8 @@ impl Default for GatewaySettings {
             request_timeout_secs: 600,
             worker_timeout_secs: 30,
             webhook_retry_secs: 10,
+            result_retention_secs: 30 * 60,
+            sync_result_retention_secs: 60,
         }
     }
 }
