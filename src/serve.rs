@@ -5,8 +5,10 @@ use crate::roles::{bind, gateway_state, memory_store, random_hex, shutdown_signa
 use crate::Common;
 use anyhow::Context;
 use protocol::config::Deployment;
+use queue::JobStore;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -41,7 +43,7 @@ pub async fn run(common: Common) -> anyhow::Result<()> {
     let gateway_url = format!("http://{addr}");
     let mut supervisors = Vec::new();
     for spec in worker_specs(&dep, &common, &gateway_url, &token)? {
-        supervisors.push(tokio::spawn(supervise(spec, stop.clone())));
+        supervisors.push(tokio::spawn(supervise(spec, store.clone(), stop.clone())));
     }
 
     let ready = async {
@@ -92,6 +94,8 @@ pub async fn run(common: Common) -> anyhow::Result<()> {
 struct WorkerSpec {
     /// Log prefix.
     label: String,
+    /// The RunPod worker id given in the environment (custom endpoints).
+    id: Option<String>,
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -112,6 +116,7 @@ fn worker_specs(
         .iter()
         .map(|m| WorkerSpec {
             label: format!("[worker {}]", m.name),
+            id: None,
             program: exe.clone(),
             args: [
                 "worker",
@@ -155,6 +160,7 @@ fn worker_specs(
             env.extend(c.env.iter().map(|(k, v)| (k.clone(), v.clone())));
             specs.push(WorkerSpec {
                 label: format!("[{} {i}]", c.name),
+                id: Some(id.clone()),
                 program: PathBuf::from(&c.command[0]),
                 args: c.command[1..].to_vec(),
                 env,
@@ -163,6 +169,40 @@ fn worker_specs(
         }
     }
     Ok(specs)
+}
+
+impl WorkerSpec {
+    /// The same worker under a new id: a worker that asked to stop (`stopPod`) comes back
+    /// fresh, since its old id stays retired.
+    fn renewed(&self) -> WorkerSpec {
+        let Some(old) = &self.id else {
+            return self.clone();
+        };
+        let base = old.rsplit_once('-').map(|(b, _)| b).unwrap_or(old);
+        let new = format!("{base}-{}", random_hex(32));
+        WorkerSpec {
+            id: Some(new.clone()),
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.replace(old.as_str(), &new)))
+                .collect(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Resolves when the store says worker `id` retired (checked twice a second).
+async fn retired(store: &Arc<dyn JobStore>, id: Option<&str>) {
+    let Some(id) = id else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if store.is_retired(id).await.unwrap_or(false) {
+            return;
+        }
+    }
 }
 
 fn spawn_worker(w: &WorkerSpec) -> anyhow::Result<Child> {
@@ -196,11 +236,12 @@ async fn prefix_lines(r: impl AsyncRead + Unpin, prefix: String) {
 }
 
 /// Keep one worker process running until `stop`, then stop it with SIGTERM (SIGKILL after
-/// a grace period).
-async fn supervise(args: WorkerSpec, stop: CancellationToken) {
+/// a grace period). A crashed worker is restarted with backoff; a retired one (`stopPod`) is
+/// stopped and replaced at once.
+async fn supervise(mut spec: WorkerSpec, store: Arc<dyn JobStore>, stop: CancellationToken) {
     let mut backoff = Duration::from_secs(1);
     loop {
-        let mut child = match spawn_worker(&args) {
+        let mut child = match spawn_worker(&spec) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("{e:#}");
@@ -210,7 +251,7 @@ async fn supervise(args: WorkerSpec, stop: CancellationToken) {
         let started = Instant::now();
         tokio::select! {
             status = child.wait() => {
-                tracing::warn!(worker = %args.label, "worker exited ({status:?}); restarting in {backoff:?}");
+                tracing::warn!(worker = %spec.label, "worker exited ({status:?}); restarting in {backoff:?}");
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_secs(1);
                 }
@@ -219,6 +260,11 @@ async fn supervise(args: WorkerSpec, stop: CancellationToken) {
                     _ = stop.cancelled() => return,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            _ = retired(&store, spec.id.as_deref()) => {
+                tracing::info!(worker = %spec.label, "worker asked to stop after its job; replacing it");
+                terminate(&mut child).await;
+                spec = spec.renewed();
             }
             _ = stop.cancelled() => {
                 terminate(&mut child).await;

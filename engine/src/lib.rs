@@ -4,6 +4,7 @@
 
 mod llm;
 pub mod shape;
+mod vllm_input;
 pub mod worker;
 
 pub use llm::{Engine, EngineError, LlmHandler};

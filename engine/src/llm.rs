@@ -6,6 +6,7 @@
 //! `max_tokens` inside the engine) and streamed ones count usage with the tokenizer.
 
 use crate::shape::{Aggregator, Kind, Usage};
+use crate::vllm_input;
 use crate::worker::{JobHandler, StreamSink};
 use async_trait::async_trait;
 use either::Either;
@@ -339,8 +340,11 @@ impl JobHandler for LlmHandler {
         sink: StreamSink,
         cancel: CancellationToken,
     ) -> Result<Value, String> {
+        if vllm_input::is_standard(&input) {
+            return self.handle_standard(&input, sink, &cancel).await;
+        }
         let job: OpenAiJobInput = serde_json::from_value(input).map_err(|e| {
-            format!("job input must be {{\"openai_route\", \"openai_input\"}}: {e}")
+            format!("job input must be {{\"openai_route\", \"openai_input\"}} or {{\"prompt\"|\"messages\", \"sampling_params\"}}: {e}")
         })?;
         let req =
             GenerateRequest::parse(&job.openai_route, job.openai_input).map_err(|e| e.message)?;
@@ -349,5 +353,50 @@ impl JobHandler for LlmHandler {
             .generate(&req, &mut send, &cancel)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+impl LlmHandler {
+    /// worker-vllm's standard form: batches of `{"choices": [{"tokens": [...]}]}`.
+    async fn handle_standard(
+        &self,
+        input: &Value,
+        sink: StreamSink,
+        cancel: &CancellationToken,
+    ) -> Result<Value, String> {
+        let (req, stream) = vllm_input::to_request(input, &self.engine.served_name)?;
+        let n = req.sampling().n as usize;
+        let mut batches = Vec::new();
+        let mut on_chunk = |chunk: Value| {
+            for i in 0..n {
+                if let Some(text) = vllm_input::choice_text(&chunk, i).filter(|t| !t.is_empty()) {
+                    let b = vllm_input::batch(i, n, &text);
+                    sink.send(b.clone());
+                    batches.push(b);
+                }
+            }
+        };
+        let done = self
+            .engine
+            .generate(&req, &mut on_chunk, cancel)
+            .await
+            .map_err(|e| e.to_string())?;
+        let usage = Usage {
+            prompt_tokens: done["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as usize,
+            completion_tokens: done["usage"]["completion_tokens"].as_u64().unwrap_or(0) as usize,
+        };
+        if !stream {
+            let choices: Vec<Value> = (0..n)
+                .map(|i| serde_json::json!({"tokens": [vllm_input::choice_text(&done, i).unwrap_or_default()]}))
+                .collect();
+            batches = vec![serde_json::json!({ "choices": choices })];
+        }
+        match batches.last_mut() {
+            Some(last) => last["usage"] = vllm_input::usage(usage),
+            None => {
+                batches.push(serde_json::json!({"choices": [], "usage": vllm_input::usage(usage)}))
+            }
+        }
+        Ok(Value::Array(batches))
     }
 }

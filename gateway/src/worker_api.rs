@@ -75,7 +75,12 @@ pub async fn job_done(
     admit(&gw, &headers, &endpoint)?;
     let done: JobDoneBody = serde_json::from_value(body?.0)
         .map_err(|e| GatewayError::bad_request(format!("job-done body: {e}")))?;
+    let stop = done.stop_pod;
     gw.store.report(&JobId(job), &worker, done.report()).await?;
+    if stop {
+        // The handler asked for a fresh worker after this job (RunPod's `refresh_worker`).
+        gw.store.retire(&worker).await?;
+    }
     Ok(Json(json!({})))
 }
 

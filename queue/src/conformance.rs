@@ -275,6 +275,19 @@ pub async fn webhooks_are_due_once_when_jobs_end<S: JobStore>(s: S) {
     assert!(s.due_webhooks(ZERO).await.unwrap().is_empty());
 }
 
+pub async fn retired_workers_get_no_jobs<S: JobStore>(s: S) {
+    s.submit("ep", job(1)).await.unwrap();
+    s.retire("w").await.unwrap();
+    assert!(s.is_retired("w").await.unwrap());
+    assert!(!s.is_retired("other").await.unwrap());
+    assert!(s
+        .take("ep", "w", 1, Duration::from_millis(20))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.take("ep", "other", 1, ZERO).await.unwrap().len(), 1);
+}
+
 /// Generates one `#[tokio::test]` per check above, each on a fresh store from `$make`.
 #[macro_export]
 macro_rules! __conformance_suite {
@@ -284,7 +297,7 @@ macro_rules! __conformance_suite {
             queue_limit_and_endpoints_are_separate, only_the_holder_may_report,
             cancel_queued_and_running, stream_reads_from_cursor_until_final,
             waiters_wake_promptly, retry_purge_and_stream_delivery,
-            webhooks_are_due_once_when_jobs_end);
+            webhooks_are_due_once_when_jobs_end, retired_workers_get_no_jobs);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -157,6 +157,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// RunPod's `/stream` returns each chunk once.
     async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead>;
 
+    /// The worker asked to be stopped after its job (`stopPod`): it gets no more jobs, and
+    /// whoever runs it is told through [`JobStore::is_retired`].
+    async fn retire(&self, worker: &str) -> Result<()>;
+
+    async fn is_retired(&self, worker: &str) -> Result<bool>;
+
     /// Jobs that reached a final state and have a webhook, each returned once with its URL,
     /// waiting up to `wait` for one.
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>>;

@@ -117,6 +117,8 @@ struct State {
     /// Finished jobs whose webhook is still to be sent.
     webhooks: VecDeque<JobId>,
     webhooks_due: watch::Sender<u64>,
+    /// Workers that asked to stop (`stopPod`).
+    retired: std::collections::HashSet<String>,
 }
 
 impl Default for State {
@@ -127,6 +129,7 @@ impl Default for State {
             workers: HashMap::new(),
             webhooks: VecDeque::new(),
             webhooks_due: watch::channel(0).0,
+            retired: Default::default(),
         }
     }
 }
@@ -383,30 +386,39 @@ impl JobStore for MemoryStore {
             let rx = {
                 let now = Instant::now();
                 let mut st = self.lock();
-                st.worker(endpoint, worker, now);
-                let mut taken = Vec::new();
-                while taken.len() < max {
-                    let ep = st.endpoint(endpoint);
-                    let Some(id) = ep.normal.pop_front().or_else(|| ep.low.pop_front()) else {
-                        break;
-                    };
-                    let Some(e) = st.jobs.get_mut(&id) else {
-                        continue;
-                    };
-                    if e.become_(&id, JobStatus::InProgress, now).is_err() {
-                        continue;
+                if st.retired.contains(worker) {
+                    None
+                } else {
+                    st.worker(endpoint, worker, now);
+                    let mut taken = Vec::new();
+                    while taken.len() < max {
+                        let ep = st.endpoint(endpoint);
+                        let Some(id) = ep.normal.pop_front().or_else(|| ep.low.pop_front()) else {
+                            break;
+                        };
+                        let Some(e) = st.jobs.get_mut(&id) else {
+                            continue;
+                        };
+                        if e.become_(&id, JobStatus::InProgress, now).is_err() {
+                            continue;
+                        }
+                        e.worker = Some(worker.to_string());
+                        taken.push(TakenJob {
+                            id: id.clone(),
+                            input: e.job.input.clone(),
+                            s3_config: e.job.s3_config.clone(),
+                        });
                     }
-                    e.worker = Some(worker.to_string());
-                    taken.push(TakenJob {
-                        id: id.clone(),
-                        input: e.job.input.clone(),
-                        s3_config: e.job.s3_config.clone(),
-                    });
+                    if !taken.is_empty() {
+                        return Ok(taken);
+                    }
+                    Some(st.endpoint(endpoint).arrived.subscribe())
                 }
-                if !taken.is_empty() {
-                    return Ok(taken);
-                }
-                st.endpoint(endpoint).arrived.subscribe()
+            };
+            let Some(rx) = rx else {
+                // No work for a retired worker; answer at the end of the poll, as if idle.
+                tokio::time::sleep_until(deadline).await;
+                return Ok(Vec::new());
             };
             if !wait_change(rx, deadline).await {
                 return Ok(Vec::new());
@@ -658,6 +670,17 @@ impl JobStore for MemoryStore {
         })
     }
 
+    async fn retire(&self, worker: &str) -> Result<()> {
+        let mut st = self.lock();
+        st.retired.insert(worker.to_string());
+        st.workers.remove(worker);
+        Ok(())
+    }
+
+    async fn is_retired(&self, worker: &str) -> Result<bool> {
+        Ok(self.lock().retired.contains(worker))
+    }
+
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -743,6 +766,31 @@ mod tests {
             JobStatus::TimedOut
         );
         assert_eq!(s.stops("w", Duration::ZERO).await.unwrap(), vec![id]);
+    }
+
+    #[tokio::test]
+    async fn jobs_past_their_ttl_are_gone_in_any_state() {
+        let s = store();
+        let ttl = |ms| NewJob {
+            policy: protocol::job::JobPolicy {
+                ttl: ms,
+                ..Default::default()
+            },
+            ..NewJob::default()
+        };
+        let running = s.submit("ep", ttl(1000)).await.unwrap();
+        let queued = s.submit("ep", ttl(1000)).await.unwrap();
+        let kept = s.submit("ep", ttl(60_000)).await.unwrap();
+        s.take("ep", "w", 1, Duration::ZERO).await.unwrap();
+        s.sweep(Instant::now() + Duration::from_secs(2));
+        assert!(s.get(&queued).await.unwrap().is_none());
+        assert!(s.get(&running).await.unwrap().is_none());
+        assert!(s.get(&kept).await.unwrap().is_some());
+        assert_eq!(
+            s.metrics("ep").await.unwrap().in_queue,
+            1,
+            "the expired job left the queue"
+        );
     }
 
     #[tokio::test]

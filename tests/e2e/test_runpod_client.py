@@ -144,3 +144,21 @@ def test_webhook_is_retried_until_the_receiver_accepts(tmp_path):
     finally:
         s.stop()
         receiver.shutdown()
+
+
+def test_worker_vllm_standard_input_form(endpoint):
+    """Client code written for RunPod's vLLM worker: `prompt`/`messages` + `sampling_params`."""
+    out = endpoint.run_sync({"prompt": "The capital of France is", "sampling_params": {"max_tokens": 8, "temperature": 0}}, timeout=120)
+    assert isinstance(out, list) and out[0]["choices"][0]["tokens"][0].strip()
+    assert out[-1]["usage"]["output"] == 8 and out[-1]["usage"]["input"] > 0
+    job = endpoint.run({"messages": CHAT["messages"], "sampling_params": {"max_tokens": 12, "temperature": 0}, "stream": True})
+    batches = list(job.stream())
+    streamed = "".join(t for b in batches for t in b["choices"][0]["tokens"])
+    assert len(batches) >= 2 and streamed.strip()
+    whole = endpoint.run_sync({"messages": CHAT["messages"], "sampling_params": {"max_tokens": 12, "temperature": 0}}, timeout=120)
+    assert whole[0]["choices"][0]["tokens"][0] == streamed
+    failed = endpoint.run({"prompt": "x", "sampling_params": {"use_beam_search": True}})
+    deadline = time.time() + 30
+    while failed.status() not in ("FAILED", "COMPLETED") and time.time() < deadline:
+        time.sleep(0.1)
+    assert failed.status() == "FAILED"

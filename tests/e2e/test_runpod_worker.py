@@ -14,7 +14,7 @@ import runpod
 from conftest import ROOT, Server
 from test_openai import raw_post
 
-MODES = ["sync", "async", "generator", "progress", "raises", "error", "concurrent", "slow"]
+MODES = ["sync", "async", "generator", "progress", "raises", "error", "concurrent", "slow", "refresh"]
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +124,10 @@ def test_worker_routes_refuse_a_wrong_token(handlers):
     s, _ = handlers
     status, body = raw_post(f"{s.base}/v2/sync/job-done/w/123?x=1", b'{"output": 1}')
     assert status == 401 and isinstance(body["error"], str)
+
+
+def test_stop_pod_replaces_the_worker(handlers):
+    ep = runpod.Endpoint("refresh")
+    first = ep.run_sync({"n": 1}, timeout=60)
+    second = ep.run_sync({"n": 2}, timeout=120)
+    assert first["pid"] != second["pid"], "the second job ran in a fresh worker process"

@@ -62,7 +62,13 @@ async def slow_handler(job):
     return "never"
 
 
+def refresh_handler(job):
+    # RunPod's way to ask for a fresh worker after this job (sent as `stopPod`).
+    return {"pid": os.getpid(), "refresh_worker": True}
+
+
 HANDLERS = {
+    "refresh": {"handler": refresh_handler},
     "sync": {"handler": sync_handler},
     "async": {"handler": async_handler},
     "generator": {"handler": generator_handler, "return_aggregate_stream": True},
