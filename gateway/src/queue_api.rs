@@ -114,6 +114,17 @@ fn gone(id: &JobId) -> GatewayError {
     GatewayError::NotFound(format!("job `{id}` not found (unknown, expired or purged)"))
 }
 
+/// A store error about job `id`, with "not found" worded for the client.
+fn about(id: &JobId) -> impl Fn(queue::QueueError) -> GatewayError + '_ {
+    move |e| match e {
+        queue::QueueError::NotFound(_) => gone(id),
+        queue::QueueError::BadTransition { status, .. } => GatewayError::bad_request(format!(
+            "job `{id}` is {status}; only FAILED or TIMED_OUT jobs can be retried"
+        )),
+        other => other.into(),
+    }
+}
+
 /// `GET|POST /v2/{endpoint}/status/{id}`: the job's status object; 404 when unknown or expired.
 pub async fn status(
     State(gw): State<AppState>,
@@ -154,10 +165,7 @@ pub async fn stream(
         .wait
         .map(|_| q.duration())
         .unwrap_or(Duration::from_secs(1));
-    let read = gw.store.take_stream(&id, wait).await.map_err(|e| match e {
-        queue::QueueError::NotFound(_) => gone(&id),
-        other => other.into(),
-    })?;
+    let read = gw.store.take_stream(&id, wait).await.map_err(about(&id))?;
     let stream: Vec<Value> = read
         .chunks
         .into_iter()
@@ -174,10 +182,7 @@ pub async fn cancel(
 ) -> Result<Json<Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let id = JobId(job);
-    let status = gw.store.cancel(&id).await.map_err(|e| match e {
-        queue::QueueError::NotFound(_) => gone(&id),
-        other => other.into(),
-    })?;
+    let status = gw.store.cancel(&id).await.map_err(about(&id))?;
     Ok(Json(json!({"id": id, "status": status})))
 }
 
@@ -187,13 +192,7 @@ pub async fn retry(
 ) -> Result<Json<Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let id = JobId(job);
-    let status = gw.store.retry(&id).await.map_err(|e| match e {
-        queue::QueueError::NotFound(_) => gone(&id),
-        queue::QueueError::BadTransition { status, .. } => GatewayError::bad_request(format!(
-            "job `{id}` is {status}; only FAILED or TIMED_OUT jobs can be retried"
-        )),
-        other => other.into(),
-    })?;
+    let status = gw.store.retry(&id).await.map_err(about(&id))?;
     Ok(Json(json!({"id": id, "status": status})))
 }
 
