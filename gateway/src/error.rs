@@ -20,8 +20,8 @@ pub enum GatewayError {
     ModelNotFound(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("invalid or missing worker token")]
-    Unauthorized,
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("the request body is too large: {0} bytes at most on this route")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -47,7 +47,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::ModelNotFound(_) | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
-            GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::NoCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,7 +70,7 @@ impl GatewayError {
                 Some("model_not_found".into()),
             ),
             GatewayError::NotFound(_) => ("invalid_request_error", None, None),
-            GatewayError::Unauthorized => {
+            GatewayError::Unauthorized(_) => {
                 ("authentication_error", None, Some("invalid_api_key".into()))
             }
             GatewayError::PayloadTooLarge(_) => (

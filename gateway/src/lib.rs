@@ -2,6 +2,7 @@
 //! RunPod's worker protocol), health and readiness. It validates requests, turns them into
 //! jobs in a [`JobStore`], and relays results; it never runs a model itself.
 
+mod auth;
 mod body;
 pub mod error;
 mod openai_api;
@@ -152,6 +153,10 @@ pub fn router(state: AppState) -> Router {
             get(worker_api::job_stop),
         )
         .fallback(openai_api::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::client_key,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -22,7 +22,9 @@ fn authorize(gw: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
     if given == Some(gw.worker_token.as_str()) {
         Ok(())
     } else {
-        Err(GatewayError::Unauthorized)
+        Err(GatewayError::Unauthorized(
+            "invalid or missing worker token".into(),
+        ))
     }
 }
 

@@ -96,6 +96,9 @@ pub struct GatewaySettings {
     pub result_retention_secs: u64,
     /// How long results of `/runsync` jobs are kept after they end, seconds (RunPod: ~1 min).
     pub sync_result_retention_secs: u64,
+    /// Client API keys (`Authorization: Bearer KEY`, or the bare key as RunPod's docs send it)
+    /// for `/v1` and the `/v2` queue API. Empty: no authentication (the local default).
+    pub api_keys: Vec<String>,
 }
 
 impl Default for GatewaySettings {
@@ -108,6 +111,7 @@ impl Default for GatewaySettings {
             webhook_retry_secs: 10,
             result_retention_secs: 30 * 60,
             sync_result_retention_secs: 60,
+            api_keys: Vec::new(),
         }
     }
 }

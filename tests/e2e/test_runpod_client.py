@@ -162,3 +162,36 @@ def test_worker_vllm_standard_input_form(endpoint):
     while failed.status() not in ("FAILED", "COMPLETED") and time.time() < deadline:
         time.sleep(0.1)
     assert failed.status() == "FAILED"
+
+
+def test_api_keys_guard_the_public_api_only(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    cfg = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs", cfg)
+    text = (cfg / "sluice.toml").read_text().replace("[gateway]\n", '[gateway]\napi_keys = ["sekret"]\n')
+    (cfg / "sluice.toml").write_text(text)
+    s = Server(tmp_path, "--config", str(cfg / "sluice.toml"))
+    try:
+        s.wait_ready()  # /ready needs no key
+
+        def get(path, key=None):
+            req = urllib.request.Request(f"{s.base}{path}", headers={"Authorization": f"Bearer {key}"} if key else {})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        status, body = get("/v1/models")
+        assert status == 401 and body["error"]["code"] == "invalid_api_key"
+        status, body = get(f"/v2/{MODEL}/health", key="wrong")
+        assert status == 401 and isinstance(body["error"], str)
+        assert get("/v1/models", key="sekret")[0] == 200
+        runpod.endpoint_url_base = f"{s.base}/v2"
+        runpod.api_key = "sekret"
+        out = runpod.Endpoint(MODEL).run_sync({"prompt": "Hi", "sampling_params": {"max_tokens": 2}}, timeout=120)
+        assert out[-1]["usage"]["output"] == 2, "workers, with their own token, still serve"
+    finally:
+        s.stop()
