@@ -170,7 +170,8 @@ def test_api_keys_guard_the_public_api_only(tmp_path):
 
     cfg = tmp_path / "configs"
     shutil.copytree(ROOT / "configs", cfg)
-    text = (cfg / "sluice.toml").read_text().replace("[gateway]\n", '[gateway]\napi_keys = ["sekret"]\n')
+    text = (cfg / "sluice.toml").read_text().replace("api_keys = []", 'api_keys = ["sekret"]')
+    assert 'api_keys = ["sekret"]' in text
     (cfg / "sluice.toml").write_text(text)
     s = Server(tmp_path, "--config", str(cfg / "sluice.toml"))
     try:
