@@ -544,9 +544,14 @@ impl JobStore for MemoryStore {
                 let mut st = self.lock();
                 match st.workers.get_mut(worker) {
                     Some(w) if !w.stops.is_empty() => return Ok(std::mem::take(&mut w.stops)),
-                    Some(w) => w.stop_signal.subscribe(),
-                    None => return Ok(Vec::new()),
+                    Some(w) => Some(w.stop_signal.subscribe()),
+                    None => None,
                 }
+            };
+            let Some(rx) = rx else {
+                // An unknown (or retired) worker holds nothing: an idle poll, not a busy loop.
+                tokio::time::sleep_until(deadline).await;
+                return Ok(Vec::new());
             };
             if !wait_change(rx, deadline).await {
                 return Ok(Vec::new());
@@ -555,7 +560,11 @@ impl JobStore for MemoryStore {
     }
 
     async fn ping(&self, endpoint: &str, worker: &str, _running: &[JobId]) -> Result<()> {
-        self.lock().worker(endpoint, worker, Instant::now());
+        let mut st = self.lock();
+        // A retired worker's pings do not bring it back into the live count.
+        if !st.retired.contains(worker) {
+            st.worker(endpoint, worker, Instant::now());
+        }
         Ok(())
     }
 
