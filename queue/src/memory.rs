@@ -153,11 +153,14 @@ impl State {
         w
     }
 
-    fn held<'a>(&'a mut self, id: &JobId, worker: &str) -> Result<&'a mut Entry> {
-        let e = self
-            .jobs
+    fn job_mut(&mut self, id: &JobId) -> Result<&mut Entry> {
+        self.jobs
             .get_mut(id)
-            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+            .ok_or_else(|| QueueError::NotFound(id.clone()))
+    }
+
+    fn held<'a>(&'a mut self, id: &JobId, worker: &str) -> Result<&'a mut Entry> {
+        let e = self.job_mut(id)?;
         if e.worker.as_deref() != Some(worker) {
             return Err(QueueError::NotHeld {
                 job: id.clone(),
@@ -517,10 +520,7 @@ impl JobStore for MemoryStore {
     async fn cancel(&self, job: &JobId) -> Result<JobStatus> {
         let now = Instant::now();
         let mut st = self.lock();
-        let e = st
-            .jobs
-            .get_mut(job)
-            .ok_or_else(|| QueueError::NotFound(job.clone()))?;
+        let e = st.job_mut(job)?;
         if e.status.is_final() {
             return Ok(e.status);
         }
@@ -619,10 +619,7 @@ impl JobStore for MemoryStore {
     async fn retry(&self, job: &JobId) -> Result<JobStatus> {
         let now = Instant::now();
         let mut st = self.lock();
-        let e = st
-            .jobs
-            .get_mut(job)
-            .ok_or_else(|| QueueError::NotFound(job.clone()))?;
+        let e = st.job_mut(job)?;
         if !matches!(e.status, JobStatus::Failed | JobStatus::TimedOut) {
             return Err(QueueError::BadTransition {
                 job: job.clone(),
@@ -666,10 +663,7 @@ impl JobStore for MemoryStore {
         };
         let read = self.read_stream(job, cursor, wait).await?;
         let mut st = self.lock();
-        let e = st
-            .jobs
-            .get_mut(job)
-            .ok_or_else(|| QueueError::NotFound(job.clone()))?;
+        let e = st.job_mut(job)?;
         // Two readers at once: each chunk still goes to only one of them.
         let skip = e.delivered.saturating_sub(cursor).min(read.chunks.len());
         e.delivered = e.delivered.max(read.next);
