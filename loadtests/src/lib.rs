@@ -209,7 +209,8 @@ async fn sample_workers(
         };
         let n: f64 = w
             .iter()
-            .filter(|(k, _)| *k != "unhealthy")
+            // RunPod's `ready` repeats `idle`; count each worker once.
+            .filter(|(k, _)| ["idle", "running", "initializing"].contains(&k.as_str()))
             .filter_map(|(_, v)| v.as_f64())
             .sum();
         out.lock()

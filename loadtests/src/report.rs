@@ -111,6 +111,15 @@ const H: f64 = 260.0;
 const PAD: f64 = 48.0;
 const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 
+/// An axis label with as many decimals as the axis' range needs.
+fn tick(v: f64, max: f64) -> String {
+    match max {
+        m if m >= 100.0 => format!("{v:.0}"),
+        m if m >= 1.0 => format!("{v:.1}"),
+        _ => format!("{v:.3}"),
+    }
+}
+
 /// An SVG line chart of `series` (name, points).
 fn chart(title: &str, xlabel: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
     let pts = series.iter().flat_map(|(_, p)| p.iter());
@@ -138,13 +147,13 @@ fn chart(title: &str, xlabel: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Strin
         let f = f64::from(i) / 4.0;
         let _ = write!(
             svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:.3}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.3}</text>",
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
             sx(f * x1),
             H - PAD + 14.0,
-            f * x1,
+            tick(f * x1, x1),
             PAD - 4.0,
             sy(f * y1) + 4.0,
-            f * y1
+            tick(f * y1, y1)
         );
     }
     let _ = write!(
