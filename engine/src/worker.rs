@@ -188,10 +188,13 @@ impl Worker {
                 output: Some(output),
                 ..Default::default()
             },
-            Err(e) => JobDoneBody {
-                error: Some(Value::String(e)),
-                ..Default::default()
-            },
+            Err(e) => {
+                tracing::warn!(job = %job.id, "job failed: {e}");
+                JobDoneBody {
+                    error: Some(Value::String(e)),
+                    ..Default::default()
+                }
+            }
         };
         let is_stream = streamed.load(std::sync::atomic::Ordering::Relaxed);
         let url = self.url("job-done", &format!("/{}?isStream={is_stream}", job.id));

@@ -19,7 +19,7 @@ use queue::JobStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use weights::PromptTokenizer;
 
 pub use error::GatewayError;
@@ -158,7 +158,12 @@ pub fn router(state: AppState) -> Router {
             auth::client_key,
         ))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(TraceLayer::new_for_http())
+        // 5xx answers are expected ones here (503 from /ready while workers start, a failed
+        // job's 500); they are logged where they arise, so the trace layer keeps them at debug.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }
 
