@@ -35,10 +35,12 @@ pub struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Gateway + in-memory queue + one worker per endpoint, all in one command (the quickstart).
+    /// Gateway + in-memory queue + the workers of every endpoint (model or custom handler), all
+    /// in one command (the quickstart).
     /// Fetches the models first if they are not cached ($SLUICE_HOME, default ~/.cache/sluice).
     Serve(Common),
-    /// The HTTP gateway alone: OpenAI API, worker API, health. Workers connect to it.
+    /// The HTTP gateway alone: OpenAI API, RunPod-style queue API, worker API, health. Workers
+    /// connect to it.
     Gateway {
         #[command(flatten)]
         common: Common,
