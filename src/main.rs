@@ -76,11 +76,23 @@ enum Command {
     },
     /// Load-test an OpenAI-compatible server (flags follow `vllm bench serve`).
     Bench(Box<loadtests::BenchArgs>),
+    /// Autoscaling tools.
+    Autoscaler {
+        #[command(subcommand)]
+        command: AutoscalerCommand,
+    },
     /// Manage the model cache.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AutoscalerCommand {
+    /// Replay a request trace against the scaling policy with a virtual clock: queue delay,
+    /// worker-seconds and cost per policy (min 0, min 1, always-on), and the break-even.
+    Simulate(autoscaler::cli::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -155,6 +167,12 @@ fn main() -> std::process::ExitCode {
                 roles::worker(common, id, &handler, concurrency).await
             }
             Command::Bench(args) => loadtests::main(*args).await,
+            Command::Autoscaler {
+                command: AutoscalerCommand::Simulate(args),
+            } => {
+                print!("{}", autoscaler::cli::simulate(&args)?);
+                Ok(())
+            }
             Command::Models { command } => match command {
                 ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),
                 ModelsCommand::Ls { config } => roles::models_ls(&config),

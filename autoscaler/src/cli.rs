@@ -1,0 +1,123 @@
+//! `sluice autoscaler simulate`: one trace, several policies, one table.
+
+use crate::simulate::{break_even_hours_per_day, run, Model, Prices};
+use crate::trace;
+use clap::Args;
+use protocol::config::{Scaler, ScalingSettings};
+use std::path::PathBuf;
+
+#[derive(Args, Clone, Debug)]
+pub struct SimulateArgs {
+    /// A JSONL trace (`{"arrival_ms", "service_ms", "low_priority"}` per line).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Or a generated trace: steady, bursty (4x rate 10 min each hour), diurnal.
+    #[arg(long, default_value = "bursty")]
+    pub generate: String,
+    #[arg(long, default_value_t = 3 * 3600)]
+    pub duration_secs: u64,
+    /// Mean arrivals per second of the generated trace.
+    #[arg(long, default_value_t = 0.2)]
+    pub rate: f64,
+    #[arg(long, default_value_t = 2_000)]
+    pub service_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Time from starting a worker to its first job.
+    #[arg(long, default_value_t = 5_000)]
+    pub cold_start_ms: u64,
+    #[arg(long, default_value_t = 3)]
+    pub max_workers: u32,
+    #[arg(long, default_value_t = 5)]
+    pub idle_timeout_secs: u64,
+    /// queue_delay or request_count.
+    #[arg(long, default_value = "queue_delay")]
+    pub scaler: String,
+    #[arg(long, default_value_t = 4.0)]
+    pub scaler_value: f64,
+    /// Flex (serverless) price per worker-second.
+    #[arg(long, default_value_t = 0.00076)]
+    pub flex_per_sec: f64,
+    /// Always-on price per worker-hour.
+    #[arg(long, default_value_t = 1.89)]
+    pub active_per_hour: f64,
+}
+
+pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
+    let requests = match &a.trace {
+        Some(p) => trace::load(p)?,
+        None => trace::generate(
+            &a.generate,
+            a.duration_secs as f64,
+            a.rate,
+            a.service_ms,
+            a.seed,
+        )?,
+    };
+    let scaler = match a.scaler.as_str() {
+        "queue_delay" => Scaler::QueueDelay,
+        "request_count" => Scaler::RequestCount,
+        other => anyhow::bail!("unknown --scaler `{other}` (queue_delay, request_count)"),
+    };
+    let model = Model {
+        cold_start_ms: a.cold_start_ms,
+        tick_ms: 100,
+    };
+    let prices = Prices {
+        flex_per_sec: a.flex_per_sec,
+        active_per_hour: a.active_per_hour,
+    };
+    let busy_s: f64 = requests.iter().map(|r| r.service_ms as f64 / 1000.0).sum();
+    let mut out = format!(
+        "{} requests, {:.0} s of work; cold start {} ms; {}/{}; flex ${}/s, active ${}/h\n\
+         {:<14} {:>9} {:>9} {:>9} {:>10} {:>10} {:>6} {:>10}\n",
+        requests.len(),
+        busy_s,
+        a.cold_start_ms,
+        a.scaler,
+        a.scaler_value,
+        a.flex_per_sec,
+        a.active_per_hour,
+        "policy",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "flex s",
+        "active s",
+        "colds",
+        "cost $"
+    );
+    let policies = [
+        ("min 0", 0),
+        ("min 1", 1.min(a.max_workers)),
+        ("always-on", a.max_workers),
+    ];
+    for (name, min) in policies {
+        let cfg = ScalingSettings {
+            min_workers: min,
+            max_workers: a.max_workers,
+            idle_timeout_secs: a.idle_timeout_secs,
+            scaler,
+            scaler_value: a.scaler_value,
+            ..ScalingSettings::default()
+        };
+        let o = run(&requests, &cfg, model);
+        out += &format!(
+            "{:<14} {:>9.0} {:>9.0} {:>9.0} {:>10.0} {:>10.0} {:>6} {:>10.2}\n",
+            format!("{name} (max {})", a.max_workers),
+            o.delay_percentile(50.0),
+            o.delay_percentile(95.0),
+            o.delay_percentile(99.0),
+            o.flex_seconds,
+            o.active_seconds,
+            o.cold_starts,
+            o.cost(&prices)
+        );
+    }
+    out += &format!(
+        "break-even: always-on is cheaper once a worker is busy more than {:.1} h/day ({:.0}% utilisation)\n",
+        break_even_hours_per_day(&prices),
+        break_even_hours_per_day(&prices) / 24.0 * 100.0
+    );
+    Ok(out)
+}

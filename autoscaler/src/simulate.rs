@@ -1,0 +1,248 @@
+//! Replay a request trace against the policy with a virtual clock and a cold-start model, and
+//! add up what users pay for: queue delay, worker-seconds and cost. Time is integer
+//! milliseconds, so a hand-computed trace gives exact results.
+
+use crate::policy::{decide, QueueState, WorkerState, WorkerView};
+use protocol::config::ScalingSettings;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// One request of a trace: when it arrives and how long it runs, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct Request {
+    pub arrival_ms: u64,
+    pub service_ms: u64,
+    #[serde(default)]
+    pub low_priority: bool,
+}
+
+/// The simulated world: how long a worker takes to become ready, and the clock's step.
+#[derive(Clone, Copy, Debug)]
+pub struct Model {
+    pub cold_start_ms: u64,
+    pub tick_ms: u64,
+}
+
+/// Prices: flex workers per second, active (always-on, `min_workers`) workers per hour.
+#[derive(Clone, Copy, Debug)]
+pub struct Prices {
+    pub flex_per_sec: f64,
+    pub active_per_hour: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Queue delay of every request, ms, in completion order.
+    pub delays_ms: Vec<u64>,
+    /// Seconds workers existed beyond the `min_workers` always-on ones (billed per second).
+    pub flex_seconds: f64,
+    /// Seconds of the always-on (`min_workers`) workers.
+    pub active_seconds: f64,
+    pub cold_starts: usize,
+    pub duration_s: f64,
+}
+
+impl Outcome {
+    pub fn cost(&self, p: &Prices) -> f64 {
+        self.flex_seconds * p.flex_per_sec + self.active_seconds / 3600.0 * p.active_per_hour
+    }
+
+    pub fn delay_percentile(&self, pct: f64) -> f64 {
+        let mut d: Vec<f64> = self.delays_ms.iter().map(|&x| x as f64).collect();
+        d.sort_by(f64::total_cmp);
+        if d.is_empty() {
+            return 0.0;
+        }
+        let rank = ((pct / 100.0) * (d.len() - 1) as f64).round() as usize;
+        d[rank]
+    }
+}
+
+struct Sim {
+    id: String,
+    ready_at: u64,
+    busy_until: Option<u64>,
+    idle_since: u64,
+}
+
+/// Run `trace` (sorted by arrival) to completion under `cfg`.
+pub fn run(trace: &[Request], cfg: &ScalingSettings, model: Model) -> Outcome {
+    let tick = model.tick_ms.max(1);
+    let mut out = Outcome::default();
+    let mut workers: Vec<Sim> = Vec::new();
+    let mut queue: VecDeque<Request> = VecDeque::new();
+    let mut next = 0;
+    let mut started = 0usize;
+    let mut t = 0u64;
+    let end_of_arrivals = trace.last().map(|r| r.arrival_ms).unwrap_or(0);
+    loop {
+        // Jobs finish, workers become ready.
+        for w in &mut workers {
+            if w.busy_until.is_some_and(|end| end <= t) {
+                w.busy_until = None;
+                w.idle_since = t;
+            }
+            if w.ready_at <= t && w.ready_at + tick > t {
+                w.idle_since = t;
+            }
+        }
+        while next < trace.len() && trace[next].arrival_ms <= t {
+            queue.push_back(trace[next]);
+            next += 1;
+        }
+        // Normal-priority jobs first, then low-priority ones, to free ready workers.
+        for w in workers
+            .iter_mut()
+            .filter(|w| w.ready_at <= t && w.busy_until.is_none())
+        {
+            let pick = queue
+                .iter()
+                .position(|r| !r.low_priority)
+                .or(if queue.is_empty() { None } else { Some(0) });
+            let Some(i) = pick else { break };
+            let r = queue.remove(i).expect("index from position");
+            out.delays_ms.push(t - r.arrival_ms);
+            w.busy_until = Some(t + r.service_ms);
+        }
+        let normal: Vec<&Request> = queue.iter().filter(|r| !r.low_priority).collect();
+        let q = QueueState {
+            in_queue: normal.len(),
+            in_queue_low: queue.len() - normal.len(),
+            in_progress: workers.iter().filter(|w| w.busy_until.is_some()).count(),
+            oldest_queued: Duration::from_millis(
+                normal.first().map(|r| t - r.arrival_ms).unwrap_or(0),
+            ),
+        };
+        let views: Vec<WorkerView> = workers
+            .iter()
+            .map(|w| WorkerView {
+                id: w.id.clone(),
+                state: if w.ready_at > t {
+                    WorkerState::Initializing
+                } else if w.busy_until.is_some() {
+                    WorkerState::Running
+                } else {
+                    WorkerState::Idle {
+                        since: Duration::from_millis(w.idle_since),
+                    }
+                },
+            })
+            .collect();
+        let d = decide(&q, &views, cfg, Duration::from_millis(t));
+        // Drained workers here are idle, so they stop at once.
+        workers.retain(|w| !d.drain.contains(&w.id));
+        for _ in 0..d.start {
+            started += 1;
+            workers.push(Sim {
+                id: format!("w{started}"),
+                ready_at: t + model.cold_start_ms,
+                busy_until: None,
+                idle_since: t,
+            });
+            out.cold_starts += 1;
+        }
+        let done = next >= trace.len()
+            && queue.is_empty()
+            && workers.iter().all(|w| w.busy_until.is_none());
+        if done && t >= end_of_arrivals && workers.len() <= cfg.min_workers as usize {
+            break;
+        }
+        // Bill this tick: the first `min_workers` workers are the always-on ones.
+        let secs = tick as f64 / 1000.0;
+        let active = workers.len().min(cfg.min_workers as usize);
+        out.active_seconds += active as f64 * secs;
+        out.flex_seconds += (workers.len() - active) as f64 * secs;
+        t += tick;
+        // A trace that never drains (max_workers 0 with work queued) still ends.
+        if t > end_of_arrivals + 24 * 3_600_000 {
+            break;
+        }
+    }
+    out.duration_s = t as f64 / 1000.0;
+    out
+}
+
+/// Hours per day a workload must keep a worker busy before always-on is cheaper than flex.
+pub fn break_even_hours_per_day(p: &Prices) -> f64 {
+    24.0 * p.active_per_hour / (p.flex_per_sec * 3600.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::config::Scaler;
+
+    fn cfg(min: u32, max: u32) -> ScalingSettings {
+        ScalingSettings {
+            min_workers: min,
+            max_workers: max,
+            idle_timeout_secs: 5,
+            scaler: Scaler::QueueDelay,
+            scaler_value: 4.0,
+            ..ScalingSettings::default()
+        }
+    }
+
+    const MODEL: Model = Model {
+        cold_start_ms: 5_000,
+        tick_ms: 100,
+    };
+
+    fn req(arrival_s: u64, service_s: u64) -> Request {
+        Request {
+            arrival_ms: arrival_s * 1000,
+            service_ms: service_s * 1000,
+            low_priority: false,
+        }
+    }
+
+    /// Two 10 s jobs 100 s apart, scale from zero, 5 s cold start, 5 s idle timeout: each job
+    /// waits 5 s, and each time a worker lives 5 + 10 + 5 = 20 s.
+    #[test]
+    fn hand_computed_trace_from_zero() {
+        let o = run(&[req(0, 10), req(100, 10)], &cfg(0, 1), MODEL);
+        assert_eq!(o.delays_ms, vec![5_000, 5_000]);
+        assert_eq!(o.cold_starts, 2);
+        assert!((o.flex_seconds - 40.0).abs() < 1e-9, "{}", o.flex_seconds);
+        assert_eq!(o.active_seconds, 0.0);
+        let p = Prices {
+            flex_per_sec: 0.001,
+            active_per_hour: 3.6,
+        };
+        assert!((o.cost(&p) - 0.04).abs() < 1e-12);
+    }
+
+    /// With one always-on worker the same trace has no queue delay and no flex time; the
+    /// active worker is billed for the whole run.
+    #[test]
+    fn hand_computed_trace_with_an_active_worker() {
+        let o = run(&[req(0, 10), req(100, 10)], &cfg(1, 1), MODEL);
+        // It starts cold at t=0 (the run begins empty), then stays.
+        assert_eq!(o.delays_ms, vec![5_000, 0]);
+        assert_eq!(o.cold_starts, 1);
+        assert_eq!(o.flex_seconds, 0.0);
+        assert!(
+            (o.active_seconds - 110.0).abs() < 1e-9,
+            "{}",
+            o.active_seconds
+        );
+    }
+
+    #[test]
+    fn low_priority_work_waits_for_existing_capacity() {
+        let mut r = req(0, 1);
+        r.low_priority = true;
+        let o = run(&[r], &cfg(0, 2), MODEL);
+        assert!(o.delays_ms.is_empty(), "never started a worker for it");
+    }
+
+    #[test]
+    fn break_even_matches_the_arithmetic_users_do() {
+        // An A100 at $1.89/h always-on vs $0.00076/s flex: 1.89 / (0.00076 * 3600) of a day.
+        let h = break_even_hours_per_day(&Prices {
+            flex_per_sec: 0.00076,
+            active_per_hour: 1.89,
+        });
+        assert!((h - 16.58).abs() < 0.01, "{h}");
+    }
+}
