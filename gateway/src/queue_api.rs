@@ -118,9 +118,6 @@ fn gone(id: &JobId) -> GatewayError {
 fn about(id: &JobId) -> impl Fn(queue::QueueError) -> GatewayError + '_ {
     move |e| match e {
         queue::QueueError::NotFound(_) => gone(id),
-        queue::QueueError::BadTransition { status, .. } => GatewayError::bad_request(format!(
-            "job `{id}` is {status}; only FAILED or TIMED_OUT jobs can be retried"
-        )),
         other => other.into(),
     }
 }
@@ -192,7 +189,12 @@ pub async fn retry(
 ) -> Result<Json<Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let id = JobId(job);
-    let status = gw.store.retry(&id).await.map_err(about(&id))?;
+    let status = gw.store.retry(&id).await.map_err(|e| match e {
+        queue::QueueError::BadTransition { status, .. } => GatewayError::bad_request(format!(
+            "job `{id}` is {status}; only FAILED or TIMED_OUT jobs can be retried"
+        )),
+        other => about(&id)(other),
+    })?;
     Ok(Json(json!({"id": id, "status": status})))
 }
 

@@ -6,7 +6,7 @@ use protocol::sse::{Parser, DONE};
 use serde_json::Value;
 use std::time::Instant;
 
-fn error_kind(e: &reqwest::Error) -> &'static str {
+pub(crate) fn error_kind(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

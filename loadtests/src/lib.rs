@@ -535,24 +535,22 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
         report::print_ratios(&args.base_url, b_url, &report::ratios(&a_runs, &b_runs));
         return Ok(());
     }
+    // One run per swept value, each writing its own files (`r.json` -> `r.c8.json`).
+    let variant = |tag: String, set: &dyn Fn(&mut BenchArgs)| {
+        let mut a = args.clone();
+        set(&mut a);
+        a.result_filename = suffixed(&args.result_filename, &tag);
+        a.html = suffixed(&args.html, &tag);
+        a
+    };
     let sweeps: Vec<BenchArgs> = match (&args.sweep_concurrency, &args.sweep_rates) {
         (Some(c), _) => list::<usize>(c, "--sweep-concurrency")?
             .into_iter()
-            .map(|c| BenchArgs {
-                max_concurrency: c,
-                result_filename: suffixed(&args.result_filename, &format!("c{c}")),
-                html: suffixed(&args.html, &format!("c{c}")),
-                ..args.clone()
-            })
+            .map(|c| variant(format!("c{c}"), &|a| a.max_concurrency = c))
             .collect(),
         (None, Some(r)) => list::<f64>(r, "--sweep-rates")?
             .into_iter()
-            .map(|r| BenchArgs {
-                request_rate: r,
-                result_filename: suffixed(&args.result_filename, &format!("r{r}")),
-                html: suffixed(&args.html, &format!("r{r}")),
-                ..args.clone()
-            })
+            .map(|r| variant(format!("r{r}"), &|a| a.request_rate = r))
             .collect(),
         (None, None) => vec![args.clone()],
     };

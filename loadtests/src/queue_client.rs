@@ -25,13 +25,10 @@ fn is_final(v: &Value) -> bool {
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Result<Value, String> {
-    let r = req.send().await.map_err(|e| {
-        if e.is_connect() {
-            "connect".to_string()
-        } else {
-            "request".to_string()
-        }
-    })?;
+    let r = req
+        .send()
+        .await
+        .map_err(|e| crate::client::error_kind(&e).to_string())?;
     if !r.status().is_success() {
         return Err(format!("HTTP {}", r.status().as_u16()));
     }

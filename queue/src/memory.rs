@@ -572,11 +572,21 @@ impl JobStore for MemoryStore {
         let now = Instant::now();
         let mut st = self.lock();
         let st = &mut *st;
-        let in_progress = st
+        // One pass over the jobs: how many run here, and which workers hold them.
+        let mut in_progress = 0;
+        let mut holders = std::collections::HashSet::new();
+        for e in st
             .jobs
             .values()
-            .filter(|e| e.endpoint == endpoint && e.status == JobStatus::InProgress)
-            .count();
+            .filter(|e| e.status == JobStatus::InProgress)
+        {
+            if e.endpoint == endpoint {
+                in_progress += 1;
+            }
+            if let Some(w) = &e.worker {
+                holders.insert(w.as_str());
+            }
+        }
         let live: Vec<&String> = st
             .workers
             .iter()
@@ -587,14 +597,7 @@ impl JobStore for MemoryStore {
             .map(|(id, _)| id)
             .collect();
         let workers_live = live.len();
-        let workers_running = live
-            .iter()
-            .filter(|w| {
-                st.jobs.values().any(|e| {
-                    e.status == JobStatus::InProgress && e.worker.as_deref() == Some(w.as_str())
-                })
-            })
-            .count();
+        let workers_running = live.iter().filter(|w| holders.contains(w.as_str())).count();
         st.endpoint(endpoint);
         let ep = &st.endpoints[endpoint];
         let oldest_queued_ms = ep
