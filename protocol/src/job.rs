@@ -39,6 +39,15 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::InQueue,
+        JobStatus::InProgress,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+        JobStatus::TimedOut,
+    ];
+
     /// Final states never change again (except by an explicit `retry`).
     pub fn is_final(self) -> bool {
         matches!(
@@ -60,6 +69,10 @@ impl JobStatus {
                 )
                 | (Failed | TimedOut, InQueue)
         )
+    }
+
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -220,7 +233,7 @@ mod tests {
     use serde_json::json;
     use JobStatus::*;
 
-    const ALL: [JobStatus; 6] = [InQueue, InProgress, Completed, Failed, Cancelled, TimedOut];
+    const ALL: [JobStatus; 6] = JobStatus::ALL;
 
     #[test]
     fn final_states_only_leave_by_retry() {

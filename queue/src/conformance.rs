@@ -1,6 +1,7 @@
 //! The behaviour every [`JobStore`] backend must show, as generic async checks. A backend's
-//! tests run them all with `conformance::suite!(make_store())`, where the store allows at most
-//! 3 queued jobs per endpoint.
+//! tests run them all with `conformance::suite!(make_store())`, where `make_store()` gives
+//! `(Arc<dyn JobStore>, guard)`: a store allowing at most 3 queued jobs per endpoint, and
+//! whatever must live as long as it (a Redis server).
 
 use crate::{JobStore, NewJob, QueueError};
 use protocol::job::{JobPolicy, JobReport};
@@ -18,7 +19,7 @@ fn job(n: i64) -> NewJob {
     }
 }
 
-pub async fn submit_take_complete<S: JobStore>(s: S) {
+pub async fn submit_take_complete(s: Arc<dyn JobStore>) {
     let id = s.submit("ep", job(1)).await.unwrap();
     assert_eq!(
         s.get(&id).await.unwrap().unwrap().status,
@@ -52,10 +53,13 @@ pub async fn submit_take_complete<S: JobStore>(s: S) {
     );
     assert!(v.execution_time.is_some());
     let m = s.metrics("ep").await.unwrap();
-    assert_eq!((m.completed, m.in_queue, m.in_progress), (1, 0, 0));
+    assert_eq!(
+        (m.arrived, m.completed, m.in_queue, m.in_progress),
+        (1, 1, 0, 0)
+    );
 }
 
-pub async fn failure_is_recorded<S: JobStore>(s: S) {
+pub async fn failure_is_recorded(s: Arc<dyn JobStore>) {
     let id = s.submit("ep", job(1)).await.unwrap();
     s.take("ep", "w", 1, ZERO).await.unwrap();
     s.report(&id, "w", JobReport::Failed("boom".into()))
@@ -69,7 +73,7 @@ pub async fn failure_is_recorded<S: JobStore>(s: S) {
     assert_eq!(s.metrics("ep").await.unwrap().failed, 1);
 }
 
-pub async fn fifo_with_low_priority_last<S: JobStore>(s: S) {
+pub async fn fifo_with_low_priority_last(s: Arc<dyn JobStore>) {
     let low = NewJob {
         policy: JobPolicy {
             low_priority: true,
@@ -92,7 +96,7 @@ pub async fn fifo_with_low_priority_last<S: JobStore>(s: S) {
     assert_eq!(order, vec![a, b, l]);
 }
 
-pub async fn queue_limit_and_endpoints_are_separate<S: JobStore>(s: S) {
+pub async fn queue_limit_and_endpoints_are_separate(s: Arc<dyn JobStore>) {
     for i in 0..3 {
         s.submit("ep", job(i)).await.unwrap();
     }
@@ -104,7 +108,7 @@ pub async fn queue_limit_and_endpoints_are_separate<S: JobStore>(s: S) {
     assert!(s.take("nobody", "w", 1, ZERO).await.unwrap().is_empty());
 }
 
-pub async fn only_the_holder_may_report<S: JobStore>(s: S) {
+pub async fn only_the_holder_may_report(s: Arc<dyn JobStore>) {
     let id = s.submit("ep", job(1)).await.unwrap();
     s.take("ep", "w1", 1, ZERO).await.unwrap();
     let err = s
@@ -123,7 +127,7 @@ pub async fn only_the_holder_may_report<S: JobStore>(s: S) {
     assert!(s.get(&unknown).await.unwrap().is_none());
 }
 
-pub async fn cancel_queued_and_running<S: JobStore>(s: S) {
+pub async fn cancel_queued_and_running(s: Arc<dyn JobStore>) {
     let queued = s.submit("ep", job(1)).await.unwrap();
     assert_eq!(s.cancel(&queued).await.unwrap(), JobStatus::Cancelled);
     assert!(
@@ -150,7 +154,7 @@ pub async fn cancel_queued_and_running<S: JobStore>(s: S) {
     assert_eq!(s.cancel(&running).await.unwrap(), JobStatus::Cancelled);
 }
 
-pub async fn stream_reads_from_cursor_until_final<S: JobStore>(s: S) {
+pub async fn stream_reads_from_cursor_until_final(s: Arc<dyn JobStore>) {
     let id = s.submit("ep", job(1)).await.unwrap();
     s.take("ep", "w", 1, ZERO).await.unwrap();
     s.push_stream(&id, "w", vec![json!("a"), json!("b")])
@@ -179,8 +183,7 @@ pub async fn stream_reads_from_cursor_until_final<S: JobStore>(s: S) {
 
 /// Waiters (take, wait_final, read_stream) wake when the awaited change happens, long before
 /// their time limit.
-pub async fn waiters_wake_promptly<S: JobStore>(s: S) {
-    let s = Arc::new(s);
+pub async fn waiters_wake_promptly(s: Arc<dyn JobStore>) {
     let long = Duration::from_secs(20);
     let t0 = Instant::now();
     let taker = {
@@ -211,7 +214,7 @@ pub async fn waiters_wake_promptly<S: JobStore>(s: S) {
     );
 }
 
-pub async fn retry_purge_and_stream_delivery<S: JobStore>(s: S) {
+pub async fn retry_purge_and_stream_delivery(s: Arc<dyn JobStore>) {
     let id = s.submit("ep", job(1)).await.unwrap();
     assert!(
         matches!(s.retry(&id).await, Err(QueueError::BadTransition { .. })),
@@ -247,7 +250,7 @@ pub async fn retry_purge_and_stream_delivery<S: JobStore>(s: S) {
     assert_eq!(s.metrics("ep").await.unwrap().in_queue, 0);
 }
 
-pub async fn webhooks_are_due_once_when_jobs_end<S: JobStore>(s: S) {
+pub async fn webhooks_are_due_once_when_jobs_end(s: Arc<dyn JobStore>) {
     let with_hook = |n| NewJob {
         webhook: Some("http://127.0.0.1:9/hook".into()),
         ..job(n)
@@ -275,7 +278,7 @@ pub async fn webhooks_are_due_once_when_jobs_end<S: JobStore>(s: S) {
     assert!(s.due_webhooks(ZERO).await.unwrap().is_empty());
 }
 
-pub async fn retired_workers_get_no_jobs<S: JobStore>(s: S) {
+pub async fn retired_workers_get_no_jobs(s: Arc<dyn JobStore>) {
     s.submit("ep", job(1)).await.unwrap();
     s.retire("w").await.unwrap();
     assert!(s.is_retired("w").await.unwrap());
@@ -303,7 +306,8 @@ macro_rules! __conformance_suite {
         $(
             #[tokio::test]
             async fn $name() {
-                $crate::conformance::$name($make).await;
+                let (store, _guard) = $make;
+                $crate::conformance::$name(store).await;
             }
         )*
     };

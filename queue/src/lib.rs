@@ -1,5 +1,6 @@
 //! The job store: one trait ([`JobStore`]) that the gateway programs against, and its backends.
-//! The in-memory backend is the embedded default (one gateway; jobs die with the process).
+//! The in-memory backend is the embedded default (one gateway; jobs die with the process); the
+//! Redis backend is durable and shared by any number of gateways.
 //!
 //! The trait speaks in whole operations (submit, take, report, wait) rather than reads and
 //! writes, so that a networked backend can make each one atomic (a Lua script in Redis) and
@@ -8,8 +9,12 @@
 #[doc(hidden)]
 pub mod conformance;
 mod memory;
+mod redis_store;
+#[doc(hidden)]
+pub mod testing;
 
 pub use memory::MemoryStore;
+pub use redis_store::{RedisStore, OP_TIMEOUT};
 
 use async_trait::async_trait;
 use protocol::job::{JobPolicy, JobReport, JobView, TakenJob};
@@ -66,6 +71,8 @@ pub struct QueueMetrics {
     pub in_progress: usize,
     /// Age of the oldest queued normal-priority job (the queue delay).
     pub oldest_queued_ms: u64,
+    /// Jobs submitted since the store began (retries not counted).
+    pub arrived: u64,
     pub completed: u64,
     pub failed: u64,
     pub retried: u64,

@@ -85,6 +85,7 @@ struct Endpoint {
     normal: VecDeque<JobId>,
     low: VecDeque<JobId>,
     arrived: watch::Sender<u64>,
+    arrivals: u64,
     completed: u64,
     failed: u64,
     retried: u64,
@@ -96,6 +97,7 @@ impl Default for Endpoint {
             normal: VecDeque::new(),
             low: VecDeque::new(),
             arrived: watch::channel(0).0,
+            arrivals: 0,
             completed: 0,
             failed: 0,
             retried: 0,
@@ -355,6 +357,7 @@ impl JobStore for MemoryStore {
         } else {
             ep.normal.push_back(id.clone());
         }
+        ep.arrivals += 1;
         ep.arrived.send_modify(|v| *v += 1);
         st.jobs.insert(
             id.clone(),
@@ -611,6 +614,7 @@ impl JobStore for MemoryStore {
             in_queue_low_priority: ep.low.len(),
             in_progress,
             oldest_queued_ms,
+            arrived: ep.arrivals,
             completed: ep.completed,
             failed: ep.failed,
             retried: ep.retried,

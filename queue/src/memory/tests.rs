@@ -9,7 +9,7 @@ fn store() -> MemoryStore {
     })
 }
 
-conformance::suite!(store());
+conformance::suite!((Arc::new(store()) as Arc<dyn JobStore>, ()));
 
 #[tokio::test]
 async fn silent_worker_loses_its_job_then_it_fails_after_retries() {

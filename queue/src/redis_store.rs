@@ -1,0 +1,562 @@
+//! Redis job store: durable, shared by any number of gateways. Each operation is one call of
+//! `store.lua` (atomic); waiters sleep on events relayed from Redis pub/sub (`notify.rs`).
+//! Leases: a worker's jobs stay its own while it is heard from (take, ping); the sweep that
+//! every gateway runs once a second requeues the jobs of silent workers, and fails them after
+//! `max_retries`. Finished jobs expire with Redis expirations (retention, never past the TTL).
+//!
+//! Redis down: every call is bounded by [`OP_TIMEOUT`] and fails as
+//! [`QueueError::Unavailable`] (a 503 at the gateway); the connection is re-made by itself.
+
+mod notify;
+
+use crate::{
+    new_job_id, JobStore, NewJob, QueueError, QueueMetrics, Result, StoreSettings, StreamRead,
+};
+use async_trait::async_trait;
+use notify::Notifier;
+use protocol::job::{JobReport, JobView, TakenJob};
+use protocol::{JobId, JobStatus};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The longest any single Redis call may take before the request fails with a 503.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Waiters look again this often even without an event (events can be lost on reconnects).
+const RECHECK: Duration = Duration::from_secs(1);
+/// Chunks per script call (Lua's `unpack` has a stack limit).
+const PUSH_BATCH: usize = 512;
+
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    script: redis::Script,
+    events: Arc<Notifier>,
+    settings: StoreSettings,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// One script reply: its code's values (the code itself checked and removed).
+type Reply = Vec<Option<String>>;
+
+fn unavailable(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(format!("redis: {e}"))
+}
+
+/// The transition table and final states as Lua tables, from the one definition in `protocol`.
+fn lua_rules() -> String {
+    let mut can = String::from("local CAN = {");
+    let mut fin = String::from("local FINAL = {");
+    for a in JobStatus::ALL {
+        for b in JobStatus::ALL.into_iter().filter(|b| a.can_become(*b)) {
+            can += &format!("['{a}>{b}'] = true, ");
+        }
+        if a.is_final() {
+            fin += &format!("['{a}'] = true, ");
+        }
+    }
+    format!("{can}}}\n{fin}}}\n")
+}
+
+impl RedisStore {
+    /// A store on `url` (`redis://HOST:PORT/DB`), with its event subscription and a sweeper
+    /// running once a second. Redis need not be up yet: calls fail as unavailable until it is.
+    pub fn start(url: &str, settings: StoreSettings) -> Result<Arc<Self>> {
+        let client = redis::Client::open(url)
+            .map_err(|e| QueueError::Unavailable(format!("bad redis url `{url}`: {e}")))?;
+        let events = Arc::new(Notifier::default());
+        let listener = events.listen(client.clone());
+        let mut store = RedisStore {
+            client,
+            conn: Mutex::new(None),
+            script: redis::Script::new(&(lua_rules() + include_str!("redis_store/store.lua"))),
+            events,
+            settings,
+            tasks: vec![listener],
+        };
+        let store = Arc::new_cyclic(|weak: &std::sync::Weak<RedisStore>| {
+            let weak = weak.clone();
+            store.tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let Some(s) = weak.upgrade() else { return };
+                    if let Err(e) = s.sweep().await {
+                        tracing::debug!("sweep: {e}");
+                    }
+                }
+            }));
+            store
+        });
+        Ok(store)
+    }
+
+    /// Check that Redis answers (for a clear message at start).
+    pub async fn check(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .map_err(|_| unavailable("no answer to PING"))?
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Housekeeping: silent workers' jobs requeued (or failed after retries), execution
+    /// timeouts, TTLs. Returns how many jobs it changed.
+    pub async fn sweep(&self) -> Result<usize> {
+        let timeout = self.settings.worker_timeout.as_millis() as u64;
+        let (_, r) = self
+            .call("sweep", |i| {
+                i.arg(timeout).arg(self.settings.max_retries);
+            })
+            .await?;
+        Ok(int(&r, 0) as usize)
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_number_of_retries(1);
+        let c = tokio::time::timeout(
+            OP_TIMEOUT,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| unavailable("connect timed out"))?
+        .map_err(unavailable)?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Run operation `op` of the script with the arguments `args` adds: the reply's code and
+    /// values.
+    async fn call(
+        &self,
+        op: &str,
+        args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<(String, Reply)> {
+        let mut conn = self.conn().await?;
+        let mut inv = self.script.prepare_invoke();
+        inv.arg(op);
+        args(&mut inv);
+        let mut reply: Reply = tokio::time::timeout(OP_TIMEOUT, inv.invoke_async(&mut conn))
+            .await
+            .map_err(|_| unavailable(format!("`{op}` timed out")))?
+            .map_err(unavailable)?;
+        if reply.is_empty() {
+            return Err(unavailable(format!("`{op}`: empty reply")));
+        }
+        let code = reply.remove(0).unwrap_or_default();
+        Ok((code, reply))
+    }
+
+    /// [`RedisStore::call`] for an operation on `job` (held by `worker`, where that matters):
+    /// codes other than OK become the matching error.
+    async fn on_job(
+        &self,
+        op: &str,
+        job: &JobId,
+        worker: &str,
+        args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<Reply> {
+        let (code, vals) = self
+            .call(op, |i| {
+                i.arg(&job.0);
+                args(i);
+            })
+            .await?;
+        let status = |i: usize| {
+            vals.get(i)
+                .and_then(|s| JobStatus::parse(s.as_deref()?))
+                .unwrap_or(JobStatus::InQueue)
+        };
+        match code.as_str() {
+            "OK" => Ok(vals),
+            "NOTFOUND" => Err(QueueError::NotFound(job.clone())),
+            "NOTHELD" => Err(QueueError::NotHeld {
+                job: job.clone(),
+                worker: worker.to_string(),
+            }),
+            "BAD" => Err(QueueError::BadTransition {
+                job: job.clone(),
+                status: status(0),
+                to: status(1),
+            }),
+            other => Err(unavailable(format!("`{op}`: unexpected reply `{other}`"))),
+        }
+    }
+
+    fn wait(&self, name: String, wait: Duration) -> Wait<'_> {
+        Wait {
+            events: &self.events,
+            name,
+            deadline: Instant::now() + wait,
+        }
+    }
+
+    async fn read(&self, job: &JobId, cursor: Option<usize>) -> Result<StreamRead> {
+        let (op, cursor) = match cursor {
+            Some(c) => ("read", c),
+            None => ("take_stream", 0),
+        };
+        let vals = self
+            .on_job(op, job, "", |i| {
+                i.arg(cursor);
+            })
+            .await?;
+        let status = vals
+            .first()
+            .and_then(|s| JobStatus::parse(s.as_deref()?))
+            .ok_or_else(|| unavailable("bad stream reply"))?;
+        let chunks = vals[2..].iter().map(|c| json(c.as_deref())).collect();
+        Ok(StreamRead {
+            chunks,
+            next: int(&vals, 1) as usize,
+            status,
+        })
+    }
+}
+
+/// A waiter's sleep between looks: until event `name`, at most [`RECHECK`], never past the
+/// deadline. Arm before looking, so an event between the look and the sleep is not missed.
+struct Wait<'a> {
+    events: &'a Notifier,
+    name: String,
+    deadline: Instant,
+}
+
+impl Wait<'_> {
+    fn arm(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events.subscribe(&self.name)
+    }
+
+    /// `false` when the deadline has passed (do not look again).
+    async fn sleep(&self, mut rx: tokio::sync::watch::Receiver<u64>) -> bool {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        let _ = tokio::time::timeout_at(self.deadline.min(now + RECHECK), rx.changed()).await;
+        true
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn int(vals: &Reply, i: usize) -> u64 {
+    vals.get(i)
+        .and_then(|v| v.as_deref()?.parse::<f64>().ok())
+        .map(|f| f as u64)
+        .unwrap_or(0)
+}
+
+/// A stored JSON text (written by this store, so valid); anything else reads as a string.
+fn json(s: Option<&str>) -> Value {
+    match s {
+        None => Value::Null,
+        Some(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())),
+    }
+}
+
+/// A status object from the `VIEW` fields of `store.lua`, read at `now` ms.
+fn view(id: JobId, vals: &[Option<String>], now: u64) -> JobView {
+    let field = |i: usize| vals.get(i).and_then(|v| v.as_deref());
+    let ms = |i: usize| {
+        field(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|f| f as u64)
+    };
+    let (sub, start, end) = (ms(1).unwrap_or(0), ms(2), ms(3));
+    JobView {
+        id,
+        status: field(0)
+            .and_then(JobStatus::parse)
+            .unwrap_or(JobStatus::InQueue),
+        delay_time: start.map(|s| s.saturating_sub(sub)),
+        execution_time: start.map(|s| end.unwrap_or(now).saturating_sub(s)),
+        output: field(4).map(|o| json(Some(o))),
+        error: field(5).map(str::to_string),
+        retries: ms(6).unwrap_or(0) as u32,
+        worker_id: field(7).map(str::to_string),
+    }
+}
+
+/// Fields per status object in a reply (`VIEW` in `store.lua`).
+const VIEW_LEN: usize = 8;
+
+#[async_trait]
+impl JobStore for RedisStore {
+    async fn submit(&self, endpoint: &str, job: NewJob) -> Result<JobId> {
+        let id = new_job_id(job.sync);
+        let keep = if job.sync {
+            self.settings.sync_retention
+        } else {
+            self.settings.retention
+        };
+        let s3 = job.s3_config.as_ref().map(Value::to_string);
+        let (code, _) = self
+            .call("submit", |i| {
+                i.arg(endpoint)
+                    .arg(&id.0)
+                    .arg(job.input.to_string())
+                    .arg(s3.unwrap_or_default())
+                    .arg(job.webhook.clone().unwrap_or_default())
+                    .arg(job.policy.execution_timeout)
+                    .arg(job.policy.ttl.max(1))
+                    .arg(if job.policy.low_priority { "1" } else { "0" })
+                    .arg(keep.as_millis() as u64)
+                    .arg(self.settings.max_queue);
+            })
+            .await?;
+        match code.as_str() {
+            "OK" => Ok(id),
+            "FULL" => Err(QueueError::QueueFull(endpoint.to_string())),
+            other => Err(unavailable(format!("`submit`: unexpected reply `{other}`"))),
+        }
+    }
+
+    async fn take(
+        &self,
+        endpoint: &str,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<TakenJob>> {
+        let wait = self.wait(format!("q:{endpoint}"), wait);
+        loop {
+            let rx = wait.arm();
+            let (code, vals) = self
+                .call("take", |i| {
+                    i.arg(endpoint).arg(worker).arg(max);
+                })
+                .await?;
+            // A retired worker gets no work: it hears so at the end of the poll, as if idle.
+            if code == "OK" && !vals.is_empty() {
+                return Ok(vals
+                    .chunks(3)
+                    .map(|t| TakenJob {
+                        id: JobId(t[0].clone().unwrap_or_default()),
+                        input: json(t[1].as_deref()),
+                        s3_config: t[2]
+                            .as_deref()
+                            .filter(|s| !s.is_empty())
+                            .map(|s| json(Some(s))),
+                    })
+                    .collect());
+            }
+            if !wait.sleep(rx).await {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn push_stream(&self, job: &JobId, worker: &str, chunks: Vec<Value>) -> Result<()> {
+        if chunks.is_empty() {
+            // Still refuse a worker that does not hold the job.
+            self.on_job("push", job, worker, |i| {
+                i.arg(worker);
+            })
+            .await?;
+        }
+        for batch in chunks.chunks(PUSH_BATCH) {
+            self.on_job("push", job, worker, |i| {
+                i.arg(worker);
+                for c in batch {
+                    i.arg(c.to_string());
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn report(&self, job: &JobId, worker: &str, report: JobReport) -> Result<()> {
+        let (kind, payload) = match report {
+            JobReport::Progress(v) => ("progress", v.to_string()),
+            JobReport::Completed(v) => ("completed", v.to_string()),
+            JobReport::Failed(msg) => ("failed", msg),
+        };
+        self.on_job("report", job, worker, |i| {
+            i.arg(worker).arg(kind).arg(payload);
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, job: &JobId) -> Result<Option<JobView>> {
+        match self.on_job("get", job, "", |_| {}).await {
+            Ok(vals) => Ok(Some(view(job.clone(), &vals[1..], int(&vals, 0)))),
+            Err(QueueError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn wait_final(&self, job: &JobId, wait: Duration) -> Result<Option<JobView>> {
+        let wait = self.wait(format!("j:{job}"), wait);
+        loop {
+            let rx = wait.arm();
+            match self.get(job).await? {
+                Some(v) if !v.status.is_final() => {
+                    if !wait.sleep(rx).await {
+                        return Ok(Some(v));
+                    }
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn read_stream(&self, job: &JobId, cursor: usize, wait: Duration) -> Result<StreamRead> {
+        self.read_waiting(job, Some(cursor), wait).await
+    }
+
+    async fn cancel(&self, job: &JobId) -> Result<JobStatus> {
+        let vals = self.on_job("cancel", job, "", |_| {}).await?;
+        vals.first()
+            .and_then(|s| JobStatus::parse(s.as_deref()?))
+            .ok_or_else(|| unavailable("bad cancel reply"))
+    }
+
+    async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>> {
+        let wait = self.wait(format!("w:{worker}"), wait);
+        loop {
+            let rx = wait.arm();
+            let (_, vals) = self
+                .call("stops", |i| {
+                    i.arg(worker);
+                })
+                .await?;
+            if !vals.is_empty() || !wait.sleep(rx).await {
+                return Ok(vals.into_iter().flatten().map(JobId).collect());
+            }
+        }
+    }
+
+    async fn ping(&self, endpoint: &str, worker: &str, _running: &[JobId]) -> Result<()> {
+        self.call("ping", |i| {
+            i.arg(endpoint).arg(worker);
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics> {
+        let timeout = self.settings.worker_timeout.as_millis() as u64;
+        let (_, v) = self
+            .call("metrics", |i| {
+                i.arg(endpoint).arg(timeout);
+            })
+            .await?;
+        Ok(QueueMetrics {
+            in_queue: int(&v, 0) as usize,
+            in_queue_low_priority: int(&v, 1) as usize,
+            in_progress: int(&v, 2) as usize,
+            oldest_queued_ms: int(&v, 3),
+            arrived: int(&v, 4),
+            completed: int(&v, 5),
+            failed: int(&v, 6),
+            retried: int(&v, 7),
+            workers_live: int(&v, 8) as usize,
+            workers_running: int(&v, 9) as usize,
+        })
+    }
+
+    async fn retry(&self, job: &JobId) -> Result<JobStatus> {
+        self.on_job("retry", job, "", |_| {}).await?;
+        Ok(JobStatus::InQueue)
+    }
+
+    async fn purge(&self, endpoint: &str) -> Result<usize> {
+        let (_, v) = self
+            .call("purge", |i| {
+                i.arg(endpoint);
+            })
+            .await?;
+        Ok(int(&v, 0) as usize)
+    }
+
+    async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead> {
+        self.read_waiting(job, None, wait).await
+    }
+
+    async fn retire(&self, worker: &str) -> Result<()> {
+        self.call("retire", |i| {
+            i.arg(worker);
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn is_retired(&self, worker: &str) -> Result<bool> {
+        let (_, v) = self
+            .call("is_retired", |i| {
+                i.arg(worker);
+            })
+            .await?;
+        Ok(int(&v, 0) == 1)
+    }
+
+    async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>> {
+        let wait = self.wait("h".to_string(), wait);
+        loop {
+            let rx = wait.arm();
+            let (_, v) = self
+                .call("hooks", |i| {
+                    i.arg(100);
+                })
+                .await?;
+            let now = int(&v, 0);
+            let due: Vec<(String, JobView)> = v[1..]
+                .chunks(VIEW_LEN + 2)
+                .map(|e| {
+                    let id = JobId(e[0].clone().unwrap_or_default());
+                    (e[1].clone().unwrap_or_default(), view(id, &e[2..], now))
+                })
+                .collect();
+            if !due.is_empty() || !wait.sleep(rx).await {
+                return Ok(due);
+            }
+        }
+    }
+}
+
+impl RedisStore {
+    /// A stream read (from `cursor`, or from the job's delivery cursor when `None`) that waits
+    /// up to `wait` while there is nothing new and the job is not final.
+    async fn read_waiting(
+        &self,
+        job: &JobId,
+        cursor: Option<usize>,
+        wait: Duration,
+    ) -> Result<StreamRead> {
+        let wait = self.wait(format!("j:{job}"), wait);
+        loop {
+            let rx = wait.arm();
+            let r = self.read(job, cursor).await?;
+            if !r.chunks.is_empty() || r.status.is_final() || !wait.sleep(rx).await {
+                return Ok(r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,364 @@
+-- sluice's job store in Redis. Every store operation is one call of this script, so each is
+-- atomic: no read-modify-write races between gateways. ARGV[1] names the operation, the rest
+-- are its arguments. Keys are built here from ids (standalone Redis or Sentinel, not Cluster).
+-- `CAN` (legal transitions) and `FINAL` are prepended by the Rust side from `JobStatus`, so
+-- the rules stay in one place. Times come from the Redis server's clock, shared by every
+-- gateway. Replies are arrays: a code ('OK', 'NOTFOUND', 'NOTHELD', 'BAD', 'FULL', 'RETIRED')
+-- then the operation's values.
+
+local P = 'sl:'
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+local function jkey(id) return P .. 'job:' .. id end
+local function ckey(id) return P .. 'chunks:' .. id end
+local function qkey(ep, low)
+  if low == '1' then return P .. 'ql:' .. ep end
+  return P .. 'q:' .. ep
+end
+-- Jobs that have not ended are removed by the sweep at their TTL (it also takes them out of
+-- their queue); their Redis expiry, this much later, is only a safety net.
+local GRACE = 60000
+-- Every gateway subscribes to one channel and wakes its local waiters by these names.
+local function event(name) redis.call('PUBLISH', P .. 'ev', name) end
+
+-- The fields a status object is made of, in the order the Rust side reads them.
+local VIEW = { 'status', 'sub', 'start', 'end', 'out', 'err', 'retries', 'worker' }
+
+local function push_view(out, k)
+  local f = redis.call('HMGET', k, unpack(VIEW))
+  for i = 1, #VIEW do out[#out + 1] = f[i] end
+end
+
+local function stop_worker(w, id)
+  redis.call('RPUSH', P .. 'stops:' .. w, id)
+  -- A dead worker never collects its stops.
+  redis.call('PEXPIRE', P .. 'stops:' .. w, 86400000)
+  event('w:' .. w)
+end
+
+-- The job reached final state `to`: counts, webhook, and its expiry (the retention, never
+-- past the TTL).
+local function finish(id, to)
+  local k = jkey(id)
+  local f = redis.call('HMGET', k, 'ep', 'worker', 'hook', 'keep', 'sub', 'ttl')
+  redis.call('HSET', k, 'status', to, 'end', now)
+  redis.call('ZREM', P .. 'run:' .. f[1], id)
+  redis.call('ZREM', P .. 'ttl', id)
+  if f[2] then redis.call('SREM', P .. 'held:' .. f[2], id) end
+  local left = tonumber(f[5]) + tonumber(f[6]) - now
+  local keep = math.max(1, math.min(tonumber(f[4]), left))
+  redis.call('PEXPIRE', k, keep)
+  redis.call('PEXPIRE', ckey(id), keep)
+  if to == 'COMPLETED' then
+    redis.call('HINCRBY', P .. 'stat:' .. f[1], 'completed', 1)
+  elseif to == 'FAILED' or to == 'TIMED_OUT' then
+    redis.call('HINCRBY', P .. 'stat:' .. f[1], 'failed', 1)
+  end
+  if f[3] ~= '' and to ~= 'CANCELLED' then
+    redis.call('RPUSH', P .. 'hooks', id)
+    event('h')
+  end
+  event('j:' .. id)
+end
+
+-- Back to the queue (a lost worker: to the front, it has waited longest; `retry`: to the back).
+local function requeue(id, front)
+  local k = jkey(id)
+  local f = redis.call('HMGET', k, 'ep', 'low', 'sub', 'ttl', 'worker')
+  redis.call('HSET', k, 'status', 'IN_QUEUE', 'dlv', 0)
+  redis.call('HDEL', k, 'start', 'end', 'worker', 'out', 'err')
+  redis.call('HINCRBY', k, 'retries', 1)
+  redis.call('DEL', ckey(id))
+  redis.call('ZREM', P .. 'run:' .. f[1], id)
+  if f[5] then redis.call('SREM', P .. 'held:' .. f[5], id) end
+  local deadline = tonumber(f[3]) + tonumber(f[4])
+  redis.call('PEXPIRE', k, math.max(1, deadline - now) + GRACE)
+  redis.call('ZADD', P .. 'ttl', deadline, id)
+  if front then
+    redis.call('LPUSH', qkey(f[1], f[2]), id)
+  else
+    redis.call('RPUSH', qkey(f[1], f[2]), id)
+  end
+  redis.call('HINCRBY', P .. 'stat:' .. f[1], 'retried', 1)
+  event('q:' .. f[1])
+  event('j:' .. id)
+end
+
+-- The job's status if `w` holds it, else the error reply.
+local function held(id, w)
+  local f = redis.call('HMGET', jkey(id), 'status', 'worker')
+  if not f[1] then return nil, { 'NOTFOUND' } end
+  if f[2] ~= w then return nil, { 'NOTHELD' } end
+  return f[1]
+end
+
+local ops = {}
+
+function ops.submit(ep, id, input, s3, hook, xt, ttl, low, keep, maxq)
+  if redis.call('LLEN', qkey(ep, '0')) + redis.call('LLEN', qkey(ep, '1')) >= tonumber(maxq) then
+    return { 'FULL' }
+  end
+  local k = jkey(id)
+  redis.call('HSET', k, 'ep', ep, 'input', input, 's3', s3, 'hook', hook, 'xt', xt, 'ttl', ttl,
+    'low', low, 'keep', keep, 'status', 'IN_QUEUE', 'sub', now, 'retries', 0, 'dlv', 0)
+  redis.call('PEXPIRE', k, tonumber(ttl) + GRACE)
+  redis.call('ZADD', P .. 'ttl', now + tonumber(ttl), id)
+  redis.call('RPUSH', qkey(ep, low), id)
+  redis.call('SADD', P .. 'eps', ep)
+  redis.call('HINCRBY', P .. 'stat:' .. ep, 'arrived', 1)
+  event('q:' .. ep)
+  return { 'OK' }
+end
+
+function ops.take(ep, w, max)
+  if redis.call('EXISTS', P .. 'retired:' .. w) == 1 then return { 'RETIRED' } end
+  redis.call('ZADD', P .. 'wk:' .. ep, now, w)
+  local out = { 'OK' }
+  local n = 0
+  while n < tonumber(max) do
+    local id = redis.call('LPOP', qkey(ep, '0')) or redis.call('LPOP', qkey(ep, '1'))
+    if not id then break end
+    local k = jkey(id)
+    local st = redis.call('HGET', k, 'status')
+    if st and CAN[st .. '>IN_PROGRESS'] then
+      redis.call('HSET', k, 'status', 'IN_PROGRESS', 'start', now, 'worker', w)
+      redis.call('ZADD', P .. 'run:' .. ep, now + tonumber(redis.call('HGET', k, 'xt')), id)
+      redis.call('SADD', P .. 'held:' .. w, id)
+      local f = redis.call('HMGET', k, 'input', 's3')
+      out[#out + 1] = id
+      out[#out + 1] = f[1]
+      out[#out + 1] = f[2]
+      n = n + 1
+      event('j:' .. id)
+    end
+  end
+  return out
+end
+
+function ops.push(id, w, ...)
+  local st, err = held(id, w)
+  if not st then return err end
+  if st == 'IN_PROGRESS' and select('#', ...) > 0 then
+    redis.call('RPUSH', ckey(id), ...)
+    event('j:' .. id)
+  end
+  return { 'OK' }
+end
+
+function ops.report(id, w, kind, payload)
+  local st, err = held(id, w)
+  if not st then return err end
+  -- A retried report, or one on a job cancelled or timed out meanwhile: the first final
+  -- state stands.
+  if FINAL[st] then return { 'OK' } end
+  local k = jkey(id)
+  if kind == 'progress' then
+    redis.call('HSET', k, 'out', payload)
+    event('j:' .. id)
+    return { 'OK' }
+  end
+  local to, field = 'COMPLETED', 'out'
+  if kind == 'failed' then to, field = 'FAILED', 'err' end
+  if not CAN[st .. '>' .. to] then return { 'BAD', st, to } end
+  redis.call('HSET', k, field, payload)
+  finish(id, to)
+  return { 'OK' }
+end
+
+function ops.get(id)
+  local k = jkey(id)
+  if redis.call('EXISTS', k) == 0 then return { 'NOTFOUND' } end
+  local out = { 'OK', tostring(now) }
+  push_view(out, k)
+  return out
+end
+
+-- Chunks from `cursor` on; with `advance`, from the job's delivery cursor, which moves past them.
+local function read(id, cursor, advance)
+  local k = jkey(id)
+  local f = redis.call('HMGET', k, 'status', 'dlv')
+  if not f[1] then return { 'NOTFOUND' } end
+  if advance then cursor = tonumber(f[2]) end
+  local len = redis.call('LLEN', ckey(id))
+  local out = { 'OK', f[1], tostring(len) }
+  if cursor < len then
+    local chunks = redis.call('LRANGE', ckey(id), cursor, -1)
+    for i = 1, #chunks do out[#out + 1] = chunks[i] end
+    if advance then redis.call('HSET', k, 'dlv', len) end
+  end
+  return out
+end
+
+function ops.read(id, cursor) return read(id, tonumber(cursor), false) end
+
+function ops.take_stream(id) return read(id, 0, true) end
+
+function ops.cancel(id)
+  local k = jkey(id)
+  local f = redis.call('HMGET', k, 'status', 'ep', 'low', 'worker')
+  local st = f[1]
+  if not st then return { 'NOTFOUND' } end
+  if FINAL[st] then return { 'OK', st } end
+  if not CAN[st .. '>CANCELLED'] then return { 'BAD', st, 'CANCELLED' } end
+  if st == 'IN_PROGRESS' then
+    stop_worker(f[4], id)
+  else
+    redis.call('LREM', qkey(f[2], f[3]), 0, id)
+  end
+  finish(id, 'CANCELLED')
+  return { 'OK', 'CANCELLED' }
+end
+
+function ops.stops(w)
+  local key = P .. 'stops:' .. w
+  local ids = redis.call('LRANGE', key, 0, -1)
+  redis.call('DEL', key)
+  local out = { 'OK' }
+  for i = 1, #ids do out[#out + 1] = ids[i] end
+  return out
+end
+
+function ops.ping(ep, w)
+  -- A retired worker's pings do not bring it back into the live count.
+  if redis.call('EXISTS', P .. 'retired:' .. w) == 0 then
+    redis.call('ZADD', P .. 'wk:' .. ep, now, w)
+  end
+  return { 'OK' }
+end
+
+function ops.metrics(ep, timeout)
+  local oldest = 0
+  local head = redis.call('LINDEX', qkey(ep, '0'), 0)
+  if head then
+    local sub = redis.call('HGET', jkey(head), 'sub')
+    if sub then oldest = math.max(0, now - tonumber(sub)) end
+  end
+  local live = redis.call('ZRANGEBYSCORE', P .. 'wk:' .. ep, now - tonumber(timeout), '+inf')
+  local running = 0
+  for i = 1, #live do
+    if redis.call('SCARD', P .. 'held:' .. live[i]) > 0 then running = running + 1 end
+  end
+  local s = redis.call('HMGET', P .. 'stat:' .. ep, 'arrived', 'completed', 'failed', 'retried')
+  return { 'OK', tostring(redis.call('LLEN', qkey(ep, '0'))), tostring(redis.call('LLEN', qkey(ep, '1'))),
+    tostring(redis.call('ZCARD', P .. 'run:' .. ep)), tostring(oldest), s[1] or '0', s[2] or '0',
+    s[3] or '0', s[4] or '0', tostring(#live), tostring(running) }
+end
+
+function ops.retry(id)
+  local st = redis.call('HGET', jkey(id), 'status')
+  if not st then return { 'NOTFOUND' } end
+  if not (st == 'FAILED' or st == 'TIMED_OUT') or not CAN[st .. '>IN_QUEUE'] then
+    return { 'BAD', st, 'IN_QUEUE' }
+  end
+  requeue(id, false)
+  return { 'OK' }
+end
+
+function ops.purge(ep)
+  local ids = redis.call('LRANGE', qkey(ep, '0'), 0, -1)
+  local low = redis.call('LRANGE', qkey(ep, '1'), 0, -1)
+  for i = 1, #low do ids[#ids + 1] = low[i] end
+  for i = 1, #ids do
+    redis.call('DEL', jkey(ids[i]), ckey(ids[i]))
+    redis.call('ZREM', P .. 'ttl', ids[i])
+    event('j:' .. ids[i])
+  end
+  redis.call('DEL', qkey(ep, '0'), qkey(ep, '1'))
+  return { 'OK', tostring(#ids) }
+end
+
+function ops.retire(w)
+  redis.call('SET', P .. 'retired:' .. w, 1, 'PX', 86400000)
+  local eps = redis.call('SMEMBERS', P .. 'eps')
+  for i = 1, #eps do redis.call('ZREM', P .. 'wk:' .. eps[i], w) end
+  return { 'OK' }
+end
+
+function ops.is_retired(w)
+  return { 'OK', tostring(redis.call('EXISTS', P .. 'retired:' .. w)) }
+end
+
+-- Up to `max` finished jobs with a webhook, each handed to one gateway only: id, hook, view.
+function ops.hooks(max)
+  local out = { 'OK', tostring(now) }
+  for _ = 1, tonumber(max) do
+    local id = redis.call('LPOP', P .. 'hooks')
+    if not id then break end
+    local k = jkey(id)
+    local hook = redis.call('HGET', k, 'hook')
+    if hook then
+      out[#out + 1] = id
+      out[#out + 1] = hook
+      push_view(out, k)
+    end
+  end
+  return out
+end
+
+-- Housekeeping, run by every gateway once a second (atomic, so concurrent runs are safe):
+-- silent workers lose their leases, execution timeouts, TTLs.
+function ops.sweep(timeout, max_retries)
+  local n = 0
+  local cutoff = now - tonumber(timeout)
+  max_retries = tonumber(max_retries)
+  local eps = redis.call('SMEMBERS', P .. 'eps')
+  for e = 1, #eps do
+    local ep = eps[e]
+    local wk = P .. 'wk:' .. ep
+    local dead = redis.call('ZRANGEBYSCORE', wk, '-inf', '(' .. cutoff)
+    redis.call('ZREMRANGEBYSCORE', wk, '-inf', '(' .. cutoff)
+    for d = 1, #dead do
+      local w = dead[d]
+      local ids = redis.call('SMEMBERS', P .. 'held:' .. w)
+      for i = 1, #ids do
+        local id = ids[i]
+        local f = redis.call('HMGET', jkey(id), 'status', 'worker', 'retries')
+        if f[1] == 'IN_PROGRESS' and f[2] == w then
+          local retries = tonumber(f[3])
+          if retries >= max_retries then
+            redis.call('HSET', jkey(id), 'err', string.format(
+              'worker lost %d times; giving up after %d retries', retries + 1, max_retries))
+            finish(id, 'FAILED')
+          else
+            requeue(id, true)
+          end
+          n = n + 1
+        end
+      end
+      redis.call('DEL', P .. 'held:' .. w)
+    end
+    local late = redis.call('ZRANGEBYSCORE', P .. 'run:' .. ep, '-inf', now)
+    for i = 1, #late do
+      local id = late[i]
+      local f = redis.call('HMGET', jkey(id), 'status', 'worker')
+      if f[1] == 'IN_PROGRESS' then
+        redis.call('HSET', jkey(id), 'err', 'execution timeout exceeded')
+        stop_worker(f[2], id)
+        finish(id, 'TIMED_OUT')
+        n = n + 1
+      else
+        redis.call('ZREM', P .. 'run:' .. ep, id)
+      end
+    end
+  end
+  local expired = redis.call('ZRANGEBYSCORE', P .. 'ttl', '-inf', now)
+  for i = 1, #expired do
+    local id = expired[i]
+    local f = redis.call('HMGET', jkey(id), 'ep', 'low', 'worker')
+    if f[1] then
+      redis.call('LREM', qkey(f[1], f[2]), 0, id)
+      redis.call('ZREM', P .. 'run:' .. f[1], id)
+    end
+    if f[3] then redis.call('SREM', P .. 'held:' .. f[3], id) end
+    redis.call('DEL', jkey(id), ckey(id))
+    event('j:' .. id)
+    n = n + 1
+  end
+  redis.call('ZREMRANGEBYSCORE', P .. 'ttl', '-inf', now)
+  return { 'OK', tostring(n) }
+end
+
+local op = ops[ARGV[1]]
+if not op then return redis.error_reply('sluice: unknown store operation ' .. tostring(ARGV[1])) end
+return op(unpack(ARGV, 2))
