@@ -33,17 +33,32 @@ pub struct Common {
     config: PathBuf,
 }
 
+/// Where jobs are kept.
+#[derive(Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Job store: `memory` or `redis://HOST:PORT/DB` (default: the config's `gateway.queue`).
+    #[arg(long, env = "SLUICE_QUEUE")]
+    queue: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Gateway + in-memory queue + the workers of every endpoint (model or custom handler), all
     /// in one command (the quickstart).
     /// Fetches the models first if they are not cached ($SLUICE_HOME, default ~/.cache/sluice).
-    Serve(Common),
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// The HTTP gateway alone: OpenAI API, RunPod-style queue API, worker API, health. Workers
     /// connect to it.
     Gateway {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Token workers must present (env SLUICE_WORKER_TOKEN); random and printed if unset.
         #[arg(long, env = "SLUICE_WORKER_TOKEN", hide_env_values = true)]
         worker_token: Option<String>,
@@ -73,6 +88,9 @@ enum Command {
         /// Jobs at once for the echo handler (the llm handler uses the model's max_num_seqs).
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Milliseconds between heartbeats to the gateway (RunPod's variable by default).
+        #[arg(long, env = "RUNPOD_PING_INTERVAL", default_value_t = 5000)]
+        ping_interval_ms: u64,
     },
     /// Load-test an OpenAI-compatible server (flags follow `vllm bench serve`).
     Bench(Box<loadtests::BenchArgs>),
@@ -143,11 +161,12 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Serve(common) => serve::run(common).await,
+            Command::Serve { common, store } => serve::run(common, store).await,
             Command::Gateway {
                 common,
+                store,
                 worker_token,
-            } => roles::gateway(common, worker_token).await,
+            } => roles::gateway(common, store, worker_token).await,
             Command::Worker {
                 common,
                 endpoint,
@@ -156,6 +175,7 @@ fn main() -> std::process::ExitCode {
                 worker_id,
                 handler,
                 concurrency,
+                ping_interval_ms,
             } => {
                 let id = roles::WorkerIdentity::resolve(
                     &common,
@@ -164,7 +184,8 @@ fn main() -> std::process::ExitCode {
                     worker_token,
                     worker_id,
                 )?;
-                roles::worker(common, id, &handler, concurrency).await
+                let ping = std::time::Duration::from_millis(ping_interval_ms.max(100));
+                roles::worker(common, id, &handler, concurrency, ping).await
             }
             Command::Bench(args) => loadtests::main(*args).await,
             Command::Autoscaler {

@@ -1,12 +1,12 @@
 //! The single-role commands: `gateway`, `worker`, `models pull|ls`, and the pieces `serve`
 //! shares with them.
 
-use crate::Common;
+use crate::{Common, StoreArgs};
 use anyhow::Context;
 use engine::{run_worker, EchoHandler, Engine, JobHandler, LlmHandler, WorkerOptions};
 use gateway::{AppState, Gateway, ServedModel};
 use protocol::config::Deployment;
-use queue::{JobStore, MemoryStore, StoreSettings};
+use queue::{JobStore, MemoryStore, RedisStore, StoreSettings};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -80,15 +80,32 @@ pub fn gateway_state(
     }))
 }
 
-pub fn memory_store(dep: &Deployment) -> Arc<dyn JobStore> {
+/// The job store the flag (else the config) names, with the config's settings.
+pub async fn job_store(dep: &Deployment, args: &StoreArgs) -> anyhow::Result<Arc<dyn JobStore>> {
     let g = &dep.config.gateway;
-    MemoryStore::start(StoreSettings {
+    let settings = StoreSettings {
         max_queue: g.max_queue,
         worker_timeout: Duration::from_secs(g.worker_timeout_secs),
         retention: Duration::from_secs(g.result_retention_secs),
         sync_retention: Duration::from_secs(g.sync_result_retention_secs),
-        ..StoreSettings::default()
-    })
+        max_retries: g.max_retries,
+    };
+    let url = args.queue.as_deref().unwrap_or(&g.queue);
+    if url == "memory" {
+        return Ok(MemoryStore::start(settings));
+    }
+    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+        anyhow::bail!("unknown job store `{url}`: use `memory` or `redis://HOST:PORT/DB`");
+    }
+    let store = RedisStore::start(url, settings)?;
+    match store.check().await {
+        Ok(()) => eprintln!("sluice: job store: {url}"),
+        // Start anyway: requests get 503 until Redis answers, then it just works.
+        Err(e) => eprintln!(
+            "sluice: job store {url} is not answering yet ({e}); requests get 503 until it does"
+        ),
+    }
+    Ok(store)
 }
 
 pub async fn bind(common: &Common) -> anyhow::Result<tokio::net::TcpListener> {
@@ -98,14 +115,18 @@ pub async fn bind(common: &Common) -> anyhow::Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot listen on {addr}"))
 }
 
-pub async fn gateway(common: Common, token: Option<String>) -> anyhow::Result<()> {
+pub async fn gateway(
+    common: Common,
+    store: StoreArgs,
+    token: Option<String>,
+) -> anyhow::Result<()> {
     let dep = Deployment::load(&common.config)?;
     let token = token.unwrap_or_else(|| {
         let t = random_hex(128);
         eprintln!("sluice: worker token (set SLUICE_WORKER_TOKEN to choose one): {t}");
         t
     });
-    let state = gateway_state(&dep, memory_store(&dep), token)?;
+    let state = gateway_state(&dep, job_store(&dep, &store).await?, token)?;
     gateway::webhooks::spawn(state.clone());
     let listener = bind(&common).await?;
     eprintln!(
@@ -162,6 +183,7 @@ pub async fn worker(
     id: WorkerIdentity,
     handler: &str,
     concurrency: usize,
+    ping_interval: Duration,
 ) -> anyhow::Result<()> {
     let (handler, concurrency): (Arc<dyn JobHandler>, usize) = match handler {
         "echo" => (Arc::new(EchoHandler), concurrency),
@@ -197,7 +219,7 @@ pub async fn worker(
         worker_id: id.worker_id,
         token: id.token,
         concurrency,
-        ping_interval: Duration::from_secs(5),
+        ping_interval,
     };
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();

@@ -1,8 +1,8 @@
-//! `sluice serve`: the gateway with the in-memory queue, plus one `sluice worker` child process
+//! `sluice serve`: the gateway with its job store (in memory unless `--queue` says), plus one `sluice worker` child process
 //! per endpoint (restarted if it crashes), stopped cleanly on Ctrl-C or SIGTERM.
 
-use crate::roles::{bind, gateway_state, memory_store, random_hex, shutdown_signal};
-use crate::Common;
+use crate::roles::{bind, gateway_state, job_store, random_hex, shutdown_signal};
+use crate::{Common, StoreArgs};
 use anyhow::Context;
 use protocol::config::Deployment;
 use queue::JobStore;
@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-pub async fn run(common: Common) -> anyhow::Result<()> {
+pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let dep = Deployment::load(&common.config)?;
     let models: Vec<String> = dep.models.iter().map(|m| m.name.clone()).collect();
@@ -23,7 +23,7 @@ pub async fn run(common: Common) -> anyhow::Result<()> {
         models.join(", ")
     );
     let token = random_hex(128);
-    let store = memory_store(&dep);
+    let store = job_store(&dep, &store_args).await?;
     let state = {
         let (dep, store, token) = (dep.clone(), store.clone(), token.clone());
         tokio::task::spawn_blocking(move || gateway_state(&dep, store, token)).await??

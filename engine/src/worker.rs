@@ -23,8 +23,9 @@ pub trait JobHandler: Send + Sync + 'static {
     ) -> Result<Value, String>;
 }
 
-/// Returns each job's input as its output at once: a worker with no work in it, for measuring
-/// and testing the queue path.
+/// Returns each job's input as its output: a worker with no work in it, for measuring and
+/// testing the queue path. An input `{"sleep_ms": N}` first waits N ms (cancellable), to give
+/// jobs a service time without a model; `{"stream": [...]}` sends those items as stream chunks.
 pub struct EchoHandler;
 
 #[async_trait]
@@ -32,9 +33,23 @@ impl JobHandler for EchoHandler {
     async fn handle(
         &self,
         input: Value,
-        _sink: StreamSink,
-        _cancel: CancellationToken,
+        sink: StreamSink,
+        cancel: CancellationToken,
     ) -> Result<Value, String> {
+        for chunk in input
+            .get("stream")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            sink.send(chunk.clone());
+        }
+        if let Some(ms) = input.get("sleep_ms").and_then(Value::as_u64) {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
+                _ = cancel.cancelled() => return Err("cancelled".into()),
+            }
+        }
         Ok(input)
     }
 }

@@ -82,6 +82,11 @@ fn default_models_dir() -> PathBuf {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySettings {
+    /// The job store: `memory` (one gateway; jobs die with it) or `redis://HOST:PORT/DB`
+    /// (durable, shared by several gateways). `--queue` overrides it.
+    pub queue: String,
+    /// Times a job goes back to the queue after its worker went silent, before it fails.
+    pub max_retries: u32,
     /// Largest accepted request body on `/v1/*`, bytes.
     pub max_body_bytes: usize,
     /// Jobs waiting per endpoint before new ones get 503.
@@ -104,6 +109,8 @@ pub struct GatewaySettings {
 impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
+            queue: "memory".to_string(),
+            max_retries: 2,
             max_body_bytes: 10 * 1024 * 1024,
             max_queue: 1024,
             request_timeout_secs: 600,

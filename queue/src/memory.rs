@@ -388,6 +388,9 @@ impl JobStore for MemoryStore {
         wait: Duration,
     ) -> Result<Vec<TakenJob>> {
         let deadline = tokio::time::Instant::now() + wait;
+        // Only the poll's first look counts as hearing from the worker: a poll kept open for
+        // a worker that died meanwhile must not keep it looking alive.
+        let mut first = true;
         loop {
             let rx = {
                 let now = Instant::now();
@@ -395,7 +398,9 @@ impl JobStore for MemoryStore {
                 if st.retired.contains(worker) {
                     None
                 } else {
-                    st.worker(endpoint, worker, now);
+                    if std::mem::take(&mut first) {
+                        st.worker(endpoint, worker, now);
+                    }
                     let mut taken = Vec::new();
                     while taken.len() < max {
                         let ep = st.endpoint(endpoint);
@@ -416,6 +421,8 @@ impl JobStore for MemoryStore {
                         });
                     }
                     if !taken.is_empty() {
+                        // Jobs handed out start a lease, even for a worker swept as dead.
+                        st.worker(endpoint, worker, now);
                         return Ok(taken);
                     }
                     Some(st.endpoint(endpoint).arrived.subscribe())

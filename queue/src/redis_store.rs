@@ -341,13 +341,15 @@ impl JobStore for RedisStore {
         wait: Duration,
     ) -> Result<Vec<TakenJob>> {
         let wait = self.wait(format!("q:{endpoint}"), wait);
+        let mut touch = "1";
         loop {
             let rx = wait.arm();
             let (code, vals) = self
                 .call("take", |i| {
-                    i.arg(endpoint).arg(worker).arg(max);
+                    i.arg(endpoint).arg(worker).arg(max).arg(touch);
                 })
                 .await?;
+            touch = "0";
             // A retired worker gets no work: it hears so at the end of the poll, as if idle.
             if code == "OK" && !vals.is_empty() {
                 return Ok(vals

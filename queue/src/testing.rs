@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,22 +40,13 @@ impl RedisServer {
     /// Start it again on the same port and data directory.
     pub fn restart(&mut self) {
         self.kill();
-        *self = Self::launch(self.port, self.dir.clone(), self.appendonly);
+        self.child = Some(spawn(self.port, &self.dir, self.appendonly));
+        self.wait_up();
     }
 
     fn launch(port: u16, dir: PathBuf, appendonly: bool) -> Self {
-        let yes_no = if appendonly { "yes" } else { "no" };
-        let port_s = port.to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", &port_s, "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", yes_no, "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server not found: install it (apt-get install -y redis-server)");
         let server = RedisServer {
-            child: Some(child),
+            child: Some(spawn(port, &dir, appendonly)),
             port,
             dir,
             appendonly,
@@ -81,6 +72,25 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn spawn(port: u16, dir: &Path, appendonly: bool) -> Child {
+    let yes_no = if appendonly { "yes" } else { "no" };
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", yes_no, "--appendfsync", "always"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server not found: install it (apt-get install -y redis-server)")
 }
 
 fn ping(port: u16) -> bool {

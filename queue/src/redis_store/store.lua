@@ -111,9 +111,11 @@ function ops.submit(ep, id, input, s3, hook, xt, ttl, low, keep, maxq)
   return { 'OK' }
 end
 
-function ops.take(ep, w, max)
+-- `touch` is set on a long-poll's first look only: a poll a gateway keeps open for a worker
+-- that died meanwhile must not keep it looking alive.
+function ops.take(ep, w, max, touch)
   if redis.call('EXISTS', P .. 'retired:' .. w) == 1 then return { 'RETIRED' } end
-  redis.call('ZADD', P .. 'wk:' .. ep, now, w)
+  if touch == '1' then redis.call('ZADD', P .. 'wk:' .. ep, now, w) end
   local out = { 'OK' }
   local n = 0
   while n < tonumber(max) do
@@ -133,6 +135,8 @@ function ops.take(ep, w, max)
       event('j:' .. id)
     end
   end
+  -- Jobs handed out start a lease, even to a worker the sweep already gave up on.
+  if n > 0 then redis.call('ZADD', P .. 'wk:' .. ep, now, w) end
   return out
 end
 
