@@ -291,6 +291,25 @@ pub async fn retired_workers_get_no_jobs(s: Arc<dyn JobStore>) {
     assert_eq!(s.take("ep", "other", 1, ZERO).await.unwrap().len(), 1);
 }
 
+pub async fn live_workers_lost_workers_and_fleets(s: Arc<dyn JobStore>) {
+    let id = s.submit("ep", job(1)).await.unwrap();
+    s.take("ep", "w1", 1, ZERO).await.unwrap();
+    s.ping("ep", "w2", &[]).await.unwrap();
+    s.ping("other", "w3", &[]).await.unwrap();
+    let live = s.workers("ep").await.unwrap();
+    let seen: Vec<(&str, usize)> = live.iter().map(|w| (w.id.as_str(), w.jobs)).collect();
+    assert_eq!(seen, vec![("w1", 1), ("w2", 0)]);
+    // The process of w1 exited: its job is back in the queue at once.
+    assert_eq!(s.lost("w1").await.unwrap(), 1);
+    let v = s.get(&id).await.unwrap().unwrap();
+    assert_eq!((v.status, v.retries), (JobStatus::InQueue, 1));
+    assert_eq!(s.workers("ep").await.unwrap().len(), 1);
+    assert_eq!(s.take("ep", "w2", 1, ZERO).await.unwrap()[0].id, id);
+    assert_eq!(s.fleet("ep").await.unwrap(), None);
+    s.put_fleet("ep", json!({"workers": []})).await.unwrap();
+    assert_eq!(s.fleet("ep").await.unwrap(), Some(json!({"workers": []})));
+}
+
 /// Generates one `#[tokio::test]` per check above, each on a fresh store from `$make`.
 #[macro_export]
 macro_rules! __conformance_suite {
@@ -300,7 +319,8 @@ macro_rules! __conformance_suite {
             queue_limit_and_endpoints_are_separate, only_the_holder_may_report,
             cancel_queued_and_running, stream_reads_from_cursor_until_final,
             waiters_wake_promptly, retry_purge_and_stream_delivery,
-            webhooks_are_due_once_when_jobs_end, retired_workers_get_no_jobs);
+            webhooks_are_due_once_when_jobs_end, retired_workers_get_no_jobs,
+            live_workers_lost_workers_and_fleets);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -82,6 +82,14 @@ pub struct QueueMetrics {
     pub workers_running: usize,
 }
 
+/// A worker the store has heard from within the worker timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LiveWorker {
+    pub id: String,
+    /// Jobs it holds.
+    pub jobs: usize,
+}
+
 /// Retention and timing settings of a store.
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
@@ -169,6 +177,19 @@ pub trait JobStore: Send + Sync + 'static {
     async fn retire(&self, worker: &str) -> Result<()>;
 
     async fn is_retired(&self, worker: &str) -> Result<bool>;
+
+    /// The endpoint's live workers, by id.
+    async fn workers(&self, endpoint: &str) -> Result<Vec<LiveWorker>>;
+
+    /// Worker `worker` is gone for sure (its process exited): its jobs go back to the queue
+    /// now, as they would after the worker timeout. Returns how many.
+    async fn lost(&self, worker: &str) -> Result<usize>;
+
+    /// The autoscaler's view of an endpoint's workers (states, cold starts), for `/health`
+    /// on every gateway. Kept briefly: a view nobody refreshes goes away.
+    async fn put_fleet(&self, endpoint: &str, fleet: Value) -> Result<()>;
+
+    async fn fleet(&self, endpoint: &str) -> Result<Option<Value>>;
 
     /// Jobs that reached a final state and have a webhook, each returned once with its URL,
     /// waiting up to `wait` for one.

@@ -3,7 +3,8 @@
 //! retention, TTL) runs in [`MemoryStore::sweep`], called once a second by a background task.
 
 use crate::{
-    new_job_id, JobStore, NewJob, QueueError, QueueMetrics, Result, StoreSettings, StreamRead,
+    new_job_id, JobStore, LiveWorker, NewJob, QueueError, QueueMetrics, Result, StoreSettings,
+    StreamRead,
 };
 use async_trait::async_trait;
 use protocol::job::{JobReport, JobView, TakenJob};
@@ -121,6 +122,8 @@ struct State {
     webhooks_due: watch::Sender<u64>,
     /// Workers that asked to stop (`stopPod`).
     retired: std::collections::HashSet<String>,
+    /// What the autoscaler last said about each endpoint's workers.
+    fleets: HashMap<String, Value>,
 }
 
 impl Default for State {
@@ -132,6 +135,7 @@ impl Default for State {
             webhooks: VecDeque::new(),
             webhooks_due: watch::channel(0).0,
             retired: Default::default(),
+            fleets: HashMap::new(),
         }
     }
 }
@@ -299,7 +303,13 @@ impl MemoryStore {
                 st.ended(&id, JobStatus::TimedOut);
             }
         }
-        for id in requeue {
+        self.lose(st, requeue, now);
+    }
+
+    /// Jobs whose worker is gone go back to the front of their queue, or fail after
+    /// `max_retries`.
+    fn lose(&self, st: &mut State, ids: Vec<JobId>, now: Instant) {
+        for id in ids {
             let Some(e) = st.jobs.get_mut(&id) else {
                 continue;
             };
@@ -696,6 +706,61 @@ impl JobStore for MemoryStore {
 
     async fn is_retired(&self, worker: &str) -> Result<bool> {
         Ok(self.lock().retired.contains(worker))
+    }
+
+    async fn workers(&self, endpoint: &str) -> Result<Vec<LiveWorker>> {
+        let now = Instant::now();
+        let st = self.lock();
+        let mut jobs: HashMap<&str, usize> = HashMap::new();
+        for e in st
+            .jobs
+            .values()
+            .filter(|e| e.status == JobStatus::InProgress)
+        {
+            if let Some(w) = &e.worker {
+                *jobs.entry(w.as_str()).or_default() += 1;
+            }
+        }
+        let mut live: Vec<LiveWorker> = st
+            .workers
+            .iter()
+            .filter(|(_, w)| {
+                w.endpoint == endpoint
+                    && now.saturating_duration_since(w.last_seen) <= self.settings.worker_timeout
+            })
+            .map(|(id, _)| LiveWorker {
+                id: id.clone(),
+                jobs: jobs.get(id.as_str()).copied().unwrap_or(0),
+            })
+            .collect();
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(live)
+    }
+
+    async fn lost(&self, worker: &str) -> Result<usize> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.workers.remove(worker);
+        let ids: Vec<JobId> = st
+            .jobs
+            .iter()
+            .filter(|(_, e)| {
+                e.status == JobStatus::InProgress && e.worker.as_deref() == Some(worker)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let n = ids.len();
+        self.lose(&mut st, ids, now);
+        Ok(n)
+    }
+
+    async fn put_fleet(&self, endpoint: &str, fleet: Value) -> Result<()> {
+        self.lock().fleets.insert(endpoint.to_string(), fleet);
+        Ok(())
+    }
+
+    async fn fleet(&self, endpoint: &str) -> Result<Option<Value>> {
+        Ok(self.lock().fleets.get(endpoint).cloned())
     }
 
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>> {

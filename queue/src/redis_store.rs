@@ -10,7 +10,8 @@
 mod notify;
 
 use crate::{
-    new_job_id, JobStore, NewJob, QueueError, QueueMetrics, Result, StoreSettings, StreamRead,
+    new_job_id, JobStore, LiveWorker, NewJob, QueueError, QueueMetrics, Result, StoreSettings,
+    StreamRead,
 };
 use async_trait::async_trait;
 use notify::Notifier;
@@ -261,7 +262,7 @@ impl Drop for RedisStore {
     }
 }
 
-fn int(vals: &Reply, i: usize) -> u64 {
+fn int(vals: &[Option<String>], i: usize) -> u64 {
     vals.get(i)
         .and_then(|v| v.as_deref()?.parse::<f64>().ok())
         .map(|f| f as u64)
@@ -514,6 +515,50 @@ impl JobStore for RedisStore {
             })
             .await?;
         Ok(int(&v, 0) == 1)
+    }
+
+    async fn workers(&self, endpoint: &str) -> Result<Vec<LiveWorker>> {
+        let timeout = self.settings.worker_timeout.as_millis() as u64;
+        let (_, v) = self
+            .call("workers", |i| {
+                i.arg(endpoint).arg(timeout);
+            })
+            .await?;
+        let mut live: Vec<LiveWorker> = v
+            .chunks(2)
+            .map(|p| LiveWorker {
+                id: p[0].clone().unwrap_or_default(),
+                jobs: int(p, 1) as usize,
+            })
+            .collect();
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(live)
+    }
+
+    async fn lost(&self, worker: &str) -> Result<usize> {
+        let (_, v) = self
+            .call("lost", |i| {
+                i.arg(worker).arg(self.settings.max_retries);
+            })
+            .await?;
+        Ok(int(&v, 0) as usize)
+    }
+
+    async fn put_fleet(&self, endpoint: &str, fleet: Value) -> Result<()> {
+        self.call("put_fleet", |i| {
+            i.arg(endpoint).arg(fleet.to_string());
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn fleet(&self, endpoint: &str) -> Result<Option<Value>> {
+        let (_, v) = self
+            .call("fleet", |i| {
+                i.arg(endpoint);
+            })
+            .await?;
+        Ok(v.first().and_then(|f| f.as_deref()).map(|f| json(Some(f))))
     }
 
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>> {

@@ -93,6 +93,30 @@ local function held(id, w)
   return f[1]
 end
 
+-- Worker `w` is gone: the jobs it holds go back to the front of their queue, or fail after
+-- `max_retries`. Returns how many.
+local function lose_worker(w, max_retries)
+  local n = 0
+  local ids = redis.call('SMEMBERS', P .. 'held:' .. w)
+  for i = 1, #ids do
+    local id = ids[i]
+    local f = redis.call('HMGET', jkey(id), 'status', 'worker', 'retries')
+    if f[1] == 'IN_PROGRESS' and f[2] == w then
+      local retries = tonumber(f[3])
+      if retries >= max_retries then
+        redis.call('HSET', jkey(id), 'err', string.format(
+          'worker lost %d times; giving up after %d retries', retries + 1, max_retries))
+        finish(id, 'FAILED')
+      else
+        requeue(id, true)
+      end
+      n = n + 1
+    end
+  end
+  redis.call('DEL', P .. 'held:' .. w)
+  return n
+end
+
 local ops = {}
 
 function ops.submit(ep, id, input, s3, hook, xt, ttl, low, keep, maxq)
@@ -249,6 +273,31 @@ function ops.metrics(ep, timeout)
     s[3] or '0', s[4] or '0', tostring(#live), tostring(running) }
 end
 
+function ops.workers(ep, timeout)
+  local live = redis.call('ZRANGEBYSCORE', P .. 'wk:' .. ep, now - tonumber(timeout), '+inf')
+  local out = { 'OK' }
+  for i = 1, #live do
+    out[#out + 1] = live[i]
+    out[#out + 1] = tostring(redis.call('SCARD', P .. 'held:' .. live[i]))
+  end
+  return out
+end
+
+function ops.lost(w, max_retries)
+  local eps = redis.call('SMEMBERS', P .. 'eps')
+  for i = 1, #eps do redis.call('ZREM', P .. 'wk:' .. eps[i], w) end
+  return { 'OK', tostring(lose_worker(w, tonumber(max_retries))) }
+end
+
+function ops.put_fleet(ep, fleet)
+  redis.call('SET', P .. 'fleet:' .. ep, fleet, 'PX', 15000)
+  return { 'OK' }
+end
+
+function ops.fleet(ep)
+  return { 'OK', redis.call('GET', P .. 'fleet:' .. ep) }
+end
+
 function ops.retry(id)
   local st = redis.call('HGET', jkey(id), 'status')
   if not st then return { 'NOTFOUND' } end
@@ -312,26 +361,7 @@ function ops.sweep(timeout, max_retries)
     local wk = P .. 'wk:' .. ep
     local dead = redis.call('ZRANGEBYSCORE', wk, '-inf', '(' .. cutoff)
     redis.call('ZREMRANGEBYSCORE', wk, '-inf', '(' .. cutoff)
-    for d = 1, #dead do
-      local w = dead[d]
-      local ids = redis.call('SMEMBERS', P .. 'held:' .. w)
-      for i = 1, #ids do
-        local id = ids[i]
-        local f = redis.call('HMGET', jkey(id), 'status', 'worker', 'retries')
-        if f[1] == 'IN_PROGRESS' and f[2] == w then
-          local retries = tonumber(f[3])
-          if retries >= max_retries then
-            redis.call('HSET', jkey(id), 'err', string.format(
-              'worker lost %d times; giving up after %d retries', retries + 1, max_retries))
-            finish(id, 'FAILED')
-          else
-            requeue(id, true)
-          end
-          n = n + 1
-        end
-      end
-      redis.call('DEL', P .. 'held:' .. w)
-    end
+    for d = 1, #dead do n = n + lose_worker(dead[d], max_retries) end
     local late = redis.call('ZRANGEBYSCORE', P .. 'run:' .. ep, '-inf', now)
     for i = 1, #late do
       local id = late[i]
