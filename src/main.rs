@@ -1,6 +1,7 @@
 //! `sluice`: one binary for every role. This file is the command line; the roles live in
 //! `roles.rs` (gateway, worker, models) and `serve.rs` (all-in-one).
 
+mod fleet;
 mod roles;
 mod serve;
 
@@ -108,6 +109,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AutoscalerCommand {
+    /// The autoscaler as its own process, for a Redis store shared with gateways: reads each
+    /// endpoint's queue from the store and starts / drains local worker processes that
+    /// connect to `--gateway`.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Gateway URL the workers connect to.
+        #[arg(long)]
+        gateway: String,
+        /// Worker token (env SLUICE_WORKER_TOKEN), as the gateways were given.
+        #[arg(long, env = "SLUICE_WORKER_TOKEN", hide_env_values = true)]
+        worker_token: String,
+    },
     /// Replay a request trace against the scaling policy with a virtual clock: queue delay,
     /// worker-seconds and cost per policy (min 0, min 1, always-on), and the break-even.
     Simulate(autoscaler::cli::SimulateArgs),
@@ -141,7 +157,9 @@ enum ModelsCommand {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("warn,sluice=info,gateway=info,engine=info,weights=info,queue=info")
+        EnvFilter::new(
+            "warn,sluice=info,gateway=info,engine=info,weights=info,queue=info,autoscaler=info",
+        )
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -188,6 +206,15 @@ fn main() -> std::process::ExitCode {
                 roles::worker(common, id, &handler, concurrency, ping).await
             }
             Command::Bench(args) => loadtests::main(*args).await,
+            Command::Autoscaler {
+                command:
+                    AutoscalerCommand::Run {
+                        common,
+                        store,
+                        gateway,
+                        worker_token,
+                    },
+            } => roles::autoscaler(common, store, gateway, worker_token).await,
             Command::Autoscaler {
                 command: AutoscalerCommand::Simulate(args),
             } => {

@@ -203,6 +203,13 @@ pub async fn worker(
             let cached = Cache::from_env().pull(&cfg)?;
             let t_fetch = t0.elapsed();
             let engine = Engine::load(&cfg, &cached.served_path()).await?;
+            // For the autoscaler's cold-start accounting (it reads our stdout).
+            println!(
+                "{} fetch_ms={} load_ms={}",
+                autoscaler::local::PHASE_MARK,
+                t_fetch.as_millis(),
+                (t0.elapsed() - t_fetch).as_millis()
+            );
             tracing::info!(
                 fetch_ms = t_fetch.as_millis() as u64,
                 load_ms = (t0.elapsed() - t_fetch).as_millis() as u64,
@@ -228,6 +235,38 @@ pub async fn worker(
         trigger.cancel();
     });
     run_worker(handler, opts, shutdown, Duration::from_secs(10)).await
+}
+
+/// `sluice autoscaler run`: the control loop on the configured store, local worker processes.
+pub async fn autoscaler(
+    common: Common,
+    store: StoreArgs,
+    gateway: String,
+    token: String,
+) -> anyhow::Result<()> {
+    let dep = Deployment::load(&common.config)?;
+    let store = job_store(&dep, &store).await?;
+    let actuator = Arc::new(autoscaler::LocalProcesses::new(
+        crate::fleet::launches(&dep, &common.config, &gateway, &token)?,
+        &crate::fleet::gpus(),
+        Duration::from_secs(120),
+    ));
+    let endpoints = crate::fleet::endpoints(&dep);
+    for e in &endpoints {
+        eprintln!(
+            "sluice: autoscaling {}: {}..{} workers, {:?} {}, idle timeout {} s",
+            e.name,
+            e.scaling.min_workers,
+            e.scaling.max_workers,
+            e.scaling.scaler,
+            e.scaling.scaler_value,
+            e.scaling.idle_timeout_secs
+        );
+    }
+    autoscaler::Controller::new(store, actuator, endpoints, Default::default())
+        .run(shutdown_signal())
+        .await;
+    Ok(())
 }
 
 pub fn models_pull(config: &Path, name: &str) -> anyhow::Result<()> {

@@ -1,10 +1,17 @@
-//! Autoscaling for sluice endpoints. This first part is the policy: a pure function of
-//! (queue metrics, worker states, endpoint settings, now) -> workers to start and to stop, so it
-//! can be unit-tested and replayed on a trace with a virtual clock. Actuators come later.
+//! Autoscaling for sluice endpoints: the policy (a pure function of queue metrics, worker
+//! states, endpoint settings and a clock, so it can be unit-tested and replayed on a trace by
+//! the simulator), actuators that start and drain workers (local processes now; the trait is
+//! the seam for Kubernetes), and the control loop that joins them to the job store.
 
+pub mod actuator;
 pub mod cli;
+pub mod control;
+pub mod local;
 pub mod policy;
 pub mod simulate;
 pub mod trace;
 
+pub use actuator::{Actuator, Launch};
+pub use control::{ControlSettings, Controller, Endpoint};
+pub use local::LocalProcesses;
 pub use policy::{decide, Decision, QueueState, WorkerState, WorkerView};

@@ -54,10 +54,10 @@ impl Gateway {
     }
 
     /// An endpoint of either kind, for the queue and worker APIs.
-    fn endpoint(&self, name: &str) -> Result<EndpointInfo, GatewayError> {
+    pub fn endpoint(&self, name: &str) -> Result<EndpointInfo, GatewayError> {
         let scaling = match (self.models.get(name), self.custom.get(name)) {
-            (Some(m), _) => &m.config.scaling,
-            (None, Some(c)) => &c.scaling,
+            (Some(m), _) => m.config.scaling.clone(),
+            (None, Some(c)) => c.effective_scaling(),
             (None, None) => {
                 return Err(GatewayError::NotFound(format!(
                     "endpoint `{name}` not found"
@@ -66,6 +66,7 @@ impl Gateway {
         };
         Ok(EndpointInfo {
             execution_timeout: Duration::from_secs(scaling.execution_timeout_secs),
+            min_workers: scaling.min_workers as usize,
         })
     }
 
@@ -82,9 +83,9 @@ impl Gateway {
 /// What the queue API needs to know of an endpoint.
 pub struct EndpointInfo {
     pub execution_timeout: Duration,
+    /// Always-on workers; with 0 the endpoint scales from zero and takes work without any.
+    pub min_workers: usize,
 }
-
-impl Gateway {}
 
 /// The whole HTTP surface, as one table.
 pub fn router(state: AppState) -> Router {

@@ -19,13 +19,15 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when every endpoint has a live worker.
+/// Ready when the gateway can take work for every endpoint: the store answers, and each
+/// endpoint has its always-on workers live. An endpoint that scales from zero (`min_workers =
+/// 0`) takes work with no worker: requests wait while one starts.
 pub async fn ready(State(gw): State<AppState>) -> Result<Response, OpenAiError> {
     let mut workers = serde_json::Map::new();
     let mut ready = true;
     for name in gw.endpoint_names() {
         let live = gw.store.metrics(&name).await?.workers_live;
-        ready &= live > 0;
+        ready &= live >= gw.endpoint(&name)?.min_workers;
         workers.insert(name, json!(live));
     }
     let status = if ready {

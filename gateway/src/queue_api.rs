@@ -214,6 +214,15 @@ pub async fn health(
 ) -> Result<Json<Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let m = gw.store.metrics(&endpoint).await?;
+    // The autoscaler's view adds workers the store cannot see yet (starting) or any more
+    // (unhealthy, draining), and each worker's cold start.
+    let fleet = gw.store.fleet(&endpoint).await?;
+    let fleet_workers = fleet
+        .as_ref()
+        .and_then(|f| f["workers"].as_array().cloned())
+        .unwrap_or_default();
+    let count = |state: &str| fleet_workers.iter().filter(|w| w["state"] == state).count();
+    let idle = m.workers_live - m.workers_running;
     Ok(Json(json!({
         "jobs": {
             "completed": m.completed,
@@ -223,13 +232,15 @@ pub async fn health(
             "retried": m.retried,
         },
         "workers": {
-            "idle": m.workers_live - m.workers_running,
+            "idle": idle,
             "running": m.workers_running,
-            "initializing": 0,
-            "ready": m.workers_live - m.workers_running,
+            "initializing": count("initializing"),
+            "ready": idle,
+            "draining": count("draining"),
             "throttled": 0,
-            "unhealthy": 0,
+            "unhealthy": count("unhealthy"),
         },
+        "fleet": fleet_workers,
     })))
 }
 

@@ -61,9 +61,9 @@ pub struct CustomEndpoint {
     pub name: String,
     /// Program and arguments, run from the config file's directory.
     pub command: Vec<String>,
-    /// Worker processes to keep running.
-    #[serde(default = "one")]
-    pub workers: u32,
+    /// Always-on workers: shorthand for `scaling.min_workers` (raising `max_workers` to match).
+    #[serde(default)]
+    pub workers: Option<u32>,
     /// Extra environment for the workers.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -71,8 +71,16 @@ pub struct CustomEndpoint {
     pub scaling: ScalingSettings,
 }
 
-fn one() -> u32 {
-    1
+impl CustomEndpoint {
+    /// The scaling settings with `workers` applied.
+    pub fn effective_scaling(&self) -> ScalingSettings {
+        let mut s = self.scaling.clone();
+        if let Some(n) = self.workers {
+            s.min_workers = n;
+            s.max_workers = s.max_workers.max(n);
+        }
+        s
+    }
 }
 
 fn default_models_dir() -> PathBuf {
@@ -462,7 +470,8 @@ context_length = 512
         write(&d.join("models"), "tiny.toml", MODEL);
         let ok = "endpoints = [\"tiny\"]\n[[custom]]\nname = \"echo\"\ncommand = [\"python3\", \"h.py\"]\nenv = { A = \"1\" }\n";
         let dep = Deployment::load(&write(&d, "ok.toml", ok)).unwrap();
-        assert_eq!(dep.config.custom[0].workers, 1);
+        assert_eq!(dep.config.custom[0].workers, None);
+        assert_eq!(dep.config.custom[0].effective_scaling().min_workers, 0);
         assert_eq!(dep.config.custom[0].env["A"], "1");
         let dup = ok.replace("\"echo\"", "\"tiny\"");
         assert!(Deployment::load(&write(&d, "dup.toml", &dup))

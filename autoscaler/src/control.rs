@@ -1,0 +1,221 @@
+//! The control loop: every tick, per endpoint, read the queue and the live workers from the
+//! store, merge them with what the actuator runs into worker states, ask the policy, and carry
+//! out its decision. It also hands the store a view of the fleet (states, cold starts) that
+//! every gateway shows in `/v2/{endpoint}/health`.
+
+use crate::actuator::{Actuator, Managed};
+use crate::policy::{decide, QueueState, WorkerState, WorkerView};
+use protocol::config::ScalingSettings;
+use queue::JobStore;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One endpoint under control.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: String,
+    pub scaling: ScalingSettings,
+}
+
+#[derive(Clone, Debug)]
+pub struct ControlSettings {
+    pub tick: Duration,
+    /// A worker not live this long after its start is unhealthy (and killed).
+    pub startup_limit: Duration,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            tick: Duration::from_millis(250),
+            startup_limit: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the loop remembers about a worker between ticks.
+#[derive(Default)]
+struct Track {
+    /// Start -> first seen live by the store (cold start to capacity).
+    ready_ms: Option<u64>,
+    idle_since: Option<Duration>,
+}
+
+pub struct Controller {
+    store: Arc<dyn JobStore>,
+    actuator: Arc<dyn Actuator>,
+    endpoints: Vec<Endpoint>,
+    settings: ControlSettings,
+    epoch: Instant,
+    tracks: HashMap<String, Track>,
+}
+
+impl Controller {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        actuator: Arc<dyn Actuator>,
+        endpoints: Vec<Endpoint>,
+        settings: ControlSettings,
+    ) -> Self {
+        Controller {
+            store,
+            actuator,
+            endpoints,
+            settings,
+            epoch: Instant::now(),
+            tracks: HashMap::new(),
+        }
+    }
+
+    /// Run until `stop` resolves, then drain every worker.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(self.settings.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.step().await,
+                _ = &mut stop => break,
+            }
+        }
+        self.actuator.shutdown().await;
+    }
+
+    /// One round of observe -> decide -> act, for every endpoint.
+    pub async fn step(&mut self) {
+        for gone in self.actuator.exited() {
+            self.tracks.remove(&gone.id);
+            // The store forgets it now rather than after the worker timeout, and a crashed
+            // worker's jobs need not wait for its lease to run out.
+            let requeued = self.store.lost(&gone.id).await.unwrap_or(0);
+            if gone.drained {
+                tracing::info!(worker = %gone.id, "worker drained and exited");
+            } else {
+                tracing::warn!(worker = %gone.id, code = ?gone.code, requeued, "worker exited unexpectedly");
+            }
+        }
+        for ep in self.endpoints.clone() {
+            if let Err(e) = self.step_endpoint(&ep).await {
+                tracing::warn!(endpoint = %ep.name, "autoscaler: {e}");
+            }
+        }
+    }
+
+    async fn step_endpoint(&mut self, ep: &Endpoint) -> Result<(), queue::QueueError> {
+        let now = self.epoch.elapsed();
+        let m = self.store.metrics(&ep.name).await?;
+        let live: HashMap<String, usize> = self
+            .store
+            .workers(&ep.name)
+            .await?
+            .into_iter()
+            .map(|w| (w.id, w.jobs))
+            .collect();
+        let managed = self.actuator.managed(&ep.name);
+        let mut views = Vec::new();
+        for w in &managed {
+            let mut state = self.state_of(w, &live, now);
+            if state != WorkerState::Draining && self.store.is_retired(&w.id).await? {
+                // The handler asked for a fresh worker (`stopPod`).
+                self.actuator.drain(&w.id).await;
+                state = WorkerState::Draining;
+            }
+            if state == WorkerState::Unhealthy {
+                tracing::warn!(worker = %w.id, "worker unhealthy (not heard from); stopping it");
+                self.actuator.kill(&w.id).await;
+            }
+            views.push(WorkerView {
+                id: w.id.clone(),
+                state,
+            });
+        }
+        let q = QueueState {
+            in_queue: m.in_queue,
+            in_queue_low: m.in_queue_low_priority,
+            in_progress: m.in_progress,
+            oldest_queued: Duration::from_millis(m.oldest_queued_ms),
+        };
+        let d = decide(&q, &views, &ep.scaling, now);
+        for _ in 0..d.start {
+            match self.actuator.start(&ep.name).await {
+                Ok(id) => {
+                    tracing::info!(endpoint = %ep.name, worker = %id, in_queue = q.in_queue, "starting a worker")
+                }
+                Err(e) => tracing::error!(endpoint = %ep.name, "cannot start a worker: {e:#}"),
+            }
+        }
+        for id in &d.drain {
+            tracing::info!(worker = %id, "idle past idle_timeout; draining");
+            self.actuator.drain(id).await;
+        }
+        let fleet = self.fleet(&managed, &views);
+        self.store.put_fleet(&ep.name, fleet).await
+    }
+
+    fn state_of(
+        &mut self,
+        w: &Managed,
+        live: &HashMap<String, usize>,
+        now: Duration,
+    ) -> WorkerState {
+        let t = self.tracks.entry(w.id.clone()).or_default();
+        if w.draining {
+            return WorkerState::Draining;
+        }
+        match live.get(&w.id) {
+            Some(&jobs) => {
+                if t.ready_ms.is_none() {
+                    let ready = w.started.elapsed().as_millis() as u64;
+                    t.ready_ms = Some(ready);
+                    tracing::info!(
+                        worker = %w.id, spawn_ms = w.spawn_ms, load_ms = ?w.load_ms, ready_ms = ready,
+                        "worker ready (cold start)"
+                    );
+                }
+                if jobs > 0 {
+                    t.idle_since = None;
+                    WorkerState::Running
+                } else {
+                    WorkerState::Idle {
+                        since: *t.idle_since.get_or_insert(now),
+                    }
+                }
+            }
+            // Was live, went silent: unhealthy. Never live yet: still starting, up to a limit.
+            None if t.ready_ms.is_some() => WorkerState::Unhealthy,
+            None if w.started.elapsed() > self.settings.startup_limit => WorkerState::Unhealthy,
+            None => WorkerState::Initializing,
+        }
+    }
+
+    fn fleet(&self, managed: &[Managed], views: &[WorkerView]) -> Value {
+        let workers: Vec<Value> = managed
+            .iter()
+            .zip(views)
+            .map(|(w, v)| {
+                let ready = self.tracks.get(&w.id).and_then(|t| t.ready_ms);
+                json!({
+                    "id": w.id,
+                    "state": state_name(v.state),
+                    "pid": w.pid,
+                    "gpus": w.gpus,
+                    "ageMs": w.started.elapsed().as_millis() as u64,
+                    "coldStart": { "spawnMs": w.spawn_ms, "loadMs": w.load_ms, "readyMs": ready },
+                })
+            })
+            .collect();
+        json!({ "workers": workers })
+    }
+}
+
+pub fn state_name(s: WorkerState) -> &'static str {
+    match s {
+        WorkerState::Initializing => "initializing",
+        WorkerState::Idle { .. } => "idle",
+        WorkerState::Running => "running",
+        WorkerState::Draining => "draining",
+        WorkerState::Unhealthy => "unhealthy",
+    }
+}

@@ -1,0 +1,220 @@
+//! The local-process actuator: each worker is a child process (`sluice worker`, or a custom
+//! endpoint's command), its output prefixed into ours. Draining is SIGTERM (a sluice worker
+//! then finishes its jobs and exits; SIGKILL if it is still there after `drain_grace`).
+
+use crate::actuator::{Actuator, Exited, GpuPool, Launch, Managed};
+use anyhow::Context;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+
+/// The line a worker prints when its weights are loaded: `SLUICE_PHASE loaded load_ms=N`.
+pub const PHASE_MARK: &str = "SLUICE_PHASE loaded";
+
+pub struct LocalProcesses {
+    launches: HashMap<String, Launch>,
+    drain_grace: Duration,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    running: HashMap<String, Managed>,
+    exited: Vec<Exited>,
+    gpus: GpuPool,
+}
+
+fn lock(s: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn signal(pid: Option<u32>, sig: i32) {
+    #[cfg(unix)]
+    if let Some(pid) = pid {
+        // SAFETY: kill(2) on a pid we spawned; the waiter task has not reaped it while it is
+        // listed as running.
+        unsafe {
+            libc::kill(pid as libc::pid_t, sig);
+        }
+    }
+}
+
+impl LocalProcesses {
+    /// `gpus`: the GPUs workers may be given (`CUDA_VISIBLE_DEVICES` style, may be empty).
+    pub fn new(launches: Vec<Launch>, gpus: &str, drain_grace: Duration) -> Self {
+        LocalProcesses {
+            launches: launches
+                .into_iter()
+                .map(|l| (l.endpoint.clone(), l))
+                .collect(),
+            drain_grace,
+            state: Arc::new(Mutex::new(State {
+                gpus: GpuPool::parse(gpus),
+                ..State::default()
+            })),
+        }
+    }
+}
+
+/// Forward a worker's output with a prefix, noting its load time when it reports it.
+async fn forward(r: impl AsyncRead + Unpin, id: String, state: Arc<Mutex<State>>) {
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(rest) = line.strip_prefix(PHASE_MARK) {
+            let load = rest
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("load_ms=")?.parse().ok());
+            if let Some(w) = lock(&state).running.get_mut(&id) {
+                w.load_ms = load;
+            }
+            continue;
+        }
+        eprintln!("[{id}] {line}");
+    }
+}
+
+#[async_trait]
+impl Actuator for LocalProcesses {
+    async fn start(&self, endpoint: &str) -> anyhow::Result<String> {
+        let launch = self
+            .launches
+            .get(endpoint)
+            .with_context(|| format!("no launch command for endpoint `{endpoint}`"))?;
+        let id = format!("{endpoint}-{:08x}", rand::random::<u32>());
+        let gpus = match launch.gpus_per_worker as usize {
+            0 => None,
+            n => Some(
+                lock(&self.state)
+                    .gpus
+                    .take(n)
+                    .with_context(|| format!("no {n} free GPU(s) for a worker of `{endpoint}`"))?
+                    .join(","),
+            ),
+        };
+        let mut cmd = Command::new(&launch.program);
+        cmd.args(launch.args_for(&id))
+            .envs(launch.env_for(&id))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(g) = &gpus {
+            cmd.env("CUDA_VISIBLE_DEVICES", g);
+        }
+        if let Some(dir) = &launch.cwd {
+            cmd.current_dir(dir);
+        }
+        let t0 = Instant::now();
+        let spawned = cmd.spawn();
+        let spawn_ms = t0.elapsed().as_millis() as u64;
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let mut st = lock(&self.state);
+                st.gpus
+                    .give(gpus.iter().flat_map(|g| g.split(',').map(str::to_string)));
+                return Err(e).with_context(|| format!("starting {}", launch.program.display()));
+            }
+        };
+        let managed = Managed {
+            id: id.clone(),
+            endpoint: endpoint.to_string(),
+            pid: child.id(),
+            started: t0,
+            spawn_ms,
+            load_ms: None,
+            draining: false,
+            gpus: gpus.clone(),
+        };
+        lock(&self.state).running.insert(id.clone(), managed);
+        for out in [
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|e| Box::new(e) as Box<dyn AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            tokio::spawn(forward(out, id.clone(), self.state.clone()));
+        }
+        let state = self.state.clone();
+        let (wid, ep) = (id.clone(), endpoint.to_string());
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let mut st = lock(&state);
+            let gone = st.running.remove(&wid);
+            if let Some(g) = gone.as_ref().and_then(|m| m.gpus.clone()) {
+                st.gpus.give(g.split(',').map(str::to_string));
+            }
+            st.exited.push(Exited {
+                id: wid,
+                endpoint: ep,
+                code: status.ok().and_then(|s| s.code()),
+                drained: gone.is_some_and(|m| m.draining),
+            });
+        });
+        Ok(id)
+    }
+
+    async fn drain(&self, id: &str) {
+        let pid = {
+            let mut st = lock(&self.state);
+            let Some(w) = st.running.get_mut(id) else {
+                return;
+            };
+            w.draining = true;
+            w.pid
+        };
+        signal(pid, libc::SIGTERM);
+        let (state, id, grace) = (self.state.clone(), id.to_string(), self.drain_grace);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let pid = lock(&state).running.get(&id).and_then(|w| w.pid);
+            signal(pid, libc::SIGKILL);
+        });
+    }
+
+    async fn kill(&self, id: &str) {
+        let pid = lock(&self.state).running.get(id).and_then(|w| w.pid);
+        signal(pid, libc::SIGKILL);
+    }
+
+    fn managed(&self, endpoint: &str) -> Vec<Managed> {
+        let mut v: Vec<Managed> = lock(&self.state)
+            .running
+            .values()
+            .filter(|w| w.endpoint == endpoint)
+            .cloned()
+            .collect();
+        v.sort_by_key(|w| w.started);
+        v
+    }
+
+    fn exited(&self) -> Vec<Exited> {
+        std::mem::take(&mut lock(&self.state).exited)
+    }
+
+    async fn shutdown(&self) {
+        let ids: Vec<String> = lock(&self.state).running.keys().cloned().collect();
+        for id in &ids {
+            self.drain(id).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(12);
+        while Instant::now() < deadline && !lock(&self.state).running.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left: Vec<String> = lock(&self.state).running.keys().cloned().collect();
+        for id in &left {
+            self.kill(id).await;
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! What the autoscaler needs from a deployment: how to launch a worker of each endpoint, and
+//! each endpoint's scaling settings. Shared by `sluice serve` (in-process autoscaler) and
+//! `sluice autoscaler run` (a separate process on a Redis store).
+
+use anyhow::Context;
+use autoscaler::actuator::WORKER_ID;
+use autoscaler::{Endpoint, Launch};
+use protocol::config::Deployment;
+use std::path::{Path, PathBuf};
+
+/// A `sluice worker` per model endpoint; a custom endpoint's command with RunPod's worker
+/// environment (reference section 3), its URLs naming the worker.
+pub fn launches(
+    dep: &Deployment,
+    config: &Path,
+    gateway: &str,
+    token: &str,
+) -> anyhow::Result<Vec<Launch>> {
+    let exe = std::env::current_exe().context("locating the sluice binary")?;
+    let mut out: Vec<Launch> = dep
+        .models
+        .iter()
+        .map(|m| Launch {
+            endpoint: m.name.clone(),
+            program: exe.clone(),
+            args: [
+                "worker",
+                "--endpoint",
+                &m.name,
+                "--gateway",
+                gateway,
+                "--worker-id",
+                WORKER_ID,
+                "--config",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([config.display().to_string()])
+            .collect(),
+            env: vec![("SLUICE_WORKER_TOKEN".into(), token.into())],
+            cwd: None,
+            gpus_per_worker: m.scaling.gpus_per_worker,
+        })
+        .collect();
+    for c in &dep.config.custom {
+        let ep = format!("{gateway}/v2/{}", c.name);
+        let mut env: Vec<(String, String)> = [
+            ("RUNPOD_WEBHOOK_GET_JOB", format!("{ep}/job-take/$ID?x=1")),
+            (
+                "RUNPOD_WEBHOOK_POST_OUTPUT",
+                format!("{ep}/job-done/{WORKER_ID}/$ID?x=1"),
+            ),
+            (
+                "RUNPOD_WEBHOOK_POST_STREAM",
+                format!("{ep}/job-stream/{WORKER_ID}/$ID?x=1"),
+            ),
+            ("RUNPOD_WEBHOOK_PING", format!("{ep}/ping/{WORKER_ID}?x=1")),
+            ("RUNPOD_POD_ID", WORKER_ID.to_string()),
+            ("RUNPOD_AI_API_KEY", token.to_string()),
+            ("RUNPOD_SKIP_AUTO_SYSTEM_CHECKS", "true".to_string()),
+            ("RUNPOD_ENDPOINT_ID", c.name.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(c.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out.push(Launch {
+            endpoint: c.name.clone(),
+            program: PathBuf::from(&c.command[0]),
+            args: c.command[1..].to_vec(),
+            env,
+            cwd: Some(dep.base_dir.clone()),
+            gpus_per_worker: c.scaling.gpus_per_worker,
+        });
+    }
+    Ok(out)
+}
+
+pub fn endpoints(dep: &Deployment) -> Vec<Endpoint> {
+    let models = dep.models.iter().map(|m| Endpoint {
+        name: m.name.clone(),
+        scaling: m.scaling.clone(),
+    });
+    let custom = dep.config.custom.iter().map(|c| Endpoint {
+        name: c.name.clone(),
+        scaling: c.effective_scaling(),
+    });
+    models.chain(custom).collect()
+}
+
+/// GPUs workers may use: `SLUICE_GPUS`, else this process's `CUDA_VISIBLE_DEVICES`.
+pub fn gpus() -> String {
+    std::env::var("SLUICE_GPUS")
+        .or_else(|_| std::env::var("CUDA_VISIBLE_DEVICES"))
+        .unwrap_or_default()
+}
