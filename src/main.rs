@@ -161,8 +161,11 @@ fn init_logging() {
             "warn,sluice=info,gateway=info,engine=info,weights=info,queue=info,autoscaler=info",
         )
     });
+    // Colours only on a terminal: logs piped to files (or through `sluice serve`) stay greppable.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

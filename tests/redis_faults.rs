@@ -1,4 +1,4 @@
-//! SLOW (about a minute): process-level fault tests of the Redis job store. Real `sluice
+//! SLOW (about 40 s): process-level tests of the Redis job store and the autoscaler process. Real `sluice
 //! gateway` and `sluice worker --handler echo` processes share one real `redis-server`, and
 //! get killed with SIGKILL: jobs move between gateways, survive dead workers and a dead
 //! gateway, and a fault run ends with every job accounted for exactly once.
@@ -30,14 +30,20 @@ impl Drop for Proc {
 }
 
 /// A config with one echo endpoint and no models; workers silent for 2 s lose their jobs.
+/// When the autoscaler starts the endpoint's workers, they are `sluice worker --handler echo`
+/// (reading the RunPod worker environment it gives them), 0..2 of them, one per queued job.
 fn config(dir: &Path, max_retries: u32) -> PathBuf {
     std::fs::create_dir_all(dir.join("models")).unwrap();
     let path = dir.join("sluice.toml");
+    let bin = env!("CARGO_BIN_EXE_sluice");
     std::fs::write(
         &path,
         format!(
             "endpoints = []\n[gateway]\nworker_timeout_secs = 2\nmax_retries = {max_retries}\n\
-             [[custom]]\nname = \"echo\"\ncommand = [\"true\"]\n"
+             [[custom]]\nname = \"echo\"\n\
+             command = [\"{bin}\", \"worker\", \"--handler\", \"echo\", \"--ping-interval-ms\", \"300\"]\n\
+             [custom.scaling]\nmin_workers = 0\nmax_workers = 2\nidle_timeout_secs = 1\n\
+             scaler = \"request_count\"\nscaler_value = 1.0\n"
         ),
     )
     .unwrap();
@@ -321,4 +327,58 @@ async fn fault_run_every_job_ends_once_while_workers_die() {
     );
     assert_eq!(h["jobs"]["failed"].as_u64(), Some(failed as u64), "{h}");
     assert!(retried > 0, "the kills hit running jobs");
+}
+
+#[tokio::test]
+async fn the_autoscaler_process_scales_workers_from_zero_and_back_on_redis() {
+    let c = Cluster::new(RedisServer::start(), 2);
+    let port = free_port();
+    let _gw = c.gateway(port).await;
+    let gw = format!("http://127.0.0.1:{port}");
+    let _scaler = c.spawn(
+        &[
+            "autoscaler",
+            "run",
+            "--queue",
+            &c.redis.url(),
+            "--gateway",
+            &gw,
+        ],
+        "autoscaler.log",
+    );
+    let workers = |h: &Value| h["fleet"].as_array().map(Vec::len).unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(workers(&c.get(port, "/v2/echo/health").await.unwrap()), 0);
+    let ids = [
+        c.run(port, json!({"sleep_ms": 1500})).await,
+        c.run(port, json!({"sleep_ms": 1500})).await,
+        c.run(port, json!({"sleep_ms": 1500})).await,
+    ];
+    // Three jobs, request_count 1 per worker, at most 2 workers.
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let h = c.get(port, "/v2/echo/health").await.unwrap();
+        peak = peak.max(workers(&h));
+        if h["jobs"]["completed"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(peak, 2, "scaled up to max_workers");
+    for id in &ids {
+        let v = c.final_status(port, id, Duration::from_secs(30)).await;
+        assert_eq!(v["status"], "COMPLETED", "{v}");
+        assert!(v["delayTime"].as_u64().unwrap() > 0, "{v}");
+    }
+    // Idle for idle_timeout (1 s): back to zero, in the fleet view and in the store.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = c.get(port, "/v2/echo/health").await.unwrap();
+        if workers(&h) == 0 && h["workers"]["idle"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not back to zero: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
