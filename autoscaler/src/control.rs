@@ -29,7 +29,7 @@ pub struct ControlSettings {
 impl Default for ControlSettings {
     fn default() -> Self {
         ControlSettings {
-            tick: Duration::from_millis(250),
+            tick: Duration::from_millis(100),
             startup_limit: Duration::from_secs(600),
         }
     }
