@@ -382,3 +382,77 @@ async fn the_autoscaler_process_scales_workers_from_zero_and_back_on_redis() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn redis_down_gives_a_clear_503_quickly_and_the_gateway_recovers() {
+    let mut c = Cluster::new(RedisServer::start_durable(), 2);
+    let port = free_port();
+    let _gw = c.gateway(port).await;
+    let id = c.run(port, json!({"x": 1})).await;
+    c.redis.kill();
+    let url = format!("http://127.0.0.1:{port}/v2/echo/run");
+    let t0 = Instant::now();
+    let r = c
+        .http
+        .post(&url)
+        .json(&json!({"input": {}}))
+        .send()
+        .await
+        .unwrap();
+    let took = t0.elapsed();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    let msg = body["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("job store unavailable"), "{body}");
+    assert!(
+        took < Duration::from_secs(8),
+        "bounded, not a hang: {took:?}"
+    );
+    let ready = c
+        .http
+        .get(format!("http://127.0.0.1:{port}/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    c.redis.restart();
+    // Back by itself, with the job acknowledged before the outage still there.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.status(port, &id).await.is_none() {
+        assert!(Instant::now() < deadline, "gateway did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.run(port, json!({"x": 2})).await;
+    // A Redis that hangs (frozen) is no better: 503 within the bound, then back.
+    c.redis.freeze(true);
+    let t0 = Instant::now();
+    let r = c
+        .http
+        .post(&url)
+        .json(&json!({"input": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "bounded: {:?}",
+        t0.elapsed()
+    );
+    c.redis.freeze(false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = c
+            .http
+            .post(&url)
+            .json(&json!({"input": {}}))
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery after the freeze");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -43,6 +43,26 @@ struct Track {
     idle_since: Option<Duration>,
 }
 
+/// Starts held back after workers of an endpoint crashed before becoming ready, so a broken
+/// worker (bad command, missing weights) is retried with backoff, not every tick.
+#[derive(Default)]
+struct Backoff {
+    crashes: u32,
+    until: Option<Instant>,
+}
+
+impl Backoff {
+    fn crashed(&mut self) {
+        self.crashes += 1;
+        let secs = (1u64 << self.crashes.min(5)).min(30);
+        self.until = Some(Instant::now() + Duration::from_secs(secs));
+    }
+
+    fn holding(&self) -> bool {
+        self.until.is_some_and(|t| Instant::now() < t)
+    }
+}
+
 pub struct Controller {
     store: Arc<dyn JobStore>,
     actuator: Arc<dyn Actuator>,
@@ -50,6 +70,7 @@ pub struct Controller {
     settings: ControlSettings,
     epoch: Instant,
     tracks: HashMap<String, Track>,
+    backoff: HashMap<String, Backoff>,
 }
 
 impl Controller {
@@ -66,6 +87,7 @@ impl Controller {
             settings,
             epoch: Instant::now(),
             tracks: HashMap::new(),
+            backoff: HashMap::new(),
         }
     }
 
@@ -86,7 +108,13 @@ impl Controller {
     /// One round of observe -> decide -> act, for every endpoint.
     pub async fn step(&mut self) {
         for gone in self.actuator.exited() {
-            self.tracks.remove(&gone.id);
+            let track = self.tracks.remove(&gone.id);
+            if !gone.drained && track.is_none_or(|t| t.ready_ms.is_none()) {
+                self.backoff
+                    .entry(gone.endpoint.clone())
+                    .or_default()
+                    .crashed();
+            }
             // The store forgets it now rather than after the worker timeout, and a crashed
             // worker's jobs need not wait for its lease to run out.
             let requeued = self.store.lost(&gone.id).await.unwrap_or(0);
@@ -137,7 +165,11 @@ impl Controller {
             in_progress: m.in_progress,
             oldest_queued: Duration::from_millis(m.oldest_queued_ms),
         };
-        let d = decide(&q, &views, &ep.scaling, now);
+        let mut d = decide(&q, &views, &ep.scaling, now);
+        if d.start > 0 && self.backoff.get(&ep.name).is_some_and(Backoff::holding) {
+            tracing::debug!(endpoint = %ep.name, "workers crashed while starting; holding back");
+            d.start = 0;
+        }
         for _ in 0..d.start {
             match self.actuator.start(&ep.name).await {
                 Ok(id) => {
@@ -150,7 +182,8 @@ impl Controller {
             tracing::info!(worker = %id, "idle past idle_timeout; draining");
             self.actuator.drain(id).await;
         }
-        let fleet = self.fleet(&managed, &views);
+        // Workers started just now show as initializing at once.
+        let fleet = self.fleet(&self.actuator.managed(&ep.name), &views);
         self.store.put_fleet(&ep.name, fleet).await
     }
 
@@ -167,6 +200,7 @@ impl Controller {
         match live.get(&w.id) {
             Some(&jobs) => {
                 if t.ready_ms.is_none() {
+                    self.backoff.remove(&w.endpoint);
                     let ready = w.started.elapsed().as_millis() as u64;
                     t.ready_ms = Some(ready);
                     tracing::info!(
@@ -193,12 +227,15 @@ impl Controller {
     fn fleet(&self, managed: &[Managed], views: &[WorkerView]) -> Value {
         let workers: Vec<Value> = managed
             .iter()
-            .zip(views)
-            .map(|(w, v)| {
+            .map(|w| {
+                let state = views
+                    .iter()
+                    .find(|v| v.id == w.id)
+                    .map_or(WorkerState::Initializing, |v| v.state);
                 let ready = self.tracks.get(&w.id).and_then(|t| t.ready_ms);
                 json!({
                     "id": w.id,
-                    "state": state_name(v.state),
+                    "state": state_name(state),
                     "pid": w.pid,
                     "gpus": w.gpus,
                     "ageMs": w.started.elapsed().as_millis() as u64,

@@ -37,6 +37,18 @@ impl RedisServer {
         }
     }
 
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) the server: a Redis that accepts connections and
+    /// never answers.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(c) = &self.child {
+            let sig = if frozen { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .arg(sig)
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
     /// Start it again on the same port and data directory.
     pub fn restart(&mut self) {
         self.kill();

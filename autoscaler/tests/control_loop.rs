@@ -1,0 +1,194 @@
+//! The control loop against the in-memory store and real child processes (`sh` stand-ins for
+//! workers; the test itself speaks for them to the store, as a worker's pings and takes would):
+//! scale from zero when a job arrives, states in the fleet view, drain after the idle timeout,
+//! and backoff for workers that crash while starting.
+
+use autoscaler::actuator::WORKER_ID;
+use autoscaler::{Actuator, ControlSettings, Controller, Endpoint, Launch, LocalProcesses};
+use protocol::config::{Scaler, ScalingSettings};
+use protocol::job::JobReport;
+use queue::{JobStore, MemoryStore, NewJob, StoreSettings};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn scratch() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sluice-control-{:x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn endpoint(name: &str, min: u32, idle_secs: u64) -> Endpoint {
+    Endpoint {
+        name: name.into(),
+        scaling: ScalingSettings {
+            min_workers: min,
+            max_workers: 1,
+            idle_timeout_secs: idle_secs,
+            scaler: Scaler::QueueDelay,
+            scaler_value: 4.0,
+            ..ScalingSettings::default()
+        },
+    }
+}
+
+fn sh(endpoint: &str, script: String) -> Launch {
+    Launch {
+        endpoint: endpoint.into(),
+        program: "sh".into(),
+        args: vec!["-c".into(), script, WORKER_ID.into()],
+        env: vec![],
+        cwd: None,
+        gpus_per_worker: 0,
+    }
+}
+
+async fn until<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn states(fleet: Option<Value>) -> Vec<String> {
+    fleet
+        .and_then(|f| f["workers"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|w| w["state"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
+    let dir = scratch();
+    let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
+    let script = format!(
+        "echo $0 > {}/started; trap 'echo drained > {}/$0; exit 0' TERM; while true; do sleep 0.05; done",
+        dir.display(),
+        dir.display()
+    );
+    let actuator = Arc::new(LocalProcesses::new(
+        vec![sh("ep", script)],
+        "",
+        Duration::from_secs(5),
+    ));
+    let controller = Controller::new(
+        store.clone(),
+        actuator.clone(),
+        vec![endpoint("ep", 0, 1)],
+        ControlSettings::default(),
+    );
+    let stop = stop_signal();
+    let loop_ = tokio::spawn(controller.run(stop.1));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        actuator.managed("ep").is_empty(),
+        "min 0: no worker while idle"
+    );
+
+    let job = store
+        .submit(
+            "ep",
+            NewJob {
+                input: json!(1),
+                ..NewJob::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = until(Duration::from_secs(5), "a worker to start", async || {
+        std::fs::read_to_string(dir.join("started"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+    .await;
+    // Not heard from yet: initializing (it stays so until it pings or takes).
+    until(Duration::from_secs(5), "initializing", async || {
+        (states(store.fleet("ep").await.unwrap()) == ["initializing"]).then_some(())
+    })
+    .await;
+    // The worker comes up: it takes the job, then finishes it.
+    assert_eq!(
+        store.take("ep", &id, 1, Duration::ZERO).await.unwrap()[0].id,
+        job
+    );
+    until(Duration::from_secs(5), "running", async || {
+        (states(store.fleet("ep").await.unwrap()) == ["running"]).then_some(())
+    })
+    .await;
+    store
+        .report(&job, &id, JobReport::Completed(json!(1)))
+        .await
+        .unwrap();
+    let t_idle = Instant::now();
+    // Idle and still pinging: drained after idle_timeout (1 s), and its process exits.
+    until(Duration::from_secs(10), "the drain", async || {
+        store.ping("ep", &id, &[]).await.unwrap();
+        std::fs::read_to_string(dir.join(&id)).ok()
+    })
+    .await;
+    assert!(
+        t_idle.elapsed() >= Duration::from_millis(900),
+        "not before the idle timeout"
+    );
+    until(Duration::from_secs(5), "the exit", async || {
+        actuator.managed("ep").is_empty().then_some(())
+    })
+    .await;
+    until(
+        Duration::from_secs(5),
+        "the store to forget it",
+        async || store.workers("ep").await.unwrap().is_empty().then_some(()),
+    )
+    .await;
+    let _ = stop.0.send(());
+    loop_.await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn workers_crashing_at_start_are_retried_with_backoff() {
+    let dir = scratch();
+    let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
+    let script = format!("echo x >> {}/starts; exit 1", dir.display());
+    let actuator = Arc::new(LocalProcesses::new(
+        vec![sh("bad", script)],
+        "",
+        Duration::from_secs(5),
+    ));
+    let controller = Controller::new(
+        store,
+        actuator,
+        vec![endpoint("bad", 1, 5)],
+        ControlSettings::default(),
+    );
+    let stop = stop_signal();
+    let loop_ = tokio::spawn(controller.run(stop.1));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = stop.0.send(());
+    loop_.await.unwrap();
+    let starts = std::fs::read_to_string(dir.join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    // Without backoff a 100 ms tick would restart it ~30 times; with it: t=0, ~2 s (then 4 s).
+    assert!((2..=3).contains(&starts), "{starts} starts in 3 s");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A stop signal for `Controller::run`: send on the first half to stop it.
+fn stop_signal() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl std::future::Future<Output = ()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
