@@ -86,6 +86,7 @@ impl Engine {
         // Without the `cuda` feature mistral.rs only has the CPU.
         let device =
             best_device(!cfg!(feature = "cuda")).map_err(|e| EngineError::Load(e.to_string()))?;
+        let t0 = std::time::Instant::now();
         let pipeline = loader
             .load_model_from_hf(
                 None,
@@ -103,9 +104,15 @@ impl Engine {
         let scheduler = SchedulerConfig::DefaultScheduler {
             method: DefaultSchedulerMethod::Fixed(seqs),
         };
+        let t_pipeline = t0.elapsed();
         let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
             .build()
             .await;
+        tracing::debug!(
+            pipeline_ms = t_pipeline.as_millis() as u64,
+            runner_ms = (t0.elapsed() - t_pipeline).as_millis() as u64,
+            "engine loaded"
+        );
         Ok(Engine {
             model: Model::new(runner),
             served_name: cfg.name.clone(),
