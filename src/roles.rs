@@ -89,6 +89,7 @@ pub async fn job_store(dep: &Deployment, args: &StoreArgs) -> anyhow::Result<Arc
         retention: Duration::from_secs(g.result_retention_secs),
         sync_retention: Duration::from_secs(g.sync_result_retention_secs),
         max_retries: g.max_retries,
+        ..StoreSettings::default()
     };
     let url = args.queue.as_deref().unwrap_or(&g.queue);
     if url == "memory" {

@@ -33,11 +33,13 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
     let names = state.endpoint_names();
     let listener = bind(&common).await?;
     let addr = listener.local_addr()?;
+    // The gateway stops last: draining workers still report their results through it.
     let stop = CancellationToken::new();
+    let gateway_stop = CancellationToken::new();
     let server = tokio::spawn(gateway::serve(
         listener,
         state,
-        stop.clone().cancelled_owned(),
+        gateway_stop.clone().cancelled_owned(),
     ));
     eprintln!("sluice: [2/3] gateway listening on http://{addr}; autoscaler started");
 
@@ -101,6 +103,7 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
     eprintln!("sluice: shutting down");
     stop.cancel();
     control.await.context("autoscaler task")?;
+    gateway_stop.cancel();
     // Open SSE streams and long-polls would hold a graceful shutdown; give them a moment.
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(joined) => joined.context("gateway task")??,

@@ -24,6 +24,10 @@ pub struct ControlSettings {
     pub tick: Duration,
     /// A worker not live this long after its start is unhealthy (and killed).
     pub startup_limit: Duration,
+    /// A ready worker missing from the store's live list this long (counted only while the
+    /// store answers) is unhealthy (and killed). Longer than a few pings: after a store outage
+    /// workers need a ping to show up again.
+    pub silent_limit: Duration,
 }
 
 impl Default for ControlSettings {
@@ -31,6 +35,7 @@ impl Default for ControlSettings {
         ControlSettings {
             tick: Duration::from_millis(100),
             startup_limit: Duration::from_secs(600),
+            silent_limit: Duration::from_secs(30),
         }
     }
 }
@@ -41,6 +46,8 @@ struct Track {
     /// Start -> first seen live by the store (cold start to capacity).
     ready_ms: Option<u64>,
     idle_since: Option<Duration>,
+    /// Last tick (with the store answering) that found it live.
+    last_live: Option<Instant>,
 }
 
 /// Starts held back after workers of an endpoint crashed before becoming ready, so a broken
@@ -71,6 +78,8 @@ pub struct Controller {
     epoch: Instant,
     tracks: HashMap<String, Track>,
     backoff: HashMap<String, Backoff>,
+    /// Exited workers the store has not been told about yet.
+    gone: Vec<String>,
 }
 
 impl Controller {
@@ -88,6 +97,7 @@ impl Controller {
             epoch: Instant::now(),
             tracks: HashMap::new(),
             backoff: HashMap::new(),
+            gone: Vec::new(),
         }
     }
 
@@ -115,18 +125,36 @@ impl Controller {
                     .or_default()
                     .crashed();
             }
-            // The store forgets it now rather than after the worker timeout, and a crashed
-            // worker's jobs need not wait for its lease to run out.
-            let requeued = self.store.lost(&gone.id).await.unwrap_or(0);
             if gone.drained {
                 tracing::info!(worker = %gone.id, "worker drained and exited");
             } else {
-                tracing::warn!(worker = %gone.id, code = ?gone.code, requeued, "worker exited unexpectedly");
+                tracing::warn!(worker = %gone.id, code = ?gone.code, "worker exited unexpectedly");
+            }
+            self.gone.push(gone.id);
+        }
+        // The store forgets them now rather than after the worker timeout, and a crashed
+        // worker's jobs need not wait for its lease to run out (kept for the next tick if the
+        // store is down).
+        let mut still = Vec::new();
+        for id in std::mem::take(&mut self.gone) {
+            match self.store.lost(&id).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(worker = %id, requeued = n, "its jobs went back to the queue")
+                }
+                Err(_) => still.push(id),
             }
         }
+        self.gone = still;
         for ep in self.endpoints.clone() {
             if let Err(e) = self.step_endpoint(&ep).await {
                 tracing::warn!(endpoint = %ep.name, "autoscaler: {e}");
+                // Silence while the store is down is not the workers' fault.
+                for t in self.tracks.values_mut() {
+                    if t.last_live.is_some() {
+                        t.last_live = Some(Instant::now());
+                    }
+                }
             }
         }
     }
@@ -175,7 +203,11 @@ impl Controller {
                 Ok(id) => {
                     tracing::info!(endpoint = %ep.name, worker = %id, in_queue = q.in_queue, "starting a worker")
                 }
-                Err(e) => tracing::error!(endpoint = %ep.name, "cannot start a worker: {e:#}"),
+                Err(e) => {
+                    tracing::error!(endpoint = %ep.name, "cannot start a worker: {e:#}");
+                    self.backoff.entry(ep.name.clone()).or_default().crashed();
+                    break;
+                }
             }
         }
         for id in &d.drain {
@@ -199,6 +231,7 @@ impl Controller {
         }
         match live.get(&w.id) {
             Some(&jobs) => {
+                t.last_live = Some(Instant::now());
                 if t.ready_ms.is_none() {
                     self.backoff.remove(&w.endpoint);
                     let ready = w.started.elapsed().as_millis() as u64;
@@ -217,8 +250,13 @@ impl Controller {
                     }
                 }
             }
-            // Was live, went silent: unhealthy. Never live yet: still starting, up to a limit.
-            None if t.ready_ms.is_some() => WorkerState::Unhealthy,
+            // Was live, went silent for a while: unhealthy. Never live yet: still starting, up
+            // to a limit.
+            None if t.ready_ms.is_some() => match t.last_live {
+                // Its jobs are unknown meanwhile: never drain it as idle.
+                Some(at) if at.elapsed() <= self.settings.silent_limit => WorkerState::Running,
+                _ => WorkerState::Unhealthy,
+            },
             None if w.started.elapsed() > self.settings.startup_limit => WorkerState::Unhealthy,
             None => WorkerState::Initializing,
         }

@@ -60,10 +60,21 @@ impl LocalProcesses {
     }
 }
 
-/// Forward a worker's output with a prefix, noting its load time when it reports it.
+/// Forward a worker's output with a prefix, noting its load time when it reports it. Bytes
+/// that are not UTF-8 are shown lossily; the pipe is drained to the end either way, so a
+/// worker never dies of a closed pipe.
 async fn forward(r: impl AsyncRead + Unpin, id: String, state: Arc<Mutex<State>>) {
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\n', '\r']);
         if let Some(rest) = line.strip_prefix(PHASE_MARK) {
             let load = rest
                 .split_whitespace()
@@ -105,6 +116,19 @@ impl Actuator for LocalProcesses {
         if let Some(g) = &gpus {
             cmd.env("CUDA_VISIBLE_DEVICES", g);
         }
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl(2) only, between fork and exec.
+        unsafe {
+            // Workers stop with us even if we die without cleaning up (SIGKILL, OOM), so no
+            // orphan keeps a GPU that a restarted autoscaler would hand out again.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        // Their own process group: a Ctrl-C at the terminal reaches us, and we drain them.
+        #[cfg(unix)]
+        cmd.process_group(0);
         if let Some(dir) = &launch.cwd {
             cmd.current_dir(dir);
         }

@@ -78,6 +78,19 @@ pub struct WorkerOptions {
     pub ping_interval: Duration,
 }
 
+/// Removes a job from the worker's running list when dropped.
+struct Listed(Arc<Worker>, JobId);
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
+}
+
 struct Worker {
     opts: WorkerOptions,
     http: reqwest::Client,
@@ -164,6 +177,9 @@ impl Worker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.id.clone(), cancel.clone());
+        // Listed as running (in pings too) until its `job-done` is through: the store requeues
+        // held jobs that a worker's pings leave out.
+        let _listed = Listed(self.clone(), job.id.clone());
         let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
         let streamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // Forward chunks, batching whatever piled up during the previous POST.
@@ -189,10 +205,6 @@ impl Worker {
             .handle(job.input, StreamSink(tx), cancel.clone())
             .await;
         let _ = forwarder.await;
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&job.id);
         if cancel.is_cancelled() {
             // Cancelled or timed out: the gateway already decided the job's state.
             tracing::info!(job = %job.id, "stopped");

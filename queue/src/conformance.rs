@@ -1,6 +1,7 @@
 //! The behaviour every [`JobStore`] backend must show, as generic async checks. A backend's
 //! tests run them all with `conformance::suite!(make_store())`, where `make_store()` gives
-//! `(Arc<dyn JobStore>, guard)`: a store allowing at most 3 queued jobs per endpoint, and
+//! `(Arc<dyn JobStore>, guard)`: a store allowing at most 3 queued jobs per endpoint, with
+//! `orphan_after` 200 ms, and
 //! whatever must live as long as it (a Redis server).
 
 use crate::{JobStore, NewJob, QueueError};
@@ -310,6 +311,26 @@ pub async fn live_workers_lost_workers_and_fleets(s: Arc<dyn JobStore>) {
     assert_eq!(s.fleet("ep").await.unwrap(), Some(json!({"workers": []})));
 }
 
+/// A job handed to a worker that never got it (the take's answer was lost): the worker keeps
+/// pinging without it, and after `orphan_after` (200 ms in the suite's stores) it is requeued;
+/// a job the worker lists stays its own.
+pub async fn jobs_left_out_of_pings_go_back_to_the_queue(s: Arc<dyn JobStore>) {
+    let lost = s.submit("ep", job(1)).await.unwrap();
+    let kept = s.submit("ep", job(2)).await.unwrap();
+    assert_eq!(s.take("ep", "w", 2, ZERO).await.unwrap().len(), 2);
+    s.ping("ep", "w", std::slice::from_ref(&kept))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    s.ping("ep", "w", std::slice::from_ref(&kept))
+        .await
+        .unwrap();
+    let v = s.get(&lost).await.unwrap().unwrap();
+    assert_eq!((v.status, v.retries), (JobStatus::InQueue, 1));
+    let v = s.get(&kept).await.unwrap().unwrap();
+    assert_eq!((v.status, v.retries), (JobStatus::InProgress, 0));
+}
+
 /// Generates one `#[tokio::test]` per check above, each on a fresh store from `$make`.
 #[macro_export]
 macro_rules! __conformance_suite {
@@ -320,7 +341,7 @@ macro_rules! __conformance_suite {
             cancel_queued_and_running, stream_reads_from_cursor_until_final,
             waiters_wake_promptly, retry_purge_and_stream_delivery,
             webhooks_are_due_once_when_jobs_end, retired_workers_get_no_jobs,
-            live_workers_lost_workers_and_fleets);
+            live_workers_lost_workers_and_fleets, jobs_left_out_of_pings_go_back_to_the_queue);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

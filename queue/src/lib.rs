@@ -103,6 +103,9 @@ pub struct StoreSettings {
     pub worker_timeout: Duration,
     /// Times a job is re-queued after losing its worker before it fails.
     pub max_retries: u32,
+    /// A job a worker holds but has left out of its pings' job lists this long was handed out
+    /// by a `take` whose answer never reached the worker: it goes back to the queue.
+    pub orphan_after: Duration,
 }
 
 impl Default for StoreSettings {
@@ -113,6 +116,7 @@ impl Default for StoreSettings {
             sync_retention: Duration::from_secs(60),
             worker_timeout: Duration::from_secs(30),
             max_retries: 2,
+            orphan_after: Duration::from_secs(30),
         }
     }
 }
@@ -157,7 +161,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// `wait` for one. Each id is returned once.
     async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>>;
 
-    /// A worker's heartbeat, with the jobs it is running.
+    /// A worker's heartbeat, with the jobs it is running (jobs it holds but keeps leaving out
+    /// go back to the queue after `orphan_after`).
     async fn ping(&self, endpoint: &str, worker: &str, running: &[JobId]) -> Result<()>;
 
     async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics>;

@@ -29,6 +29,8 @@ struct Entry {
     chunks: Vec<Value>,
     /// Chunks already returned by `take_stream`.
     delivered: usize,
+    /// Since when the holder's pings leave this job out.
+    missing_since: Option<Instant>,
     /// Bumped on every change; waiters subscribe before they look, so no wake-up is lost.
     changed: watch::Sender<u64>,
 }
@@ -74,6 +76,7 @@ impl Entry {
                 self.error = None;
                 self.chunks.clear();
                 self.delivered = 0;
+                self.missing_since = None;
             }
             _ => self.ended = Some(now),
         }
@@ -241,103 +244,6 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Housekeeping at time `now`: execution timeouts, lost workers, retention and TTL.
-    pub fn sweep(&self, now: Instant) {
-        let mut st = self.lock();
-        let st = &mut *st;
-        // Workers that went silent: their jobs go back to the queue, or fail after retries.
-        let dead: Vec<String> = st
-            .workers
-            .iter()
-            .filter(|(_, w)| {
-                now.saturating_duration_since(w.last_seen) > self.settings.worker_timeout
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for w in &dead {
-            st.workers.remove(w);
-        }
-        let mut requeue = Vec::new();
-        let mut timed_out = Vec::new();
-        let mut expired = Vec::new();
-        for (id, e) in st.jobs.iter() {
-            let ttl = Duration::from_millis(e.job.policy.ttl);
-            let retention = if e.job.sync {
-                self.settings.sync_retention
-            } else {
-                self.settings.retention
-            };
-            if now.saturating_duration_since(e.submitted) > ttl
-                || e.ended.is_some_and(|t| {
-                    e.status.is_final() && now.saturating_duration_since(t) > retention
-                })
-            {
-                expired.push(id.clone());
-            } else if e.status == JobStatus::InProgress {
-                let limit = Duration::from_millis(e.job.policy.execution_timeout);
-                if e.started
-                    .is_some_and(|s| now.saturating_duration_since(s) > limit)
-                {
-                    timed_out.push(id.clone());
-                } else if e.worker.as_ref().is_some_and(|w| dead.contains(w)) {
-                    requeue.push(id.clone());
-                }
-            }
-        }
-        for id in expired {
-            if let Some(e) = st.jobs.remove(&id) {
-                let ep = st.endpoint(&e.endpoint);
-                ep.normal.retain(|j| j != &id);
-                ep.low.retain(|j| j != &id);
-                e.bump();
-            }
-        }
-        for id in timed_out {
-            let Some(e) = st.jobs.get_mut(&id) else {
-                continue;
-            };
-            if e.become_(&id, JobStatus::TimedOut, now).is_ok() {
-                e.error = Some("execution timeout exceeded".into());
-                let worker = e.worker.clone();
-                st.tell_worker_to_stop(worker.as_deref(), &id);
-                st.ended(&id, JobStatus::TimedOut);
-            }
-        }
-        self.lose(st, requeue, now);
-    }
-
-    /// Jobs whose worker is gone go back to the front of their queue, or fail after
-    /// `max_retries`.
-    fn lose(&self, st: &mut State, ids: Vec<JobId>, now: Instant) {
-        for id in ids {
-            let Some(e) = st.jobs.get_mut(&id) else {
-                continue;
-            };
-            let endpoint = e.endpoint.clone();
-            if e.retries >= self.settings.max_retries {
-                let _ = e.become_(&id, JobStatus::Failed, now);
-                e.error = Some(format!(
-                    "worker lost {} times; giving up after {} retries",
-                    e.retries + 1,
-                    self.settings.max_retries
-                ));
-                st.ended(&id, JobStatus::Failed);
-            } else if e.become_(&id, JobStatus::InQueue, now).is_ok() {
-                e.retries += 1;
-                let low = e.job.policy.low_priority;
-                let ep = st.endpoint(&endpoint);
-                ep.retried += 1;
-                // A retried job has waited longest: it goes to the front.
-                if low {
-                    ep.low.push_front(id)
-                } else {
-                    ep.normal.push_front(id)
-                }
-                ep.arrived.send_modify(|v| *v += 1);
-            }
-        }
-    }
-
     /// Subscribe to a job's changes, or `None` if it does not exist.
     fn watch_job(&self, id: &JobId) -> Option<watch::Receiver<u64>> {
         self.lock().jobs.get(id).map(|e| e.changed.subscribe())
@@ -384,6 +290,7 @@ impl JobStore for MemoryStore {
                 worker: None,
                 chunks: Vec::new(),
                 delivered: 0,
+                missing_since: None,
                 changed: watch::channel(0).0,
             },
         );
@@ -579,12 +486,28 @@ impl JobStore for MemoryStore {
         }
     }
 
-    async fn ping(&self, endpoint: &str, worker: &str, _running: &[JobId]) -> Result<()> {
+    async fn ping(&self, endpoint: &str, worker: &str, running: &[JobId]) -> Result<()> {
+        let now = Instant::now();
         let mut st = self.lock();
         // A retired worker's pings do not bring it back into the live count.
         if !st.retired.contains(worker) {
-            st.worker(endpoint, worker, Instant::now());
+            st.worker(endpoint, worker, now);
         }
+        // Jobs it holds but leaves out of its list for `orphan_after` were handed out by a
+        // take whose answer never reached it.
+        let mut orphans = Vec::new();
+        for (id, e) in st.jobs.iter_mut().filter(|(_, e)| {
+            e.status == JobStatus::InProgress && e.worker.as_deref() == Some(worker)
+        }) {
+            if running.contains(id) {
+                e.missing_since = None;
+            } else if now.saturating_duration_since(*e.missing_since.get_or_insert(now))
+                > self.settings.orphan_after
+            {
+                orphans.push(id.clone());
+            }
+        }
+        self.lose(&mut st, orphans, now);
         Ok(())
     }
 
@@ -790,5 +713,6 @@ impl JobStore for MemoryStore {
     }
 }
 
+mod housekeeping;
 #[cfg(test)]
 mod tests;

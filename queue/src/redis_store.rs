@@ -34,7 +34,8 @@ const PUSH_BATCH: usize = 512;
 
 pub struct RedisStore {
     client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
+    conn: std::sync::Mutex<Option<ConnectionManager>>,
+    connecting: Mutex<()>,
     script: redis::Script,
     events: Arc<Notifier>,
     settings: StoreSettings,
@@ -73,7 +74,8 @@ impl RedisStore {
         let listener = events.listen(client.clone());
         let mut store = RedisStore {
             client,
-            conn: Mutex::new(None),
+            conn: std::sync::Mutex::new(None),
+            connecting: Mutex::new(()),
             script: redis::Script::new(&(lua_rules() + include_str!("redis_store/store.lua"))),
             events,
             settings,
@@ -122,9 +124,16 @@ impl RedisStore {
     }
 
     async fn conn(&self) -> Result<ConnectionManager> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+        let cached = || self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(c) = cached() {
+            return Ok(c);
+        }
+        // One connection attempt at a time; others fail at once rather than queue behind it.
+        let Ok(_connecting) = self.connecting.try_lock() else {
+            return Err(unavailable("not connected yet"));
+        };
+        if let Some(c) = cached() {
+            return Ok(c);
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -137,7 +146,7 @@ impl RedisStore {
         .await
         .map_err(|_| unavailable("connect timed out"))?
         .map_err(unavailable)?;
-        *slot = Some(c.clone());
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }
 
@@ -453,9 +462,16 @@ impl JobStore for RedisStore {
         }
     }
 
-    async fn ping(&self, endpoint: &str, worker: &str, _running: &[JobId]) -> Result<()> {
+    async fn ping(&self, endpoint: &str, worker: &str, running: &[JobId]) -> Result<()> {
+        let orphan = self.settings.orphan_after.as_millis() as u64;
         self.call("ping", |i| {
-            i.arg(endpoint).arg(worker);
+            i.arg(endpoint)
+                .arg(worker)
+                .arg(orphan)
+                .arg(self.settings.max_retries);
+            for id in running.iter().take(PUSH_BATCH) {
+                i.arg(&id.0);
+            }
         })
         .await?;
         Ok(())

@@ -5,6 +5,7 @@ use crate::conformance;
 fn store() -> MemoryStore {
     MemoryStore::new(StoreSettings {
         max_queue: 3,
+        orphan_after: Duration::from_millis(200),
         ..StoreSettings::default()
     })
 }

@@ -67,7 +67,7 @@ local function requeue(id, front)
   local k = jkey(id)
   local f = redis.call('HMGET', k, 'ep', 'low', 'sub', 'ttl', 'worker')
   redis.call('HSET', k, 'status', 'IN_QUEUE', 'dlv', 0)
-  redis.call('HDEL', k, 'start', 'end', 'worker', 'out', 'err')
+  redis.call('HDEL', k, 'start', 'end', 'worker', 'out', 'err', 'miss')
   redis.call('HINCRBY', k, 'retries', 1)
   redis.call('DEL', ckey(id))
   redis.call('ZREM', P .. 'run:' .. f[1], id)
@@ -93,26 +93,27 @@ local function held(id, w)
   return f[1]
 end
 
--- Worker `w` is gone: the jobs it holds go back to the front of their queue, or fail after
--- `max_retries`. Returns how many.
+-- Job `id`, held by `w`, lost its worker: back to the front of its queue, or FAILED after
+-- `max_retries`. Returns 1 if it was changed.
+local function lose_job(id, w, max_retries)
+  local f = redis.call('HMGET', jkey(id), 'status', 'worker', 'retries')
+  if f[1] ~= 'IN_PROGRESS' or f[2] ~= w then return 0 end
+  local retries = tonumber(f[3])
+  if retries >= max_retries then
+    redis.call('HSET', jkey(id), 'err', string.format(
+      'worker lost %d times; giving up after %d retries', retries + 1, max_retries))
+    finish(id, 'FAILED')
+  else
+    requeue(id, true)
+  end
+  return 1
+end
+
+-- Worker `w` is gone: every job it holds is lost. Returns how many.
 local function lose_worker(w, max_retries)
   local n = 0
   local ids = redis.call('SMEMBERS', P .. 'held:' .. w)
-  for i = 1, #ids do
-    local id = ids[i]
-    local f = redis.call('HMGET', jkey(id), 'status', 'worker', 'retries')
-    if f[1] == 'IN_PROGRESS' and f[2] == w then
-      local retries = tonumber(f[3])
-      if retries >= max_retries then
-        redis.call('HSET', jkey(id), 'err', string.format(
-          'worker lost %d times; giving up after %d retries', retries + 1, max_retries))
-        finish(id, 'FAILED')
-      else
-        requeue(id, true)
-      end
-      n = n + 1
-    end
-  end
+  for i = 1, #ids do n = n + lose_job(ids[i], w, max_retries) end
   redis.call('DEL', P .. 'held:' .. w)
   return n
 end
@@ -247,10 +248,28 @@ function ops.stops(w)
   return out
 end
 
-function ops.ping(ep, w)
+-- `...` are the jobs the worker says it runs. One it holds but leaves out (noted in `miss`)
+-- for `orphan` ms was handed out by a take whose answer never reached it: lost.
+function ops.ping(ep, w, orphan, max_retries, ...)
   -- A retired worker's pings do not bring it back into the live count.
   if redis.call('EXISTS', P .. 'retired:' .. w) == 0 then
     redis.call('ZADD', P .. 'wk:' .. ep, now, w)
+  end
+  local listed = {}
+  for i = 1, select('#', ...) do listed[select(i, ...)] = true end
+  local ids = redis.call('SMEMBERS', P .. 'held:' .. w)
+  for i = 1, #ids do
+    local k = jkey(ids[i])
+    if listed[ids[i]] then
+      redis.call('HDEL', k, 'miss')
+    else
+      local miss = redis.call('HGET', k, 'miss')
+      if not miss then
+        if redis.call('HGET', k, 'status') == 'IN_PROGRESS' then redis.call('HSET', k, 'miss', now) end
+      elseif now - tonumber(miss) > tonumber(orphan) then
+        lose_job(ids[i], w, tonumber(max_retries))
+      end
+    end
   end
   return { 'OK' }
 end
@@ -356,9 +375,19 @@ function ops.sweep(timeout, max_retries)
   local cutoff = now - tonumber(timeout)
   max_retries = tonumber(max_retries)
   local eps = redis.call('SMEMBERS', P .. 'eps')
+  -- No sweep for a while means Redis (or every gateway) was away: workers could not ping
+  -- meanwhile, so they get a fresh lease instead of losing their jobs.
+  local last = tonumber(redis.call('GET', P .. 'lastsweep') or '0')
+  redis.call('SET', P .. 'lastsweep', now)
+  -- (Sweeps run every second: a gap of 3 s means at least two were missed.)
+  local resumed = now - last > math.max(tonumber(timeout) / 2, 3000)
   for e = 1, #eps do
     local ep = eps[e]
     local wk = P .. 'wk:' .. ep
+    if resumed then
+      local all = redis.call('ZRANGE', wk, 0, -1)
+      for i = 1, #all do redis.call('ZADD', wk, now, all[i]) end
+    end
     local dead = redis.call('ZRANGEBYSCORE', wk, '-inf', '(' .. cutoff)
     redis.call('ZREMRANGEBYSCORE', wk, '-inf', '(' .. cutoff)
     for d = 1, #dead do n = n + lose_worker(dead[d], max_retries) end

@@ -9,6 +9,7 @@ use serde_json::json;
 fn settings() -> StoreSettings {
     StoreSettings {
         max_queue: 3,
+        orphan_after: Duration::from_millis(200),
         ..StoreSettings::default()
     }
 }
@@ -229,4 +230,41 @@ fn transition_rules_reach_lua_from_the_one_table() {
     assert!(rules.contains("['FAILED>IN_QUEUE'] = true"));
     assert!(!rules.contains("['COMPLETED>IN_QUEUE']"));
     assert!(rules.contains("local FINAL = {['COMPLETED'] = true"));
+}
+
+#[tokio::test]
+async fn after_an_outage_workers_get_a_fresh_lease_instead_of_losing_their_jobs() {
+    let server = RedisServer::start();
+    let s = RedisStore::start(
+        &server.url(),
+        StoreSettings {
+            worker_timeout: Duration::from_millis(100),
+            ..settings()
+        },
+    )
+    .unwrap();
+    let id = s.submit("ep", NewJob::default()).await.unwrap();
+    s.take("ep", "w", 1, ZERO).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // As if no sweep had run for a minute (Redis was away): the silent worker keeps its job.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("sl:lastsweep")
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(s.sweep().await.unwrap(), 0);
+    assert_eq!(
+        s.get(&id).await.unwrap().unwrap().status,
+        JobStatus::InProgress
+    );
+    // Sweeping as usual again, a worker that stays silent does lose it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.sweep().await.unwrap(), 1);
+    assert_eq!(
+        s.get(&id).await.unwrap().unwrap().status,
+        JobStatus::InQueue
+    );
 }
