@@ -280,10 +280,19 @@ pub async fn webhooks_are_due_once_when_jobs_end(s: Arc<dyn JobStore>) {
 }
 
 pub async fn retired_workers_get_no_jobs(s: Arc<dyn JobStore>) {
+    // A worker running a job asks to stop after it: no longer live, but a cancel of the job
+    // it still holds reaches it.
+    let held = s.submit("ep", job(0)).await.unwrap();
+    s.take("ep", "w", 1, ZERO).await.unwrap();
+    assert_eq!(s.metrics("ep").await.unwrap().workers_live, 1);
     s.submit("ep", job(1)).await.unwrap();
     s.retire("w").await.unwrap();
     assert!(s.is_retired("w").await.unwrap());
     assert!(!s.is_retired("other").await.unwrap());
+    assert_eq!(s.metrics("ep").await.unwrap().workers_live, 0);
+    assert!(s.workers("ep").await.unwrap().is_empty());
+    s.cancel(&held).await.unwrap();
+    assert_eq!(s.stops("w", ZERO).await.unwrap(), vec![held]);
     assert!(s
         .take("ep", "w", 1, Duration::from_millis(20))
         .await

@@ -162,6 +162,23 @@ impl State {
         w
     }
 
+    /// Workers of `endpoint` heard from within `timeout`, retired ones (`stopPod`) excepted.
+    fn live<'a>(
+        &'a self,
+        endpoint: &'a str,
+        now: Instant,
+        timeout: Duration,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        self.workers
+            .iter()
+            .filter(move |(id, w)| {
+                w.endpoint == endpoint
+                    && now.saturating_duration_since(w.last_seen) <= timeout
+                    && !self.retired.contains(*id)
+            })
+            .map(|(id, _)| id)
+    }
+
     fn job_mut(&mut self, id: &JobId) -> Result<&mut Entry> {
         self.jobs
             .get_mut(id)
@@ -531,13 +548,7 @@ impl JobStore for MemoryStore {
             }
         }
         let live: Vec<&String> = st
-            .workers
-            .iter()
-            .filter(|(_, w)| {
-                w.endpoint == endpoint
-                    && now.saturating_duration_since(w.last_seen) <= self.settings.worker_timeout
-            })
-            .map(|(id, _)| id)
+            .live(endpoint, now, self.settings.worker_timeout)
             .collect();
         let workers_live = live.len();
         let workers_running = live.iter().filter(|w| holders.contains(w.as_str())).count();
@@ -622,8 +633,8 @@ impl JobStore for MemoryStore {
 
     async fn retire(&self, worker: &str) -> Result<()> {
         let mut st = self.lock();
+        // Still known (its jobs are still leased to it, stops still reach it), no longer live.
         st.retired.insert(worker.to_string());
-        st.workers.remove(worker);
         Ok(())
     }
 
@@ -645,13 +656,8 @@ impl JobStore for MemoryStore {
             }
         }
         let mut live: Vec<LiveWorker> = st
-            .workers
-            .iter()
-            .filter(|(_, w)| {
-                w.endpoint == endpoint
-                    && now.saturating_duration_since(w.last_seen) <= self.settings.worker_timeout
-            })
-            .map(|(id, _)| LiveWorker {
+            .live(endpoint, now, self.settings.worker_timeout)
+            .map(|id| LiveWorker {
                 id: id.clone(),
                 jobs: jobs.get(id.as_str()).copied().unwrap_or(0),
             })

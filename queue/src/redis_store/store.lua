@@ -118,6 +118,16 @@ local function lose_worker(w, max_retries)
   return n
 end
 
+-- Workers of `ep` heard from within `timeout` ms, retired ones (`stopPod`) excepted.
+local function live_workers(ep, timeout)
+  local out = {}
+  local ids = redis.call('ZRANGEBYSCORE', P .. 'wk:' .. ep, now - tonumber(timeout), '+inf')
+  for i = 1, #ids do
+    if redis.call('EXISTS', P .. 'retired:' .. ids[i]) == 0 then out[#out + 1] = ids[i] end
+  end
+  return out
+end
+
 local ops = {}
 
 function ops.submit(ep, id, input, s3, hook, xt, ttl, low, keep, maxq)
@@ -281,7 +291,7 @@ function ops.metrics(ep, timeout)
     local sub = redis.call('HGET', jkey(head), 'sub')
     if sub then oldest = math.max(0, now - tonumber(sub)) end
   end
-  local live = redis.call('ZRANGEBYSCORE', P .. 'wk:' .. ep, now - tonumber(timeout), '+inf')
+  local live = live_workers(ep, timeout)
   local running = 0
   for i = 1, #live do
     if redis.call('SCARD', P .. 'held:' .. live[i]) > 0 then running = running + 1 end
@@ -293,7 +303,7 @@ function ops.metrics(ep, timeout)
 end
 
 function ops.workers(ep, timeout)
-  local live = redis.call('ZRANGEBYSCORE', P .. 'wk:' .. ep, now - tonumber(timeout), '+inf')
+  local live = live_workers(ep, timeout)
   local out = { 'OK' }
   for i = 1, #live do
     out[#out + 1] = live[i]
@@ -340,10 +350,10 @@ function ops.purge(ep)
   return { 'OK', tostring(#ids) }
 end
 
+-- Still leased its jobs (the sweep reclaims them if it dies) and told its stops; no longer
+-- live, and given no new jobs.
 function ops.retire(w)
   redis.call('SET', P .. 'retired:' .. w, 1, 'PX', 86400000)
-  local eps = redis.call('SMEMBERS', P .. 'eps')
-  for i = 1, #eps do redis.call('ZREM', P .. 'wk:' .. eps[i], w) end
   return { 'OK' }
 end
 
