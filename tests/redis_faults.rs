@@ -383,6 +383,20 @@ async fn the_autoscaler_process_scales_workers_from_zero_and_back_on_redis() {
     }
 }
 
+/// POST an empty job to `/v2/echo/run`: status, body, and how long the answer took.
+async fn try_run(c: &Cluster, port: u16) -> (u16, Value, Duration) {
+    let t0 = Instant::now();
+    let r = c
+        .http
+        .post(format!("http://127.0.0.1:{port}/v2/echo/run"))
+        .json(&json!({"input": {}}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null), t0.elapsed())
+}
+
 #[tokio::test]
 async fn redis_down_gives_a_clear_503_quickly_and_the_gateway_recovers() {
     let mut c = Cluster::new(RedisServer::start_durable(), 2);
@@ -390,18 +404,8 @@ async fn redis_down_gives_a_clear_503_quickly_and_the_gateway_recovers() {
     let _gw = c.gateway(port).await;
     let id = c.run(port, json!({"x": 1})).await;
     c.redis.kill();
-    let url = format!("http://127.0.0.1:{port}/v2/echo/run");
-    let t0 = Instant::now();
-    let r = c
-        .http
-        .post(&url)
-        .json(&json!({"input": {}}))
-        .send()
-        .await
-        .unwrap();
-    let took = t0.elapsed();
-    assert_eq!(r.status(), 503);
-    let body: Value = r.json().await.unwrap();
+    let (status, body, took) = try_run(&c, port).await;
+    assert_eq!(status, 503);
     let msg = body["error"].as_str().unwrap_or_default();
     assert!(msg.contains("job store unavailable"), "{body}");
     assert!(
@@ -425,33 +429,12 @@ async fn redis_down_gives_a_clear_503_quickly_and_the_gateway_recovers() {
     c.run(port, json!({"x": 2})).await;
     // A Redis that hangs (frozen) is no better: 503 within the bound, then back.
     c.redis.freeze(true);
-    let t0 = Instant::now();
-    let r = c
-        .http
-        .post(&url)
-        .json(&json!({"input": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
-    assert!(
-        t0.elapsed() < Duration::from_secs(8),
-        "bounded: {:?}",
-        t0.elapsed()
-    );
+    let (status, _, took) = try_run(&c, port).await;
+    assert_eq!(status, 503);
+    assert!(took < Duration::from_secs(8), "bounded: {took:?}");
     c.redis.freeze(false);
     let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = c
-            .http
-            .post(&url)
-            .json(&json!({"input": {}}))
-            .send()
-            .await
-            .unwrap();
-        if r.status().is_success() {
-            break;
-        }
+    while try_run(&c, port).await.0 != 200 {
         assert!(Instant::now() < deadline, "no recovery after the freeze");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
