@@ -81,7 +81,12 @@ pub fn gateway_state(
 }
 
 /// The job store the flag (else the config) names, with the config's settings.
-pub async fn job_store(dep: &Deployment, args: &StoreArgs) -> anyhow::Result<Arc<dyn JobStore>> {
+/// `housekeeping`: whether this process sweeps (gateways do; a lone autoscaler does not).
+pub async fn job_store(
+    dep: &Deployment,
+    args: &StoreArgs,
+    housekeeping: bool,
+) -> anyhow::Result<Arc<dyn JobStore>> {
     let g = &dep.config.gateway;
     let settings = StoreSettings {
         max_queue: g.max_queue,
@@ -89,7 +94,9 @@ pub async fn job_store(dep: &Deployment, args: &StoreArgs) -> anyhow::Result<Arc
         retention: Duration::from_secs(g.result_retention_secs),
         sync_retention: Duration::from_secs(g.sync_result_retention_secs),
         max_retries: g.max_retries,
-        ..StoreSettings::default()
+        // Never sooner than a silent worker would lose its jobs anyway.
+        orphan_after: Duration::from_secs(g.worker_timeout_secs.max(30)),
+        housekeeping,
     };
     let url = args.queue.as_deref().unwrap_or(&g.queue);
     if url == "memory" {
@@ -127,7 +134,7 @@ pub async fn gateway(
         eprintln!("sluice: worker token (set SLUICE_WORKER_TOKEN to choose one): {t}");
         t
     });
-    let state = gateway_state(&dep, job_store(&dep, &store).await?, token)?;
+    let state = gateway_state(&dep, job_store(&dep, &store, true).await?, token)?;
     gateway::webhooks::spawn(state.clone());
     let listener = bind(&common).await?;
     eprintln!(
@@ -246,7 +253,7 @@ pub async fn autoscaler(
     token: String,
 ) -> anyhow::Result<()> {
     let dep = Deployment::load(&common.config)?;
-    let store = job_store(&dep, &store).await?;
+    let store = job_store(&dep, &store, false).await?;
     let actuator = Arc::new(autoscaler::LocalProcesses::new(
         crate::fleet::launches(&dep, &common.config, &gateway, &token)?,
         &crate::fleet::gpus(),

@@ -24,7 +24,7 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
         models.join(", ")
     );
     let token = random_hex(128);
-    let store = job_store(&dep, &store_args).await?;
+    let store = job_store(&dep, &store_args, true).await?;
     let state = {
         let (dep, store, token) = (dep.clone(), store.clone(), token.clone());
         tokio::task::spawn_blocking(move || gateway_state(&dep, store, token)).await??

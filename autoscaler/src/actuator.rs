@@ -75,6 +75,25 @@ pub trait Actuator: Send + Sync + 'static {
     async fn shutdown(&self);
 }
 
+/// A worker could not start because its GPUs are taken: capacity, not a fault.
+#[derive(Debug)]
+pub struct NoFreeGpu {
+    pub wanted: usize,
+    pub endpoint: String,
+}
+
+impl std::fmt::Display for NoFreeGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no {} free GPU(s) for a worker of `{}`",
+            self.wanted, self.endpoint
+        )
+    }
+}
+
+impl std::error::Error for NoFreeGpu {}
+
 /// GPU indexes handed out to workers and taken back when they exit.
 #[derive(Debug, Default)]
 pub struct GpuPool {

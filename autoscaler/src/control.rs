@@ -203,6 +203,11 @@ impl Controller {
                 Ok(id) => {
                     tracing::info!(endpoint = %ep.name, worker = %id, in_queue = q.in_queue, "starting a worker")
                 }
+                Err(e) if e.is::<crate::actuator::NoFreeGpu>() => {
+                    // Capacity: try again next tick, when a worker may have released its GPUs.
+                    tracing::debug!(endpoint = %ep.name, "{e}");
+                    break;
+                }
                 Err(e) => {
                     tracing::error!(endpoint = %ep.name, "cannot start a worker: {e:#}");
                     self.backoff.entry(ep.name.clone()).or_default().crashed();

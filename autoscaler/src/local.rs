@@ -2,7 +2,7 @@
 //! endpoint's command), its output prefixed into ours. Draining is SIGTERM (a sluice worker
 //! then finishes its jobs and exits; SIGKILL if it is still there after `drain_grace`).
 
-use crate::actuator::{Actuator, Exited, GpuPool, Launch, Managed};
+use crate::actuator::{Actuator, Exited, GpuPool, Launch, Managed, NoFreeGpu};
 use anyhow::Context;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -32,13 +32,15 @@ fn lock(s: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Signal a worker's whole process group (it leads its own), so a wrapper script's children
+/// are stopped too.
 fn signal(pid: Option<u32>, sig: i32) {
     #[cfg(unix)]
     if let Some(pid) = pid {
-        // SAFETY: kill(2) on a pid we spawned; the waiter task has not reaped it while it is
-        // listed as running.
+        // SAFETY: kill(2) on the group of a pid we spawned; the waiter task has not reaped it
+        // while it is listed as running.
         unsafe {
-            libc::kill(pid as libc::pid_t, sig);
+            libc::kill(-(pid as libc::pid_t), sig);
         }
     }
 }
@@ -102,7 +104,10 @@ impl Actuator for LocalProcesses {
                 lock(&self.state)
                     .gpus
                     .take(n)
-                    .with_context(|| format!("no {n} free GPU(s) for a worker of `{endpoint}`"))?
+                    .ok_or_else(|| NoFreeGpu {
+                        wanted: n,
+                        endpoint: endpoint.to_string(),
+                    })?
                     .join(","),
             ),
         };

@@ -129,7 +129,7 @@ async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
     let t_idle = Instant::now();
     // Idle and still pinging: drained after idle_timeout (1 s), and its process exits.
     until(Duration::from_secs(10), "the drain", async || {
-        store.ping("ep", &id, &[]).await.unwrap();
+        store.ping("ep", &id, None).await.unwrap();
         std::fs::read_to_string(dir.join(&id)).ok()
     })
     .await;

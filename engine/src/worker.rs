@@ -236,7 +236,8 @@ impl Worker {
         loop {
             tick.tick().await;
             let ids = self.running_ids().join(",");
-            let url = self.url("ping", &format!("?job_id={ids}"));
+            // `listed=1`: this list is complete, so the store may reclaim held jobs it omits.
+            let url = self.url("ping", &format!("?job_id={ids}&listed=1"));
             if let Err(e) = self
                 .http
                 .get(url)

@@ -114,7 +114,12 @@ pub async fn ping(
                 .collect()
         })
         .unwrap_or_default();
-    gw.store.ping(&endpoint, &worker, &running).await?;
+    // Only a worker that says its list is complete (`listed=1`, sluice's own) has left-out
+    // jobs reclaimed: RunPod's SDK may share one job list file between workers.
+    let vouched = q.get("listed").is_some_and(|v| v == "1");
+    gw.store
+        .ping(&endpoint, &worker, vouched.then_some(running.as_slice()))
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -125,7 +130,7 @@ pub async fn job_stop(
 ) -> Result<Response, RunpodError> {
     admit(&gw, &headers, &endpoint)?;
     // Polling job-stop is a sign of life, and makes the worker known before it takes a job.
-    gw.store.ping(&endpoint, &worker, &[]).await?;
+    gw.store.ping(&endpoint, &worker, None).await?;
     let stops = gw.store.stops(&worker, gw.long_poll).await?;
     Ok(if stops.is_empty() {
         StatusCode::NO_CONTENT.into_response()

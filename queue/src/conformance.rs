@@ -304,8 +304,8 @@ pub async fn retired_workers_get_no_jobs(s: Arc<dyn JobStore>) {
 pub async fn live_workers_lost_workers_and_fleets(s: Arc<dyn JobStore>) {
     let id = s.submit("ep", job(1)).await.unwrap();
     s.take("ep", "w1", 1, ZERO).await.unwrap();
-    s.ping("ep", "w2", &[]).await.unwrap();
-    s.ping("other", "w3", &[]).await.unwrap();
+    s.ping("ep", "w2", None).await.unwrap();
+    s.ping("other", "w3", None).await.unwrap();
     let live = s.workers("ep").await.unwrap();
     let seen: Vec<(&str, usize)> = live.iter().map(|w| (w.id.as_str(), w.jobs)).collect();
     assert_eq!(seen, vec![("w1", 1), ("w2", 0)]);
@@ -327,11 +327,11 @@ pub async fn jobs_left_out_of_pings_go_back_to_the_queue(s: Arc<dyn JobStore>) {
     let lost = s.submit("ep", job(1)).await.unwrap();
     let kept = s.submit("ep", job(2)).await.unwrap();
     assert_eq!(s.take("ep", "w", 2, ZERO).await.unwrap().len(), 2);
-    s.ping("ep", "w", std::slice::from_ref(&kept))
+    s.ping("ep", "w", Some(std::slice::from_ref(&kept)))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    s.ping("ep", "w", std::slice::from_ref(&kept))
+    s.ping("ep", "w", Some(std::slice::from_ref(&kept)))
         .await
         .unwrap();
     let v = s.get(&lost).await.unwrap().unwrap();

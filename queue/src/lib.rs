@@ -103,9 +103,12 @@ pub struct StoreSettings {
     pub worker_timeout: Duration,
     /// Times a job is re-queued after losing its worker before it fails.
     pub max_retries: u32,
-    /// A job a worker holds but has left out of its pings' job lists this long was handed out
-    /// by a `take` whose answer never reached the worker: it goes back to the queue.
+    /// A job a worker holds but has left out of its (vouched) pings' job lists this long was
+    /// handed out by a `take` whose answer never reached the worker: it goes back to the queue.
     pub orphan_after: Duration,
+    /// Run the once-a-second housekeeping (gateways do; a separate autoscaler process does not,
+    /// so that a sweep gap still means every gateway was away).
+    pub housekeeping: bool,
 }
 
 impl Default for StoreSettings {
@@ -117,6 +120,7 @@ impl Default for StoreSettings {
             worker_timeout: Duration::from_secs(30),
             max_retries: 2,
             orphan_after: Duration::from_secs(30),
+            housekeeping: true,
         }
     }
 }
@@ -161,9 +165,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// `wait` for one. Each id is returned once.
     async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>>;
 
-    /// A worker's heartbeat, with the jobs it is running (jobs it holds but keeps leaving out
-    /// go back to the queue after `orphan_after`).
-    async fn ping(&self, endpoint: &str, worker: &str, running: &[JobId]) -> Result<()>;
+    /// A worker's heartbeat. With `running` (the worker vouches that it lists every job it
+    /// runs), jobs it holds but keeps leaving out go back to the queue after `orphan_after`.
+    async fn ping(&self, endpoint: &str, worker: &str, running: Option<&[JobId]>) -> Result<()>;
 
     async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics>;
 

@@ -503,13 +503,14 @@ impl JobStore for MemoryStore {
         }
     }
 
-    async fn ping(&self, endpoint: &str, worker: &str, running: &[JobId]) -> Result<()> {
+    async fn ping(&self, endpoint: &str, worker: &str, running: Option<&[JobId]>) -> Result<()> {
         let now = Instant::now();
         let mut st = self.lock();
-        // A retired worker's pings do not bring it back into the live count.
-        if !st.retired.contains(worker) {
-            st.worker(endpoint, worker, now);
-        }
+        // Renews the lease of a retired worker too (it is no longer counted live).
+        st.worker(endpoint, worker, now);
+        let Some(running) = running else {
+            return Ok(());
+        };
         // Jobs it holds but leaves out of its list for `orphan_after` were handed out by a
         // take whose answer never reached it.
         let mut orphans = Vec::new();

@@ -81,8 +81,12 @@ impl RedisStore {
             settings,
             tasks: vec![listener],
         };
+        let housekeeping = store.settings.housekeeping;
         let store = Arc::new_cyclic(|weak: &std::sync::Weak<RedisStore>| {
             let weak = weak.clone();
+            if !housekeeping {
+                return store;
+            }
             store.tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
@@ -462,14 +466,16 @@ impl JobStore for RedisStore {
         }
     }
 
-    async fn ping(&self, endpoint: &str, worker: &str, running: &[JobId]) -> Result<()> {
+    async fn ping(&self, endpoint: &str, worker: &str, running: Option<&[JobId]>) -> Result<()> {
         let orphan = self.settings.orphan_after.as_millis() as u64;
         self.call("ping", |i| {
             i.arg(endpoint)
                 .arg(worker)
                 .arg(orphan)
-                .arg(self.settings.max_retries);
-            for id in running.iter().take(PUSH_BATCH) {
+                .arg(self.settings.max_retries)
+                .arg(if running.is_some() { "1" } else { "0" });
+            // Lua's `unpack` limit; a worker never runs this many jobs at once.
+            for id in running.unwrap_or_default().iter().take(4000) {
                 i.arg(&id.0);
             }
         })

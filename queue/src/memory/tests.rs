@@ -49,7 +49,7 @@ async fn execution_timeout_times_out_and_stops_the_worker() {
     };
     let id = s.submit("ep", job).await.unwrap();
     s.take("ep", "w", 1, Duration::ZERO).await.unwrap();
-    s.ping("ep", "w", &[]).await.unwrap();
+    s.ping("ep", "w", None).await.unwrap();
     s.sweep(Instant::now() + Duration::from_millis(50));
     assert_eq!(
         s.get(&id).await.unwrap().unwrap().status,

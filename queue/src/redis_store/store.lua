@@ -258,13 +258,12 @@ function ops.stops(w)
   return out
 end
 
--- `...` are the jobs the worker says it runs. One it holds but leaves out (noted in `miss`)
--- for `orphan` ms was handed out by a take whose answer never reached it: lost.
-function ops.ping(ep, w, orphan, max_retries, ...)
-  -- A retired worker's pings do not bring it back into the live count.
-  if redis.call('EXISTS', P .. 'retired:' .. w) == 0 then
-    redis.call('ZADD', P .. 'wk:' .. ep, now, w)
-  end
+-- With `vouched` = '1', `...` are all the jobs the worker runs: one it holds but leaves out
+-- (noted in `miss`) for `orphan` ms was handed out by a take whose answer never reached it.
+function ops.ping(ep, w, orphan, max_retries, vouched, ...)
+  -- Renews a retired worker's lease too (`live_workers` leaves it out of the live count).
+  redis.call('ZADD', P .. 'wk:' .. ep, now, w)
+  if vouched ~= '1' then return { 'OK' } end
   local listed = {}
   for i = 1, select('#', ...) do listed[select(i, ...)] = true end
   local ids = redis.call('SMEMBERS', P .. 'held:' .. w)
@@ -385,8 +384,8 @@ function ops.sweep(timeout, max_retries)
   local cutoff = now - tonumber(timeout)
   max_retries = tonumber(max_retries)
   local eps = redis.call('SMEMBERS', P .. 'eps')
-  -- No sweep for a while means Redis (or every gateway) was away: workers could not ping
-  -- meanwhile, so they get a fresh lease instead of losing their jobs.
+  -- No sweep for a while means Redis (or every gateway: only gateways sweep) was away:
+  -- workers could not ping meanwhile, so they get a fresh lease instead of losing their jobs.
   local last = tonumber(redis.call('GET', P .. 'lastsweep') or '0')
   redis.call('SET', P .. 'lastsweep', now)
   -- (Sweeps run every second: a gap of 3 s means at least two were missed.)
