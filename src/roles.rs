@@ -253,6 +253,12 @@ pub async fn autoscaler(
     token: String,
 ) -> anyhow::Result<()> {
     let dep = Deployment::load(&common.config)?;
+    if store.queue.as_deref().unwrap_or(&dep.config.gateway.queue) == "memory" {
+        anyhow::bail!(
+            "`sluice autoscaler run` needs the store the gateways share: --queue redis://HOST:PORT/DB \
+             (`sluice serve` runs its own autoscaler on its in-memory store)"
+        );
+    }
     let store = job_store(&dep, &store, false).await?;
     let actuator = Arc::new(autoscaler::LocalProcesses::new(
         crate::fleet::launches(&dep, &common.config, &gateway, &token)?,
