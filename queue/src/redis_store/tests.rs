@@ -14,38 +14,48 @@ fn settings() -> StoreSettings {
     }
 }
 
-fn store() -> (Arc<dyn JobStore>, RedisServer) {
+/// A store with `settings` on a fresh server (which must outlive it).
+fn store_with(settings: StoreSettings) -> (Arc<RedisStore>, RedisServer) {
     let server = RedisServer::start();
-    let store = RedisStore::start(&server.url(), settings()).unwrap();
+    let store = RedisStore::start(&server.url(), settings).unwrap();
     (store, server)
+}
+
+/// A store whose workers are silent (lease lost) after 100 ms.
+fn short_leases() -> (Arc<RedisStore>, RedisServer) {
+    store_with(StoreSettings {
+        worker_timeout: Duration::from_millis(100),
+        ..settings()
+    })
+}
+
+fn store() -> (Arc<dyn JobStore>, RedisServer) {
+    let (s, server) = store_with(settings());
+    (s, server)
 }
 
 conformance::suite!(store());
 
 const ZERO: Duration = Duration::ZERO;
 
-async fn keys(server: &RedisServer, pattern: &str) -> Vec<String> {
+/// A raw command on the server, beside the store.
+async fn raw<T: redis::FromRedisValue>(server: &RedisServer, cmd: &mut redis::Cmd) -> T {
     let client = redis::Client::open(server.url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut c)
-        .await
-        .unwrap()
+    cmd.query_async(&mut c).await.unwrap()
+}
+
+async fn keys(server: &RedisServer, pattern: &str) -> Vec<String> {
+    raw(server, redis::cmd("KEYS").arg(pattern)).await
 }
 
 #[tokio::test]
 async fn silent_worker_loses_its_lease_then_the_job_fails_after_retries() {
-    let server = RedisServer::start();
-    let s = RedisStore::start(
-        &server.url(),
-        StoreSettings {
-            worker_timeout: Duration::from_millis(100),
-            max_retries: 1,
-            ..settings()
-        },
-    )
-    .unwrap();
+    let (s, _server) = store_with(StoreSettings {
+        worker_timeout: Duration::from_millis(100),
+        max_retries: 1,
+        ..settings()
+    });
     let id = s.submit("ep", NewJob::default()).await.unwrap();
     assert_eq!(s.take("ep", "w1", 1, ZERO).await.unwrap().len(), 1);
     // A live worker keeps its lease.
@@ -94,15 +104,10 @@ async fn execution_timeout_times_out_and_stops_the_worker() {
 
 #[tokio::test]
 async fn ttl_and_retention_are_redis_expirations() {
-    let server = RedisServer::start();
-    let s = RedisStore::start(
-        &server.url(),
-        StoreSettings {
-            retention: Duration::from_millis(200),
-            ..settings()
-        },
-    )
-    .unwrap();
+    let (s, server) = store_with(StoreSettings {
+        retention: Duration::from_millis(200),
+        ..settings()
+    });
     let short = NewJob {
         policy: JobPolicy {
             ttl: 300,
@@ -234,27 +239,12 @@ fn transition_rules_reach_lua_from_the_one_table() {
 
 #[tokio::test]
 async fn after_an_outage_workers_get_a_fresh_lease_instead_of_losing_their_jobs() {
-    let server = RedisServer::start();
-    let s = RedisStore::start(
-        &server.url(),
-        StoreSettings {
-            worker_timeout: Duration::from_millis(100),
-            ..settings()
-        },
-    )
-    .unwrap();
+    let (s, server) = short_leases();
     let id = s.submit("ep", NewJob::default()).await.unwrap();
     s.take("ep", "w", 1, ZERO).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // As if no sweep had run for a minute (Redis was away): the silent worker keeps its job.
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("SET")
-        .arg("sl:lastsweep")
-        .arg(0)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let () = raw(&server, redis::cmd("SET").arg("sl:lastsweep").arg(0)).await;
     assert_eq!(s.sweep().await.unwrap(), 0);
     assert_eq!(
         s.get(&id).await.unwrap().unwrap().status,
@@ -271,15 +261,7 @@ async fn after_an_outage_workers_get_a_fresh_lease_instead_of_losing_their_jobs(
 
 #[tokio::test]
 async fn a_retired_worker_that_keeps_pinging_keeps_its_jobs() {
-    let server = RedisServer::start();
-    let s = RedisStore::start(
-        &server.url(),
-        StoreSettings {
-            worker_timeout: Duration::from_millis(100),
-            ..settings()
-        },
-    )
-    .unwrap();
+    let (s, _server) = short_leases();
     let id = s.submit("ep", NewJob::default()).await.unwrap();
     s.take("ep", "w", 1, ZERO).await.unwrap();
     s.retire("w").await.unwrap();
