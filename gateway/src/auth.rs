@@ -25,17 +25,21 @@ fn is_public(path: &str) -> bool {
     !(path.starts_with("/v2/") && WORKER_ROUTES.contains(&route))
 }
 
+/// The key in `Authorization: Bearer KEY` (or the bare key, as RunPod's docs send it).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
+}
+
 pub async fn client_key(State(gw): State<AppState>, req: Request, next: Next) -> Response {
     let keys = &gw.settings.api_keys;
     let path = req.uri().path();
     if keys.is_empty() || !is_public(path) {
         return next.run(req).await;
     }
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
+    let given = bearer(req.headers()).map(str::trim);
     if given.is_some_and(|k| keys.iter().any(|key| key == k)) {
         return next.run(req).await;
     }

@@ -15,11 +15,7 @@ use serde_json::json;
 use std::collections::HashMap;
 
 fn authorize(gw: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
-    if given == Some(gw.worker_token.as_str()) {
+    if crate::auth::bearer(headers) == Some(gw.worker_token.as_str()) {
         Ok(())
     } else {
         Err(GatewayError::Unauthorized(

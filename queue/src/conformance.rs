@@ -20,6 +20,14 @@ fn job(n: i64) -> NewJob {
     }
 }
 
+/// A job with `policy` (and no input).
+pub fn with_policy(policy: JobPolicy) -> NewJob {
+    NewJob {
+        policy,
+        ..NewJob::default()
+    }
+}
+
 pub async fn submit_take_complete(s: Arc<dyn JobStore>) {
     let id = s.submit("ep", job(1)).await.unwrap();
     assert_eq!(

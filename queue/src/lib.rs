@@ -205,6 +205,26 @@ pub trait JobStore: Send + Sync + 'static {
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>>;
 }
 
+/// Run `f` on `store` every `period` until the store is dropped (housekeeping sweeps).
+fn every<T, F, Fut>(period: Duration, store: &std::sync::Arc<T>, f: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let weak = std::sync::Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(s) => f(s).await,
+                None => return,
+            }
+        }
+    });
+}
+
 /// A fresh unguessable job id: 128 random bits, hex.
 pub fn new_job_id(sync: bool) -> JobId {
     let bits: u128 = rand::random();

@@ -11,7 +11,7 @@ use protocol::job::{JobReport, JobView, TakenJob};
 use protocol::{JobId, JobStatus};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -106,6 +106,13 @@ impl Default for Endpoint {
             failed: 0,
             retried: 0,
         }
+    }
+}
+
+impl Endpoint {
+    fn unqueue(&mut self, id: &JobId) {
+        self.normal.retain(|j| j != id);
+        self.low.retain(|j| j != id);
     }
 }
 
@@ -207,11 +214,56 @@ impl State {
     fn ended(&mut self, id: &JobId, status: JobStatus) {
         let Some(e) = self.jobs.get(id) else { return };
         let endpoint = e.endpoint.clone();
-        if e.job.webhook.is_some() && status != JobStatus::Cancelled {
+        // (Cancelled jobs never get here: no webhook, no count.)
+        if e.job.webhook.is_some() {
             self.webhooks.push_back(id.clone());
             self.webhooks_due.send_modify(|v| *v += 1);
         }
         self.count_end(&endpoint, status);
+    }
+
+    /// Back to its queue (a lost worker: to the front, it has waited longest; `retry`: to the
+    /// back), counted as a retry. The caller has made the transition.
+    fn requeue(&mut self, id: JobId, front: bool) {
+        let Some(e) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        e.retries += 1;
+        let (endpoint, low) = (e.endpoint.clone(), e.job.policy.low_priority);
+        let ep = self.endpoint(&endpoint);
+        ep.retried += 1;
+        let queue = if low { &mut ep.low } else { &mut ep.normal };
+        if front {
+            queue.push_front(id)
+        } else {
+            queue.push_back(id)
+        }
+        ep.arrived.send_modify(|v| *v += 1);
+    }
+
+    /// Jobs in progress per worker holding them.
+    fn held_counts(&self) -> HashMap<&str, usize> {
+        let mut held = HashMap::new();
+        for e in self
+            .jobs
+            .values()
+            .filter(|e| e.status == JobStatus::InProgress)
+        {
+            if let Some(w) = &e.worker {
+                *held.entry(w.as_str()).or_default() += 1;
+            }
+        }
+        held
+    }
+
+    /// Ids of the jobs `worker` runs.
+    fn held_by<'a>(&'a self, worker: &'a str) -> impl Iterator<Item = &'a JobId> + 'a {
+        self.jobs
+            .iter()
+            .filter(move |(_, e)| {
+                e.status == JobStatus::InProgress && e.worker.as_deref() == Some(worker)
+            })
+            .map(|(id, _)| id)
     }
 
     fn count_end(&mut self, endpoint: &str, status: JobStatus) {
@@ -234,16 +286,8 @@ impl MemoryStore {
     /// store is dropped.
     pub fn start(settings: StoreSettings) -> Arc<Self> {
         let store = Arc::new(Self::new(settings));
-        let weak: Weak<Self> = Arc::downgrade(&store);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                match weak.upgrade() {
-                    Some(s) => s.sweep(Instant::now()),
-                    None => return,
-                }
-            }
+        crate::every(Duration::from_secs(1), &store, |s| async move {
+            s.sweep(Instant::now())
         });
         store
     }
@@ -474,9 +518,7 @@ impl JobStore for MemoryStore {
         if was == JobStatus::InProgress {
             st.tell_worker_to_stop(worker.as_deref(), job);
         } else {
-            let ep = st.endpoint(&endpoint);
-            ep.normal.retain(|j| j != job);
-            ep.low.retain(|j| j != job);
+            st.endpoint(&endpoint).unqueue(job);
         }
         Ok(JobStatus::Cancelled)
     }
@@ -513,16 +555,18 @@ impl JobStore for MemoryStore {
         };
         // Jobs it holds but leaves out of its list for `orphan_after` were handed out by a
         // take whose answer never reached it.
+        let held: Vec<JobId> = st.held_by(worker).cloned().collect();
         let mut orphans = Vec::new();
-        for (id, e) in st.jobs.iter_mut().filter(|(_, e)| {
-            e.status == JobStatus::InProgress && e.worker.as_deref() == Some(worker)
-        }) {
-            if running.contains(id) {
+        for id in held {
+            let Some(e) = st.jobs.get_mut(&id) else {
+                continue;
+            };
+            if running.contains(&id) {
                 e.missing_since = None;
             } else if now.saturating_duration_since(*e.missing_since.get_or_insert(now))
                 > self.settings.orphan_after
             {
-                orphans.push(id.clone());
+                orphans.push(id);
             }
         }
         self.lose(&mut st, orphans, now);
@@ -533,26 +577,20 @@ impl JobStore for MemoryStore {
         let now = Instant::now();
         let mut st = self.lock();
         let st = &mut *st;
-        // One pass over the jobs: how many run here, and which workers hold them.
-        let mut in_progress = 0;
-        let mut holders = std::collections::HashSet::new();
-        for e in st
+        let in_progress = st
             .jobs
             .values()
-            .filter(|e| e.status == JobStatus::InProgress)
-        {
-            if e.endpoint == endpoint {
-                in_progress += 1;
-            }
-            if let Some(w) = &e.worker {
-                holders.insert(w.as_str());
-            }
-        }
+            .filter(|e| e.status == JobStatus::InProgress && e.endpoint == endpoint)
+            .count();
+        let held = st.held_counts();
         let live: Vec<&String> = st
             .live(endpoint, now, self.settings.worker_timeout)
             .collect();
         let workers_live = live.len();
-        let workers_running = live.iter().filter(|w| holders.contains(w.as_str())).count();
+        let workers_running = live
+            .iter()
+            .filter(|w| held.contains_key(w.as_str()))
+            .count();
         st.endpoint(endpoint);
         let ep = &st.endpoints[endpoint];
         let oldest_queued_ms = ep
@@ -587,16 +625,7 @@ impl JobStore for MemoryStore {
             });
         }
         e.become_(job, JobStatus::InQueue, now)?;
-        e.retries += 1;
-        let (endpoint, low) = (e.endpoint.clone(), e.job.policy.low_priority);
-        let ep = st.endpoint(&endpoint);
-        ep.retried += 1;
-        if low {
-            ep.low.push_back(job.clone())
-        } else {
-            ep.normal.push_back(job.clone())
-        }
-        ep.arrived.send_modify(|v| *v += 1);
+        st.requeue(job.clone(), false);
         Ok(JobStatus::InQueue)
     }
 
@@ -646,16 +675,7 @@ impl JobStore for MemoryStore {
     async fn workers(&self, endpoint: &str) -> Result<Vec<LiveWorker>> {
         let now = Instant::now();
         let st = self.lock();
-        let mut jobs: HashMap<&str, usize> = HashMap::new();
-        for e in st
-            .jobs
-            .values()
-            .filter(|e| e.status == JobStatus::InProgress)
-        {
-            if let Some(w) = &e.worker {
-                *jobs.entry(w.as_str()).or_default() += 1;
-            }
-        }
+        let jobs = st.held_counts();
         let mut live: Vec<LiveWorker> = st
             .live(endpoint, now, self.settings.worker_timeout)
             .map(|id| LiveWorker {
@@ -671,14 +691,7 @@ impl JobStore for MemoryStore {
         let now = Instant::now();
         let mut st = self.lock();
         st.workers.remove(worker);
-        let ids: Vec<JobId> = st
-            .jobs
-            .iter()
-            .filter(|(_, e)| {
-                e.status == JobStatus::InProgress && e.worker.as_deref() == Some(worker)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids: Vec<JobId> = st.held_by(worker).cloned().collect();
         let n = ids.len();
         self.lose(&mut st, ids, now);
         Ok(n)

@@ -39,7 +39,8 @@ pub struct RedisStore {
     script: redis::Script,
     events: Arc<Notifier>,
     settings: StoreSettings,
-    tasks: Vec<JoinHandle<()>>,
+    /// The event subscription (it would otherwise outlive the store, waiting for messages).
+    listener: JoinHandle<()>,
 }
 
 /// One script reply: its code's values (the code itself checked and removed).
@@ -72,33 +73,22 @@ impl RedisStore {
             .map_err(|e| QueueError::Unavailable(format!("bad redis url `{url}`: {e}")))?;
         let events = Arc::new(Notifier::default());
         let listener = events.listen(client.clone());
-        let mut store = RedisStore {
+        let store = Arc::new(RedisStore {
             client,
             conn: std::sync::Mutex::new(None),
             connecting: Mutex::new(()),
             script: redis::Script::new(&(lua_rules() + include_str!("redis_store/store.lua"))),
             events,
             settings,
-            tasks: vec![listener],
-        };
-        let housekeeping = store.settings.housekeeping;
-        let store = Arc::new_cyclic(|weak: &std::sync::Weak<RedisStore>| {
-            let weak = weak.clone();
-            if !housekeeping {
-                return store;
-            }
-            store.tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tick.tick().await;
-                    let Some(s) = weak.upgrade() else { return };
-                    if let Err(e) = s.sweep().await {
-                        tracing::debug!("sweep: {e}");
-                    }
-                }
-            }));
-            store
+            listener,
         });
+        if store.settings.housekeeping {
+            crate::every(Duration::from_secs(1), &store, |s| async move {
+                if let Err(e) = s.sweep().await {
+                    tracing::debug!("sweep: {e}");
+                }
+            });
+        }
         Ok(store)
     }
 
@@ -191,11 +181,7 @@ impl RedisStore {
                 args(i);
             })
             .await?;
-        let status = |i: usize| {
-            vals.get(i)
-                .and_then(|s| JobStatus::parse(s.as_deref()?))
-                .unwrap_or(JobStatus::InQueue)
-        };
+        let status = |i: usize| status_at(&vals, i).unwrap_or(JobStatus::InQueue);
         match code.as_str() {
             "OK" => Ok(vals),
             "NOTFOUND" => Err(QueueError::NotFound(job.clone())),
@@ -218,28 +204,6 @@ impl RedisStore {
             name,
             deadline: Instant::now() + wait,
         }
-    }
-
-    async fn read(&self, job: &JobId, cursor: Option<usize>) -> Result<StreamRead> {
-        let (op, cursor) = match cursor {
-            Some(c) => ("read", c),
-            None => ("take_stream", 0),
-        };
-        let vals = self
-            .on_job(op, job, "", |i| {
-                i.arg(cursor);
-            })
-            .await?;
-        let status = vals
-            .first()
-            .and_then(|s| JobStatus::parse(s.as_deref()?))
-            .ok_or_else(|| unavailable("bad stream reply"))?;
-        let chunks = vals[2..].iter().map(|c| json(c.as_deref())).collect();
-        Ok(StreamRead {
-            chunks,
-            next: int(&vals, 1) as usize,
-            status,
-        })
     }
 }
 
@@ -269,17 +233,22 @@ impl Wait<'_> {
 
 impl Drop for RedisStore {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.listener.abort();
     }
 }
 
-fn int(vals: &[Option<String>], i: usize) -> u64 {
+fn opt_int(vals: &[Option<String>], i: usize) -> Option<u64> {
     vals.get(i)
         .and_then(|v| v.as_deref()?.parse::<f64>().ok())
         .map(|f| f as u64)
-        .unwrap_or(0)
+}
+
+fn int(vals: &[Option<String>], i: usize) -> u64 {
+    opt_int(vals, i).unwrap_or(0)
+}
+
+fn status_at(vals: &[Option<String>], i: usize) -> Option<JobStatus> {
+    JobStatus::parse(vals.get(i)?.as_deref()?)
 }
 
 /// A stored JSON text (written by this store, so valid); anything else reads as a string.
@@ -293,22 +262,15 @@ fn json(s: Option<&str>) -> Value {
 /// A status object from the `VIEW` fields of `store.lua`, read at `now` ms.
 fn view(id: JobId, vals: &[Option<String>], now: u64) -> JobView {
     let field = |i: usize| vals.get(i).and_then(|v| v.as_deref());
-    let ms = |i: usize| {
-        field(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|f| f as u64)
-    };
-    let (sub, start, end) = (ms(1).unwrap_or(0), ms(2), ms(3));
+    let (sub, start, end) = (int(vals, 1), opt_int(vals, 2), opt_int(vals, 3));
     JobView {
         id,
-        status: field(0)
-            .and_then(JobStatus::parse)
-            .unwrap_or(JobStatus::InQueue),
+        status: status_at(vals, 0).unwrap_or(JobStatus::InQueue),
         delay_time: start.map(|s| s.saturating_sub(sub)),
         execution_time: start.map(|s| end.unwrap_or(now).saturating_sub(s)),
         output: field(4).map(|o| json(Some(o))),
         error: field(5).map(str::to_string),
-        retries: ms(6).unwrap_or(0) as u32,
+        retries: int(vals, 6) as u32,
         worker_id: field(7).map(str::to_string),
     }
 }
@@ -364,8 +326,12 @@ impl JobStore for RedisStore {
                 })
                 .await?;
             touch = "0";
-            // A retired worker gets no work: it hears so at the end of the poll, as if idle.
-            if code == "OK" && !vals.is_empty() {
+            if code == "RETIRED" {
+                // No work for a retired worker: it hears so at the end of the poll, as if idle.
+                tokio::time::sleep_until(wait.deadline).await;
+                return Ok(Vec::new());
+            }
+            if !vals.is_empty() {
                 return Ok(vals
                     .chunks(3)
                     .map(|t| TakenJob {
@@ -446,9 +412,7 @@ impl JobStore for RedisStore {
 
     async fn cancel(&self, job: &JobId) -> Result<JobStatus> {
         let vals = self.on_job("cancel", job, "", |_| {}).await?;
-        vals.first()
-            .and_then(|s| JobStatus::parse(s.as_deref()?))
-            .ok_or_else(|| unavailable("bad cancel reply"))
+        status_at(&vals, 0).ok_or_else(|| unavailable("bad cancel reply"))
     }
 
     async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>> {
@@ -619,7 +583,22 @@ impl RedisStore {
         let wait = self.wait(format!("j:{job}"), wait);
         loop {
             let rx = wait.arm();
-            let r = self.read(job, cursor).await?;
+            // `take_stream` reads from (and moves) the job's own delivery cursor.
+            let (op, from) = match cursor {
+                Some(c) => ("read", Some(c)),
+                None => ("take_stream", None),
+            };
+            let vals = self
+                .on_job(op, job, "", |i| {
+                    i.arg(from);
+                })
+                .await?;
+            let status = status_at(&vals, 0).ok_or_else(|| unavailable("bad stream reply"))?;
+            let r = StreamRead {
+                chunks: vals[2..].iter().map(|c| json(c.as_deref())).collect(),
+                next: int(&vals, 1) as usize,
+                status,
+            };
             if !r.chunks.is_empty() || r.status.is_final() || !wait.sleep(rx).await {
                 return Ok(r);
             }

@@ -51,8 +51,7 @@ impl MemoryStore {
         for id in expired {
             if let Some(e) = st.jobs.remove(&id) {
                 let ep = st.endpoint(&e.endpoint);
-                ep.normal.retain(|j| j != &id);
-                ep.low.retain(|j| j != &id);
+                ep.unqueue(&id);
                 e.bump();
             }
         }
@@ -77,7 +76,6 @@ impl MemoryStore {
             let Some(e) = st.jobs.get_mut(&id) else {
                 continue;
             };
-            let endpoint = e.endpoint.clone();
             if e.retries >= self.settings.max_retries {
                 let _ = e.become_(&id, JobStatus::Failed, now);
                 e.error = Some(format!(
@@ -87,17 +85,7 @@ impl MemoryStore {
                 ));
                 st.ended(&id, JobStatus::Failed);
             } else if e.become_(&id, JobStatus::InQueue, now).is_ok() {
-                e.retries += 1;
-                let low = e.job.policy.low_priority;
-                let ep = st.endpoint(&endpoint);
-                ep.retried += 1;
-                // A retried job has waited longest: it goes to the front.
-                if low {
-                    ep.low.push_front(id)
-                } else {
-                    ep.normal.push_front(id)
-                }
-                ep.arrived.send_modify(|v| *v += 1);
+                st.requeue(id, true);
             }
         }
     }

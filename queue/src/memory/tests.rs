@@ -1,6 +1,7 @@
 //! Tests of the in-memory store: the shared conformance suite, and its housekeeping.
 use super::*;
-use crate::conformance;
+use crate::conformance::{self, with_policy};
+use protocol::job::JobPolicy;
 
 fn store() -> MemoryStore {
     MemoryStore::new(StoreSettings {
@@ -40,13 +41,10 @@ async fn silent_worker_loses_its_job_then_it_fails_after_retries() {
 #[tokio::test]
 async fn execution_timeout_times_out_and_stops_the_worker() {
     let s = store();
-    let job = NewJob {
-        policy: protocol::job::JobPolicy {
-            execution_timeout: 5,
-            ..Default::default()
-        },
-        ..NewJob::default()
-    };
+    let job = with_policy(JobPolicy {
+        execution_timeout: 5,
+        ..JobPolicy::default()
+    });
     let id = s.submit("ep", job).await.unwrap();
     s.take("ep", "w", 1, Duration::ZERO).await.unwrap();
     s.ping("ep", "w", None).await.unwrap();
@@ -61,12 +59,11 @@ async fn execution_timeout_times_out_and_stops_the_worker() {
 #[tokio::test]
 async fn jobs_past_their_ttl_are_gone_in_any_state() {
     let s = store();
-    let ttl = |ms| NewJob {
-        policy: protocol::job::JobPolicy {
+    let ttl = |ms| {
+        with_policy(JobPolicy {
             ttl: ms,
-            ..Default::default()
-        },
-        ..NewJob::default()
+            ..JobPolicy::default()
+        })
     };
     let running = s.submit("ep", ttl(1000)).await.unwrap();
     let queued = s.submit("ep", ttl(1000)).await.unwrap();

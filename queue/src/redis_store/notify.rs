@@ -14,37 +14,46 @@ pub(super) const CHANNEL: &str = "sl:ev";
 
 #[derive(Default)]
 pub(super) struct Notifier {
-    signals: Mutex<HashMap<String, watch::Sender<u64>>>,
+    signals: Mutex<Signals>,
+}
+
+#[derive(Default)]
+struct Signals {
+    map: HashMap<String, watch::Sender<u64>>,
+    /// Size at which to drop the signals nobody waits on any more (doubles past the live set,
+    /// so the sweep costs O(1) per subscription on average).
+    tidy_at: usize,
 }
 
 impl Notifier {
     /// A receiver that changes after the next event `name`. Subscribe before looking, so no
     /// event between the look and the wait is missed.
     pub fn subscribe(&self, name: &str) -> watch::Receiver<u64> {
-        let mut map = self.lock();
-        if map.len() > 1024 {
-            // Drop the signals nobody waits on any more.
-            map.retain(|_, tx| tx.receiver_count() > 0);
+        let mut s = self.lock();
+        if s.map.len() > s.tidy_at.max(1024) {
+            s.map.retain(|_, tx| tx.receiver_count() > 0);
+            s.tidy_at = s.map.len() * 2;
         }
-        map.entry(name.to_string())
+        s.map
+            .entry(name.to_string())
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
 
     fn notify(&self, name: &str) {
-        if let Some(tx) = self.lock().get(name) {
+        if let Some(tx) = self.lock().map.get(name) {
             tx.send_modify(|v| *v += 1);
         }
     }
 
     /// Events may have been missed (the subscription was down): wake every waiter to look.
     fn notify_all(&self) {
-        for tx in self.lock().values() {
+        for tx in self.lock().map.values() {
             tx.send_modify(|v| *v += 1);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Signals> {
         self.signals.lock().unwrap_or_else(|p| p.into_inner())
     }
 

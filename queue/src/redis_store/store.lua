@@ -157,15 +157,14 @@ function ops.take(ep, w, max, touch)
     local id = redis.call('LPOP', qkey(ep, '0')) or redis.call('LPOP', qkey(ep, '1'))
     if not id then break end
     local k = jkey(id)
-    local st = redis.call('HGET', k, 'status')
-    if st and CAN[st .. '>IN_PROGRESS'] then
+    local f = redis.call('HMGET', k, 'status', 'xt', 'input', 's3')
+    if f[1] and CAN[f[1] .. '>IN_PROGRESS'] then
       redis.call('HSET', k, 'status', 'IN_PROGRESS', 'start', now, 'worker', w)
-      redis.call('ZADD', P .. 'run:' .. ep, now + tonumber(redis.call('HGET', k, 'xt')), id)
+      redis.call('ZADD', P .. 'run:' .. ep, now + tonumber(f[2]), id)
       redis.call('SADD', P .. 'held:' .. w, id)
-      local f = redis.call('HMGET', k, 'input', 's3')
       out[#out + 1] = id
-      out[#out + 1] = f[1]
-      out[#out + 1] = f[2]
+      out[#out + 1] = f[3]
+      out[#out + 1] = f[4]
       n = n + 1
       event('j:' .. id)
     end
@@ -206,10 +205,10 @@ function ops.report(id, w, kind, payload)
 end
 
 function ops.get(id)
-  local k = jkey(id)
-  if redis.call('EXISTS', k) == 0 then return { 'NOTFOUND' } end
   local out = { 'OK', tostring(now) }
-  push_view(out, k)
+  push_view(out, jkey(id))
+  -- Every job has a status: none means no such job.
+  if not out[3] then return { 'NOTFOUND' } end
   return out
 end
 

@@ -1,7 +1,7 @@
 //! Tests of the Redis store against a real `redis-server` (one per test, on a free port): the
 //! shared conformance suite, leases, expiry, two stores on one Redis, and Redis going away.
 use super::*;
-use crate::conformance;
+use crate::conformance::{self, with_policy};
 use crate::testing::RedisServer;
 use protocol::job::JobPolicy;
 use serde_json::json;
@@ -83,13 +83,10 @@ async fn silent_worker_loses_its_lease_then_the_job_fails_after_retries() {
 #[tokio::test]
 async fn execution_timeout_times_out_and_stops_the_worker() {
     let (s, _server) = store();
-    let job = NewJob {
-        policy: JobPolicy {
-            execution_timeout: 5,
-            ..JobPolicy::default()
-        },
-        ..NewJob::default()
-    };
+    let job = with_policy(JobPolicy {
+        execution_timeout: 5,
+        ..JobPolicy::default()
+    });
     let id = s.submit("ep", job).await.unwrap();
     s.take("ep", "w", 1, ZERO).await.unwrap();
     // The sweeper runs once a second by itself.
@@ -108,13 +105,10 @@ async fn ttl_and_retention_are_redis_expirations() {
         retention: Duration::from_millis(200),
         ..settings()
     });
-    let short = NewJob {
-        policy: JobPolicy {
-            ttl: 300,
-            ..JobPolicy::default()
-        },
-        ..NewJob::default()
-    };
+    let short = with_policy(JobPolicy {
+        ttl: 300,
+        ..JobPolicy::default()
+    });
     let queued = s.submit("ep", short).await.unwrap();
     let done = s.submit("ep", NewJob::default()).await.unwrap();
     s.take("ep", "w", 1, ZERO).await.unwrap(); // takes `queued`: FIFO
@@ -135,13 +129,10 @@ async fn ttl_and_retention_are_redis_expirations() {
 #[tokio::test]
 async fn a_queued_job_past_its_ttl_leaves_the_queue() {
     let (s, _server) = store();
-    let job = NewJob {
-        policy: JobPolicy {
-            ttl: 100,
-            ..JobPolicy::default()
-        },
-        ..NewJob::default()
-    };
+    let job = with_policy(JobPolicy {
+        ttl: 100,
+        ..JobPolicy::default()
+    });
     let id = s.submit("ep", job).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await; // one sweep
     assert!(s.get(&id).await.unwrap().is_none());
