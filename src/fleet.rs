@@ -4,13 +4,15 @@
 
 use anyhow::Context;
 use autoscaler::actuator::WORKER_ID;
-use autoscaler::{Endpoint, Launch};
+use autoscaler::{Endpoint, Launch, LocalProcesses};
 use protocol::config::Deployment;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A `sluice worker` per model endpoint; a custom endpoint's command with RunPod's worker
 /// environment (reference section 3), its URLs naming the worker.
-pub fn launches(
+fn launches(
     dep: &Deployment,
     config: &Path,
     gateway: &str,
@@ -88,8 +90,25 @@ pub fn endpoints(dep: &Deployment) -> Vec<Endpoint> {
     models.chain(custom).collect()
 }
 
+/// How long a drained worker may take to finish its jobs before it is killed.
+const DRAIN_GRACE: Duration = Duration::from_secs(120);
+
+/// The local-process actuator for a deployment, its workers reporting to `gateway`.
+pub fn actuator(
+    dep: &Deployment,
+    config: &Path,
+    gateway: &str,
+    token: &str,
+) -> anyhow::Result<Arc<LocalProcesses>> {
+    Ok(Arc::new(LocalProcesses::new(
+        launches(dep, config, gateway, token)?,
+        &gpus(),
+        DRAIN_GRACE,
+    )))
+}
+
 /// GPUs workers may use: `SLUICE_GPUS`, else this process's `CUDA_VISIBLE_DEVICES`.
-pub fn gpus() -> String {
+fn gpus() -> String {
     std::env::var("SLUICE_GPUS")
         .or_else(|_| std::env::var("CUDA_VISIBLE_DEVICES"))
         .unwrap_or_default()

@@ -42,6 +42,13 @@ pub struct StoreArgs {
     queue: Option<String>,
 }
 
+impl StoreArgs {
+    /// The store to use: the flag, else the config.
+    pub fn url<'a>(&'a self, dep: &'a protocol::config::Deployment) -> &'a str {
+        self.queue.as_deref().unwrap_or(&dep.config.gateway.queue)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Gateway + in-memory queue + the workers of every endpoint (model or custom handler), all

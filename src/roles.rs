@@ -98,7 +98,7 @@ pub async fn job_store(
         orphan_after: Duration::from_secs(g.worker_timeout_secs.max(30)),
         housekeeping,
     };
-    let url = args.queue.as_deref().unwrap_or(&g.queue);
+    let url = args.url(dep);
     if url == "memory" {
         return Ok(MemoryStore::start(settings));
     }
@@ -211,16 +211,12 @@ pub async fn worker(
             let cached = Cache::from_env().pull(&cfg)?;
             let t_fetch = t0.elapsed();
             let engine = Engine::load(&cfg, &cached.served_path()).await?;
+            let t_load = t0.elapsed() - t_fetch;
             // For the autoscaler's cold-start accounting (it reads our stdout).
-            println!(
-                "{} fetch_ms={} load_ms={}",
-                autoscaler::local::PHASE_MARK,
-                t_fetch.as_millis(),
-                (t0.elapsed() - t_fetch).as_millis()
-            );
+            println!("{}", autoscaler::local::phase_line(t_load));
             tracing::info!(
                 fetch_ms = t_fetch.as_millis() as u64,
-                load_ms = (t0.elapsed() - t_fetch).as_millis() as u64,
+                load_ms = t_load.as_millis() as u64,
                 file = %cached.served.file,
                 "model loaded"
             );
@@ -253,18 +249,14 @@ pub async fn autoscaler(
     token: String,
 ) -> anyhow::Result<()> {
     let dep = Deployment::load(&common.config)?;
-    if store.queue.as_deref().unwrap_or(&dep.config.gateway.queue) == "memory" {
+    if store.url(&dep) == "memory" {
         anyhow::bail!(
             "`sluice autoscaler run` needs the store the gateways share: --queue redis://HOST:PORT/DB \
              (`sluice serve` runs its own autoscaler on its in-memory store)"
         );
     }
     let store = job_store(&dep, &store, false).await?;
-    let actuator = Arc::new(autoscaler::LocalProcesses::new(
-        crate::fleet::launches(&dep, &common.config, &gateway, &token)?,
-        &crate::fleet::gpus(),
-        Duration::from_secs(120),
-    ));
+    let actuator = crate::fleet::actuator(&dep, &common.config, &gateway, &token)?;
     let endpoints = crate::fleet::endpoints(&dep);
     for e in &endpoints {
         eprintln!(

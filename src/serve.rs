@@ -6,14 +6,10 @@ use crate::fleet;
 use crate::roles::{bind, gateway_state, job_store, random_hex, shutdown_signal};
 use crate::{Common, StoreArgs};
 use anyhow::Context;
-use autoscaler::{ControlSettings, Controller, LocalProcesses};
+use autoscaler::{ControlSettings, Controller};
 use protocol::config::Deployment;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// How long a drained worker may take to finish its jobs before it is killed.
-const DRAIN_GRACE: Duration = Duration::from_secs(120);
 
 pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
@@ -45,11 +41,7 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
 
     let gateway_url = format!("http://{addr}");
     let endpoints = fleet::endpoints(&dep);
-    let actuator = Arc::new(LocalProcesses::new(
-        fleet::launches(&dep, &common.config, &gateway_url, &token)?,
-        &fleet::gpus(),
-        DRAIN_GRACE,
-    ));
+    let actuator = fleet::actuator(&dep, &common.config, &gateway_url, &token)?;
     let controller = Controller::new(
         store.clone(),
         actuator,

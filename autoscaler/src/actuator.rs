@@ -3,7 +3,6 @@
 //! Kubernetes actuator would implement the same trait with pods.
 
 use async_trait::async_trait;
-use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -51,7 +50,7 @@ pub struct Managed {
 }
 
 /// A worker that exited: `drained` if it was told to stop, else it crashed or was killed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Exited {
     pub id: String,
     pub endpoint: String,

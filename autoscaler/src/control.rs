@@ -73,7 +73,7 @@ impl Backoff {
 pub struct Controller {
     store: Arc<dyn JobStore>,
     actuator: Arc<dyn Actuator>,
-    endpoints: Vec<Endpoint>,
+    endpoints: Arc<[Endpoint]>,
     settings: ControlSettings,
     epoch: Instant,
     tracks: HashMap<String, Track>,
@@ -92,7 +92,7 @@ impl Controller {
         Controller {
             store,
             actuator,
-            endpoints,
+            endpoints: endpoints.into(),
             settings,
             epoch: Instant::now(),
             tracks: HashMap::new(),
@@ -146,8 +146,8 @@ impl Controller {
             }
         }
         self.gone = still;
-        for ep in self.endpoints.clone() {
-            if let Err(e) = self.step_endpoint(&ep).await {
+        for ep in self.endpoints.clone().iter() {
+            if let Err(e) = self.step_endpoint(ep).await {
                 tracing::warn!(endpoint = %ep.name, "autoscaler: {e}");
                 // Silence while the store is down is not the workers' fault.
                 for t in self.tracks.values_mut() {
@@ -173,7 +173,11 @@ impl Controller {
         let mut views = Vec::new();
         for w in &managed {
             let mut state = self.state_of(w, &live, now);
-            if state != WorkerState::Draining && self.store.is_retired(&w.id).await? {
+            // Live lists leave retired workers out, so only a missing one may have retired.
+            if state != WorkerState::Draining
+                && !live.contains_key(&w.id)
+                && self.store.is_retired(&w.id).await?
+            {
                 // The handler asked for a fresh worker (`stopPod`).
                 self.actuator.drain(&w.id).await;
                 state = WorkerState::Draining;

@@ -13,7 +13,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
 /// The line a worker prints when its weights are loaded: `SLUICE_PHASE loaded load_ms=N`.
-pub const PHASE_MARK: &str = "SLUICE_PHASE loaded";
+const PHASE_MARK: &str = "SLUICE_PHASE loaded";
+
+/// What a worker prints (on stdout) when its weights are loaded, for the cold-start accounting.
+pub fn phase_line(load: Duration) -> String {
+    format!("{PHASE_MARK} load_ms={}", load.as_millis())
+}
 
 pub struct LocalProcesses {
     launches: HashMap<String, Launch>,
@@ -98,19 +103,14 @@ impl Actuator for LocalProcesses {
             .get(endpoint)
             .with_context(|| format!("no launch command for endpoint `{endpoint}`"))?;
         let id = format!("{endpoint}-{:08x}", rand::random::<u32>());
-        let gpus = match launch.gpus_per_worker as usize {
-            0 => None,
-            n => Some(
-                lock(&self.state)
-                    .gpus
-                    .take(n)
-                    .ok_or_else(|| NoFreeGpu {
-                        wanted: n,
-                        endpoint: endpoint.to_string(),
-                    })?
-                    .join(","),
-            ),
+        let gpus: Vec<String> = match launch.gpus_per_worker as usize {
+            0 => Vec::new(),
+            n => lock(&self.state).gpus.take(n).ok_or_else(|| NoFreeGpu {
+                wanted: n,
+                endpoint: endpoint.to_string(),
+            })?,
         };
+        let visible = (!gpus.is_empty()).then(|| gpus.join(","));
         let mut cmd = Command::new(&launch.program);
         cmd.args(launch.args_for(&id))
             .envs(launch.env_for(&id))
@@ -118,7 +118,7 @@ impl Actuator for LocalProcesses {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(g) = &gpus {
+        if let Some(g) = &visible {
             cmd.env("CUDA_VISIBLE_DEVICES", g);
         }
         #[cfg(target_os = "linux")]
@@ -143,9 +143,7 @@ impl Actuator for LocalProcesses {
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                let mut st = lock(&self.state);
-                st.gpus
-                    .give(gpus.iter().flat_map(|g| g.split(',').map(str::to_string)));
+                lock(&self.state).gpus.give(gpus);
                 return Err(e).with_context(|| format!("starting {}", launch.program.display()));
             }
         };
@@ -157,7 +155,7 @@ impl Actuator for LocalProcesses {
             spawn_ms,
             load_ms: None,
             draining: false,
-            gpus: gpus.clone(),
+            gpus: visible,
         };
         lock(&self.state).running.insert(id.clone(), managed);
         for out in [
@@ -181,9 +179,7 @@ impl Actuator for LocalProcesses {
             let status = child.wait().await;
             let mut st = lock(&state);
             let gone = st.running.remove(&wid);
-            if let Some(g) = gone.as_ref().and_then(|m| m.gpus.clone()) {
-                st.gpus.give(g.split(',').map(str::to_string));
-            }
+            st.gpus.give(gpus);
             st.exited.push(Exited {
                 id: wid,
                 endpoint: ep,

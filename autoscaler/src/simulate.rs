@@ -39,7 +39,6 @@ pub struct Outcome {
     /// Seconds of the always-on (`min_workers`) workers.
     pub active_seconds: f64,
     pub cold_starts: usize,
-    pub duration_s: f64,
 }
 
 impl Outcome {
@@ -158,7 +157,6 @@ pub fn run(trace: &[Request], cfg: &ScalingSettings, model: Model) -> Outcome {
             break;
         }
     }
-    out.duration_s = t as f64 / 1000.0;
     out
 }
 

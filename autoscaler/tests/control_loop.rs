@@ -3,21 +3,15 @@
 //! scale from zero when a job arrives, states in the fleet view, drain after the idle timeout,
 //! and backoff for workers that crash while starting.
 
-use autoscaler::actuator::WORKER_ID;
-use autoscaler::{Actuator, ControlSettings, Controller, Endpoint, Launch, LocalProcesses};
+mod common;
+use autoscaler::{Actuator, ControlSettings, Controller, Endpoint, LocalProcesses};
+use common::{scratch, sh, until};
 use protocol::config::{Scaler, ScalingSettings};
 use protocol::job::JobReport;
 use queue::{JobStore, MemoryStore, NewJob, StoreSettings};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sluice-control-{:x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn endpoint(name: &str, min: u32, idle_secs: u64) -> Endpoint {
     Endpoint {
@@ -30,28 +24,6 @@ fn endpoint(name: &str, min: u32, idle_secs: u64) -> Endpoint {
             scaler_value: 4.0,
             ..ScalingSettings::default()
         },
-    }
-}
-
-fn sh(endpoint: &str, script: String) -> Launch {
-    Launch {
-        endpoint: endpoint.into(),
-        program: "sh".into(),
-        args: vec!["-c".into(), script, WORKER_ID.into()],
-        env: vec![],
-        cwd: None,
-        gpus_per_worker: 0,
-    }
-}
-
-async fn until<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -74,7 +46,7 @@ async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
         dir.display()
     );
     let actuator = Arc::new(LocalProcesses::new(
-        vec![sh("ep", script)],
+        vec![sh("ep", &script, 0)],
         "",
         Duration::from_secs(5),
     ));
@@ -158,7 +130,7 @@ async fn workers_crashing_at_start_are_retried_with_backoff() {
     let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
     let script = format!("echo x >> {}/starts; exit 1", dir.display());
     let actuator = Arc::new(LocalProcesses::new(
-        vec![sh("bad", script)],
+        vec![sh("bad", &script, 0)],
         "",
         Duration::from_secs(5),
     ));

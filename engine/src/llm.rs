@@ -106,6 +106,7 @@ impl Engine {
         };
         let t_pipeline = t0.elapsed();
         let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
+            .with_no_prefix_cache(!cfg.engine.prefix_cache)
             .build()
             .await;
         tracing::debug!(

@@ -8,20 +8,20 @@ use crate::shape::Usage;
 use protocol::openai::{GenerateRequest, CHAT_ROUTE, COMPLETIONS_ROUTE};
 use serde_json::{json, Map, Value};
 
-/// vLLM sampling parameters sluice honours, under their OpenAI names where they differ.
-const SAMPLING: &[(&str, &str)] = &[
-    ("max_tokens", "max_tokens"),
-    ("temperature", "temperature"),
-    ("top_p", "top_p"),
-    ("top_k", "top_k"),
-    ("min_p", "min_p"),
-    ("n", "n"),
-    ("best_of", "best_of"),
-    ("stop", "stop"),
-    ("seed", "seed"),
-    ("presence_penalty", "presence_penalty"),
-    ("frequency_penalty", "frequency_penalty"),
-    ("repetition_penalty", "repetition_penalty"),
+/// vLLM sampling parameters sluice honours (their OpenAI request names are the same).
+const SAMPLING: &[&str] = &[
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "n",
+    "best_of",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
 ];
 
 /// worker-vllm's default when `max_tokens` is not given.
@@ -58,12 +58,12 @@ pub fn to_request(input: &Value, model: &str) -> Result<(GenerateRequest, bool),
         Some(_) => return Err("`sampling_params` must be an object".into()),
     };
     for (k, v) in params {
-        let Some((_, openai)) = SAMPLING.iter().find(|(name, _)| *name == k) else {
+        if !SAMPLING.contains(&k.as_str()) {
             return Err(format!(
                 "sampling parameter `{k}` is not supported by this server"
             ));
-        };
-        body.insert(openai.to_string(), v);
+        }
+        body.insert(k, v);
     }
     body.entry("max_tokens")
         .or_insert(json!(DEFAULT_MAX_TOKENS));

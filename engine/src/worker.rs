@@ -78,8 +78,19 @@ pub struct WorkerOptions {
     pub ping_interval: Duration,
 }
 
-/// Removes a job from the worker's running list when dropped.
+/// A job on the worker's running list (with its cancel token) while this lives.
 struct Listed(Arc<Worker>, JobId);
+
+impl Listed {
+    fn new(worker: Arc<Worker>, id: JobId, cancel: CancellationToken) -> Self {
+        worker
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), cancel);
+        Listed(worker, id)
+    }
+}
 
 impl Drop for Listed {
     fn drop(&mut self) {
@@ -173,13 +184,9 @@ impl Worker {
 
     async fn run_job(self: Arc<Self>, job: TakenJob) {
         let cancel = CancellationToken::new();
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(job.id.clone(), cancel.clone());
         // Listed as running (in pings too) until its `job-done` is through: the store requeues
         // held jobs that a worker's pings leave out.
-        let _listed = Listed(self.clone(), job.id.clone());
+        let _listed = Listed::new(self.clone(), job.id.clone(), cancel.clone());
         let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
         let streamed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // Forward chunks, batching whatever piled up during the previous POST.

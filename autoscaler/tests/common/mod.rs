@@ -1,0 +1,37 @@
+//! Helpers shared by the autoscaler's process tests.
+
+use autoscaler::actuator::WORKER_ID;
+use autoscaler::Launch;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A fresh scratch directory.
+pub fn scratch() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sluice-autoscaler-{:x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A worker that is an `sh -c script`, its id as `$0`.
+pub fn sh(endpoint: &str, script: &str, gpus: u32) -> Launch {
+    Launch {
+        endpoint: endpoint.into(),
+        program: "sh".into(),
+        args: vec!["-c".into(), script.into(), WORKER_ID.into()],
+        env: vec![],
+        cwd: None,
+        gpus_per_worker: gpus,
+    }
+}
+
+/// Poll `f` until it gives a value, or panic after `limit` naming `what`.
+pub async fn until<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
