@@ -13,6 +13,31 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "fault-test-token";
 
+/// Poll `f` every `step` until it gives `Ok`; after `limit`, panic with `what` and the last
+/// state `f` described in its `Err`.
+async fn eventually<T>(
+    limit: Duration,
+    step: Duration,
+    what: &str,
+    mut f: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(last) => assert!(Instant::now() < deadline, "{what}: {last}"),
+        }
+        tokio::time::sleep(step).await;
+    }
+}
+
+fn is_final(v: &Value) -> bool {
+    v["status"]
+        .as_str()
+        .and_then(protocol::JobStatus::parse)
+        .is_some_and(protocol::JobStatus::is_final)
+}
+
 /// A child process killed (SIGKILL) when dropped.
 struct Proc(Child);
 
@@ -95,14 +120,15 @@ impl Cluster {
             ],
             &format!("gateway-{port}.log"),
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.get(port, "/health").await.is_some() {
-                return p;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("gateway on {port} did not start");
+        let what = format!("gateway on {port} did not start");
+        eventually(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            &what,
+            async || self.get(port, "/health").await.ok_or_else(String::new),
+        )
+        .await;
+        p
     }
 
     fn worker(&self, port: u16, id: &str) -> Proc {
@@ -154,21 +180,17 @@ impl Cluster {
 
     /// Poll until the job is final (through `port`), or panic after `limit`.
     async fn final_status(&self, port: u16, id: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(v) = self.status(port, id).await {
-                if ["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
-                    .contains(&v["status"].as_str().unwrap_or(""))
-                {
-                    return v;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} not final after {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("job {id} not final after {limit:?}");
+        eventually(
+            limit,
+            Duration::from_millis(100),
+            &what,
+            async || match self.status(port, id).await {
+                Some(v) if is_final(&v) => Ok(v),
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .await
     }
 }
 
@@ -189,9 +211,7 @@ async fn two_gateways_on_one_redis_share_jobs_status_and_streams() {
         .expect("stream through B");
     let mut chunks: Vec<Value> = streamed["stream"].as_array().unwrap().clone();
     // `/stream` returns what is there; read until the job ends.
-    while !["COMPLETED", "FAILED"]
-        .contains(&c.status(pa, &id).await.unwrap()["status"].as_str().unwrap())
-    {
+    while !is_final(&c.status(pa, &id).await.unwrap()) {
         let more = c.get(pb, &format!("/v2/echo/stream/{id}")).await.unwrap();
         chunks.extend(more["stream"].as_array().unwrap().iter().cloned());
     }
@@ -225,15 +245,19 @@ async fn a_worker_killed_mid_job_loses_it_to_another_and_the_client_sees_one_res
         })
     };
     // Wait until w1 runs it, then kill w1 and start w2.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let h = c.get(port, "/v2/echo/health").await.unwrap();
-        if h["jobs"]["inProgress"] == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "w1 never took the job: {h}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let step = Duration::from_millis(50);
+    eventually(
+        Duration::from_secs(20),
+        step,
+        "w1 never took the job",
+        async || {
+            let h = c.get(port, "/v2/echo/health").await.unwrap();
+            (h["jobs"]["inProgress"] == 1)
+                .then_some(())
+                .ok_or(h.to_string())
+        },
+    )
+    .await;
     w1.kill();
     let _w2 = c.worker(port, "w2");
     let result = client.await.unwrap();
@@ -372,15 +396,19 @@ async fn the_autoscaler_process_scales_workers_from_zero_and_back_on_redis() {
         assert!(v["delayTime"].as_u64().unwrap() > 0, "{v}");
     }
     // Idle for idle_timeout (1 s): back to zero, in the fleet view and in the store.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let h = c.get(port, "/v2/echo/health").await.unwrap();
-        if workers(&h) == 0 && h["workers"]["idle"] == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not back to zero: {h}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let step = Duration::from_millis(100);
+    eventually(
+        Duration::from_secs(30),
+        step,
+        "not back to zero",
+        async || {
+            let h = c.get(port, "/v2/echo/health").await.unwrap();
+            (workers(&h) == 0 && h["workers"]["idle"] == 0)
+                .then_some(())
+                .ok_or(h.to_string())
+        },
+    )
+    .await;
 }
 
 /// POST an empty job to `/v2/echo/run`: status, body, and how long the answer took.
@@ -421,11 +449,11 @@ async fn redis_down_gives_a_clear_503_quickly_and_the_gateway_recovers() {
     assert_eq!(ready.status(), 503);
     c.redis.restart();
     // Back by itself, with the job acknowledged before the outage still there.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while c.status(port, &id).await.is_none() {
-        assert!(Instant::now() < deadline, "gateway did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (limit, step) = (Duration::from_secs(15), Duration::from_millis(200));
+    eventually(limit, step, "gateway did not recover", async || {
+        c.status(port, &id).await.ok_or_else(String::new)
+    })
+    .await;
     c.run(port, json!({"x": 2})).await;
     // A Redis that hangs (frozen) is no better: 503 within the bound, then back.
     c.redis.freeze(true);
@@ -433,9 +461,9 @@ async fn redis_down_gives_a_clear_503_quickly_and_the_gateway_recovers() {
     assert_eq!(status, 503);
     assert!(took < Duration::from_secs(8), "bounded: {took:?}");
     c.redis.freeze(false);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while try_run(&c, port).await.0 != 200 {
-        assert!(Instant::now() < deadline, "no recovery after the freeze");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(limit, step, "no recovery after the freeze", async || {
+        let (status, body, _) = try_run(&c, port).await;
+        (status == 200).then_some(()).ok_or(body.to_string())
+    })
+    .await;
 }

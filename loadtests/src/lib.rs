@@ -198,13 +198,7 @@ async fn sample_workers(
     out: Arc<Mutex<Vec<(f64, f64)>>>,
 ) {
     loop {
-        let Ok(r) = http.get(&url).send().await else {
-            return;
-        };
-        let Ok(v) = r.json::<Value>().await else {
-            return;
-        };
-        let Some(w) = v.get("workers").and_then(Value::as_object) else {
+        let Some(w) = health_workers(&http, &url).await else {
             return;
         };
         let n: f64 = w
@@ -220,6 +214,15 @@ async fn sample_workers(
     }
 }
 
+/// The `workers` counts of sluice's `/v2/{endpoint}/health`, if it answers with them.
+async fn health_workers(
+    http: &reqwest::Client,
+    url: &str,
+) -> Option<serde_json::Map<String, Value>> {
+    let v: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+    v.get("workers")?.as_object().cloned()
+}
+
 /// One request, to either API.
 enum Job {
     OpenAi(Value),
@@ -231,13 +234,9 @@ enum Job {
 }
 
 impl Job {
-    fn new(
-        args: &BenchArgs,
-        openai_body: Value,
-        queue_input: &Option<Value>,
-    ) -> anyhow::Result<Self> {
+    fn new(args: &BenchArgs, openai_body: Value, queue_input: &Option<Value>) -> Self {
         if args.api != "queue" {
-            return Ok(Job::OpenAi(openai_body));
+            return Job::OpenAi(openai_body);
         }
         let mode = args.queue_mode;
         let input = match queue_input {
@@ -252,14 +251,18 @@ impl Job {
                         o.remove("stream_options");
                     }
                 }
-                json!({"openai_route": args.endpoint, "openai_input": b})
+                serde_json::to_value(protocol::job::OpenAiJobInput {
+                    openai_route: args.endpoint.clone(),
+                    openai_input: b,
+                })
+                .unwrap_or_default()
             }
         };
-        Ok(Job::Queue {
+        Job::Queue {
             input,
             mode,
             poll: Duration::from_millis(args.poll_interval_ms.max(1)),
-        })
+        }
     }
 
     async fn send(
@@ -280,16 +283,11 @@ impl Job {
 /// Poll sluice's health until the endpoint has no workers; `false` if the deadline came first.
 async fn wait_for_zero_workers(http: &reqwest::Client, health: &str, deadline: Instant) -> bool {
     while Instant::now() < deadline {
-        if let Ok(r) = http.get(health).send().await {
-            if let Ok(v) = r.json::<Value>().await {
-                let total: f64 = v["workers"]
-                    .as_object()
-                    .map(|w| w.values().filter_map(Value::as_f64).sum())
-                    .unwrap_or(-1.0);
-                if total == 0.0 {
-                    return true;
-                }
-            }
+        let total: Option<f64> = health_workers(http, health)
+            .await
+            .map(|w| w.values().filter_map(Value::as_f64).sum());
+        if total == Some(0.0) {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -330,16 +328,17 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
         Some(s) => Some(serde_json::from_str(s).context("--queue-input must be JSON")?),
         None => None,
     };
+    // Every request built before the clock starts: sends go out on time.
+    let jobs: Vec<Job> = prompts
+        .iter()
+        .map(|p| Job::new(args, body(args, p, &extra), &queue_input))
+        .collect();
     let slots = Arc::new(Semaphore::new(args.max_concurrency.max(1)));
     let progress = progress_bar(offsets.len());
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.max_duration_secs);
     let workers = Arc::new(Mutex::new(Vec::new()));
-    let health = format!(
-        "{}/v2/{}/health",
-        args.base_url.trim_end_matches('/'),
-        args.model
-    );
+    let health = format!("{base}/v2/{}/health", args.model);
     let sampler = tokio::spawn(sample_workers(
         http.clone(),
         health.clone(),
@@ -347,7 +346,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
         workers.clone(),
     ));
     let mut tasks = Vec::new();
-    for (offset, prompt) in offsets.into_iter().zip(&prompts) {
+    for (offset, job) in offsets.into_iter().zip(jobs) {
         tokio::time::sleep_until((t0 + offset).min(deadline).into()).await;
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => p?,
@@ -359,7 +358,6 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
         if args.cold_start && !wait_for_zero_workers(&http, &health, deadline).await {
             break;
         }
-        let job = Job::new(args, body(args, prompt, &extra), &queue_input)?;
         let (http, url, tok, pb) = (http.clone(), url.clone(), tok.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
             let start = t0.elapsed();

@@ -16,12 +16,11 @@ pub enum QueueMode {
     Stream,
 }
 
-const FINAL: &[&str] = &["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"];
-
 fn is_final(v: &Value) -> bool {
     v.get("status")
         .and_then(Value::as_str)
-        .is_some_and(|s| FINAL.contains(&s))
+        .and_then(protocol::JobStatus::parse)
+        .is_some_and(protocol::JobStatus::is_final)
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Result<Value, String> {

@@ -66,19 +66,19 @@ pub fn result_json(s: &Summary, records: &[RequestRecord], settings: Value) -> V
 }
 
 /// Metrics compared by [`ratios`]: (name, key in the result JSON, higher is better).
-const COMPARED: &[(&str, &str, bool)] = &[
-    ("output tok/s", "output_throughput", true),
-    ("req/s", "request_throughput", true),
-    ("median TTFT ms", "median_ttft_ms", false),
-    ("median TPOT ms", "median_tpot_ms", false),
-    ("p99 E2EL ms", "p99_e2el_ms", false),
+const COMPARED: &[(&str, &str)] = &[
+    ("output tok/s", "output_throughput"),
+    ("req/s", "request_throughput"),
+    ("median TTFT ms", "median_ttft_ms"),
+    ("median TPOT ms", "median_tpot_ms"),
+    ("p99 E2EL ms", "p99_e2el_ms"),
 ];
 
 /// B/A ratios of the compared metrics over paired rounds: median and min-max across rounds.
 pub fn ratios(a: &[Value], b: &[Value]) -> Vec<(String, f64, f64, f64)> {
     COMPARED
         .iter()
-        .map(|(name, key, _)| {
+        .map(|(name, key)| {
             let mut r: Vec<f64> = a
                 .iter()
                 .zip(b)
