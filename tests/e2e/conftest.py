@@ -35,6 +35,21 @@ def get_json(url: str, timeout: float = 5):
         return r.status, json.loads(r.read())
 
 
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def worker_pids(port):
+    out = subprocess.run(["pgrep", "-f", f"worker .*127.0.0.1:{port}"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
 class Server:
     """One `sluice serve` child process, its log in a file."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODEL, ROOT, Server, free_port, get_json
+from conftest import MODEL, ROOT, Server, free_port, get_json, wait_for, worker_pids
 
 MODEL_TOML = f"models/{MODEL}.toml"
 
@@ -49,21 +49,6 @@ def chat(s, content="Say hi.", max_tokens=16):
 def runsync(s, max_tokens=8):
     body = {"input": {"messages": [{"role": "user", "content": "Say hi."}], "sampling_params": {"max_tokens": max_tokens}}}
     return post(f"{s.base}/v2/{MODEL}/runsync?wait=120000", body)[1]
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def worker_pids(port):
-    out = subprocess.run(["pgrep", "-f", f"worker .*127.0.0.1:{port}"], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
 
 
 def test_idle_serve_has_no_worker_a_request_starts_one_and_idleness_stops_it(tmp_path):

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import runpod
 
-from conftest import MODEL, ROOT, Server, get_json
+from conftest import MODEL, ROOT, Server
 from test_openai import raw_post
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Name three colors."}], "max_tokens": 24, "temperature": 0}

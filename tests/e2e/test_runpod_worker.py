@@ -2,16 +2,14 @@
 as sluice workers: sluice starts each custom endpoint's command with the RunPod worker
 environment, and the jobs get the statuses, outputs and streams RunPod would give them."""
 
-import json
 import shutil
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import runpod
 
-from conftest import ROOT, Server
+from conftest import ROOT, Server, get_json
 from test_openai import raw_post
 
 MODES = ["sync", "async", "generator", "progress", "raises", "error", "concurrent", "slow", "refresh"]
@@ -66,7 +64,7 @@ def test_progress_updates_show_then_the_result(handlers):
     seen = None
     deadline = time.time() + 30
     while time.time() < deadline:
-        _, view = raw_get(f"{s.base}/v2/progress/status/{job.job_id}")
+        _, view = get_json(f"{s.base}/v2/progress/status/{job.job_id}", timeout=10)
         if view["status"] == "IN_PROGRESS" and view.get("output") == "half way":
             seen = view
             break
@@ -75,19 +73,12 @@ def test_progress_updates_show_then_the_result(handlers):
     assert job.output(timeout=30) == "done"
 
 
-def raw_get(url):
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return r.status, json.loads(r.read())
-
-
 def test_raising_and_error_returning_handlers_fail(handlers):
     s, _ = handlers
     for name, text in [("raises", "boom from the handler"), ("error", "the input was not acceptable")]:
         job = runpod.Endpoint(name).run({})
         assert wait_status(job, {"FAILED", "COMPLETED"}) == "FAILED", name
-        _, view = raw_get(f"{s.base}/v2/{name}/status/{job.job_id}")
+        _, view = get_json(f"{s.base}/v2/{name}/status/{job.job_id}", timeout=10)
         assert text in view["error"], view
 
 

@@ -1,14 +1,8 @@
 """`sluice serve` as a process: it becomes ready, and SIGTERM stops it and its worker cleanly."""
 
-import subprocess
 import time
 
-from conftest import Server, get_json
-
-
-def worker_pids(port: int):
-    out = subprocess.run(["pgrep", "-f", f"worker .*127.0.0.1:{port}"], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+from conftest import Server, get_json, worker_pids
 
 
 def test_sigterm_stops_gateway_and_worker(tmp_path):

@@ -1,0 +1,16 @@
+# Sourced by the bench scripts: the repository root as working directory, the build
+# directory, free ports and readiness waits.
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# Cargo's own default (./target) unless the caller chose a directory (.ci/run does).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Wait (up to 60 s) until URL answers 2xx.
+wait_url() { for _ in $(seq 1 600); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; return 1; }
+# A copy of configs/ in DIR whose models keep one worker always on (min_workers = 1): for
+# measuring serving, not cold starts (the quickstart default scales from zero). Prints the
+# copy's sluice.toml.
+always_on_configs() {
+  cp -r configs "$1/configs"
+  sed -i 's/^min_workers = .*/min_workers = 1/' "$1"/configs/models/*.toml
+  echo "$1/configs/sluice.toml"
+}
