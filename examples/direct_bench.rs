@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
         (Some(p), None) => PathBuf::from(p),
         (None, None) => cached.served_path(),
     };
-    let engine = Arc::new(Engine::load(&cfg, &path).await?);
+    let engine = Arc::new(Engine::load(&cfg, &path, cached.tokenizer_dir().as_deref()).await?);
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let t0 = Instant::now();
     let mut tasks = Vec::new();

@@ -42,6 +42,7 @@ fn launches(
             env: vec![("SLUICE_WORKER_TOKEN".into(), token.into())],
             cwd: None,
             gpus_per_worker: m.scaling.gpus_per_worker,
+            cpus_per_worker: m.engine.cpu_threads,
         })
         .collect();
     for c in &dep.config.custom {
@@ -73,6 +74,7 @@ fn launches(
             env,
             cwd: Some(dep.base_dir.clone()),
             gpus_per_worker: c.scaling.gpus_per_worker,
+            cpus_per_worker: 0,
         });
     }
     Ok(out)
@@ -103,6 +105,7 @@ pub fn actuator(
     Ok(Arc::new(LocalProcesses::new(
         launches(dep, config, gateway, token)?,
         &gpus(),
+        &autoscaler::local::allowed_cpus(),
         DRAIN_GRACE,
     )))
 }

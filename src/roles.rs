@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use weights::{Cache, PromptTokenizer};
+use weights::Cache;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -54,7 +54,8 @@ pub fn gateway_state(
         let cached = cache
             .pull(cfg)
             .with_context(|| format!("fetching model `{}`", cfg.name))?;
-        let tokenizer = PromptTokenizer::from_gguf(&cached.served_path())
+        let tokenizer = cached
+            .prompt_tokenizer()
             .with_context(|| format!("reading the tokenizer of `{}`", cfg.name))?;
         models.insert(
             cfg.name.clone(),
@@ -193,6 +194,9 @@ pub async fn worker(
     concurrency: usize,
     ping_interval: Duration,
 ) -> anyhow::Result<()> {
+    // An engine takes one job per request, so that an endpoint's workers share bursts; the
+    // echo handler (queue benchmarks) takes whole batches.
+    let max_take = if handler == "echo" { concurrency } else { 1 };
     let (handler, concurrency): (Arc<dyn JobHandler>, usize) = match handler {
         "echo" => (Arc::new(EchoHandler), concurrency),
         "llm" => {
@@ -210,7 +214,12 @@ pub async fn worker(
                 .clone();
             let cached = Cache::from_env().pull(&cfg)?;
             let t_fetch = t0.elapsed();
-            let engine = Engine::load(&cfg, &cached.served_path()).await?;
+            let engine = Engine::load(
+                &cfg,
+                &cached.served_path(),
+                cached.tokenizer_dir().as_deref(),
+            )
+            .await?;
             let t_load = t0.elapsed() - t_fetch;
             // For the autoscaler's cold-start accounting (it reads our stdout).
             println!("{}", autoscaler::local::phase_line(t_load));
@@ -230,6 +239,7 @@ pub async fn worker(
         worker_id: id.worker_id,
         token: id.token,
         concurrency,
+        max_take,
         ping_interval,
     };
     let shutdown = CancellationToken::new();
@@ -292,7 +302,7 @@ pub fn models_export_tokenizer(config: &Path, name: &str, dir: &Path) -> anyhow:
     let dep = Deployment::load(config)?;
     let cfg = protocol::ModelConfig::find(&dep.models_dir, name)?;
     let m = Cache::from_env().pull(&cfg)?;
-    PromptTokenizer::from_gguf(&m.served_path())?.save_hf(dir)?;
+    m.prompt_tokenizer()?.save_hf(dir)?;
     println!("{}", dir.display());
     Ok(())
 }

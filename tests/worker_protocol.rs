@@ -106,6 +106,7 @@ async fn start() -> Harness {
         worker_id: "w1".into(),
         token: TOKEN.into(),
         concurrency: 4,
+        max_take: 4,
         ping_interval: Duration::from_millis(200),
     };
     tokio::spawn(run_worker(

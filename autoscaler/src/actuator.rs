@@ -17,6 +17,10 @@ pub struct Launch {
     pub cwd: Option<PathBuf>,
     /// GPUs each worker gets (through `CUDA_VISIBLE_DEVICES`); 0 for CPU workers.
     pub gpus_per_worker: u32,
+    /// CPU cores each worker is pinned to (its CPU affinity, with `RAYON_NUM_THREADS` set to
+    /// match), so one host runs `cores / n` engines without them competing for cores; 0: no
+    /// pinning, the worker may use every core.
+    pub cpus_per_worker: usize,
 }
 
 pub const WORKER_ID: &str = "{worker_id}";
@@ -47,6 +51,8 @@ pub struct Managed {
     pub load_ms: Option<u64>,
     pub draining: bool,
     pub gpus: Option<String>,
+    /// The CPU cores it is pinned to ("0,1"), when its launch asks for pinning.
+    pub cpus: Option<String>,
 }
 
 /// A worker that exited: `drained` if it was told to stop, else it crashed or was killed.
@@ -54,8 +60,24 @@ pub struct Managed {
 pub struct Exited {
     pub id: String,
     pub endpoint: String,
+    /// Exit status, when it exited by itself.
     pub code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
     pub drained: bool,
+    /// How long it ran, start to exit.
+    pub lived: std::time::Duration,
+}
+
+impl Exited {
+    /// "exit status 3" / "killed by signal 9" / "exited" (nothing known).
+    pub fn reason(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(c), _) => format!("exit status {c}"),
+            (None, Some(s)) => format!("killed by signal {s}"),
+            (None, None) => "exited".to_string(),
+        }
+    }
 }
 
 #[async_trait]
@@ -74,35 +96,49 @@ pub trait Actuator: Send + Sync + 'static {
     async fn shutdown(&self);
 }
 
-/// A worker could not start because its GPUs are taken: capacity, not a fault.
+/// The kind of device a worker is given whole: GPUs, or CPU cores it is pinned to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Gpu,
+    CpuCore,
+}
+
+/// A worker could not start because the GPUs or CPU cores it needs are taken by other
+/// workers: capacity, not a fault (the control loop tries again at its next tick).
 #[derive(Debug)]
-pub struct NoFreeGpu {
+pub struct NoCapacity {
+    pub device: Device,
     pub wanted: usize,
     pub endpoint: String,
 }
 
-impl std::fmt::Display for NoFreeGpu {
+impl std::fmt::Display for NoCapacity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.device {
+            Device::Gpu => "GPU(s)",
+            Device::CpuCore => "CPU core(s)",
+        };
         write!(
             f,
-            "no {} free GPU(s) for a worker of `{}`",
+            "no {} free {what} for a worker of `{}`",
             self.wanted, self.endpoint
         )
     }
 }
 
-impl std::error::Error for NoFreeGpu {}
+impl std::error::Error for NoCapacity {}
 
-/// GPU indexes handed out to workers and taken back when they exit.
+/// Device ids (GPU indexes, CPU core numbers) handed out to workers whole and taken back when
+/// they exit.
 #[derive(Debug, Default)]
-pub struct GpuPool {
+pub struct DevicePool {
     free: Vec<String>,
 }
 
-impl GpuPool {
+impl DevicePool {
     /// From a `CUDA_VISIBLE_DEVICES`-style list ("0,1,2").
     pub fn parse(list: &str) -> Self {
-        GpuPool {
+        DevicePool {
             free: list
                 .split(',')
                 .map(str::trim)
@@ -112,14 +148,16 @@ impl GpuPool {
         }
     }
 
-    /// `n` GPUs, or `None` (and nothing taken) if fewer are free.
+    /// `n` devices, or `None` (and nothing taken) if fewer are free.
     pub fn take(&mut self, n: usize) -> Option<Vec<String>> {
         (self.free.len() >= n).then(|| self.free.drain(..n).collect())
     }
 
-    pub fn give(&mut self, gpus: impl IntoIterator<Item = String>) {
-        self.free.extend(gpus);
-        self.free.sort();
+    pub fn give(&mut self, ids: impl IntoIterator<Item = String>) {
+        self.free.extend(ids);
+        // Numeric order where the ids are numbers, so cores are handed out 0, 1, 2, ...
+        self.free
+            .sort_by_key(|s| (s.parse::<u64>().unwrap_or(u64::MAX), s.clone()));
     }
 }
 
@@ -129,7 +167,7 @@ mod tests {
 
     #[test]
     fn gpus_are_handed_out_whole_and_come_back() {
-        let mut pool = GpuPool::parse("0, 1,2");
+        let mut pool = DevicePool::parse("0, 1,2");
         assert_eq!(pool.take(2), Some(vec!["0".to_string(), "1".to_string()]));
         assert_eq!(pool.take(2), None, "only one left");
         assert_eq!(pool.take(1), Some(vec!["2".to_string()]));
@@ -146,6 +184,7 @@ mod tests {
             env: vec![("URL".into(), format!("http://g/ping/{WORKER_ID}?x=1"))],
             cwd: None,
             gpus_per_worker: 0,
+            cpus_per_worker: 0,
         };
         assert_eq!(l.args_for("w-1"), vec!["--worker-id", "w-1"]);
         assert_eq!(l.env_for("w-1")[0].1, "http://g/ping/w-1?x=1");

@@ -3,7 +3,7 @@
 //! out its decision. It also hands the store a view of the fleet (states, cold starts) that
 //! every gateway shows in `/v2/{endpoint}/health`.
 
-use crate::actuator::{Actuator, Managed};
+use crate::actuator::{Actuator, Exited, Managed};
 use crate::policy::{decide, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
 use queue::JobStore;
@@ -50,23 +50,54 @@ struct Track {
     last_live: Option<Instant>,
 }
 
-/// Starts held back after workers of an endpoint crashed before becoming ready, so a broken
-/// worker (bad command, missing weights) is retried with backoff, not every tick.
+/// A worker that ran this long after becoming ready was not in a crash loop: its crash is
+/// restarted at once and resets the endpoint's back-off.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// An endpoint's worker crashes: starts are held back after each crash of a loop (a worker
+/// that crashed before it was ready, or within [`STABLE_AFTER`] of it), 2 s doubling to 30 s,
+/// so a broken worker (bad command, missing weights, a handler that raises at once) is
+/// retried with back-off, not every tick. Shown in `/health` while it holds.
 #[derive(Default)]
-struct Backoff {
-    crashes: u32,
+struct Crashes {
+    /// Crashes in a row of the current loop.
+    in_a_row: u32,
+    /// Unexpected exits since the autoscaler started.
+    restarts: u32,
     until: Option<Instant>,
+    last: Option<Exited>,
 }
 
-impl Backoff {
-    fn crashed(&mut self) {
-        self.crashes += 1;
-        let secs = (1u64 << self.crashes.min(5)).min(30);
-        self.until = Some(Instant::now() + Duration::from_secs(secs));
+impl Crashes {
+    fn crashed(&mut self, gone: &Exited, was_ready: bool) {
+        self.restarts += 1;
+        if was_ready && gone.lived >= STABLE_AFTER {
+            self.in_a_row = 0;
+            self.until = None;
+        } else {
+            self.in_a_row += 1;
+            let secs = (1u64 << self.in_a_row.min(5)).min(30);
+            self.until = Some(Instant::now() + Duration::from_secs(secs));
+        }
+        self.last = Some(gone.clone());
     }
 
     fn holding(&self) -> bool {
         self.until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// The fleet view's entry for a crash loop that holds starts back: the crashed worker,
+    /// shown unhealthy with the endpoint's restart count and its exit.
+    fn view(&self) -> Option<Value> {
+        let (until, last) = (self.until?, self.last.as_ref()?);
+        let wait = until.checked_duration_since(Instant::now())?;
+        Some(json!({
+            "id": last.id,
+            "state": "unhealthy",
+            "restarts": self.restarts,
+            "lastExit": format!("{} after {} ms", last.reason(), last.lived.as_millis()),
+            "nextStartInMs": wait.as_millis() as u64,
+        }))
     }
 }
 
@@ -77,7 +108,7 @@ pub struct Controller {
     settings: ControlSettings,
     epoch: Instant,
     tracks: HashMap<String, Track>,
-    backoff: HashMap<String, Backoff>,
+    crashes: HashMap<String, Crashes>,
     /// Exited workers the store has not been told about yet.
     gone: Vec<String>,
 }
@@ -96,7 +127,7 @@ impl Controller {
             settings,
             epoch: Instant::now(),
             tracks: HashMap::new(),
-            backoff: HashMap::new(),
+            crashes: HashMap::new(),
             gone: Vec::new(),
         }
     }
@@ -119,16 +150,16 @@ impl Controller {
     pub async fn step(&mut self) {
         for gone in self.actuator.exited() {
             let track = self.tracks.remove(&gone.id);
-            if !gone.drained && track.is_none_or(|t| t.ready_ms.is_none()) {
-                self.backoff
-                    .entry(gone.endpoint.clone())
-                    .or_default()
-                    .crashed();
-            }
             if gone.drained {
                 tracing::info!(worker = %gone.id, "worker drained and exited");
             } else {
-                tracing::warn!(worker = %gone.id, code = ?gone.code, "worker exited unexpectedly");
+                let ready = track.is_some_and(|t| t.ready_ms.is_some());
+                let c = self.crashes.entry(gone.endpoint.clone()).or_default();
+                c.crashed(&gone, ready);
+                tracing::warn!(
+                    worker = %gone.id, reason = %gone.reason(), lived_ms = gone.lived.as_millis() as u64,
+                    restarts = c.restarts, "worker exited unexpectedly"
+                );
             }
             self.gone.push(gone.id);
         }
@@ -198,8 +229,8 @@ impl Controller {
             oldest_queued: Duration::from_millis(m.oldest_queued_ms),
         };
         let mut d = decide(&q, &views, &ep.scaling, now);
-        if d.start > 0 && self.backoff.get(&ep.name).is_some_and(Backoff::holding) {
-            tracing::debug!(endpoint = %ep.name, "workers crashed while starting; holding back");
+        if d.start > 0 && self.crashes.get(&ep.name).is_some_and(Crashes::holding) {
+            tracing::debug!(endpoint = %ep.name, "workers crash in a loop; holding back");
             d.start = 0;
         }
         for _ in 0..d.start {
@@ -207,14 +238,25 @@ impl Controller {
                 Ok(id) => {
                     tracing::info!(endpoint = %ep.name, worker = %id, in_queue = q.in_queue, "starting a worker")
                 }
-                Err(e) if e.is::<crate::actuator::NoFreeGpu>() => {
-                    // Capacity: try again next tick, when a worker may have released its GPUs.
+                Err(e) if e.is::<crate::actuator::NoCapacity>() => {
+                    // Capacity: try again next tick, when a worker may have released its devices.
                     tracing::debug!(endpoint = %ep.name, "{e}");
                     break;
                 }
                 Err(e) => {
                     tracing::error!(endpoint = %ep.name, "cannot start a worker: {e:#}");
-                    self.backoff.entry(ep.name.clone()).or_default().crashed();
+                    let failed = Exited {
+                        id: format!("{}-(not started)", ep.name),
+                        endpoint: ep.name.clone(),
+                        code: None,
+                        signal: None,
+                        drained: false,
+                        lived: Duration::ZERO,
+                    };
+                    self.crashes
+                        .entry(ep.name.clone())
+                        .or_default()
+                        .crashed(&failed, false);
                     break;
                 }
             }
@@ -224,7 +266,7 @@ impl Controller {
             self.actuator.drain(id).await;
         }
         // Workers started just now show as initializing at once.
-        let fleet = self.fleet(&self.actuator.managed(&ep.name), &views);
+        let fleet = self.fleet(&ep.name, &self.actuator.managed(&ep.name), &views);
         self.store.put_fleet(&ep.name, fleet).await
     }
 
@@ -242,7 +284,6 @@ impl Controller {
             Some(&jobs) => {
                 t.last_live = Some(Instant::now());
                 if t.ready_ms.is_none() {
-                    self.backoff.remove(&w.endpoint);
                     let ready = w.started.elapsed().as_millis() as u64;
                     t.ready_ms = Some(ready);
                     tracing::info!(
@@ -271,8 +312,10 @@ impl Controller {
         }
     }
 
-    fn fleet(&self, managed: &[Managed], views: &[WorkerView]) -> Value {
-        let workers: Vec<Value> = managed
+    fn fleet(&self, endpoint: &str, managed: &[Managed], views: &[WorkerView]) -> Value {
+        let crashes = self.crashes.get(endpoint);
+        let restarts = crashes.map_or(0, |c| c.restarts);
+        let mut workers: Vec<Value> = managed
             .iter()
             .map(|w| {
                 let state = views
@@ -285,11 +328,15 @@ impl Controller {
                     "state": state_name(state),
                     "pid": w.pid,
                     "gpus": w.gpus,
+                    "cpus": w.cpus,
                     "ageMs": w.started.elapsed().as_millis() as u64,
                     "coldStart": { "spawnMs": w.spawn_ms, "loadMs": w.load_ms, "readyMs": ready },
+                    "restarts": restarts,
                 })
             })
             .collect();
+        // A crash loop holding starts back shows as its last, unhealthy worker.
+        workers.extend(crashes.filter(|c| c.holding()).and_then(Crashes::view));
         json!({ "workers": workers })
     }
 }

@@ -2,7 +2,7 @@
 //! endpoint's command), its output prefixed into ours. Draining is SIGTERM (a sluice worker
 //! then finishes its jobs and exits; SIGKILL if it is still there after `drain_grace`).
 
-use crate::actuator::{Actuator, Exited, GpuPool, Launch, Managed, NoFreeGpu};
+use crate::actuator::{Actuator, Device, DevicePool, Exited, Launch, Managed, NoCapacity};
 use anyhow::Context;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -30,7 +30,8 @@ pub struct LocalProcesses {
 struct State {
     running: HashMap<String, Managed>,
     exited: Vec<Exited>,
-    gpus: GpuPool,
+    gpus: DevicePool,
+    cpus: DevicePool,
 }
 
 fn lock(s: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -51,8 +52,10 @@ fn signal(pid: Option<u32>, sig: i32) {
 }
 
 impl LocalProcesses {
-    /// `gpus`: the GPUs workers may be given (`CUDA_VISIBLE_DEVICES` style, may be empty).
-    pub fn new(launches: Vec<Launch>, gpus: &str, drain_grace: Duration) -> Self {
+    /// `gpus`: the GPUs workers may be given (`CUDA_VISIBLE_DEVICES` style, may be empty);
+    /// `cpus`: the CPU cores workers that ask for pinning may be pinned to (same style; see
+    /// [`allowed_cpus`]).
+    pub fn new(launches: Vec<Launch>, gpus: &str, cpus: &str, drain_grace: Duration) -> Self {
         LocalProcesses {
             launches: launches
                 .into_iter()
@@ -60,10 +63,56 @@ impl LocalProcesses {
                 .collect(),
             drain_grace,
             state: Arc::new(Mutex::new(State {
-                gpus: GpuPool::parse(gpus),
+                gpus: DevicePool::parse(gpus),
+                cpus: DevicePool::parse(cpus),
                 ..State::default()
             })),
         }
+    }
+}
+
+/// The CPU cores this process may run on (its affinity mask), `CUDA_VISIBLE_DEVICES` style:
+/// the cores pinned workers are given. Empty where the mask cannot be read.
+pub fn allowed_cpus() -> String {
+    #[cfg(target_os = "linux")]
+    // SAFETY: sched_getaffinity(2) fills a zeroed cpu_set_t of the size we pass.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) == 0 {
+            return (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+    }
+    String::new()
+}
+
+impl LocalProcesses {
+    /// The GPUs and CPU cores a new worker of `launch` gets, all or nothing.
+    fn take_devices(&self, launch: &Launch) -> Result<(Vec<String>, Vec<String>), NoCapacity> {
+        let mut st = lock(&self.state);
+        let short = |device, wanted| NoCapacity {
+            device,
+            wanted,
+            endpoint: launch.endpoint.clone(),
+        };
+        let gpus = match launch.gpus_per_worker as usize {
+            0 => Vec::new(),
+            n => st.gpus.take(n).ok_or_else(|| short(Device::Gpu, n))?,
+        };
+        let cpus = match launch.cpus_per_worker {
+            0 => Vec::new(),
+            n => match st.cpus.take(n) {
+                Some(c) => c,
+                None => {
+                    st.gpus.give(gpus);
+                    return Err(short(Device::CpuCore, n));
+                }
+            },
+        };
+        Ok((gpus, cpus))
     }
 }
 
@@ -103,14 +152,9 @@ impl Actuator for LocalProcesses {
             .get(endpoint)
             .with_context(|| format!("no launch command for endpoint `{endpoint}`"))?;
         let id = format!("{endpoint}-{:08x}", rand::random::<u32>());
-        let gpus: Vec<String> = match launch.gpus_per_worker as usize {
-            0 => Vec::new(),
-            n => lock(&self.state).gpus.take(n).ok_or_else(|| NoFreeGpu {
-                wanted: n,
-                endpoint: endpoint.to_string(),
-            })?,
-        };
+        let (gpus, cpus) = self.take_devices(launch)?;
         let visible = (!gpus.is_empty()).then(|| gpus.join(","));
+        let pinned = (!cpus.is_empty()).then(|| cpus.join(","));
         let mut cmd = Command::new(&launch.program);
         cmd.args(launch.args_for(&id))
             .envs(launch.env_for(&id))
@@ -121,13 +165,27 @@ impl Actuator for LocalProcesses {
         if let Some(g) = &visible {
             cmd.env("CUDA_VISIBLE_DEVICES", g);
         }
+        if !cpus.is_empty() {
+            // candle and mistral.rs size their thread pools by this (default: every core).
+            cmd.env("RAYON_NUM_THREADS", cpus.len().to_string());
+        }
+        let cores: Vec<usize> = cpus.iter().filter_map(|c| c.parse().ok()).collect();
         #[cfg(target_os = "linux")]
-        // SAFETY: prctl(2) only, between fork and exec.
+        // SAFETY: prctl(2) and sched_setaffinity(2) only, between fork and exec.
         unsafe {
-            // Workers stop with us even if we die without cleaning up (SIGKILL, OOM), so no
-            // orphan keeps a GPU that a restarted autoscaler would hand out again.
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                // Workers stop with us even if we die without cleaning up (SIGKILL, OOM), so
+                // no orphan keeps a GPU that a restarted autoscaler would hand out again.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if !cores.is_empty() {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    for &c in &cores {
+                        libc::CPU_SET(c, &mut set);
+                    }
+                    if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -143,7 +201,9 @@ impl Actuator for LocalProcesses {
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                lock(&self.state).gpus.give(gpus);
+                let mut st = lock(&self.state);
+                st.gpus.give(gpus);
+                st.cpus.give(cpus);
                 return Err(e).with_context(|| format!("starting {}", launch.program.display()));
             }
         };
@@ -156,6 +216,7 @@ impl Actuator for LocalProcesses {
             load_ms: None,
             draining: false,
             gpus: visible,
+            cpus: pinned,
         };
         lock(&self.state).running.insert(id.clone(), managed);
         for out in [
@@ -180,11 +241,21 @@ impl Actuator for LocalProcesses {
             let mut st = lock(&state);
             let gone = st.running.remove(&wid);
             st.gpus.give(gpus);
+            st.cpus.give(cpus);
+            #[cfg(unix)]
+            let signal = {
+                use std::os::unix::process::ExitStatusExt;
+                status.as_ref().ok().and_then(|s| s.signal())
+            };
+            #[cfg(not(unix))]
+            let signal = None;
             st.exited.push(Exited {
                 id: wid,
                 endpoint: ep,
                 code: status.ok().and_then(|s| s.code()),
+                signal,
                 drained: gone.is_some_and(|m| m.draining),
+                lived: t0.elapsed(),
             });
         });
         Ok(id)

@@ -1,7 +1,7 @@
 //! The control loop against the in-memory store and real child processes (`sh` stand-ins for
 //! workers; the test itself speaks for them to the store, as a worker's pings and takes would):
 //! scale from zero when a job arrives, states in the fleet view, drain after the idle timeout,
-//! and backoff for workers that crash while starting.
+//! and backoff for workers that crash while starting or soon after they are ready.
 
 mod common;
 use autoscaler::{Actuator, ControlSettings, Controller, Endpoint, LocalProcesses};
@@ -47,6 +47,7 @@ async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
     );
     let actuator = Arc::new(LocalProcesses::new(
         vec![sh("ep", &script, 0)],
+        "",
         "",
         Duration::from_secs(5),
     ));
@@ -132,6 +133,7 @@ async fn workers_crashing_at_start_are_retried_with_backoff() {
     let actuator = Arc::new(LocalProcesses::new(
         vec![sh("bad", &script, 0)],
         "",
+        "",
         Duration::from_secs(5),
     ));
     let controller = Controller::new(
@@ -151,6 +153,59 @@ async fn workers_crashing_at_start_are_retried_with_backoff() {
         .count();
     // Without backoff a 100 ms tick would restart it ~30 times; with it: t=0, ~2 s (then 4 s).
     assert!((2..=3).contains(&starts), "{starts} starts in 3 s");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn workers_crashing_after_they_are_ready_back_off_and_show_unhealthy() {
+    let dir = scratch();
+    let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
+    // Comes up (the test pings for it, as its first ping would), then dies 0.4 s in: a
+    // handler that raises once it serves.
+    let script = format!("echo x >> {}/starts; sleep 0.4; exit 1", dir.display());
+    let actuator = Arc::new(LocalProcesses::new(
+        vec![sh("loop", &script, 0)],
+        "",
+        "",
+        Duration::from_secs(5),
+    ));
+    let controller = Controller::new(
+        store.clone(),
+        actuator.clone(),
+        vec![endpoint("loop", 1, 5)],
+        ControlSettings::default(),
+    );
+    let stop = stop_signal();
+    let loop_ = tokio::spawn(controller.run(stop.1));
+    let t0 = Instant::now();
+    let mut unhealthy = None;
+    while t0.elapsed() < Duration::from_millis(3500) {
+        for w in actuator.managed("loop") {
+            store.ping("loop", &w.id, None).await.unwrap();
+        }
+        let fleet = store.fleet("loop").await.unwrap().unwrap_or_default();
+        if let Some(w) = fleet["workers"]
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["state"] == "unhealthy"))
+        {
+            unhealthy = Some(w.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.0.send(());
+    loop_.await.unwrap();
+    let starts = std::fs::read_to_string(dir.join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    // Restarted at once, it would start every ~0.5 s (7 times); backed off: t=0, ~2.4 s.
+    assert!((2..=3).contains(&starts), "{starts} starts in 3.5 s");
+    let w = unhealthy.expect("the crash loop shows as an unhealthy worker");
+    assert!(w["restarts"].as_u64() >= Some(1), "{w}");
+    assert!(
+        w["lastExit"].as_str().unwrap().starts_with("exit status 1"),
+        "{w}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -17,8 +17,8 @@ async fn exits(a: &LocalProcesses) -> Vec<autoscaler::actuator::Exited> {
     .await
 }
 
-/// The GPUs worker `id` saw, once it has written them.
-async fn gpus_of(dir: &std::path::Path, id: &str) -> String {
+/// What worker `id` wrote to its file, once it has.
+async fn written_by(dir: &std::path::Path, id: &str) -> String {
     until(
         Duration::from_secs(5),
         "the worker's GPU file",
@@ -44,13 +44,14 @@ async fn gpus_ids_exits_and_reported_load_times() {
     let a = LocalProcesses::new(
         vec![sh("gpu", &serve, 2), sh("crash", "exit 3", 0)],
         "0,1,2",
+        "",
         Duration::from_secs(5),
     );
     let first = a.start("gpu").await.unwrap();
     assert!(first.starts_with("gpu-"));
     let err = a.start("gpu").await.unwrap_err().to_string();
     assert!(err.contains("no 2 free GPU"), "{err}");
-    let gpus = gpus_of(&dir, &first).await;
+    let gpus = written_by(&dir, &first).await;
     assert_eq!(gpus.trim(), "0,1");
     until(Duration::from_secs(5), "the load time", async || {
         a.managed("gpu")[0].load_ms.filter(|&ms| ms == 42)
@@ -74,9 +75,45 @@ async fn gpus_ids_exits_and_reported_load_times() {
     assert!(a.managed("gpu").is_empty());
     // Its GPUs came back: a new worker gets them.
     let second = a.start("gpu").await.unwrap();
-    let gpus = gpus_of(&dir, &second).await;
+    let gpus = written_by(&dir, &second).await;
     assert_eq!(gpus.trim(), "0,1");
     a.shutdown().await;
     assert!(a.managed("gpu").is_empty(), "shutdown stops every worker");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn pinned_workers_get_their_own_cores_and_give_them_back() {
+    let dir = scratch();
+    let d = dir.display();
+    // Writes the cores it may run on (the kernel's view) and its rayon thread count.
+    let serve = format!(
+        "echo \"$(grep Cpus_allowed_list /proc/self/status | cut -f2) $RAYON_NUM_THREADS\" > {d}/$0; \
+         trap 'exit 0' TERM; while true; do sleep 0.05; done"
+    );
+    let core = autoscaler::local::allowed_cpus()
+        .split(',')
+        .next()
+        .expect("this process may run on some core")
+        .to_string();
+    let mut launch = sh("cpu", &serve, 0);
+    launch.cpus_per_worker = 1;
+    // A host of one free core: it fits one pinned worker.
+    let a = LocalProcesses::new(vec![launch], "", &core, Duration::from_secs(5));
+    let first = a.start("cpu").await.unwrap();
+    assert_eq!(written_by(&dir, &first).await.trim(), format!("{core} 1"));
+    assert_eq!(a.managed("cpu")[0].cpus.as_deref(), Some(core.as_str()));
+    let err = a.start("cpu").await.unwrap_err();
+    assert!(
+        err.is::<autoscaler::actuator::NoCapacity>(),
+        "a full host is capacity, not a crash: {err}"
+    );
+    assert!(err.to_string().contains("no 1 free CPU core"), "{err}");
+    a.drain(&first).await;
+    exits(&a).await;
+    // Its core came back.
+    let second = a.start("cpu").await.unwrap();
+    assert_eq!(written_by(&dir, &second).await.trim(), format!("{core} 1"));
+    a.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

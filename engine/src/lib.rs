@@ -2,6 +2,7 @@
 //! shapes it produces ([`shape`]), and the worker loop that pulls jobs from a gateway over the
 //! RunPod worker protocol ([`worker`]).
 
+mod counter;
 mod llm;
 pub mod shape;
 mod vllm_input;

@@ -1,10 +1,11 @@
 //! mistral.rs behind one call: [`Engine::generate`] runs an OpenAI request and reports its
-//! chunks as they come. Chat requests always run in mistral.rs's streaming mode, even when the
-//! client did not ask to stream: dropping a streaming receiver is how mistral.rs cancels a
-//! sequence, and its last chat chunk carries exact usage. Its completion chunks carry no usage,
-//! so non-streamed completions run non-streamed (exact usage; a cancelled one runs on to its
-//! `max_tokens` inside the engine) and streamed ones count usage with the tokenizer.
+//! chunks as they come. Every request runs in mistral.rs's streaming mode, streamed to the
+//! client or not: dropping a streaming receiver is how mistral.rs stops a sequence, so a cancel
+//! frees the engine at once on every route. Usage comes from [`TokenCounter`], not from
+//! mistral.rs's chunks, which carry none for completions, a wrong sum for `n > 1`, and nothing
+//! at all when the last token ends inside a multi-byte character.
 
+use crate::counter::{TokenCounter, TokenCounts};
 use crate::shape::{Aggregator, Kind, Usage};
 use crate::vllm_input;
 use crate::worker::{JobHandler, StreamSink};
@@ -17,7 +18,7 @@ use mistralrs::core::{
 };
 use mistralrs::{
     best_device, Constraint, DefaultSchedulerMethod, Model, ModelDType, NormalRequest, Request,
-    SamplingParams, SchedulerConfig, TextMessageRole, TextMessages,
+    SamplingParams, SchedulerConfig,
 };
 use protocol::config::ActivationDType;
 use protocol::job::OpenAiJobInput;
@@ -26,6 +27,9 @@ use protocol::ModelConfig;
 use serde_json::Value;
 use std::num::NonZeroUsize;
 use std::path::Path;
+use tokio::sync::mpsc::Receiver;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{StreamExt, StreamMap};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,13 +47,22 @@ pub enum EngineError {
 pub struct Engine {
     model: Model,
     served_name: String,
+    /// Prompt + completion tokens a sequence may reach (the config's `context_length`).
+    context_length: usize,
 }
 
 impl Engine {
     /// Load the GGUF at `path` with the config's engine settings. This builds the pipeline the
     /// way mistral.rs's `GgufModelBuilder` does, except that the activation dtype is ours to
-    /// choose (the builder always picks `auto`).
-    pub async fn load(cfg: &ModelConfig, path: &Path) -> Result<Self, EngineError> {
+    /// choose (the builder always picks `auto`) and the tokenizer can come from `tokenizer_dir`
+    /// (a Hugging Face tokenizer directory written at pull time: `tokenizer.json`,
+    /// `tokenizer_config.json`) instead of being rebuilt from the GGUF's metadata on every
+    /// start. Errors: [`EngineError::Load`] naming the file or setting.
+    pub async fn load(
+        cfg: &ModelConfig,
+        path: &Path,
+        tokenizer_dir: Option<&Path>,
+    ) -> Result<Self, EngineError> {
         let load_err = |e: anyhow::Error| EngineError::Load(format!("{e:#}"));
         // mistral.rs would take a missing local file for a Hugging Face id and go online.
         if !path.is_file() {
@@ -67,9 +80,12 @@ impl Engine {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .ok_or_else(|| EngineError::Load(format!("not a file: {}", path.display())))?;
+        // mistral.rs reads `tokenizer.json` and `tokenizer_config.json` (the chat template and
+        // special tokens) from this "model id" when it is a local directory.
+        let tok_model_id = tokenizer_dir.map(|d| d.to_string_lossy().into_owned());
         let loader = GGUFLoaderBuilder::new(
             None,
-            None,
+            tok_model_id,
             dir,
             vec![file],
             GGUFSpecificConfig { topology: None },
@@ -105,8 +121,9 @@ impl Engine {
             method: DefaultSchedulerMethod::Fixed(seqs),
         };
         let t_pipeline = t0.elapsed();
+        let prefix_cache = prefix_cache_for(cfg.engine.prefix_cache, device.is_cpu())?;
         let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
-            .with_no_prefix_cache(!cfg.engine.prefix_cache)
+            .with_no_prefix_cache(!prefix_cache)
             .build()
             .await;
         tracing::debug!(
@@ -117,147 +134,93 @@ impl Engine {
         Ok(Engine {
             model: Model::new(runner),
             served_name: cfg.name.clone(),
+            context_length: cfg.engine.context_length,
         })
     }
 
     /// Run `req`. Each piece of output is passed to `on_chunk` as an OpenAI chunk object (when
-    /// the request streams); the final OpenAI response object is returned.
+    /// the request streams); the final OpenAI response object is returned. Usage is counted
+    /// where mistral.rs samples ([`TokenCounter`]), so it is exact for every route, `n` and
+    /// ending. Errors: [`EngineError::Cancelled`] once `cancel` fires (the engine stops the
+    /// request's sequences at their next token), else what the engine reported.
     pub async fn generate(
         &self,
         req: &GenerateRequest,
         on_chunk: &mut (dyn FnMut(Value) + Send),
         cancel: &CancellationToken,
     ) -> Result<Value, EngineError> {
-        let (messages, kind) = match req {
-            GenerateRequest::Chat(c) => {
-                let msgs = c
-                    .messages
-                    .iter()
-                    .map(|m| {
-                        let mut map = IndexMap::new();
-                        map.insert("role".to_string(), Either::Left(m.role.clone()));
-                        map.insert("content".to_string(), Either::Left(m.content.clone()));
-                        map
-                    })
-                    .collect();
-                let msg = RequestMessage::Chat {
-                    messages: msgs,
-                    enable_thinking: None,
-                    reasoning_effort: None,
-                };
-                (msg, Kind::Chat)
-            }
-            GenerateRequest::Completion(c) => {
-                let msg = RequestMessage::Completion {
-                    text: c.prompt.clone(),
-                    echo_prompt: false,
-                    best_of: c.best_of.map(|b| b as usize),
-                };
-                (msg, Kind::Completion)
-            }
+        let kind = match req {
+            GenerateRequest::Chat(_) => Kind::Chat,
+            GenerateRequest::Completion(_) => Kind::Completion,
         };
         let sampling = req.sampling();
+        let n = sampling.n as usize;
         let stream = req.stream();
-        let engine_streams = stream || kind == Kind::Chat || !sampling.stop.is_empty();
-        let runner = self.model.inner();
-        // Generous capacity: mistral.rs awaits each send, so a full channel would stall the
-        // whole batch, not just this request.
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
-        let request = Request::Normal(Box::new(NormalRequest {
-            messages,
-            sampling_params: sampling_params(sampling),
-            response: tx,
-            return_logprobs: false,
-            is_streaming: engine_streams,
-            id: runner.next_request_id(),
-            constraint: Constraint::None,
-            suffix: None,
-            tools: None,
-            tool_choice: None,
-            logits_processors: None,
-            return_raw_logits: false,
-            web_search_options: None,
-            model_id: None,
-            truncate_sequence: false,
-        }));
-        let sender = runner
-            .get_sender(None)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
-        sender
-            .send(request)
-            .await
-            .map_err(|_| EngineError::Internal("the engine has stopped".into()))?;
-
+        let mut events = StreamMap::new();
+        let mut runs = Vec::new();
+        for (i, (run, rx)) in self.start_runs(req).await?.into_iter().enumerate() {
+            events.insert(i, ReceiverStream::new(rx));
+            runs.push(run);
+        }
         let mut agg = Aggregator::new(
             kind,
             &self.served_name,
-            sampling.n as usize,
+            n,
             sampling.stop.clone(),
+            stream && req.include_usage(),
         );
-        let mut saw_usage = false;
+        // Each run's counts, taken when its choices finished: mistral.rs may run a finished
+        // sequence one more step before it notices the dropped receiver.
+        let mut counts: Vec<Option<TokenCounts>> = vec![None; runs.len()];
         loop {
-            let resp = tokio::select! {
-                r = rx.recv() => r,
+            let event = tokio::select! {
+                e = events.next() => e,
                 _ = cancel.cancelled() => return Err(EngineError::Cancelled),
             };
-            let Some(resp) = resp else { break };
-            match resp {
-                Response::Chunk(c) => {
-                    for ch in c.choices {
-                        let text = ch.delta.content.unwrap_or_default();
-                        if let Some(chunk) = agg.delta(ch.index, &text, ch.finish_reason.as_deref())
-                        {
-                            if stream {
-                                on_chunk(chunk);
-                            }
-                        }
-                    }
-                    if let Some(u) = c.usage {
-                        // With n > 1, each finished sequence reports its own completion tokens.
-                        agg.usage.prompt_tokens = agg.usage.prompt_tokens.max(u.prompt_tokens);
-                        agg.usage.completion_tokens += u.completion_tokens;
-                        saw_usage = true;
+            // No event: the engine has dropped every sequence of the request.
+            let Some((r, resp)) = event else { break };
+            for (index, text, finish) in fold(resp, runs[r].choices.start)? {
+                if let Some(chunk) = agg.delta(index, &text, finish.as_deref()) {
+                    if stream {
+                        on_chunk(chunk);
                     }
                 }
-                Response::CompletionChunk(c) => {
-                    for ch in c.choices {
-                        if let Some(chunk) =
-                            agg.delta(ch.index, &ch.text, ch.finish_reason.as_deref())
-                        {
-                            if stream {
-                                on_chunk(chunk);
-                            }
-                        }
-                    }
-                }
-                Response::CompletionDone(c) => {
-                    for ch in c.choices {
-                        agg.delta(ch.index, &ch.text, Some(&ch.finish_reason));
-                    }
-                    agg.usage = Usage {
-                        prompt_tokens: c.usage.prompt_tokens,
-                        completion_tokens: c.usage.completion_tokens,
-                    };
-                    saw_usage = true;
-                    break;
-                }
-                Response::Done(_) => break,
-                Response::ValidationError(e) => return Err(EngineError::Invalid(e.to_string())),
-                Response::InternalError(e) => return Err(EngineError::Internal(e.to_string())),
-                Response::ModelError(e, _) | Response::CompletionModelError(e, _) => {
-                    return Err(EngineError::Internal(e))
-                }
-                _ => return Err(EngineError::Internal("unexpected response kind".into())),
             }
-            if agg.all_done() && (saw_usage || !sampling.stop.is_empty()) {
-                // Done; dropping `rx` also cancels sequences still running after a stop hit.
+            if counts[r].is_none() && runs[r].choices.clone().all(|c| agg.finished(c)) {
+                counts[r] = Some(runs[r].counter.counts());
+            }
+            if agg.all_done() {
+                // Done; dropping the receivers also stops sequences still running after a
+                // stop sequence matched.
                 break;
             }
         }
-        if !saw_usage {
-            // mistral.rs's completion chunks carry no usage: count with the model's tokenizer.
-            agg.usage = self.count_usage(req, &agg).await?;
+        let limit = sampling.max_tokens.map(|m| m as usize);
+        let counts: Vec<TokenCounts> = counts
+            .into_iter()
+            .zip(&runs)
+            .map(|(c, run)| c.unwrap_or_else(|| run.counter.counts()))
+            .collect();
+        for (run, c) in runs.iter().zip(&counts) {
+            for i in run.choices.clone() {
+                if agg.finished(i) {
+                    continue;
+                }
+                let reason = self.silent_finish(limit, c);
+                if let Some(chunk) = agg.end_silently(i, reason) {
+                    if stream {
+                        on_chunk(chunk);
+                    }
+                }
+            }
         }
+        let prompt_tokens = counts.iter().find_map(|c| c.prompt).ok_or_else(|| {
+            EngineError::Internal("the engine ended the request without generating".into())
+        })?;
+        agg.usage = Usage {
+            prompt_tokens,
+            completion_tokens: counts.iter().map(|c| c.generated(limit)).sum(),
+        };
         if let GenerateRequest::Completion(c) = req {
             if c.echo {
                 agg.prepend(&c.prompt);
@@ -269,45 +232,164 @@ impl Engine {
         Ok(agg.finish())
     }
 
-    async fn count_usage(
+    /// Why a choice ended that the engine finished without a final chunk: `"length"` if it
+    /// generated `max_tokens` tokens or filled the context, else `"stop"` (an end-of-sequence
+    /// token right after an incomplete character).
+    fn silent_finish(&self, max_tokens: Option<usize>, c: &TokenCounts) -> &'static str {
+        let generated = c.generated(max_tokens);
+        let full = c.prompt.unwrap_or(0) + generated >= self.context_length;
+        if full || max_tokens.is_some_and(|m| generated >= m) {
+            "length"
+        } else {
+            "stop"
+        }
+    }
+
+    /// Submit `req` to mistral.rs: one engine request per choice, in its streaming mode (every
+    /// request, streamed or not, because dropping a streaming receiver is the only way to stop
+    /// a mistral.rs sequence, and one request per choice because its `n > 1` streams lose
+    /// chunks when the choices' deltas fall out of step). A completion with `best_of > n` is
+    /// the exception: mistral.rs ranks `best_of` sequences by cumulative log probability only
+    /// in its non-streaming mode, so it runs as one such request, which a cancel stops only
+    /// when it ends (bounded by `max_tokens`, 16 by default on that route).
+    async fn start_runs(
         &self,
         req: &GenerateRequest,
-        agg: &Aggregator,
-    ) -> Result<Usage, EngineError> {
-        let count = |text: String| async move {
-            self.model
-                .tokenize(Either::Right(text), None, false, false, None)
+    ) -> Result<Vec<(Run, Receiver<Response>)>, EngineError> {
+        let sampling = req.sampling();
+        let best_of = match req {
+            GenerateRequest::Completion(c) => c.best_of.filter(|&b| b > sampling.n),
+            GenerateRequest::Chat(_) => None,
+        };
+        let shapes: Vec<(usize, Option<usize>)> = match best_of {
+            Some(b) => vec![(b as usize, Some(sampling.n as usize))],
+            None => vec![(1, None); sampling.n as usize],
+        };
+        let runner = self.model.inner();
+        let sender = runner
+            .get_sender(None)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let mut runs = Vec::with_capacity(shapes.len());
+        for (i, (n_choices, keep)) in shapes.into_iter().enumerate() {
+            // Generous capacity: mistral.rs awaits each send, so a full channel would stall
+            // the whole batch, not just this request.
+            let (tx, rx) = tokio::sync::mpsc::channel(4096);
+            let counter = TokenCounter::default();
+            let mut params = sampling_params(sampling);
+            params.n_choices = n_choices;
+            let request = Request::Normal(Box::new(NormalRequest {
+                messages: request_message(req, keep),
+                sampling_params: params,
+                response: tx,
+                return_logprobs: false,
+                is_streaming: keep.is_none(),
+                id: runner.next_request_id(),
+                constraint: Constraint::None,
+                suffix: None,
+                tools: None,
+                tool_choice: None,
+                logits_processors: Some(vec![counter.processor()]),
+                return_raw_logits: false,
+                web_search_options: None,
+                model_id: None,
+                truncate_sequence: false,
+            }));
+            sender
+                .send(request)
                 .await
-                .map(|t| t.len())
-                .map_err(|e| EngineError::Internal(format!("tokenize: {e}")))
-        };
-        let prompt = match req {
-            GenerateRequest::Completion(c) => count(c.prompt.clone()).await?,
-            GenerateRequest::Chat(c) => {
-                let mut msgs = TextMessages::new();
-                for m in &c.messages {
-                    let role = match m.role.as_str() {
-                        "system" => TextMessageRole::System,
-                        "assistant" => TextMessageRole::Assistant,
-                        _ => TextMessageRole::User,
-                    };
-                    msgs = msgs.add_message(role, &m.content);
-                }
-                self.model
-                    .tokenize(Either::Left(msgs), None, true, true, None)
-                    .await
-                    .map(|t| t.len())
-                    .map_err(|e| EngineError::Internal(format!("tokenize: {e}")))?
-            }
-        };
-        let mut completion = 0;
-        for i in 0..req.sampling().n as usize {
-            completion += count(agg.text(i).to_string()).await?;
+                .map_err(|_| EngineError::Internal("the engine has stopped".into()))?;
+            let choices = match keep {
+                Some(n) => 0..n,
+                None => i..i + 1,
+            };
+            runs.push((Run { choices, counter }, rx));
         }
-        Ok(Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-        })
+        Ok(runs)
+    }
+}
+
+/// One engine request of a [`GenerateRequest`]: the choices it produces and its token
+/// counter.
+struct Run {
+    choices: std::ops::Range<usize>,
+    counter: TokenCounter,
+}
+
+/// The messages of `req` as mistral.rs takes them; `best_of` for a best-of completion.
+fn request_message(req: &GenerateRequest, best_of: Option<usize>) -> RequestMessage {
+    match req {
+        GenerateRequest::Chat(c) => RequestMessage::Chat {
+            messages: c
+                .messages
+                .iter()
+                .map(|m| {
+                    let mut map = IndexMap::new();
+                    map.insert("role".to_string(), Either::Left(m.role.clone()));
+                    map.insert("content".to_string(), Either::Left(m.content.clone()));
+                    map
+                })
+                .collect(),
+            enable_thinking: None,
+            reasoning_effort: None,
+        },
+        GenerateRequest::Completion(c) => RequestMessage::Completion {
+            text: c.prompt.clone(),
+            echo_prompt: false,
+            best_of,
+        },
+    }
+}
+
+/// One engine response as `(choice index, text, finish reason)` pieces. `run_choice` is the
+/// choice of a one-choice run (mistral.rs numbers every run's choice 0); a best-of run's
+/// choices keep the engine's numbering.
+type Piece = (usize, String, Option<String>);
+
+fn fold(resp: Response, run_choice: usize) -> Result<Vec<Piece>, EngineError> {
+    Ok(match resp {
+        Response::Chunk(c) => c
+            .choices
+            .into_iter()
+            .map(|ch| {
+                let text = ch.delta.content.unwrap_or_default();
+                (run_choice + ch.index, text, ch.finish_reason)
+            })
+            .collect(),
+        Response::CompletionChunk(c) => c
+            .choices
+            .into_iter()
+            .map(|ch| (run_choice + ch.index, ch.text, ch.finish_reason))
+            .collect(),
+        Response::CompletionDone(c) => c
+            .choices
+            .into_iter()
+            .enumerate()
+            .map(|(i, ch)| (i, ch.text, Some(ch.finish_reason)))
+            .collect(),
+        Response::ValidationError(e) => return Err(EngineError::Invalid(e.to_string())),
+        Response::InternalError(e) => return Err(EngineError::Internal(e.to_string())),
+        Response::ModelError(e, _) | Response::CompletionModelError(e, _) => {
+            return Err(EngineError::Internal(e))
+        }
+        _ => return Err(EngineError::Internal("unexpected response kind".into())),
+    })
+}
+
+/// Whether mistral.rs's prefix cache may be on: the config's choice, or by default on GPUs
+/// only. mistral.rs 0.8.1 evicts prefix-cache entries only from GPU memory
+/// (`PrefixCacheManagerV2::evict_caches` skips caches on the CPU), so on a CPU worker every
+/// finished sequence's KV cache would stay resident for the life of the process.
+fn prefix_cache_for(setting: Option<bool>, on_cpu: bool) -> Result<bool, EngineError> {
+    match (setting, on_cpu) {
+        (Some(true), true) => Err(EngineError::Load(
+            "engine.prefix_cache = true is not supported on CPU workers: mistral.rs 0.8.1 never \
+             evicts prefix-cache entries held in CPU memory, so the worker would grow by every \
+             request's KV cache (~22 MB per 64-token chat measured) until it is killed; remove \
+             the setting (the default is off on CPU, on for GPUs)"
+                .into(),
+        )),
+        (Some(on), _) => Ok(on),
+        (None, on_cpu) => Ok(!on_cpu),
     }
 }
 
@@ -326,7 +408,6 @@ fn sampling_params(s: &Sampling) -> SamplingParams {
     p.frequency_penalty = s.frequency_penalty;
     p.repetition_penalty = s.repetition_penalty;
     p.max_len = s.max_tokens.map(|m| m as usize);
-    p.n_choices = s.n as usize;
     // Stop sequences are matched on text by `shape::Aggregator`, not by the engine.
     if !s.logit_bias.is_empty() {
         p.logits_bias = Some(s.logit_bias.clone());
@@ -406,5 +487,19 @@ impl LlmHandler {
             }
         }
         Ok(Value::Array(batches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_cache_is_off_on_cpu_unless_asked_and_refused_when_asked() {
+        assert!(!prefix_cache_for(None, true).unwrap(), "CPU default: off");
+        assert!(prefix_cache_for(None, false).unwrap(), "GPU default: on");
+        assert!(!prefix_cache_for(Some(false), false).unwrap());
+        let err = prefix_cache_for(Some(true), true).unwrap_err().to_string();
+        assert!(err.contains("prefix_cache") && err.contains("CPU"), "{err}");
     }
 }

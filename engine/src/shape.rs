@@ -74,6 +74,9 @@ pub struct Aggregator {
     model: String,
     choices: Vec<Choice>,
     stops: Vec<String>,
+    /// Streamed chunks carry `"usage": null` (OpenAI's shape when the client asked for usage
+    /// with `stream_options.include_usage`; the last chunk then carries the real usage).
+    include_usage: bool,
     pub usage: Usage,
 }
 
@@ -86,7 +89,7 @@ fn finish_reason(r: &str) -> String {
 }
 
 impl Aggregator {
-    pub fn new(kind: Kind, model: &str, n: usize, stops: Vec<String>) -> Self {
+    pub fn new(kind: Kind, model: &str, n: usize, stops: Vec<String>, include_usage: bool) -> Self {
         let prefix = match kind {
             Kind::Chat => "chatcmpl",
             Kind::Completion => "cmpl",
@@ -101,6 +104,7 @@ impl Aggregator {
             model: model.to_string(),
             choices: vec![Choice::default(); n.max(1)],
             stops,
+            include_usage,
             usage: Usage::default(),
         }
     }
@@ -132,7 +136,7 @@ impl Aggregator {
         c.text.push_str(&text);
         let first = !c.started;
         c.started = true;
-        Some(match self.kind {
+        let mut chunk = match self.kind {
             Kind::Chat => {
                 let mut delta = json!({ "content": text });
                 if first {
@@ -147,7 +151,27 @@ impl Aggregator {
                 "text_completion",
                 vec![json!({"index": index, "text": text, "logprobs": null, "finish_reason": finish})],
             ),
-        })
+        };
+        if self.include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        Some(chunk)
+    }
+
+    /// Finish choice `index`, which the engine ended without a final chunk, with `reason`
+    /// (`"length"` or `"stop"`): mistral.rs sends nothing for a last token that ends inside a
+    /// multi-byte character, so such a choice would otherwise never carry a finish reason. Its
+    /// dangling bytes are not text and are dropped, streamed or not. Returns the final chunk;
+    /// `None` if the choice had already finished.
+    pub fn end_silently(&mut self, index: usize, reason: &str) -> Option<Value> {
+        self.delta(index, "", Some(reason))
+    }
+
+    /// Whether choice `index` has finished (by the engine or by a stop sequence).
+    pub fn finished(&self, index: usize) -> bool {
+        self.choices
+            .get(index)
+            .is_some_and(|c| c.finish_reason.is_some())
     }
 
     /// Every choice has finished (by the engine or by a stop sequence).
@@ -228,7 +252,7 @@ mod tests {
 
     #[test]
     fn chat_chunks_add_up_to_the_final_object() {
-        let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![]);
+        let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], false);
         let c1 = a.delta(0, "Hel", None).unwrap();
         let c2 = a.delta(0, "lo", Some("length")).unwrap();
         assert_eq!(c1["choices"][0]["delta"]["role"], "assistant");
@@ -253,7 +277,7 @@ mod tests {
 
     #[test]
     fn completion_shape_and_reasons() {
-        let mut a = Aggregator::new(Kind::Completion, "m", 2, vec![]);
+        let mut a = Aggregator::new(Kind::Completion, "m", 2, vec![], false);
         let c = a.delta(1, "x", Some("canceled")).unwrap();
         assert_eq!(c["object"], "text_completion");
         assert_eq!(c["choices"][0]["finish_reason"], "stop");
@@ -266,7 +290,7 @@ mod tests {
     #[test]
     fn stop_sequences_cut_text_and_hold_back_prefixes() {
         let stops = vec!["Blue".to_string(), "\n\n".to_string()];
-        let mut a = Aggregator::new(Kind::Chat, "m", 1, stops);
+        let mut a = Aggregator::new(Kind::Chat, "m", 1, stops, false);
         let emitted: Vec<String> = [" Red,", " Bl", "ack, B", "lue!"]
             .iter()
             .filter_map(|t| a.delta(0, t, None))
@@ -294,10 +318,27 @@ mod tests {
             ("a".to_string(), false)
         );
         assert_eq!(p, "b");
-        let mut a = Aggregator::new(Kind::Completion, "m", 1, vec!["bc".into()]);
+        let mut a = Aggregator::new(Kind::Completion, "m", 1, vec!["bc".into()], false);
         a.delta(0, "ab", None);
         let last = a.delta(0, "", Some("length")).unwrap();
         assert_eq!(last["choices"][0]["text"], "b");
         assert_eq!(a.text(0), "ab");
+    }
+
+    #[test]
+    fn a_silent_end_still_finishes_the_choice_once() {
+        let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], true);
+        let first = a.delta(0, "\u{1F34F}", None).unwrap();
+        assert_eq!(first["usage"], Value::Null, "usage: null on every chunk");
+        let last = a.end_silently(0, "length").unwrap();
+        assert_eq!(last["choices"][0]["finish_reason"], "length");
+        assert_eq!(last["choices"][0]["delta"]["content"], "");
+        assert!(a.end_silently(0, "stop").is_none(), "finished once");
+        assert_eq!(a.finish()["choices"][0]["finish_reason"], "length");
+        // A choice with no chunk at all gets one, with the role, when it ends.
+        let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], false);
+        let only = a.end_silently(0, "length").unwrap();
+        assert_eq!(only["choices"][0]["delta"]["role"], "assistant");
+        assert!(only.get("usage").is_none());
     }
 }

@@ -168,9 +168,14 @@ pub async fn stream(
         .into_iter()
         .map(|c| json!({ "output": c }))
         .collect();
-    Ok(Json(
-        json!({"id": id, "status": read.status, "stream": stream}),
-    ))
+    let mut body = json!({"id": id, "status": read.status, "stream": stream});
+    // A client that only reads the stream learns why the job ended, as `/status` says it.
+    if matches!(read.status, JobStatus::Failed | JobStatus::TimedOut) {
+        if let Some(error) = gw.store.get(&id).await?.and_then(|v| v.error) {
+            body["error"] = json!(error);
+        }
+    }
+    Ok(Json(body))
 }
 
 pub async fn cancel(

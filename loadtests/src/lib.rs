@@ -84,8 +84,8 @@ pub struct BenchArgs {
     /// max_tokens of every request (unless the dataset gives a request its own).
     #[arg(long, default_value_t = 128)]
     pub random_output_len: u32,
-    /// GGUF whose tokenizer makes random prompts and counts output without usage; default:
-    /// the model's file in the sluice cache, if there.
+    /// Tokenizer that makes random prompts and counts output without usage: a GGUF file or a
+    /// Hugging Face tokenizer directory; default: the model's tokenizer in the sluice cache.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Service-level objectives for goodput, e.g. `--goodput ttft:500 tpot:50`.
@@ -131,19 +131,26 @@ pub struct Run {
     pub workers: Vec<(f64, f64)>,
 }
 
+/// `--tokenizer` (a GGUF file or a Hugging Face tokenizer directory), else the tokenizer of
+/// the cached model named `--model`, if there is one.
 fn tokenizer(args: &BenchArgs) -> anyhow::Result<Option<PromptTokenizer>> {
-    let path = match &args.tokenizer {
-        Some(p) => Some(p.clone()),
-        None => weights::Cache::from_env()
-            .list()
-            .into_iter()
-            .find(|m| m.name == args.model)
-            .map(|m| m.served_path()),
-    };
-    path.map(|p| {
-        PromptTokenizer::from_gguf(&p).with_context(|| format!("tokenizer from {}", p.display()))
-    })
-    .transpose()
+    if let Some(p) = &args.tokenizer {
+        let t = if p.is_dir() {
+            PromptTokenizer::from_hf_dir(p)
+        } else {
+            PromptTokenizer::from_gguf(p)
+        };
+        return t
+            .map(Some)
+            .with_context(|| format!("tokenizer from {}", p.display()));
+    }
+    weights::Cache::from_env()
+        .list()
+        .into_iter()
+        .find(|m| m.name == args.model)
+        .map(|m| m.prompt_tokenizer())
+        .transpose()
+        .context("tokenizer of the cached model")
 }
 
 fn prompts(

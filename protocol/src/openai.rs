@@ -256,6 +256,10 @@ fn check_range(key: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<()> {
     }
 }
 
+/// `max_tokens` of a `/v1/completions` request that gives none (or `null`): OpenAI's
+/// documented default, which vLLM follows.
+pub const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
+
 /// Maximum number of stop sequences and of choices (`n`) one request may ask for.
 pub const MAX_STOP: usize = 16;
 pub const MAX_N: u32 = 16;
@@ -483,7 +487,11 @@ impl CompletionRequest {
         };
         let echo = take(&mut map, "echo")?.unwrap_or(false);
         let best_of: Option<u32> = take(&mut map, "best_of")?;
-        let (model, sampling, stream, include_usage) = parse_common(&mut map)?;
+        let (model, mut sampling, stream, include_usage) = parse_common(&mut map)?;
+        // OpenAI's documented default for this route (vLLM follows it); chat has none.
+        sampling
+            .max_tokens
+            .get_or_insert(COMPLETIONS_DEFAULT_MAX_TOKENS);
         if let Some(b) = best_of {
             if b < sampling.n || b > MAX_N {
                 return Err(InvalidRequest::new(
@@ -645,6 +653,19 @@ mod tests {
     fn completion_prompt_forms() {
         let r = CompletionRequest::parse(json!({"model": "m", "prompt": ["one"]})).unwrap();
         assert_eq!(r.prompt, "one");
+        assert_eq!(
+            r.sampling.max_tokens,
+            Some(16),
+            "OpenAI's default for completions"
+        );
+        let r = CompletionRequest::parse(json!({"model": "m", "prompt": "x", "max_tokens": null}))
+            .unwrap();
+        assert_eq!(r.sampling.max_tokens, Some(16), "null is absent");
+        assert_eq!(
+            chat(json!({})).unwrap().sampling.max_tokens,
+            None,
+            "chat: up to the context"
+        );
         let e = CompletionRequest::parse(json!({"model": "m", "prompt": [1, 2]})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("prompt"));
         let e = CompletionRequest::parse(json!({"model": "m", "prompt": "x", "suffix": "y"}))

@@ -307,6 +307,9 @@ pub async fn retired_workers_get_no_jobs(s: Arc<dyn JobStore>) {
         .unwrap()
         .is_empty());
     assert_eq!(s.take("ep", "other", 1, ZERO).await.unwrap().len(), 1);
+    // Once its process is gone the store forgets it (no id kept per retired worker forever).
+    s.lost("w").await.unwrap();
+    assert!(!s.is_retired("w").await.unwrap());
 }
 
 pub async fn live_workers_lost_workers_and_fleets(s: Arc<dyn JobStore>) {

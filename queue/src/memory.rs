@@ -691,6 +691,9 @@ impl JobStore for MemoryStore {
         let now = Instant::now();
         let mut st = self.lock();
         st.workers.remove(worker);
+        // Its process is gone: nothing more to remember (a long-lived gateway would otherwise
+        // keep one id per `stopPod` worker forever).
+        st.retired.remove(worker);
         let ids: Vec<JobId> = st.held_by(worker).cloned().collect();
         let n = ids.len();
         self.lose(&mut st, ids, now);

@@ -6,6 +6,8 @@ SLUICE_BIN names the binary (scripts/test builds it); the model comes from the n
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +45,27 @@ def wait_for(pred, timeout, what):
             return v
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def config_with(tmp: Path, **settings) -> Path:
+    """A copy of configs/ with keys of the model's config replaced (`min_workers=1`, ...)."""
+    cfg = tmp / "configs"
+    shutil.copytree(ROOT / "configs", cfg)
+    path = cfg / f"models/{MODEL}.toml"
+    text = path.read_text()
+    for key, value in settings.items():
+        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(value)}", text)
+        assert n == 1, f"{key} is not a key of {path}"
+    path.write_text(text)
+    return cfg / "sluice.toml"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, MB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
 
 
 def worker_pids(port):

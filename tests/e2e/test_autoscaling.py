@@ -3,33 +3,15 @@ real model. Each test runs its own server on a copy of the configs with short ti
 
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import MODEL, ROOT, Server, free_port, get_json, wait_for, worker_pids
-
-MODEL_TOML = f"models/{MODEL}.toml"
-
-
-def config_with(tmp: Path, **scaling) -> Path:
-    """A copy of configs/ with the model's [scaling] keys replaced."""
-    cfg = tmp / "configs"
-    shutil.copytree(ROOT / "configs", cfg)
-    path = cfg / MODEL_TOML
-    text = path.read_text()
-    for key, value in scaling.items():
-        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(value)}", text)
-    path.write_text(text)
-    return cfg / "sluice.toml"
-
+from conftest import MODEL, Server, config_with, free_port, get_json, wait_for, worker_pids
 
 def health(s):
     return get_json(f"{s.base}/v2/{MODEL}/health")[1]

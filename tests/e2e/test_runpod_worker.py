@@ -12,7 +12,8 @@ import runpod
 from conftest import ROOT, Server, get_json
 from test_openai import raw_post
 
-MODES = ["sync", "async", "generator", "progress", "raises", "error", "concurrent", "slow", "refresh"]
+MODES = ["sync", "async", "generator", "progress", "raises", "error", "concurrent", "slow", "refresh",
+         "failing_stream", "crashloop"]
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,33 @@ def test_stop_pod_replaces_the_worker(handlers):
     first = ep.run_sync({"n": 1}, timeout=60)
     second = ep.run_sync({"n": 2}, timeout=120)
     assert first["pid"] != second["pid"], "the second job ran in a fresh worker process"
+
+
+def test_a_failed_stream_says_why_in_its_last_answer(handlers):
+    s, _ = handlers
+    job = runpod.Endpoint("failing_stream").run({})
+    assert wait_status(job, {"FAILED", "COMPLETED"}) == "FAILED"
+    _, last = get_json(f"{s.base}/v2/failing_stream/stream/{job.job_id}", timeout=10)
+    assert last["status"] == "FAILED", last
+    assert "the generator gave up" in last["error"], "a stream reader learns why, as /status says"
+
+
+def test_a_worker_that_crashes_once_serving_backs_off_and_shows_unhealthy(handlers):
+    s, marks = handlers
+    ep = runpod.Endpoint("crashloop")
+    job = ep.run({"x": 1})
+    seen = {}
+    t0 = time.time()
+    while time.time() - t0 < 12:
+        fleet = get_json(f"{s.base}/v2/crashloop/health", timeout=10)[1]["fleet"]
+        for w in fleet:
+            if w["state"] == "unhealthy":
+                seen = w
+        time.sleep(0.2)
+    ep.purge_queue()
+    job.cancel()
+    starts = len((marks / "crashloop.starts").read_text().split())
+    # Restarted at once it would start every ~2-3 s (each start imports the SDK, then dies);
+    # with back-off: at 0, then 2, 4, 8 s after each crash.
+    assert 2 <= starts <= 4, f"{starts} starts in 12 s"
+    assert seen.get("restarts", 0) >= 1 and "exit status" in seen["lastExit"], seen

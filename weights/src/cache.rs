@@ -1,13 +1,16 @@
 //! The disk tier: `$SLUICE_HOME/models/<name>/` holds the original file, the derived (served)
-//! file and `manifest.json` recording both checksums.
+//! file, the tokenizer directory written from the original's metadata (`tokenizer/`) and
+//! `manifest.json` recording the files' checksums.
 
-use crate::{convert, io, pip, Result, WeightsError};
+use crate::{convert, io, pip, PromptTokenizer, Result, WeightsError};
 use protocol::config::{ModelConfig, SourceSettings, WeightFormat};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 const MANIFEST: &str = "manifest.json";
+/// The tokenizer sidecar's directory name inside a model's cache directory.
+const TOKENIZER_DIR: &str = "tokenizer";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileRecord {
@@ -23,6 +26,10 @@ pub struct CachedModel {
     pub format: WeightFormat,
     pub original: FileRecord,
     pub served: FileRecord,
+    /// The tokenizer sidecar (a Hugging Face tokenizer directory), relative to `dir`; absent
+    /// in caches written before sidecars existed (the next pull adds it).
+    #[serde(default)]
+    pub tokenizer: Option<String>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -31,6 +38,19 @@ impl CachedModel {
     /// Path of the file workers load.
     pub fn served_path(&self) -> PathBuf {
         self.dir.join(&self.served.file)
+    }
+
+    /// The tokenizer sidecar directory (`tokenizer.json`, `tokenizer_config.json`).
+    pub fn tokenizer_dir(&self) -> Option<PathBuf> {
+        self.tokenizer.as_ref().map(|t| self.dir.join(t))
+    }
+
+    /// The model's tokenizer: the sidecar, or (older caches) read from the original GGUF.
+    pub fn prompt_tokenizer(&self) -> Result<PromptTokenizer> {
+        match self.tokenizer_dir() {
+            Some(d) => PromptTokenizer::from_hf_dir(&d),
+            None => PromptTokenizer::from_gguf(&self.dir.join(&self.original.file)),
+        }
     }
 }
 
@@ -104,8 +124,13 @@ impl Cache {
 
     /// Make `cfg`'s served weights present and verified in the cache; idempotent.
     pub fn pull(&self, cfg: &ModelConfig) -> Result<CachedModel> {
-        if let Ok(m) = self.lookup(cfg) {
-            tracing::info!(model = %cfg.name, path = %m.served_path().display(), "already cached");
+        if let Ok(mut m) = self.lookup(cfg) {
+            if m.tokenizer_dir().is_some_and(|d| d.is_dir()) {
+                tracing::info!(model = %cfg.name, path = %m.served_path().display(), "already cached");
+                return Ok(m);
+            }
+            m.tokenizer = Some(write_tokenizer(&m.dir, &m.dir.join(&m.original.file))?);
+            write_manifest(&m)?;
             return Ok(m);
         }
         let dir = self.model_dir(&cfg.name);
@@ -133,13 +158,10 @@ impl Cache {
             format: cfg.weights.serve_format,
             original,
             served,
+            tokenizer: Some(write_tokenizer(&dir, &original_path)?),
             dir: dir.clone(),
         };
-        let manifest = dir.join(MANIFEST);
-        let tmp = tmp_path(&manifest);
-        let text = serde_json::to_string_pretty(&model).expect("manifest serializes");
-        std::fs::write(&tmp, text).map_err(io(format!("writing {}", tmp.display())))?;
-        rename(&tmp, &manifest)?;
+        write_manifest(&model)?;
         tracing::info!(model = %cfg.name, path = %model.served_path().display(), sha256 = %model.served.sha256, "cached");
         Ok(model)
     }
@@ -186,6 +208,35 @@ impl Cache {
         let _ = std::fs::remove_dir_all(&work);
         result
     }
+}
+
+/// Write the tokenizer sidecar of the GGUF `original` into `dir`/tokenizer (replacing any
+/// older one by an atomic rename of a finished directory); its name relative to `dir`.
+fn write_tokenizer(dir: &Path, original: &Path) -> Result<String> {
+    let dest = dir.join(TOKENIZER_DIR);
+    let tmp = tmp_path(&dest);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = PromptTokenizer::from_gguf(original).and_then(|t| t.save_hf(&tmp));
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    // A directory cannot replace another by rename(2): move the old one aside first.
+    if dest.exists() {
+        let old = tmp_path(&dir.join(".old-tokenizer"));
+        rename(&dest, &old)?;
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    rename(&tmp, &dest)?;
+    Ok(TOKENIZER_DIR.to_string())
+}
+
+fn write_manifest(model: &CachedModel) -> Result<()> {
+    let manifest = model.dir.join(MANIFEST);
+    let tmp = tmp_path(&manifest);
+    let text = serde_json::to_string_pretty(model).expect("manifest serializes");
+    std::fs::write(&tmp, text).map_err(io(format!("writing {}", tmp.display())))?;
+    rename(&tmp, &manifest)
 }
 
 /// `SmolLM2.Q4_1.gguf` served as Q8_0 -> `SmolLM2.Q4_1.q8_0.gguf`.

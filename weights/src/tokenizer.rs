@@ -1,6 +1,11 @@
 //! The model's tokenizer and chat template, read from the GGUF's metadata, so the gateway can
 //! count prompt tokens (and reject over-long prompts) before a job is enqueued, without
-//! loading the weights.
+//! loading the weights. The tokenizer is built exactly as mistral.rs 0.8.1 builds it from a GGUF
+//! (`gguf/gguf_tokenizer.rs`, byte-level BPE), so the gateway's counts are the engine's. At pull
+//! time it is written next to the weights as a Hugging Face tokenizer directory
+//! ([`PromptTokenizer::save_hf`]), which workers hand to mistral.rs instead of letting it
+//! rebuild the tokenizer from the GGUF on every start (a cold-start cost), and which the
+//! gateway and the load tester read back with [`PromptTokenizer::from_hf_dir`].
 
 use crate::{io, Result, WeightsError};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -10,21 +15,36 @@ use std::io::BufReader;
 use std::path::Path;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::tokenizer::normalizer::SplitDelimiterBehavior;
+use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
 
-/// GGUF token types (llama.cpp's `llama_token_type`) that are special, not text.
-const CONTROL: i32 = 3;
-const USER_DEFINED: i32 = 4;
+/// The GGUF token type of ordinary text tokens (llama.cpp's `LLAMA_TOKEN_TYPE_NORMAL`); every
+/// other type is added as a special token, as mistral.rs does.
+const NORMAL: i32 = 1;
+
+/// The pre-tokenizer split mistral.rs 0.8.1 applies to GGUF `gpt2` tokenizers.
+const SPLIT_REGEX: &str = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/// Files of a Hugging Face tokenizer directory.
+pub const TOKENIZER_JSON: &str = "tokenizer.json";
+pub const TOKENIZER_CONFIG_JSON: &str = "tokenizer_config.json";
 
 pub struct PromptTokenizer {
     tokenizer: Tokenizer,
     chat_template: Option<String>,
     bos: String,
     eos: String,
+    unk: Option<String>,
 }
 
 fn meta<'a>(c: &'a Content, key: &str) -> Option<&'a Value> {
     c.metadata.get(key)
+}
+
+fn tok_err(e: impl std::fmt::Display) -> WeightsError {
+    WeightsError::Tokenizer(e.to_string())
 }
 
 impl PromptTokenizer {
@@ -61,42 +81,88 @@ impl PromptTokenizer {
                     .map(|(a, b)| (a.to_string(), b.to_string()))
             })
             .collect();
-        let types: Vec<i32> = match meta(&c, "tokenizer.ggml.token_type").map(Value::to_vec) {
-            Some(Ok(v)) => v.iter().map(|t| t.to_i32().unwrap_or(1)).collect(),
-            _ => vec![1; tokens.len()],
+        let token_at = |key: &str| {
+            meta(&c, key)
+                .and_then(|v| v.to_u32().ok())
+                .and_then(|i| tokens.get(i as usize).cloned())
         };
+        let (bos, eos, unk) = (
+            token_at("tokenizer.ggml.bos_token_id"),
+            token_at("tokenizer.ggml.eos_token_id")
+                .ok_or_else(|| bad("missing tokenizer.ggml.eos_token_id".into()))?,
+            token_at("tokenizer.ggml.unknown_token_id"),
+        );
         let vocab: tokenizers::models::bpe::Vocab = tokens
             .iter()
             .enumerate()
             .map(|(i, t)| (t.clone(), i as u32))
             .collect();
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| WeightsError::Tokenizer(e.to_string()))?;
-        let mut tokenizer = Tokenizer::new(bpe);
-        tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-        tokenizer.with_decoder(Some(ByteLevel::default()));
-        let specials: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, t)| **t == CONTROL || **t == USER_DEFINED)
-            .map(|(tok, _)| AddedToken::from(tok.clone(), true))
-            .collect();
-        tokenizer.add_special_tokens(&specials);
-        let token_at = |key: &str| {
-            meta(&c, key)
-                .and_then(|v| v.to_u32().ok())
-                .and_then(|i| tokens.get(i as usize).cloned())
-                .unwrap_or_default()
+        let mut bpe = BPE::builder().vocab_and_merges(vocab, merges);
+        if let Some(u) = &unk {
+            bpe = bpe.unk_token(u.clone());
+        }
+        let mut tokenizer = Tokenizer::new(bpe.build().map_err(tok_err)?);
+        let split = Split::new(
+            SplitPattern::Regex(SPLIT_REGEX.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(tok_err)?;
+        tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
+            PreTokenizerWrapper::Split(split),
+            PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)),
+        ])));
+        tokenizer.with_decoder(Some(ByteLevel::new(false, false, false)));
+        tokenizer.with_post_processor(Some(ByteLevel::new(false, false, false)));
+        let types: Vec<i32> = match meta(&c, "tokenizer.ggml.token_type").map(Value::to_vec) {
+            Some(Ok(v)) => v.iter().map(|t| t.to_i32().unwrap_or(NORMAL)).collect(),
+            _ => Vec::new(),
         };
+        let mut specials: Vec<AddedToken> = Vec::new();
+        if types.len() == tokens.len() {
+            specials.extend(
+                tokens
+                    .iter()
+                    .zip(&types)
+                    .filter(|(_, t)| **t != NORMAL)
+                    .map(|(tok, _)| AddedToken::from(tok.clone(), true)),
+            );
+        }
+        specials.extend(
+            [bos.as_ref(), Some(&eos), unk.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|t| AddedToken::from(t.clone(), true)),
+        );
+        tokenizer.add_special_tokens(&specials);
         Ok(PromptTokenizer {
-            bos: token_at("tokenizer.ggml.bos_token_id"),
-            eos: token_at("tokenizer.ggml.eos_token_id"),
+            bos: bos.unwrap_or_default(),
+            eos,
+            unk,
             chat_template: meta(&c, "tokenizer.chat_template")
                 .and_then(|v| v.to_string().ok())
                 .cloned(),
             tokenizer,
+        })
+    }
+
+    /// Read a tokenizer directory written by [`PromptTokenizer::save_hf`]: `tokenizer.json`
+    /// and `tokenizer_config.json` (chat template, bos/eos/unk tokens).
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let tokenizer = Tokenizer::from_file(dir.join(TOKENIZER_JSON)).map_err(|e| {
+            WeightsError::Tokenizer(format!("{}: {e}", dir.join(TOKENIZER_JSON).display()))
+        })?;
+        let path = dir.join(TOKENIZER_CONFIG_JSON);
+        let text =
+            std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+        let config: HfTokenizerConfig = serde_json::from_str(&text)
+            .map_err(|e| WeightsError::Tokenizer(format!("{}: {e}", path.display())))?;
+        Ok(PromptTokenizer {
+            tokenizer,
+            chat_template: config.chat_template,
+            bos: config.bos_token.unwrap_or_default(),
+            eos: config.eos_token,
+            unk: config.unk_token,
         })
     }
 
@@ -171,25 +237,45 @@ impl PromptTokenizer {
     }
 
     /// Write the tokenizer as a Hugging Face tokenizer directory (`tokenizer.json` and
-    /// `tokenizer_config.json` with the chat template), so tools that load tokenizers with
-    /// `transformers` (aiperf, guidellm, vLLM's scripts) can count tokens offline.
+    /// `tokenizer_config.json` with the chat template and special tokens): workers give it to
+    /// mistral.rs, and tools that load tokenizers with `transformers` (aiperf, guidellm, vLLM's
+    /// scripts) can count tokens offline.
     pub fn save_hf(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         self.tokenizer
-            .save(dir.join("tokenizer.json"), false)
-            .map_err(|e| WeightsError::Tokenizer(e.to_string()))?;
-        let config = serde_json::json!({
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": self.bos,
-            "eos_token": self.eos,
-            "chat_template": self.chat_template,
-            "model_max_length": 1_000_000_000,
-        });
-        std::fs::write(dir.join("tokenizer_config.json"), config.to_string())
+            .save(dir.join(TOKENIZER_JSON), false)
+            .map_err(tok_err)?;
+        let config = HfTokenizerConfig {
+            tokenizer_class: "PreTrainedTokenizerFast".into(),
+            bos_token: (!self.bos.is_empty()).then(|| self.bos.clone()),
+            eos_token: self.eos.clone(),
+            unk_token: self.unk.clone(),
+            chat_template: self.chat_template.clone(),
+            model_max_length: 1_000_000_000,
+        };
+        let text = serde_json::to_string(&config).map_err(tok_err)?;
+        std::fs::write(dir.join(TOKENIZER_CONFIG_JSON), text)
             .map_err(io(format!("writing {}", dir.display())))
     }
 
     pub fn count_chat(&self, messages: &[ChatMessage]) -> Result<usize> {
         self.count(&self.render_chat(messages)?)
     }
+}
+
+/// The keys of `tokenizer_config.json` that sluice writes and reads (Hugging Face's names;
+/// mistral.rs reads `chat_template`, `bos_token`, `eos_token` and `unk_token` from it).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HfTokenizerConfig {
+    #[serde(default)]
+    tokenizer_class: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bos_token: Option<String>,
+    eos_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unk_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chat_template: Option<String>,
+    #[serde(default)]
+    model_max_length: u64,
 }

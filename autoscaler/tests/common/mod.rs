@@ -21,6 +21,7 @@ pub fn sh(endpoint: &str, script: &str, gpus: u32) -> Launch {
         env: vec![],
         cwd: None,
         gpus_per_worker: gpus,
+        cpus_per_worker: 0,
     }
 }
 

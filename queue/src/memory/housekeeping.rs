@@ -20,6 +20,7 @@ impl MemoryStore {
             .collect();
         for w in &dead {
             st.workers.remove(w);
+            st.retired.remove(w);
         }
         let mut requeue = Vec::new();
         let mut timed_out = Vec::new();
@@ -52,6 +53,10 @@ impl MemoryStore {
             if let Some(e) = st.jobs.remove(&id) {
                 let ep = st.endpoint(&e.endpoint);
                 ep.unqueue(&id);
+                if e.status == JobStatus::InProgress {
+                    // Past its TTL the job is gone: a worker still running it stops.
+                    st.tell_worker_to_stop(e.worker.as_deref(), &id);
+                }
                 e.bump();
             }
         }

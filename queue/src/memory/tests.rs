@@ -78,6 +78,11 @@ async fn jobs_past_their_ttl_are_gone_in_any_state() {
         1,
         "the expired job left the queue"
     );
+    assert_eq!(
+        s.stops("w", Duration::ZERO).await.unwrap(),
+        vec![running],
+        "the worker running the expired job is told to stop"
+    );
 }
 
 #[tokio::test]

@@ -313,6 +313,8 @@ end
 function ops.lost(w, max_retries)
   local eps = redis.call('SMEMBERS', P .. 'eps')
   for i = 1, #eps do redis.call('ZREM', P .. 'wk:' .. eps[i], w) end
+  -- Its process is gone: nothing more to remember.
+  redis.call('DEL', P .. 'retired:' .. w)
   return { 'OK', tostring(lose_worker(w, tonumber(max_retries))) }
 end
 
@@ -416,12 +418,16 @@ function ops.sweep(timeout, max_retries)
   local expired = redis.call('ZRANGEBYSCORE', P .. 'ttl', '-inf', now)
   for i = 1, #expired do
     local id = expired[i]
-    local f = redis.call('HMGET', jkey(id), 'ep', 'low', 'worker')
+    local f = redis.call('HMGET', jkey(id), 'ep', 'low', 'worker', 'status')
     if f[1] then
       redis.call('LREM', qkey(f[1], f[2]), 0, id)
       redis.call('ZREM', P .. 'run:' .. f[1], id)
     end
-    if f[3] then redis.call('SREM', P .. 'held:' .. f[3], id) end
+    if f[3] then
+      redis.call('SREM', P .. 'held:' .. f[3], id)
+      -- Past its TTL the job is gone: a worker still running it stops.
+      if f[4] == 'IN_PROGRESS' then stop_worker(f[3], id) end
+    end
     redis.call('DEL', jkey(id), ckey(id))
     event('j:' .. id)
     n = n + 1

@@ -141,6 +141,21 @@ async fn a_queued_job_past_its_ttl_leaves_the_queue() {
 }
 
 #[tokio::test]
+async fn a_running_job_past_its_ttl_stops_its_worker() {
+    let (s, _server) = store();
+    let job = with_policy(JobPolicy {
+        ttl: 300,
+        ..JobPolicy::default()
+    });
+    let id = s.submit("ep", job).await.unwrap();
+    s.take("ep", "w", 1, ZERO).await.unwrap();
+    // The sweeper runs once a second by itself.
+    let stopped = s.stops("w", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(stopped, vec![id.clone()]);
+    assert!(s.get(&id).await.unwrap().is_none(), "TTL passed: gone");
+}
+
+#[tokio::test]
 async fn two_stores_on_one_redis_share_jobs_and_wake_each_other() {
     let server = RedisServer::start();
     let a = RedisStore::start(&server.url(), settings()).unwrap();

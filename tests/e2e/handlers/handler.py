@@ -62,6 +62,15 @@ async def slow_handler(job):
     return "never"
 
 
+def failing_generator(job):
+    yield {"chunk": 0}
+    raise ValueError("the generator gave up")
+
+
+def raising_modifier(current):
+    raise RuntimeError("concurrency_modifier failed")
+
+
 def refresh_handler(job):
     # RunPod's way to ask for a fresh worker after this job (sent as `stopPod`).
     return {"pid": os.getpid(), "refresh_worker": True}
@@ -77,6 +86,11 @@ HANDLERS = {
     "error": {"handler": error_handler},
     "concurrent": {"handler": concurrent_handler, "concurrency_modifier": lambda current: 4},
     "slow": {"handler": slow_handler},
+    "failing_stream": {"handler": failing_generator},
+    # Crashes its worker as soon as the SDK asks how many jobs to take.
+    "crashloop": {"handler": sync_handler, "concurrency_modifier": raising_modifier},
 }
 
+with open(os.path.join(MARKS, f"{MODE}.starts"), "a") as f:
+    f.write(f"{time.time()}\n")
 runpod.serverless.start(HANDLERS[MODE])
