@@ -6,7 +6,7 @@
 use crate::actuator::{Actuator, Exited, Managed};
 use crate::policy::{decide, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
-use queue::JobStore;
+use queue::{JobStore, LiveWorker};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +48,8 @@ struct Track {
     idle_since: Option<Duration>,
     /// Last tick (with the store answering) that found it live.
     last_live: Option<Instant>,
+    /// Jobs it had taken at the last look ([`LiveWorker::taken`]).
+    taken: u64,
 }
 
 /// A worker that ran this long after becoming ready was not in a crash loop: its crash is
@@ -193,12 +195,12 @@ impl Controller {
     async fn step_endpoint(&mut self, ep: &Endpoint) -> Result<(), queue::QueueError> {
         let now = self.epoch.elapsed();
         let m = self.store.metrics(&ep.name).await?;
-        let live: HashMap<String, usize> = self
+        let live: HashMap<String, LiveWorker> = self
             .store
             .workers(&ep.name)
             .await?
             .into_iter()
-            .map(|w| (w.id, w.jobs))
+            .map(|w| (w.id.clone(), w))
             .collect();
         let managed = self.actuator.managed(&ep.name);
         let mut views = Vec::new();
@@ -263,6 +265,9 @@ impl Controller {
         }
         for id in &d.drain {
             tracing::info!(worker = %id, "idle past idle_timeout; draining");
+            // No new jobs for it from now on: a worker that keeps polling while it shuts down
+            // (RunPod's SDK does) would take one and sit on it until it exits.
+            self.store.retire(id).await?;
             self.actuator.drain(id).await;
         }
         // Workers started just now show as initializing at once.
@@ -273,7 +278,7 @@ impl Controller {
     fn state_of(
         &mut self,
         w: &Managed,
-        live: &HashMap<String, usize>,
+        live: &HashMap<String, LiveWorker>,
         now: Duration,
     ) -> WorkerState {
         let t = self.tracks.entry(w.id.clone()).or_default();
@@ -281,7 +286,7 @@ impl Controller {
             return WorkerState::Draining;
         }
         match live.get(&w.id) {
-            Some(&jobs) => {
+            Some(lw) => {
                 t.last_live = Some(Instant::now());
                 if t.ready_ms.is_none() {
                     let ready = w.started.elapsed().as_millis() as u64;
@@ -291,8 +296,13 @@ impl Controller {
                         "worker ready (cold start)"
                     );
                 }
-                if jobs > 0 {
+                // Jobs taken since the last look count as work even if they all ended in
+                // between (short jobs are never seen held at a 100 ms tick).
+                let worked = std::mem::replace(&mut t.taken, lw.taken) != lw.taken;
+                if lw.jobs > 0 || worked {
                     t.idle_since = None;
+                }
+                if lw.jobs > 0 {
                     WorkerState::Running
                 } else {
                     WorkerState::Idle {

@@ -157,6 +157,9 @@ async fn generate(
             execution_timeout: timeout.as_millis() as u64,
             ..JobPolicy::default()
         },
+        // The client has its result when the request ends: keep the job (output and every
+        // streamed chunk) for `runsync`'s short retention, not `/run`'s 30 minutes.
+        sync: true,
         ..NewJob::default()
     };
     let id = gw.store.submit(&model.config.name, job).await?;

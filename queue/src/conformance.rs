@@ -326,6 +326,12 @@ pub async fn live_workers_lost_workers_and_fleets(s: Arc<dyn JobStore>) {
     assert_eq!((v.status, v.retries), (JobStatus::InQueue, 1));
     assert_eq!(s.workers("ep").await.unwrap().len(), 1);
     assert_eq!(s.take("ep", "w2", 1, ZERO).await.unwrap()[0].id, id);
+    // Jobs taken count even when none is held at the next look (the autoscaler's idle clock).
+    s.report(&id, "w2", JobReport::Completed(json!(1)))
+        .await
+        .unwrap();
+    let w2 = &s.workers("ep").await.unwrap()[0];
+    assert_eq!((w2.id.as_str(), w2.jobs, w2.taken), ("w2", 0, 1));
     assert_eq!(s.fleet("ep").await.unwrap(), None);
     s.put_fleet("ep", json!({"workers": []})).await.unwrap();
     assert_eq!(s.fleet("ep").await.unwrap(), Some(json!({"workers": []})));

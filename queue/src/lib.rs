@@ -88,6 +88,9 @@ pub struct LiveWorker {
     pub id: String,
     /// Jobs it holds.
     pub jobs: usize,
+    /// Jobs it has taken since the store first heard of it: a change between two looks means
+    /// it worked meanwhile, even if every job was too short to be seen held.
+    pub taken: u64,
 }
 
 /// Retention and timing settings of a store.

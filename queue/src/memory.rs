@@ -119,6 +119,8 @@ impl Endpoint {
 struct Worker {
     endpoint: String,
     last_seen: Instant,
+    /// Jobs taken so far ([`LiveWorker::taken`]).
+    taken: u64,
     stops: Vec<JobId>,
     stop_signal: watch::Sender<u64>,
 }
@@ -162,6 +164,7 @@ impl State {
             .or_insert_with(|| Worker {
                 endpoint: endpoint.to_string(),
                 last_seen: now,
+                taken: 0,
                 stops: Vec::new(),
                 stop_signal: watch::channel(0).0,
             });
@@ -400,7 +403,7 @@ impl JobStore for MemoryStore {
                     }
                     if !taken.is_empty() {
                         // Jobs handed out start a lease, even for a worker swept as dead.
-                        st.worker(endpoint, worker, now);
+                        st.worker(endpoint, worker, now).taken += taken.len() as u64;
                         return Ok(taken);
                     }
                     Some(st.endpoint(endpoint).arrived.subscribe())
@@ -681,6 +684,7 @@ impl JobStore for MemoryStore {
             .map(|id| LiveWorker {
                 id: id.clone(),
                 jobs: jobs.get(id.as_str()).copied().unwrap_or(0),
+                taken: st.workers.get(id).map_or(0, |w| w.taken),
             })
             .collect();
         live.sort_by(|a, b| a.id.cmp(&b.id));

@@ -511,10 +511,11 @@ impl JobStore for RedisStore {
             })
             .await?;
         let mut live: Vec<LiveWorker> = v
-            .chunks(2)
+            .chunks(3)
             .map(|p| LiveWorker {
                 id: p[0].clone().unwrap_or_default(),
                 jobs: int(p, 1) as usize,
+                taken: int(p, 2),
             })
             .collect();
         live.sort_by(|a, b| a.id.cmp(&b.id));

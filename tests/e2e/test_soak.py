@@ -38,7 +38,8 @@ def serve_requests(client, first: int, n: int, stream_every: int = 3):
 def test_worker_and_gateway_memory_stay_flat_over_hundreds_of_requests(tmp_path):
     from openai import OpenAI
 
-    s = Server(tmp_path, "--config", str(config_with(tmp_path, min_workers=1))).wait_ready()
+    config = config_with(tmp_path, min_workers=1, max_workers=1)
+    s = Server(tmp_path, "--config", str(config)).wait_ready()
     try:
         client = OpenAI(base_url=f"{s.base}/v1", api_key="unused", max_retries=0, timeout=120)
         (worker,) = wait_for(lambda: worker_pids(s.port), 60, "the always-on worker")

@@ -170,7 +170,10 @@ function ops.take(ep, w, max, touch)
     end
   end
   -- Jobs handed out start a lease, even to a worker the sweep already gave up on.
-  if n > 0 then redis.call('ZADD', P .. 'wk:' .. ep, now, w) end
+  if n > 0 then
+    redis.call('ZADD', P .. 'wk:' .. ep, now, w)
+    redis.call('HINCRBY', P .. 'taken', w, n)
+  end
   return out
 end
 
@@ -306,6 +309,7 @@ function ops.workers(ep, timeout)
   for i = 1, #live do
     out[#out + 1] = live[i]
     out[#out + 1] = tostring(redis.call('SCARD', P .. 'held:' .. live[i]))
+    out[#out + 1] = redis.call('HGET', P .. 'taken', live[i]) or '0'
   end
   return out
 end
@@ -315,6 +319,7 @@ function ops.lost(w, max_retries)
   for i = 1, #eps do redis.call('ZREM', P .. 'wk:' .. eps[i], w) end
   -- Its process is gone: nothing more to remember.
   redis.call('DEL', P .. 'retired:' .. w)
+  redis.call('HDEL', P .. 'taken', w)
   return { 'OK', tostring(lose_worker(w, tonumber(max_retries))) }
 end
 
@@ -400,7 +405,10 @@ function ops.sweep(timeout, max_retries)
     end
     local dead = redis.call('ZRANGEBYSCORE', wk, '-inf', '(' .. cutoff)
     redis.call('ZREMRANGEBYSCORE', wk, '-inf', '(' .. cutoff)
-    for d = 1, #dead do n = n + lose_worker(dead[d], max_retries) end
+    for d = 1, #dead do
+      n = n + lose_worker(dead[d], max_retries)
+      redis.call('HDEL', P .. 'taken', dead[d])
+    end
     local late = redis.call('ZRANGEBYSCORE', P .. 'run:' .. ep, '-inf', now)
     for i = 1, #late do
       local id = late[i]
