@@ -1,21 +1,28 @@
-//! Engine load time (the worker's `loadMs`), in-process, for the ways a worker can load the
-//! default model: the served GGUF with the tokenizer rebuilt from its metadata (mistral.rs's
-//! own path), with the tokenizer sidecar written at pull time, and with the sidecar plus a
-//! copy of the served GGUF whose tokenizer arrays are stripped (less metadata to parse).
-//! Rounds alternate the variants; prints medians with min-max in ms.
+//! Engine load time (the worker's `loadMs`) for the ways a worker can load the default model:
+//! before, the served GGUF with the tokenizer arrays, rebuilt into a tokenizer by mistral.rs
+//! on every start; the same file with the tokenizer sidecar written at pull time; after, the
+//! sidecar and the served GGUF as pulls now write it, without the arrays. Every load runs in a
+//! fresh process (as a worker's does: a second load in one process finds warm caches); rounds
+//! alternate the variants; prints medians with min-max in ms.
 //!
 //! cargo run --release --example load_bench -- [ROUNDS]
 
 use engine::Engine;
 use protocol::config::Deployment;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-/// A copy of `src` without the `tokenizer.ggml.*` metadata (tokens, merges, types, ids).
-fn stripped_copy(src: &Path, dest: &Path) -> anyhow::Result<()> {
+/// The served tensors of `served` with all of `original`'s metadata (tokenizer arrays too):
+/// the served file as it was before pulls left the arrays out.
+fn full_copy(served: &Path, original: &Path, dest: &Path) -> anyhow::Result<()> {
     use candle_core::quantized::gguf_file;
-    let mut r = std::io::BufReader::new(std::fs::File::open(src)?);
-    let content = gguf_file::Content::read(&mut r)?;
+    let read = |p: &Path| -> anyhow::Result<_> {
+        let mut r = std::io::BufReader::new(std::fs::File::open(p)?);
+        let c = gguf_file::Content::read(&mut r)?;
+        Ok((c, r))
+    };
+    let (orig, _) = read(original)?;
+    let (content, mut r) = read(served)?;
     let mut tensors = Vec::new();
     for name in content.tensor_infos.keys() {
         tensors.push((
@@ -23,10 +30,11 @@ fn stripped_copy(src: &Path, dest: &Path) -> anyhow::Result<()> {
             content.tensor(&mut r, name, &candle_core::Device::Cpu)?,
         ));
     }
-    let md: Vec<(&str, &gguf_file::Value)> = content
+    let md: Vec<(&str, &gguf_file::Value)> = orig
         .metadata
         .iter()
-        .filter(|(k, _)| !k.starts_with("tokenizer.ggml."))
+        .filter(|(k, _)| k.as_str() != "general.file_type")
+        .chain(content.metadata.get_key_value("general.file_type"))
         .map(|(k, v)| (k.as_str(), v))
         .collect();
     let ts: Vec<(&str, &candle_core::quantized::QTensor)> =
@@ -38,10 +46,7 @@ fn stripped_copy(src: &Path, dest: &Path) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let args: Vec<String> = std::env::args().collect();
     let dep = Deployment::load(Path::new("configs/sluice.toml"))?;
     let cfg = dep.models[0].clone();
     let cache = weights::Cache::from_env();
@@ -50,23 +55,37 @@ async fn main() -> anyhow::Result<()> {
     let sidecar = cached
         .tokenizer_dir()
         .expect("pull writes the tokenizer sidecar");
-    let stripped = cache.root().join("bench/stripped.gguf");
-    if !stripped.exists() {
-        std::fs::create_dir_all(stripped.parent().expect("has a parent"))?;
-        stripped_copy(&served, &stripped)?;
-    }
-    let variants: [(&str, PathBuf, Option<&Path>); 3] = [
-        ("tokenizer from GGUF (before)", served.clone(), None),
-        ("tokenizer sidecar", served.clone(), Some(&sidecar)),
-        ("sidecar + stripped GGUF", stripped.clone(), Some(&sidecar)),
+    let full = cache.root().join("bench/served-with-tokenizer.gguf");
+    let variants: [(&str, &Path, Option<&Path>); 3] = [
+        ("before: tokenizer from the GGUF", &full, None),
+        ("tokenizer sidecar, full GGUF", &full, Some(&sidecar)),
+        ("after: sidecar, GGUF w/o arrays", &served, Some(&sidecar)),
     ];
+    // A child: one load, its time on stdout.
+    if let Some(i) = args.get(1).filter(|a| *a == "--one").and(args.get(2)) {
+        let (_, path, tok) = variants[i.parse::<usize>()?];
+        let t0 = Instant::now();
+        let _engine = Engine::load(&cfg, path, tok).await?;
+        println!("{}", t0.elapsed().as_secs_f64() * 1000.0);
+        return Ok(());
+    }
+    let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    if !full.exists() {
+        std::fs::create_dir_all(full.parent().expect("has a parent"))?;
+        full_copy(&served, &cached.dir.join(&cached.original.file), &full)?;
+    }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for _ in 0..rounds {
-        for (i, (_, path, tok)) in variants.iter().enumerate() {
-            let t0 = Instant::now();
-            let engine = Engine::load(&cfg, path, *tok).await?;
-            times[i].push(t0.elapsed().as_secs_f64() * 1000.0);
-            drop(engine);
+        for (i, t) in times.iter_mut().enumerate() {
+            let out = std::process::Command::new(&args[0])
+                .args(["--one", &i.to_string()])
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            t.push(String::from_utf8(out.stdout)?.trim().parse()?);
         }
     }
     for ((name, ..), mut t) in variants.iter().zip(times) {

@@ -35,12 +35,10 @@ async fn the_sidecar_tokenizer_matches_the_engines_own_conversion_and_the_gatewa
     let cached = weights::Cache::from_env().pull(&cfg).unwrap();
     let sidecar = cached.tokenizer_dir().expect("pull writes the sidecar");
     let counter = weights::PromptTokenizer::from_hf_dir(&sidecar).unwrap();
-    let with_sidecar = Engine::load(&cfg, &cached.served_path(), Some(&sidecar))
-        .await
-        .unwrap();
-    let from_gguf = Engine::load(&cfg, &cached.served_path(), None)
-        .await
-        .unwrap();
+    // The published file: it still has the tokenizer arrays (served files leave them out).
+    let original = cached.dir.join(&cached.original.file);
+    let with_sidecar = Engine::load(&cfg, &original, Some(&sidecar)).await.unwrap();
+    let from_gguf = Engine::load(&cfg, &original, None).await.unwrap();
     for prompt in PROMPTS {
         let completion =
             json!({"model": cfg.name, "prompt": prompt, "max_tokens": 8, "temperature": 0});

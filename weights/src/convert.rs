@@ -50,7 +50,18 @@ fn dtype_for(current: GgmlDType, dims: &[usize], want: GgmlDType) -> GgmlDType {
     }
 }
 
-/// Write `src` re-quantized to `format` at `dest`.
+/// The tokenizer's vocabulary arrays, left out of derived files: workers load the tokenizer
+/// from the sidecar written at pull time, and parsing ~100k strings of metadata was ~15% of
+/// a worker's load time (measured with `examples/load_bench.rs`).
+const TOKENIZER_ARRAYS: &[&str] = &[
+    "tokenizer.ggml.tokens",
+    "tokenizer.ggml.merges",
+    "tokenizer.ggml.token_type",
+    "tokenizer.ggml.scores",
+];
+
+/// Write `src` re-quantized to `format` at `dest`, without the tokenizer's arrays (see
+/// [`TOKENIZER_ARRAYS`]; the chat template and special-token ids stay).
 pub fn convert(src: &Path, dest: &Path, format: WeightFormat) -> Result<()> {
     let gguf_err = |detail: candle_core::Error| WeightsError::Gguf {
         path: src.to_path_buf(),
@@ -86,6 +97,7 @@ pub fn convert(src: &Path, dest: &Path, format: WeightFormat) -> Result<()> {
     let mut metadata: Vec<(&str, Value)> = content
         .metadata
         .iter()
+        .filter(|(k, _)| !TOKENIZER_ARRAYS.contains(&k.as_str()))
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
     if let Some(ft) = file_type(format) {
@@ -147,10 +159,16 @@ mod tests {
         )
         .unwrap();
         let name = Value::String("tiny".into());
+        let tokens = Value::Array(vec![Value::String("a".into()), Value::String("b".into())]);
+        let eos = Value::U32(1);
         let mut f = File::create(&src).unwrap();
         gguf_file::write(
             &mut f,
-            &[("general.name", &name)],
+            &[
+                ("general.name", &name),
+                ("tokenizer.ggml.tokens", &tokens),
+                ("tokenizer.ggml.eos_token_id", &eos),
+            ],
             &[("w", &q41), ("norm", &norm)],
         )
         .unwrap();
@@ -161,6 +179,14 @@ mod tests {
         let c = gguf_file::Content::read(&mut r).unwrap();
         assert_eq!(c.metadata["general.name"].to_string().unwrap(), "tiny");
         assert_eq!(c.metadata["general.file_type"].to_u32().unwrap(), 7);
+        assert!(
+            !c.metadata.contains_key("tokenizer.ggml.tokens"),
+            "the vocabulary lives in the tokenizer sidecar"
+        );
+        assert_eq!(
+            c.metadata["tokenizer.ggml.eos_token_id"].to_u32().unwrap(),
+            1
+        );
         let out = c.tensor(&mut r, "w", &Device::Cpu).unwrap();
         assert_eq!(out.dtype(), GgmlDType::Q8_0);
         assert_eq!(
