@@ -235,34 +235,7 @@ impl Controller {
             tracing::debug!(endpoint = %ep.name, "workers crash in a loop; holding back");
             d.start = 0;
         }
-        for _ in 0..d.start {
-            match self.actuator.start(&ep.name).await {
-                Ok(id) => {
-                    tracing::info!(endpoint = %ep.name, worker = %id, in_queue = q.in_queue, "starting a worker")
-                }
-                Err(e) if e.is::<crate::actuator::NoCapacity>() => {
-                    // Capacity: try again next tick, when a worker may have released its devices.
-                    tracing::debug!(endpoint = %ep.name, "{e}");
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(endpoint = %ep.name, "cannot start a worker: {e:#}");
-                    let failed = Exited {
-                        id: format!("{}-(not started)", ep.name),
-                        endpoint: ep.name.clone(),
-                        code: None,
-                        signal: None,
-                        drained: false,
-                        lived: Duration::ZERO,
-                    };
-                    self.crashes
-                        .entry(ep.name.clone())
-                        .or_default()
-                        .crashed(&failed, false);
-                    break;
-                }
-            }
-        }
+        self.start_workers(&ep.name, d.start, q.in_queue).await;
         for id in &d.drain {
             tracing::info!(worker = %id, "idle past idle_timeout; draining");
             // No new jobs for it from now on: a worker that keeps polling while it shuts down
@@ -273,6 +246,39 @@ impl Controller {
         // Workers started just now show as initializing at once.
         let fleet = self.fleet(&ep.name, &self.actuator.managed(&ep.name), &views);
         self.store.put_fleet(&ep.name, fleet).await
+    }
+
+    /// Start `n` workers of `endpoint`; a start that fails for want of capacity is tried again
+    /// at the next tick, any other failure counts as a crash (back-off).
+    async fn start_workers(&mut self, endpoint: &str, n: usize, in_queue: usize) {
+        for _ in 0..n {
+            match self.actuator.start(endpoint).await {
+                Ok(id) => {
+                    tracing::info!(%endpoint, worker = %id, in_queue = in_queue, "starting a worker")
+                }
+                Err(e) if e.is::<crate::actuator::NoCapacity>() => {
+                    // Capacity: try again next tick, when a worker may have released its devices.
+                    tracing::debug!(%endpoint, "{e}");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(%endpoint, "cannot start a worker: {e:#}");
+                    let failed = Exited {
+                        id: format!("{endpoint}-(not started)"),
+                        endpoint: endpoint.to_string(),
+                        code: None,
+                        signal: None,
+                        drained: false,
+                        lived: Duration::ZERO,
+                    };
+                    self.crashes
+                        .entry(endpoint.to_string())
+                        .or_default()
+                        .crashed(&failed, false);
+                    break;
+                }
+            }
+        }
     }
 
     fn state_of(

@@ -89,6 +89,52 @@ pub fn allowed_cpus() -> String {
     String::new()
 }
 
+/// The command that starts worker `id` of `launch` with its GPUs (`CUDA_VISIBLE_DEVICES`) and
+/// pinned to `cpus` (none: unpinned), in its own process group, dying with us.
+fn command(launch: &Launch, id: &str, gpus: Option<&str>, cpus: &[String]) -> Command {
+    let mut cmd = Command::new(&launch.program);
+    cmd.args(launch.args_for(id))
+        .envs(launch.env_for(id))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(g) = gpus {
+        cmd.env("CUDA_VISIBLE_DEVICES", g);
+    }
+    if !cpus.is_empty() {
+        // candle and mistral.rs size their thread pools by this (default: every core).
+        cmd.env("RAYON_NUM_THREADS", cpus.len().to_string());
+    }
+    let cores: Vec<usize> = cpus.iter().filter_map(|c| c.parse().ok()).collect();
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(2) and sched_setaffinity(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Workers stop with us even if we die without cleaning up (SIGKILL, OOM), so no
+            // orphan keeps a GPU that a restarted autoscaler would hand out again.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if !cores.is_empty() {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for &c in &cores {
+                    libc::CPU_SET(c, &mut set);
+                }
+                if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    // Their own process group: a Ctrl-C at the terminal reaches us, and we drain them.
+    #[cfg(unix)]
+    cmd.process_group(0);
+    if let Some(dir) = &launch.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd
+}
+
 impl LocalProcesses {
     /// The GPUs and CPU cores a new worker of `launch` gets, all or nothing.
     fn take_devices(&self, launch: &Launch) -> Result<(Vec<String>, Vec<String>), NoCapacity> {
@@ -155,46 +201,7 @@ impl Actuator for LocalProcesses {
         let (gpus, cpus) = self.take_devices(launch)?;
         let visible = (!gpus.is_empty()).then(|| gpus.join(","));
         let pinned = (!cpus.is_empty()).then(|| cpus.join(","));
-        let mut cmd = Command::new(&launch.program);
-        cmd.args(launch.args_for(&id))
-            .envs(launch.env_for(&id))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(g) = &visible {
-            cmd.env("CUDA_VISIBLE_DEVICES", g);
-        }
-        if !cpus.is_empty() {
-            // candle and mistral.rs size their thread pools by this (default: every core).
-            cmd.env("RAYON_NUM_THREADS", cpus.len().to_string());
-        }
-        let cores: Vec<usize> = cpus.iter().filter_map(|c| c.parse().ok()).collect();
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl(2) and sched_setaffinity(2) only, between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Workers stop with us even if we die without cleaning up (SIGKILL, OOM), so
-                // no orphan keeps a GPU that a restarted autoscaler would hand out again.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                if !cores.is_empty() {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    for &c in &cores {
-                        libc::CPU_SET(c, &mut set);
-                    }
-                    if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        // Their own process group: a Ctrl-C at the terminal reaches us, and we drain them.
-        #[cfg(unix)]
-        cmd.process_group(0);
-        if let Some(dir) = &launch.cwd {
-            cmd.current_dir(dir);
-        }
+        let mut cmd = command(launch, &id, visible.as_deref(), &cpus);
         let t0 = Instant::now();
         let spawned = cmd.spawn();
         let spawn_ms = t0.elapsed().as_millis() as u64;

@@ -195,13 +195,27 @@ impl Engine {
                 break;
             }
         }
-        let limit = sampling.max_tokens.map(|m| m as usize);
         let counts: Vec<TokenCounts> = counts
             .into_iter()
             .zip(&runs)
             .map(|(c, run)| c.unwrap_or_else(|| run.counter.counts()))
             .collect();
-        for (run, c) in runs.iter().zip(&counts) {
+        self.finish(req, agg, &runs, &counts, on_chunk)
+    }
+
+    /// The response once the engine is done: choices it ended silently get their finish
+    /// reason, usage comes from the counts, completions' `echo` is applied.
+    fn finish(
+        &self,
+        req: &GenerateRequest,
+        mut agg: Aggregator,
+        runs: &[Run],
+        counts: &[TokenCounts],
+        on_chunk: &mut (dyn FnMut(Value) + Send),
+    ) -> Result<Value, EngineError> {
+        let stream = req.stream();
+        let limit = req.sampling().max_tokens.map(|m| m as usize);
+        for (run, c) in runs.iter().zip(counts) {
             for i in run.choices.clone() {
                 if agg.finished(i) {
                     continue;

@@ -92,28 +92,7 @@ impl PromptTokenizer {
                 .ok_or_else(|| bad("missing tokenizer.ggml.eos_token_id".into()))?,
             token_at("tokenizer.ggml.unknown_token_id"),
         );
-        let vocab: tokenizers::models::bpe::Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
-        let mut bpe = BPE::builder().vocab_and_merges(vocab, merges);
-        if let Some(u) = &unk {
-            bpe = bpe.unk_token(u.clone());
-        }
-        let mut tokenizer = Tokenizer::new(bpe.build().map_err(tok_err)?);
-        let split = Split::new(
-            SplitPattern::Regex(SPLIT_REGEX.to_string()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(tok_err)?;
-        tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
-            PreTokenizerWrapper::Split(split),
-            PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)),
-        ])));
-        tokenizer.with_decoder(Some(ByteLevel::new(false, false, false)));
-        tokenizer.with_post_processor(Some(ByteLevel::new(false, false, false)));
+        let mut tokenizer = bpe_tokenizer(&tokens, merges, unk.as_deref())?;
         let types: Vec<i32> = match meta(&c, "tokenizer.ggml.token_type").map(Value::to_vec) {
             Some(Ok(v)) => v.iter().map(|t| t.to_i32().unwrap_or(NORMAL)).collect(),
             _ => Vec::new(),
@@ -261,6 +240,38 @@ impl PromptTokenizer {
     pub fn count_chat(&self, messages: &[ChatMessage]) -> Result<usize> {
         self.count(&self.render_chat(messages)?)
     }
+}
+
+/// Byte-level BPE over `tokens` and `merges`, with mistral.rs's pre-tokenizer, decoder and
+/// post-processor for GGUF `gpt2` tokenizers (special tokens are added by the caller).
+fn bpe_tokenizer(
+    tokens: &[String],
+    merges: Vec<(String, String)>,
+    unk: Option<&str>,
+) -> Result<Tokenizer> {
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let mut bpe = BPE::builder().vocab_and_merges(vocab, merges);
+    if let Some(u) = unk {
+        bpe = bpe.unk_token(u.to_string());
+    }
+    let mut tokenizer = Tokenizer::new(bpe.build().map_err(tok_err)?);
+    let split = Split::new(
+        SplitPattern::Regex(SPLIT_REGEX.to_string()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(tok_err)?;
+    tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
+        PreTokenizerWrapper::Split(split),
+        PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)),
+    ])));
+    tokenizer.with_decoder(Some(ByteLevel::new(false, false, false)));
+    tokenizer.with_post_processor(Some(ByteLevel::new(false, false, false)));
+    Ok(tokenizer)
 }
 
 /// The keys of `tokenizer_config.json` that sluice writes and reads (Hugging Face's names;
