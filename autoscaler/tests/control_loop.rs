@@ -36,29 +36,64 @@ fn states(fleet: Option<Value>) -> Vec<String> {
         .collect()
 }
 
+/// A control loop over a memory store and one `sh` endpoint `name` running `script` (min
+/// `min` workers, idle timeout `idle_secs`), started in the background.
+struct Running {
+    store: Arc<dyn JobStore>,
+    actuator: Arc<LocalProcesses>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(name: &str, script: &str, min: u32, idle_secs: u64) -> Self {
+        let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
+        let actuator = Arc::new(LocalProcesses::new(
+            vec![sh(name, script, 0)],
+            "",
+            "",
+            Duration::from_secs(5),
+        ));
+        let controller = Controller::new(
+            store.clone(),
+            actuator.clone(),
+            vec![endpoint(name, min, idle_secs)],
+            ControlSettings::default(),
+        );
+        let (stop, stopped) = stop_signal();
+        let task = tokio::spawn(controller.run(stopped));
+        Running {
+            store,
+            actuator,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+}
+
+/// Lines in `dir/starts` (a worker script appends one per start).
+fn starts(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
 #[tokio::test]
 async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
     let dir = scratch();
-    let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
     let script = format!(
         "echo $0 > {}/started; trap 'echo drained > {}/$0; exit 0' TERM; while true; do sleep 0.05; done",
         dir.display(),
         dir.display()
     );
-    let actuator = Arc::new(LocalProcesses::new(
-        vec![sh("ep", &script, 0)],
-        "",
-        "",
-        Duration::from_secs(5),
-    ));
-    let controller = Controller::new(
-        store.clone(),
-        actuator.clone(),
-        vec![endpoint("ep", 0, 1)],
-        ControlSettings::default(),
-    );
-    let stop = stop_signal();
-    let loop_ = tokio::spawn(controller.run(stop.1));
+    let run = Running::start("ep", &script, 0, 1);
+    let (store, actuator) = (run.store.clone(), run.actuator.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         actuator.managed("ep").is_empty(),
@@ -120,37 +155,18 @@ async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
         async || store.workers("ep").await.unwrap().is_empty().then_some(()),
     )
     .await;
-    let _ = stop.0.send(());
-    loop_.await.unwrap();
+    run.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn workers_crashing_at_start_are_retried_with_backoff() {
     let dir = scratch();
-    let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
     let script = format!("echo x >> {}/starts; exit 1", dir.display());
-    let actuator = Arc::new(LocalProcesses::new(
-        vec![sh("bad", &script, 0)],
-        "",
-        "",
-        Duration::from_secs(5),
-    ));
-    let controller = Controller::new(
-        store,
-        actuator,
-        vec![endpoint("bad", 1, 5)],
-        ControlSettings::default(),
-    );
-    let stop = stop_signal();
-    let loop_ = tokio::spawn(controller.run(stop.1));
+    let run = Running::start("bad", &script, 1, 5);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let _ = stop.0.send(());
-    loop_.await.unwrap();
-    let starts = std::fs::read_to_string(dir.join("starts"))
-        .unwrap_or_default()
-        .lines()
-        .count();
+    run.stop().await;
+    let starts = starts(&dir);
     // Without backoff a 100 ms tick would restart it ~30 times; with it: t=0, ~2 s (then 4 s).
     assert!((2..=3).contains(&starts), "{starts} starts in 3 s");
     let _ = std::fs::remove_dir_all(dir);
@@ -159,24 +175,11 @@ async fn workers_crashing_at_start_are_retried_with_backoff() {
 #[tokio::test]
 async fn workers_crashing_after_they_are_ready_back_off_and_show_unhealthy() {
     let dir = scratch();
-    let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
     // Comes up (the test pings for it, as its first ping would), then dies 0.4 s in: a
     // handler that raises once it serves.
     let script = format!("echo x >> {}/starts; sleep 0.4; exit 1", dir.display());
-    let actuator = Arc::new(LocalProcesses::new(
-        vec![sh("loop", &script, 0)],
-        "",
-        "",
-        Duration::from_secs(5),
-    ));
-    let controller = Controller::new(
-        store.clone(),
-        actuator.clone(),
-        vec![endpoint("loop", 1, 5)],
-        ControlSettings::default(),
-    );
-    let stop = stop_signal();
-    let loop_ = tokio::spawn(controller.run(stop.1));
+    let run = Running::start("loop", &script, 1, 5);
+    let (store, actuator) = (run.store.clone(), run.actuator.clone());
     let t0 = Instant::now();
     let mut unhealthy = None;
     while t0.elapsed() < Duration::from_millis(3500) {
@@ -192,12 +195,8 @@ async fn workers_crashing_after_they_are_ready_back_off_and_show_unhealthy() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = stop.0.send(());
-    loop_.await.unwrap();
-    let starts = std::fs::read_to_string(dir.join("starts"))
-        .unwrap_or_default()
-        .lines()
-        .count();
+    run.stop().await;
+    let starts = starts(&dir);
     // Restarted at once, it would start every ~0.5 s (7 times); backed off: t=0, ~2.4 s.
     assert!((2..=3).contains(&starts), "{starts} starts in 3.5 s");
     let w = unhealthy.expect("the crash loop shows as an unhealthy worker");
