@@ -82,6 +82,9 @@ def test_usage_counts_every_choice(api):
     assert [texts[i] for i in range(3)] == [c.message.content for c in whole.choices]
     whole, (_, _, usage) = both_ways(api, "completion", prompt=COUNTING, n=2, max_tokens=8, temperature=0)
     assert whole.usage.completion_tokens == 16 and usage.completion_tokens == 16
+    # best_of: 3 candidates generated (and counted, as OpenAI bills them), the best one returned.
+    r = api.completions.create(model=MODEL, prompt=COUNTING, best_of=3, n=1, max_tokens=8, temperature=0)
+    assert len(r.choices) == 1 and r.usage.completion_tokens == 24
 
 
 def test_completions_without_max_tokens_stop_at_openais_default_of_16(api):
