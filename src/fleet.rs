@@ -6,6 +6,7 @@ use anyhow::Context;
 use autoscaler::actuator::WORKER_ID;
 use autoscaler::{Endpoint, Launch, LocalProcesses};
 use protocol::config::Deployment;
+use protocol::routes::{WorkerRoute, SDK_QUERY};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,18 +47,23 @@ fn launches(
         })
         .collect();
     for c in &dep.config.custom {
-        let ep = format!("{gateway}/v2/{}", c.name);
+        // The SDK fills in `$ID` (the job) and appends its own query parameters.
+        let url = |r: WorkerRoute, tail: &str| r.url(gateway, &c.name, WORKER_ID) + tail;
         let mut env: Vec<(String, String)> = [
-            ("RUNPOD_WEBHOOK_GET_JOB", format!("{ep}/job-take/$ID?x=1")),
+            (
+                "RUNPOD_WEBHOOK_GET_JOB",
+                // (The SDK swaps in job-take-batch itself when it wants several.)
+                WorkerRoute::JobTake.url(gateway, &c.name, "$ID") + SDK_QUERY,
+            ),
             (
                 "RUNPOD_WEBHOOK_POST_OUTPUT",
-                format!("{ep}/job-done/{WORKER_ID}/$ID?x=1"),
+                url(WorkerRoute::JobDone, &format!("/$ID{SDK_QUERY}")),
             ),
             (
                 "RUNPOD_WEBHOOK_POST_STREAM",
-                format!("{ep}/job-stream/{WORKER_ID}/$ID?x=1"),
+                url(WorkerRoute::JobStream, &format!("/$ID{SDK_QUERY}")),
             ),
-            ("RUNPOD_WEBHOOK_PING", format!("{ep}/ping/{WORKER_ID}?x=1")),
+            ("RUNPOD_WEBHOOK_PING", url(WorkerRoute::Ping, SDK_QUERY)),
             ("RUNPOD_POD_ID", WORKER_ID.to_string()),
             ("RUNPOD_AI_API_KEY", token.to_string()),
             ("RUNPOD_SKIP_AUTO_SYSTEM_CHECKS", "true".to_string()),

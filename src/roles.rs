@@ -166,8 +166,7 @@ impl WorkerIdentity {
         let from_env = std::env::var("RUNPOD_WEBHOOK_GET_JOB")
             .ok()
             .and_then(|url| {
-                let (gw, rest) = url.split_once("/v2/")?;
-                let ep = rest.split('/').next()?;
+                let (gw, ep) = protocol::routes::split_worker_url(&url)?;
                 Some((gw.to_string(), ep.to_string()))
             });
         let (env_gw, env_ep) = from_env.unzip();

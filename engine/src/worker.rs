@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use protocol::job::{JobDoneBody, JobsToStop, TakenJob};
+use protocol::routes::{WorkerRoute, SDK_QUERY};
 use protocol::JobId;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -115,14 +116,10 @@ struct Worker {
 }
 
 impl Worker {
-    fn url(&self, route: &str, tail: &str) -> String {
+    /// This worker's URL of `route`, then `tail` (a job id and a query).
+    fn url(&self, route: WorkerRoute, tail: &str) -> String {
         let o = &self.opts;
-        format!(
-            "{}/v2/{}/{route}/{}{tail}",
-            o.gateway.trim_end_matches('/'),
-            o.endpoint,
-            o.worker_id
-        )
+        route.url(&o.gateway, &o.endpoint, &o.worker_id) + tail
     }
 
     fn running_ids(&self) -> Vec<String> {
@@ -137,7 +134,7 @@ impl Worker {
     async fn take(&self, n: usize) -> anyhow::Result<Vec<TakenJob>> {
         let busy = u8::from(!self.running_ids().is_empty());
         let url = self.url(
-            "job-take-batch",
+            WorkerRoute::JobTakeBatch,
             &format!("?batch_size={n}&job_in_progress={busy}"),
         );
         let resp = self
@@ -197,7 +194,7 @@ impl Worker {
         // Forward chunks, batching whatever piled up during the previous POST.
         let forwarder = {
             let me = self.clone();
-            let url = self.url("job-stream", &format!("/{}?x=1", job.id));
+            let url = self.url(WorkerRoute::JobStream, &format!("/{}{SDK_QUERY}", job.id));
             let streamed = streamed.clone();
             tokio::spawn(async move {
                 while let Some(first) = rx.recv().await {
@@ -236,7 +233,10 @@ impl Worker {
             }
         };
         let is_stream = streamed.load(std::sync::atomic::Ordering::Relaxed);
-        let url = self.url("job-done", &format!("/{}?isStream={is_stream}", job.id));
+        let url = self.url(
+            WorkerRoute::JobDone,
+            &format!("/{}?isStream={is_stream}", job.id),
+        );
         let body = serde_json::to_value(body).unwrap_or(Value::Null);
         if let Err(e) = self.post(url, &body).await {
             tracing::warn!(job = %job.id, "job-done failed: {e:#}");
@@ -249,7 +249,7 @@ impl Worker {
             tick.tick().await;
             let ids = self.running_ids().join(",");
             // `listed=1`: this list is complete, so the store may reclaim held jobs it omits.
-            let url = self.url("ping", &format!("?job_id={ids}&listed=1"));
+            let url = self.url(WorkerRoute::Ping, &format!("?job_id={ids}&listed=1"));
             if let Err(e) = self
                 .http
                 .get(url)
@@ -264,7 +264,7 @@ impl Worker {
 
     async fn stop_loop(self: Arc<Self>) {
         loop {
-            let url = self.url("job-stop", "?x=1");
+            let url = self.url(WorkerRoute::JobStop, SDK_QUERY);
             let resp = self
                 .http
                 .get(url)

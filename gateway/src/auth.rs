@@ -1,69 +1,70 @@
-//! Client API keys on the public API. Health, readiness and the worker API (which has its own
-//! worker token) are exempt.
+//! Credentials, as layers on route groups (see `crate::router`): client API keys on the public
+//! OpenAI and queue routes, the worker token on the worker protocol's routes; probes need
+//! neither. Keys are compared in constant time.
 
 use crate::error::{GatewayError, OpenAiError, RunpodError};
 use crate::AppState;
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-
-const WORKER_ROUTES: &[&str] = &[
-    "job-take",
-    "job-take-batch",
-    "job-done",
-    "job-stream",
-    "ping",
-    "job-stop",
-];
-
-fn is_public(path: &str) -> bool {
-    if path == "/health" || path == "/ready" {
-        return false;
-    }
-    // /v2/{endpoint}/{route}/...
-    let route = path.split('/').nth(3).unwrap_or("");
-    !(path.starts_with("/v2/") && WORKER_ROUTES.contains(&route))
-}
+use subtle::ConstantTimeEq;
 
 /// The key in `Authorization: Bearer KEY` (or the bare key, as RunPod's docs send it).
-pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
 }
 
-pub async fn client_key(State(gw): State<AppState>, req: Request, next: Next) -> Response {
+/// Whether `given` equals `key`, in time that does not depend on where they differ.
+fn same(given: &str, key: &str) -> bool {
+    given.as_bytes().ct_eq(key.as_bytes()).into()
+}
+
+/// Whether the request carries one of the configured client keys (any request, when none are
+/// configured).
+fn client_allowed(gw: &AppState, headers: &HeaderMap) -> bool {
     let keys = &gw.settings.api_keys;
-    let path = req.uri().path();
-    if keys.is_empty() || !is_public(path) {
-        return next.run(req).await;
+    if keys.is_empty() {
+        return true;
     }
-    let given = bearer(req.headers()).map(str::trim);
-    if given.is_some_and(|k| keys.iter().any(|key| key == k)) {
-        return next.run(req).await;
-    }
-    let err = GatewayError::Unauthorized(
-        "a valid API key is required (Authorization: Bearer KEY)".into(),
-    );
-    if path.starts_with("/v2/") && !path.contains("/openai/") {
-        RunpodError(err).into_response()
+    let given = bearer(headers).unwrap_or("");
+    // Every key is compared, so the time does not tell which one matched.
+    keys.iter().fold(false, |ok, key| ok | same(given, key))
+}
+
+fn missing_key() -> GatewayError {
+    GatewayError::Unauthorized("a valid API key is required (Authorization: Bearer KEY)".into())
+}
+
+/// Client keys on the OpenAI routes (`/v1`, `/v2/{endpoint}/openai/v1`): OpenAI's error shape.
+pub async fn openai_client(State(gw): State<AppState>, req: Request, next: Next) -> Response {
+    if client_allowed(&gw, req.headers()) {
+        next.run(req).await
     } else {
-        OpenAiError(err).into_response()
+        OpenAiError(missing_key()).into_response()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Client keys on the queue routes (`/v2/{endpoint}/run`, ...): RunPod's error shape.
+pub async fn queue_client(State(gw): State<AppState>, req: Request, next: Next) -> Response {
+    if client_allowed(&gw, req.headers()) {
+        next.run(req).await
+    } else {
+        RunpodError(missing_key()).into_response()
+    }
+}
 
-    #[test]
-    fn worker_routes_and_probes_are_exempt() {
-        assert!(is_public("/v1/chat/completions"));
-        assert!(is_public("/v2/ep/run"));
-        assert!(is_public("/v2/ep/openai/v1/models"));
-        assert!(!is_public("/v2/ep/job-take/w1"));
-        assert!(!is_public("/v2/ep/ping/w1"));
-        assert!(!is_public("/health"));
+/// The worker token on the worker protocol's routes (RunPod's SDK sends it raw).
+pub async fn worker_token(State(gw): State<AppState>, req: Request, next: Next) -> Response {
+    if bearer(req.headers()).is_some_and(|t| same(t, &gw.worker_token)) {
+        next.run(req).await
+    } else {
+        RunpodError(GatewayError::Unauthorized(
+            "invalid or missing worker token".into(),
+        ))
+        .into_response()
     }
 }

@@ -1,43 +1,75 @@
 //! Request bodies as JSON, whatever the content type (the RunPod SDK posts JSON labelled as a
-//! form), with size and syntax errors turned into [`GatewayError`]s.
+//! form), read up to the route's size limit, with size and syntax errors turned into
+//! [`GatewayError`]s. The limit is part of the extractor's type, so each route states it once.
 
 use crate::error::GatewayError;
 use crate::AppState;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
 use serde_json::Value;
+use std::marker::PhantomData;
 
-pub struct JsonBody(pub Value);
+/// A route's body size limit, bytes.
+pub trait BodyLimit {
+    fn bytes(state: &AppState) -> usize;
+}
 
-/// The body limit of a route: RunPod's 10 MB for `run`, 20 MB for `runsync`, the configured
-/// limit elsewhere. The router applies it (`crate::router`); errors quote it.
-pub fn body_limit(path: &str, default: usize) -> usize {
-    if path.ends_with("/runsync") {
-        crate::queue_api::RUNSYNC_LIMIT
-    } else if path.ends_with("/run") {
-        crate::queue_api::RUN_LIMIT
-    } else {
-        default
+/// The configured `gateway.max_body_bytes` (10 MiB by default): `/v1`, worker routes.
+pub struct Configured;
+/// RunPod's 10 MB for `run`.
+pub struct RunLimit;
+/// RunPod's 20 MB for `runsync`.
+pub struct RunsyncLimit;
+
+impl BodyLimit for Configured {
+    fn bytes(state: &AppState) -> usize {
+        state.settings.max_body_bytes
     }
 }
 
-impl FromRequest<AppState> for JsonBody {
+impl BodyLimit for RunLimit {
+    fn bytes(_: &AppState) -> usize {
+        10 * 1024 * 1024
+    }
+}
+
+impl BodyLimit for RunsyncLimit {
+    fn bytes(_: &AppState) -> usize {
+        20 * 1024 * 1024
+    }
+}
+
+/// A JSON body of at most `L::bytes` bytes. (The router disables axum's own default limit:
+/// this extractor is where the limit applies.)
+pub struct JsonBody<L: BodyLimit = Configured>(pub Value, PhantomData<L>);
+
+impl<L: BodyLimit> JsonBody<L> {
+    pub fn into_value(self) -> Value {
+        self.0
+    }
+}
+
+impl<L: BodyLimit + Send> FromRequest<AppState> for JsonBody<L> {
     type Rejection = GatewayError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = body_limit(req.uri().path(), state.settings.max_body_bytes);
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                GatewayError::PayloadTooLarge(limit)
-            } else {
-                GatewayError::bad_request(r.body_text())
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            GatewayError::bad_request(format!(
-                "We could not parse the JSON body of your request: {e}. The body must be valid JSON."
-            ))
-        })
+        let limit = L::bytes(state);
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    GatewayError::PayloadTooLarge(limit)
+                } else {
+                    GatewayError::bad_request(format!("could not read the request body: {e}"))
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(|v| JsonBody(v, PhantomData))
+            .map_err(|e| {
+                GatewayError::bad_request(format!(
+                    "We could not parse the JSON body of your request: {e}. The body must be valid JSON."
+                ))
+            })
     }
 }

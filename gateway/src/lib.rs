@@ -12,6 +12,7 @@ pub mod webhooks;
 mod worker_api;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use protocol::{CustomEndpoint, GatewaySettings, ModelConfig};
@@ -87,78 +88,66 @@ pub struct EndpointInfo {
     pub min_workers: usize,
 }
 
-/// The whole HTTP surface, as one table.
+/// The whole HTTP surface, as route groups that each carry their policy: probes (no
+/// credentials), the OpenAI routes and the queue routes (client keys, each with its API's
+/// error shape), and the worker protocol (worker token). Body limits are stated by each
+/// handler's [`body::JsonBody`] type, so axum's default limit is off.
 pub fn router(state: AppState) -> Router {
-    let limit = state.settings.max_body_bytes;
-    Router::new()
-        .route("/health", get(openai_api::health))
-        .route("/ready", get(openai_api::ready))
-        .route("/v1/models", get(openai_api::models))
-        .route("/v1/chat/completions", post(openai_api::chat_completions))
-        .route("/v1/completions", post(openai_api::completions))
+    use protocol::routes::{self, queue, WorkerRoute};
+    let probes = Router::new()
+        .route(routes::HEALTH, get(openai_api::health))
+        .route(routes::READY, get(openai_api::ready));
+    let openai = Router::new()
+        .route(routes::MODELS, get(openai_api::models))
+        .route(routes::CHAT_COMPLETIONS, post(openai_api::chat_completions))
+        .route(routes::COMPLETIONS, post(openai_api::completions))
+        .route(queue::OPENAI_MODELS, get(openai_api::endpoint_models))
         .route(
-            "/v2/{endpoint}/run",
-            post(queue_api::run).layer(DefaultBodyLimit::max(queue_api::RUN_LIMIT)),
-        )
-        .route(
-            "/v2/{endpoint}/runsync",
-            post(queue_api::runsync).layer(DefaultBodyLimit::max(queue_api::RUNSYNC_LIMIT)),
-        )
-        .route(
-            "/v2/{endpoint}/status/{job}",
-            get(queue_api::status).post(queue_api::status),
-        )
-        .route(
-            "/v2/{endpoint}/status-sync/{job}",
-            get(queue_api::status_sync).post(queue_api::status_sync),
-        )
-        .route(
-            "/v2/{endpoint}/stream/{job}",
-            get(queue_api::stream).post(queue_api::stream),
-        )
-        .route("/v2/{endpoint}/cancel/{job}", post(queue_api::cancel))
-        .route("/v2/{endpoint}/retry/{job}", post(queue_api::retry))
-        .route("/v2/{endpoint}/purge-queue", post(queue_api::purge_queue))
-        .route("/v2/{endpoint}/health", get(queue_api::health))
-        .route(
-            "/v2/{endpoint}/openai/v1/models",
-            get(openai_api::endpoint_models),
-        )
-        .route(
-            "/v2/{endpoint}/openai/v1/chat/completions",
+            queue::OPENAI_CHAT_COMPLETIONS,
             post(openai_api::endpoint_chat_completions),
         )
         .route(
-            "/v2/{endpoint}/openai/v1/completions",
+            queue::OPENAI_COMPLETIONS,
             post(openai_api::endpoint_completions),
         )
+        .layer(from_fn_with_state(state.clone(), auth::openai_client));
+    let queue_api = Router::new()
+        .route(queue::RUN, post(queue_api::run))
+        .route(queue::RUNSYNC, post(queue_api::runsync))
         .route(
-            "/v2/{endpoint}/job-take/{worker}",
-            get(worker_api::job_take),
+            queue::STATUS,
+            get(queue_api::status).post(queue_api::status),
         )
         .route(
-            "/v2/{endpoint}/job-take-batch/{worker}",
+            queue::STATUS_SYNC,
+            get(queue_api::status_sync).post(queue_api::status_sync),
+        )
+        .route(
+            queue::STREAM,
+            get(queue_api::stream).post(queue_api::stream),
+        )
+        .route(queue::CANCEL, post(queue_api::cancel))
+        .route(queue::RETRY, post(queue_api::retry))
+        .route(queue::PURGE_QUEUE, post(queue_api::purge_queue))
+        .route(queue::HEALTH, get(queue_api::health))
+        .layer(from_fn_with_state(state.clone(), auth::queue_client));
+    let workers = Router::new()
+        .route(WorkerRoute::JobTake.path(), get(worker_api::job_take))
+        .route(
+            WorkerRoute::JobTakeBatch.path(),
             get(worker_api::job_take_batch),
         )
-        .route(
-            "/v2/{endpoint}/job-done/{worker}/{job}",
-            post(worker_api::job_done),
-        )
-        .route(
-            "/v2/{endpoint}/job-stream/{worker}/{job}",
-            post(worker_api::job_stream),
-        )
-        .route("/v2/{endpoint}/ping/{worker}", get(worker_api::ping))
-        .route(
-            "/v2/{endpoint}/job-stop/{worker}",
-            get(worker_api::job_stop),
-        )
+        .route(WorkerRoute::JobDone.path(), post(worker_api::job_done))
+        .route(WorkerRoute::JobStream.path(), post(worker_api::job_stream))
+        .route(WorkerRoute::Ping.path(), get(worker_api::ping))
+        .route(WorkerRoute::JobStop.path(), get(worker_api::job_stop))
+        .layer(from_fn_with_state(state.clone(), auth::worker_token));
+    probes
+        .merge(openai)
+        .merge(queue_api)
+        .merge(workers)
         .fallback(openai_api::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::client_key,
-        ))
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::disable())
         // 5xx answers are expected ones here (503 from /ready while workers start, a failed
         // job's 500); they are logged where they arise, so the trace layer keeps them at debug.
         .layer(

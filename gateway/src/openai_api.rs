@@ -69,7 +69,7 @@ pub async fn endpoint_chat_completions(
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
     gw.endpoint(&endpoint)?;
-    generate(gw, CHAT_ROUTE, body?.0, Some(&endpoint)).await
+    generate(gw, CHAT_ROUTE, body?.into_value(), Some(&endpoint)).await
 }
 
 pub async fn endpoint_completions(
@@ -78,7 +78,7 @@ pub async fn endpoint_completions(
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
     gw.endpoint(&endpoint)?;
-    generate(gw, COMPLETIONS_ROUTE, body?.0, Some(&endpoint)).await
+    generate(gw, COMPLETIONS_ROUTE, body?.into_value(), Some(&endpoint)).await
 }
 
 pub async fn not_found() -> OpenAiError {
@@ -89,14 +89,14 @@ pub async fn chat_completions(
     State(gw): State<AppState>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, CHAT_ROUTE, body?.0, None).await
+    generate(gw, CHAT_ROUTE, body?.into_value(), None).await
 }
 
 pub async fn completions(
     State(gw): State<AppState>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, COMPLETIONS_ROUTE, body?.0, None).await
+    generate(gw, COMPLETIONS_ROUTE, body?.into_value(), None).await
 }
 
 /// Reject prompts that cannot fit the model's context, before they cost a queue slot.

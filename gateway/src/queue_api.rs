@@ -1,6 +1,6 @@
 //! The client-facing queue API, RunPod's shapes (`/v2/{endpoint}/...`, reference section 1).
 
-use crate::body::JsonBody;
+use crate::body::{JsonBody, RunLimit, RunsyncLimit};
 use crate::error::{GatewayError, RunpodError};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -11,10 +11,6 @@ use queue::NewJob;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// Largest bodies RunPod accepts on `run` and `runsync`.
-pub const RUN_LIMIT: usize = 10 * 1024 * 1024;
-pub const RUNSYNC_LIMIT: usize = 20 * 1024 * 1024;
 
 #[derive(Deserialize)]
 pub struct WaitQuery {
@@ -93,9 +89,9 @@ async fn submit(
 pub async fn run(
     State(gw): State<AppState>,
     Path(endpoint): Path<String>,
-    body: Result<JsonBody, GatewayError>,
+    body: Result<JsonBody<RunLimit>, GatewayError>,
 ) -> Result<Json<Value>, RunpodError> {
-    let id = submit(&gw, &endpoint, body?.0, false).await?;
+    let id = submit(&gw, &endpoint, body?.into_value(), false).await?;
     Ok(Json(json!({"id": id, "status": JobStatus::InQueue})))
 }
 
@@ -103,9 +99,9 @@ pub async fn runsync(
     State(gw): State<AppState>,
     Path(endpoint): Path<String>,
     Query(q): Query<WaitQuery>,
-    body: Result<JsonBody, GatewayError>,
+    body: Result<JsonBody<RunsyncLimit>, GatewayError>,
 ) -> Result<Json<JobView>, RunpodError> {
-    let id = submit(&gw, &endpoint, body?.0, true).await?;
+    let id = submit(&gw, &endpoint, body?.into_value(), true).await?;
     let view = gw.store.wait_final(&id, q.duration()).await?;
     Ok(Json(view.ok_or_else(|| gone(&id))?))
 }

@@ -1,11 +1,12 @@
 //! The worker API: RunPod's worker protocol (reference section 3), so sluice's own worker and
-//! unmodified RunPod handlers pull jobs the same way. Every call carries the worker token.
+//! unmodified RunPod handlers pull jobs the same way. Every call carries the worker token,
+//! checked by the route group's layer (`crate::auth::worker_token`).
 
 use crate::body::JsonBody;
 use crate::error::{GatewayError, RunpodError};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::job::{stream_chunks, JobDoneBody, JobsToStop};
@@ -14,28 +15,16 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
 
-fn authorize(gw: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
-    if crate::auth::bearer(headers) == Some(gw.worker_token.as_str()) {
-        Ok(())
-    } else {
-        Err(GatewayError::Unauthorized(
-            "invalid or missing worker token".into(),
-        ))
-    }
-}
-
-/// Check the token and that the endpoint exists.
-fn admit(gw: &AppState, headers: &HeaderMap, endpoint: &str) -> Result<(), GatewayError> {
-    authorize(gw, headers)?;
+/// Check that the endpoint exists (the worker token is checked by the route group's layer).
+fn admit(gw: &AppState, endpoint: &str) -> Result<(), GatewayError> {
     gw.endpoint(endpoint).map(|_| ())
 }
 
 pub async fn job_take(
     State(gw): State<AppState>,
-    headers: HeaderMap,
     Path((endpoint, worker)): Path<(String, String)>,
 ) -> Result<Response, RunpodError> {
-    admit(&gw, &headers, &endpoint)?;
+    admit(&gw, &endpoint)?;
     let mut jobs = gw.store.take(&endpoint, &worker, 1, gw.long_poll).await?;
     Ok(match jobs.pop() {
         Some(job) => Json(job).into_response(),
@@ -50,11 +39,10 @@ pub struct BatchQuery {
 
 pub async fn job_take_batch(
     State(gw): State<AppState>,
-    headers: HeaderMap,
     Path((endpoint, worker)): Path<(String, String)>,
     Query(q): Query<BatchQuery>,
 ) -> Result<Response, RunpodError> {
-    admit(&gw, &headers, &endpoint)?;
+    admit(&gw, &endpoint)?;
     let n = q.batch_size.unwrap_or(1).clamp(1, 256);
     let jobs = gw.store.take(&endpoint, &worker, n, gw.long_poll).await?;
     Ok(if jobs.is_empty() {
@@ -66,12 +54,11 @@ pub async fn job_take_batch(
 
 pub async fn job_done(
     State(gw): State<AppState>,
-    headers: HeaderMap,
     Path((endpoint, worker, job)): Path<(String, String, String)>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
-    admit(&gw, &headers, &endpoint)?;
-    let done: JobDoneBody = serde_json::from_value(body?.0)
+    admit(&gw, &endpoint)?;
+    let done: JobDoneBody = serde_json::from_value(body?.into_value())
         .map_err(|e| GatewayError::bad_request(format!("job-done body: {e}")))?;
     let stop = done.stop_pod;
     gw.store.report(&JobId(job), &worker, done.report()).await?;
@@ -84,23 +71,21 @@ pub async fn job_done(
 
 pub async fn job_stream(
     State(gw): State<AppState>,
-    headers: HeaderMap,
     Path((endpoint, worker, job)): Path<(String, String, String)>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
-    admit(&gw, &headers, &endpoint)?;
-    let chunks = stream_chunks(body?.0).map_err(GatewayError::bad_request)?;
+    admit(&gw, &endpoint)?;
+    let chunks = stream_chunks(body?.into_value()).map_err(GatewayError::bad_request)?;
     gw.store.push_stream(&JobId(job), &worker, chunks).await?;
     Ok(Json(json!({})))
 }
 
 pub async fn ping(
     State(gw): State<AppState>,
-    headers: HeaderMap,
     Path((endpoint, worker)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
-    admit(&gw, &headers, &endpoint)?;
+    admit(&gw, &endpoint)?;
     let running: Vec<JobId> = q
         .get("job_id")
         .map(|ids| {
@@ -121,10 +106,9 @@ pub async fn ping(
 
 pub async fn job_stop(
     State(gw): State<AppState>,
-    headers: HeaderMap,
     Path((endpoint, worker)): Path<(String, String)>,
 ) -> Result<Response, RunpodError> {
-    admit(&gw, &headers, &endpoint)?;
+    admit(&gw, &endpoint)?;
     // Polling job-stop is a sign of life, and makes the worker known before it takes a job.
     gw.store.ping(&endpoint, &worker, None).await?;
     let stops = gw.store.stops(&worker, gw.long_poll).await?;

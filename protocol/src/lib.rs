@@ -6,6 +6,7 @@
 pub mod config;
 pub mod job;
 pub mod openai;
+pub mod routes;
 pub mod sse;
 
 pub use config::{

@@ -1,0 +1,130 @@
+//! The HTTP routes every role agrees on. The gateway's router registers these paths (axum
+//! `{name}` captures); sluice's worker, the custom-handler environment (RunPod's
+//! `RUNPOD_WEBHOOK_*` URLs) and the worker-identity parser build and read URLs with the same
+//! constants, so a renamed route cannot drift between them.
+
+/// Liveness probe: 200 while the process serves.
+pub const HEALTH: &str = "/health";
+/// Readiness probe: 200 once the store answers and every endpoint has its `min_workers`.
+pub const READY: &str = "/ready";
+/// OpenAI's model listing.
+pub const MODELS: &str = "/v1/models";
+/// OpenAI's chat completions.
+pub const CHAT_COMPLETIONS: &str = crate::openai::CHAT_ROUTE;
+/// OpenAI's (legacy) text completions.
+pub const COMPLETIONS: &str = crate::openai::COMPLETIONS_ROUTE;
+
+/// Where an endpoint's routes live: `/v2/{endpoint}/...`, as on RunPod.
+pub const ENDPOINT_PREFIX: &str = "/v2/";
+
+/// The client-facing queue API under `/v2/{endpoint}` (RunPod's routes).
+pub mod queue {
+    pub const RUN: &str = "/v2/{endpoint}/run";
+    pub const RUNSYNC: &str = "/v2/{endpoint}/runsync";
+    pub const STATUS: &str = "/v2/{endpoint}/status/{job}";
+    pub const STATUS_SYNC: &str = "/v2/{endpoint}/status-sync/{job}";
+    pub const STREAM: &str = "/v2/{endpoint}/stream/{job}";
+    pub const CANCEL: &str = "/v2/{endpoint}/cancel/{job}";
+    pub const RETRY: &str = "/v2/{endpoint}/retry/{job}";
+    pub const PURGE_QUEUE: &str = "/v2/{endpoint}/purge-queue";
+    pub const HEALTH: &str = "/v2/{endpoint}/health";
+    /// The OpenAI API of one endpoint (RunPod's vLLM worker serves it there).
+    pub const OPENAI_MODELS: &str = "/v2/{endpoint}/openai/v1/models";
+    pub const OPENAI_CHAT_COMPLETIONS: &str = "/v2/{endpoint}/openai/v1/chat/completions";
+    pub const OPENAI_COMPLETIONS: &str = "/v2/{endpoint}/openai/v1/completions";
+}
+
+/// RunPod's SDK appends its parameters (`&job_in_progress=...`, `&batch_size=...`,
+/// `&isStream=...`) to the URLs it is given without checking for a `?`, so every worker URL
+/// handed out already carries a query string; this one means nothing.
+pub const SDK_QUERY: &str = "?x=1";
+
+/// The worker protocol (RunPod's routes under `/v2/{endpoint}/`), by what each route does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerRoute {
+    /// `GET .../job-take/{worker}`: one job (200) or none (204), long-polled.
+    JobTake,
+    /// `GET .../job-take-batch/{worker}?batch_size=N`: a list of jobs, long-polled.
+    JobTakeBatch,
+    /// `POST .../job-done/{worker}/{job}`: the result (or a progress update).
+    JobDone,
+    /// `POST .../job-stream/{worker}/{job}`: stream chunks.
+    JobStream,
+    /// `GET .../ping/{worker}?job_id=a,b`: liveness and the jobs it runs.
+    Ping,
+    /// `GET .../job-stop/{worker}`: jobs to stop, long-polled.
+    JobStop,
+}
+
+impl WorkerRoute {
+    /// The route's name, the path segment after the endpoint.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerRoute::JobTake => "job-take",
+            WorkerRoute::JobTakeBatch => "job-take-batch",
+            WorkerRoute::JobDone => "job-done",
+            WorkerRoute::JobStream => "job-stream",
+            WorkerRoute::Ping => "ping",
+            WorkerRoute::JobStop => "job-stop",
+        }
+    }
+
+    /// The router's path, e.g. `/v2/{endpoint}/job-done/{worker}/{job}`.
+    pub fn path(self) -> &'static str {
+        match self {
+            WorkerRoute::JobTake => "/v2/{endpoint}/job-take/{worker}",
+            WorkerRoute::JobTakeBatch => "/v2/{endpoint}/job-take-batch/{worker}",
+            WorkerRoute::JobDone => "/v2/{endpoint}/job-done/{worker}/{job}",
+            WorkerRoute::JobStream => "/v2/{endpoint}/job-stream/{worker}/{job}",
+            WorkerRoute::Ping => "/v2/{endpoint}/ping/{worker}",
+            WorkerRoute::JobStop => "/v2/{endpoint}/job-stop/{worker}",
+        }
+    }
+
+    /// `{gateway}/v2/{endpoint}/{name}/{worker}`: the URL of this route for one worker, to
+    /// which job routes append `/{job}` and every caller a query.
+    pub fn url(self, gateway: &str, endpoint: &str, worker: &str) -> String {
+        format!(
+            "{}{ENDPOINT_PREFIX}{endpoint}/{}/{worker}",
+            gateway.trim_end_matches('/'),
+            self.name()
+        )
+    }
+}
+
+/// The gateway and endpoint of a worker URL (`{gateway}/v2/{endpoint}/...`), as RunPod's
+/// `RUNPOD_WEBHOOK_GET_JOB` gives them; `None` if the URL has no endpoint part.
+pub fn split_worker_url(url: &str) -> Option<(&str, &str)> {
+    let (gateway, rest) = url.split_once(ENDPOINT_PREFIX)?;
+    let endpoint = rest.split('/').next().filter(|e| !e.is_empty())?;
+    Some((gateway, endpoint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_paths_agree() {
+        for r in [
+            WorkerRoute::JobTake,
+            WorkerRoute::JobTakeBatch,
+            WorkerRoute::JobDone,
+            WorkerRoute::JobStream,
+            WorkerRoute::Ping,
+            WorkerRoute::JobStop,
+        ] {
+            let url = r.url("http://g:1/", "ep", "w");
+            let path = r
+                .path()
+                .replace("{endpoint}", "ep")
+                .replace("{worker}", "w");
+            assert!(
+                path.starts_with(url.trim_start_matches("http://g:1")),
+                "{r:?}"
+            );
+            assert_eq!(split_worker_url(&url), Some(("http://g:1", "ep")));
+        }
+        assert_eq!(split_worker_url("http://g/v1/models"), None);
+    }
+}
