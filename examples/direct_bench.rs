@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
             let start = Instant::now();
             let mut rec = RequestRecord::default();
             let mut last: Option<Instant> = None;
-            let mut on_chunk = |_chunk: serde_json::Value| {
+            let mut on_chunk = |_chunk: protocol::openai::response::Chunk| {
                 let now = Instant::now();
                 match last {
                     None => rec.ttft = now - start,
@@ -75,10 +75,10 @@ async fn main() -> anyhow::Result<()> {
                 .await;
             drop(permit);
             rec.latency = start.elapsed();
-            if let Ok(v) = out {
+            if let Ok(usage) = out.map(|done| done.usage().unwrap_or_default()) {
                 rec.ok = true;
-                rec.prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as usize;
-                rec.output_tokens = v["usage"]["completion_tokens"].as_u64().unwrap_or(0) as usize;
+                rec.prompt_tokens = usage.prompt_tokens;
+                rec.output_tokens = usage.completion_tokens;
             }
             rec
         }));

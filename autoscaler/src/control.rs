@@ -6,8 +6,8 @@
 use crate::actuator::{Actuator, Exited, Managed};
 use crate::policy::{decide, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
+use protocol::health::{ColdStart, FleetState, FleetView, FleetWorker};
 use queue::{JobStore, LiveWorker};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,16 +90,25 @@ impl Crashes {
 
     /// The fleet view's entry for a crash loop that holds starts back: the crashed worker,
     /// shown unhealthy with the endpoint's restart count and its exit.
-    fn view(&self) -> Option<Value> {
+    fn view(&self) -> Option<FleetWorker> {
         let (until, last) = (self.until?, self.last.as_ref()?);
         let wait = until.checked_duration_since(Instant::now())?;
-        Some(json!({
-            "id": last.id,
-            "state": "unhealthy",
-            "restarts": self.restarts,
-            "lastExit": format!("{} after {} ms", last.reason(), last.lived.as_millis()),
-            "nextStartInMs": wait.as_millis() as u64,
-        }))
+        Some(FleetWorker {
+            id: last.id.clone(),
+            state: FleetState::Unhealthy,
+            pid: None,
+            gpus: None,
+            cpus: None,
+            age_ms: None,
+            cold_start: None,
+            restarts: self.restarts,
+            last_exit: Some(format!(
+                "{} after {} ms",
+                last.reason(),
+                last.lived.as_millis()
+            )),
+            next_start_in_ms: Some(wait.as_millis() as u64),
+        })
     }
 }
 
@@ -245,7 +254,7 @@ impl Controller {
         }
         // Workers started just now show as initializing at once.
         let fleet = self.fleet(&ep.name, &self.actuator.managed(&ep.name), &views);
-        self.store.put_fleet(&ep.name, fleet).await
+        self.store.put_fleet(&ep.name, &fleet).await
     }
 
     /// Start `n` workers of `endpoint`; a start that fails for want of capacity is tried again
@@ -328,41 +337,47 @@ impl Controller {
         }
     }
 
-    fn fleet(&self, endpoint: &str, managed: &[Managed], views: &[WorkerView]) -> Value {
+    fn fleet(&self, endpoint: &str, managed: &[Managed], views: &[WorkerView]) -> FleetView {
         let crashes = self.crashes.get(endpoint);
         let restarts = crashes.map_or(0, |c| c.restarts);
-        let mut workers: Vec<Value> = managed
+        let mut workers: Vec<FleetWorker> = managed
             .iter()
             .map(|w| {
                 let state = views
                     .iter()
                     .find(|v| v.id == w.id)
                     .map_or(WorkerState::Initializing, |v| v.state);
-                let ready = self.tracks.get(&w.id).and_then(|t| t.ready_ms);
-                json!({
-                    "id": w.id,
-                    "state": state_name(state),
-                    "pid": w.pid,
-                    "gpus": w.gpus,
-                    "cpus": w.cpus,
-                    "ageMs": w.started.elapsed().as_millis() as u64,
-                    "coldStart": { "spawnMs": w.spawn_ms, "loadMs": w.load_ms, "readyMs": ready },
-                    "restarts": restarts,
-                })
+                FleetWorker {
+                    id: w.id.clone(),
+                    state: fleet_state(state),
+                    pid: w.pid,
+                    gpus: w.gpus.clone(),
+                    cpus: w.cpus.clone(),
+                    age_ms: Some(w.started.elapsed().as_millis() as u64),
+                    cold_start: Some(ColdStart {
+                        spawn_ms: w.spawn_ms,
+                        load_ms: w.load_ms,
+                        ready_ms: self.tracks.get(&w.id).and_then(|t| t.ready_ms),
+                    }),
+                    restarts,
+                    last_exit: None,
+                    next_start_in_ms: None,
+                }
             })
             .collect();
         // A crash loop holding starts back shows as its last, unhealthy worker.
         workers.extend(crashes.filter(|c| c.holding()).and_then(Crashes::view));
-        json!({ "workers": workers })
+        FleetView { workers }
     }
 }
 
-pub fn state_name(s: WorkerState) -> &'static str {
+/// The policy's worker state as the fleet view names it.
+pub fn fleet_state(s: WorkerState) -> FleetState {
     match s {
-        WorkerState::Initializing => "initializing",
-        WorkerState::Idle { .. } => "idle",
-        WorkerState::Running => "running",
-        WorkerState::Draining => "draining",
-        WorkerState::Unhealthy => "unhealthy",
+        WorkerState::Initializing => FleetState::Initializing,
+        WorkerState::Idle { .. } => FleetState::Idle,
+        WorkerState::Running => FleetState::Running,
+        WorkerState::Draining => FleetState::Draining,
+        WorkerState::Unhealthy => FleetState::Unhealthy,
     }
 }

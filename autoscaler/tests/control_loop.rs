@@ -7,9 +7,10 @@ mod common;
 use autoscaler::{Actuator, ControlSettings, Controller, Endpoint, LocalProcesses};
 use common::{scratch, sh, until};
 use protocol::config::{Scaler, ScalingSettings};
+use protocol::health::{FleetState, FleetView};
 use protocol::job::JobReport;
 use queue::{JobStore, MemoryStore, NewJob, StoreSettings};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,12 +28,12 @@ fn endpoint(name: &str, min: u32, idle_secs: u64) -> Endpoint {
     }
 }
 
-fn states(fleet: Option<Value>) -> Vec<String> {
+fn states(fleet: Option<FleetView>) -> Vec<FleetState> {
     fleet
-        .and_then(|f| f["workers"].as_array().cloned())
         .unwrap_or_default()
+        .workers
         .iter()
-        .map(|w| w["state"].as_str().unwrap_or("").to_string())
+        .map(|w| w.state)
         .collect()
 }
 
@@ -118,7 +119,7 @@ async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
     .await;
     // Not heard from yet: initializing (it stays so until it pings or takes).
     until(Duration::from_secs(5), "initializing", async || {
-        (states(store.fleet("ep").await.unwrap()) == ["initializing"]).then_some(())
+        (states(store.fleet("ep").await.unwrap()) == [FleetState::Initializing]).then_some(())
     })
     .await;
     // The worker comes up: it takes the job, then finishes it.
@@ -127,7 +128,7 @@ async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
         job
     );
     until(Duration::from_secs(5), "running", async || {
-        (states(store.fleet("ep").await.unwrap()) == ["running"]).then_some(())
+        (states(store.fleet("ep").await.unwrap()) == [FleetState::Running]).then_some(())
     })
     .await;
     store
@@ -187,9 +188,10 @@ async fn workers_crashing_after_they_are_ready_back_off_and_show_unhealthy() {
             store.ping("loop", &w.id, None).await.unwrap();
         }
         let fleet = store.fleet("loop").await.unwrap().unwrap_or_default();
-        if let Some(w) = fleet["workers"]
-            .as_array()
-            .and_then(|ws| ws.iter().find(|w| w["state"] == "unhealthy"))
+        if let Some(w) = fleet
+            .workers
+            .iter()
+            .find(|w| w.state == FleetState::Unhealthy)
         {
             unhealthy = Some(w.clone());
         }
@@ -200,10 +202,10 @@ async fn workers_crashing_after_they_are_ready_back_off_and_show_unhealthy() {
     // Restarted at once, it would start every ~0.5 s (7 times); backed off: t=0, ~2.4 s.
     assert!((2..=3).contains(&starts), "{starts} starts in 3.5 s");
     let w = unhealthy.expect("the crash loop shows as an unhealthy worker");
-    assert!(w["restarts"].as_u64() >= Some(1), "{w}");
+    assert!(w.restarts >= 1, "{w:?}");
     assert!(
-        w["lastExit"].as_str().unwrap().starts_with("exit status 1"),
-        "{w}"
+        w.last_exit.as_deref().unwrap().starts_with("exit status 1"),
+        "{w:?}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

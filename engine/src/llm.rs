@@ -6,7 +6,7 @@
 //! at all when the last token ends inside a multi-byte character.
 
 use crate::counter::{TokenCounter, TokenCounts};
-use crate::shape::{Aggregator, Kind, Usage};
+use crate::shape::{Aggregator, Kind};
 use crate::vllm_input;
 use crate::worker::{JobHandler, StreamSink};
 use async_trait::async_trait;
@@ -22,7 +22,9 @@ use mistralrs::{
 };
 use protocol::config::ActivationDType;
 use protocol::job::OpenAiJobInput;
+use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::{GenerateRequest, Sampling};
+use protocol::vllm::{VllmBatch, VllmChoice, VllmUsage};
 use protocol::ModelConfig;
 use serde_json::Value;
 use std::num::NonZeroUsize;
@@ -138,17 +140,17 @@ impl Engine {
         })
     }
 
-    /// Run `req`. Each piece of output is passed to `on_chunk` as an OpenAI chunk object (when
-    /// the request streams); the final OpenAI response object is returned. Usage is counted
+    /// Run `req`. Each piece of output is passed to `on_chunk` as an OpenAI chunk (when the
+    /// request streams); the final OpenAI response is returned. Usage is counted
     /// where mistral.rs samples ([`TokenCounter`]), so it is exact for every route, `n` and
     /// ending. Errors: [`EngineError::Cancelled`] once `cancel` fires (the engine stops the
     /// request's sequences at their next token), else what the engine reported.
     pub async fn generate(
         &self,
         req: &GenerateRequest,
-        on_chunk: &mut (dyn FnMut(Value) + Send),
+        on_chunk: &mut (dyn FnMut(Chunk) + Send),
         cancel: &CancellationToken,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<Completion, EngineError> {
         let kind = match req {
             GenerateRequest::Chat(_) => Kind::Chat,
             GenerateRequest::Completion(_) => Kind::Completion,
@@ -211,8 +213,8 @@ impl Engine {
         mut agg: Aggregator,
         runs: &[Run],
         counts: &[TokenCounts],
-        on_chunk: &mut (dyn FnMut(Value) + Send),
-    ) -> Result<Value, EngineError> {
+        on_chunk: &mut (dyn FnMut(Chunk) + Send),
+    ) -> Result<Completion, EngineError> {
         let stream = req.stream();
         let limit = req.sampling().max_tokens.map(|m| m as usize);
         for (run, c) in runs.iter().zip(counts) {
@@ -231,10 +233,10 @@ impl Engine {
         let prompt_tokens = counts.iter().find_map(|c| c.prompt).ok_or_else(|| {
             EngineError::Internal("the engine ended the request without generating".into())
         })?;
-        agg.usage = Usage {
+        agg.usage = Usage::new(
             prompt_tokens,
-            completion_tokens: counts.iter().map(|c| c.generated(limit)).sum(),
-        };
+            counts.iter().map(|c| c.generated(limit)).sum(),
+        );
         if let GenerateRequest::Completion(c) = req {
             if c.echo {
                 agg.prepend(&c.prompt);
@@ -451,10 +453,11 @@ impl JobHandler for LlmHandler {
         })?;
         let req =
             GenerateRequest::parse(&job.openai_route, job.openai_input).map_err(|e| e.message)?;
-        let mut send = |chunk: Value| sink.send(chunk);
+        let mut send = |chunk: Chunk| sink.send(json_of(&chunk));
         self.engine
             .generate(&req, &mut send, &cancel)
             .await
+            .map(|done| json_of(&done))
             .map_err(|e| e.to_string())
     }
 }
@@ -470,11 +473,11 @@ impl LlmHandler {
         let (req, stream) = vllm_input::to_request(input, &self.engine.served_name)?;
         let n = req.sampling().n as usize;
         let mut batches = Vec::new();
-        let mut on_chunk = |chunk: Value| {
+        let mut on_chunk = |chunk: Chunk| {
             for i in 0..n {
-                if let Some(text) = vllm_input::choice_text(&chunk, i).filter(|t| !t.is_empty()) {
-                    let b = vllm_input::batch(i, n, &text);
-                    sink.send(b.clone());
+                if let Some(text) = chunk.text(i).filter(|t| !t.is_empty()) {
+                    let b = VllmBatch::one(i, n, text);
+                    sink.send(json_of(&b));
                     batches.push(b);
                 }
             }
@@ -484,36 +487,33 @@ impl LlmHandler {
             .generate(&req, &mut on_chunk, cancel)
             .await
             .map_err(|e| e.to_string())?;
-        let usage = Usage {
-            prompt_tokens: done["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as usize,
-            completion_tokens: done["usage"]["completion_tokens"].as_u64().unwrap_or(0) as usize,
-        };
+        let usage = done.usage().map(|u| VllmUsage {
+            input: u.prompt_tokens,
+            output: u.completion_tokens,
+        });
         if !stream {
-            let choices: Vec<Value> = (0..n)
-                .map(|i| serde_json::json!({"tokens": [vllm_input::choice_text(&done, i).unwrap_or_default()]}))
+            let choices = (0..n)
+                .map(|i| VllmChoice {
+                    tokens: vec![done.text(i).unwrap_or_default().to_string()],
+                })
                 .collect();
-            batches = vec![serde_json::json!({ "choices": choices })];
+            batches = vec![VllmBatch {
+                choices,
+                usage: None,
+            }];
         }
         match batches.last_mut() {
-            Some(last) => last["usage"] = vllm_input::usage(usage),
-            None => {
-                batches.push(serde_json::json!({"choices": [], "usage": vllm_input::usage(usage)}))
-            }
+            Some(last) => last.usage = usage,
+            None => batches.push(VllmBatch {
+                choices: vec![],
+                usage,
+            }),
         }
-        Ok(Value::Array(batches))
+        Ok(json_of(&batches))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_cache_is_off_on_cpu_unless_asked_and_refused_when_asked() {
-        assert!(!prefix_cache_for(None, true).unwrap(), "CPU default: off");
-        assert!(prefix_cache_for(None, false).unwrap(), "GPU default: on");
-        assert!(!prefix_cache_for(Some(false), false).unwrap());
-        let err = prefix_cache_for(Some(true), true).unwrap_err().to_string();
-        assert!(err.contains("prefix_cache") && err.contains("CPU"), "{err}");
-    }
+/// The wire form of a response object (these serialize without fail).
+fn json_of<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
 }

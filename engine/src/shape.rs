@@ -3,7 +3,10 @@
 //! both from the same events guarantees that a streamed answer concatenates to the
 //! non-streamed one.
 
-use serde_json::{json, Value};
+use protocol::openai::response::{
+    AssistantMessage, ChatChoice, ChatChunkChoice, Chunk, Completion, Delta, Envelope, TextChoice,
+    Usage,
+};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,22 +50,6 @@ fn scan_stops(pending: &mut String, text: &str, stops: &[String]) -> (String, bo
     let out = pending[..pending.len() - keep].to_string();
     pending.drain(..pending.len() - keep);
     (out, false)
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-}
-
-impl Usage {
-    pub fn to_json(self) -> Value {
-        json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        })
-    }
 }
 
 /// Accumulates one request's output.
@@ -111,7 +98,7 @@ impl Aggregator {
 
     /// Record text for choice `index`; returns the chunk a streaming client gets, if any
     /// (nothing after the choice finished, nothing while text is held back).
-    pub fn delta(&mut self, index: usize, text: &str, finish: Option<&str>) -> Option<Value> {
+    pub fn delta(&mut self, index: usize, text: &str, finish: Option<&str>) -> Option<Chunk> {
         if index >= self.choices.len() {
             self.choices.resize(index + 1, Choice::default());
         }
@@ -136,26 +123,31 @@ impl Aggregator {
         c.text.push_str(&text);
         let first = !c.started;
         c.started = true;
-        let mut chunk = match self.kind {
+        let usage = self.include_usage.then_some(None);
+        Some(match self.kind {
             Kind::Chat => {
-                let mut delta = json!({ "content": text });
-                if first {
-                    delta["role"] = json!("assistant");
-                }
-                self.envelope(
-                    "chat.completion.chunk",
-                    vec![json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": finish})],
-                )
+                let delta = Delta {
+                    role: first.then(|| "assistant".to_string()),
+                    content: Some(text),
+                };
+                let choice = ChatChunkChoice {
+                    index,
+                    delta,
+                    logprobs: None,
+                    finish_reason: finish,
+                };
+                Chunk::Chat(self.envelope("chat.completion.chunk", vec![choice], usage))
             }
-            Kind::Completion => self.envelope(
-                "text_completion",
-                vec![json!({"index": index, "text": text, "logprobs": null, "finish_reason": finish})],
-            ),
-        };
-        if self.include_usage {
-            chunk["usage"] = Value::Null;
-        }
-        Some(chunk)
+            Kind::Completion => {
+                let choice = TextChoice {
+                    index,
+                    text,
+                    logprobs: None,
+                    finish_reason: finish,
+                };
+                Chunk::Text(self.envelope("text_completion", vec![choice], usage))
+            }
+        })
     }
 
     /// Finish choice `index`, which the engine ended without a final chunk, with `reason`
@@ -163,7 +155,7 @@ impl Aggregator {
     /// multi-byte character, so such a choice would otherwise never carry a finish reason. Its
     /// dangling bytes are not text and are dropped, streamed or not. Returns the final chunk;
     /// `None` if the choice had already finished.
-    pub fn end_silently(&mut self, index: usize, reason: &str) -> Option<Value> {
+    pub fn end_silently(&mut self, index: usize, reason: &str) -> Option<Chunk> {
         self.delta(index, "", Some(reason))
     }
 
@@ -179,15 +171,13 @@ impl Aggregator {
         self.choices.iter().all(|c| c.finish_reason.is_some())
     }
 
-    /// The final chunk OpenAI sends when `stream_options.include_usage` is set.
-    pub fn usage_chunk(&self) -> Value {
-        let object = match self.kind {
-            Kind::Chat => "chat.completion.chunk",
-            Kind::Completion => "text_completion",
-        };
-        let mut v = self.envelope(object, vec![]);
-        v["usage"] = self.usage.to_json();
-        v
+    /// The final chunk OpenAI sends when `stream_options.include_usage` is set: no choices.
+    pub fn usage_chunk(&self) -> Chunk {
+        let usage = Some(Some(self.usage));
+        match self.kind {
+            Kind::Chat => Chunk::Chat(self.envelope("chat.completion.chunk", vec![], usage)),
+            Kind::Completion => Chunk::Text(self.envelope("text_completion", vec![], usage)),
+        }
     }
 
     pub fn text(&self, index: usize) -> &str {
@@ -205,72 +195,85 @@ impl Aggregator {
     }
 
     /// The non-streamed response object.
-    pub fn finish(&self) -> Value {
-        let choices: Vec<Value> = self
-            .choices
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let reason = c.finish_reason.clone().unwrap_or_else(|| "stop".into());
-                match self.kind {
-                    Kind::Chat => json!({
-                        "index": i,
-                        "message": {"role": "assistant", "content": c.text},
-                        "logprobs": null,
-                        "finish_reason": reason,
-                    }),
-                    Kind::Completion => json!({
-                        "index": i, "text": c.text, "logprobs": null, "finish_reason": reason,
-                    }),
-                }
-            })
-            .collect();
-        let object = match self.kind {
-            Kind::Chat => "chat.completion",
-            Kind::Completion => "text_completion",
-        };
-        let mut v = self.envelope(object, choices);
-        v["usage"] = self.usage.to_json();
-        v
+    pub fn finish(&self) -> Completion {
+        let reason = |c: &Choice| Some(c.finish_reason.clone().unwrap_or_else(|| "stop".into()));
+        let usage = Some(Some(self.usage));
+        let choices = self.choices.iter().enumerate();
+        match self.kind {
+            Kind::Chat => {
+                let choices = choices
+                    .map(|(index, c)| ChatChoice {
+                        index,
+                        message: AssistantMessage {
+                            role: "assistant".into(),
+                            content: Some(c.text.clone()),
+                        },
+                        logprobs: None,
+                        finish_reason: reason(c),
+                    })
+                    .collect();
+                Completion::Chat(self.envelope("chat.completion", choices, usage))
+            }
+            Kind::Completion => {
+                let choices = choices
+                    .map(|(index, c)| TextChoice {
+                        index,
+                        text: c.text.clone(),
+                        logprobs: None,
+                        finish_reason: reason(c),
+                    })
+                    .collect();
+                Completion::Text(self.envelope("text_completion", choices, usage))
+            }
+        }
     }
 
-    fn envelope(&self, object: &str, choices: Vec<Value>) -> Value {
-        json!({
-            "id": self.id,
-            "object": object,
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": null,
-            "choices": choices,
-        })
+    fn envelope<C>(
+        &self,
+        object: &str,
+        choices: Vec<C>,
+        usage: Option<Option<Usage>>,
+    ) -> Envelope<C> {
+        Envelope {
+            id: self.id.clone(),
+            object: object.to_string(),
+            created: self.created,
+            model: self.model.clone(),
+            system_fingerprint: None,
+            choices,
+            usage,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+
+    /// The wire form of a chunk or response.
+    fn j<T: serde::Serialize>(t: T) -> Value {
+        serde_json::to_value(t).unwrap()
+    }
 
     #[test]
     fn chat_chunks_add_up_to_the_final_object() {
         let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], false);
-        let c1 = a.delta(0, "Hel", None).unwrap();
-        let c2 = a.delta(0, "lo", Some("length")).unwrap();
+        let c1 = j(a.delta(0, "Hel", None).unwrap());
+        let c2 = j(a.delta(0, "lo", Some("length")).unwrap());
         assert_eq!(c1["choices"][0]["delta"]["role"], "assistant");
         assert!(
             c2["choices"][0]["delta"].get("role").is_none(),
             "role only in the first chunk"
         );
         assert_eq!(c2["choices"][0]["finish_reason"], "length");
-        a.usage = Usage {
-            prompt_tokens: 3,
-            completion_tokens: 2,
-        };
-        let f = a.finish();
+        a.usage = Usage::new(3, 2);
+        let f = j(a.finish());
         assert_eq!(f["object"], "chat.completion");
         assert_eq!(f["choices"][0]["message"]["content"], "Hello");
         assert_eq!(f["usage"]["total_tokens"], 5);
         assert_eq!(f["id"], c1["id"], "one id for the whole response");
-        let u = a.usage_chunk();
+        let u = j(a.usage_chunk());
         assert_eq!(u["choices"], json!([]));
         assert_eq!(u["usage"]["prompt_tokens"], 3);
     }
@@ -278,11 +281,11 @@ mod tests {
     #[test]
     fn completion_shape_and_reasons() {
         let mut a = Aggregator::new(Kind::Completion, "m", 2, vec![], false);
-        let c = a.delta(1, "x", Some("canceled")).unwrap();
+        let c = j(a.delta(1, "x", Some("canceled")).unwrap());
         assert_eq!(c["object"], "text_completion");
         assert_eq!(c["choices"][0]["finish_reason"], "stop");
         a.prepend("p:");
-        let f = a.finish();
+        let f = j(a.finish());
         assert_eq!(f["choices"][0]["text"], "p:");
         assert_eq!(f["choices"][1]["text"], "p:x");
     }
@@ -295,7 +298,7 @@ mod tests {
             .iter()
             .filter_map(|t| a.delta(0, t, None))
             .map(|c| {
-                c["choices"][0]["delta"]["content"]
+                j(c)["choices"][0]["delta"]["content"]
                     .as_str()
                     .unwrap()
                     .to_string()
@@ -304,7 +307,7 @@ mod tests {
         // "Bl" is held back until it turns out to be "Black", "B" until it becomes "Blue".
         assert_eq!(emitted, vec![" Red,", " ", "Black, ", ""]);
         assert!(a.all_done());
-        let f = a.finish();
+        let f = j(a.finish());
         assert_eq!(f["choices"][0]["message"]["content"], " Red, Black, ");
         assert_eq!(f["choices"][0]["finish_reason"], "stop");
         assert!(a.delta(0, "more", None).is_none(), "nothing after a stop");
@@ -320,7 +323,7 @@ mod tests {
         assert_eq!(p, "b");
         let mut a = Aggregator::new(Kind::Completion, "m", 1, vec!["bc".into()], false);
         a.delta(0, "ab", None);
-        let last = a.delta(0, "", Some("length")).unwrap();
+        let last = j(a.delta(0, "", Some("length")).unwrap());
         assert_eq!(last["choices"][0]["text"], "b");
         assert_eq!(a.text(0), "ab");
     }
@@ -328,16 +331,16 @@ mod tests {
     #[test]
     fn a_silent_end_still_finishes_the_choice_once() {
         let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], true);
-        let first = a.delta(0, "\u{1F34F}", None).unwrap();
+        let first = j(a.delta(0, "\u{1F34F}", None).unwrap());
         assert_eq!(first["usage"], Value::Null, "usage: null on every chunk");
-        let last = a.end_silently(0, "length").unwrap();
+        let last = j(a.end_silently(0, "length").unwrap());
         assert_eq!(last["choices"][0]["finish_reason"], "length");
         assert_eq!(last["choices"][0]["delta"]["content"], "");
         assert!(a.end_silently(0, "stop").is_none(), "finished once");
-        assert_eq!(a.finish()["choices"][0]["finish_reason"], "length");
+        assert_eq!(j(a.finish())["choices"][0]["finish_reason"], "length");
         // A choice with no chunk at all gets one, with the role, when it ends.
         let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], false);
-        let only = a.end_silently(0, "length").unwrap();
+        let only = j(a.end_silently(0, "length").unwrap());
         assert_eq!(only["choices"][0]["delta"]["role"], "assistant");
         assert!(only.get("usage").is_none());
     }

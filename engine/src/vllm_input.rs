@@ -1,10 +1,9 @@
 //! The job input and output of RunPod's vLLM worker (runpod-workers/worker-vllm), so client code
 //! written for it works against a sluice LLM endpoint unchanged:
 //! input `{"prompt": str | "messages": [...], "sampling_params": {...}, "stream": bool}`;
-//! output a list of batches `{"choices": [{"tokens": [text, ...]}], "usage": {"input", "output"}}`,
-//! streamed batch by batch when `stream` is true.
+//! output a list of batches (`protocol::vllm::VllmBatch`), streamed batch by batch when
+//! `stream` is true.
 
-use crate::shape::Usage;
 use protocol::openai::{GenerateRequest, CHAT_ROUTE, COMPLETIONS_ROUTE};
 use serde_json::{json, Map, Value};
 
@@ -74,33 +73,6 @@ pub fn to_request(input: &Value, model: &str) -> Result<(GenerateRequest, bool),
     Ok((req, stream))
 }
 
-/// A batch holding `text` for choice `index` of `n`.
-pub fn batch(index: usize, n: usize, text: &str) -> Value {
-    let choices: Vec<Value> = (0..n.max(index + 1))
-        .map(|i| json!({"tokens": if i == index { vec![text] } else { vec![] }}))
-        .collect();
-    json!({ "choices": choices })
-}
-
-/// The text of choice `index` in an OpenAI chunk or response object.
-pub fn choice_text(v: &Value, index: usize) -> Option<String> {
-    let c = v
-        .get("choices")?
-        .as_array()?
-        .iter()
-        .find(|c| c["index"].as_u64() == Some(index as u64))?;
-    let t = c
-        .get("delta")
-        .and_then(|d| d.get("content"))
-        .or_else(|| c.get("message").and_then(|m| m.get("content")))
-        .or_else(|| c.get("text"))?;
-    t.as_str().map(str::to_string)
-}
-
-pub fn usage(u: Usage) -> Value {
-    json!({"input": u.prompt_tokens, "output": u.completion_tokens})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,17 +111,5 @@ mod tests {
         assert!(!is_standard(
             &json!({"openai_route": "/v1/completions", "prompt": "x"})
         ));
-    }
-
-    #[test]
-    fn batches_and_texts() {
-        assert_eq!(
-            batch(1, 2, "a"),
-            json!({"choices": [{"tokens": []}, {"tokens": ["a"]}]})
-        );
-        let chunk = json!({"choices": [{"index": 0, "delta": {"content": "x"}}]});
-        assert_eq!(choice_text(&chunk, 0).as_deref(), Some("x"));
-        let done = json!({"choices": [{"index": 0, "message": {"content": "y"}}]});
-        assert_eq!(choice_text(&done, 0).as_deref(), Some("y"));
     }
 }

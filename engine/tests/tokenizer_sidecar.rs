@@ -7,6 +7,7 @@
 
 use engine::Engine;
 use protocol::config::Deployment;
+use protocol::openai::response::Completion;
 use protocol::openai::{ChatMessage, GenerateRequest, CHAT_ROUTE, COMPLETIONS_ROUTE};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -19,7 +20,7 @@ const PROMPTS: &[&str] = &[
     "    fn main() { println!(\"{}\", 42); }",
 ];
 
-async fn run(engine: &Engine, route: &str, body: Value) -> Value {
+async fn run(engine: &Engine, route: &str, body: Value) -> Completion {
     let req = GenerateRequest::parse(route, body).expect("valid request");
     engine
         .generate(&req, &mut |_| {}, &CancellationToken::new())
@@ -47,8 +48,8 @@ async fn the_sidecar_tokenizer_matches_the_engines_own_conversion_and_the_gatewa
         for (route, body) in [(COMPLETIONS_ROUTE, completion), (CHAT_ROUTE, chat)] {
             let a = run(&with_sidecar, route, body.clone()).await;
             let b = run(&from_gguf, route, body).await;
-            assert_eq!(a["usage"], b["usage"], "{route} {prompt:?}");
-            assert_eq!(a["choices"], b["choices"], "{route} {prompt:?}");
+            assert_eq!(a.usage(), b.usage(), "{route} {prompt:?}");
+            assert_eq!(a.text(0), b.text(0), "{route} {prompt:?}");
             let gateway = if route == CHAT_ROUTE {
                 let m = ChatMessage {
                     role: "user".into(),
@@ -59,8 +60,8 @@ async fn the_sidecar_tokenizer_matches_the_engines_own_conversion_and_the_gatewa
                 counter.count(prompt).unwrap()
             };
             assert_eq!(
-                a["usage"]["prompt_tokens"].as_u64(),
-                Some(gateway as u64),
+                a.usage().map(|u| u.prompt_tokens),
+                Some(gateway),
                 "the gateway counts what the engine sees: {route} {prompt:?}"
             );
         }

@@ -8,41 +8,44 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use protocol::health::{Liveness, Readiness};
 use protocol::job::{JobPolicy, OpenAiJobInput};
-use protocol::openai::{GenerateRequest, ModelCard, CHAT_ROUTE, COMPLETIONS_ROUTE};
+use protocol::openai::{GenerateRequest, ModelCard, ModelList, CHAT_ROUTE, COMPLETIONS_ROUTE};
 use protocol::{JobId, JobStatus};
 use queue::NewJob;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+pub async fn health() -> Json<Liveness> {
+    Json(Liveness {
+        status: "ok".into(),
+    })
 }
 
 /// Ready when the gateway can take work for every endpoint: the store answers, and each
 /// endpoint has its always-on workers live. An endpoint that scales from zero (`min_workers =
 /// 0`) takes work with no worker: requests wait while one starts.
 pub async fn ready(State(gw): State<AppState>) -> Result<Response, OpenAiError> {
-    let mut workers = serde_json::Map::new();
+    let mut workers = std::collections::BTreeMap::new();
     let mut ready = true;
     for name in gw.endpoint_names() {
         let live = gw.store.metrics(&name).await?.workers_live;
         ready &= live >= gw.endpoint(&name)?.min_workers;
-        workers.insert(name, json!(live));
+        workers.insert(name, live);
     }
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    Ok((status, Json(json!({ "ready": ready, "workers": workers }))).into_response())
+    Ok((status, Json(Readiness { ready, workers })).into_response())
 }
 
-pub async fn models(State(gw): State<AppState>) -> Json<Value> {
+pub async fn models(State(gw): State<AppState>) -> Json<ModelList> {
     model_list(gw.models.values())
 }
 
-fn model_list<'a>(models: impl Iterator<Item = &'a ServedModel>) -> Json<Value> {
+fn model_list<'a>(models: impl Iterator<Item = &'a ServedModel>) -> Json<ModelList> {
     let data: Vec<ModelCard> = models
         .map(|m| ModelCard {
             id: m.config.name.clone(),
@@ -52,14 +55,17 @@ fn model_list<'a>(models: impl Iterator<Item = &'a ServedModel>) -> Json<Value> 
             max_model_len: m.config.engine.context_length,
         })
         .collect();
-    Json(json!({ "object": "list", "data": data }))
+    Json(ModelList {
+        object: "list".into(),
+        data,
+    })
 }
 
 /// `/v2/{endpoint}/openai/v1/models`: the endpoint's own model.
 pub async fn endpoint_models(
     State(gw): State<AppState>,
     Path(endpoint): Path<String>,
-) -> Result<Json<Value>, OpenAiError> {
+) -> Result<Json<ModelList>, OpenAiError> {
     Ok(model_list(std::iter::once(gw.model(&endpoint)?)))
 }
 

@@ -5,11 +5,12 @@ use crate::error::{GatewayError, RunpodError};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use protocol::job::{JobPolicy, JobView};
+use protocol::health::{EndpointHealth, FleetState, JobCounts, WorkerCounts};
+use protocol::job::{JobAccepted, JobPolicy, JobView, Purged, StreamChunk, StreamView};
 use protocol::{JobId, JobStatus};
 use queue::NewJob;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 
 #[derive(Deserialize)]
@@ -90,9 +91,12 @@ pub async fn run(
     State(gw): State<AppState>,
     Path(endpoint): Path<String>,
     body: Result<JsonBody<RunLimit>, GatewayError>,
-) -> Result<Json<Value>, RunpodError> {
+) -> Result<Json<JobAccepted>, RunpodError> {
     let id = submit(&gw, &endpoint, body?.into_value(), false).await?;
-    Ok(Json(json!({"id": id, "status": JobStatus::InQueue})))
+    Ok(Json(JobAccepted {
+        id,
+        status: JobStatus::InQueue,
+    }))
 }
 
 pub async fn runsync(
@@ -150,7 +154,7 @@ pub async fn stream(
     State(gw): State<AppState>,
     Path((endpoint, job)): Path<(String, String)>,
     Query(q): Query<WaitQuery>,
-) -> Result<Json<Value>, RunpodError> {
+) -> Result<Json<StreamView>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let id = JobId(job);
     // Without ?wait, a short long-poll: chunks come back as soon as there are some.
@@ -159,35 +163,37 @@ pub async fn stream(
         .map(|_| q.duration())
         .unwrap_or(Duration::from_secs(1));
     let read = gw.store.take_stream(&id, wait).await.map_err(about(&id))?;
-    let stream: Vec<Value> = read
-        .chunks
-        .into_iter()
-        .map(|c| json!({ "output": c }))
-        .collect();
-    let mut body = json!({"id": id, "status": read.status, "stream": stream});
+    let mut view = StreamView {
+        id,
+        status: read.status,
+        stream: read
+            .chunks
+            .into_iter()
+            .map(|output| StreamChunk { output })
+            .collect(),
+        error: None,
+    };
     // A client that only reads the stream learns why the job ended, as `/status` says it.
-    if matches!(read.status, JobStatus::Failed | JobStatus::TimedOut) {
-        if let Some(error) = gw.store.get(&id).await?.and_then(|v| v.error) {
-            body["error"] = json!(error);
-        }
+    if matches!(view.status, JobStatus::Failed | JobStatus::TimedOut) {
+        view.error = gw.store.get(&view.id).await?.and_then(|v| v.error);
     }
-    Ok(Json(body))
+    Ok(Json(view))
 }
 
 pub async fn cancel(
     State(gw): State<AppState>,
     Path((endpoint, job)): Path<(String, String)>,
-) -> Result<Json<Value>, RunpodError> {
+) -> Result<Json<JobAccepted>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let id = JobId(job);
     let status = gw.store.cancel(&id).await.map_err(about(&id))?;
-    Ok(Json(json!({"id": id, "status": status})))
+    Ok(Json(JobAccepted { id, status }))
 }
 
 pub async fn retry(
     State(gw): State<AppState>,
     Path((endpoint, job)): Path<(String, String)>,
-) -> Result<Json<Value>, RunpodError> {
+) -> Result<Json<JobAccepted>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let id = JobId(job);
     let status = gw.store.retry(&id).await.map_err(|e| match e {
@@ -196,58 +202,57 @@ pub async fn retry(
         )),
         other => about(&id)(other),
     })?;
-    Ok(Json(json!({"id": id, "status": status})))
+    Ok(Json(JobAccepted { id, status }))
 }
 
 pub async fn purge_queue(
     State(gw): State<AppState>,
     Path(endpoint): Path<String>,
-) -> Result<Json<Value>, RunpodError> {
+) -> Result<Json<Purged>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let removed = gw.store.purge(&endpoint).await?;
-    Ok(Json(json!({"removed": removed, "status": "completed"})))
+    Ok(Json(Purged {
+        removed,
+        status: "completed".into(),
+    }))
 }
 
 /// `GET /v2/{endpoint}/health`: job counts and workers by state.
 pub async fn health(
     State(gw): State<AppState>,
     Path(endpoint): Path<String>,
-) -> Result<Json<Value>, RunpodError> {
+) -> Result<Json<EndpointHealth>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let m = gw.store.metrics(&endpoint).await?;
     // The autoscaler's view adds workers the store cannot see yet (starting) or any more
     // (unhealthy, draining), and each worker's cold start.
-    let fleet = gw.store.fleet(&endpoint).await?;
-    let fleet_workers = fleet
-        .as_ref()
-        .and_then(|f| f["workers"].as_array().cloned())
-        .unwrap_or_default();
-    let count = |state: &str| fleet_workers.iter().filter(|w| w["state"] == state).count();
+    let fleet = gw.store.fleet(&endpoint).await?.unwrap_or_default();
     let idle = m.workers_live - m.workers_running;
-    Ok(Json(json!({
-        "jobs": {
-            "completed": m.completed,
-            "failed": m.failed,
-            "inProgress": m.in_progress,
-            "inQueue": m.in_queue + m.in_queue_low_priority,
-            "retried": m.retried,
+    Ok(Json(EndpointHealth {
+        jobs: JobCounts {
+            completed: m.completed,
+            failed: m.failed,
+            in_progress: m.in_progress,
+            in_queue: m.in_queue + m.in_queue_low_priority,
+            retried: m.retried,
         },
-        "workers": {
-            "idle": idle,
-            "running": m.workers_running,
-            "initializing": count("initializing"),
-            "ready": idle,
-            "draining": count("draining"),
-            "throttled": 0,
-            "unhealthy": count("unhealthy"),
+        workers: WorkerCounts {
+            idle,
+            running: m.workers_running,
+            initializing: fleet.count(FleetState::Initializing),
+            ready: idle,
+            draining: fleet.count(FleetState::Draining),
+            throttled: 0,
+            unhealthy: fleet.count(FleetState::Unhealthy),
         },
-        "fleet": fleet_workers,
-    })))
+        fleet: fleet.workers,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const T: Duration = Duration::from_secs(600);
 

@@ -2,6 +2,7 @@
 
 use crate::metrics::RequestRecord;
 use futures::StreamExt;
+use protocol::openai::response::StreamEvent;
 use protocol::sse::{Parser, DONE};
 use serde_json::Value;
 use std::time::Instant;
@@ -16,15 +17,6 @@ pub(crate) fn error_kind(e: &reqwest::Error) -> &'static str {
     } else {
         "request"
     }
-}
-
-/// Chunk text of a chat or completion chunk.
-fn chunk_text(v: &Value) -> Option<&str> {
-    let c = v.get("choices")?.get(0)?;
-    c.get("delta")
-        .and_then(|d| d.get("content"))
-        .or_else(|| c.get("text"))?
-        .as_str()
 }
 
 /// Send `body` (a streaming request) to `url` and time it. `count` counts output tokens of the
@@ -62,18 +54,23 @@ pub async fn request(
                 done = true;
                 continue;
             }
-            let Ok(v) = serde_json::from_str::<Value>(&event) else {
+            let Ok(v) = serde_json::from_str::<StreamEvent>(&event) else {
                 continue;
             };
-            if v.get("error").is_some() {
+            if v.error.is_some() {
                 rec.error = Some("error event".into());
                 return rec;
             }
-            if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-                rec.prompt_tokens = u["prompt_tokens"].as_u64().unwrap_or(0) as usize;
-                rec.output_tokens = u["completion_tokens"].as_u64().unwrap_or(0) as usize;
+            if let Some(u) = v.usage {
+                rec.prompt_tokens = u.prompt_tokens;
+                rec.output_tokens = u.completion_tokens;
             }
-            if let Some(t) = chunk_text(&v).filter(|t| !t.is_empty()) {
+            if let Some(t) = v
+                .choices
+                .first()
+                .and_then(|c| c.text())
+                .filter(|t| !t.is_empty())
+            {
                 let now = Instant::now();
                 match last {
                     None => rec.ttft = now - t0,

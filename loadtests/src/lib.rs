@@ -19,6 +19,7 @@ use anyhow::Context;
 use clap::Args;
 use dataset::Prompt;
 use metrics::{RequestRecord, Slo, Summary};
+use protocol::health::EndpointHealth;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -205,29 +206,19 @@ async fn sample_workers(
     out: Arc<Mutex<Vec<(f64, f64)>>>,
 ) {
     loop {
-        let Some(w) = health_workers(&http, &url).await else {
+        let Some(h) = health(&http, &url).await else {
             return;
         };
-        let n: f64 = w
-            .iter()
-            // RunPod's `ready` repeats `idle`; count each worker once.
-            .filter(|(k, _)| ["idle", "running", "initializing"].contains(&k.as_str()))
-            .filter_map(|(_, v)| v.as_f64())
-            .sum();
         out.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((t0.elapsed().as_secs_f64(), n));
+            .push((t0.elapsed().as_secs_f64(), h.workers_total() as f64));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-/// The `workers` counts of sluice's `/v2/{endpoint}/health`, if it answers with them.
-async fn health_workers(
-    http: &reqwest::Client,
-    url: &str,
-) -> Option<serde_json::Map<String, Value>> {
-    let v: Value = http.get(url).send().await.ok()?.json().await.ok()?;
-    v.get("workers")?.as_object().cloned()
+/// sluice's `/v2/{endpoint}/health`, if the server answers with it.
+async fn health(http: &reqwest::Client, url: &str) -> Option<EndpointHealth> {
+    http.get(url).send().await.ok()?.json().await.ok()
 }
 
 /// One request, to either API.
@@ -290,10 +281,8 @@ impl Job {
 /// Poll sluice's health until the endpoint has no workers; `false` if the deadline came first.
 async fn wait_for_zero_workers(http: &reqwest::Client, health: &str, deadline: Instant) -> bool {
     while Instant::now() < deadline {
-        let total: Option<f64> = health_workers(http, health)
-            .await
-            .map(|w| w.values().filter_map(Value::as_f64).sum());
-        if total == Some(0.0) {
+        let total = self::health(http, health).await.map(|h| h.workers_total());
+        if total == Some(0) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -3,6 +3,11 @@
 //! `executionTime` are recorded beside the client's end-to-end time.
 
 use crate::metrics::RequestRecord;
+use protocol::job::{JobAccepted, JobView, StreamView};
+use protocol::openai::response::Usage;
+use protocol::vllm::VllmBatch;
+use protocol::JobStatus;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -16,14 +21,7 @@ pub enum QueueMode {
     Stream,
 }
 
-fn is_final(v: &Value) -> bool {
-    v.get("status")
-        .and_then(Value::as_str)
-        .and_then(protocol::JobStatus::parse)
-        .is_some_and(protocol::JobStatus::is_final)
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Result<Value, String> {
+async fn send<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, String> {
     let r = req
         .send()
         .await
@@ -34,13 +32,56 @@ async fn send(req: reqwest::RequestBuilder) -> Result<Value, String> {
     r.json().await.map_err(|_| "body".to_string())
 }
 
-/// Completion tokens from an OpenAI-shaped job output, if it has usage.
+/// Completion tokens of a job's output: anything with OpenAI's `usage` (a completion), or
+/// RunPod's vLLM-worker batches (usage on the last).
 fn output_tokens(output: &Value) -> Option<usize> {
-    let out = output.as_array().and_then(|a| a.last()).unwrap_or(output);
-    out.get("usage")?
-        .get("completion_tokens")?
-        .as_u64()
-        .map(|n| n as usize)
+    /// Only the usage of an OpenAI-shaped object (other servers' may lack other fields).
+    #[derive(Deserialize)]
+    struct WithUsage {
+        usage: Option<Usage>,
+    }
+    if let Ok(batches) = Vec::<VllmBatch>::deserialize(output) {
+        return batches.last()?.usage.map(|u| u.output);
+    }
+    WithUsage::deserialize(output)
+        .ok()?
+        .usage
+        .map(|u| u.completion_tokens)
+}
+
+/// Where a followed job stands: its status, chunks seen in the last poll, and (once read)
+/// its status object.
+struct Followed {
+    status: JobStatus,
+    chunks: usize,
+    view: Option<JobView>,
+}
+
+/// One poll of a job, by `mode`'s route.
+async fn poll(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    mode: QueueMode,
+) -> Result<Followed, String> {
+    Ok(match mode {
+        QueueMode::Stream => {
+            let s: StreamView = send(http.get(format!("{base}/stream/{id}"))).await?;
+            Followed {
+                status: s.status,
+                chunks: s.stream.len(),
+                view: None,
+            }
+        }
+        _ => {
+            let v: JobView = send(http.get(format!("{base}/status/{id}"))).await?;
+            Followed {
+                status: v.status,
+                chunks: 0,
+                view: Some(v),
+            }
+        }
+    })
 }
 
 pub async fn request(
@@ -48,48 +89,58 @@ pub async fn request(
     base: &str,
     input: Value,
     mode: QueueMode,
-    poll: Duration,
+    poll_every: Duration,
 ) -> RequestRecord {
     let mut rec = RequestRecord::default();
     let t0 = Instant::now();
     let body = json!({ "input": input });
     let first = match mode {
-        QueueMode::Runsync => send(http.post(format!("{base}/runsync")).json(&body)).await,
+        QueueMode::Runsync => send::<JobView>(http.post(format!("{base}/runsync")).json(&body))
+            .await
+            .map(|v| {
+                (
+                    v.id.clone(),
+                    Followed {
+                        status: v.status,
+                        chunks: 0,
+                        view: Some(v),
+                    },
+                )
+            }),
         QueueMode::Run | QueueMode::Stream => {
-            send(http.post(format!("{base}/run")).json(&body)).await
+            send::<JobAccepted>(http.post(format!("{base}/run")).json(&body))
+                .await
+                .map(|a| {
+                    (
+                        a.id,
+                        Followed {
+                            status: a.status,
+                            chunks: 0,
+                            view: None,
+                        },
+                    )
+                })
         }
     };
-    let mut status = match first {
-        Ok(v) => v,
+    let (id, mut job) = match first {
+        Ok(f) => f,
         Err(e) => {
             rec.error = Some(e);
             return rec;
         }
     };
-    let Some(id) = status.get("id").and_then(Value::as_str).map(str::to_string) else {
-        rec.error = Some("no job id".into());
-        return rec;
-    };
     let mut last_chunk: Option<Instant> = None;
-    while !is_final(&status) {
-        tokio::time::sleep(poll).await;
-        let url = match mode {
-            QueueMode::Stream => format!("{base}/stream/{id}"),
-            _ => format!("{base}/status/{id}"),
-        };
-        status = match send(http.get(url)).await {
-            Ok(v) => v,
+    // Streams are read until final and empty: chunks may still arrive with the final status.
+    while !job.status.is_final() || job.chunks > 0 {
+        tokio::time::sleep(poll_every).await;
+        job = match poll(http, base, &id.0, mode).await {
+            Ok(f) => f,
             Err(e) => {
                 rec.error = Some(e);
                 return rec;
             }
         };
-        let chunks = status
-            .get("stream")
-            .and_then(Value::as_array)
-            .map(Vec::len)
-            .unwrap_or(0);
-        if chunks > 0 {
+        if job.chunks > 0 {
             let now = Instant::now();
             match last_chunk {
                 None => rec.ttft = now - t0,
@@ -97,38 +148,32 @@ pub async fn request(
             }
             last_chunk = Some(now);
         }
-        if mode == QueueMode::Stream && is_final(&status) && chunks > 0 {
-            // Final with chunks still arriving: read until the stream is empty.
-            status["status"] = json!("IN_PROGRESS");
-        }
     }
-    if mode == QueueMode::Stream {
+    if job.view.is_none() {
         // The stream route reports no output or times; read them from the status, if it is
         // (still) there.
-        if let Ok(v) = send(http.get(format!("{base}/status/{id}"))).await {
-            if is_final(&v) {
-                status = v;
-            }
+        if let Ok(v) = send::<JobView>(http.get(format!("{base}/status/{}", id.0))).await {
+            job.view = Some(v).filter(|v| v.status.is_final());
         }
     }
     rec.latency = t0.elapsed();
-    rec.delay = status
-        .get("delayTime")
-        .and_then(Value::as_u64)
+    let view = job.view.as_ref();
+    rec.delay = view.and_then(|v| v.delay_time).map(Duration::from_millis);
+    rec.execution = view
+        .and_then(|v| v.execution_time)
         .map(Duration::from_millis);
-    rec.execution = status
-        .get("executionTime")
-        .and_then(Value::as_u64)
-        .map(Duration::from_millis);
-    match status.get("status").and_then(Value::as_str) {
-        Some("COMPLETED") => {
+    match job.status {
+        JobStatus::Completed => {
             rec.ok = true;
-            rec.output_tokens = status.get("output").and_then(output_tokens).unwrap_or(0);
+            rec.output_tokens = view
+                .and_then(|v| v.output.as_ref())
+                .and_then(output_tokens)
+                .unwrap_or(0);
             if mode != QueueMode::Stream {
                 rec.ttft = rec.latency;
             }
         }
-        other => rec.error = Some(format!("job {}", other.unwrap_or("?"))),
+        other => rec.error = Some(format!("job {other}")),
     }
     rec
 }

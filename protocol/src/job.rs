@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::fmt;
 
 /// An opaque job id. Generated ids are 128-bit random (unguessable), hex encoded.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(pub String);
 
@@ -138,9 +138,43 @@ pub struct JobView {
     pub output: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Times the job went back to the queue (sluice's; RunPod's own API leaves it out).
+    #[serde(default)]
     pub retries: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
+}
+
+/// `run`, `cancel` and `retry` answer with the job's id and (new) status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobAccepted {
+    pub id: JobId,
+    pub status: JobStatus,
+}
+
+/// `stream/{id}`: chunks not delivered before (each `{"output": chunk}`), the job's status,
+/// and its error once it FAILED or TIMED_OUT (as `/status` says it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamView {
+    #[serde(default)]
+    pub id: JobId,
+    pub status: JobStatus,
+    pub stream: Vec<StreamChunk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One streamed piece of a job's output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamChunk {
+    pub output: Value,
+}
+
+/// `purge-queue`: how many queued jobs were removed; `status` is always `completed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Purged {
+    pub removed: usize,
+    pub status: String,
 }
 
 /// What `job-take` hands a worker: the whole object is passed to a RunPod handler.

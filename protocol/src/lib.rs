@@ -4,10 +4,12 @@
 //! This crate has no I/O beyond reading config files, so every other crate can depend on it.
 
 pub mod config;
+pub mod health;
 pub mod job;
 pub mod openai;
 pub mod routes;
 pub mod sse;
+pub mod vllm;
 
 pub use config::{
     ActivationDType, ConfigError, CustomEndpoint, Deployment, EngineSettings, GatewaySettings,

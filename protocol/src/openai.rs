@@ -4,6 +4,8 @@
 //! Every parameter is either honoured or rejected with a 400 naming it: nothing is dropped
 //! silently. Parameters sent as JSON `null` count as absent, as in OpenAI's API.
 
+pub mod response;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -516,6 +518,13 @@ impl CompletionRequest {
             include_usage,
         })
     }
+}
+
+/// `/v1/models`: `{"object": "list", "data": [...]}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<ModelCard>,
 }
 
 /// The `/v1/models` listing entry.

@@ -5,6 +5,7 @@
 //! whatever must live as long as it (a Redis server).
 
 use crate::{JobStore, NewJob, QueueError};
+use protocol::health::{FleetState, FleetView, FleetWorker};
 use protocol::job::{JobPolicy, JobReport};
 use protocol::JobStatus;
 use serde_json::json;
@@ -333,8 +334,22 @@ pub async fn live_workers_lost_workers_and_fleets(s: Arc<dyn JobStore>) {
     let w2 = &s.workers("ep").await.unwrap()[0];
     assert_eq!((w2.id.as_str(), w2.jobs, w2.taken), ("w2", 0, 1));
     assert_eq!(s.fleet("ep").await.unwrap(), None);
-    s.put_fleet("ep", json!({"workers": []})).await.unwrap();
-    assert_eq!(s.fleet("ep").await.unwrap(), Some(json!({"workers": []})));
+    let view = FleetView {
+        workers: vec![FleetWorker {
+            id: "w2".into(),
+            state: FleetState::Idle,
+            pid: Some(7),
+            gpus: None,
+            cpus: Some("1".into()),
+            age_ms: Some(5),
+            cold_start: None,
+            restarts: 0,
+            last_exit: None,
+            next_start_in_ms: None,
+        }],
+    };
+    s.put_fleet("ep", &view).await.unwrap();
+    assert_eq!(s.fleet("ep").await.unwrap(), Some(view));
 }
 
 /// A job handed to a worker that never got it (the take's answer was lost): the worker keeps

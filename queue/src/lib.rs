@@ -17,6 +17,7 @@ pub use memory::MemoryStore;
 pub use redis_store::{RedisStore, OP_TIMEOUT};
 
 use async_trait::async_trait;
+use protocol::health::FleetView;
 use protocol::job::{JobPolicy, JobReport, JobView, TakenJob};
 use protocol::{JobId, JobStatus};
 use serde::Serialize;
@@ -199,9 +200,9 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// The autoscaler's view of an endpoint's workers (states, cold starts), for `/health`
     /// on every gateway. Kept briefly: a view nobody refreshes goes away.
-    async fn put_fleet(&self, endpoint: &str, fleet: Value) -> Result<()>;
+    async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()>;
 
-    async fn fleet(&self, endpoint: &str) -> Result<Option<Value>>;
+    async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>>;
 
     /// Jobs that reached a final state and have a webhook, each returned once with its URL,
     /// waiting up to `wait` for one.

@@ -7,6 +7,7 @@ use crate::{
     StreamRead,
 };
 use async_trait::async_trait;
+use protocol::health::FleetView;
 use protocol::job::{JobReport, JobView, TakenJob};
 use protocol::{JobId, JobStatus};
 use serde_json::Value;
@@ -135,7 +136,7 @@ struct State {
     /// Workers that asked to stop (`stopPod`).
     retired: std::collections::HashSet<String>,
     /// What the autoscaler last said about each endpoint's workers.
-    fleets: HashMap<String, Value>,
+    fleets: HashMap<String, FleetView>,
 }
 
 impl Default for State {
@@ -704,12 +705,14 @@ impl JobStore for MemoryStore {
         Ok(n)
     }
 
-    async fn put_fleet(&self, endpoint: &str, fleet: Value) -> Result<()> {
-        self.lock().fleets.insert(endpoint.to_string(), fleet);
+    async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {
+        self.lock()
+            .fleets
+            .insert(endpoint.to_string(), fleet.clone());
         Ok(())
     }
 
-    async fn fleet(&self, endpoint: &str) -> Result<Option<Value>> {
+    async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>> {
         Ok(self.lock().fleets.get(endpoint).cloned())
     }
 

@@ -15,6 +15,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use notify::Notifier;
+use protocol::health::FleetView;
 use protocol::job::{JobReport, JobView, TakenJob};
 use protocol::{JobId, JobStatus};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -531,21 +532,25 @@ impl JobStore for RedisStore {
         Ok(int(&v, 0) as usize)
     }
 
-    async fn put_fleet(&self, endpoint: &str, fleet: Value) -> Result<()> {
+    async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {
+        let text = serde_json::to_string(fleet).expect("a fleet view serializes");
         self.call("put_fleet", |i| {
-            i.arg(endpoint).arg(fleet.to_string());
+            i.arg(endpoint).arg(text);
         })
         .await?;
         Ok(())
     }
 
-    async fn fleet(&self, endpoint: &str) -> Result<Option<Value>> {
+    async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>> {
         let (_, v) = self
             .call("fleet", |i| {
                 i.arg(endpoint);
             })
             .await?;
-        Ok(v.first().and_then(|f| f.as_deref()).map(|f| json(Some(f))))
+        // A view this version cannot read (another version's autoscaler) reads as none.
+        Ok(v.first()
+            .and_then(|f| f.as_deref())
+            .and_then(|f| serde_json::from_str(f).ok()))
     }
 
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>> {

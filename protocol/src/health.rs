@@ -1,0 +1,147 @@
+//! What `/v2/{endpoint}/health` answers, and the fleet view behind it: the autoscaler writes
+//! a [`FleetView`] per endpoint to the job store, every gateway reads it back into
+//! [`EndpointHealth`], and the load tester reads that to chart workers. RunPod's keys
+//! (camelCase) for the counts; sluice's own `fleet` list beside them.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /health`: `{"status": "ok"}` while the process serves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Liveness {
+    pub status: String,
+}
+
+/// `GET /ready`: whether every endpoint takes work, and its live workers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub workers: std::collections::BTreeMap<String, usize>,
+}
+
+/// `GET /v2/{endpoint}/health`. Missing parts read as empty (other servers' or older
+/// versions' answers).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointHealth {
+    pub jobs: JobCounts,
+    pub workers: WorkerCounts,
+    /// Each worker the autoscaler manages (empty without one, e.g. a bare gateway).
+    #[serde(default)]
+    pub fleet: Vec<FleetWorker>,
+}
+
+impl EndpointHealth {
+    /// Distinct workers in any state: the fleet view's workers when there is one (a worker
+    /// about to be seen live can be `initializing` in the fleet and `idle` in the store's
+    /// counts at the same moment), else the counts. A crash loop's placeholder is no worker.
+    pub fn workers_total(&self) -> usize {
+        if self.fleet.is_empty() {
+            self.workers.total()
+        } else {
+            self.fleet
+                .iter()
+                .filter(|w| w.next_start_in_ms.is_none())
+                .count()
+        }
+    }
+}
+
+/// Jobs by state; `completed`, `failed`, `retried` count since the store started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct JobCounts {
+    pub completed: u64,
+    pub failed: u64,
+    pub in_progress: usize,
+    /// Normal and low priority.
+    pub in_queue: usize,
+    pub retried: u64,
+}
+
+/// Workers by state, RunPod's names: `ready` is another name for `idle` (RunPod reports
+/// both) and `throttled` is always 0 here, so neither adds to [`WorkerCounts::total`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerCounts {
+    pub idle: usize,
+    pub running: usize,
+    pub initializing: usize,
+    pub ready: usize,
+    pub draining: usize,
+    pub throttled: usize,
+    pub unhealthy: usize,
+}
+
+impl WorkerCounts {
+    /// Distinct workers in any state.
+    pub fn total(&self) -> usize {
+        self.idle + self.running + self.initializing + self.draining + self.unhealthy
+    }
+}
+
+/// A worker's state as the autoscaler sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetState {
+    /// Started, not yet heard from (spawn, weight load).
+    Initializing,
+    Idle,
+    Running,
+    /// Told to stop: finishing its jobs, taking none.
+    Draining,
+    /// Silent too long, or (a crash loop held back) its last worker crashed.
+    Unhealthy,
+}
+
+/// Cold-start phases of a worker, ms: process creation, weight load as the worker reports it,
+/// start to first heard from by the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ColdStart {
+    pub spawn_ms: u64,
+    pub load_ms: Option<u64>,
+    pub ready_ms: Option<u64>,
+}
+
+/// One worker of the fleet view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetWorker {
+    pub id: String,
+    pub state: FleetState,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// `CUDA_VISIBLE_DEVICES` it was given.
+    #[serde(default)]
+    pub gpus: Option<String>,
+    /// The CPU cores it is pinned to.
+    #[serde(default)]
+    pub cpus: Option<String>,
+    #[serde(default)]
+    pub age_ms: Option<u64>,
+    #[serde(default)]
+    pub cold_start: Option<ColdStart>,
+    /// The endpoint's unexpected worker exits since the autoscaler started.
+    #[serde(default)]
+    pub restarts: u32,
+    /// For a crash loop held back: how the last worker ended ("exit status 1 after 412 ms").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+    /// For a crash loop held back: when the next start may happen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_start_in_ms: Option<u64>,
+}
+
+/// The autoscaler's view of one endpoint's workers, kept in the job store (a few seconds'
+/// expiry on Redis, so a stopped autoscaler's view does not linger).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetView {
+    pub workers: Vec<FleetWorker>,
+}
+
+impl FleetView {
+    /// Workers in `state`.
+    pub fn count(&self, state: FleetState) -> usize {
+        self.workers.iter().filter(|w| w.state == state).count()
+    }
+}

@@ -1,0 +1,258 @@
+//! OpenAI's response objects, as the engine writes them and clients (the load tester, the
+//! vLLM-worker output form) read them: the completion, its streamed chunks, usage. One
+//! envelope serves both routes; the choice type differs.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// Token counts of one response (OpenAI's `usage`). Missing counts read as 0 (some servers
+/// leave out `total_tokens`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: usize, completion_tokens: usize) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+/// The envelope of every response and chunk: `{id, object, created, model,
+/// system_fingerprint, choices, usage}`, `created` in Unix seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<C> {
+    pub id: String,
+    /// `chat.completion`, `chat.completion.chunk` or `text_completion`.
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub system_fingerprint: Option<String>,
+    pub choices: Vec<C>,
+    /// Absent (`None`); `null` (`Some(None)`) on the streamed chunks of a client that asked
+    /// for usage with `stream_options.include_usage`, as OpenAI sends them; the counts.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub usage: Option<Option<Usage>>,
+}
+
+/// A key that is present, even as `null`, deserializes to `Some(...)`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Usage>>, D::Error> {
+    Option::<Usage>::deserialize(d).map(Some)
+}
+
+/// A chat answer's message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssistantMessage {
+    /// Always `assistant`.
+    pub role: String,
+    pub content: Option<String>,
+}
+
+/// One choice of a chat completion.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatChoice {
+    pub index: usize,
+    pub message: AssistantMessage,
+    /// Always `null` here (log probabilities are not returned).
+    pub logprobs: Option<Value>,
+    /// `stop` or `length` (`tool_calls`, `content_filter` where an engine says so).
+    pub finish_reason: Option<String>,
+}
+
+/// New text of one chat choice in a chunk; `role` in the choice's first chunk only.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub content: Option<String>,
+}
+
+/// One choice of a chat completion chunk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunkChoice {
+    pub index: usize,
+    pub delta: Delta,
+    pub logprobs: Option<Value>,
+    /// Set in the choice's last chunk only.
+    pub finish_reason: Option<String>,
+}
+
+/// One choice of a text completion, streamed or not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TextChoice {
+    pub index: usize,
+    pub text: String,
+    pub logprobs: Option<Value>,
+    pub finish_reason: Option<String>,
+}
+
+/// `chat.completion`.
+pub type ChatCompletion = Envelope<ChatChoice>;
+/// `chat.completion.chunk`.
+pub type ChatCompletionChunk = Envelope<ChatChunkChoice>;
+/// `text_completion`: the response and each of its streamed chunks.
+pub type TextCompletion = Envelope<TextChoice>;
+
+/// A finished generation of either route.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Completion {
+    Chat(ChatCompletion),
+    Text(TextCompletion),
+}
+
+/// A streamed chunk of either route.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Chunk {
+    Chat(ChatCompletionChunk),
+    Text(TextCompletion),
+}
+
+impl Completion {
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            Completion::Chat(c) => c.usage.flatten(),
+            Completion::Text(c) => c.usage.flatten(),
+        }
+    }
+
+    /// The text of choice `index`.
+    pub fn text(&self, index: usize) -> Option<&str> {
+        match self {
+            Completion::Chat(c) => c
+                .choices
+                .iter()
+                .find(|ch| ch.index == index)?
+                .message
+                .content
+                .as_deref(),
+            Completion::Text(c) => c
+                .choices
+                .iter()
+                .find(|ch| ch.index == index)
+                .map(|ch| ch.text.as_str()),
+        }
+    }
+}
+
+impl Chunk {
+    /// The new text of choice `index` in this chunk.
+    pub fn text(&self, index: usize) -> Option<&str> {
+        match self {
+            Chunk::Chat(c) => c
+                .choices
+                .iter()
+                .find(|ch| ch.index == index)?
+                .delta
+                .content
+                .as_deref(),
+            Chunk::Text(c) => c
+                .choices
+                .iter()
+                .find(|ch| ch.index == index)
+                .map(|ch| ch.text.as_str()),
+        }
+    }
+
+    /// The counts, on the last chunk of a client that asked for usage.
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            Chunk::Chat(c) => c.usage.flatten(),
+            Chunk::Text(c) => c.usage.flatten(),
+        }
+    }
+}
+
+/// A streamed event as a client reads it, whatever the route: a chunk of either kind, or an
+/// error object. Fields it does not know are ignored, so it reads other servers' streams too.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StreamEvent {
+    #[serde(default)]
+    pub choices: Vec<StreamChoice>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+/// One choice of a [`StreamEvent`]: chat chunks carry `delta.content`, completions `text`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StreamChoice {
+    #[serde(default)]
+    pub index: usize,
+    #[serde(default)]
+    pub delta: Option<Delta>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+impl StreamChoice {
+    pub fn text(&self) -> Option<&str> {
+        self.delta
+            .as_ref()
+            .and_then(|d| d.content.as_deref())
+            .or(self.text.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_is_absent_null_or_counts() {
+        let mut c: TextCompletion = Envelope {
+            id: "cmpl-1".into(),
+            object: "text_completion".into(),
+            created: 1,
+            model: "m".into(),
+            system_fingerprint: None,
+            choices: vec![],
+            usage: None,
+        };
+        assert!(serde_json::to_value(&c).unwrap().get("usage").is_none());
+        c.usage = Some(None);
+        assert_eq!(serde_json::to_value(&c).unwrap()["usage"], Value::Null);
+        c.usage = Some(Some(Usage::new(2, 3)));
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            v["usage"],
+            json!({"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5})
+        );
+        let back: TextCompletion = serde_json::from_value(v).unwrap();
+        assert_eq!(back, c);
+        let null: TextCompletion =
+            serde_json::from_value(json!({"id": "x", "object": "text_completion", "created": 1,
+                "model": "m", "system_fingerprint": null, "choices": [], "usage": null}))
+            .unwrap();
+        assert_eq!(null.usage, Some(None));
+    }
+
+    #[test]
+    fn stream_events_read_both_routes() {
+        let chat: StreamEvent = serde_json::from_value(json!({"choices": [{"index": 0,
+            "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": null}]}))
+        .unwrap();
+        assert_eq!(chat.choices[0].text(), Some("Hi"));
+        let text: StreamEvent =
+            serde_json::from_value(json!({"choices": [{"index": 0, "text": "Yo"}], "usage": null}))
+                .unwrap();
+        assert_eq!((text.choices[0].text(), text.usage), (Some("Yo"), None));
+    }
+}

@@ -1,0 +1,45 @@
+//! The output of RunPod's vLLM worker (runpod-workers/worker-vllm) for its standard input form
+//! (`{"prompt" | "messages", "sampling_params", "stream"}`): a list of batches, streamed batch
+//! by batch when the input streams. sluice's LLM workers answer that form with these types.
+
+use serde::{Deserialize, Serialize};
+
+/// One batch: `{"choices": [{"tokens": [text, ...]}, ...], "usage": {"input", "output"}}`;
+/// `usage` on the last batch only.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VllmBatch {
+    pub choices: Vec<VllmChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<VllmUsage>,
+}
+
+/// The text pieces of one choice in a batch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VllmChoice {
+    pub tokens: Vec<String>,
+}
+
+/// Prompt (`input`) and generated (`output`) tokens of the whole request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VllmUsage {
+    pub input: usize,
+    pub output: usize,
+}
+
+impl VllmBatch {
+    /// A batch holding `text` for choice `index` of `n` (the other choices empty).
+    pub fn one(index: usize, n: usize, text: &str) -> Self {
+        VllmBatch {
+            choices: (0..n.max(index + 1))
+                .map(|i| VllmChoice {
+                    tokens: if i == index {
+                        vec![text.to_string()]
+                    } else {
+                        vec![]
+                    },
+                })
+                .collect(),
+            usage: None,
+        }
+    }
+}
