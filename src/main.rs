@@ -89,10 +89,9 @@ enum Command {
         /// Worker id; random if unset.
         #[arg(long, env = "SLUICE_WORKER_ID")]
         worker_id: Option<String>,
-        /// What runs the jobs: `llm` (the endpoint's model) or `echo` (returns each job's
-        /// input at once: for measuring the queue path itself).
-        #[arg(long, default_value = "llm")]
-        handler: String,
+        /// What runs the jobs.
+        #[arg(long, value_enum, default_value_t = roles::HandlerKind::Llm)]
+        handler: roles::HandlerKind,
         /// Jobs at once for the echo handler (the llm handler uses the model's max_num_seqs).
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
@@ -213,7 +212,7 @@ fn main() -> std::process::ExitCode {
                     worker_id,
                 )?;
                 let ping = std::time::Duration::from_millis(ping_interval_ms.max(100));
-                roles::worker(common, id, &handler, concurrency, ping).await
+                roles::worker(common, id, handler, concurrency, ping).await
             }
             Command::Bench(args) => loadtests::main(*args).await,
             Command::Autoscaler {

@@ -186,19 +186,32 @@ impl WorkerIdentity {
     }
 }
 
+/// `sluice worker --handler`: what runs the jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HandlerKind {
+    /// The endpoint's model, on mistral.rs.
+    Llm,
+    /// Returns each job's input at once: for measuring the queue path itself.
+    Echo,
+}
+
 pub async fn worker(
     common: Common,
     id: WorkerIdentity,
-    handler: &str,
+    handler: HandlerKind,
     concurrency: usize,
     ping_interval: Duration,
 ) -> anyhow::Result<()> {
     // An engine takes one job per request, so that an endpoint's workers share bursts; the
     // echo handler (queue benchmarks) takes whole batches.
-    let max_take = if handler == "echo" { concurrency } else { 1 };
+    let max_take = if handler == HandlerKind::Echo {
+        concurrency
+    } else {
+        1
+    };
     let (handler, concurrency): (Arc<dyn JobHandler>, usize) = match handler {
-        "echo" => (Arc::new(EchoHandler), concurrency),
-        "llm" => {
+        HandlerKind::Echo => (Arc::new(EchoHandler), concurrency),
+        HandlerKind::Llm => {
             let t0 = Instant::now();
             let dep = Deployment::load(&common.config)?;
             let cfg = dep
@@ -230,7 +243,6 @@ pub async fn worker(
             );
             (Arc::new(LlmHandler { engine }), cfg.engine.max_num_seqs)
         }
-        other => anyhow::bail!("unknown --handler `{other}` (llm, echo)"),
     };
     let opts = WorkerOptions {
         gateway: id.gateway,

@@ -80,14 +80,30 @@ impl Exited {
     }
 }
 
+/// Why an actuator could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ActuatorError {
+    /// The devices a worker needs are taken: capacity, not a fault.
+    #[error(transparent)]
+    NoCapacity(#[from] NoCapacity),
+    #[error("no launch command for endpoint `{0}`")]
+    UnknownEndpoint(String),
+    #[error("starting {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
 #[async_trait]
 pub trait Actuator: Send + Sync + 'static {
     /// Start one worker of `endpoint`; its id.
-    async fn start(&self, endpoint: &str) -> anyhow::Result<String>;
-    /// Ask a worker to finish its jobs, take no new ones, and exit.
-    async fn drain(&self, id: &str);
+    async fn start(&self, endpoint: &str) -> Result<String, ActuatorError>;
+    /// Ask a worker to finish its jobs, take no new ones, and exit. A worker that is gone
+    /// already is no error.
+    async fn drain(&self, id: &str) -> Result<(), ActuatorError>;
     /// Stop a worker now (it stopped answering).
-    async fn kill(&self, id: &str);
+    async fn kill(&self, id: &str) -> Result<(), ActuatorError>;
     /// The endpoint's workers that have not exited.
     fn managed(&self, endpoint: &str) -> Vec<Managed>;
     /// Workers that exited since the last call.
@@ -105,7 +121,7 @@ pub enum Device {
 
 /// A worker could not start because the GPUs or CPU cores it needs are taken by other
 /// workers: capacity, not a fault (the control loop tries again at its next tick).
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct NoCapacity {
     pub device: Device,
     pub wanted: usize,

@@ -11,9 +11,9 @@ pub struct SimulateArgs {
     /// A JSONL trace (`{"arrival_ms", "service_ms", "low_priority"}` per line).
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    /// Or a generated trace: steady, bursty (4x rate 10 min each hour), diurnal.
-    #[arg(long, default_value = "bursty")]
-    pub generate: String,
+    /// Or a generated trace.
+    #[arg(long, value_enum, default_value_t = trace::Shape::Bursty)]
+    pub generate: trace::Shape,
     #[arg(long, default_value_t = 3 * 3600)]
     pub duration_secs: u64,
     /// Mean arrivals per second of the generated trace.
@@ -30,9 +30,8 @@ pub struct SimulateArgs {
     pub max_workers: u32,
     #[arg(long, default_value_t = 5)]
     pub idle_timeout_secs: u64,
-    /// queue_delay or request_count.
-    #[arg(long, default_value = "queue_delay")]
-    pub scaler: String,
+    #[arg(long, value_enum, default_value_t = ScalerArg::QueueDelay)]
+    pub scaler: ScalerArg,
     #[arg(long, default_value_t = 4.0)]
     pub scaler_value: f64,
     /// Flex (serverless) price per worker-second.
@@ -43,21 +42,36 @@ pub struct SimulateArgs {
     pub active_per_hour: f64,
 }
 
+/// `--scaler`: the policy's scalers (`protocol` has no command-line types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScalerArg {
+    /// Add a worker while the oldest job waited longer than `--scaler-value` seconds.
+    QueueDelay,
+    /// ceil((queued + running) / `--scaler-value`) workers.
+    RequestCount,
+}
+
+fn scaler_name(s: Scaler) -> &'static str {
+    match s {
+        Scaler::QueueDelay => "queue_delay",
+        Scaler::RequestCount => "request_count",
+    }
+}
+
 pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
     let requests = match &a.trace {
         Some(p) => trace::load(p)?,
         None => trace::generate(
-            &a.generate,
+            a.generate,
             a.duration_secs as f64,
             a.rate,
             a.service_ms,
             a.seed,
         )?,
     };
-    let scaler = match a.scaler.as_str() {
-        "queue_delay" => Scaler::QueueDelay,
-        "request_count" => Scaler::RequestCount,
-        other => anyhow::bail!("unknown --scaler `{other}` (queue_delay, request_count)"),
+    let scaler = match a.scaler {
+        ScalerArg::QueueDelay => Scaler::QueueDelay,
+        ScalerArg::RequestCount => Scaler::RequestCount,
     };
     let model = Model {
         cold_start_ms: a.cold_start_ms,
@@ -74,7 +88,7 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
         requests.len(),
         busy_s,
         a.cold_start_ms,
-        a.scaler,
+        scaler_name(scaler),
         a.scaler_value,
         a.flex_per_sec,
         a.active_per_hour,

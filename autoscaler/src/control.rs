@@ -3,7 +3,7 @@
 //! out its decision. It also hands the store a view of the fleet (states, cold starts) that
 //! every gateway shows in `/v2/{endpoint}/health`.
 
-use crate::actuator::{Actuator, Exited, Managed};
+use crate::actuator::{Actuator, ActuatorError, Exited, Managed};
 use crate::policy::{decide, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
 use protocol::health::{ColdStart, FleetState, FleetView, FleetWorker};
@@ -221,12 +221,14 @@ impl Controller {
                 && self.store.is_retired(&w.id).await?
             {
                 // The handler asked for a fresh worker (`stopPod`).
-                self.actuator.drain(&w.id).await;
+                self.drain(&w.id).await;
                 state = WorkerState::Draining;
             }
             if state == WorkerState::Unhealthy {
                 tracing::warn!(worker = %w.id, "worker unhealthy (not heard from); stopping it");
-                self.actuator.kill(&w.id).await;
+                if let Err(e) = self.actuator.kill(&w.id).await {
+                    tracing::warn!(worker = %w.id, "cannot kill it: {e}");
+                }
             }
             views.push(WorkerView {
                 id: w.id.clone(),
@@ -250,7 +252,7 @@ impl Controller {
             // No new jobs for it from now on: a worker that keeps polling while it shuts down
             // (RunPod's SDK does) would take one and sit on it until it exits.
             self.store.retire(id).await?;
-            self.actuator.drain(id).await;
+            self.drain(id).await;
         }
         // Workers started just now show as initializing at once.
         let fleet = self.fleet(&ep.name, &self.actuator.managed(&ep.name), &views);
@@ -265,13 +267,13 @@ impl Controller {
                 Ok(id) => {
                     tracing::info!(%endpoint, worker = %id, in_queue = in_queue, "starting a worker")
                 }
-                Err(e) if e.is::<crate::actuator::NoCapacity>() => {
+                Err(ActuatorError::NoCapacity(e)) => {
                     // Capacity: try again next tick, when a worker may have released its devices.
                     tracing::debug!(%endpoint, "{e}");
                     break;
                 }
                 Err(e) => {
-                    tracing::error!(%endpoint, "cannot start a worker: {e:#}");
+                    tracing::error!(%endpoint, "cannot start a worker: {e}");
                     let failed = Exited {
                         id: format!("{endpoint}-(not started)"),
                         endpoint: endpoint.to_string(),
@@ -287,6 +289,12 @@ impl Controller {
                     break;
                 }
             }
+        }
+    }
+
+    async fn drain(&self, id: &str) {
+        if let Err(e) = self.actuator.drain(id).await {
+            tracing::warn!(worker = %id, "cannot drain it: {e}");
         }
     }
 

@@ -2,8 +2,9 @@
 //! endpoint's command), its output prefixed into ours. Draining is SIGTERM (a sluice worker
 //! then finishes its jobs and exits; SIGKILL if it is still there after `drain_grace`).
 
-use crate::actuator::{Actuator, Device, DevicePool, Exited, Launch, Managed, NoCapacity};
-use anyhow::Context;
+use crate::actuator::{
+    Actuator, ActuatorError, Device, DevicePool, Exited, Launch, Managed, NoCapacity,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -192,11 +193,11 @@ async fn forward(r: impl AsyncRead + Unpin, id: String, state: Arc<Mutex<State>>
 
 #[async_trait]
 impl Actuator for LocalProcesses {
-    async fn start(&self, endpoint: &str) -> anyhow::Result<String> {
+    async fn start(&self, endpoint: &str) -> Result<String, ActuatorError> {
         let launch = self
             .launches
             .get(endpoint)
-            .with_context(|| format!("no launch command for endpoint `{endpoint}`"))?;
+            .ok_or_else(|| ActuatorError::UnknownEndpoint(endpoint.to_string()))?;
         let id = format!("{endpoint}-{:08x}", rand::random::<u32>());
         let (gpus, cpus) = self.take_devices(launch)?;
         let visible = (!gpus.is_empty()).then(|| gpus.join(","));
@@ -211,7 +212,10 @@ impl Actuator for LocalProcesses {
                 let mut st = lock(&self.state);
                 st.gpus.give(gpus);
                 st.cpus.give(cpus);
-                return Err(e).with_context(|| format!("starting {}", launch.program.display()));
+                return Err(ActuatorError::Spawn {
+                    program: launch.program.display().to_string(),
+                    source: e,
+                });
             }
         };
         let managed = Managed {
@@ -268,11 +272,11 @@ impl Actuator for LocalProcesses {
         Ok(id)
     }
 
-    async fn drain(&self, id: &str) {
+    async fn drain(&self, id: &str) -> Result<(), ActuatorError> {
         let pid = {
             let mut st = lock(&self.state);
             let Some(w) = st.running.get_mut(id) else {
-                return;
+                return Ok(());
             };
             w.draining = true;
             w.pid
@@ -284,11 +288,13 @@ impl Actuator for LocalProcesses {
             let pid = lock(&state).running.get(&id).and_then(|w| w.pid);
             signal(pid, libc::SIGKILL);
         });
+        Ok(())
     }
 
-    async fn kill(&self, id: &str) {
+    async fn kill(&self, id: &str) -> Result<(), ActuatorError> {
         let pid = lock(&self.state).running.get(id).and_then(|w| w.pid);
         signal(pid, libc::SIGKILL);
+        Ok(())
     }
 
     fn managed(&self, endpoint: &str) -> Vec<Managed> {
@@ -309,7 +315,7 @@ impl Actuator for LocalProcesses {
     async fn shutdown(&self) {
         let ids: Vec<String> = lock(&self.state).running.keys().cloned().collect();
         for id in &ids {
-            self.drain(id).await;
+            let _ = self.drain(id).await;
         }
         let deadline = Instant::now() + Duration::from_secs(12);
         while Instant::now() < deadline && !lock(&self.state).running.is_empty() {
@@ -317,7 +323,7 @@ impl Actuator for LocalProcesses {
         }
         let left: Vec<String> = lock(&self.state).running.keys().cloned().collect();
         for id in &left {
-            self.kill(id).await;
+            let _ = self.kill(id).await;
         }
     }
 }

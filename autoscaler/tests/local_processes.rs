@@ -66,7 +66,7 @@ async fn gpus_ids_exits_and_reported_load_times() {
         (crashed.as_str(), Some(3), false)
     );
 
-    a.drain(&first).await;
+    a.drain(&first).await.unwrap();
     let gone = exits(&a).await;
     assert_eq!(
         (gone[0].id.as_str(), gone[0].drained),
@@ -105,11 +105,11 @@ async fn pinned_workers_get_their_own_cores_and_give_them_back() {
     assert_eq!(a.managed("cpu")[0].cpus.as_deref(), Some(core.as_str()));
     let err = a.start("cpu").await.unwrap_err();
     assert!(
-        err.is::<autoscaler::actuator::NoCapacity>(),
+        matches!(err, autoscaler::actuator::ActuatorError::NoCapacity(_)),
         "a full host is capacity, not a crash: {err}"
     );
     assert!(err.to_string().contains("no 1 free CPU core"), "{err}");
-    a.drain(&first).await;
+    a.drain(&first).await.unwrap();
     exits(&a).await;
     // Its core came back.
     let second = a.start("cpu").await.unwrap();

@@ -444,21 +444,18 @@ impl JobHandler for LlmHandler {
         input: Value,
         sink: StreamSink,
         cancel: CancellationToken,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, EngineError> {
         if vllm_input::is_standard(&input) {
             return self.handle_standard(&input, sink, &cancel).await;
         }
         let job: OpenAiJobInput = serde_json::from_value(input).map_err(|e| {
-            format!("job input must be {{\"openai_route\", \"openai_input\"}} or {{\"prompt\"|\"messages\", \"sampling_params\"}}: {e}")
+            EngineError::Invalid(format!("job input must be {{\"openai_route\", \"openai_input\"}} or {{\"prompt\"|\"messages\", \"sampling_params\"}}: {e}"))
         })?;
-        let req =
-            GenerateRequest::parse(&job.openai_route, job.openai_input).map_err(|e| e.message)?;
+        let req = GenerateRequest::parse(&job.openai_route, job.openai_input)
+            .map_err(|e| EngineError::Invalid(e.message))?;
         let mut send = |chunk: Chunk| sink.send(json_of(&chunk));
-        self.engine
-            .generate(&req, &mut send, &cancel)
-            .await
-            .map(|done| json_of(&done))
-            .map_err(|e| e.to_string())
+        let done = self.engine.generate(&req, &mut send, &cancel).await?;
+        Ok(json_of(&done))
     }
 }
 
@@ -469,8 +466,9 @@ impl LlmHandler {
         input: &Value,
         sink: StreamSink,
         cancel: &CancellationToken,
-    ) -> Result<Value, String> {
-        let (req, stream) = vllm_input::to_request(input, &self.engine.served_name)?;
+    ) -> Result<Value, EngineError> {
+        let (req, stream) = vllm_input::to_request(input, &self.engine.served_name)
+            .map_err(EngineError::Invalid)?;
         let n = req.sampling().n as usize;
         let mut batches = Vec::new();
         let mut on_chunk = |chunk: Chunk| {
@@ -482,11 +480,7 @@ impl LlmHandler {
                 }
             }
         };
-        let done = self
-            .engine
-            .generate(&req, &mut on_chunk, cancel)
-            .await
-            .map_err(|e| e.to_string())?;
+        let done = self.engine.generate(&req, &mut on_chunk, cancel).await?;
         let usage = done.usage().map(|u| VllmUsage {
             input: u.prompt_tokens,
             output: u.completion_tokens,

@@ -2,6 +2,7 @@
 //! `job-stream`, `job-done`, `ping`, `job-stop`), generic over what runs a job
 //! ([`JobHandler`]). It keeps up to `concurrency` jobs running, so mistral.rs can batch them.
 
+use crate::EngineError;
 use async_trait::async_trait;
 use protocol::job::{JobDoneBody, JobsToStop, TakenJob};
 use protocol::routes::{WorkerRoute, SDK_QUERY};
@@ -13,7 +14,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Runs one job. `Err` is reported as the job's error (FAILED).
+/// Runs one job. `Err` is reported as the job's error (FAILED), worded by its kind
+/// ([`EngineError::Invalid`]: the input's fault; `Internal`: the handler's).
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     async fn handle(
@@ -21,7 +23,7 @@ pub trait JobHandler: Send + Sync + 'static {
         input: Value,
         sink: StreamSink,
         cancel: CancellationToken,
-    ) -> Result<Value, String>;
+    ) -> Result<Value, EngineError>;
 }
 
 /// Returns each job's input as its output: a worker with no work in it, for measuring and
@@ -36,7 +38,7 @@ impl JobHandler for EchoHandler {
         input: Value,
         sink: StreamSink,
         cancel: CancellationToken,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, EngineError> {
         for chunk in input
             .get("stream")
             .and_then(Value::as_array)
@@ -48,7 +50,7 @@ impl JobHandler for EchoHandler {
         if let Some(ms) = input.get("sleep_ms").and_then(Value::as_u64) {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
-                _ = cancel.cancelled() => return Err("cancelled".into()),
+                _ = cancel.cancelled() => return Err(EngineError::Cancelled),
             }
         }
         Ok(input)
@@ -227,7 +229,7 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(job = %job.id, "job failed: {e}");
                 JobDoneBody {
-                    error: Some(Value::String(e)),
+                    error: Some(Value::String(e.to_string())),
                     ..Default::default()
                 }
             }

@@ -38,9 +38,9 @@ pub struct BenchArgs {
     /// API route: /v1/chat/completions or /v1/completions.
     #[arg(long, default_value = "/v1/chat/completions")]
     pub endpoint: String,
-    /// `openai` (streamed /v1 requests) or `queue` (RunPod-style /v2/{model}/run ...).
-    #[arg(long, default_value = "openai")]
-    pub api: String,
+    /// Which API the requests use.
+    #[arg(long, value_enum, default_value_t = Api::Openai)]
+    pub api: Api,
     /// With --api queue: how a job is followed.
     #[arg(long, value_enum, default_value = "run")]
     pub queue_mode: queue_client::QueueMode,
@@ -73,9 +73,9 @@ pub struct BenchArgs {
     /// idle -> burst -> idle (rate 0 is an idle gap). Ends the run after the last phase.
     #[arg(long)]
     pub phases: Option<String>,
-    /// Prompts: builtin, random (exact --random-input-len tokens), jsonl or sharegpt (a file).
-    #[arg(long, default_value = "builtin")]
-    pub dataset_name: String,
+    /// Where the prompts come from.
+    #[arg(long, value_enum, default_value_t = DatasetName::Builtin)]
+    pub dataset_name: DatasetName,
     /// The file of the jsonl / sharegpt datasets.
     #[arg(long)]
     pub dataset_path: Option<PathBuf>,
@@ -124,6 +124,48 @@ pub struct BenchArgs {
     pub compare: Vec<PathBuf>,
 }
 
+/// `--api`: how requests reach the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// Streamed OpenAI requests (`/v1/...`).
+    Openai,
+    /// RunPod-style jobs (`/v2/{model}/run`, ...; see `--queue-mode`).
+    Queue,
+}
+
+/// `--dataset-name`: where prompts come from (vLLM's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatasetName {
+    /// A fixed set of short prompts.
+    Builtin,
+    /// Random token sequences of exactly `--random-input-len` tokens.
+    Random,
+    /// `{"prompt", "output_len"}` per line of `--dataset-path`.
+    Jsonl,
+    /// ShareGPT conversations in `--dataset-path`.
+    Sharegpt,
+}
+
+impl Api {
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Openai => "openai",
+            Api::Queue => "queue",
+        }
+    }
+}
+
+impl DatasetName {
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetName::Builtin => "builtin",
+            DatasetName::Random => "random",
+            DatasetName::Jsonl => "jsonl",
+            DatasetName::Sharegpt => "sharegpt",
+        }
+    }
+}
+
 /// One run's records and summary.
 pub struct Run {
     pub summary: Summary,
@@ -159,22 +201,19 @@ fn prompts(
     n: usize,
     tok: Option<&PromptTokenizer>,
 ) -> anyhow::Result<Vec<Prompt>> {
-    match args.dataset_name.as_str() {
-        "builtin" => Ok(dataset::builtin(n)),
-        "random" => {
+    match args.dataset_name {
+        DatasetName::Builtin => Ok(dataset::builtin(n)),
+        DatasetName::Random => {
             let tok =
                 tok.context("the random dataset needs a tokenizer: pass --tokenizer MODEL.gguf")?;
             dataset::random(tok, n, args.random_input_len, args.seed)
         }
-        "jsonl" | "sharegpt" => {
+        DatasetName::Jsonl | DatasetName::Sharegpt => {
             let path = args
                 .dataset_path
                 .as_ref()
                 .context("--dataset-path is required for this dataset")?;
             dataset::jsonl(path, n, tok)
-        }
-        other => {
-            anyhow::bail!("unknown --dataset-name `{other}` (builtin, random, jsonl, sharegpt)")
         }
     }
 }
@@ -233,7 +272,7 @@ enum Job {
 
 impl Job {
     fn new(args: &BenchArgs, openai_body: Value, queue_input: &Option<Value>) -> Self {
-        if args.api != "queue" {
+        if args.api != Api::Queue {
             return Job::OpenAi(openai_body);
         }
         let mode = args.queue_mode;
@@ -310,15 +349,18 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
     // A fresh connection per request: what is measured is the server, not how it and this
     // client handle keep-alive (llama.cpp's server closes a connection after 5 requests).
     // (The queue API polls: there, reusing connections is what every client does.)
-    let pool = if args.api == "queue" { usize::MAX } else { 0 };
+    let pool = if args.api == Api::Queue {
+        usize::MAX
+    } else {
+        0
+    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(pool)
         .build()?;
     let base = args.base_url.trim_end_matches('/');
-    let url = match args.api.as_str() {
-        "openai" => format!("{base}{}", args.endpoint),
-        "queue" => format!("{base}/v2/{}", args.model),
-        other => anyhow::bail!("unknown --api `{other}` (openai, queue)"),
+    let url = match args.api {
+        Api::Openai => format!("{base}{}", args.endpoint),
+        Api::Queue => format!("{base}/v2/{}", args.model),
     };
     let queue_input: Option<Value> = match &args.queue_input {
         Some(s) => Some(serde_json::from_str(s).context("--queue-input must be JSON")?),
@@ -402,11 +444,12 @@ fn progress_bar(n: usize) -> indicatif::ProgressBar {
 
 /// One line saying what was measured.
 fn describe(a: &BenchArgs) -> String {
-    let prompts = match a.dataset_name.as_str() {
-        "random" => format!("random prompts of {} tokens", a.random_input_len),
-        "builtin" => "built-in prompts".to_string(),
+    let prompts = match a.dataset_name {
+        DatasetName::Random => format!("random prompts of {} tokens", a.random_input_len),
+        DatasetName::Builtin => "built-in prompts".to_string(),
         other => format!(
-            "{other} prompts from {}",
+            "{} prompts from {}",
+            other.name(),
             a.dataset_path
                 .as_ref()
                 .map(|p| p.display().to_string())
@@ -418,7 +461,7 @@ fn describe(a: &BenchArgs) -> String {
         (None, true) => format!("{} req/s, burstiness {}", a.request_rate, a.burstiness),
         (None, false) => "as fast as the concurrency allows".to_string(),
     };
-    let api = if a.api == "queue" {
+    let api = if a.api == Api::Queue {
         format!("queue API ({:?})", a.queue_mode)
     } else {
         a.endpoint.clone()
@@ -438,9 +481,9 @@ fn settings(args: &BenchArgs) -> Value {
     json!({
         "label": args.label, "base_url": args.base_url, "model": args.model, "endpoint": args.endpoint,
         "max_concurrency": args.max_concurrency, "request_rate": if args.request_rate.is_finite() { json!(args.request_rate) } else { json!("inf") },
-        "burstiness": args.burstiness, "num_prompts": args.num_prompts, "dataset_name": args.dataset_name,
+        "burstiness": args.burstiness, "num_prompts": args.num_prompts, "dataset_name": args.dataset_name.name(),
         "random_input_len": args.random_input_len, "random_output_len": args.random_output_len,
-        "phases": args.phases, "seed": args.seed, "api": args.api, "cold_start": args.cold_start,
+        "phases": args.phases, "seed": args.seed, "api": args.api.name(), "cold_start": args.cold_start,
     })
 }
 

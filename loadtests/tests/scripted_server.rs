@@ -219,7 +219,7 @@ mod queue_api {
 
     fn queue_args(url: String, mode: QueueMode) -> BenchArgs {
         let mut a = args(url);
-        a.api = "queue".into();
+        a.api = loadtests::Api::Queue;
         a.queue_mode = mode;
         a.num_prompts = 1;
         a.poll_interval_ms = 50;
