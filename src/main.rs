@@ -214,7 +214,18 @@ fn main() -> std::process::ExitCode {
                 let ping = std::time::Duration::from_millis(ping_interval_ms.max(100));
                 roles::worker(common, id, handler, concurrency, ping).await
             }
-            Command::Bench(args) => loadtests::main(*args).await,
+            Command::Bench(mut args) => {
+                // The tokenizer of the model in the cache, unless one was named.
+                if args.tokenizer.is_none() {
+                    args.tokenizer = weights::Cache::from_env()
+                        .list()
+                        .into_iter()
+                        .find(|m| m.name == args.model)
+                        // (Caches from before tokenizer sidecars: the published GGUF has it.)
+                        .map(|m| m.tokenizer_dir().unwrap_or(m.dir.join(&m.original.file)));
+                }
+                loadtests::main(*args).await
+            }
             Command::Autoscaler {
                 command:
                     AutoscalerCommand::Run {

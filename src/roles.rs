@@ -42,7 +42,10 @@ pub fn random_hex(bits: u32) -> String {
     hex[..(bits as usize / 4).min(32)].to_string()
 }
 
-/// The gateway state for a deployment: every model pulled (the gateway needs the tokenizer).
+/// The gateway state for a deployment. The gateway needs each model's tokenizer only (to
+/// count prompt tokens before queueing), which it reads from the cache's tokenizer sidecar; it
+/// never fetches or converts weights. A model not in the cache is served without that check
+/// (the engine still refuses over-long prompts), and the operator is told how to add it.
 pub fn gateway_state(
     dep: &Deployment,
     store: Arc<dyn JobStore>,
@@ -51,17 +54,27 @@ pub fn gateway_state(
     let cache = Cache::from_env();
     let mut models = BTreeMap::new();
     for cfg in &dep.models {
-        let cached = cache
-            .pull(cfg)
-            .with_context(|| format!("fetching model `{}`", cfg.name))?;
-        let tokenizer = cached
-            .prompt_tokenizer()
-            .with_context(|| format!("reading the tokenizer of `{}`", cfg.name))?;
+        let tokenizer = match cache.lookup(cfg) {
+            Ok(cached) => {
+                Some(Arc::new(cached.prompt_tokenizer().with_context(|| {
+                    format!("reading the tokenizer of `{}`", cfg.name)
+                })?))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    model = %cfg.name,
+                    "not in the model cache: prompts are not counted before queueing; \
+                     run `sluice models pull {}` where this gateway runs",
+                    cfg.name
+                );
+                None
+            }
+        };
         models.insert(
             cfg.name.clone(),
             ServedModel {
                 config: cfg.clone(),
-                tokenizer: Some(Arc::new(tokenizer)),
+                tokenizer,
             },
         );
     }

@@ -21,9 +21,19 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
     );
     let token = random_hex(128);
     let store = job_store(&dep, &store_args, true).await?;
+    // `serve` runs the workers here, so it fetches their weights before it takes requests.
     let state = {
         let (dep, store, token) = (dep.clone(), store.clone(), token.clone());
-        tokio::task::spawn_blocking(move || gateway_state(&dep, store, token)).await??
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let cache = weights::Cache::from_env();
+            for cfg in &dep.models {
+                cache
+                    .pull(cfg)
+                    .with_context(|| format!("fetching model `{}`", cfg.name))?;
+            }
+            gateway_state(&dep, store, token)
+        })
+        .await??
     };
     gateway::webhooks::spawn(state.clone());
     let names = state.endpoint_names();

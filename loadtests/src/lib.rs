@@ -86,7 +86,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 128)]
     pub random_output_len: u32,
     /// Tokenizer that makes random prompts and counts output without usage: a GGUF file or a
-    /// Hugging Face tokenizer directory; default: the model's tokenizer in the sluice cache.
+    /// Hugging Face tokenizer directory; default (from `sluice bench`): the model's tokenizer
+    /// in the sluice cache, if it is there.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Service-level objectives for goodput, e.g. `--goodput ttft:500 tpot:50`.
@@ -174,26 +175,19 @@ pub struct Run {
     pub workers: Vec<(f64, f64)>,
 }
 
-/// `--tokenizer` (a GGUF file or a Hugging Face tokenizer directory), else the tokenizer of
-/// the cached model named `--model`, if there is one.
+/// `--tokenizer`: a GGUF file or a Hugging Face tokenizer directory (the `sluice` binary
+/// fills in the model's tokenizer from its cache when the flag is absent).
 fn tokenizer(args: &BenchArgs) -> anyhow::Result<Option<PromptTokenizer>> {
-    if let Some(p) = &args.tokenizer {
-        let t = if p.is_dir() {
-            PromptTokenizer::from_hf_dir(p)
-        } else {
-            PromptTokenizer::from_gguf(p)
-        };
-        return t
-            .map(Some)
-            .with_context(|| format!("tokenizer from {}", p.display()));
-    }
-    weights::Cache::from_env()
-        .list()
-        .into_iter()
-        .find(|m| m.name == args.model)
-        .map(|m| m.prompt_tokenizer())
-        .transpose()
-        .context("tokenizer of the cached model")
+    let Some(p) = &args.tokenizer else {
+        return Ok(None);
+    };
+    let t = if p.is_dir() {
+        PromptTokenizer::from_hf_dir(p)
+    } else {
+        PromptTokenizer::from_gguf(p)
+    };
+    t.map(Some)
+        .with_context(|| format!("tokenizer from {}", p.display()))
 }
 
 fn prompts(

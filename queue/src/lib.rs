@@ -7,10 +7,14 @@
 //! every state change is checked against [`JobStatus::can_become`] in one place.
 
 #[doc(hidden)]
+/// The behaviour every backend must show, as tests (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod memory;
 mod redis_store;
 #[doc(hidden)]
+/// Test helpers: a real `redis-server` on a free port (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use memory::MemoryStore;
