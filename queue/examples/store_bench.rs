@@ -1,11 +1,14 @@
 //! The job store's own cost, memory vs Redis, measured in one run with alternating rounds
 //! (this machine is noisy; compare within a run):
 //!
-//!   cargo run --release -p queue --example store_bench -- [JOBS] [ROUNDS] [CONC]
+//!   cargo run --release -p queue --example store_bench -- [JOBS] [ROUNDS] [CONC] [RETAINED]
 //!
 //! latency: one job at a time, the store calls of a job's whole life: submit, take,
 //! report(completed), get — the time the store adds per job on top of HTTP and the worker.
 //! throughput: CONC tasks each looping submit -> take -> report; jobs/s.
+//! RETAINED finished jobs are in the store first (results kept for their retention, as a busy
+//! gateway holds them), and the calls the autoscaler and workers make all the time (metrics,
+//! workers, ping) are timed on top, with the memory store's sweep.
 //! Redis is a local `redis-server` (no persistence) started here on a free port.
 
 use protocol::job::JobReport;
@@ -49,6 +52,43 @@ async fn one_job(s: &dyn JobStore, worker: &str) {
     assert!(v.status.is_final());
 }
 
+/// `n` finished jobs, kept for their retention.
+async fn retain(s: &dyn JobStore, n: usize) {
+    for _ in 0..n {
+        one_job(s, "old").await;
+    }
+}
+
+/// Median microseconds of `f` over `n` calls.
+async fn per_call<F: std::future::Future<Output = ()>>(n: usize, mut f: impl FnMut() -> F) -> f64 {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await;
+        v.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    median(v)
+}
+
+/// Median us of the periodic calls: metrics, workers, ping with a job list (and the memory
+/// store's sweep), with one job running.
+async fn periodic(s: &dyn JobStore, memory: Option<&MemoryStore>) -> [f64; 4] {
+    let id = s.submit("ep", NewJob::default()).await.unwrap();
+    s.take("ep", "w", 1, ZERO).await.unwrap();
+    let running = [id];
+    let metrics = per_call(1000, || async { drop(s.metrics("ep").await.unwrap()) }).await;
+    let workers = per_call(1000, || async { drop(s.workers("ep").await.unwrap()) }).await;
+    let ping = per_call(1000, || async {
+        s.ping("ep", "w", Some(&running)).await.unwrap()
+    })
+    .await;
+    let sweep = match memory {
+        Some(m) => per_call(1000, || async { m.sweep(std::time::Instant::now()) }).await,
+        None => f64::NAN,
+    };
+    [metrics, workers, ping, sweep]
+}
+
 /// Per-job latencies in microseconds, one job at a time.
 async fn latency(s: &dyn JobStore, jobs: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(jobs);
@@ -80,7 +120,7 @@ async fn throughput(s: Arc<dyn JobStore>, jobs: usize, conc: usize) -> f64 {
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
@@ -94,6 +134,7 @@ struct Row {
     p50: Vec<f64>,
     p99: Vec<f64>,
     tput: Vec<f64>,
+    periodic: Vec<[f64; 4]>,
 }
 
 impl Row {
@@ -103,6 +144,7 @@ impl Row {
             p50: vec![],
             p99: vec![],
             tput: vec![],
+            periodic: vec![],
         }
     }
 }
@@ -116,19 +158,26 @@ async fn main() {
     let jobs = args.first().copied().unwrap_or(2000);
     let rounds = args.get(1).copied().unwrap_or(3);
     let conc = args.get(2).copied().unwrap_or(16);
+    let retained = args.get(3).copied().unwrap_or(0);
     let redis = RedisServer::start();
     let mut rows = vec![Row::new("memory"), Row::new("redis")];
     for round in 0..rounds {
         for row in rows.iter_mut() {
-            // A fresh store per round: no state carried over.
-            let s: Arc<dyn JobStore> = match row.name {
-                "memory" => MemoryStore::start(settings()),
+            // A fresh store per round: no state carried over (Redis flushed).
+            let (s, memory): (Arc<dyn JobStore>, Option<Arc<MemoryStore>>) = match row.name {
+                "memory" => {
+                    let m = MemoryStore::start(settings());
+                    (m.clone(), Some(m))
+                }
                 _ => {
+                    redis.flush();
                     let s = RedisStore::start(&redis.url(), settings()).unwrap();
                     s.check().await.unwrap();
-                    s
+                    (s, None)
                 }
             };
+            retain(&*s, retained).await;
+            row.periodic.push(periodic(&*s, memory.as_deref()).await);
             let mut lat = latency(&*s, jobs).await;
             let tput = throughput(s.clone(), jobs, conc).await;
             let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
@@ -147,14 +196,29 @@ async fn main() {
          throughput with {conc} loops at once"
     );
     println!("| store | p50 us | p99 us | jobs/s | jobs/s vs memory |\n|---|---|---|---|---|");
-    for row in rows {
-        let t = median(row.tput);
+    for row in &rows {
+        let t = median(row.tput.clone());
         println!(
             "| {} | {:.1} | {:.1} | {t:.0} | {:.3} |",
             row.name,
-            median(row.p50),
-            median(row.p99),
+            median(row.p50.clone()),
+            median(row.p99.clone()),
             t / base
+        );
+    }
+    println!("\nperiodic calls with {retained} finished jobs retained and one running, median us");
+    println!(
+        "| store | metrics | workers | ping (with its job list) | sweep |\n|---|---|---|---|---|"
+    );
+    for row in &rows {
+        let m = |i: usize| median(row.periodic.iter().map(|p| p[i]).collect());
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            row.name,
+            m(0),
+            m(1),
+            m(2),
+            m(3)
         );
     }
 }

@@ -7,6 +7,7 @@ use crate::{
     StreamRead,
 };
 use async_trait::async_trait;
+use index::{Indexes, Retention};
 use protocol::health::FleetView;
 use protocol::job::{JobReport, JobView, TakenJob};
 use protocol::{JobId, JobStatus};
@@ -32,6 +33,8 @@ struct Entry {
     delivered: usize,
     /// Since when the holder's pings leave this job out.
     missing_since: Option<Instant>,
+    /// When it leaves the store (its key in `Indexes::expiries`).
+    expires: Instant,
     /// Bumped on every change; waiters subscribe before they look, so no wake-up is lost.
     changed: watch::Sender<u64>,
 }
@@ -137,10 +140,12 @@ struct State {
     retired: std::collections::HashSet<String>,
     /// What the autoscaler last said about each endpoint's workers.
     fleets: HashMap<String, FleetView>,
+    index: Indexes,
+    retention: Retention,
 }
 
-impl Default for State {
-    fn default() -> Self {
+impl State {
+    fn new(retention: Retention) -> Self {
         State {
             jobs: HashMap::new(),
             endpoints: HashMap::new(),
@@ -149,6 +154,8 @@ impl Default for State {
             webhooks_due: watch::channel(0).0,
             retired: Default::default(),
             fleets: HashMap::new(),
+            index: Indexes::default(),
+            retention,
         }
     }
 }
@@ -245,31 +252,6 @@ impl State {
         ep.arrived.send_modify(|v| *v += 1);
     }
 
-    /// Jobs in progress per worker holding them.
-    fn held_counts(&self) -> HashMap<&str, usize> {
-        let mut held = HashMap::new();
-        for e in self
-            .jobs
-            .values()
-            .filter(|e| e.status == JobStatus::InProgress)
-        {
-            if let Some(w) = &e.worker {
-                *held.entry(w.as_str()).or_default() += 1;
-            }
-        }
-        held
-    }
-
-    /// Ids of the jobs `worker` runs.
-    fn held_by<'a>(&'a self, worker: &'a str) -> impl Iterator<Item = &'a JobId> + 'a {
-        self.jobs
-            .iter()
-            .filter(move |(_, e)| {
-                e.status == JobStatus::InProgress && e.worker.as_deref() == Some(worker)
-            })
-            .map(|(id, _)| id)
-    }
-
     fn count_end(&mut self, endpoint: &str, status: JobStatus) {
         let ep = self.endpoint(endpoint);
         match status {
@@ -299,7 +281,10 @@ impl MemoryStore {
     /// A store without a sweeper (tests drive [`MemoryStore::sweep`] themselves).
     pub fn new(settings: StoreSettings) -> Self {
         MemoryStore {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(Retention {
+                run: settings.retention,
+                sync: settings.sync_retention,
+            })),
             settings,
         }
     }
@@ -340,7 +325,7 @@ impl JobStore for MemoryStore {
         }
         ep.arrivals += 1;
         ep.arrived.send_modify(|v| *v += 1);
-        st.jobs.insert(
+        st.insert_job(
             id.clone(),
             Entry {
                 endpoint: endpoint.to_string(),
@@ -356,6 +341,7 @@ impl JobStore for MemoryStore {
                 chunks: Vec::new(),
                 delivered: 0,
                 missing_since: None,
+                expires: now,
                 changed: watch::channel(0).0,
             },
         );
@@ -389,13 +375,13 @@ impl JobStore for MemoryStore {
                         let Some(id) = ep.normal.pop_front().or_else(|| ep.low.pop_front()) else {
                             break;
                         };
-                        let Some(e) = st.jobs.get_mut(&id) else {
-                            continue;
-                        };
-                        if e.become_(&id, JobStatus::InProgress, now).is_err() {
+                        if st
+                            .transition(&id, JobStatus::InProgress, now, Some(worker))
+                            .is_err()
+                        {
                             continue;
                         }
-                        e.worker = Some(worker.to_string());
+                        let e = &st.jobs[&id];
                         taken.push(TakenJob {
                             id: id.clone(),
                             input: e.job.input.clone(),
@@ -455,7 +441,7 @@ impl JobStore for MemoryStore {
                 JobStatus::Failed
             }
         };
-        e.become_(job, to, now)?;
+        st.transition(job, to, now, None)?;
         st.ended(job, to);
         Ok(())
     }
@@ -516,9 +502,8 @@ impl JobStore for MemoryStore {
         if e.status.is_final() {
             return Ok(e.status);
         }
-        let was = e.status;
-        e.become_(job, JobStatus::Cancelled, now)?;
-        let (worker, endpoint) = (e.worker.clone(), e.endpoint.clone());
+        let (was, worker, endpoint) = (e.status, e.worker.clone(), e.endpoint.clone());
+        st.transition(job, JobStatus::Cancelled, now, None)?;
         if was == JobStatus::InProgress {
             st.tell_worker_to_stop(worker.as_deref(), job);
         } else {
@@ -581,11 +566,7 @@ impl JobStore for MemoryStore {
         let now = Instant::now();
         let mut st = self.lock();
         let st = &mut *st;
-        let in_progress = st
-            .jobs
-            .values()
-            .filter(|e| e.status == JobStatus::InProgress && e.endpoint == endpoint)
-            .count();
+        let in_progress = st.in_progress(endpoint);
         let held = st.held_counts();
         let live: Vec<&String> = st
             .live(endpoint, now, self.settings.worker_timeout)
@@ -628,7 +609,7 @@ impl JobStore for MemoryStore {
                 to: JobStatus::InQueue,
             });
         }
-        e.become_(job, JobStatus::InQueue, now)?;
+        st.transition(job, JobStatus::InQueue, now, None)?;
         st.requeue(job.clone(), false);
         Ok(JobStatus::InQueue)
     }
@@ -638,7 +619,7 @@ impl JobStore for MemoryStore {
         let ep = st.endpoint(endpoint);
         let ids: Vec<JobId> = ep.normal.drain(..).chain(ep.low.drain(..)).collect();
         for id in &ids {
-            if let Some(e) = st.jobs.remove(id) {
+            if let Some(e) = st.remove_job(id) {
                 e.bump();
             }
         }
@@ -744,5 +725,6 @@ impl JobStore for MemoryStore {
 }
 
 mod housekeeping;
+mod index;
 #[cfg(test)]
 mod tests;

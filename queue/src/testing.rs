@@ -49,6 +49,17 @@ impl RedisServer {
         }
     }
 
+    /// Remove every key (`FLUSHALL`).
+    pub fn flush(&self) {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 5];
+            let _ = s
+                .write_all(b"FLUSHALL\r\n")
+                .and_then(|()| s.read_exact(&mut buf));
+        }
+    }
+
     /// Start it again on the same port and data directory.
     pub fn restart(&mut self) {
         self.kill();

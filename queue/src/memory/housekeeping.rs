@@ -1,8 +1,10 @@
 //! The in-memory store's housekeeping: execution timeouts, silent workers, retention, TTL.
+//! It reads the indexes (`index.rs`), so its cost follows the jobs in progress and the jobs
+//! due, not every job retained.
 
 use super::{MemoryStore, State};
 use protocol::{JobId, JobStatus};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 impl MemoryStore {
     /// Housekeeping at time `now`: execution timeouts, lost workers, retention and TTL.
@@ -22,37 +24,9 @@ impl MemoryStore {
             st.workers.remove(w);
             st.retired.remove(w);
         }
-        let mut requeue = Vec::new();
-        let mut timed_out = Vec::new();
-        let mut expired = Vec::new();
-        for (id, e) in st.jobs.iter() {
-            let ttl = Duration::from_millis(e.job.policy.ttl);
-            let retention = if e.job.sync {
-                self.settings.sync_retention
-            } else {
-                self.settings.retention
-            };
-            if now.saturating_duration_since(e.submitted) > ttl
-                || e.ended.is_some_and(|t| {
-                    e.status.is_final() && now.saturating_duration_since(t) > retention
-                })
-            {
-                expired.push(id.clone());
-            } else if e.status == JobStatus::InProgress {
-                let limit = Duration::from_millis(e.job.policy.execution_timeout);
-                if e.started
-                    .is_some_and(|s| now.saturating_duration_since(s) > limit)
-                {
-                    timed_out.push(id.clone());
-                } else if e.worker.as_ref().is_some_and(|w| dead.contains(w)) {
-                    requeue.push(id.clone());
-                }
-            }
-        }
-        for id in expired {
-            if let Some(e) = st.jobs.remove(&id) {
-                let ep = st.endpoint(&e.endpoint);
-                ep.unqueue(&id);
+        for id in st.expired(now) {
+            if let Some(e) = st.remove_job(&id) {
+                st.endpoint(&e.endpoint).unqueue(&id);
                 if e.status == JobStatus::InProgress {
                     // Past its TTL the job is gone: a worker still running it stops.
                     st.tell_worker_to_stop(e.worker.as_deref(), &id);
@@ -60,13 +34,20 @@ impl MemoryStore {
                 e.bump();
             }
         }
+        let (mut timed_out, mut requeue) = (Vec::new(), Vec::new());
+        for (id, r) in &st.index.running {
+            if r.deadline < now {
+                timed_out.push(id.clone());
+            } else if dead.contains(&r.worker) {
+                requeue.push(id.clone());
+            }
+        }
         for id in timed_out {
-            let Some(e) = st.jobs.get_mut(&id) else {
-                continue;
-            };
-            if e.become_(&id, JobStatus::TimedOut, now).is_ok() {
-                e.error = Some("execution timeout exceeded".into());
-                let worker = e.worker.clone();
+            let worker = st.jobs.get(&id).and_then(|e| e.worker.clone());
+            if st.transition(&id, JobStatus::TimedOut, now, None).is_ok() {
+                if let Some(e) = st.jobs.get_mut(&id) {
+                    e.error = Some("execution timeout exceeded".into());
+                }
                 st.tell_worker_to_stop(worker.as_deref(), &id);
                 st.ended(&id, JobStatus::TimedOut);
             }
@@ -78,18 +59,21 @@ impl MemoryStore {
     /// `max_retries`.
     pub(super) fn lose(&self, st: &mut State, ids: Vec<JobId>, now: Instant) {
         for id in ids {
-            let Some(e) = st.jobs.get_mut(&id) else {
+            let Some(retries) = st.jobs.get(&id).map(|e| e.retries) else {
                 continue;
             };
-            if e.retries >= self.settings.max_retries {
-                let _ = e.become_(&id, JobStatus::Failed, now);
-                e.error = Some(format!(
-                    "worker lost {} times; giving up after {} retries",
-                    e.retries + 1,
-                    self.settings.max_retries
-                ));
-                st.ended(&id, JobStatus::Failed);
-            } else if e.become_(&id, JobStatus::InQueue, now).is_ok() {
+            if retries >= self.settings.max_retries {
+                if st.transition(&id, JobStatus::Failed, now, None).is_ok() {
+                    if let Some(e) = st.jobs.get_mut(&id) {
+                        e.error = Some(format!(
+                            "worker lost {} times; giving up after {} retries",
+                            retries + 1,
+                            self.settings.max_retries
+                        ));
+                    }
+                    st.ended(&id, JobStatus::Failed);
+                }
+            } else if st.transition(&id, JobStatus::InQueue, now, None).is_ok() {
                 st.requeue(id, true);
             }
         }

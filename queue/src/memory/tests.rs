@@ -111,3 +111,58 @@ async fn finished_jobs_expire_after_retention() {
         "sync results go after a minute"
     );
 }
+
+/// The indexes agree with the jobs themselves after every kind of transition.
+#[tokio::test]
+async fn indexes_follow_every_transition() {
+    let s = MemoryStore::new(StoreSettings {
+        max_queue: 100,
+        worker_timeout: Duration::from_millis(10),
+        ..StoreSettings::default()
+    });
+    let zero = Duration::ZERO;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let job = with_policy(JobPolicy {
+            execution_timeout: if i % 7 == 0 { 1 } else { 600_000 },
+            ..JobPolicy::default()
+        });
+        ids.push(s.submit("ep", job).await.unwrap());
+    }
+    let taken = s.take("ep", "w1", 20, zero).await.unwrap();
+    s.take("ep", "w2", 5, zero).await.unwrap();
+    for (i, t) in taken.iter().enumerate().take(6) {
+        let report = if i % 2 == 0 {
+            JobReport::Completed(Value::from(i))
+        } else {
+            JobReport::Failed("no".into())
+        };
+        s.report(&t.id, "w1", report).await.unwrap();
+    }
+    s.cancel(&taken[6].id).await.unwrap();
+    s.cancel(&ids[29]).await.unwrap();
+    s.retry(&taken[1].id).await.unwrap();
+    s.ping("ep", "w1", None).await.unwrap();
+    // w2 goes silent: its jobs go back; short execution timeouts pass.
+    s.sweep(Instant::now() + Duration::from_millis(50));
+    let st = s.lock();
+    let running: Vec<&JobId> = st
+        .jobs
+        .iter()
+        .filter(|(_, e)| e.status == JobStatus::InProgress)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(running.len(), st.index.running.len());
+    for id in running {
+        let e = &st.jobs[id];
+        assert_eq!(
+            st.index.running[id].worker.as_str(),
+            e.worker.as_deref().unwrap()
+        );
+    }
+    assert_eq!(st.index.expiries.len(), st.jobs.len());
+    for (id, e) in &st.jobs {
+        assert!(st.index.expiries.contains(&(e.expires, id.clone())));
+    }
+    assert!(st.index.running.values().all(|r| r.worker == "w1"));
+}
