@@ -266,9 +266,32 @@ pub const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 pub const MAX_STOP: usize = 16;
 pub const MAX_N: u32 = 16;
 
-fn parse_common(map: &mut Map<String, Value>) -> Result<(String, Sampling, bool, bool)> {
+/// What both routes take: the model, sampling and length, streaming.
+struct Common {
+    model: String,
+    sampling: Sampling,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
     let model: String = take(map, "model")?
         .ok_or_else(|| InvalidRequest::new("model", "you must provide a model parameter"))?;
+    let mut sampling = parse_sampling(map)?;
+    sampling.stop = parse_stop(map)?;
+    sampling.logit_bias = parse_logit_bias(map)?;
+    let (stream, include_usage) = parse_stream(map)?;
+    let _user: Option<String> = take(map, "user")?;
+    Ok(Common {
+        model,
+        sampling,
+        stream,
+        include_usage,
+    })
+}
+
+/// Length and sampling parameters, range-checked.
+fn parse_sampling(map: &mut Map<String, Value>) -> Result<Sampling> {
     let max_tokens: Option<u32> = take(map, "max_tokens")?;
     let max_completion: Option<u32> = take(map, "max_completion_tokens")?;
     let max_tokens = max_completion.or(max_tokens);
@@ -278,7 +301,7 @@ fn parse_common(map: &mut Map<String, Value>) -> Result<(String, Sampling, bool,
             "`max_tokens` must be at least 1",
         ));
     }
-    let mut s = Sampling {
+    let s = Sampling {
         max_tokens,
         temperature: take(map, "temperature")?,
         top_p: take(map, "top_p")?,
@@ -294,21 +317,12 @@ fn parse_common(map: &mut Map<String, Value>) -> Result<(String, Sampling, bool,
     check_range("temperature", s.temperature, 0.0, 2.0)?;
     check_range("top_p", s.top_p, f64::MIN_POSITIVE, 1.0)?;
     check_range("min_p", s.min_p, 0.0, 1.0)?;
-    check_range(
-        "presence_penalty",
-        s.presence_penalty.map(f64::from),
-        -2.0,
-        2.0,
-    )?;
-    check_range(
-        "frequency_penalty",
-        s.frequency_penalty.map(f64::from),
-        -2.0,
-        2.0,
-    )?;
+    let penalty = |v: Option<f32>| v.map(f64::from);
+    check_range("presence_penalty", penalty(s.presence_penalty), -2.0, 2.0)?;
+    check_range("frequency_penalty", penalty(s.frequency_penalty), -2.0, 2.0)?;
     check_range(
         "repetition_penalty",
-        s.repetition_penalty.map(f64::from),
+        penalty(s.repetition_penalty),
         0.01,
         10.0,
     )?;
@@ -330,20 +344,31 @@ fn parse_common(map: &mut Map<String, Value>) -> Result<(String, Sampling, bool,
              has no per-request random generator",
         ));
     }
-    s.stop = match map.remove("stop") {
+    Ok(s)
+}
+
+/// `stop`: a string or up to [`MAX_STOP`] non-empty strings.
+fn parse_stop(map: &mut Map<String, Value>) -> Result<Vec<String>> {
+    let stop: Vec<String> = match map.remove("stop") {
         None => vec![],
         Some(Value::String(one)) => vec![one],
         Some(v) => serde_json::from_value(v).map_err(|_| {
             InvalidRequest::new("stop", "`stop` must be a string or a list of strings")
         })?,
     };
-    if s.stop.len() > MAX_STOP || s.stop.iter().any(String::is_empty) {
+    if stop.len() > MAX_STOP || stop.iter().any(String::is_empty) {
         return Err(InvalidRequest::new(
             "stop",
             format!("`stop` takes 1 to {MAX_STOP} non-empty strings"),
         ));
     }
+    Ok(stop)
+}
+
+/// `logit_bias`: token ids (as strings, OpenAI's form) to biases in -100..=100.
+fn parse_logit_bias(map: &mut Map<String, Value>) -> Result<HashMap<u32, f32>> {
     let bias: Option<HashMap<String, f32>> = take(map, "logit_bias")?;
+    let mut out = HashMap::new();
     for (tok, b) in bias.unwrap_or_default() {
         let id = tok.parse::<u32>().map_err(|_| {
             InvalidRequest::new(
@@ -357,30 +382,31 @@ fn parse_common(map: &mut Map<String, Value>) -> Result<(String, Sampling, bool,
                 "biases must be between -100 and 100",
             ));
         }
-        s.logit_bias.insert(id, b);
+        out.insert(id, b);
     }
+    Ok(out)
+}
+
+/// `stream` and `stream_options.include_usage` (the options only with `stream`).
+fn parse_stream(map: &mut Map<String, Value>) -> Result<(bool, bool)> {
     let stream: bool = take(map, "stream")?.unwrap_or(false);
-    let include_usage = match take::<Map<String, Value>>(map, "stream_options")? {
-        None => false,
-        Some(mut opts) => {
-            if !stream {
-                return Err(InvalidRequest::new(
-                    "stream_options",
-                    "`stream_options` is only allowed when `stream` is true",
-                ));
-            }
-            let v: Option<bool> = take(&mut opts, "include_usage")?;
-            if let Some(k) = opts.keys().next() {
-                return Err(InvalidRequest::new(
-                    "stream_options",
-                    format!("unknown stream option `{k}`"),
-                ));
-            }
-            v.unwrap_or(false)
-        }
+    let Some(mut opts) = take::<Map<String, Value>>(map, "stream_options")? else {
+        return Ok((stream, false));
     };
-    let _user: Option<String> = take(map, "user")?;
-    Ok((model, s, stream, include_usage))
+    if !stream {
+        return Err(InvalidRequest::new(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true",
+        ));
+    }
+    let include_usage: Option<bool> = take(&mut opts, "include_usage")?;
+    if let Some(k) = opts.keys().next() {
+        return Err(InvalidRequest::new(
+            "stream_options",
+            format!("unknown stream option `{k}`"),
+        ));
+    }
+    Ok((stream, include_usage.unwrap_or(false)))
 }
 
 impl ChatRequest {
@@ -399,13 +425,13 @@ impl ChatRequest {
             .enumerate()
             .map(|(i, m)| parse_message(i, m))
             .collect::<Result<Vec<_>>>()?;
-        let (model, sampling, stream, include_usage) = parse_common(&mut map)?;
+        let c = parse_common(&mut map)?;
         Ok(ChatRequest {
-            model,
+            model: c.model,
             messages,
-            sampling,
-            stream,
-            include_usage,
+            sampling: c.sampling,
+            stream: c.stream,
+            include_usage: c.include_usage,
         })
     }
 }
@@ -489,7 +515,12 @@ impl CompletionRequest {
         };
         let echo = take(&mut map, "echo")?.unwrap_or(false);
         let best_of: Option<u32> = take(&mut map, "best_of")?;
-        let (model, mut sampling, stream, include_usage) = parse_common(&mut map)?;
+        let Common {
+            model,
+            mut sampling,
+            stream,
+            include_usage,
+        } = parse_common(&mut map)?;
         // OpenAI's documented default for this route (vLLM follows it); chat has none.
         sampling
             .max_tokens
