@@ -176,6 +176,77 @@ fn init_logging() {
         .init();
 }
 
+/// Run one subcommand to its end.
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { common, store } => serve::run(common, store).await,
+        Command::Gateway {
+            common,
+            store,
+            worker_token,
+        } => roles::gateway(common, store, worker_token).await,
+        Command::Worker {
+            common,
+            endpoint,
+            gateway,
+            worker_token,
+            worker_id,
+            handler,
+            concurrency,
+            ping_interval_ms,
+        } => {
+            let id = roles::WorkerIdentity::resolve(
+                &common,
+                endpoint,
+                gateway,
+                worker_token,
+                worker_id,
+            )?;
+            let ping = std::time::Duration::from_millis(ping_interval_ms.max(100));
+            roles::worker(common, id, handler, concurrency, ping).await
+        }
+        Command::Bench(mut args) => {
+            // The tokenizer of the model in the cache, unless one was named.
+            if args.tokenizer.is_none() {
+                args.tokenizer = cached_tokenizer(&args.model);
+            }
+            loadtests::main(*args).await
+        }
+        Command::Autoscaler {
+            command:
+                AutoscalerCommand::Run {
+                    common,
+                    store,
+                    gateway,
+                    worker_token,
+                },
+        } => roles::autoscaler(common, store, gateway, worker_token).await,
+        Command::Autoscaler {
+            command: AutoscalerCommand::Simulate(args),
+        } => {
+            print!("{}", autoscaler::cli::simulate(&args)?);
+            Ok(())
+        }
+        Command::Models { command } => match command {
+            ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),
+            ModelsCommand::Ls { config } => roles::models_ls(&config),
+            ModelsCommand::ExportTokenizer { name, dir, config } => {
+                roles::models_export_tokenizer(&config, &name, &dir)
+            }
+        },
+    }
+}
+
+/// The tokenizer of a cached model: its sidecar directory, or (caches from before tokenizer
+/// sidecars) the published GGUF, which carries it.
+fn cached_tokenizer(model: &str) -> Option<PathBuf> {
+    weights::Cache::from_env()
+        .list()
+        .into_iter()
+        .find(|m| m.name == model)
+        .map(|m| m.tokenizer_dir().unwrap_or(m.dir.join(&m.original.file)))
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -186,70 +257,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async move {
-        match cli.command {
-            Command::Serve { common, store } => serve::run(common, store).await,
-            Command::Gateway {
-                common,
-                store,
-                worker_token,
-            } => roles::gateway(common, store, worker_token).await,
-            Command::Worker {
-                common,
-                endpoint,
-                gateway,
-                worker_token,
-                worker_id,
-                handler,
-                concurrency,
-                ping_interval_ms,
-            } => {
-                let id = roles::WorkerIdentity::resolve(
-                    &common,
-                    endpoint,
-                    gateway,
-                    worker_token,
-                    worker_id,
-                )?;
-                let ping = std::time::Duration::from_millis(ping_interval_ms.max(100));
-                roles::worker(common, id, handler, concurrency, ping).await
-            }
-            Command::Bench(mut args) => {
-                // The tokenizer of the model in the cache, unless one was named.
-                if args.tokenizer.is_none() {
-                    args.tokenizer = weights::Cache::from_env()
-                        .list()
-                        .into_iter()
-                        .find(|m| m.name == args.model)
-                        // (Caches from before tokenizer sidecars: the published GGUF has it.)
-                        .map(|m| m.tokenizer_dir().unwrap_or(m.dir.join(&m.original.file)));
-                }
-                loadtests::main(*args).await
-            }
-            Command::Autoscaler {
-                command:
-                    AutoscalerCommand::Run {
-                        common,
-                        store,
-                        gateway,
-                        worker_token,
-                    },
-            } => roles::autoscaler(common, store, gateway, worker_token).await,
-            Command::Autoscaler {
-                command: AutoscalerCommand::Simulate(args),
-            } => {
-                print!("{}", autoscaler::cli::simulate(&args)?);
-                Ok(())
-            }
-            Command::Models { command } => match command {
-                ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),
-                ModelsCommand::Ls { config } => roles::models_ls(&config),
-                ModelsCommand::ExportTokenizer { name, dir, config } => {
-                    roles::models_export_tokenizer(&config, &name, &dir)
-                }
-            },
-        }
-    });
+    let result = rt.block_on(dispatch(cli.command));
     // Do not wait for blocked threads (e.g. a stdin reader) at exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {

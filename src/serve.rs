@@ -6,8 +6,11 @@ use crate::fleet;
 use crate::roles::{bind, gateway_state, job_store, random_hex, shutdown_signal};
 use crate::{Common, StoreArgs};
 use anyhow::Context;
-use autoscaler::{ControlSettings, Controller};
+use autoscaler::{ControlSettings, Controller, Endpoint};
+use gateway::AppState;
 use protocol::config::Deployment;
+use queue::JobStore;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -21,20 +24,7 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
     );
     let token = random_hex(128);
     let store = job_store(&dep, &store_args, true).await?;
-    // `serve` runs the workers here, so it fetches their weights before it takes requests.
-    let state = {
-        let (dep, store, token) = (dep.clone(), store.clone(), token.clone());
-        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let cache = weights::Cache::from_env();
-            for cfg in &dep.models {
-                cache
-                    .pull(cfg)
-                    .with_context(|| format!("fetching model `{}`", cfg.name))?;
-            }
-            gateway_state(&dep, store, token)
-        })
-        .await??
-    };
+    let state = pull_and_build_state(&dep, store.clone(), token.clone()).await?;
     gateway::webhooks::spawn(state.clone());
     let names = state.endpoint_names();
     let listener = bind(&common).await?;
@@ -60,40 +50,13 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
     );
     let control = tokio::spawn(controller.run(stop.clone().cancelled_owned()));
 
-    // Ready when every endpoint has its always-on workers; with min_workers = 0 that is now,
-    // and the first request starts a worker (a cold start).
-    let ready = async {
-        loop {
-            let mut all = true;
-            for ep in &endpoints {
-                let min = ep.scaling.min_workers as usize;
-                all &= store
-                    .metrics(&ep.name)
-                    .await
-                    .is_ok_and(|m| m.workers_live >= min);
-            }
-            if all {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    let scaling: Vec<String> = endpoints
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}..{} workers",
-                e.name, e.scaling.min_workers, e.scaling.max_workers
-            )
-        })
-        .collect();
     tokio::select! {
-        _ = ready => eprintln!(
+        _ = all_always_on_live(&*store, &endpoints) => eprintln!(
             "sluice: [3/3] ready in {:.1} s: OpenAI API at http://{addr}/v1 (models: {}), queue API at http://{addr}/v2/{{endpoint}} (endpoints: {}); scaling {}",
             t0.elapsed().as_secs_f64(),
             models.join(", "),
             names.join(", "),
-            scaling.join(", "),
+            scaling_summary(&endpoints),
         ),
         _ = shutdown_signal() => {
             stop.cancel();
@@ -112,4 +75,57 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("gateway connections still open at exit"),
     }
     Ok(())
+}
+
+/// `serve` runs the workers here, so it fetches their weights before it takes requests; the
+/// gateway state then reads the tokenizer sidecars the pull wrote.
+async fn pull_and_build_state(
+    dep: &Deployment,
+    store: Arc<dyn JobStore>,
+    token: String,
+) -> anyhow::Result<AppState> {
+    let dep = dep.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let cache = weights::Cache::from_env();
+        for cfg in &dep.models {
+            cache
+                .pull(cfg)
+                .with_context(|| format!("fetching model `{}`", cfg.name))?;
+        }
+        gateway_state(&dep, store, token)
+    })
+    .await?
+}
+
+/// Resolves when every endpoint has its always-on workers live; with `min_workers = 0` that
+/// is at once, and the first request starts a worker (a cold start).
+async fn all_always_on_live(store: &dyn JobStore, endpoints: &[Endpoint]) {
+    loop {
+        let mut all = true;
+        for ep in endpoints {
+            let min = ep.scaling.min_workers as usize;
+            all &= store
+                .metrics(&ep.name)
+                .await
+                .is_ok_and(|m| m.workers_live >= min);
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// "name min..max workers" per endpoint, for the ready line.
+fn scaling_summary(endpoints: &[Endpoint]) -> String {
+    endpoints
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}..{} workers",
+                e.name, e.scaling.min_workers, e.scaling.max_workers
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -2,7 +2,7 @@
 //! add up what users pay for: queue delay, worker-seconds and cost. Time is integer
 //! milliseconds, so a hand-computed trace gives exact results.
 
-use crate::policy::{decide, QueueState, WorkerState, WorkerView};
+use crate::policy::{decide, Decision, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -64,19 +64,18 @@ struct Sim {
     idle_since: u64,
 }
 
-/// Run `trace` (sorted by arrival) to completion under `cfg`.
-pub fn run(trace: &[Request], cfg: &ScalingSettings, model: Model) -> Outcome {
-    let tick = model.tick_ms.max(1);
-    let mut out = Outcome::default();
-    let mut workers: Vec<Sim> = Vec::new();
-    let mut queue: VecDeque<Request> = VecDeque::new();
-    let mut next = 0;
-    let mut started = 0usize;
-    let mut t = 0u64;
-    let end_of_arrivals = trace.last().map(|r| r.arrival_ms).unwrap_or(0);
-    loop {
-        // Jobs finish, workers become ready.
-        for w in &mut workers {
+/// The simulated workers and queue at one virtual time.
+#[derive(Default)]
+struct World {
+    workers: Vec<Sim>,
+    queue: VecDeque<Request>,
+    started: usize,
+}
+
+impl World {
+    /// Jobs that ended by `t` free their workers; workers ready this tick start idle.
+    fn settle(&mut self, t: u64, tick: u64) {
+        for w in &mut self.workers {
             if w.busy_until.is_some_and(|end| end <= t) {
                 w.busy_until = None;
                 w.idle_since = t;
@@ -85,34 +84,48 @@ pub fn run(trace: &[Request], cfg: &ScalingSettings, model: Model) -> Outcome {
                 w.idle_since = t;
             }
         }
-        while next < trace.len() && trace[next].arrival_ms <= t {
-            queue.push_back(trace[next]);
-            next += 1;
-        }
-        // Normal-priority jobs first, then low-priority ones, to free ready workers.
-        for w in workers
+    }
+
+    /// Free ready workers take queued jobs, normal priority before low; each job's queue
+    /// delay goes into `delays_ms`.
+    fn assign(&mut self, t: u64, delays_ms: &mut Vec<u64>) {
+        for w in self
+            .workers
             .iter_mut()
             .filter(|w| w.ready_at <= t && w.busy_until.is_none())
         {
-            let pick = queue
+            let pick = self
+                .queue
                 .iter()
                 .position(|r| !r.low_priority)
-                .or(if queue.is_empty() { None } else { Some(0) });
+                .or(if self.queue.is_empty() { None } else { Some(0) });
             let Some(i) = pick else { break };
-            let r = queue.remove(i).expect("index from position");
-            out.delays_ms.push(t - r.arrival_ms);
+            let r = self.queue.remove(i).expect("index from position");
+            delays_ms.push(t - r.arrival_ms);
             w.busy_until = Some(t + r.service_ms);
         }
-        let normal: Vec<&Request> = queue.iter().filter(|r| !r.low_priority).collect();
-        let q = QueueState {
+    }
+
+    /// What the store would report at `t`.
+    fn queue_state(&self, t: u64) -> QueueState {
+        let normal: Vec<&Request> = self.queue.iter().filter(|r| !r.low_priority).collect();
+        QueueState {
             in_queue: normal.len(),
-            in_queue_low: queue.len() - normal.len(),
-            in_progress: workers.iter().filter(|w| w.busy_until.is_some()).count(),
+            in_queue_low: self.queue.len() - normal.len(),
+            in_progress: self
+                .workers
+                .iter()
+                .filter(|w| w.busy_until.is_some())
+                .count(),
             oldest_queued: Duration::from_millis(
                 normal.first().map(|r| t - r.arrival_ms).unwrap_or(0),
             ),
-        };
-        let views: Vec<WorkerView> = workers
+        }
+    }
+
+    /// What the control loop would see of each worker at `t`.
+    fn views(&self, t: u64) -> Vec<WorkerView> {
+        self.workers
             .iter()
             .map(|w| WorkerView {
                 id: w.id.clone(),
@@ -126,31 +139,61 @@ pub fn run(trace: &[Request], cfg: &ScalingSettings, model: Model) -> Outcome {
                     }
                 },
             })
-            .collect();
-        let d = decide(&q, &views, cfg, Duration::from_millis(t));
-        // Drained workers here are idle, so they stop at once.
-        workers.retain(|w| !d.drain.contains(&w.id));
+            .collect()
+    }
+
+    /// Carry out the policy's decision; drained workers here are idle, so they stop at once.
+    fn apply(&mut self, d: &Decision, t: u64, cold_start_ms: u64) {
+        self.workers.retain(|w| !d.drain.contains(&w.id));
         for _ in 0..d.start {
-            started += 1;
-            workers.push(Sim {
-                id: format!("w{started}"),
-                ready_at: t + model.cold_start_ms,
+            self.started += 1;
+            self.workers.push(Sim {
+                id: format!("w{}", self.started),
+                ready_at: t + cold_start_ms,
                 busy_until: None,
                 idle_since: t,
             });
-            out.cold_starts += 1;
         }
-        let done = next >= trace.len()
-            && queue.is_empty()
-            && workers.iter().all(|w| w.busy_until.is_none());
-        if done && t >= end_of_arrivals && workers.len() <= cfg.min_workers as usize {
+    }
+
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.workers.iter().all(|w| w.busy_until.is_none())
+    }
+}
+
+/// Run `trace` (sorted by arrival) to completion under `cfg`.
+pub fn run(trace: &[Request], cfg: &ScalingSettings, model: Model) -> Outcome {
+    let tick = model.tick_ms.max(1);
+    let mut out = Outcome::default();
+    let mut world = World::default();
+    let mut next = 0;
+    let mut t = 0u64;
+    let end_of_arrivals = trace.last().map(|r| r.arrival_ms).unwrap_or(0);
+    loop {
+        world.settle(t, tick);
+        while next < trace.len() && trace[next].arrival_ms <= t {
+            world.queue.push_back(trace[next]);
+            next += 1;
+        }
+        world.assign(t, &mut out.delays_ms);
+        let d = decide(
+            &world.queue_state(t),
+            &world.views(t),
+            cfg,
+            Duration::from_millis(t),
+        );
+        world.apply(&d, t, model.cold_start_ms);
+        out.cold_starts += d.start;
+        let done = next >= trace.len() && world.idle();
+        let n = world.workers.len();
+        if done && t >= end_of_arrivals && n <= cfg.min_workers as usize {
             break;
         }
         // Bill this tick: the first `min_workers` workers are the always-on ones.
         let secs = tick as f64 / 1000.0;
-        let active = workers.len().min(cfg.min_workers as usize);
+        let active = n.min(cfg.min_workers as usize);
         out.active_seconds += active as f64 * secs;
-        out.flex_seconds += (workers.len() - active) as f64 * secs;
+        out.flex_seconds += (n - active) as f64 * secs;
         t += tick;
         // A trace that never drains (max_workers 0 with work queued) still ends.
         if t > end_of_arrivals + 24 * 3_600_000 {

@@ -6,7 +6,7 @@ use crate::metrics::RequestRecord;
 use protocol::job::{JobAccepted, JobView, StreamView};
 use protocol::openai::response::Usage;
 use protocol::vllm::VllmBatch;
-use protocol::JobStatus;
+use protocol::{JobId, JobStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -84,6 +84,10 @@ async fn poll(
     })
 }
 
+/// One job through the queue API by `mode` (`/runsync`; `/run` then `/status` polls; `/run`
+/// then `/stream` polls), timed like an OpenAI request: TTFT is the first streamed chunk (or
+/// the whole latency without streaming), ITL the gaps between polls that brought chunks; the
+/// server's `delayTime` and `executionTime` are kept beside. Errors land in the record.
 pub async fn request(
     http: &reqwest::Client,
     base: &str,
@@ -93,69 +97,13 @@ pub async fn request(
 ) -> RequestRecord {
     let mut rec = RequestRecord::default();
     let t0 = Instant::now();
-    let body = json!({ "input": input });
-    let first = match mode {
-        QueueMode::Runsync => send::<JobView>(http.post(format!("{base}/runsync")).json(&body))
-            .await
-            .map(|v| {
-                (
-                    v.id.clone(),
-                    Followed {
-                        status: v.status,
-                        chunks: 0,
-                        view: Some(v),
-                    },
-                )
-            }),
-        QueueMode::Run | QueueMode::Stream => {
-            send::<JobAccepted>(http.post(format!("{base}/run")).json(&body))
-                .await
-                .map(|a| {
-                    (
-                        a.id,
-                        Followed {
-                            status: a.status,
-                            chunks: 0,
-                            view: None,
-                        },
-                    )
-                })
-        }
-    };
-    let (id, mut job) = match first {
-        Ok(f) => f,
+    let job = match follow(http, base, input, mode, poll_every, t0, &mut rec).await {
+        Ok(job) => job,
         Err(e) => {
             rec.error = Some(e);
             return rec;
         }
     };
-    let mut last_chunk: Option<Instant> = None;
-    // Streams are read until final and empty: chunks may still arrive with the final status.
-    while !job.status.is_final() || job.chunks > 0 {
-        tokio::time::sleep(poll_every).await;
-        job = match poll(http, base, &id.0, mode).await {
-            Ok(f) => f,
-            Err(e) => {
-                rec.error = Some(e);
-                return rec;
-            }
-        };
-        if job.chunks > 0 {
-            let now = Instant::now();
-            match last_chunk {
-                None => rec.ttft = now - t0,
-                Some(p) => rec.itl.push(now - p),
-            }
-            last_chunk = Some(now);
-        }
-    }
-    if job.view.is_none() {
-        // The stream route reports no output or times; read them from the status, if it is
-        // (still) there.
-        if let Ok(v) = send::<JobView>(http.get(format!("{base}/status/{}", id.0))).await {
-            job.view = Some(v).filter(|v| v.status.is_final());
-        }
-    }
     rec.latency = t0.elapsed();
     let view = job.view.as_ref();
     rec.delay = view.and_then(|v| v.delay_time).map(Duration::from_millis);
@@ -176,4 +124,67 @@ pub async fn request(
         other => rec.error = Some(format!("job {other}")),
     }
     rec
+}
+
+/// Submit, then poll until the job is final and its stream drained (chunks may still arrive
+/// with the final status); the chunk times go into `rec`. The last state, with its status
+/// view when there is one.
+async fn follow(
+    http: &reqwest::Client,
+    base: &str,
+    input: Value,
+    mode: QueueMode,
+    poll_every: Duration,
+    t0: Instant,
+    rec: &mut RequestRecord,
+) -> Result<Followed, String> {
+    let (id, mut job) = submit(http, base, input, mode).await?;
+    let mut last_chunk: Option<Instant> = None;
+    while !job.status.is_final() || job.chunks > 0 {
+        tokio::time::sleep(poll_every).await;
+        job = poll(http, base, &id.0, mode).await?;
+        if job.chunks > 0 {
+            let now = Instant::now();
+            match last_chunk {
+                None => rec.ttft = now - t0,
+                Some(p) => rec.itl.push(now - p),
+            }
+            last_chunk = Some(now);
+        }
+    }
+    if job.view.is_none() {
+        // The stream route reports no output or times; read them from the status, if it is
+        // (still) there.
+        if let Ok(v) = send::<JobView>(http.get(format!("{base}/status/{}", id.0))).await {
+            job.view = Some(v).filter(|v| v.status.is_final());
+        }
+    }
+    Ok(job)
+}
+
+/// `/runsync` (the answer may already be final) or `/run`.
+async fn submit(
+    http: &reqwest::Client,
+    base: &str,
+    input: Value,
+    mode: QueueMode,
+) -> Result<(JobId, Followed), String> {
+    let body = json!({ "input": input });
+    if mode == QueueMode::Runsync {
+        let v: JobView = send(http.post(format!("{base}/runsync")).json(&body)).await?;
+        let id = v.id.clone();
+        let job = Followed {
+            status: v.status,
+            chunks: 0,
+            view: Some(v),
+        };
+        return Ok((id, job));
+    }
+    let a: JobAccepted = send(http.post(format!("{base}/run")).json(&body)).await?;
+    let job = Followed {
+        status: a.status,
+        chunks: 0,
+        view: None,
+    };
+    Ok((a.id, job))
 }
