@@ -8,6 +8,7 @@
 //! [`QueueError::Unavailable`] (a 503 at the gateway); the connection is re-made by itself.
 
 mod notify;
+mod reply;
 
 use crate::{
     new_job_id, JobStore, LiveWorker, NewJob, QueueError, QueueMetrics, Result, StoreSettings,
@@ -19,6 +20,8 @@ use protocol::health::FleetView;
 use protocol::job::{JobReport, JobView, TakenJob};
 use protocol::{JobId, JobStatus};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use reply::{stored_json, Outcome};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,9 +46,6 @@ pub struct RedisStore {
     /// The event subscription (it would otherwise outlive the store, waiting for messages).
     listener: JoinHandle<()>,
 }
-
-/// One script reply: its code's values (the code itself checked and removed).
-type Reply = Vec<Option<String>>;
 
 fn unavailable(e: impl std::fmt::Display) -> QueueError {
     QueueError::Unavailable(format!("redis: {e}"))
@@ -110,12 +110,12 @@ impl RedisStore {
     /// timeouts, TTLs. Returns how many jobs it changed.
     pub async fn sweep(&self) -> Result<usize> {
         let timeout = self.settings.worker_timeout.as_millis() as u64;
-        let (_, r) = self
-            .call("sweep", |i| {
+        let r: reply::Count = self
+            .ok("sweep", |i| {
                 i.arg(timeout).arg(self.settings.max_retries);
             })
             .await?;
-        Ok(int(&r, 0) as usize)
+        Ok(r.n)
     }
 
     async fn conn(&self) -> Result<ConnectionManager> {
@@ -145,57 +145,66 @@ impl RedisStore {
         Ok(c)
     }
 
-    /// Run operation `op` of the script with the arguments `args` adds: the reply's code and
-    /// values.
-    async fn call(
+    /// Run operation `op` of the script with the arguments `args` adds; its reply decoded.
+    async fn call<T: DeserializeOwned>(
         &self,
         op: &str,
         args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
-    ) -> Result<(String, Reply)> {
+    ) -> Result<Outcome<T>> {
         let mut conn = self.conn().await?;
         let mut inv = self.script.prepare_invoke();
         inv.arg(op);
         args(&mut inv);
-        let mut reply: Reply = tokio::time::timeout(OP_TIMEOUT, inv.invoke_async(&mut conn))
+        let text: String = tokio::time::timeout(OP_TIMEOUT, inv.invoke_async(&mut conn))
             .await
             .map_err(|_| unavailable(format!("`{op}` timed out")))?
             .map_err(unavailable)?;
-        if reply.is_empty() {
-            return Err(unavailable(format!("`{op}`: empty reply")));
+        serde_json::from_str(&text)
+            .map_err(|e| unavailable(format!("`{op}`: unexpected reply `{text}`: {e}")))
+    }
+
+    /// [`RedisStore::call`] for an operation that answers only with its values.
+    async fn ok<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<T> {
+        match self.call(op, args).await? {
+            Outcome::Ok(v) => Ok(v),
+            _ => Err(unavailable(format!("`{op}`: unexpected reply"))),
         }
-        let code = reply.remove(0).unwrap_or_default();
-        Ok((code, reply))
     }
 
     /// [`RedisStore::call`] for an operation on `job` (held by `worker`, where that matters):
-    /// codes other than OK become the matching error.
-    async fn on_job(
+    /// answers other than its values become the matching error.
+    async fn on_job<T: DeserializeOwned>(
         &self,
         op: &str,
         job: &JobId,
         worker: &str,
         args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
-    ) -> Result<Reply> {
-        let (code, vals) = self
+    ) -> Result<T> {
+        let outcome = self
             .call(op, |i| {
                 i.arg(&job.0);
                 args(i);
             })
             .await?;
-        let status = |i: usize| status_at(&vals, i).unwrap_or(JobStatus::InQueue);
-        match code.as_str() {
-            "OK" => Ok(vals),
-            "NOTFOUND" => Err(QueueError::NotFound(job.clone())),
-            "NOTHELD" => Err(QueueError::NotHeld {
+        match outcome {
+            Outcome::Ok(v) => Ok(v),
+            Outcome::NotFound => Err(QueueError::NotFound(job.clone())),
+            Outcome::NotHeld => Err(QueueError::NotHeld {
                 job: job.clone(),
                 worker: worker.to_string(),
             }),
-            "BAD" => Err(QueueError::BadTransition {
+            Outcome::Bad { from, to } => Err(QueueError::BadTransition {
                 job: job.clone(),
-                status: status(0),
-                to: status(1),
+                status: from,
+                to,
             }),
-            other => Err(unavailable(format!("`{op}`: unexpected reply `{other}`"))),
+            Outcome::Full | Outcome::Retired => {
+                Err(unavailable(format!("`{op}`: unexpected reply")))
+            }
         }
     }
 
@@ -238,47 +247,6 @@ impl Drop for RedisStore {
     }
 }
 
-fn opt_int(vals: &[Option<String>], i: usize) -> Option<u64> {
-    vals.get(i)
-        .and_then(|v| v.as_deref()?.parse::<f64>().ok())
-        .map(|f| f as u64)
-}
-
-fn int(vals: &[Option<String>], i: usize) -> u64 {
-    opt_int(vals, i).unwrap_or(0)
-}
-
-fn status_at(vals: &[Option<String>], i: usize) -> Option<JobStatus> {
-    JobStatus::parse(vals.get(i)?.as_deref()?)
-}
-
-/// A stored JSON text (written by this store, so valid); anything else reads as a string.
-fn json(s: Option<&str>) -> Value {
-    match s {
-        None => Value::Null,
-        Some(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())),
-    }
-}
-
-/// A status object from the `VIEW` fields of `store.lua`, read at `now` ms.
-fn view(id: JobId, vals: &[Option<String>], now: u64) -> JobView {
-    let field = |i: usize| vals.get(i).and_then(|v| v.as_deref());
-    let (sub, start, end) = (int(vals, 1), opt_int(vals, 2), opt_int(vals, 3));
-    JobView {
-        id,
-        status: status_at(vals, 0).unwrap_or(JobStatus::InQueue),
-        delay_time: start.map(|s| s.saturating_sub(sub)),
-        execution_time: start.map(|s| end.unwrap_or(now).saturating_sub(s)),
-        output: field(4).map(|o| json(Some(o))),
-        error: field(5).map(str::to_string),
-        retries: int(vals, 6) as u32,
-        worker_id: field(7).map(str::to_string),
-    }
-}
-
-/// Fields per status object in a reply (`VIEW` in `store.lua`).
-const VIEW_LEN: usize = 8;
-
 #[async_trait]
 impl JobStore for RedisStore {
     async fn submit(&self, endpoint: &str, job: NewJob) -> Result<JobId> {
@@ -289,7 +257,7 @@ impl JobStore for RedisStore {
             self.settings.retention
         };
         let s3 = job.s3_config.as_ref().map(Value::to_string);
-        let (code, _) = self
+        let outcome: Outcome<reply::Done> = self
             .call("submit", |i| {
                 i.arg(endpoint)
                     .arg(&id.0)
@@ -303,10 +271,10 @@ impl JobStore for RedisStore {
                     .arg(self.settings.max_queue);
             })
             .await?;
-        match code.as_str() {
-            "OK" => Ok(id),
-            "FULL" => Err(QueueError::QueueFull(endpoint.to_string())),
-            other => Err(unavailable(format!("`submit`: unexpected reply `{other}`"))),
+        match outcome {
+            Outcome::Ok(_) => Ok(id),
+            Outcome::Full => Err(QueueError::QueueFull(endpoint.to_string())),
+            _ => Err(unavailable("`submit`: unexpected reply")),
         }
     }
 
@@ -321,27 +289,31 @@ impl JobStore for RedisStore {
         let mut touch = "1";
         loop {
             let rx = wait.arm();
-            let (code, vals) = self
+            let outcome: Outcome<reply::List<reply::Taken>> = self
                 .call("take", |i| {
                     i.arg(endpoint).arg(worker).arg(max).arg(touch);
                 })
                 .await?;
             touch = "0";
-            if code == "RETIRED" {
-                // No work for a retired worker: it hears so at the end of the poll, as if idle.
-                tokio::time::sleep_until(wait.deadline).await;
-                return Ok(Vec::new());
-            }
-            if !vals.is_empty() {
-                return Ok(vals
-                    .chunks(3)
+            let taken = match outcome {
+                Outcome::Ok(taken) => taken.0,
+                Outcome::Retired => {
+                    // No work for a retired worker: it hears so at the end of the poll, as if
+                    // idle.
+                    tokio::time::sleep_until(wait.deadline).await;
+                    return Ok(Vec::new());
+                }
+                _ => return Err(unavailable("`take`: unexpected reply")),
+            };
+            if !taken.is_empty() {
+                return Ok(taken
+                    .into_iter()
                     .map(|t| TakenJob {
-                        id: JobId(t[0].clone().unwrap_or_default()),
-                        input: json(t[1].as_deref()),
-                        s3_config: t[2]
-                            .as_deref()
+                        id: JobId(t.id),
+                        input: stored_json(&t.input),
+                        s3_config: Some(t.s3)
                             .filter(|s| !s.is_empty())
-                            .map(|s| json(Some(s))),
+                            .map(|s| stored_json(&s)),
                     })
                     .collect());
             }
@@ -354,13 +326,13 @@ impl JobStore for RedisStore {
     async fn push_stream(&self, job: &JobId, worker: &str, chunks: Vec<Value>) -> Result<()> {
         if chunks.is_empty() {
             // Still refuse a worker that does not hold the job.
-            self.on_job("push", job, worker, |i| {
+            self.on_job::<reply::Done>("push", job, worker, |i| {
                 i.arg(worker);
             })
             .await?;
         }
         for batch in chunks.chunks(PUSH_BATCH) {
-            self.on_job("push", job, worker, |i| {
+            self.on_job::<reply::Done>("push", job, worker, |i| {
                 i.arg(worker);
                 for c in batch {
                     i.arg(c.to_string());
@@ -377,7 +349,7 @@ impl JobStore for RedisStore {
             JobReport::Completed(v) => ("completed", v.to_string()),
             JobReport::Failed(msg) => ("failed", msg),
         };
-        self.on_job("report", job, worker, |i| {
+        self.on_job::<reply::Done>("report", job, worker, |i| {
             i.arg(worker).arg(kind).arg(payload);
         })
         .await?;
@@ -385,8 +357,8 @@ impl JobStore for RedisStore {
     }
 
     async fn get(&self, job: &JobId) -> Result<Option<JobView>> {
-        match self.on_job("get", job, "", |_| {}).await {
-            Ok(vals) => Ok(Some(view(job.clone(), &vals[1..], int(&vals, 0)))),
+        match self.on_job::<reply::Got>("get", job, "", |_| {}).await {
+            Ok(got) => Ok(Some(got.view.into_job_view(job.clone(), got.now))),
             Err(QueueError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -412,28 +384,28 @@ impl JobStore for RedisStore {
     }
 
     async fn cancel(&self, job: &JobId) -> Result<JobStatus> {
-        let vals = self.on_job("cancel", job, "", |_| {}).await?;
-        status_at(&vals, 0).ok_or_else(|| unavailable("bad cancel reply"))
+        let c: reply::Cancelled = self.on_job("cancel", job, "", |_| {}).await?;
+        Ok(c.status)
     }
 
     async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>> {
         let wait = self.wait(format!("w:{worker}"), wait);
         loop {
             let rx = wait.arm();
-            let (_, vals) = self
-                .call("stops", |i| {
+            let ids: reply::List<String> = self
+                .ok("stops", |i| {
                     i.arg(worker);
                 })
                 .await?;
-            if !vals.is_empty() || !wait.sleep(rx).await {
-                return Ok(vals.into_iter().flatten().map(JobId).collect());
+            if !ids.0.is_empty() || !wait.sleep(rx).await {
+                return Ok(ids.0.into_iter().map(JobId).collect());
             }
         }
     }
 
     async fn ping(&self, endpoint: &str, worker: &str, running: Option<&[JobId]>) -> Result<()> {
         let orphan = self.settings.orphan_after.as_millis() as u64;
-        self.call("ping", |i| {
+        self.ok::<reply::Done>("ping", |i| {
             i.arg(endpoint)
                 .arg(worker)
                 .arg(orphan)
@@ -450,37 +422,37 @@ impl JobStore for RedisStore {
 
     async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics> {
         let timeout = self.settings.worker_timeout.as_millis() as u64;
-        let (_, v) = self
-            .call("metrics", |i| {
+        let m: reply::Metrics = self
+            .ok("metrics", |i| {
                 i.arg(endpoint).arg(timeout);
             })
             .await?;
         Ok(QueueMetrics {
-            in_queue: int(&v, 0) as usize,
-            in_queue_low_priority: int(&v, 1) as usize,
-            in_progress: int(&v, 2) as usize,
-            oldest_queued_ms: int(&v, 3),
-            arrived: int(&v, 4),
-            completed: int(&v, 5),
-            failed: int(&v, 6),
-            retried: int(&v, 7),
-            workers_live: int(&v, 8) as usize,
-            workers_running: int(&v, 9) as usize,
+            in_queue: m.in_queue,
+            in_queue_low_priority: m.in_queue_low,
+            in_progress: m.in_progress,
+            oldest_queued_ms: m.oldest_queued_ms,
+            arrived: m.arrived,
+            completed: m.completed,
+            failed: m.failed,
+            retried: m.retried,
+            workers_live: m.workers_live,
+            workers_running: m.workers_running,
         })
     }
 
     async fn retry(&self, job: &JobId) -> Result<JobStatus> {
-        self.on_job("retry", job, "", |_| {}).await?;
+        self.on_job::<reply::Done>("retry", job, "", |_| {}).await?;
         Ok(JobStatus::InQueue)
     }
 
     async fn purge(&self, endpoint: &str) -> Result<usize> {
-        let (_, v) = self
-            .call("purge", |i| {
+        let r: reply::Count = self
+            .ok("purge", |i| {
                 i.arg(endpoint);
             })
             .await?;
-        Ok(int(&v, 0) as usize)
+        Ok(r.n)
     }
 
     async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead> {
@@ -488,7 +460,7 @@ impl JobStore for RedisStore {
     }
 
     async fn retire(&self, worker: &str) -> Result<()> {
-        self.call("retire", |i| {
+        self.ok::<reply::Done>("retire", |i| {
             i.arg(worker);
         })
         .await?;
@@ -496,27 +468,28 @@ impl JobStore for RedisStore {
     }
 
     async fn is_retired(&self, worker: &str) -> Result<bool> {
-        let (_, v) = self
-            .call("is_retired", |i| {
+        let r: reply::Retired = self
+            .ok("is_retired", |i| {
                 i.arg(worker);
             })
             .await?;
-        Ok(int(&v, 0) == 1)
+        Ok(r.retired)
     }
 
     async fn workers(&self, endpoint: &str) -> Result<Vec<LiveWorker>> {
         let timeout = self.settings.worker_timeout.as_millis() as u64;
-        let (_, v) = self
-            .call("workers", |i| {
+        let workers: reply::List<reply::Worker> = self
+            .ok("workers", |i| {
                 i.arg(endpoint).arg(timeout);
             })
             .await?;
-        let mut live: Vec<LiveWorker> = v
-            .chunks(3)
-            .map(|p| LiveWorker {
-                id: p[0].clone().unwrap_or_default(),
-                jobs: int(p, 1) as usize,
-                taken: int(p, 2),
+        let mut live: Vec<LiveWorker> = workers
+            .0
+            .into_iter()
+            .map(|w| LiveWorker {
+                id: w.id,
+                jobs: w.jobs,
+                taken: w.taken,
             })
             .collect();
         live.sort_by(|a, b| a.id.cmp(&b.id));
@@ -524,17 +497,17 @@ impl JobStore for RedisStore {
     }
 
     async fn lost(&self, worker: &str) -> Result<usize> {
-        let (_, v) = self
-            .call("lost", |i| {
+        let r: reply::Count = self
+            .ok("lost", |i| {
                 i.arg(worker).arg(self.settings.max_retries);
             })
             .await?;
-        Ok(int(&v, 0) as usize)
+        Ok(r.n)
     }
 
     async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {
         let text = serde_json::to_string(fleet).expect("a fleet view serializes");
-        self.call("put_fleet", |i| {
+        self.ok::<reply::Done>("put_fleet", |i| {
             i.arg(endpoint).arg(text);
         })
         .await?;
@@ -542,33 +515,28 @@ impl JobStore for RedisStore {
     }
 
     async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>> {
-        let (_, v) = self
-            .call("fleet", |i| {
+        let r: reply::Fleet = self
+            .ok("fleet", |i| {
                 i.arg(endpoint);
             })
             .await?;
         // A view this version cannot read (another version's autoscaler) reads as none.
-        Ok(v.first()
-            .and_then(|f| f.as_deref())
-            .and_then(|f| serde_json::from_str(f).ok()))
+        Ok(r.fleet.and_then(|f| serde_json::from_str(&f).ok()))
     }
 
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>> {
         let wait = self.wait("h".to_string(), wait);
         loop {
             let rx = wait.arm();
-            let (_, v) = self
-                .call("hooks", |i| {
+            let hooks: reply::Hooks = self
+                .ok("hooks", |i| {
                     i.arg(100);
                 })
                 .await?;
-            let now = int(&v, 0);
-            let due: Vec<(String, JobView)> = v[1..]
-                .chunks(VIEW_LEN + 2)
-                .map(|e| {
-                    let id = JobId(e[0].clone().unwrap_or_default());
-                    (e[1].clone().unwrap_or_default(), view(id, &e[2..], now))
-                })
+            let due: Vec<(String, JobView)> = hooks
+                .due
+                .into_iter()
+                .map(|h| (h.hook, h.view.into_job_view(JobId(h.id), hooks.now)))
                 .collect();
             if !due.is_empty() || !wait.sleep(rx).await {
                 return Ok(due);
@@ -594,16 +562,15 @@ impl RedisStore {
                 Some(c) => ("read", Some(c)),
                 None => ("take_stream", None),
             };
-            let vals = self
+            let read: reply::Read = self
                 .on_job(op, job, "", |i| {
                     i.arg(from);
                 })
                 .await?;
-            let status = status_at(&vals, 0).ok_or_else(|| unavailable("bad stream reply"))?;
             let r = StreamRead {
-                chunks: vals[2..].iter().map(|c| json(c.as_deref())).collect(),
-                next: int(&vals, 1) as usize,
-                status,
+                chunks: read.chunks.iter().map(|c| stored_json(c)).collect(),
+                next: read.len,
+                status: read.status,
             };
             if !r.chunks.is_empty() || r.status.is_final() || !wait.sleep(rx).await {
                 return Ok(r);

@@ -3,8 +3,28 @@
 -- are its arguments. Keys are built here from ids (standalone Redis or Sentinel, not Cluster).
 -- `CAN` (legal transitions) and `FINAL` are prepended by the Rust side from `JobStatus`, so
 -- the rules stay in one place. Times come from the Redis server's clock, shared by every
--- gateway. Replies are arrays: a code ('OK', 'NOTFOUND', 'NOTHELD', 'BAD', 'FULL', 'RETIRED')
--- then the operation's values.
+-- gateway.
+--
+-- Replies are JSON texts (`cjson.encode`) that the Rust side decodes with serde into the
+-- types of `redis_store/reply.rs`: `{"ok": VALUES}`, or why not: `"not_found"`,
+-- `"not_held"`, `"full"`, `"retired"`, `{"bad": {"from": STATUS, "to": STATUS}}`. Numbers are
+-- Lua numbers (cjson writes 14 significant digits: milliseconds since 1970 fit); stored JSON
+-- (inputs, outputs, chunks) travels as the text it was stored as, so it is never re-encoded.
+--
+-- Keys (prefix `sl:`): `job:ID` (hash, fields below), `chunks:ID` (list of stream chunks),
+-- `q:EP` / `ql:EP` (queued ids, normal / low priority), `run:EP` (zset: running ids by
+-- execution deadline), `ttl` (zset: ids by TTL deadline), `stat:EP` (hash: arrived, completed,
+-- failed, retried), `wk:EP` (zset: workers by last heard, ms), `held:W` (set: ids W holds),
+-- `taken` (hash: jobs taken per worker), `stops:W` (list: ids W must stop), `retired:W`,
+-- `fleet:EP` (the autoscaler's fleet view, JSON), `eps` (set of endpoints), `hooks` (ids
+-- whose webhook is due), `lastsweep`, and the pub/sub channel `ev`.
+--
+-- Job hash fields, short because every job carries them: `ep` endpoint, `input` (JSON),
+-- `s3` (JSON or ''), `hook` webhook URL or '', `xt` execution timeout ms, `ttl` ms, `low`
+-- '1' for low priority, `keep` retention ms after the end, `status`, `sub` submitted at (ms),
+-- `start` / `end` (ms), `out` output (JSON), `err` error text, `retries`, `dlv` stream chunks
+-- already delivered (the `/stream` cursor), `worker` holder, `miss` when the holder's vouched
+-- ping first left it out (ms).
 
 local P = 'sl:'
 local clock = redis.call('TIME')
@@ -22,12 +42,19 @@ local GRACE = 60000
 -- Every gateway subscribes to one channel and wakes its local waiters by these names.
 local function event(name) redis.call('PUBLISH', P .. 'ev', name) end
 
--- The fields a status object is made of, in the order the Rust side reads them.
-local VIEW = { 'status', 'sub', 'start', 'end', 'out', 'err', 'retries', 'worker' }
+-- Replies. cjson writes an empty table as `{}`; the Rust side reads that as an empty list.
+local function ok(v) return cjson.encode({ ok = v or {} }) end
+local function bad(from, to) return cjson.encode({ bad = { from = from, to = to } }) end
+local NOT_FOUND, NOT_HELD, FULL, RETIRED = '"not_found"', '"not_held"', '"full"', '"retired"'
+-- Redis answers a missing field with `false`; a reply leaves it out.
+local function opt(x) if x == false then return nil end return x end
 
-local function push_view(out, k)
-  local f = redis.call('HMGET', k, unpack(VIEW))
-  for i = 1, #VIEW do out[#out + 1] = f[i] end
+-- The status object of job key `k` (`reply::View`), nil if there is no such job.
+local function view(k)
+  local f = redis.call('HMGET', k, 'status', 'sub', 'start', 'end', 'out', 'err', 'retries', 'worker')
+  if not f[1] then return nil end
+  return { status = f[1], sub = tonumber(f[2]), start = tonumber(opt(f[3])), ['end'] = tonumber(opt(f[4])),
+    out = opt(f[5]), err = opt(f[6]), retries = tonumber(f[7]) or 0, worker = opt(f[8]) }
 end
 
 local function stop_worker(w, id)
@@ -88,8 +115,8 @@ end
 -- The job's status if `w` holds it, else the error reply.
 local function held(id, w)
   local f = redis.call('HMGET', jkey(id), 'status', 'worker')
-  if not f[1] then return nil, { 'NOTFOUND' } end
-  if f[2] ~= w then return nil, { 'NOTHELD' } end
+  if not f[1] then return nil, NOT_FOUND end
+  if f[2] ~= w then return nil, NOT_HELD end
   return f[1]
 end
 
@@ -132,7 +159,7 @@ local ops = {}
 
 function ops.submit(ep, id, input, s3, hook, xt, ttl, low, keep, maxq)
   if redis.call('LLEN', qkey(ep, '0')) + redis.call('LLEN', qkey(ep, '1')) >= tonumber(maxq) then
-    return { 'FULL' }
+    return FULL
   end
   local k = jkey(id)
   redis.call('HSET', k, 'ep', ep, 'input', input, 's3', s3, 'hook', hook, 'xt', xt, 'ttl', ttl,
@@ -143,15 +170,15 @@ function ops.submit(ep, id, input, s3, hook, xt, ttl, low, keep, maxq)
   redis.call('SADD', P .. 'eps', ep)
   redis.call('HINCRBY', P .. 'stat:' .. ep, 'arrived', 1)
   event('q:' .. ep)
-  return { 'OK' }
+  return ok()
 end
 
 -- `touch` is set on a long-poll's first look only: a poll a gateway keeps open for a worker
 -- that died meanwhile must not keep it looking alive.
 function ops.take(ep, w, max, touch)
-  if redis.call('EXISTS', P .. 'retired:' .. w) == 1 then return { 'RETIRED' } end
+  if redis.call('EXISTS', P .. 'retired:' .. w) == 1 then return RETIRED end
   if touch == '1' then redis.call('ZADD', P .. 'wk:' .. ep, now, w) end
-  local out = { 'OK' }
+  local out = {}
   local n = 0
   while n < tonumber(max) do
     local id = redis.call('LPOP', qkey(ep, '0')) or redis.call('LPOP', qkey(ep, '1'))
@@ -162,9 +189,7 @@ function ops.take(ep, w, max, touch)
       redis.call('HSET', k, 'status', 'IN_PROGRESS', 'start', now, 'worker', w)
       redis.call('ZADD', P .. 'run:' .. ep, now + tonumber(f[2]), id)
       redis.call('SADD', P .. 'held:' .. w, id)
-      out[#out + 1] = id
-      out[#out + 1] = f[3]
-      out[#out + 1] = f[4]
+      out[#out + 1] = { id = id, input = f[3], s3 = f[4] }
       n = n + 1
       event('j:' .. id)
     end
@@ -174,7 +199,7 @@ function ops.take(ep, w, max, touch)
     redis.call('ZADD', P .. 'wk:' .. ep, now, w)
     redis.call('HINCRBY', P .. 'taken', w, n)
   end
-  return out
+  return ok(out)
 end
 
 function ops.push(id, w, ...)
@@ -184,7 +209,7 @@ function ops.push(id, w, ...)
     redis.call('RPUSH', ckey(id), ...)
     event('j:' .. id)
   end
-  return { 'OK' }
+  return ok()
 end
 
 function ops.report(id, w, kind, payload)
@@ -192,43 +217,40 @@ function ops.report(id, w, kind, payload)
   if not st then return err end
   -- A retried report, or one on a job cancelled or timed out meanwhile: the first final
   -- state stands.
-  if FINAL[st] then return { 'OK' } end
+  if FINAL[st] then return ok() end
   local k = jkey(id)
   if kind == 'progress' then
     redis.call('HSET', k, 'out', payload)
     event('j:' .. id)
-    return { 'OK' }
+    return ok()
   end
   local to, field = 'COMPLETED', 'out'
   if kind == 'failed' then to, field = 'FAILED', 'err' end
-  if not CAN[st .. '>' .. to] then return { 'BAD', st, to } end
+  if not CAN[st .. '>' .. to] then return bad(st, to) end
   redis.call('HSET', k, field, payload)
   finish(id, to)
-  return { 'OK' }
+  return ok()
 end
 
 function ops.get(id)
-  local out = { 'OK', tostring(now) }
-  push_view(out, jkey(id))
-  -- Every job has a status: none means no such job.
-  if not out[3] then return { 'NOTFOUND' } end
-  return out
+  local v = view(jkey(id))
+  if not v then return NOT_FOUND end
+  return ok({ now = now, view = v })
 end
 
 -- Chunks from `cursor` on; with `advance`, from the job's delivery cursor, which moves past them.
 local function read(id, cursor, advance)
   local k = jkey(id)
   local f = redis.call('HMGET', k, 'status', 'dlv')
-  if not f[1] then return { 'NOTFOUND' } end
+  if not f[1] then return NOT_FOUND end
   if advance then cursor = tonumber(f[2]) end
   local len = redis.call('LLEN', ckey(id))
-  local out = { 'OK', f[1], tostring(len) }
+  local chunks = {}
   if cursor < len then
-    local chunks = redis.call('LRANGE', ckey(id), cursor, -1)
-    for i = 1, #chunks do out[#out + 1] = chunks[i] end
+    chunks = redis.call('LRANGE', ckey(id), cursor, -1)
     if advance then redis.call('HSET', k, 'dlv', len) end
   end
-  return out
+  return ok({ status = f[1], len = len, chunks = chunks })
 end
 
 function ops.read(id, cursor) return read(id, tonumber(cursor), false) end
@@ -239,25 +261,23 @@ function ops.cancel(id)
   local k = jkey(id)
   local f = redis.call('HMGET', k, 'status', 'ep', 'low', 'worker')
   local st = f[1]
-  if not st then return { 'NOTFOUND' } end
-  if FINAL[st] then return { 'OK', st } end
-  if not CAN[st .. '>CANCELLED'] then return { 'BAD', st, 'CANCELLED' } end
+  if not st then return NOT_FOUND end
+  if FINAL[st] then return ok({ status = st }) end
+  if not CAN[st .. '>CANCELLED'] then return bad(st, 'CANCELLED') end
   if st == 'IN_PROGRESS' then
     stop_worker(f[4], id)
   else
     redis.call('LREM', qkey(f[2], f[3]), 0, id)
   end
   finish(id, 'CANCELLED')
-  return { 'OK', 'CANCELLED' }
+  return ok({ status = 'CANCELLED' })
 end
 
 function ops.stops(w)
   local key = P .. 'stops:' .. w
   local ids = redis.call('LRANGE', key, 0, -1)
   redis.call('DEL', key)
-  local out = { 'OK' }
-  for i = 1, #ids do out[#out + 1] = ids[i] end
-  return out
+  return ok(ids)
 end
 
 -- With `vouched` = '1', `...` are all the jobs the worker runs: one it holds but leaves out
@@ -265,7 +285,7 @@ end
 function ops.ping(ep, w, orphan, max_retries, vouched, ...)
   -- Renews a retired worker's lease too (`live_workers` leaves it out of the live count).
   redis.call('ZADD', P .. 'wk:' .. ep, now, w)
-  if vouched ~= '1' then return { 'OK' } end
+  if vouched ~= '1' then return ok() end
   local listed = {}
   for i = 1, select('#', ...) do listed[select(i, ...)] = true end
   local ids = redis.call('SMEMBERS', P .. 'held:' .. w)
@@ -282,7 +302,7 @@ function ops.ping(ep, w, orphan, max_retries, vouched, ...)
       end
     end
   end
-  return { 'OK' }
+  return ok()
 end
 
 function ops.metrics(ep, timeout)
@@ -298,20 +318,20 @@ function ops.metrics(ep, timeout)
     if redis.call('SCARD', P .. 'held:' .. live[i]) > 0 then running = running + 1 end
   end
   local s = redis.call('HMGET', P .. 'stat:' .. ep, 'arrived', 'completed', 'failed', 'retried')
-  return { 'OK', tostring(redis.call('LLEN', qkey(ep, '0'))), tostring(redis.call('LLEN', qkey(ep, '1'))),
-    tostring(redis.call('ZCARD', P .. 'run:' .. ep)), tostring(oldest), s[1] or '0', s[2] or '0',
-    s[3] or '0', s[4] or '0', tostring(#live), tostring(running) }
+  return ok({ in_queue = redis.call('LLEN', qkey(ep, '0')), in_queue_low = redis.call('LLEN', qkey(ep, '1')),
+    in_progress = redis.call('ZCARD', P .. 'run:' .. ep), oldest_queued_ms = oldest,
+    arrived = tonumber(s[1]) or 0, completed = tonumber(s[2]) or 0, failed = tonumber(s[3]) or 0,
+    retried = tonumber(s[4]) or 0, workers_live = #live, workers_running = running })
 end
 
 function ops.workers(ep, timeout)
   local live = live_workers(ep, timeout)
-  local out = { 'OK' }
+  local out = {}
   for i = 1, #live do
-    out[#out + 1] = live[i]
-    out[#out + 1] = tostring(redis.call('SCARD', P .. 'held:' .. live[i]))
-    out[#out + 1] = redis.call('HGET', P .. 'taken', live[i]) or '0'
+    out[i] = { id = live[i], jobs = redis.call('SCARD', P .. 'held:' .. live[i]),
+      taken = tonumber(redis.call('HGET', P .. 'taken', live[i])) or 0 }
   end
-  return out
+  return ok(out)
 end
 
 function ops.lost(w, max_retries)
@@ -320,26 +340,26 @@ function ops.lost(w, max_retries)
   -- Its process is gone: nothing more to remember.
   redis.call('DEL', P .. 'retired:' .. w)
   redis.call('HDEL', P .. 'taken', w)
-  return { 'OK', tostring(lose_worker(w, tonumber(max_retries))) }
+  return ok({ n = lose_worker(w, tonumber(max_retries)) })
 end
 
 function ops.put_fleet(ep, fleet)
   redis.call('SET', P .. 'fleet:' .. ep, fleet, 'PX', 15000)
-  return { 'OK' }
+  return ok()
 end
 
 function ops.fleet(ep)
-  return { 'OK', redis.call('GET', P .. 'fleet:' .. ep) }
+  return ok({ fleet = opt(redis.call('GET', P .. 'fleet:' .. ep)) })
 end
 
 function ops.retry(id)
   local st = redis.call('HGET', jkey(id), 'status')
-  if not st then return { 'NOTFOUND' } end
+  if not st then return NOT_FOUND end
   if not (st == 'FAILED' or st == 'TIMED_OUT') or not CAN[st .. '>IN_QUEUE'] then
-    return { 'BAD', st, 'IN_QUEUE' }
+    return bad(st, 'IN_QUEUE')
   end
   requeue(id, false)
-  return { 'OK' }
+  return ok()
 end
 
 function ops.purge(ep)
@@ -352,35 +372,32 @@ function ops.purge(ep)
     event('j:' .. ids[i])
   end
   redis.call('DEL', qkey(ep, '0'), qkey(ep, '1'))
-  return { 'OK', tostring(#ids) }
+  return ok({ n = #ids })
 end
 
 -- Still leased its jobs (the sweep reclaims them if it dies) and told its stops; no longer
 -- live, and given no new jobs.
 function ops.retire(w)
   redis.call('SET', P .. 'retired:' .. w, 1, 'PX', 86400000)
-  return { 'OK' }
+  return ok()
 end
 
 function ops.is_retired(w)
-  return { 'OK', tostring(redis.call('EXISTS', P .. 'retired:' .. w)) }
+  return ok({ retired = redis.call('EXISTS', P .. 'retired:' .. w) == 1 })
 end
 
--- Up to `max` finished jobs with a webhook, each handed to one gateway only: id, hook, view.
+-- Up to `max` finished jobs with a webhook, each handed to one gateway only.
 function ops.hooks(max)
-  local out = { 'OK', tostring(now) }
+  local due = {}
   for _ = 1, tonumber(max) do
     local id = redis.call('LPOP', P .. 'hooks')
     if not id then break end
     local k = jkey(id)
     local hook = redis.call('HGET', k, 'hook')
-    if hook then
-      out[#out + 1] = id
-      out[#out + 1] = hook
-      push_view(out, k)
-    end
+    local v = view(k)
+    if hook and v then due[#due + 1] = { id = id, hook = hook, view = v } end
   end
-  return out
+  return ok({ now = now, due = due })
 end
 
 -- Housekeeping, run by every gateway once a second (atomic, so concurrent runs are safe):
@@ -441,7 +458,7 @@ function ops.sweep(timeout, max_retries)
     n = n + 1
   end
   redis.call('ZREMRANGEBYSCORE', P .. 'ttl', '-inf', now)
-  return { 'OK', tostring(n) }
+  return ok({ n = n })
 end
 
 local op = ops[ARGV[1]]
