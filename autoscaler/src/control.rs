@@ -7,7 +7,7 @@ use crate::actuator::{Actuator, ActuatorError, Exited, Managed};
 use crate::policy::{decide, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
 use protocol::health::{ColdStart, FleetState, FleetView, FleetWorker};
-use queue::{JobStore, LiveWorker};
+use queue::{LiveWorker, ScalerStore};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,7 +113,7 @@ impl Crashes {
 }
 
 pub struct Controller {
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn ScalerStore>,
     actuator: Arc<dyn Actuator>,
     endpoints: Arc<[Endpoint]>,
     settings: ControlSettings,
@@ -126,7 +126,7 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(
-        store: Arc<dyn JobStore>,
+        store: Arc<dyn ScalerStore>,
         actuator: Arc<dyn Actuator>,
         endpoints: Vec<Endpoint>,
         settings: ControlSettings,

@@ -133,11 +133,41 @@ impl Default for StoreSettings {
     }
 }
 
+/// What clients do with jobs (the `/v1` and `/v2` client routes): submit, follow, cancel.
 #[async_trait]
-pub trait JobStore: Send + Sync + 'static {
+pub trait JobQueue: Send + Sync + 'static {
     /// Enqueue a job on `endpoint`.
     async fn submit(&self, endpoint: &str, job: NewJob) -> Result<JobId>;
 
+    /// The job's status object, or `None` if unknown or expired.
+    async fn get(&self, job: &JobId) -> Result<Option<JobView>>;
+
+    /// Like [`JobQueue::get`], but first waits up to `wait` for the job to reach a final state.
+    async fn wait_final(&self, job: &JobId, wait: Duration) -> Result<Option<JobView>>;
+
+    /// Stream chunks from `cursor` on, waiting up to `wait` while there are none and the job is
+    /// not final.
+    async fn read_stream(&self, job: &JobId, cursor: usize, wait: Duration) -> Result<StreamRead>;
+
+    /// Like [`JobQueue::read_stream`] from the job's own delivery cursor, which it advances:
+    /// RunPod's `/stream` returns each chunk once.
+    async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead>;
+
+    /// Cancel a job that has not ended; a running job's worker learns it through
+    /// [`WorkerRegistry::stops`]. Returns the job's status after the call.
+    async fn cancel(&self, job: &JobId) -> Result<JobStatus>;
+
+    /// Put a FAILED or TIMED_OUT job back in its queue (same id and input).
+    async fn retry(&self, job: &JobId) -> Result<JobStatus>;
+
+    /// Delete the endpoint's queued jobs (running ones are untouched); returns how many.
+    async fn purge(&self, endpoint: &str) -> Result<usize>;
+}
+
+/// Workers and their leases: what workers do (take, stream, report, ping; the worker routes)
+/// and what whoever runs them asks (who is live, who retired, who is gone).
+#[async_trait]
+pub trait WorkerRegistry: Send + Sync + 'static {
     /// Lease up to `max` queued jobs of `endpoint` to `worker`, waiting up to `wait` for the
     /// first one. An empty result means none arrived in time.
     async fn take(
@@ -155,20 +185,6 @@ pub trait JobStore: Send + Sync + 'static {
     /// report that already finished the job succeeds (the RunPod SDK retries `job-done`).
     async fn report(&self, job: &JobId, worker: &str, report: JobReport) -> Result<()>;
 
-    /// The job's status object, or `None` if unknown or expired.
-    async fn get(&self, job: &JobId) -> Result<Option<JobView>>;
-
-    /// Like [`JobStore::get`], but first waits up to `wait` for the job to reach a final state.
-    async fn wait_final(&self, job: &JobId, wait: Duration) -> Result<Option<JobView>>;
-
-    /// Stream chunks from `cursor` on, waiting up to `wait` while there are none and the job is
-    /// not final.
-    async fn read_stream(&self, job: &JobId, cursor: usize, wait: Duration) -> Result<StreamRead>;
-
-    /// Cancel a job that has not ended; a running job's worker learns it through
-    /// [`JobStore::stops`]. Returns the job's status after the call.
-    async fn cancel(&self, job: &JobId) -> Result<JobStatus>;
-
     /// Ids of jobs held by `worker` that must stop (cancelled or timed out), waiting up to
     /// `wait` for one. Each id is returned once.
     async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>>;
@@ -177,20 +193,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// runs), jobs it holds but keeps leaving out go back to the queue after `orphan_after`.
     async fn ping(&self, endpoint: &str, worker: &str, running: Option<&[JobId]>) -> Result<()>;
 
-    async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics>;
-
-    /// Put a FAILED or TIMED_OUT job back in its queue (same id and input).
-    async fn retry(&self, job: &JobId) -> Result<JobStatus>;
-
-    /// Delete the endpoint's queued jobs (running ones are untouched); returns how many.
-    async fn purge(&self, endpoint: &str) -> Result<usize>;
-
-    /// Like [`JobStore::read_stream`] from the job's own delivery cursor, which it advances:
-    /// RunPod's `/stream` returns each chunk once.
-    async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead>;
-
     /// The worker asked to be stopped after its job (`stopPod`): it gets no more jobs, and
-    /// whoever runs it is told through [`JobStore::is_retired`].
+    /// whoever runs it is told through [`WorkerRegistry::is_retired`].
     async fn retire(&self, worker: &str) -> Result<()>;
 
     async fn is_retired(&self, worker: &str) -> Result<bool>;
@@ -201,17 +205,38 @@ pub trait JobStore: Send + Sync + 'static {
     /// Worker `worker` is gone for sure (its process exited): its jobs go back to the queue
     /// now, as they would after the worker timeout. Returns how many.
     async fn lost(&self, worker: &str) -> Result<usize>;
+}
+
+/// Per-endpoint numbers for scaling and health: queue metrics and the autoscaler's fleet view.
+#[async_trait]
+pub trait FleetMetrics: Send + Sync + 'static {
+    async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics>;
 
     /// The autoscaler's view of an endpoint's workers (states, cold starts), for `/health`
     /// on every gateway. Kept briefly: a view nobody refreshes goes away.
     async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()>;
 
     async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>>;
+}
 
+/// Results to deliver elsewhere: webhooks of finished jobs.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
     /// Jobs that reached a final state and have a webhook, each returned once with its URL,
     /// waiting up to `wait` for one.
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>>;
 }
+
+/// A whole job store: every role, as the gateway uses it. Implemented by [`MemoryStore`] and
+/// [`RedisStore`], and by anything that implements all four roles.
+pub trait JobStore: JobQueue + ScalerStore + Outbox {}
+
+impl<T: JobQueue + ScalerStore + Outbox + ?Sized> JobStore for T {}
+
+/// What the autoscaler needs of a store: the workers and the endpoint numbers.
+pub trait ScalerStore: WorkerRegistry + FleetMetrics {}
+
+impl<T: WorkerRegistry + FleetMetrics + ?Sized> ScalerStore for T {}
 
 /// Run `f` on `store` every `period` until the store is dropped (housekeeping sweeps).
 fn every<T, F, Fut>(period: Duration, store: &std::sync::Arc<T>, f: F)

@@ -3,8 +3,8 @@
 //! retention, TTL) runs in [`MemoryStore::sweep`], called once a second by a background task.
 
 use crate::{
-    new_job_id, JobStore, LiveWorker, NewJob, QueueError, QueueMetrics, Result, StoreSettings,
-    StreamRead,
+    new_job_id, FleetMetrics, JobQueue, LiveWorker, NewJob, Outbox, QueueError, QueueMetrics,
+    Result, StoreSettings, StreamRead, WorkerRegistry,
 };
 use async_trait::async_trait;
 use index::{Indexes, Retention};
@@ -309,7 +309,7 @@ async fn wait_change(mut rx: watch::Receiver<u64>, deadline: tokio::time::Instan
 }
 
 #[async_trait]
-impl JobStore for MemoryStore {
+impl JobQueue for MemoryStore {
     async fn submit(&self, endpoint: &str, job: NewJob) -> Result<JobId> {
         let now = Instant::now();
         let mut st = self.lock();
@@ -348,6 +348,123 @@ impl JobStore for MemoryStore {
         Ok(id)
     }
 
+    async fn get(&self, job: &JobId) -> Result<Option<JobView>> {
+        let now = Instant::now();
+        Ok(self.lock().jobs.get(job).map(|e| e.view(job, now)))
+    }
+
+    async fn wait_final(&self, job: &JobId, wait: Duration) -> Result<Option<JobView>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Some(rx) = self.watch_job(job) else {
+                return Ok(None);
+            };
+            let view = self.get(job).await?;
+            match view {
+                Some(v) if !v.status.is_final() => {
+                    if !wait_change(rx, deadline).await {
+                        return self.get(job).await;
+                    }
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn read_stream(&self, job: &JobId, cursor: usize, wait: Duration) -> Result<StreamRead> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let rx = {
+                let st = self.lock();
+                let e = st
+                    .jobs
+                    .get(job)
+                    .ok_or_else(|| QueueError::NotFound(job.clone()))?;
+                let start = cursor.min(e.chunks.len());
+                if start < e.chunks.len()
+                    || e.status.is_final()
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    return Ok(StreamRead {
+                        chunks: e.chunks[start..].to_vec(),
+                        next: e.chunks.len(),
+                        status: e.status,
+                    });
+                }
+                e.changed.subscribe()
+            };
+            wait_change(rx, deadline).await;
+        }
+    }
+
+    async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead> {
+        let cursor = {
+            let st = self.lock();
+            st.jobs
+                .get(job)
+                .ok_or_else(|| QueueError::NotFound(job.clone()))?
+                .delivered
+        };
+        let read = self.read_stream(job, cursor, wait).await?;
+        let mut st = self.lock();
+        let e = st.job_mut(job)?;
+        // Two readers at once: each chunk still goes to only one of them.
+        let skip = e.delivered.saturating_sub(cursor).min(read.chunks.len());
+        e.delivered = e.delivered.max(read.next);
+        Ok(StreamRead {
+            chunks: read.chunks[skip..].to_vec(),
+            ..read
+        })
+    }
+
+    async fn cancel(&self, job: &JobId) -> Result<JobStatus> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let e = st.job_mut(job)?;
+        if e.status.is_final() {
+            return Ok(e.status);
+        }
+        let (was, worker, endpoint) = (e.status, e.worker.clone(), e.endpoint.clone());
+        st.transition(job, JobStatus::Cancelled, now, None)?;
+        if was == JobStatus::InProgress {
+            st.tell_worker_to_stop(worker.as_deref(), job);
+        } else {
+            st.endpoint(&endpoint).unqueue(job);
+        }
+        Ok(JobStatus::Cancelled)
+    }
+
+    async fn retry(&self, job: &JobId) -> Result<JobStatus> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let e = st.job_mut(job)?;
+        if !matches!(e.status, JobStatus::Failed | JobStatus::TimedOut) {
+            return Err(QueueError::BadTransition {
+                job: job.clone(),
+                status: e.status,
+                to: JobStatus::InQueue,
+            });
+        }
+        st.transition(job, JobStatus::InQueue, now, None)?;
+        st.requeue(job.clone(), false);
+        Ok(JobStatus::InQueue)
+    }
+
+    async fn purge(&self, endpoint: &str) -> Result<usize> {
+        let mut st = self.lock();
+        let ep = st.endpoint(endpoint);
+        let ids: Vec<JobId> = ep.normal.drain(..).chain(ep.low.drain(..)).collect();
+        for id in &ids {
+            if let Some(e) = st.remove_job(id) {
+                e.bump();
+            }
+        }
+        Ok(ids.len())
+    }
+}
+
+#[async_trait]
+impl WorkerRegistry for MemoryStore {
     async fn take(
         &self,
         endpoint: &str,
@@ -446,72 +563,6 @@ impl JobStore for MemoryStore {
         Ok(())
     }
 
-    async fn get(&self, job: &JobId) -> Result<Option<JobView>> {
-        let now = Instant::now();
-        Ok(self.lock().jobs.get(job).map(|e| e.view(job, now)))
-    }
-
-    async fn wait_final(&self, job: &JobId, wait: Duration) -> Result<Option<JobView>> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let Some(rx) = self.watch_job(job) else {
-                return Ok(None);
-            };
-            let view = self.get(job).await?;
-            match view {
-                Some(v) if !v.status.is_final() => {
-                    if !wait_change(rx, deadline).await {
-                        return self.get(job).await;
-                    }
-                }
-                other => return Ok(other),
-            }
-        }
-    }
-
-    async fn read_stream(&self, job: &JobId, cursor: usize, wait: Duration) -> Result<StreamRead> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let rx = {
-                let st = self.lock();
-                let e = st
-                    .jobs
-                    .get(job)
-                    .ok_or_else(|| QueueError::NotFound(job.clone()))?;
-                let start = cursor.min(e.chunks.len());
-                if start < e.chunks.len()
-                    || e.status.is_final()
-                    || tokio::time::Instant::now() >= deadline
-                {
-                    return Ok(StreamRead {
-                        chunks: e.chunks[start..].to_vec(),
-                        next: e.chunks.len(),
-                        status: e.status,
-                    });
-                }
-                e.changed.subscribe()
-            };
-            wait_change(rx, deadline).await;
-        }
-    }
-
-    async fn cancel(&self, job: &JobId) -> Result<JobStatus> {
-        let now = Instant::now();
-        let mut st = self.lock();
-        let e = st.job_mut(job)?;
-        if e.status.is_final() {
-            return Ok(e.status);
-        }
-        let (was, worker, endpoint) = (e.status, e.worker.clone(), e.endpoint.clone());
-        st.transition(job, JobStatus::Cancelled, now, None)?;
-        if was == JobStatus::InProgress {
-            st.tell_worker_to_stop(worker.as_deref(), job);
-        } else {
-            st.endpoint(&endpoint).unqueue(job);
-        }
-        Ok(JobStatus::Cancelled)
-    }
-
     async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -562,90 +613,6 @@ impl JobStore for MemoryStore {
         Ok(())
     }
 
-    async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics> {
-        let now = Instant::now();
-        let mut st = self.lock();
-        let st = &mut *st;
-        let in_progress = st.in_progress(endpoint);
-        let held = st.held_counts();
-        let live: Vec<&String> = st
-            .live(endpoint, now, self.settings.worker_timeout)
-            .collect();
-        let workers_live = live.len();
-        let workers_running = live
-            .iter()
-            .filter(|w| held.contains_key(w.as_str()))
-            .count();
-        st.endpoint(endpoint);
-        let ep = &st.endpoints[endpoint];
-        let oldest_queued_ms = ep
-            .normal
-            .front()
-            .and_then(|id| st.jobs.get(id))
-            .map(|e| now.saturating_duration_since(e.submitted).as_millis() as u64)
-            .unwrap_or(0);
-        Ok(QueueMetrics {
-            in_queue: ep.normal.len(),
-            in_queue_low_priority: ep.low.len(),
-            in_progress,
-            oldest_queued_ms,
-            arrived: ep.arrivals,
-            completed: ep.completed,
-            failed: ep.failed,
-            retried: ep.retried,
-            workers_live,
-            workers_running,
-        })
-    }
-
-    async fn retry(&self, job: &JobId) -> Result<JobStatus> {
-        let now = Instant::now();
-        let mut st = self.lock();
-        let e = st.job_mut(job)?;
-        if !matches!(e.status, JobStatus::Failed | JobStatus::TimedOut) {
-            return Err(QueueError::BadTransition {
-                job: job.clone(),
-                status: e.status,
-                to: JobStatus::InQueue,
-            });
-        }
-        st.transition(job, JobStatus::InQueue, now, None)?;
-        st.requeue(job.clone(), false);
-        Ok(JobStatus::InQueue)
-    }
-
-    async fn purge(&self, endpoint: &str) -> Result<usize> {
-        let mut st = self.lock();
-        let ep = st.endpoint(endpoint);
-        let ids: Vec<JobId> = ep.normal.drain(..).chain(ep.low.drain(..)).collect();
-        for id in &ids {
-            if let Some(e) = st.remove_job(id) {
-                e.bump();
-            }
-        }
-        Ok(ids.len())
-    }
-
-    async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead> {
-        let cursor = {
-            let st = self.lock();
-            st.jobs
-                .get(job)
-                .ok_or_else(|| QueueError::NotFound(job.clone()))?
-                .delivered
-        };
-        let read = self.read_stream(job, cursor, wait).await?;
-        let mut st = self.lock();
-        let e = st.job_mut(job)?;
-        // Two readers at once: each chunk still goes to only one of them.
-        let skip = e.delivered.saturating_sub(cursor).min(read.chunks.len());
-        e.delivered = e.delivered.max(read.next);
-        Ok(StreamRead {
-            chunks: read.chunks[skip..].to_vec(),
-            ..read
-        })
-    }
-
     async fn retire(&self, worker: &str) -> Result<()> {
         let mut st = self.lock();
         // Still known (its jobs are still leased to it, stops still reach it), no longer live.
@@ -685,6 +652,45 @@ impl JobStore for MemoryStore {
         self.lose(&mut st, ids, now);
         Ok(n)
     }
+}
+
+#[async_trait]
+impl FleetMetrics for MemoryStore {
+    async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let st = &mut *st;
+        let in_progress = st.in_progress(endpoint);
+        let held = st.held_counts();
+        let live: Vec<&String> = st
+            .live(endpoint, now, self.settings.worker_timeout)
+            .collect();
+        let workers_live = live.len();
+        let workers_running = live
+            .iter()
+            .filter(|w| held.contains_key(w.as_str()))
+            .count();
+        st.endpoint(endpoint);
+        let ep = &st.endpoints[endpoint];
+        let oldest_queued_ms = ep
+            .normal
+            .front()
+            .and_then(|id| st.jobs.get(id))
+            .map(|e| now.saturating_duration_since(e.submitted).as_millis() as u64)
+            .unwrap_or(0);
+        Ok(QueueMetrics {
+            in_queue: ep.normal.len(),
+            in_queue_low_priority: ep.low.len(),
+            in_progress,
+            oldest_queued_ms,
+            arrived: ep.arrivals,
+            completed: ep.completed,
+            failed: ep.failed,
+            retried: ep.retried,
+            workers_live,
+            workers_running,
+        })
+    }
 
     async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {
         self.lock()
@@ -696,7 +702,10 @@ impl JobStore for MemoryStore {
     async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>> {
         Ok(self.lock().fleets.get(endpoint).cloned())
     }
+}
 
+#[async_trait]
+impl Outbox for MemoryStore {
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {

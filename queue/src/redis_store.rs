@@ -11,8 +11,8 @@ mod notify;
 mod reply;
 
 use crate::{
-    new_job_id, JobStore, LiveWorker, NewJob, QueueError, QueueMetrics, Result, StoreSettings,
-    StreamRead,
+    new_job_id, FleetMetrics, JobQueue, LiveWorker, NewJob, Outbox, QueueError, QueueMetrics,
+    Result, StoreSettings, StreamRead, WorkerRegistry,
 };
 use async_trait::async_trait;
 use notify::Notifier;
@@ -248,7 +248,7 @@ impl Drop for RedisStore {
 }
 
 #[async_trait]
-impl JobStore for RedisStore {
+impl JobQueue for RedisStore {
     async fn submit(&self, endpoint: &str, job: NewJob) -> Result<JobId> {
         let id = new_job_id(job.sync);
         let keep = if job.sync {
@@ -278,6 +278,59 @@ impl JobStore for RedisStore {
         }
     }
 
+    async fn get(&self, job: &JobId) -> Result<Option<JobView>> {
+        match self.on_job::<reply::Got>("get", job, "", |_| {}).await {
+            Ok(got) => Ok(Some(got.view.into_job_view(job.clone(), got.now))),
+            Err(QueueError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn wait_final(&self, job: &JobId, wait: Duration) -> Result<Option<JobView>> {
+        let wait = self.wait(format!("j:{job}"), wait);
+        loop {
+            let rx = wait.arm();
+            match self.get(job).await? {
+                Some(v) if !v.status.is_final() => {
+                    if !wait.sleep(rx).await {
+                        return Ok(Some(v));
+                    }
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn read_stream(&self, job: &JobId, cursor: usize, wait: Duration) -> Result<StreamRead> {
+        self.read_waiting(job, Some(cursor), wait).await
+    }
+
+    async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead> {
+        self.read_waiting(job, None, wait).await
+    }
+
+    async fn cancel(&self, job: &JobId) -> Result<JobStatus> {
+        let c: reply::Cancelled = self.on_job("cancel", job, "", |_| {}).await?;
+        Ok(c.status)
+    }
+
+    async fn retry(&self, job: &JobId) -> Result<JobStatus> {
+        self.on_job::<reply::Done>("retry", job, "", |_| {}).await?;
+        Ok(JobStatus::InQueue)
+    }
+
+    async fn purge(&self, endpoint: &str) -> Result<usize> {
+        let r: reply::Count = self
+            .ok("purge", |i| {
+                i.arg(endpoint);
+            })
+            .await?;
+        Ok(r.n)
+    }
+}
+
+#[async_trait]
+impl WorkerRegistry for RedisStore {
     async fn take(
         &self,
         endpoint: &str,
@@ -356,38 +409,6 @@ impl JobStore for RedisStore {
         Ok(())
     }
 
-    async fn get(&self, job: &JobId) -> Result<Option<JobView>> {
-        match self.on_job::<reply::Got>("get", job, "", |_| {}).await {
-            Ok(got) => Ok(Some(got.view.into_job_view(job.clone(), got.now))),
-            Err(QueueError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn wait_final(&self, job: &JobId, wait: Duration) -> Result<Option<JobView>> {
-        let wait = self.wait(format!("j:{job}"), wait);
-        loop {
-            let rx = wait.arm();
-            match self.get(job).await? {
-                Some(v) if !v.status.is_final() => {
-                    if !wait.sleep(rx).await {
-                        return Ok(Some(v));
-                    }
-                }
-                other => return Ok(other),
-            }
-        }
-    }
-
-    async fn read_stream(&self, job: &JobId, cursor: usize, wait: Duration) -> Result<StreamRead> {
-        self.read_waiting(job, Some(cursor), wait).await
-    }
-
-    async fn cancel(&self, job: &JobId) -> Result<JobStatus> {
-        let c: reply::Cancelled = self.on_job("cancel", job, "", |_| {}).await?;
-        Ok(c.status)
-    }
-
     async fn stops(&self, worker: &str, wait: Duration) -> Result<Vec<JobId>> {
         let wait = self.wait(format!("w:{worker}"), wait);
         loop {
@@ -418,45 +439,6 @@ impl JobStore for RedisStore {
         })
         .await?;
         Ok(())
-    }
-
-    async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics> {
-        let timeout = self.settings.worker_timeout.as_millis() as u64;
-        let m: reply::Metrics = self
-            .ok("metrics", |i| {
-                i.arg(endpoint).arg(timeout);
-            })
-            .await?;
-        Ok(QueueMetrics {
-            in_queue: m.in_queue,
-            in_queue_low_priority: m.in_queue_low,
-            in_progress: m.in_progress,
-            oldest_queued_ms: m.oldest_queued_ms,
-            arrived: m.arrived,
-            completed: m.completed,
-            failed: m.failed,
-            retried: m.retried,
-            workers_live: m.workers_live,
-            workers_running: m.workers_running,
-        })
-    }
-
-    async fn retry(&self, job: &JobId) -> Result<JobStatus> {
-        self.on_job::<reply::Done>("retry", job, "", |_| {}).await?;
-        Ok(JobStatus::InQueue)
-    }
-
-    async fn purge(&self, endpoint: &str) -> Result<usize> {
-        let r: reply::Count = self
-            .ok("purge", |i| {
-                i.arg(endpoint);
-            })
-            .await?;
-        Ok(r.n)
-    }
-
-    async fn take_stream(&self, job: &JobId, wait: Duration) -> Result<StreamRead> {
-        self.read_waiting(job, None, wait).await
     }
 
     async fn retire(&self, worker: &str) -> Result<()> {
@@ -504,6 +486,30 @@ impl JobStore for RedisStore {
             .await?;
         Ok(r.n)
     }
+}
+
+#[async_trait]
+impl FleetMetrics for RedisStore {
+    async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics> {
+        let timeout = self.settings.worker_timeout.as_millis() as u64;
+        let m: reply::Metrics = self
+            .ok("metrics", |i| {
+                i.arg(endpoint).arg(timeout);
+            })
+            .await?;
+        Ok(QueueMetrics {
+            in_queue: m.in_queue,
+            in_queue_low_priority: m.in_queue_low,
+            in_progress: m.in_progress,
+            oldest_queued_ms: m.oldest_queued_ms,
+            arrived: m.arrived,
+            completed: m.completed,
+            failed: m.failed,
+            retried: m.retried,
+            workers_live: m.workers_live,
+            workers_running: m.workers_running,
+        })
+    }
 
     async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {
         let text = serde_json::to_string(fleet).expect("a fleet view serializes");
@@ -523,7 +529,10 @@ impl JobStore for RedisStore {
         // A view this version cannot read (another version's autoscaler) reads as none.
         Ok(r.fleet.and_then(|f| serde_json::from_str(&f).ok()))
     }
+}
 
+#[async_trait]
+impl Outbox for RedisStore {
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>> {
         let wait = self.wait("h".to_string(), wait);
         loop {

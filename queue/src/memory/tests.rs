@@ -1,6 +1,7 @@
 //! Tests of the in-memory store: the shared conformance suite, and its housekeeping.
 use super::*;
 use crate::conformance::{self, with_policy};
+use crate::JobStore;
 use protocol::job::JobPolicy;
 
 fn store() -> MemoryStore {

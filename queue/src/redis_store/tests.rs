@@ -3,6 +3,7 @@
 use super::*;
 use crate::conformance::{self, with_policy};
 use crate::testing::RedisServer;
+use crate::JobStore;
 use protocol::job::JobPolicy;
 use serde_json::json;
 
