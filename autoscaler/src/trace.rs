@@ -2,25 +2,14 @@
 //! "low_priority"}` per line) or a generated one (steady, bursty, diurnal Poisson arrivals).
 
 use crate::simulate::Request;
-use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 
+/// A JSONL trace, sorted by arrival.
 pub fn load(path: &Path) -> anyhow::Result<Vec<Request>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        out.push(
-            serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), i + 1))?,
-        );
-    }
-    out.sort_by_key(|r: &Request| r.arrival_ms);
+    let mut out: Vec<Request> = protocol::jsonl::read(path)?;
+    out.sort_by_key(|r| r.arrival_ms);
     Ok(out)
 }
 

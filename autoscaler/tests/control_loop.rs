@@ -87,7 +87,8 @@ fn starts(dir: &std::path::Path) -> usize {
 
 #[tokio::test]
 async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let script = format!(
         "echo $0 > {}/started; trap 'echo drained > {}/$0; exit 0' TERM; while true; do sleep 0.05; done",
         dir.display(),
@@ -157,25 +158,25 @@ async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
     )
     .await;
     run.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn workers_crashing_at_start_are_retried_with_backoff() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let script = format!("echo x >> {}/starts; exit 1", dir.display());
     let run = Running::start("bad", &script, 1, 5);
     tokio::time::sleep(Duration::from_secs(3)).await;
     run.stop().await;
-    let starts = starts(&dir);
+    let starts = starts(dir);
     // Without backoff a 100 ms tick would restart it ~30 times; with it: t=0, ~2 s (then 4 s).
     assert!((2..=3).contains(&starts), "{starts} starts in 3 s");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn workers_crashing_after_they_are_ready_back_off_and_show_unhealthy() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     // Comes up (the test pings for it, as its first ping would), then dies 0.4 s in: a
     // handler that raises once it serves.
     let script = format!("echo x >> {}/starts; sleep 0.4; exit 1", dir.display());
@@ -198,7 +199,7 @@ async fn workers_crashing_after_they_are_ready_back_off_and_show_unhealthy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     run.stop().await;
-    let starts = starts(&dir);
+    let starts = starts(dir);
     // Restarted at once, it would start every ~0.5 s (7 times); backed off: t=0, ~2.4 s.
     assert!((2..=3).contains(&starts), "{starts} starts in 3.5 s");
     let w = unhealthy.expect("the crash loop shows as an unhealthy worker");
@@ -207,7 +208,6 @@ async fn workers_crashing_after_they_are_ready_back_off_and_show_unhealthy() {
         w.last_exit.as_deref().unwrap().starts_with("exit status 1"),
         "{w:?}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A stop signal for `Controller::run`: send on the first half to stop it.

@@ -33,7 +33,8 @@ async fn written_by(dir: &std::path::Path, id: &str) -> String {
 
 #[tokio::test]
 async fn gpus_ids_exits_and_reported_load_times() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let d = dir.display();
     // Writes its GPUs to a file named by its id ($0 is the id argument), says its load time,
     // then waits to be stopped; "crash" exits at once with status 3.
@@ -51,7 +52,7 @@ async fn gpus_ids_exits_and_reported_load_times() {
     assert!(first.starts_with("gpu-"));
     let err = a.start("gpu").await.unwrap_err().to_string();
     assert!(err.contains("no 2 free GPU"), "{err}");
-    let gpus = written_by(&dir, &first).await;
+    let gpus = written_by(dir, &first).await;
     assert_eq!(gpus.trim(), "0,1");
     until(Duration::from_secs(5), "the load time", async || {
         a.managed("gpu")[0].load_ms.filter(|&ms| ms == 42)
@@ -75,16 +76,16 @@ async fn gpus_ids_exits_and_reported_load_times() {
     assert!(a.managed("gpu").is_empty());
     // Its GPUs came back: a new worker gets them.
     let second = a.start("gpu").await.unwrap();
-    let gpus = written_by(&dir, &second).await;
+    let gpus = written_by(dir, &second).await;
     assert_eq!(gpus.trim(), "0,1");
     a.shutdown().await;
     assert!(a.managed("gpu").is_empty(), "shutdown stops every worker");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn pinned_workers_get_their_own_cores_and_give_them_back() {
-    let dir = scratch();
+    let tmp = scratch();
+    let dir = tmp.path();
     let d = dir.display();
     // Writes the cores it may run on (the kernel's view) and its rayon thread count.
     let serve = format!(
@@ -101,7 +102,7 @@ async fn pinned_workers_get_their_own_cores_and_give_them_back() {
     // A host of one free core: it fits one pinned worker.
     let a = LocalProcesses::new(vec![launch], "", &core, Duration::from_secs(5));
     let first = a.start("cpu").await.unwrap();
-    assert_eq!(written_by(&dir, &first).await.trim(), format!("{core} 1"));
+    assert_eq!(written_by(dir, &first).await.trim(), format!("{core} 1"));
     assert_eq!(a.managed("cpu")[0].cpus.as_deref(), Some(core.as_str()));
     let err = a.start("cpu").await.unwrap_err();
     assert!(
@@ -113,7 +114,6 @@ async fn pinned_workers_get_their_own_cores_and_give_them_back() {
     exits(&a).await;
     // Its core came back.
     let second = a.start("cpu").await.unwrap();
-    assert_eq!(written_by(&dir, &second).await.trim(), format!("{core} 1"));
+    assert_eq!(written_by(dir, &second).await.trim(), format!("{core} 1"));
     a.shutdown().await;
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -79,18 +79,11 @@ pub fn random(
 
 /// Prompts from a JSONL file, cycled to `n`.
 pub fn jsonl(path: &Path, n: usize, tok: Option<&PromptTokenizer>) -> anyhow::Result<Vec<Prompt>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut all = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let v: Value = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        all.push(prompt_of(&v, tok).with_context(|| format!("{}:{}", path.display(), i + 1))?);
-    }
+    let lines: Vec<(usize, Value)> = protocol::jsonl::read_numbered(path)?;
+    let all = lines
+        .iter()
+        .map(|(line, v)| prompt_of(v, tok).with_context(|| format!("{}:{line}", path.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(!all.is_empty(), "{} has no prompts", path.display());
     Ok((0..n).map(|i| all[i % all.len()].clone()).collect())
 }
@@ -132,7 +125,8 @@ mod tests {
 
     #[test]
     fn jsonl_reads_prompts_and_sharegpt() {
-        let p = std::env::temp_dir().join(format!("sluice-ds-{}.jsonl", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("prompts.jsonl");
         let lines = [
             json!({"prompt": "hello", "output_len": 7}).to_string(),
             json!({"conversations": [{"from": "human", "value": "hi there"}, {"from": "gpt", "value": "yo"}]}).to_string(),

@@ -412,17 +412,11 @@ context_length = 512
         p
     }
 
-    fn tempdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("sluice-cfg-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn model_config_parses_with_defaults() {
-        let d = tempdir("ok");
-        let m = ModelConfig::load(&write(&d, "tiny.toml", MODEL)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let m = ModelConfig::load(&write(d, "tiny.toml", MODEL)).unwrap();
         assert_eq!(m.name, "tiny");
         assert_eq!(m.weights.serve_format, WeightFormat::Original);
         assert_eq!(m.scaling, ScalingSettings::default());
@@ -430,9 +424,10 @@ context_length = 512
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let d = tempdir("unknown");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         let text = MODEL.replace("max_num_seqs = 4", "max_num_seqs = 4\nmax_num_seq = 5");
-        let p = write(&d, "bad.toml", &text);
+        let p = write(d, "bad.toml", &text);
         let err = ModelConfig::load(&p).unwrap_err().to_string();
         assert!(err.contains("bad.toml"), "{err}");
         assert!(err.contains("max_num_seq"), "{err}");
@@ -440,16 +435,17 @@ context_length = 512
 
     #[test]
     fn missing_and_mistyped_values_are_errors() {
-        let d = tempdir("types");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         let p = write(
-            &d,
+            d,
             "t.toml",
             &MODEL.replace("context_length = 512", "context_length = \"x\""),
         );
         let err = ModelConfig::load(&p).unwrap_err().to_string();
         assert!(err.contains("context_length"), "{err}");
         let p = write(
-            &d,
+            d,
             "z.toml",
             &MODEL.replace("max_num_seqs = 4", "max_num_seqs = 0"),
         );
@@ -458,36 +454,38 @@ context_length = 512
 
     #[test]
     fn deployment_resolves_models_and_names_unknown_ones() {
-        let d = tempdir("deploy");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         std::fs::create_dir_all(d.join("models")).unwrap();
         write(&d.join("models"), "tiny.toml", MODEL);
-        let p = write(&d, "sluice.toml", "endpoints = [\"tiny\"]\n");
+        let p = write(d, "sluice.toml", "endpoints = [\"tiny\"]\n");
         let dep = Deployment::load(&p).unwrap();
         assert_eq!(dep.models[0].engine.context_length, 512);
-        let p = write(&d, "other.toml", "endpoints = [\"huge\"]\n");
+        let p = write(d, "other.toml", "endpoints = [\"huge\"]\n");
         let err = Deployment::load(&p).unwrap_err().to_string();
         assert!(err.contains("huge") && err.contains("tiny"), "{err}");
     }
 
     #[test]
     fn custom_endpoints_parse_and_are_checked() {
-        let d = tempdir("custom");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         std::fs::create_dir_all(d.join("models")).unwrap();
         write(&d.join("models"), "tiny.toml", MODEL);
         let ok = "endpoints = [\"tiny\"]\n[[custom]]\nname = \"echo\"\ncommand = [\"python3\", \"h.py\"]\nenv = { A = \"1\" }\n";
-        let dep = Deployment::load(&write(&d, "ok.toml", ok)).unwrap();
+        let dep = Deployment::load(&write(d, "ok.toml", ok)).unwrap();
         assert_eq!(dep.config.custom[0].workers, None);
         assert_eq!(dep.config.custom[0].effective_scaling().min_workers, 0);
         assert_eq!(dep.config.custom[0].env["A"], "1");
         let dup = ok.replace("\"echo\"", "\"tiny\"");
-        assert!(Deployment::load(&write(&d, "dup.toml", &dup))
+        assert!(Deployment::load(&write(d, "dup.toml", &dup))
             .unwrap_err()
             .to_string()
             .contains("twice"));
         let empty = ok.replace("[\"python3\", \"h.py\"]", "[]");
-        assert!(Deployment::load(&write(&d, "empty.toml", &empty)).is_err());
+        assert!(Deployment::load(&write(d, "empty.toml", &empty)).is_err());
         let typo = ok.replace("env =", "envs =");
-        assert!(Deployment::load(&write(&d, "typo.toml", &typo))
+        assert!(Deployment::load(&write(d, "typo.toml", &typo))
             .unwrap_err()
             .to_string()
             .contains("envs"));

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod health;
 pub mod job;
+pub mod jsonl;
 pub mod openai;
 pub mod routes;
 pub mod sse;

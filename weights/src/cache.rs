@@ -300,16 +300,10 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
-    fn tempdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("sluice-weights-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn mismatch_removes_file_and_names_both_hashes() {
-        let d = tempdir("verify");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         let p = d.join("x.bin");
         std::fs::write(&p, b"hello").unwrap();
         let actual = sha256_file(&p).unwrap();
@@ -340,7 +334,8 @@ mod tests {
 
     #[test]
     fn lookup_of_missing_model_says_how_to_pull() {
-        let d = tempdir("lookup");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
         let cfg: ModelConfig = toml::from_str(
             r#"name = "m"
 [source]
@@ -356,7 +351,7 @@ context_length = 8
 "#,
         )
         .unwrap();
-        let err = Cache::new(&d).lookup(&cfg).unwrap_err().to_string();
+        let err = Cache::new(d).lookup(&cfg).unwrap_err().to_string();
         assert!(err.contains("sluice models pull m"), "{err}");
     }
 }

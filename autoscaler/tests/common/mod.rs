@@ -2,14 +2,11 @@
 
 use autoscaler::actuator::WORKER_ID;
 use autoscaler::Launch;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// A fresh scratch directory.
-pub fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sluice-autoscaler-{:x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh scratch directory, removed when dropped.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
 }
 
 /// A worker that is an `sh -c script`, its id as `$0`.
