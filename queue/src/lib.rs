@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use protocol::health::FleetView;
 use protocol::job::{JobPolicy, JobReport, JobView, TakenJob};
 use protocol::{JobId, JobStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -69,7 +69,8 @@ pub struct StreamRead {
 }
 
 /// Per-endpoint numbers the autoscaler and `/health` read.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// (Also the Redis script's `metrics` reply, decoded as is.)
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueMetrics {
     pub in_queue: usize,
     pub in_queue_low_priority: usize,
@@ -88,7 +89,8 @@ pub struct QueueMetrics {
 }
 
 /// A worker the store has heard from within the worker timeout.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// (Also an entry of the Redis script's `workers` reply.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveWorker {
     pub id: String,
     /// Jobs it holds.

@@ -460,22 +460,13 @@ impl WorkerRegistry for RedisStore {
 
     async fn workers(&self, endpoint: &str) -> Result<Vec<LiveWorker>> {
         let timeout = self.settings.worker_timeout.as_millis() as u64;
-        let workers: reply::List<reply::Worker> = self
+        let mut live: reply::List<LiveWorker> = self
             .ok("workers", |i| {
                 i.arg(endpoint).arg(timeout);
             })
             .await?;
-        let mut live: Vec<LiveWorker> = workers
-            .0
-            .into_iter()
-            .map(|w| LiveWorker {
-                id: w.id,
-                jobs: w.jobs,
-                taken: w.taken,
-            })
-            .collect();
-        live.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(live)
+        live.0.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(live.0)
     }
 
     async fn lost(&self, worker: &str) -> Result<usize> {
@@ -492,23 +483,10 @@ impl WorkerRegistry for RedisStore {
 impl FleetMetrics for RedisStore {
     async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics> {
         let timeout = self.settings.worker_timeout.as_millis() as u64;
-        let m: reply::Metrics = self
-            .ok("metrics", |i| {
-                i.arg(endpoint).arg(timeout);
-            })
-            .await?;
-        Ok(QueueMetrics {
-            in_queue: m.in_queue,
-            in_queue_low_priority: m.in_queue_low,
-            in_progress: m.in_progress,
-            oldest_queued_ms: m.oldest_queued_ms,
-            arrived: m.arrived,
-            completed: m.completed,
-            failed: m.failed,
-            retried: m.retried,
-            workers_live: m.workers_live,
-            workers_running: m.workers_running,
+        self.ok("metrics", |i| {
+            i.arg(endpoint).arg(timeout);
         })
+        .await
     }
 
     async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {

@@ -100,29 +100,6 @@ pub struct Cancelled {
     pub status: JobStatus,
 }
 
-/// `metrics` (see `QueueMetrics`).
-#[derive(Deserialize)]
-pub struct Metrics {
-    pub in_queue: usize,
-    pub in_queue_low: usize,
-    pub in_progress: usize,
-    pub oldest_queued_ms: u64,
-    pub arrived: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub retried: u64,
-    pub workers_live: usize,
-    pub workers_running: usize,
-}
-
-/// One live worker in `workers`: jobs held now, jobs taken since it started.
-#[derive(Deserialize)]
-pub struct Worker {
-    pub id: String,
-    pub jobs: usize,
-    pub taken: u64,
-}
-
 /// `fleet`: the stored fleet view's JSON, if one is fresh.
 #[derive(Deserialize)]
 pub struct Fleet {

@@ -318,7 +318,7 @@ function ops.metrics(ep, timeout)
     if redis.call('SCARD', P .. 'held:' .. live[i]) > 0 then running = running + 1 end
   end
   local s = redis.call('HMGET', P .. 'stat:' .. ep, 'arrived', 'completed', 'failed', 'retried')
-  return ok({ in_queue = redis.call('LLEN', qkey(ep, '0')), in_queue_low = redis.call('LLEN', qkey(ep, '1')),
+  return ok({ in_queue = redis.call('LLEN', qkey(ep, '0')), in_queue_low_priority = redis.call('LLEN', qkey(ep, '1')),
     in_progress = redis.call('ZCARD', P .. 'run:' .. ep), oldest_queued_ms = oldest,
     arrived = tonumber(s[1]) or 0, completed = tonumber(s[2]) or 0, failed = tonumber(s[3]) or 0,
     retried = tonumber(s[4]) or 0, workers_live = #live, workers_running = running })
