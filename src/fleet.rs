@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A `sluice worker` per model endpoint; a custom endpoint's command with RunPod's worker
-/// environment (reference section 3), its URLs naming the worker.
+/// environment (`docs/runpod-protocol.md` section 3), its URLs naming the worker.
 fn launches(
     dep: &Deployment,
     config: &Path,

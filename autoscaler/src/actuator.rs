@@ -10,10 +10,16 @@ use std::time::Instant;
 /// by the new worker's id.
 #[derive(Clone, Debug)]
 pub struct Launch {
+    /// The endpoint whose workers this starts.
     pub endpoint: String,
+    /// The program to run (`sluice` itself for `sluice worker`, or a custom command).
     pub program: PathBuf,
+    /// Its arguments; [`WORKER_ID`] in them is filled in per worker.
     pub args: Vec<String>,
+    /// Environment variables set on top of ours (name, value); [`WORKER_ID`] in values is
+    /// filled in per worker.
     pub env: Vec<(String, String)>,
+    /// The working directory to start it in; `None`: ours.
     pub cwd: Option<PathBuf>,
     /// GPUs each worker gets (through `CUDA_VISIBLE_DEVICES`); 0 for CPU workers.
     pub gpus_per_worker: u32,
@@ -23,13 +29,17 @@ pub struct Launch {
     pub cpus_per_worker: usize,
 }
 
+/// The placeholder in [`Launch::args`] and [`Launch::env`] values that is replaced by the new
+/// worker's id.
 pub const WORKER_ID: &str = "{worker_id}";
 
 impl Launch {
+    /// `args` with [`WORKER_ID`] replaced by `id` wherever it occurs.
     pub fn args_for(&self, id: &str) -> Vec<String> {
         self.args.iter().map(|a| a.replace(WORKER_ID, id)).collect()
     }
 
+    /// `env` with [`WORKER_ID`] replaced by `id` in each value (names are left as they are).
     pub fn env_for(&self, id: &str) -> Vec<(String, String)> {
         self.env
             .iter()
@@ -41,15 +51,25 @@ impl Launch {
 /// A worker an actuator started and that has not exited.
 #[derive(Clone, Debug)]
 pub struct Managed {
+    /// The worker's id (`{endpoint}-{8 hex digits}` for local processes); the id it registers
+    /// with the store under.
     pub id: String,
+    /// The endpoint it serves.
     pub endpoint: String,
+    /// Its process id (also its process group id), when the OS gave one.
     pub pid: Option<u32>,
+    /// When its start began (just before the spawn): the origin of its age and of the cold
+    /// start's `ready_ms`.
     pub started: Instant,
-    /// Time to create the process.
+    /// Time to create the process, in ms.
     pub spawn_ms: u64,
-    /// Weight fetch + load time, as the worker itself reported it (`SLUICE_PHASE` line).
+    /// Weight fetch + load time in ms, as the worker itself reported it (`SLUICE_PHASE` line);
+    /// `None` until it does (or if it never does).
     pub load_ms: Option<u64>,
+    /// It has been told to drain (SIGTERM for local processes); it counts as draining from
+    /// then on, never as idle or running.
     pub draining: bool,
+    /// The GPUs it was given, as its `CUDA_VISIBLE_DEVICES` ("0,1"); `None` for CPU workers.
     pub gpus: Option<String>,
     /// The CPU cores it is pinned to ("0,1"), when its launch asks for pinning.
     pub cpus: Option<String>,
@@ -58,12 +78,15 @@ pub struct Managed {
 /// A worker that exited: `drained` if it was told to stop, else it crashed or was killed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Exited {
+    /// The worker's id, as [`Actuator::start`] returned it.
     pub id: String,
+    /// The endpoint it served.
     pub endpoint: String,
     /// Exit status, when it exited by itself.
     pub code: Option<i32>,
     /// The signal that ended it, when one did.
     pub signal: Option<i32>,
+    /// It had been told to drain before it exited: an expected exit, not a crash.
     pub drained: bool,
     /// How long it ran, start to exit.
     pub lived: std::time::Duration,
@@ -86,15 +109,21 @@ pub enum ActuatorError {
     /// The devices a worker needs are taken: capacity, not a fault.
     #[error(transparent)]
     NoCapacity(#[from] NoCapacity),
+    /// No [`Launch`] is configured for this endpoint (its name).
     #[error("no launch command for endpoint `{0}`")]
     UnknownEndpoint(String),
+    /// The worker's process could not be created.
     #[error("starting {program}: {source}")]
     Spawn {
+        /// The program that was to run ([`Launch::program`]).
         program: String,
+        /// Why the OS refused (not found, not executable, ...).
         source: std::io::Error,
     },
 }
 
+/// What the control loop needs of a worker runtime: start, drain and kill workers, and list
+/// those running and those that exited. Implemented by [`crate::local::LocalProcesses`].
 #[async_trait]
 pub trait Actuator: Send + Sync + 'static {
     /// Start one worker of `endpoint`; its id.
@@ -115,7 +144,9 @@ pub trait Actuator: Send + Sync + 'static {
 /// The kind of device a worker is given whole: GPUs, or CPU cores it is pinned to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
+    /// A GPU, by its index as `CUDA_VISIBLE_DEVICES` names it.
     Gpu,
+    /// A CPU core, by its number in the affinity mask.
     CpuCore,
 }
 
@@ -123,8 +154,12 @@ pub enum Device {
 /// workers: capacity, not a fault (the control loop tries again at its next tick).
 #[derive(Debug, PartialEq, Eq)]
 pub struct NoCapacity {
+    /// The kind of device that ran short.
     pub device: Device,
+    /// How many of them one worker needs (its launch's `gpus_per_worker` or
+    /// `cpus_per_worker`).
     pub wanted: usize,
+    /// The endpoint whose worker could not start.
     pub endpoint: String,
 }
 
@@ -169,6 +204,8 @@ impl DevicePool {
         (self.free.len() >= n).then(|| self.free.drain(..n).collect())
     }
 
+    /// Return devices to the pool (a worker exited, or its start failed); the free list is
+    /// kept in numeric order, so the lowest ids are handed out first.
     pub fn give(&mut self, ids: impl IntoIterator<Item = String>) {
         self.free.extend(ids);
         // Numeric order where the ids are numbers, so cores are handed out 0, 1, 2, ...

@@ -6,6 +6,7 @@ use clap::Args;
 use protocol::config::{Scaler, ScalingSettings};
 use std::path::PathBuf;
 
+/// Arguments of `sluice autoscaler simulate`.
 #[derive(Args, Clone, Debug)]
 pub struct SimulateArgs {
     /// A JSONL trace (`{"arrival_ms", "service_ms", "low_priority"}` per line).
@@ -14,24 +15,32 @@ pub struct SimulateArgs {
     /// Or a generated trace.
     #[arg(long, value_enum, default_value_t = trace::Shape::Bursty)]
     pub generate: trace::Shape,
+    /// Length of the generated trace, in seconds.
     #[arg(long, default_value_t = 3 * 3600)]
     pub duration_secs: u64,
     /// Mean arrivals per second of the generated trace.
     #[arg(long, default_value_t = 0.2)]
     pub rate: f64,
+    /// Run time of every generated request once a worker takes it, in ms.
     #[arg(long, default_value_t = 2_000)]
     pub service_ms: u64,
+    /// Random seed of the generated trace (same seed, same trace).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Time from starting a worker to its first job.
     #[arg(long, default_value_t = 5_000)]
     pub cold_start_ms: u64,
+    /// Most workers each policy may run (the always-on policy keeps this many).
     #[arg(long, default_value_t = 3)]
     pub max_workers: u32,
+    /// Seconds a worker idles before it is drained (down to the policy's minimum).
     #[arg(long, default_value_t = 5)]
     pub idle_timeout_secs: u64,
+    /// The scaler every policy uses.
     #[arg(long, value_enum, default_value_t = ScalerArg::QueueDelay)]
     pub scaler: ScalerArg,
+    /// The scaler's threshold: seconds of queue delay (queue_delay) or jobs per worker
+    /// (request_count).
     #[arg(long, default_value_t = 4.0)]
     pub scaler_value: f64,
     /// Flex (serverless) price per worker-second.
@@ -58,6 +67,13 @@ fn scaler_name(s: Scaler) -> &'static str {
     }
 }
 
+/// Run `sluice autoscaler simulate`: load (or generate) the trace, replay it under three
+/// policies (min 0, min 1 and always-on, each up to `max_workers`) on a 100 ms virtual tick,
+/// and return the table: queue delay p50/p95/p99 (ms), flex and active worker-seconds, cold
+/// starts and cost (dollars), then the always-on break-even.
+///
+/// Errors: the trace file cannot be read or parsed, or a generated trace's rate or duration
+/// is not positive.
 pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
     let requests = match &a.trace {
         Some(p) => trace::load(p)?,

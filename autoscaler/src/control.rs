@@ -15,12 +15,16 @@ use std::time::{Duration, Instant};
 /// One endpoint under control.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
+    /// The endpoint's name: its queue in the store and its key in the actuator's launches.
     pub name: String,
+    /// Its scaling settings (min/max workers, idle timeout, scaler), as the policy reads them.
     pub scaling: ScalingSettings,
 }
 
+/// The control loop's timing: how often it runs, and when it gives up on a silent worker.
 #[derive(Clone, Debug)]
 pub struct ControlSettings {
+    /// Time between two rounds of observe -> decide -> act (100 ms by default).
     pub tick: Duration,
     /// A worker not live this long after its start is unhealthy (and killed).
     pub startup_limit: Duration,
@@ -112,6 +116,8 @@ impl Crashes {
     }
 }
 
+/// The autoscaler's control loop: it owns the per-worker tracking (cold starts, idle times,
+/// last sighting) and per-endpoint crash back-off between ticks; [`Controller::run`] drives it.
 pub struct Controller {
     store: Arc<dyn ScalerStore>,
     actuator: Arc<dyn Actuator>,
@@ -125,6 +131,9 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// A loop over `endpoints`, reading queues and live workers from `store` and starting and
+    /// draining workers through `actuator`; nothing runs until [`Controller::run`] or
+    /// [`Controller::step`].
     pub fn new(
         store: Arc<dyn ScalerStore>,
         actuator: Arc<dyn Actuator>,

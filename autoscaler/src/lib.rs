@@ -3,6 +3,8 @@
 //! the simulator), actuators that start and drain workers (local processes now; the trait is
 //! the seam for Kubernetes), and the control loop that joins them to the job store.
 
+#![warn(missing_docs)]
+
 pub mod actuator;
 pub mod cli;
 pub mod control;

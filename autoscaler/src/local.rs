@@ -21,6 +21,9 @@ pub fn phase_line(load: Duration) -> String {
     format!("{PHASE_MARK} load_ms={}", load.as_millis())
 }
 
+/// The local-process [`Actuator`]: starts each endpoint's workers from its [`Launch`] as child
+/// processes of ours, hands them GPUs and CPU cores from its pools, and drains them by SIGTERM
+/// (SIGKILL after the drain grace).
 pub struct LocalProcesses {
     launches: HashMap<String, Launch>,
     drain_grace: Duration,
@@ -100,9 +103,8 @@ fn command(launch: &Launch, id: &str, gpus: Option<&str>, cpus: &[String]) -> Co
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(g) = gpus {
-        cmd.env("CUDA_VISIBLE_DEVICES", g);
-    }
+    // A worker given no GPUs sees none, not every GPU the launcher can see.
+    cmd.env("CUDA_VISIBLE_DEVICES", gpus.unwrap_or(""));
     if !cpus.is_empty() {
         // candle and mistral.rs size their thread pools by this (default: every core).
         cmd.env("RAYON_NUM_THREADS", cpus.len().to_string());

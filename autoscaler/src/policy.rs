@@ -1,4 +1,4 @@
-//! RunPod's scaler semantics (reference section 4) as a pure function.
+//! RunPod's scaler semantics (`docs/runpod-protocol.md` section 4) as a pure function.
 //!
 //! - `queue_delay`: add a worker while the oldest normal-priority job has waited longer than
 //!   `scaler_value` seconds; from zero workers, the first queued job starts one at once.
@@ -17,35 +17,47 @@ pub struct QueueState {
     pub in_queue: usize,
     /// Low-priority jobs waiting (they run on existing workers only).
     pub in_queue_low: usize,
+    /// Jobs taken by workers and not yet finished.
     pub in_progress: usize,
     /// How long the oldest normal-priority job has waited.
     pub oldest_queued: Duration,
 }
 
+/// A worker's state as the policy sees it (the control loop derives it from the actuator and
+/// the store's live list; the simulator from its model).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkerState {
     /// Started, not yet taking jobs (spawn, weight load).
     Initializing,
     /// Up, holding no job since `since` (a time on the policy's clock).
     Idle {
+        /// When it was first seen holding no job, as a time on the policy's clock.
         since: Duration,
     },
+    /// Holding at least one job (or its jobs are unknown for now): never drained as idle.
     Running,
     /// Told to stop: finishing its jobs, taking none.
     Draining,
+    /// Not heard from: never live within the startup limit, or silent too long after it was.
+    /// It does not count toward capacity (the control loop kills it).
     Unhealthy,
 }
 
+/// One worker of the endpoint, as the policy is given it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerView {
+    /// The worker's id (what [`Decision::drain`] lists).
     pub id: String,
+    /// Its current state.
     pub state: WorkerState,
 }
 
 /// Workers to start, and ids of workers to drain.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
+    /// How many new workers to start.
     pub start: usize,
+    /// Idle workers to drain, longest idle first (empty whenever `start` is not 0).
     pub drain: Vec<String>,
 }
 
@@ -80,6 +92,11 @@ fn wanted(q: &QueueState, workers: &[WorkerView], cfg: &ScalingSettings) -> usiz
     }
 }
 
+/// The scaling decision for one endpoint at time `now` (the clock of [`WorkerState::Idle`]'s
+/// `since`): start workers up to the scaler's target, bounded by `min_workers..=max_workers`;
+/// or else drain workers idle for at least `idle_timeout_secs`, longest idle first, down to
+/// `min_workers` (queue_delay) or the target (request_count). Draining and unhealthy workers
+/// do not count as capacity. Pure, so the simulator replays it on a virtual clock.
 pub fn decide(
     q: &QueueState,
     workers: &[WorkerView],

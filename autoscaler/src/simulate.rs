@@ -10,8 +10,12 @@ use std::time::Duration;
 /// One request of a trace: when it arrives and how long it runs, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 pub struct Request {
+    /// When it arrives, in ms from the start of the trace.
     pub arrival_ms: u64,
+    /// How long it runs once a worker takes it, in ms.
     pub service_ms: u64,
+    /// A low-priority job: it waits for existing workers and never causes a scale-up
+    /// (false when the JSONL line leaves it out).
     #[serde(default)]
     pub low_priority: bool,
 }
@@ -19,33 +23,46 @@ pub struct Request {
 /// The simulated world: how long a worker takes to become ready, and the clock's step.
 #[derive(Clone, Copy, Debug)]
 pub struct Model {
+    /// Time from starting a worker until it can take jobs, in ms.
     pub cold_start_ms: u64,
+    /// The virtual clock's step, in ms: the policy runs and workers are billed once per
+    /// tick (0 is taken as 1).
     pub tick_ms: u64,
 }
 
 /// Prices: flex workers per second, active (always-on, `min_workers`) workers per hour.
 #[derive(Clone, Copy, Debug)]
 pub struct Prices {
+    /// Dollars per second of a flex (serverless, scale-to-zero) worker.
     pub flex_per_sec: f64,
+    /// Dollars per hour of an active (always-on) worker.
     pub active_per_hour: f64,
 }
 
+/// What one simulated run gave: each request's queue delay, the worker-seconds billed, and
+/// the cold starts.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcome {
-    /// Queue delay of every request, ms, in completion order.
+    /// Queue delay (arrival to a worker taking it) of every request that ran, ms, in the
+    /// order workers took them.
     pub delays_ms: Vec<u64>,
     /// Seconds workers existed beyond the `min_workers` always-on ones (billed per second).
     pub flex_seconds: f64,
     /// Seconds of the always-on (`min_workers`) workers.
     pub active_seconds: f64,
+    /// Workers started (each start is one cold start).
     pub cold_starts: usize,
 }
 
 impl Outcome {
+    /// Total cost in dollars: flex seconds at `p.flex_per_sec` plus active hours at
+    /// `p.active_per_hour`.
     pub fn cost(&self, p: &Prices) -> f64 {
         self.flex_seconds * p.flex_per_sec + self.active_seconds / 3600.0 * p.active_per_hour
     }
 
+    /// The `pct` percentile (0..=100) of the queue delays, in ms: the nearest-rank value at
+    /// `round(pct / 100 * (n - 1))` of the sorted delays; 0 when no request ran.
     pub fn delay_percentile(&self, pct: f64) -> f64 {
         let mut d: Vec<f64> = self.delays_ms.iter().map(|&x| x as f64).collect();
         d.sort_by(f64::total_cmp);

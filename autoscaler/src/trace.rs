@@ -40,19 +40,25 @@ fn poisson(
     }
 }
 
+/// The shape of a generated trace.
+///
 /// `steady`: `rate` all along; `bursty`: 4x `rate` for the first 10 minutes of every hour,
 /// nothing otherwise; `diurnal`: `rate` * (1 - cos) over a 24 h day (peak 2x at midday).
-/// The shape of a generated trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shape {
     /// Poisson arrivals at the rate.
     Steady,
-    /// 4x the rate for 10 minutes of every hour, nothing otherwise (same mean).
+    /// 4x the rate for 10 minutes of every hour, nothing otherwise (mean 2/3 of the rate).
     Bursty,
     /// A daily sine around the rate (0 at midnight, 2x at noon).
     Diurnal,
 }
 
+/// A generated trace of shape `kind`: Poisson arrivals over `duration_s` seconds at `rate`
+/// requests/s (varied by the shape), each running `service_ms` ms, none low-priority; the same
+/// `seed` gives the same trace. Sorted by arrival.
+///
+/// Errors: `rate` or `duration_s` is not positive.
 pub fn generate(
     kind: Shape,
     duration_s: f64,

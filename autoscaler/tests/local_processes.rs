@@ -87,9 +87,11 @@ async fn pinned_workers_get_their_own_cores_and_give_them_back() {
     let tmp = scratch();
     let dir = tmp.path();
     let d = dir.display();
-    // Writes the cores it may run on (the kernel's view) and its rayon thread count.
+    // Writes the cores it may run on (the kernel's view), its rayon thread count and the GPUs
+    // it may see (none: set and empty, even when this process sees some).
     let serve = format!(
-        "echo \"$(grep Cpus_allowed_list /proc/self/status | cut -f2) $RAYON_NUM_THREADS\" > {d}/$0; \
+        "echo \"$(grep Cpus_allowed_list /proc/self/status | cut -f2) $RAYON_NUM_THREADS \
+         [${{CUDA_VISIBLE_DEVICES-unset}}]\" > {d}/$0; \
          trap 'exit 0' TERM; while true; do sleep 0.05; done"
     );
     let core = autoscaler::local::allowed_cpus()
@@ -102,7 +104,7 @@ async fn pinned_workers_get_their_own_cores_and_give_them_back() {
     // A host of one free core: it fits one pinned worker.
     let a = LocalProcesses::new(vec![launch], "", &core, Duration::from_secs(5));
     let first = a.start("cpu").await.unwrap();
-    assert_eq!(written_by(dir, &first).await.trim(), format!("{core} 1"));
+    assert_eq!(written_by(dir, &first).await.trim(), format!("{core} 1 []"));
     assert_eq!(a.managed("cpu")[0].cpus.as_deref(), Some(core.as_str()));
     let err = a.start("cpu").await.unwrap_err();
     assert!(
@@ -114,6 +116,9 @@ async fn pinned_workers_get_their_own_cores_and_give_them_back() {
     exits(&a).await;
     // Its core came back.
     let second = a.start("cpu").await.unwrap();
-    assert_eq!(written_by(dir, &second).await.trim(), format!("{core} 1"));
+    assert_eq!(
+        written_by(dir, &second).await.trim(),
+        format!("{core} 1 []")
+    );
     a.shutdown().await;
 }

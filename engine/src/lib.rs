@@ -2,6 +2,8 @@
 //! shapes it produces ([`shape`]), and the worker loop that pulls jobs from a gateway over the
 //! RunPod worker protocol ([`worker`]).
 
+#![warn(missing_docs)]
+
 mod counter;
 mod llm;
 pub mod shape;

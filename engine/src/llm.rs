@@ -34,18 +34,32 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{StreamExt, StreamMap};
 use tokio_util::sync::CancellationToken;
 
+/// Why loading the model or running a job failed. A job's error is reported to the gateway
+/// as its `job-done` error (the `Display` text; the job becomes FAILED), except `Cancelled`.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// [`Engine::load`] failed: the GGUF is missing or not a file, no device, a bad engine
+    /// setting (`max_num_seqs` of 0, `prefix_cache = true` on a CPU), or mistral.rs could not
+    /// build the pipeline; holds the cause.
     #[error("loading the model failed: {0}")]
     Load(String),
+    /// The job's input is at fault: not one of the accepted forms (`openai_route` or
+    /// worker-vllm's `prompt`/`messages`), an invalid OpenAI request, or rejected by
+    /// mistral.rs's validation.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The engine is at fault: a mistral.rs internal or model error, the engine stopped, or a
+    /// request that ended without generating.
     #[error("the engine failed: {0}")]
     Internal(String),
+    /// The job's cancel token fired (the gateway cancelled it or it timed out); the worker
+    /// reports nothing, as the gateway already decided the job's state.
     #[error("cancelled")]
     Cancelled,
 }
 
+/// A model loaded in mistral.rs, serving one model name: runs OpenAI requests with
+/// continuous batching of up to the config's `max_num_seqs` sequences.
 pub struct Engine {
     model: Model,
     served_name: String,
@@ -434,6 +448,7 @@ fn sampling_params(s: &Sampling) -> SamplingParams {
 /// The job handler of an LLM endpoint: job inputs of the `openai_route` form, run on
 /// the engine.
 pub struct LlmHandler {
+    /// The loaded model the jobs run on.
     pub engine: Engine,
 }
 

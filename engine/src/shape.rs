@@ -9,9 +9,13 @@ use protocol::openai::response::{
 };
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Which OpenAI API a response is for: it sets the objects' `object`, id prefix and choice
+/// shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// `/v1/chat/completions`: `chat.completion(.chunk)` objects, ids `chatcmpl-...`.
     Chat,
+    /// `/v1/completions`: `text_completion` objects, ids `cmpl-...`.
     Completion,
 }
 
@@ -64,6 +68,8 @@ pub struct Aggregator {
     /// Streamed chunks carry `"usage": null` (OpenAI's shape when the client asked for usage
     /// with `stream_options.include_usage`; the last chunk then carries the real usage).
     include_usage: bool,
+    /// Token usage (prompt and completion tokens) for the final object and the usage chunk;
+    /// zero until the caller sets it from its own counts (nothing here counts tokens).
     pub usage: Usage,
 }
 
@@ -76,6 +82,9 @@ fn finish_reason(r: &str) -> String {
 }
 
 impl Aggregator {
+    /// An empty response for `n` choices (at least 1) of model name `model`, with a fresh id
+    /// and `created` time (Unix seconds). `stops`: the request's stop sequences, matched on
+    /// text; `include_usage`: streamed chunks carry `"usage": null`.
     pub fn new(kind: Kind, model: &str, n: usize, stops: Vec<String>, include_usage: bool) -> Self {
         let prefix = match kind {
             Kind::Chat => "chatcmpl",
@@ -180,6 +189,8 @@ impl Aggregator {
         }
     }
 
+    /// The text of choice `index` so far, as emitted (a stop sequence and what follows it
+    /// removed, text held back not included); empty for a choice that does not exist.
     pub fn text(&self, index: usize) -> &str {
         self.choices
             .get(index)

@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 /// ([`EngineError::Invalid`]: the input's fault; `Internal`: the handler's).
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
+    /// Run one job on its `input` (the job's `input` as submitted), sending stream chunks to
+    /// `sink`, and return its output (the `job-done` body's `output`). `cancel` fires when the
+    /// gateway stops the job (cancelled or timed out): the handler should return soon after,
+    /// e.g. with [`EngineError::Cancelled`]; whatever it returns then is not reported.
     async fn handle(
         &self,
         input: Value,
@@ -63,16 +67,21 @@ impl JobHandler for EchoHandler {
 pub struct StreamSink(mpsc::UnboundedSender<Value>);
 
 impl StreamSink {
+    /// Queue `chunk` for `job-stream`; dropped silently if the job's forwarder has stopped.
     pub fn send(&self, chunk: Value) {
         let _ = self.0.send(chunk);
     }
 }
 
+/// Who a worker is and how it talks to the gateway.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
     /// Gateway base URL, e.g. `http://127.0.0.1:8080`.
     pub gateway: String,
+    /// The endpoint whose jobs it takes (`/v2/{endpoint}/...`).
     pub endpoint: String,
+    /// This worker's id in the worker routes' URLs (RunPod's pod id); the store's leases and
+    /// liveness are kept per id.
     pub worker_id: String,
     /// Sent as `Authorization` on every call (raw, as the RunPod SDK does).
     pub token: String,
@@ -83,6 +92,8 @@ pub struct WorkerOptions {
     /// burst to whichever wakes first while the others idle (measured: 2 one-core workers at
     /// concurrency 4 fell from 105 to 51 tok/s in a round where that happened).
     pub max_take: usize,
+    /// Time between heartbeats (`ping`, listing the running jobs); must stay well under the
+    /// gateway's worker timeout, or the worker's jobs are requeued.
     pub ping_interval: Duration,
 }
 

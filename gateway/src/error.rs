@@ -8,33 +8,61 @@ use protocol::openai::{ErrorBody, ErrorDetail, InvalidRequest};
 use queue::QueueError;
 use serde_json::json;
 
+/// Every error a gateway route can answer with; [`GatewayError::status`] gives its HTTP
+/// status, [`GatewayError::openai_body`] its OpenAI error object. The message is the
+/// `Display` text.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GatewayError {
+    /// The request is not acceptable as sent: invalid parameters or body, an unreadable or
+    /// non-JSON body, a prompt over the model's context. HTTP 400, OpenAI type
+    /// `invalid_request_error`.
     #[error("{message}")]
     BadRequest {
+        /// What is wrong, for the client.
         message: String,
+        /// The offending request parameter (OpenAI's `param`), if one is to blame.
         param: Option<String>,
+        /// OpenAI's machine-readable `code`, e.g. `context_length_exceeded`.
         code: Option<&'static str>,
     },
+    /// The request names a model this gateway does not serve; holds the name. HTTP 404, OpenAI
+    /// code `model_not_found` with `param: "model"`.
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
+    /// An unknown endpoint, job (unknown, expired or purged) or route. HTTP 404.
     #[error("{0}")]
     NotFound(String),
+    /// A missing or wrong client API key, or worker token. HTTP 401, OpenAI type
+    /// `authentication_error` with code `invalid_api_key`.
     #[error("{0}")]
     Unauthorized(String),
+    /// The request body is over the route's limit; holds the limit in bytes. HTTP 413, OpenAI
+    /// code `request_too_large`.
     #[error("the request body is too large: {0} bytes at most on this route")]
     PayloadTooLarge(usize),
+    /// The job is not in a state the call needs: a worker's call on a job it does not hold,
+    /// or a status change the job's state forbids ([`QueueError::NotHeld`],
+    /// [`QueueError::BadTransition`]). HTTP 409.
     #[error("{0}")]
     Conflict(String),
+    /// The job cannot be accepted now: the endpoint's queue is full or the job store is
+    /// unavailable ([`QueueError::QueueFull`], [`QueueError::Unavailable`]). HTTP 503, OpenAI
+    /// code `no_capacity`.
     #[error("{0}")]
     NoCapacity(String),
+    /// A synchronous OpenAI request got no result in time: its job TIMED_OUT (execution
+    /// timeout), or was still queued or running after `request_timeout_secs`. HTTP 504,
+    /// OpenAI code `timeout`.
     #[error("{0}")]
     Timeout(String),
+    /// Anything else: the job failed (the worker's error message), was cancelled or expired
+    /// before it finished, or prompt tokens could not be counted. HTTP 500.
     #[error("{0}")]
     Internal(String),
 }
 
 impl GatewayError {
+    /// A [`GatewayError::BadRequest`] (HTTP 400) with `message` and no `param` or `code`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         GatewayError::BadRequest {
             message: message.into(),
@@ -43,6 +71,7 @@ impl GatewayError {
         }
     }
 
+    /// The error's HTTP status (decided here and nowhere else).
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,

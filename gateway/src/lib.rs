@@ -2,6 +2,8 @@
 //! RunPod's worker protocol), health and readiness. It validates requests, turns them into
 //! jobs in a [`JobStore`], and relays results; it never runs a model itself.
 
+#![warn(missing_docs)]
+
 mod auth;
 mod body;
 pub mod error;
@@ -28,16 +30,22 @@ pub use error::GatewayError;
 /// A model the gateway serves: its config and tokenizer (for counting prompt tokens before
 /// enqueueing; without one, prompts are not checked against the context here).
 pub struct ServedModel {
+    /// The model's entry in the deployment config (source, weights, engine, scaling).
     pub config: ModelConfig,
+    /// Its prompt tokenizer, read from the weight cache; `None` when the model is not cached
+    /// where the gateway runs.
     pub tokenizer: Option<Arc<PromptTokenizer>>,
 }
 
+/// The gateway's shared state: the job store, the endpoints it serves and its settings.
 pub struct Gateway {
+    /// The job store (in-memory or Redis) that jobs are submitted to and workers take from.
     pub store: Arc<dyn JobStore>,
     /// LLM endpoints, by served model name.
     pub models: BTreeMap<String, ServedModel>,
     /// Custom (RunPod handler) endpoints, by name.
     pub custom: BTreeMap<String, CustomEndpoint>,
+    /// The config's `[gateway]` settings (API keys, body and queue limits, timeouts).
     pub settings: GatewaySettings,
     /// Workers must present this token on every worker-API call.
     pub worker_token: String,
@@ -45,6 +53,7 @@ pub struct Gateway {
     pub long_poll: Duration,
 }
 
+/// The state every handler gets: the [`Gateway`], shared.
 pub type AppState = Arc<Gateway>;
 
 impl Gateway {
@@ -83,6 +92,8 @@ impl Gateway {
 
 /// What the queue API needs to know of an endpoint.
 pub struct EndpointInfo {
+    /// The endpoint's `execution_timeout_secs`: the execution timeout of jobs submitted
+    /// without a `policy`.
     pub execution_timeout: Duration,
     /// Always-on workers; with 0 the endpoint scales from zero and takes work without any.
     pub min_workers: usize,
@@ -91,7 +102,7 @@ pub struct EndpointInfo {
 /// The whole HTTP surface, as route groups that each carry their policy: probes (no
 /// credentials), the OpenAI routes and the queue routes (client keys, each with its API's
 /// error shape), and the worker protocol (worker token). Body limits are stated by each
-/// handler's [`body::JsonBody`] type, so axum's default limit is off.
+/// handler's `JsonBody` type, so axum's default limit is off.
 pub fn router(state: AppState) -> Router {
     use protocol::routes::{self, queue, WorkerRoute};
     let probes = Router::new()

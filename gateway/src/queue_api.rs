@@ -1,4 +1,5 @@
-//! The client-facing queue API, RunPod's shapes (`/v2/{endpoint}/...`, reference section 1).
+//! The client-facing queue API, RunPod's shapes (`/v2/{endpoint}/...`;
+//! `docs/runpod-protocol.md` section 1).
 
 use crate::body::{JsonBody, RunLimit, RunsyncLimit};
 use crate::error::{GatewayError, RunpodError};

@@ -1,6 +1,6 @@
-//! The worker API: RunPod's worker protocol (reference section 3), so sluice's own worker and
-//! unmodified RunPod handlers pull jobs the same way. Every call carries the worker token,
-//! checked by the route group's layer (`crate::auth::worker_token`).
+//! The worker API: RunPod's worker protocol (`docs/runpod-protocol.md` section 3), so sluice's own
+//! worker and unmodified RunPod handlers pull jobs the same way. Every call carries the worker
+//! token, checked by the route group's layer (`crate::auth::worker_token`).
 
 use crate::body::JsonBody;
 use crate::error::{GatewayError, RunpodError};

@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
+/// The flags of `sluice bench`, named after `vllm bench serve`'s where it has them.
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
     /// Server base URL (without /v1).
@@ -127,6 +128,7 @@ pub enum DatasetName {
 }
 
 impl Api {
+    /// Its `--api` value ("openai", "queue"), as the result file's settings record it.
     pub fn name(self) -> &'static str {
         match self {
             Api::Openai => "openai",
@@ -136,6 +138,8 @@ impl Api {
 }
 
 impl DatasetName {
+    /// Its `--dataset-name` value ("random", "sharegpt", ...), as reports and the result
+    /// file's settings record it.
     pub fn name(self) -> &'static str {
         match self {
             DatasetName::Builtin => "builtin",

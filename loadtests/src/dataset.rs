@@ -12,7 +12,10 @@ use weights::PromptTokenizer;
 /// One request's prompt, and its own output length when the dataset gives one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prompt {
+    /// The prompt: the user message of a chat request, or a completion's `prompt`.
     pub text: String,
+    /// The request's `max_tokens` when the dataset sets it (a JSONL `output_len`, or the
+    /// token count of ShareGPT's recorded reply, as vLLM does); `None`: `--random-output-len`.
     pub output_len: Option<u32>,
 }
 
@@ -28,6 +31,7 @@ pub const BUILTIN: &[&str] = &[
     "Tell the history of a small mountain village over a century.",
 ];
 
+/// `n` prompts from [`BUILTIN`], cycled; no output lengths of their own.
 pub fn builtin(n: usize) -> Vec<Prompt> {
     (0..n)
         .map(|i| Prompt {

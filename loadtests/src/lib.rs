@@ -6,6 +6,8 @@
 //! rates (bursts, ramps, idle gaps), sweeps over concurrencies or rates, and A/B runs that
 //! alternate two servers. Every run is bounded by a request count and a time limit.
 
+#![warn(missing_docs)]
+
 mod args;
 pub mod arrivals;
 mod client;

@@ -9,32 +9,49 @@ use std::time::Duration;
 /// What one request measured.
 #[derive(Clone, Debug, Default)]
 pub struct RequestRecord {
+    /// It succeeded: an OpenAI stream that produced content and ended with `[DONE]`, or a
+    /// queue job that completed. Only successful requests enter the summary's metrics.
     pub ok: bool,
+    /// Why it failed, in short ("HTTP 500", "timeout", "no `[DONE]`", "job FAILED", ...): the
+    /// key [`Summary::errors`] counts it under.
     pub error: Option<String>,
+    /// Prompt tokens, from the server's usage (0 when it reports none, and with the queue
+    /// API).
     pub prompt_tokens: usize,
+    /// Output tokens: the server's usage, else the tokenizer's count of the streamed text,
+    /// else one per content chunk.
     pub output_tokens: usize,
-    /// Time to the first content chunk.
+    /// TTFT: time from sending to the first content chunk (the whole latency for a queue job
+    /// that does not stream).
     pub ttft: Duration,
     /// Gaps between consecutive content chunks.
     pub itl: Vec<Duration>,
+    /// E2EL: time from sending to the end of the response (the stream's end, or the job's
+    /// final status).
     pub latency: Duration,
     /// When the request was sent, from the start of the run.
     pub start: Duration,
-    /// Queue API only: the server's `delayTime` (submit -> start) and `executionTime`.
+    /// Queue API only: the server's `delayTime` (submit -> start on a worker).
     pub delay: Option<Duration>,
+    /// Queue API only: the server's `executionTime` (start -> end of the job on a worker).
     pub execution: Option<Duration>,
 }
 
 /// Service-level objectives for goodput (vLLM's `--goodput ttft:MS tpot:MS e2el:MS`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Slo {
+    /// Most TTFT a request may take, in ms.
     pub ttft_ms: Option<f64>,
+    /// Most TPOT a request may have, in ms (a one-token output has none and passes).
     pub tpot_ms: Option<f64>,
+    /// Most E2EL a request may take, in ms.
     pub e2el_ms: Option<f64>,
 }
 
 impl Slo {
     /// Parse `KEY:MS` items, KEY one of ttft, tpot, e2el.
+    ///
+    /// Errors: an item without `:`, a value that is not a number, or an unknown key.
     pub fn parse(items: &[String]) -> anyhow::Result<Self> {
         let mut slo = Slo::default();
         for item in items {
@@ -54,6 +71,7 @@ impl Slo {
         Ok(slo)
     }
 
+    /// Whether any objective is set (goodput is computed only then).
     pub fn is_set(&self) -> bool {
         self != &Slo::default()
     }
@@ -71,20 +89,29 @@ impl Slo {
 }
 
 impl RequestRecord {
-    /// (latency - ttft) / (output_tokens - 1), or `None` for one-token outputs.
+    /// TPOT as vLLM's benchmark_serving defines it, excluding the first token:
+    /// (latency - ttft) / (output_tokens - 1), or `None` for outputs of at most one token.
     pub fn tpot(&self) -> Option<Duration> {
         (self.output_tokens > 1)
             .then(|| (self.latency.saturating_sub(self.ttft)) / (self.output_tokens as u32 - 1))
     }
 }
 
+/// The distribution of one metric, in the unit of its values (ms in a [`Summary`]); all zero
+/// when there were no values.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Stats {
+    /// Arithmetic mean.
     pub mean: f64,
+    /// 50th percentile.
     pub median: f64,
+    /// Population standard deviation (numpy's `std`, as vLLM reports it).
     pub std: f64,
+    /// 90th percentile.
     pub p90: f64,
+    /// 95th percentile.
     pub p95: f64,
+    /// 99th percentile.
     pub p99: f64,
 }
 
@@ -98,6 +125,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
+/// The [`Stats`] of `values` (any order), percentiles by [`percentile`].
 pub fn stats(values: &[f64]) -> Stats {
     if values.is_empty() {
         return Stats::default();
@@ -124,28 +152,48 @@ fn ms(d: Duration) -> f64 {
 /// The run's summary; `to_vllm_json` writes it with the keys of vLLM's result JSON.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
+    /// The run's wall-clock time, in seconds: the denominator of every throughput.
     pub duration: f64,
+    /// Requests that succeeded.
     pub completed: usize,
+    /// Requests that failed (including those cut at `--max-duration-secs`).
     pub failed: usize,
+    /// Prompt tokens of the successful requests.
     pub total_input_tokens: usize,
+    /// Output tokens of the successful requests.
     pub total_output_tokens: usize,
+    /// Successful requests per second.
     pub request_throughput: f64,
+    /// Output tokens per second, successful requests only.
     pub output_throughput: f64,
+    /// Prompt plus output tokens per second, successful requests only.
     pub total_token_throughput: f64,
     /// Requests per second that met every SLO (`None` without SLOs).
     pub request_goodput: Option<f64>,
+    /// TTFT of the successful requests, ms.
     pub ttft_ms: Stats,
+    /// TPOT of the successful requests with more than one output token, ms.
     pub tpot_ms: Stats,
+    /// ITL: every chunk gap of every successful request, pooled, ms.
     pub itl_ms: Stats,
+    /// E2EL of the successful requests, ms.
     pub e2el_ms: Stats,
-    /// Queue API: submit -> start and execution, as the server reports them.
+    /// Queue API: submit -> start and execution, as the server reports them. True when a
+    /// successful request had a `delayTime`; only then are `delay_ms` and `execution_ms`
+    /// shown and written.
     pub has_queue_times: bool,
+    /// Queue API: the server's `delayTime` (submit -> start) of the successful jobs, ms.
     pub delay_ms: Stats,
+    /// Queue API: the server's `executionTime` of the successful jobs, ms.
     pub execution_ms: Stats,
+    /// Failed requests by error ([`RequestRecord::error`]; "" when none was given).
     pub errors: BTreeMap<String, usize>,
 }
 
 impl Summary {
+    /// Summarise a run of `duration` (wall clock): counts, token totals, throughputs and
+    /// latency stats over the successful records; goodput over all of them when `slo` is set;
+    /// the failures counted by error.
     pub fn from_records(records: &[RequestRecord], duration: Duration, slo: &Slo) -> Self {
         let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
         let secs = duration.as_secs_f64().max(f64::MIN_POSITIVE);

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+/// `--queue-mode`: how a job sent through the queue API is followed to its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum QueueMode {
     /// POST /run, then GET /status/{id} until final.

@@ -5,6 +5,9 @@ use crate::metrics::{RequestRecord, Stats, Summary};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
+/// Print a run's summary to stdout under `label`: counts and duration (s), throughputs
+/// (tokens/s, requests/s, goodput when set), mean / median / p90 / p99 of TTFT, TPOT, ITL and
+/// E2EL in ms (and the queue API's delay and execution times when present), then the errors.
 pub fn print(label: &str, s: &Summary) {
     println!("== {label} ==");
     println!(
@@ -65,7 +68,7 @@ pub fn result_json(s: &Summary, records: &[RequestRecord], settings: Value) -> V
     j
 }
 
-/// Metrics compared by [`ratios`]: (name, key in the result JSON, higher is better).
+/// Metrics compared by [`ratios`]: (name, key in the result JSON).
 const COMPARED: &[(&str, &str)] = &[
     ("output tok/s", "output_throughput"),
     ("req/s", "request_throughput"),
@@ -97,6 +100,8 @@ pub fn ratios(a: &[Value], b: &[Value]) -> Vec<(String, f64, f64, f64)> {
         .collect()
 }
 
+/// Print the rows of [`ratios`] to stdout as "`b` / `a`": per metric, the median B/A ratio
+/// and its min and max across rounds.
 pub fn print_ratios(a: &str, b: &str, rows: &[(String, f64, f64, f64)]) {
     println!("== {b} / {a} ==");
     for (name, med, lo, hi) in rows {

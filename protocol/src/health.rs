@@ -8,13 +8,16 @@ use serde::{Deserialize, Serialize};
 /// `GET /health`: `{"status": "ok"}` while the process serves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Liveness {
+    /// Always `ok`.
     pub status: String,
 }
 
 /// `GET /ready`: whether every endpoint takes work, and its live workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {
+    /// Every endpoint has at least its `min_workers` live workers (answered with 200; else 503).
     pub ready: bool,
+    /// Live workers (heard from within the worker timeout) per endpoint name.
     pub workers: std::collections::BTreeMap<String, usize>,
 }
 
@@ -23,7 +26,9 @@ pub struct Readiness {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EndpointHealth {
+    /// RunPod's `jobs`: job counts by state.
     pub jobs: JobCounts,
+    /// RunPod's `workers`: worker counts by state (plus sluice's `draining`).
     pub workers: WorkerCounts,
     /// Each worker the autoscaler manages (empty without one, e.g. a bare gateway).
     #[serde(default)]
@@ -50,11 +55,15 @@ impl EndpointHealth {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct JobCounts {
+    /// Jobs that ended COMPLETED.
     pub completed: u64,
+    /// Jobs that ended FAILED or TIMED_OUT (cancelled ones are not counted).
     pub failed: u64,
+    /// Jobs held by a worker now (RunPod's `inProgress`).
     pub in_progress: usize,
     /// Normal and low priority.
     pub in_queue: usize,
+    /// Requeues: jobs whose worker was lost, and client `retry` calls.
     pub retried: u64,
 }
 
@@ -63,12 +72,19 @@ pub struct JobCounts {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WorkerCounts {
+    /// Live workers holding no job, as the job store sees them.
     pub idle: usize,
+    /// Live workers holding at least one job.
     pub running: usize,
+    /// Workers started but not yet heard from (from the fleet view).
     pub initializing: usize,
+    /// Same as `idle` (RunPod reports both).
     pub ready: usize,
+    /// Workers told to stop, finishing their jobs (from the fleet view; sluice's, not RunPod's).
     pub draining: usize,
+    /// RunPod's `throttled`; always 0 here.
     pub throttled: usize,
+    /// Workers silent too long, or held-back crash loops (from the fleet view).
     pub unhealthy: usize,
 }
 
@@ -85,7 +101,10 @@ impl WorkerCounts {
 pub enum FleetState {
     /// Started, not yet heard from (spawn, weight load).
     Initializing,
+    /// Live, holding no job.
     Idle,
+    /// Holding at least one job; also while briefly silent after being live (its jobs unknown, so
+    /// never drained as idle).
     Running,
     /// Told to stop: finishing its jobs, taking none.
     Draining,
@@ -98,8 +117,12 @@ pub enum FleetState {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ColdStart {
+    /// Process creation, ms.
     pub spawn_ms: u64,
+    /// Weight fetch and load, ms, as the worker reports it (its `SLUICE_PHASE` line); `None` until
+    /// it does.
     pub load_ms: Option<u64>,
+    /// From the start to the store first hearing from the worker, ms; `None` until then.
     pub ready_ms: Option<u64>,
 }
 
@@ -107,8 +130,12 @@ pub struct ColdStart {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FleetWorker {
+    /// The worker's id (`{endpoint}-{8 hex digits}` for local processes); for a crash loop's
+    /// entry, the id of the worker that crashed last.
     pub id: String,
+    /// Its state as the autoscaler sees it.
     pub state: FleetState,
+    /// Its process id (also its process group's); `None` for a crash loop's entry.
     #[serde(default)]
     pub pid: Option<u32>,
     /// `CUDA_VISIBLE_DEVICES` it was given.
@@ -117,8 +144,10 @@ pub struct FleetWorker {
     /// The CPU cores it is pinned to.
     #[serde(default)]
     pub cpus: Option<String>,
+    /// Time since its start began, ms; `None` for a crash loop's entry.
     #[serde(default)]
     pub age_ms: Option<u64>,
+    /// Its cold-start phases; `None` for a crash loop's entry.
     #[serde(default)]
     pub cold_start: Option<ColdStart>,
     /// The endpoint's unexpected worker exits since the autoscaler started.
@@ -136,6 +165,8 @@ pub struct FleetWorker {
 /// expiry on Redis, so a stopped autoscaler's view does not linger).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FleetView {
+    /// The workers the autoscaler started and that have not exited, plus one `unhealthy` entry for
+    /// a crash loop holding starts back (the one with `next_start_in_ms`).
     pub workers: Vec<FleetWorker>,
 }
 

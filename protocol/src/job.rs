@@ -1,6 +1,6 @@
 //! Jobs: states, the status object clients see, and the worker-protocol bodies.
 //!
-//! Names and shapes follow RunPod Serverless (see `shared/reference/runpod-protocol.md`), so
+//! Names and shapes follow RunPod Serverless (see `docs/runpod-protocol.md`), so
 //! that RunPod clients and unmodified RunPod handlers work against sluice.
 
 use serde::{Deserialize, Serialize};
@@ -30,15 +30,24 @@ impl From<&str> for JobId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
+    /// `IN_QUEUE`: waiting for a worker.
     InQueue,
+    /// `IN_PROGRESS`: taken by a worker, which holds its lease.
     InProgress,
+    /// `COMPLETED`: the worker reported its output.
     Completed,
+    /// `FAILED`: the handler reported an error, or its worker was lost more than the gateway's
+    /// `max_retries` times.
     Failed,
+    /// `CANCELLED`: cancelled by the client (`/cancel`).
     Cancelled,
+    /// `TIMED_OUT`: ran past its execution timeout (`policy.executionTimeout`); its worker is told
+    /// to stop it.
     TimedOut,
 }
 
 impl JobStatus {
+    /// Every status, in life-cycle order.
     pub const ALL: [JobStatus; 6] = [
         JobStatus::InQueue,
         JobStatus::InProgress,
@@ -71,10 +80,13 @@ impl JobStatus {
         )
     }
 
+    /// The status with wire name `s` (`IN_QUEUE`, ...); `None` for any other string.
     pub fn parse(s: &str) -> Option<JobStatus> {
         JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
+    /// RunPod's wire name (`IN_QUEUE`, `IN_PROGRESS`, `COMPLETED`, `FAILED`, `CANCELLED`,
+    /// `TIMED_OUT`), as serde writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::InQueue => "IN_QUEUE",
@@ -97,10 +109,16 @@ impl fmt::Display for JobStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobPolicy {
+    /// RunPod's `executionTimeout`: how long the job may run once taken, ms; default 600,000
+    /// (10 min). The gateway caps it at `ttl`.
     #[serde(default = "default_execution_timeout")]
     pub execution_timeout: u64,
+    /// RunPod's `ttl`: the job is deleted this long after submission, in any state, ms; default
+    /// 86,400,000 (24 h).
     #[serde(default = "default_ttl")]
     pub ttl: u64,
+    /// RunPod's `lowPriority`: the job is queued behind normal ones and never causes a scale-up;
+    /// default false.
     #[serde(default)]
     pub low_priority: bool,
 }
@@ -126,7 +144,9 @@ impl Default for JobPolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
+    /// The job's id.
     pub id: JobId,
+    /// Where the job is in its life cycle.
     pub status: JobStatus,
     /// Milliseconds between submission and the (last) start of execution.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,13 +154,18 @@ pub struct JobView {
     /// Milliseconds of execution, when started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_time: Option<u64>,
+    /// The handler's output once COMPLETED; while IN_PROGRESS, its latest progress update
+    /// (RunPod's `progress_update`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// Why the job FAILED or TIMED_OUT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Times the job went back to the queue (sluice's; RunPod's own API leaves it out).
     #[serde(default)]
     pub retries: u32,
+    /// The worker that took the job (sluice's; not in RunPod's status object); absent while
+    /// queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
 }
@@ -148,7 +173,10 @@ pub struct JobView {
 /// `run`, `cancel` and `retry` answer with the job's id and (new) status.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobAccepted {
+    /// The job's id.
     pub id: JobId,
+    /// Its status after the request: `IN_QUEUE` after `run` and `retry`; after `cancel`,
+    /// `CANCELLED`, or the final status of a job that had already ended.
     pub status: JobStatus,
 }
 
@@ -156,10 +184,15 @@ pub struct JobAccepted {
 /// and its error once it FAILED or TIMED_OUT (as `/status` says it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamView {
+    /// The job's id (empty when a response being read leaves it out).
     #[serde(default)]
     pub id: JobId,
+    /// The job's status when the chunks were read.
     pub status: JobStatus,
+    /// Chunks not returned by an earlier `stream` call, oldest first; always present, possibly
+    /// empty (RunPod's SDK stops reading once the job is final and this is empty).
     pub stream: Vec<StreamChunk>,
+    /// The job's error once it FAILED or TIMED_OUT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -167,21 +200,27 @@ pub struct StreamView {
 /// One streamed piece of a job's output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamChunk {
+    /// The chunk, as the handler yielded it.
     pub output: Value,
 }
 
 /// `purge-queue`: how many queued jobs were removed; `status` is always `completed`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Purged {
+    /// Queued jobs removed (jobs in progress are left alone).
     pub removed: usize,
+    /// Always `completed` (RunPod's answer).
     pub status: String,
 }
 
 /// What `job-take` hands a worker: the whole object is passed to a RunPod handler.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TakenJob {
+    /// The job's id.
     pub id: JobId,
+    /// The `input` of the `run` / `runsync` body, unchanged.
     pub input: Value,
+    /// RunPod's `s3Config` from the request, passed through to the handler; absent if none.
     #[serde(rename = "s3Config", skip_serializing_if = "Option::is_none", default)]
     pub s3_config: Option<Value>,
 }
@@ -190,12 +229,19 @@ pub struct TakenJob {
 /// update that does not finish the job.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobDoneBody {
+    /// The handler's result, or the progress value when `status` is `IN_PROGRESS`; generator
+    /// handlers (`isStream=true`) send the aggregated list of their chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// The handler's error: a string, or any JSON (kept as its JSON text). Present means FAILED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// `IN_PROGRESS` marks a progress update (RunPod's `progress_update`); other values are
+    /// ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// RunPod's `stopPod` (the handler's `refresh_worker`): the worker is retired after this job
+    /// and takes no new one.
     #[serde(
         default,
         rename = "stopPod",
@@ -207,12 +253,17 @@ pub struct JobDoneBody {
 /// What a worker reports through `job-done`, decoded.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobReport {
+    /// A progress update: becomes the job's `output` in `/status`; the job stays IN_PROGRESS.
     Progress(Value),
+    /// The final output (null when none was sent): the job becomes COMPLETED.
     Completed(Value),
+    /// The handler's error message: the job becomes FAILED.
     Failed(String),
 }
 
 impl JobDoneBody {
+    /// Decode the body: `error` present wins (FAILED); then `status: IN_PROGRESS` is progress;
+    /// otherwise COMPLETED with `output` (null when absent).
     pub fn report(self) -> JobReport {
         if let Some(err) = self.error {
             let msg = match err {
@@ -233,6 +284,8 @@ impl JobDoneBody {
 /// Body of `job-stop` when jobs must stop.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobsToStop {
+    /// RunPod's `jobsToStop`: ids of this worker's jobs to abandon (cancelled, timed out or
+    /// expired); the worker posts no result for them.
     #[serde(rename = "jobsToStop")]
     pub jobs_to_stop: Vec<JobId>,
 }
@@ -257,7 +310,9 @@ pub fn stream_chunks(body: Value) -> Result<Vec<Value>, String> {
 /// The job input that carries an OpenAI request, as RunPod's vLLM worker defines it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OpenAiJobInput {
+    /// The OpenAI route the request came in on, e.g. `/v1/chat/completions`.
     pub openai_route: String,
+    /// The OpenAI request body, unchanged.
     pub openai_input: Value,
 }
 

@@ -7,21 +7,30 @@ use std::path::{Path, PathBuf};
 /// Why a JSON Lines file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonlError {
+    /// The file could not be read (missing, unreadable, or not UTF-8).
     #[error("reading {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
-    /// `line` counts from 1, blank lines included, as editors do.
+    /// A line is not valid JSON, or does not decode as the expected type.
     #[error("{path}:{line}: {source}")]
     Line {
+        /// The file.
         path: PathBuf,
+        /// The line's number: counts from 1, blank lines included, as editors do.
         line: usize,
+        /// serde_json's error (its column is within the line).
         source: serde_json::Error,
     },
 }
 
 /// Every non-blank line of `path`, decoded as `T`, in file order.
+///
+/// Errors: [`JsonlError::Read`] if the file cannot be read, [`JsonlError::Line`] for the first
+/// line that does not decode.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, JsonlError> {
     Ok(read_numbered(path)?.into_iter().map(|(_, v)| v).collect())
 }

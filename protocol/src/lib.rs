@@ -3,6 +3,8 @@
 //!
 //! This crate has no I/O beyond reading config files, so every other crate can depend on it.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod health;
 pub mod job;

@@ -11,22 +11,32 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-/// Routes a job's `openai_route` may name.
+/// OpenAI's chat completions route: one of the two routes a job's `openai_route` may name
+/// (the `{"openai_route", "openai_input"}` job input of RunPod's vLLM worker).
 pub const CHAT_ROUTE: &str = "/v1/chat/completions";
+/// OpenAI's (legacy) text completions route: the other route a job's `openai_route` may name.
 pub const COMPLETIONS_ROUTE: &str = "/v1/completions";
 
 /// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
+/// The inside of OpenAI's error body: what went wrong, its class, and what it is about.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
+    /// Human-readable description, for the caller.
     pub message: String,
+    /// OpenAI's error `type` (the JSON key is `type`): `invalid_request_error`,
+    /// `authentication_error` or `server_error` from sluice's gateway.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The request parameter at fault (e.g. `temperature`, `messages[0].role`), if any.
     pub param: Option<String>,
+    /// OpenAI's machine-readable code (e.g. `context_length_exceeded`, `model_not_found`,
+    /// `invalid_api_key`), if any.
     pub code: Option<String>,
 }
 
@@ -34,12 +44,18 @@ pub struct ErrorDetail {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct InvalidRequest {
+    /// What is wrong, for the caller; also the error's `Display`.
     pub message: String,
+    /// The parameter at fault, as OpenAI's error `param` names it (e.g. `messages[0].role`);
+    /// `None` when the body as a whole is at fault (not a JSON object).
     pub param: Option<String>,
+    /// OpenAI's error `code`, if one applies (e.g. `context_length_exceeded`); `None` for
+    /// every error this module raises.
     pub code: Option<&'static str>,
 }
 
 impl InvalidRequest {
+    /// An error about `param` with `message`, without a `code`.
     pub fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
         InvalidRequest {
             message: message.into(),
@@ -60,17 +76,40 @@ type Result<T> = std::result::Result<T, InvalidRequest>;
 /// Sampling and length parameters common to chat and text completions.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
+    /// Most tokens to generate per choice, at least 1: OpenAI's `max_completion_tokens`, else
+    /// its `max_tokens`. `None` (chat only): up to the context length; completions default
+    /// to [`COMPLETIONS_DEFAULT_MAX_TOKENS`].
     pub max_tokens: Option<u32>,
+    /// Sampling temperature, 0 to 2; 0 is greedy decoding. `None`: OpenAI's default, 1.
     pub temperature: Option<f64>,
+    /// Nucleus sampling: sample among the most likely tokens whose probabilities add up to
+    /// `top_p`; above 0, at most 1.
     pub top_p: Option<f64>,
+    /// Sample among the `top_k` most likely tokens only; at least 1, and 1 is greedy
+    /// decoding. A vLLM extension, not in OpenAI's API.
     pub top_k: Option<u32>,
+    /// Drop tokens less likely than `min_p` times the most likely one; 0 to 1. A vLLM
+    /// extension, not in OpenAI's API.
     pub min_p: Option<f64>,
+    /// OpenAI's `presence_penalty`, -2 to 2: a flat penalty on every token that has already
+    /// appeared; positive values favour new tokens.
     pub presence_penalty: Option<f32>,
+    /// OpenAI's `frequency_penalty`, -2 to 2: a penalty on each token in proportion to how
+    /// often it has already appeared.
     pub frequency_penalty: Option<f32>,
+    /// Multiplicative penalty on tokens already seen, 0.01 to 10, 1 being neutral: vLLM's
+    /// (and Hugging Face's) `repetition_penalty`, not in OpenAI's API.
     pub repetition_penalty: Option<f32>,
+    /// Stop sequences, up to [`MAX_STOP`] non-empty strings (OpenAI's `stop`). The engine
+    /// matches them on the generated text and cuts each choice before the first one found.
     pub stop: Vec<String>,
+    /// OpenAI's `seed`; accepted only with greedy decoding (see [`Sampling::is_greedy`]),
+    /// where the output is deterministic anyway, and not passed to the engine.
     pub seed: Option<i64>,
+    /// Number of choices to return, 1 to [`MAX_N`] (OpenAI's `n`; 1 when not given).
     pub n: u32,
+    /// Bias added to a token's logit before sampling, -100 to 100, by token id (OpenAI's
+    /// `logit_bias`, whose JSON keys are the ids as strings). Empty when not given.
     pub logit_bias: HashMap<u32, f32>,
 }
 
@@ -81,41 +120,68 @@ impl Sampling {
     }
 }
 
+/// One message of a chat request, reduced to what the engine takes: a role and plain text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
+    /// `system`, `user` or `assistant`; OpenAI's `developer` role is read as `system`.
     pub role: String,
+    /// The message's text: a string, or OpenAI's list of text parts joined without separator;
+    /// empty for an assistant message without content.
     pub content: String,
 }
 
+/// A validated OpenAI chat completions request (`/v1/chat/completions`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChatRequest {
+    /// The served model's name, as `/v1/models` lists it (also its endpoint's id).
     pub model: String,
+    /// The conversation, in order; at least one message.
     pub messages: Vec<ChatMessage>,
+    /// Sampling and length parameters.
     pub sampling: Sampling,
+    /// Answer as server-sent events of `chat.completion.chunk` objects (OpenAI's `stream`).
     pub stream: bool,
+    /// OpenAI's `stream_options.include_usage`: streamed chunks carry `"usage": null` and a
+    /// last chunk without choices carries the counts. Always false without `stream`.
     pub include_usage: bool,
 }
 
+/// A validated OpenAI (legacy) text completions request (`/v1/completions`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompletionRequest {
+    /// The served model's name, as `/v1/models` lists it (also its endpoint's id).
     pub model: String,
+    /// The one prompt (OpenAI's `prompt`: a string, or a list holding exactly one string).
     pub prompt: String,
+    /// OpenAI's `echo`: put the prompt before each choice's text. The engine adds it to the
+    /// final response object only, not to streamed chunks.
     pub echo: bool,
+    /// OpenAI's `best_of`: generate this many sequences and return the `n` with the highest
+    /// cumulative log probability; `n` to [`MAX_N`], and at most 1 when streaming.
     pub best_of: Option<u32>,
+    /// Sampling and length parameters; `max_tokens` is always set on this route.
     pub sampling: Sampling,
+    /// Answer as server-sent events of `text_completion` chunks (OpenAI's `stream`).
     pub stream: bool,
+    /// OpenAI's `stream_options.include_usage`: streamed chunks carry `"usage": null` and a
+    /// last chunk without choices carries the counts. Always false without `stream`.
     pub include_usage: bool,
 }
 
 /// Either kind of generation request, as carried by a job.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GenerateRequest {
+    /// A chat completions request ([`CHAT_ROUTE`]).
     Chat(ChatRequest),
+    /// A text completions request ([`COMPLETIONS_ROUTE`]).
     Completion(CompletionRequest),
 }
 
 impl GenerateRequest {
     /// Decode the body of `route` (one of [`CHAT_ROUTE`], [`COMPLETIONS_ROUTE`]).
+    ///
+    /// Errors: [`InvalidRequest`] naming the parameter at fault (see [`ChatRequest::parse`],
+    /// [`CompletionRequest::parse`]), or `openai_route` for any other route.
     pub fn parse(route: &str, body: Value) -> Result<Self> {
         match route {
             CHAT_ROUTE => ChatRequest::parse(body).map(GenerateRequest::Chat),
@@ -126,24 +192,28 @@ impl GenerateRequest {
             )),
         }
     }
+    /// The requested model's name.
     pub fn model(&self) -> &str {
         match self {
             GenerateRequest::Chat(c) => &c.model,
             GenerateRequest::Completion(c) => &c.model,
         }
     }
+    /// The sampling and length parameters.
     pub fn sampling(&self) -> &Sampling {
         match self {
             GenerateRequest::Chat(c) => &c.sampling,
             GenerateRequest::Completion(c) => &c.sampling,
         }
     }
+    /// Whether the client asked for a server-sent event stream.
     pub fn stream(&self) -> bool {
         match self {
             GenerateRequest::Chat(c) => c.stream,
             GenerateRequest::Completion(c) => c.stream,
         }
     }
+    /// Whether a stream ends with a usage chunk (`stream_options.include_usage`).
     pub fn include_usage(&self) -> bool {
         match self {
             GenerateRequest::Chat(c) => c.include_usage,
@@ -264,6 +334,8 @@ pub const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 
 /// Maximum number of stop sequences and of choices (`n`) one request may ask for.
 pub const MAX_STOP: usize = 16;
+/// Maximum number of choices (`n`) one request may ask for, and of sequences (`best_of`) one
+/// completion may generate.
 pub const MAX_N: u32 = 16;
 
 /// What both routes take: the model, sampling and length, streaming.
@@ -410,6 +482,10 @@ fn parse_stream(map: &mut Map<String, Value>) -> Result<(bool, bool)> {
 }
 
 impl ChatRequest {
+    /// Validate an OpenAI chat completions body; JSON `null` parameters count as absent.
+    ///
+    /// Errors: [`InvalidRequest`] naming the first parameter that is unknown, not supported
+    /// here, of the wrong type or out of range, or a missing `model` or `messages`.
     pub fn parse(body: Value) -> Result<Self> {
         let mut map = screen(body, &["messages", "max_completion_tokens"])?;
         let raw: Vec<Map<String, Value>> = take(&mut map, "messages")?
@@ -499,6 +575,12 @@ fn parse_message(i: usize, mut m: Map<String, Value>) -> Result<ChatMessage> {
 }
 
 impl CompletionRequest {
+    /// Validate an OpenAI text completions body; JSON `null` parameters count as absent, and
+    /// a missing `max_tokens` becomes [`COMPLETIONS_DEFAULT_MAX_TOKENS`].
+    ///
+    /// Errors: [`InvalidRequest`] naming the first parameter that is unknown, not supported
+    /// here (e.g. several prompts, `suffix`), of the wrong type or out of range, or a missing
+    /// `model` or `prompt`.
     pub fn parse(body: Value) -> Result<Self> {
         let mut map = screen(body, &["prompt", "echo", "best_of"])?;
         let prompt = match map.remove("prompt") {
@@ -554,17 +636,25 @@ impl CompletionRequest {
 /// `/v1/models`: `{"object": "list", "data": [...]}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelList {
+    /// Always `list`.
     pub object: String,
+    /// One card per model listed.
     pub data: Vec<ModelCard>,
 }
 
 /// The `/v1/models` listing entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
+    /// The model's name, as requests give it in `model` (also its endpoint's id).
     pub id: String,
+    /// Always `model`.
     pub object: String,
+    /// When the model was created, in Unix seconds (OpenAI's field; sluice's gateway sends 0).
     pub created: u64,
+    /// The model's owner (OpenAI's field; sluice's gateway sends `sluice`).
     pub owned_by: String,
+    /// Context length served, in tokens (prompt + completion): vLLM's extension to
+    /// OpenAI's model object.
     pub max_model_len: usize,
 }
 

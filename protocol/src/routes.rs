@@ -19,18 +19,35 @@ pub const ENDPOINT_PREFIX: &str = "/v2/";
 
 /// The client-facing queue API under `/v2/{endpoint}` (RunPod's routes).
 pub mod queue {
+    /// `POST`: queue a job (`{"input", "webhook", "policy", "s3Config"}`) and answer at once
+    /// with `{"id", "status": "IN_QUEUE"}`.
     pub const RUN: &str = "/v2/{endpoint}/run";
+    /// `POST [?wait=ms]`: queue a job and answer its status object once it ends or after
+    /// `wait` ms (1 s to 5 min, default 90 s), whichever comes first.
     pub const RUNSYNC: &str = "/v2/{endpoint}/runsync";
+    /// `GET` or `POST`: a job's status object; 404 for an unknown or expired job.
     pub const STATUS: &str = "/v2/{endpoint}/status/{job}";
+    /// `GET` or `POST [?wait=ms]`: a job's status object once it ends or after `wait` ms
+    /// (long-poll, as RunPod's Go SDK uses it).
     pub const STATUS_SYNC: &str = "/v2/{endpoint}/status-sync/{job}";
+    /// `GET` or `POST [?wait=ms]`: the job's stream chunks not delivered before, long-polled
+    /// (1 s without `wait`).
     pub const STREAM: &str = "/v2/{endpoint}/stream/{job}";
+    /// `POST`: cancel a job; answers `{"id", "status"}`.
     pub const CANCEL: &str = "/v2/{endpoint}/cancel/{job}";
+    /// `POST`: queue a `FAILED` or `TIMED_OUT` job again, same id and input.
     pub const RETRY: &str = "/v2/{endpoint}/retry/{job}";
+    /// `POST`: remove the endpoint's queued jobs (not running ones); answers
+    /// `{"removed": N, "status": "completed"}`.
     pub const PURGE_QUEUE: &str = "/v2/{endpoint}/purge-queue";
+    /// `GET`: the endpoint's job counts and its workers by state.
     pub const HEALTH: &str = "/v2/{endpoint}/health";
-    /// The OpenAI API of one endpoint (RunPod's vLLM worker serves it there).
+    /// The OpenAI API of one endpoint (RunPod's vLLM worker serves it there): `GET`, the
+    /// endpoint's model alone.
     pub const OPENAI_MODELS: &str = "/v2/{endpoint}/openai/v1/models";
+    /// `POST`: OpenAI's chat completions on the endpoint's model (`model` must name it).
     pub const OPENAI_CHAT_COMPLETIONS: &str = "/v2/{endpoint}/openai/v1/chat/completions";
+    /// `POST`: OpenAI's text completions on the endpoint's model (`model` must name it).
     pub const OPENAI_COMPLETIONS: &str = "/v2/{endpoint}/openai/v1/completions";
 }
 

@@ -25,6 +25,7 @@ pub struct Parser {
 }
 
 impl Parser {
+    /// A parser at the start of a stream, holding nothing.
     pub fn new() -> Self {
         Self::default()
     }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 /// `usage` on the last batch only.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VllmBatch {
+    /// One entry per choice of the request (`n`), in order: the text the batch adds to it.
     pub choices: Vec<VllmChoice>,
+    /// Token counts of the whole request; on the last batch only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<VllmUsage>,
 }
@@ -16,13 +18,17 @@ pub struct VllmBatch {
 /// The text pieces of one choice in a batch.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VllmChoice {
+    /// Decoded text, in order, despite the name (not token ids): from sluice, one streamed
+    /// delta per batch, or the choice's whole text when not streaming; may be empty.
     pub tokens: Vec<String>,
 }
 
 /// Prompt (`input`) and generated (`output`) tokens of the whole request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VllmUsage {
+    /// Prompt tokens.
     pub input: usize,
+    /// Generated tokens, summed over all choices.
     pub output: usize,
 }
 

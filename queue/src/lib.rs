@@ -6,6 +6,8 @@
 //! writes, so that a networked backend can make each one atomic (a Lua script in Redis) and
 //! every state change is checked against [`JobStatus::can_become`] in one place.
 
+#![warn(missing_docs)]
+
 #[doc(hidden)]
 /// The behaviour every backend must show, as tests (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
@@ -28,32 +30,59 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
+/// Why a job store operation failed. The gateway maps these to HTTP statuses in
+/// `gateway/src/error.rs`: 503 for `QueueFull` and `Unavailable`, 404 for `NotFound`, 409 for
+/// `NotHeld` and `BadTransition`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueueError {
+    /// `submit` found the endpoint already holding [`StoreSettings::max_queue`] queued jobs
+    /// (normal and low priority together); holds the endpoint name. HTTP 503.
     #[error("endpoint `{0}` has too many queued jobs")]
     QueueFull(String),
+    /// No such job: never submitted, expired (retention or TTL) or purged. HTTP 404.
     #[error("job `{0}` not found")]
     NotFound(JobId),
+    /// A worker pushed stream chunks or reported on a job whose lease it does not hold (never
+    /// taken, or requeued after the worker timeout and perhaps taken by another). HTTP 409.
     #[error("job `{job}` is not held by worker `{worker}`")]
-    NotHeld { job: JobId, worker: String },
+    NotHeld {
+        /// The job named in the call.
+        job: JobId,
+        /// The worker that claimed to hold it.
+        worker: String,
+    },
+    /// The job's status cannot change to `to` (the table in [`JobStatus::can_become`]); in
+    /// practice `retry` of a job that is not FAILED or TIMED_OUT. HTTP 409 (the gateway's
+    /// `retry` route answers 400 instead).
     #[error("job `{job}` is {status}; cannot become {to}")]
     BadTransition {
+        /// The job named in the call.
         job: JobId,
+        /// Its status when the call was made.
         status: JobStatus,
+        /// The status the call asked for.
         to: JobStatus,
     },
+    /// The backend did not answer: Redis unreachable, a bad Redis URL, or a call past
+    /// [`OP_TIMEOUT`]; holds the cause. HTTP 503.
     #[error("job store unavailable: {0}")]
     Unavailable(String),
 }
 
+/// A job store operation's result, failing with [`QueueError`].
 pub type Result<T> = std::result::Result<T, QueueError>;
 
 /// A job as submitted.
 #[derive(Clone, Debug, Default)]
 pub struct NewJob {
+    /// The request's `input`, handed to the worker as is (any non-null JSON value).
     pub input: Value,
+    /// RunPod's `policy`: execution timeout, TTL (both ms) and low priority.
     pub policy: JobPolicy,
+    /// RunPod's `webhook`: an http(s) URL to POST the final status object to when the job
+    /// ends (not when it is cancelled).
     pub webhook: Option<String>,
+    /// RunPod's `s3Config`, passed through untouched to the worker in its [`TakenJob`].
     pub s3_config: Option<Value>,
     /// Submitted by `runsync`: shorter retention, `sync-` id prefix.
     pub sync: bool,
@@ -63,8 +92,12 @@ pub struct NewJob {
 /// job's status at the time of the read. A final status with no chunks means the stream ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamRead {
+    /// Stream chunks from the cursor on, in the order the worker pushed them.
     pub chunks: Vec<Value>,
+    /// The cursor for the next read: the index of the first chunk not yet returned (the count
+    /// of chunks the job has so far).
     pub next: usize,
+    /// The job's status at the time of the read.
     pub status: JobStatus,
 }
 
@@ -72,15 +105,21 @@ pub struct StreamRead {
 /// (Also the Redis script's `metrics` reply, decoded as is.)
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueMetrics {
+    /// Normal-priority jobs waiting in the queue.
     pub in_queue: usize,
+    /// Low-priority jobs (`policy.lowPriority`) waiting in the queue.
     pub in_queue_low_priority: usize,
+    /// Jobs leased to a worker and running.
     pub in_progress: usize,
     /// Age of the oldest queued normal-priority job (the queue delay).
     pub oldest_queued_ms: u64,
     /// Jobs submitted since the store began (retries not counted).
     pub arrived: u64,
+    /// Jobs that ended COMPLETED since the store began.
     pub completed: u64,
+    /// Jobs that ended FAILED or TIMED_OUT since the store began (cancelled ones not counted).
     pub failed: u64,
+    /// Requeues since the store began: jobs whose worker was lost, and client `retry` calls.
     pub retried: u64,
     /// Workers heard from recently.
     pub workers_live: usize,
@@ -92,6 +131,7 @@ pub struct QueueMetrics {
 /// (Also an entry of the Redis script's `workers` reply.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveWorker {
+    /// The worker's id, as the worker gives it on the worker routes.
     pub id: String,
     /// Jobs it holds.
     pub jobs: usize,
@@ -199,6 +239,8 @@ pub trait WorkerRegistry: Send + Sync + 'static {
     /// whoever runs it is told through [`WorkerRegistry::is_retired`].
     async fn retire(&self, worker: &str) -> Result<()>;
 
+    /// Whether `worker` asked to be stopped ([`WorkerRegistry::retire`]) and is not yet known
+    /// to be gone ([`WorkerRegistry::lost`] forgets it).
     async fn is_retired(&self, worker: &str) -> Result<bool>;
 
     /// The endpoint's live workers, by id.
@@ -212,12 +254,15 @@ pub trait WorkerRegistry: Send + Sync + 'static {
 /// Per-endpoint numbers for scaling and health: queue metrics and the autoscaler's fleet view.
 #[async_trait]
 pub trait FleetMetrics: Send + Sync + 'static {
+    /// The endpoint's queue and worker numbers now (an unknown endpoint reads as all zeros).
     async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics>;
 
     /// The autoscaler's view of an endpoint's workers (states, cold starts), for `/health`
     /// on every gateway. Kept briefly: a view nobody refreshes goes away.
     async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()>;
 
+    /// The fleet view last stored by [`FleetMetrics::put_fleet`], or `None` if there is none
+    /// (never put, expired, or unreadable by this version).
     async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>>;
 }
 

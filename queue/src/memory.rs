@@ -262,6 +262,8 @@ impl State {
     }
 }
 
+/// The in-memory [`JobStore`](crate::JobStore): every job, queue and worker lease in one
+/// process, lost when it exits; the embedded default for a single gateway.
 pub struct MemoryStore {
     state: Mutex<State>,
     settings: StoreSettings,

@@ -36,6 +36,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// Chunks per script call (Lua's `unpack` has a stack limit).
 const PUSH_BATCH: usize = 512;
 
+/// The Redis [`JobStore`](crate::JobStore): durable, shared by any number of gateways; each
+/// operation is one atomic call of `store.lua`, bounded by [`OP_TIMEOUT`].
 pub struct RedisStore {
     client: redis::Client,
     conn: std::sync::Mutex<Option<ConnectionManager>>,

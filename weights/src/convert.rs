@@ -61,7 +61,7 @@ const TOKENIZER_ARRAYS: &[&str] = &[
 ];
 
 /// Write `src` re-quantized to `format` at `dest`, without the tokenizer's arrays (see
-/// [`TOKENIZER_ARRAYS`]; the chat template and special-token ids stay).
+/// `TOKENIZER_ARRAYS`; the chat template and special-token ids stay).
 pub fn convert(src: &Path, dest: &Path, format: WeightFormat) -> Result<()> {
     let gguf_err = |detail: candle_core::Error| WeightsError::Gguf {
         path: src.to_path_buf(),

@@ -29,8 +29,11 @@ const SPLIT_REGEX: &str = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\
 
 /// Files of a Hugging Face tokenizer directory.
 pub const TOKENIZER_JSON: &str = "tokenizer.json";
+/// The Hugging Face tokenizer config file: chat template and bos/eos/unk tokens.
 pub const TOKENIZER_CONFIG_JSON: &str = "tokenizer_config.json";
 
+/// A model's tokenizer (byte-level BPE) and chat template, built from a GGUF's metadata or
+/// read from a Hugging Face tokenizer directory; counts prompt tokens as mistral.rs does.
 pub struct PromptTokenizer {
     tokenizer: Tokenizer,
     chat_template: Option<String>,
@@ -237,6 +240,9 @@ impl PromptTokenizer {
             .map_err(io(format!("writing {}", dir.display())))
     }
 
+    /// Prompt tokens of a chat request: [`PromptTokenizer::count`] of
+    /// [`PromptTokenizer::render_chat`]. Fails with [`WeightsError::Tokenizer`] if the
+    /// template fails to render or the text to encode.
     pub fn count_chat(&self, messages: &[ChatMessage]) -> Result<usize> {
         self.count(&self.render_chat(messages)?)
     }

@@ -10,12 +10,17 @@ use serde_json::Value;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Usage {
+    /// Tokens of the prompt as the model reads it (for chat, the templated conversation).
     pub prompt_tokens: usize,
+    /// Tokens generated, summed over all choices (with `best_of`, over every sequence
+    /// generated, returned or not).
     pub completion_tokens: usize,
+    /// `prompt_tokens + completion_tokens`.
     pub total_tokens: usize,
 }
 
 impl Usage {
+    /// The counts of a response, `total_tokens` being their sum.
     pub fn new(prompt_tokens: usize, completion_tokens: usize) -> Self {
         Usage {
             prompt_tokens,
@@ -29,12 +34,19 @@ impl Usage {
 /// system_fingerprint, choices, usage}`, `created` in Unix seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope<C> {
+    /// The response's id, the same on all its chunks (`chatcmpl-...` or `cmpl-...` from
+    /// sluice's engine).
     pub id: String,
     /// `chat.completion`, `chat.completion.chunk` or `text_completion`.
     pub object: String,
+    /// When the response was created, in Unix seconds; the same on all its chunks.
     pub created: u64,
+    /// The name of the model that answered.
     pub model: String,
+    /// OpenAI's fingerprint of the backend configuration; sluice's engine sends `null`.
     pub system_fingerprint: Option<String>,
+    /// A completion's choices, by `index`; in a chunk, those with news (sluice's engine
+    /// sends one per chunk, and none in the final usage chunk).
     pub choices: Vec<C>,
     /// Absent (`None`); `null` (`Some(None)`) on the streamed chunks of a client that asked
     /// for usage with `stream_options.include_usage`, as OpenAI sends them; the counts.
@@ -56,13 +68,17 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Usage>>, D::
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: String,
+    /// The generated text (OpenAI sends `null` for an answer that is only tool calls; sluice's
+    /// engine always sends text).
     pub content: Option<String>,
 }
 
 /// One choice of a chat completion.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatChoice {
+    /// Which of the request's `n` choices this is, from 0.
     pub index: usize,
+    /// The generated message.
     pub message: AssistantMessage,
     /// Always `null` here (log probabilities are not returned).
     pub logprobs: Option<Value>,
@@ -73,8 +89,10 @@ pub struct ChatChoice {
 /// New text of one chat choice in a chunk; `role` in the choice's first chunk only.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
+    /// `assistant` in the choice's first chunk; left out of the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The new text; may be empty (e.g. in a chunk that only carries the finish reason).
     #[serde(default)]
     pub content: Option<String>,
 }
@@ -82,8 +100,11 @@ pub struct Delta {
 /// One choice of a chat completion chunk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatChunkChoice {
+    /// Which of the request's `n` choices this is, from 0.
     pub index: usize,
+    /// The choice's new text.
     pub delta: Delta,
+    /// Always `null` here (log probabilities are not returned).
     pub logprobs: Option<Value>,
     /// Set in the choice's last chunk only.
     pub finish_reason: Option<String>,
@@ -92,9 +113,15 @@ pub struct ChatChunkChoice {
 /// One choice of a text completion, streamed or not.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TextChoice {
+    /// Which of the request's `n` choices this is, from 0.
     pub index: usize,
+    /// In a completion, the whole text (after the prompt with `echo`); in a chunk, the new
+    /// text.
     pub text: String,
+    /// Always `null` here (log probabilities are not returned).
     pub logprobs: Option<Value>,
+    /// OpenAI's `finish_reason`: `stop` or `length`; in a stream, set in the choice's last
+    /// chunk only.
     pub finish_reason: Option<String>,
 }
 
@@ -109,7 +136,9 @@ pub type TextCompletion = Envelope<TextChoice>;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Completion {
+    /// A `chat.completion`.
     Chat(ChatCompletion),
+    /// A `text_completion`.
     Text(TextCompletion),
 }
 
@@ -117,11 +146,14 @@ pub enum Completion {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Chunk {
+    /// A `chat.completion.chunk`.
     Chat(ChatCompletionChunk),
+    /// A streamed `text_completion`.
     Text(TextCompletion),
 }
 
 impl Completion {
+    /// The token counts, if the response carries them (sluice's engine always sets them).
     pub fn usage(&self) -> Option<Usage> {
         match self {
             Completion::Chat(c) => c.usage.flatten(),
@@ -180,10 +212,15 @@ impl Chunk {
 /// error object. Fields it does not know are ignored, so it reads other servers' streams too.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct StreamEvent {
+    /// The chunk's choices; empty in a usage chunk or an error event.
     #[serde(default)]
     pub choices: Vec<StreamChoice>,
+    /// The token counts, on the last chunk of a client that asked for usage; `None` when
+    /// absent or `null`.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// The `error` object of an error event (OpenAI's error shape, which sluice's gateway
+    /// sends when a streamed job fails), as raw JSON.
     #[serde(default)]
     pub error: Option<Value>,
 }
@@ -191,17 +228,22 @@ pub struct StreamEvent {
 /// One choice of a [`StreamEvent`]: chat chunks carry `delta.content`, completions `text`.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct StreamChoice {
+    /// Which choice this is, from 0 (0 when absent).
     #[serde(default)]
     pub index: usize,
+    /// A chat chunk's new text (and role).
     #[serde(default)]
     pub delta: Option<Delta>,
+    /// A text completion chunk's new text.
     #[serde(default)]
     pub text: Option<String>,
+    /// OpenAI's `finish_reason`, set in the choice's last chunk.
     #[serde(default)]
     pub finish_reason: Option<String>,
 }
 
 impl StreamChoice {
+    /// The new text, whichever route sent it: `delta.content`, else `text`.
     pub fn text(&self) -> Option<&str> {
         self.delta
             .as_ref()
