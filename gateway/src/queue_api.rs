@@ -4,10 +4,11 @@
 use crate::body::{JsonBody, RunLimit, RunsyncLimit};
 use crate::error::{GatewayError, RunpodError};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::Json;
 use protocol::health::{EndpointHealth, FleetState, JobCounts, WorkerCounts};
-use protocol::job::{JobAccepted, JobPolicy, JobView, Purged, StreamChunk, StreamView};
+use protocol::job::{JobAccepted, JobView, PolicyRequest, Purged, StreamChunk, StreamView};
 use protocol::{JobId, JobStatus};
 use queue::NewJob;
 use serde::Deserialize;
@@ -48,20 +49,14 @@ fn new_job(body: Value, sync: bool, endpoint_timeout: Duration) -> Result<NewJob
             ))
         }
     };
-    let mut policy: JobPolicy = match m.remove("policy") {
-        None | Some(Value::Null) => JobPolicy {
-            execution_timeout: endpoint_timeout.as_millis() as u64,
-            ..JobPolicy::default()
-        },
+    let request: PolicyRequest = match m.remove("policy") {
+        None | Some(Value::Null) => PolicyRequest::default(),
         Some(p) => serde_json::from_value(p)
             .map_err(|e| GatewayError::bad_request(format!("`policy`: {e}")))?,
     };
-    if policy.execution_timeout == 0 || policy.ttl == 0 {
-        return Err(GatewayError::bad_request(
-            "`policy` times must be positive milliseconds",
-        ));
-    }
-    policy.execution_timeout = policy.execution_timeout.min(policy.ttl);
+    let policy = request
+        .resolve(endpoint_timeout.as_millis() as u64)
+        .map_err(GatewayError::bad_request)?;
     let s3_config = m.remove("s3Config").filter(|v| !v.is_null());
     if let Some(k) = m.keys().next() {
         return Err(GatewayError::bad_request(format!("unknown field `{k}`")));
@@ -123,24 +118,36 @@ fn about(id: &JobId) -> impl Fn(queue::QueueError) -> GatewayError + '_ {
     }
 }
 
+/// The job of a `/v2/{endpoint}/.../{id}` route, its endpoint checked to exist (a RunPod-shaped
+/// 404 otherwise), so every job route opens the same way.
+pub struct EndpointJob(pub JobId);
+
+impl FromRequestParts<AppState> for EndpointJob {
+    type Rejection = RunpodError;
+
+    async fn from_request_parts(parts: &mut Parts, gw: &AppState) -> Result<Self, RunpodError> {
+        let Path((endpoint, job)) = Path::<(String, String)>::from_request_parts(parts, gw)
+            .await
+            .map_err(|e| GatewayError::bad_request(e.body_text()))?;
+        gw.endpoint(&endpoint)?;
+        Ok(EndpointJob(JobId(job)))
+    }
+}
+
 /// `GET|POST /v2/{endpoint}/status/{id}`: the job's status object; 404 when unknown or expired.
 pub async fn status(
     State(gw): State<AppState>,
-    Path((endpoint, job)): Path<(String, String)>,
+    EndpointJob(id): EndpointJob,
 ) -> Result<Json<JobView>, RunpodError> {
-    gw.endpoint(&endpoint)?;
-    let id = JobId(job);
     Ok(Json(gw.store.get(&id).await?.ok_or_else(|| gone(&id))?))
 }
 
 /// `POST /v2/{endpoint}/status-sync/{id}?wait=ms`: status after the job ends or the wait does.
 pub async fn status_sync(
     State(gw): State<AppState>,
-    Path((endpoint, job)): Path<(String, String)>,
+    EndpointJob(id): EndpointJob,
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<JobView>, RunpodError> {
-    gw.endpoint(&endpoint)?;
-    let id = JobId(job);
     Ok(Json(
         gw.store
             .wait_final(&id, q.duration())
@@ -153,11 +160,9 @@ pub async fn status_sync(
 /// present, so the SDK's `Job.stream()` can tell when a final job has nothing left.
 pub async fn stream(
     State(gw): State<AppState>,
-    Path((endpoint, job)): Path<(String, String)>,
+    EndpointJob(id): EndpointJob,
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<StreamView>, RunpodError> {
-    gw.endpoint(&endpoint)?;
-    let id = JobId(job);
     // Without ?wait, a short long-poll: chunks come back as soon as there are some.
     let wait = q
         .wait
@@ -183,20 +188,16 @@ pub async fn stream(
 
 pub async fn cancel(
     State(gw): State<AppState>,
-    Path((endpoint, job)): Path<(String, String)>,
+    EndpointJob(id): EndpointJob,
 ) -> Result<Json<JobAccepted>, RunpodError> {
-    gw.endpoint(&endpoint)?;
-    let id = JobId(job);
     let status = gw.store.cancel(&id).await.map_err(about(&id))?;
     Ok(Json(JobAccepted { id, status }))
 }
 
 pub async fn retry(
     State(gw): State<AppState>,
-    Path((endpoint, job)): Path<(String, String)>,
+    EndpointJob(id): EndpointJob,
 ) -> Result<Json<JobAccepted>, RunpodError> {
-    gw.endpoint(&endpoint)?;
-    let id = JobId(job);
     let status = gw.store.retry(&id).await.map_err(|e| match e {
         queue::QueueError::BadTransition { status, .. } => GatewayError::bad_request(format!(
             "job `{id}` is {status}; only FAILED or TIMED_OUT jobs can be retried"
@@ -291,6 +292,21 @@ mod tests {
                 .execution_timeout,
             600_000
         );
+        // A policy without `executionTimeout` keeps the endpoint's, as with no policy at all.
+        let endpoint = Duration::from_secs(30);
+        let xt = |body| {
+            new_job(body, false, endpoint)
+                .unwrap()
+                .policy
+                .execution_timeout
+        };
+        assert_eq!(xt(json!({"input": 1, "policy": {"ttl": 100_000}})), 30_000);
+        assert_eq!(
+            xt(json!({"input": 1, "policy": {"lowPriority": true}})),
+            30_000
+        );
+        assert_eq!(xt(json!({"input": 1})), 30_000);
+        assert!(new_job(json!({"input": 1, "policy": {"ttl": 0}}), false, T).is_err());
     }
 
     #[test]

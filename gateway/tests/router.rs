@@ -184,6 +184,18 @@ async fn bad_input_gets_each_apis_error_shape() {
     let (s, v) = call(&app, "POST", "/v2/nowhere/run", auth, "{\"input\": 1}").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(is_runpod_error(&v), "{v}");
+    // Every job route checks its endpoint first, and answers an unknown job the same way.
+    for (method, path) in [("GET", "status"), ("POST", "cancel"), ("GET", "stream")] {
+        for (uri, what) in [
+            (format!("/v2/nowhere/{path}/j1"), "endpoint `nowhere`"),
+            (format!("/v2/echo/{path}/j1"), "j1"),
+        ] {
+            let (s, v) = call(&app, method, &uri, auth, "").await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{uri}: {v}");
+            assert!(is_runpod_error(&v), "{v}");
+            assert!(v["error"].as_str().unwrap().contains(what), "{uri}: {v}");
+        }
+    }
     let (s, v) = call(&app, "GET", "/v9/what", auth, "").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(is_openai_error(&v), "{v}");

@@ -382,6 +382,13 @@ impl Deployment {
                     c.name
                 )));
             }
+            let s = c.effective_scaling();
+            if s.max_workers < s.min_workers {
+                return Err(invalid(format!(
+                    "custom endpoint `{}`: scaling.max_workers must be >= scaling.min_workers",
+                    c.name
+                )));
+            }
             names.push(&c.name);
         }
         let mut sorted = names.clone();
@@ -583,6 +590,11 @@ context_length = 512
             .unwrap_err()
             .to_string()
             .contains("envs"));
+        let bounds = format!("{ok}[custom.scaling]\nmin_workers = 3\nmax_workers = 1\n");
+        assert!(Deployment::load(&write(d, "bounds.toml", &bounds))
+            .unwrap_err()
+            .to_string()
+            .contains("max_workers"));
     }
 
     #[test]

@@ -140,6 +140,40 @@ impl Default for JobPolicy {
     }
 }
 
+/// RunPod's `policy` object as a client sends it (`/run`, `/runsync`): every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyRequest {
+    /// `executionTimeout`, ms; absent: the endpoint's `execution_timeout_secs`.
+    pub execution_timeout: Option<u64>,
+    /// `ttl`, ms; absent: 86,400,000 (24 h).
+    pub ttl: Option<u64>,
+    /// `lowPriority`; absent: false.
+    pub low_priority: Option<bool>,
+}
+
+impl PolicyRequest {
+    /// The job's policy: the client's values, else the endpoint's execution timeout
+    /// (`endpoint_execution_timeout_ms`) and RunPod's defaults; the execution timeout is capped
+    /// at the TTL (a job cannot run past its deletion). Errors: a zero time, as a message.
+    pub fn resolve(self, endpoint_execution_timeout_ms: u64) -> Result<JobPolicy, String> {
+        let policy = JobPolicy {
+            execution_timeout: self
+                .execution_timeout
+                .unwrap_or(endpoint_execution_timeout_ms),
+            ttl: self.ttl.unwrap_or_else(default_ttl),
+            low_priority: self.low_priority.unwrap_or(false),
+        };
+        if policy.execution_timeout == 0 || policy.ttl == 0 {
+            return Err("`policy` times must be positive milliseconds".into());
+        }
+        Ok(JobPolicy {
+            execution_timeout: policy.execution_timeout.min(policy.ttl),
+            ..policy
+        })
+    }
+}
+
 /// The status object returned by `/status/{id}` and friends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -140,6 +140,10 @@ pub struct LiveWorker {
     pub taken: u64,
 }
 
+/// How long a fleet view stays without a refresh (the autoscaler writes one every control
+/// tick, 100 ms): a stopped autoscaler's view goes away instead of showing stale workers.
+pub const FLEET_TTL: Duration = Duration::from_secs(15);
+
 /// Retention and timing settings of a store.
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
@@ -258,7 +262,7 @@ pub trait FleetMetrics: Send + Sync + 'static {
     async fn metrics(&self, endpoint: &str) -> Result<QueueMetrics>;
 
     /// The autoscaler's view of an endpoint's workers (states, cold starts), for `/health`
-    /// on every gateway. Kept briefly: a view nobody refreshes goes away.
+    /// on every gateway. Kept for [`FLEET_TTL`]: a view nobody refreshes goes away.
     async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()>;
 
     /// The fleet view last stored by [`FleetMetrics::put_fleet`], or `None` if there is none

@@ -4,7 +4,7 @@
 
 use crate::{
     new_job_id, FleetMetrics, JobQueue, LiveWorker, NewJob, Outbox, QueueError, QueueMetrics,
-    Result, StoreSettings, StreamRead, WorkerRegistry,
+    Result, StoreSettings, StreamRead, WorkerRegistry, FLEET_TTL,
 };
 use async_trait::async_trait;
 use index::{Indexes, Retention};
@@ -139,7 +139,7 @@ struct State {
     /// Workers that asked to stop (`stopPod`).
     retired: std::collections::HashSet<String>,
     /// What the autoscaler last said about each endpoint's workers.
-    fleets: HashMap<String, FleetView>,
+    fleets: HashMap<String, (Instant, FleetView)>,
     index: Indexes,
     retention: Retention,
 }
@@ -697,12 +697,17 @@ impl FleetMetrics for MemoryStore {
     async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {
         self.lock()
             .fleets
-            .insert(endpoint.to_string(), fleet.clone());
+            .insert(endpoint.to_string(), (Instant::now(), fleet.clone()));
         Ok(())
     }
 
     async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>> {
-        Ok(self.lock().fleets.get(endpoint).cloned())
+        let state = self.lock();
+        let fresh = state
+            .fleets
+            .get(endpoint)
+            .filter(|(at, _)| at.elapsed() < FLEET_TTL);
+        Ok(fresh.map(|(_, view)| view.clone()))
     }
 }
 

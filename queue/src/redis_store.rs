@@ -494,7 +494,9 @@ impl FleetMetrics for RedisStore {
     async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {
         let text = serde_json::to_string(fleet).expect("a fleet view serializes");
         self.ok::<reply::Done>("put_fleet", |i| {
-            i.arg(endpoint).arg(text);
+            i.arg(endpoint)
+                .arg(text)
+                .arg(crate::FLEET_TTL.as_millis() as u64);
         })
         .await?;
         Ok(())

@@ -343,8 +343,8 @@ function ops.lost(w, max_retries)
   return ok({ n = lose_worker(w, tonumber(max_retries)) })
 end
 
-function ops.put_fleet(ep, fleet)
-  redis.call('SET', P .. 'fleet:' .. ep, fleet, 'PX', 15000)
+function ops.put_fleet(ep, fleet, ttl)
+  redis.call('SET', P .. 'fleet:' .. ep, fleet, 'PX', ttl)
   return ok()
 end
 
