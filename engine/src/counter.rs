@@ -7,6 +7,11 @@
 //! inside a multi-byte character, and when the sequence ends right there it sends no final
 //! chunk and no usage at all. Its own usage is also wrong with `n > 1` (it reports the last
 //! sequence's length, not the sum), so sluice counts here for every request.
+//!
+//! With constrained decoding (structured outputs) mistral.rs may sample a step twice: first
+//! freely, then, if llguidance rejects that token, again from logits with every disallowed
+//! token at -inf (`sample_sequence` in `pipeline/sampling.rs`). The processors run both times;
+//! only the first call of a step has no -inf logit, so only such calls count.
 
 use mistralrs::{CustomLogitsProcessor, Tensor};
 use std::sync::{Arc, Mutex};
@@ -57,17 +62,46 @@ impl TokenCounter {
 
 impl CustomLogitsProcessor for TokenCounter {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(context.len());
+        if !is_resample(logits)? {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(context.len());
+        }
         Ok(logits.clone())
     }
+}
+
+/// Whether `logits` carry a constraint's mask (some at -inf): the second sampling of a step
+/// whose first token the constraint rejected. A model's own logits are finite.
+fn is_resample(logits: &Tensor) -> mistralrs::Result<bool> {
+    let min = logits
+        .flatten_all()?
+        .min(0)?
+        .to_dtype(mistralrs::DType::F32)?
+        .to_scalar::<f32>()?;
+    Ok(min == f32::NEG_INFINITY)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_constrained_resample_is_not_counted_twice() {
+        let c = TokenCounter::default();
+        let free = Tensor::new(&[0.5f32, -3.0, 2.0], &mistralrs::Device::Cpu).unwrap();
+        let masked = Tensor::new(
+            &[f32::NEG_INFINITY, -3.0, f32::NEG_INFINITY],
+            &mistralrs::Device::Cpu,
+        )
+        .unwrap();
+        // Step 1 sampled freely; step 2 rejected, then resampled under the mask.
+        for (logits, len) in [(&free, 4), (&free, 5), (&masked, 5)] {
+            c.apply(logits, &vec![0; len]).unwrap();
+        }
+        assert_eq!(c.counts().generated(None), 2);
+    }
 
     #[test]
     fn counts_prompt_tokens_and_tokens_per_sequence() {

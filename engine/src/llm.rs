@@ -18,7 +18,7 @@ use mistralrs::core::{
 };
 use mistralrs::{
     best_device, Constraint, DefaultSchedulerMethod, Model, ModelDType, NormalRequest, Request,
-    SamplingParams, SchedulerConfig,
+    SamplingParams, SchedulerConfig, StopTokens,
 };
 use protocol::config::ActivationDType;
 use protocol::job::OpenAiJobInput;
@@ -65,6 +65,8 @@ pub struct Engine {
     served_name: String,
     /// Prompt + completion tokens a sequence may reach (the config's `context_length`).
     context_length: usize,
+    /// Where a constrained (structured-output) request stops: see [`constraint_eos_ids`].
+    constraint_eos: Vec<u32>,
 }
 
 impl Engine {
@@ -138,6 +140,10 @@ impl Engine {
         };
         let t_pipeline = t0.elapsed();
         let prefix_cache = prefix_cache_for(cfg.engine.prefix_cache, device.is_cpu())?;
+        let tokenizer = pipeline.lock().await.tokenizer();
+        let constraint_eos = tokenizer
+            .map(|t| constraint_eos_ids(|s| t.token_to_id(s)))
+            .unwrap_or_default();
         let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
             .with_no_prefix_cache(!prefix_cache)
             .build()
@@ -151,6 +157,7 @@ impl Engine {
             model: Model::new(runner),
             served_name: cfg.name.clone(),
             context_length: cfg.engine.context_length,
+            constraint_eos,
         })
     }
 
@@ -306,6 +313,9 @@ impl Engine {
             let (tx, rx) = tokio::sync::mpsc::channel(4096);
             let counter = TokenCounter::default();
             let mut params = sampling_params(sampling);
+            if sampling.json_schema.is_some() && !self.constraint_eos.is_empty() {
+                params.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
+            }
             params.n_choices = n_choices;
             let request = Request::Normal(Box::new(NormalRequest {
                 messages: request_message(req, keep),
@@ -314,7 +324,10 @@ impl Engine {
                 return_logprobs: false,
                 is_streaming: keep.is_none(),
                 id: runner.next_request_id(),
-                constraint: Constraint::None,
+                constraint: sampling
+                    .json_schema
+                    .clone()
+                    .map_or(Constraint::None, Constraint::JsonSchema),
                 suffix: None,
                 tools: None,
                 tool_choice: None,
@@ -421,6 +434,24 @@ fn prefix_cache_for(setting: Option<bool>, on_cpu: bool) -> Result<bool, EngineE
         (Some(on), _) => Ok(on),
         (None, on_cpu) => Ok(!on_cpu),
     }
+}
+
+/// The token ids llguidance ends a finished constraint with: the added tokens its tokenizer
+/// import names end-of-text (`toktrie_hf_tokenizers`: `</s>`, `<|endoftext|>`,
+/// `<|end_of_text|>`, `<eos>`, DeepSeek's end of sentence). mistral.rs stops only on the
+/// model's own EOS ids, which can differ (SmolLM2: `<|im_end|>` vs `<|endoftext|>`), so
+/// without these a finished JSON answer would be padded with invisible tokens to `max_tokens`.
+fn constraint_eos_ids(token_to_id: impl Fn(&str) -> Option<u32>) -> Vec<u32> {
+    [
+        "</s>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+        "<｜end▁of▁sentence｜>",
+        "<eos>",
+    ]
+    .iter()
+    .filter_map(|t| token_to_id(t))
+    .collect()
 }
 
 fn sampling_params(s: &Sampling) -> SamplingParams {

@@ -21,6 +21,7 @@ const SAMPLING: &[&str] = &[
     "presence_penalty",
     "frequency_penalty",
     "repetition_penalty",
+    "guided_json",
 ];
 
 /// worker-vllm's default when `max_tokens` is not given.

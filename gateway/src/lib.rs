@@ -10,6 +10,7 @@ pub mod error;
 mod openai_api;
 mod queue_api;
 mod relay;
+mod structured;
 pub mod webhooks;
 mod worker_api;
 

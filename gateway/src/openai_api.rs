@@ -3,6 +3,7 @@
 use crate::body::JsonBody;
 use crate::error::{GatewayError, OpenAiError};
 use crate::relay::{self, CancelOnDrop};
+use crate::structured;
 use crate::{AppState, ServedModel};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -152,6 +153,14 @@ async fn generate(
     }
     let model = gw.model(req.model())?;
     check_context(model, &req)?;
+    if let Some(schema) = &req.sampling().json_schema {
+        let param = if body.get("guided_json").is_some() {
+            "guided_json"
+        } else {
+            "response_format.json_schema.schema"
+        };
+        structured::check_schema(schema, param)?;
+    }
     let timeout = Duration::from_secs(model.config.scaling.execution_timeout_secs);
     let job = NewJob {
         input: serde_json::to_value(OpenAiJobInput {

@@ -4,6 +4,7 @@
 //! Every parameter is either honoured or rejected with a 400 naming it: nothing is dropped
 //! silently. Parameters sent as JSON `null` count as absent, as in OpenAI's API.
 
+pub mod format;
 pub mod response;
 
 use serde::de::DeserializeOwned;
@@ -111,6 +112,10 @@ pub struct Sampling {
     /// Bias added to a token's logit before sampling, -100 to 100, by token id (OpenAI's
     /// `logit_bias`, whose JSON keys are the ids as strings). Empty when not given.
     pub logit_bias: HashMap<u32, f32>,
+    /// The JSON Schema the output must match, enforced by constrained decoding: from
+    /// `response_format` (`json_object`: any object) or vLLM's `guided_json`; `None`: free
+    /// text. See [`format::take_output_schema`].
+    pub json_schema: Option<Value>,
 }
 
 impl Sampling {
@@ -237,6 +242,8 @@ const SAMPLING_KEYS: &[&str] = &[
     "seed",
     "n",
     "logit_bias",
+    "response_format",
+    "guided_json",
     "stream",
     "stream_options",
     "user",
@@ -252,7 +259,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("parallel_tool_calls", "tool calling is not implemented"),
     ("functions", "function calling is not implemented"),
     ("function_call", "function calling is not implemented"),
-    ("response_format", "only {\"type\": \"text\"} is supported"),
     ("suffix", "insertion (suffix) is not implemented"),
     ("modalities", "only text is supported"),
     ("audio", "only text is supported"),
@@ -271,7 +277,6 @@ fn benign(key: &str, v: &Value) -> bool {
         // Meaningless without tools, so any value is harmless.
         "parallel_tool_calls" => true,
         "store" => v == &Value::Bool(false),
-        "response_format" => v.get("type").and_then(Value::as_str) == Some("text"),
         "modalities" => v.as_array().is_some_and(|a| a.iter().all(|m| m == "text")),
         _ => false,
     }
@@ -352,6 +357,7 @@ fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
     let mut sampling = parse_sampling(map)?;
     sampling.stop = parse_stop(map)?;
     sampling.logit_bias = parse_logit_bias(map)?;
+    sampling.json_schema = format::take_output_schema(map)?;
     let (stream, include_usage) = parse_stream(map)?;
     let _user: Option<String> = take(map, "user")?;
     Ok(Common {

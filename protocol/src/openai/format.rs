@@ -1,0 +1,198 @@
+//! Structured outputs: OpenAI's `response_format` and vLLM's `guided_json`, reduced to the JSON
+//! Schema the engine's constrained decoding (llguidance, inside mistral.rs) enforces token by
+//! token, so the output parses whatever the model would have said.
+
+use super::{InvalidRequest, Result};
+use serde_json::{json, Map, Value};
+
+/// Longest `response_format.json_schema.name`, as OpenAI documents it.
+pub const MAX_SCHEMA_NAME: usize = 64;
+
+/// The schema `response_format` (OpenAI) or `guided_json` (vLLM's extension) asks for; `None`
+/// for free text. `{"type": "json_object"}` is any JSON object (the schema `{"type":
+/// "object"}`); `{"type": "json_schema", "json_schema": {"name", "schema", "strict",
+/// "description"}}` is its `schema`. Both keys in one request are refused.
+///
+/// Errors: [`InvalidRequest`] naming the part that is wrong (`response_format.type`,
+/// `response_format.json_schema.name`, ...). Whether the engine can enforce the schema is
+/// checked later, by the gateway, with the engine's own schema compiler.
+pub fn take_output_schema(map: &mut Map<String, Value>) -> Result<Option<Value>> {
+    let format = match map.remove("response_format") {
+        None => None,
+        Some(v) => response_format(v)?,
+    };
+    let guided = match map.remove("guided_json") {
+        None => None,
+        Some(Value::Object(o)) => Some(Value::Object(o)),
+        // vLLM also takes the schema as a JSON text.
+        Some(Value::String(s)) => Some(
+            serde_json::from_str::<Value>(&s)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| {
+                    InvalidRequest::new("guided_json", "`guided_json` must be a JSON Schema object")
+                })?,
+        ),
+        Some(_) => {
+            return Err(InvalidRequest::new(
+                "guided_json",
+                "`guided_json` must be a JSON Schema object",
+            ))
+        }
+    };
+    match (format, guided) {
+        (Some(_), Some(_)) => Err(InvalidRequest::new(
+            "guided_json",
+            "give either `response_format` or `guided_json`, not both",
+        )),
+        (f, g) => Ok(f.or(g)),
+    }
+}
+
+/// OpenAI's `response_format` object.
+fn response_format(v: Value) -> Result<Option<Value>> {
+    let Value::Object(mut o) = v else {
+        return Err(InvalidRequest::new(
+            "response_format",
+            "`response_format` must be an object with a `type`",
+        ));
+    };
+    let kind = o.remove("type");
+    let schema = match kind.as_ref().and_then(Value::as_str) {
+        Some("text") => None,
+        Some("json_object") => Some(json!({"type": "object"})),
+        Some("json_schema") => Some(json_schema(o.remove("json_schema"))?),
+        _ => {
+            return Err(InvalidRequest::new(
+                "response_format.type",
+                "`response_format.type` must be `text`, `json_object` or `json_schema`",
+            ))
+        }
+    };
+    match o.keys().next() {
+        Some(k) => Err(InvalidRequest::new(
+            format!("response_format.{k}"),
+            format!("unknown field `response_format.{k}`"),
+        )),
+        None => Ok(schema),
+    }
+}
+
+/// `response_format.json_schema`: `{"name", "schema", "strict"?, "description"?}`.
+fn json_schema(v: Option<Value>) -> Result<Value> {
+    let param = "response_format.json_schema";
+    let Some(Value::Object(mut o)) = v else {
+        return Err(InvalidRequest::new(
+            param,
+            "`response_format.json_schema` must be an object with `name` and `schema`",
+        ));
+    };
+    let name_ok = |n: &str| {
+        (1..=MAX_SCHEMA_NAME).contains(&n.len())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    match o.remove("name") {
+        Some(Value::String(n)) if name_ok(&n) => {}
+        _ => {
+            return Err(InvalidRequest::new(
+                format!("{param}.name"),
+                format!("`{param}.name` must be 1 to {MAX_SCHEMA_NAME} of a-z, A-Z, 0-9, _ and -"),
+            ))
+        }
+    }
+    // `strict` asks for exact adherence, which constrained decoding gives either way.
+    if !matches!(
+        o.remove("strict"),
+        None | Some(Value::Bool(_)) | Some(Value::Null)
+    ) {
+        return Err(InvalidRequest::new(
+            format!("{param}.strict"),
+            format!("`{param}.strict` must be a boolean"),
+        ));
+    }
+    if !matches!(o.remove("description"), None | Some(Value::String(_))) {
+        return Err(InvalidRequest::new(
+            format!("{param}.description"),
+            format!("`{param}.description` must be a string"),
+        ));
+    }
+    let schema = match o.remove("schema") {
+        Some(s @ Value::Object(_)) => s,
+        _ => {
+            return Err(InvalidRequest::new(
+                format!("{param}.schema"),
+                format!("`{param}.schema` must be a JSON Schema object"),
+            ))
+        }
+    };
+    match o.keys().next() {
+        Some(k) => Err(InvalidRequest::new(
+            format!("{param}.{k}"),
+            format!("unknown field `{param}.{k}`"),
+        )),
+        None => Ok(schema),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_of(body: Value) -> Result<Option<Value>> {
+        let Value::Object(mut m) = body else { panic!() };
+        take_output_schema(&mut m)
+    }
+
+    #[test]
+    fn response_formats_become_schemas() {
+        assert_eq!(
+            schema_of(json!({"response_format": {"type": "text"}})),
+            Ok(None)
+        );
+        assert_eq!(
+            schema_of(json!({"response_format": {"type": "json_object"}})),
+            Ok(Some(json!({"type": "object"})))
+        );
+        let s = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        let rf = json!({"type": "json_schema",
+            "json_schema": {"name": "thing_1", "schema": s, "strict": true}});
+        assert_eq!(
+            schema_of(json!({ "response_format": rf })),
+            Ok(Some(s.clone()))
+        );
+        assert_eq!(schema_of(json!({ "guided_json": s })), Ok(Some(s.clone())));
+        assert_eq!(
+            schema_of(json!({ "guided_json": s.to_string() })),
+            Ok(Some(s.clone()))
+        );
+    }
+
+    #[test]
+    fn bad_formats_name_the_part() {
+        let param = |body| schema_of(body).unwrap_err().param.unwrap();
+        assert_eq!(
+            param(json!({"response_format": {"type": "yaml"}})),
+            "response_format.type"
+        );
+        assert_eq!(
+            param(json!({"response_format": {"type": "json_schema",
+                "json_schema": {"name": "bad name", "schema": {}}}})),
+            "response_format.json_schema.name"
+        );
+        assert_eq!(
+            param(json!({"response_format": {"type": "json_schema",
+                "json_schema": {"name": "n"}}})),
+            "response_format.json_schema.schema"
+        );
+        assert_eq!(
+            param(json!({"response_format": {"type": "json_object", "x": 1}})),
+            "response_format.x"
+        );
+        assert_eq!(
+            param(json!({"response_format": {"type": "json_object"}, "guided_json": {}})),
+            "guided_json"
+        );
+        assert_eq!(param(json!({"guided_json": "not json"})), "guided_json");
+    }
+}
