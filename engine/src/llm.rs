@@ -192,6 +192,15 @@ impl Engine {
             sampling.stop.clone(),
             stream && req.include_usage(),
         );
+        if let GenerateRequest::Completion(c) = req {
+            if c.echo {
+                for chunk in agg.echo(&c.prompt) {
+                    if stream {
+                        on_chunk(chunk);
+                    }
+                }
+            }
+        }
         // Each run's counts, taken when its choices finished: mistral.rs may run a finished
         // sequence one more step before it notices the dropped receiver.
         let mut counts: Vec<Option<TokenCounts>> = vec![None; runs.len()];
@@ -227,7 +236,7 @@ impl Engine {
     }
 
     /// The response once the engine is done: choices it ended silently get their finish
-    /// reason, usage comes from the counts, completions' `echo` is applied.
+    /// reason, usage comes from the counts.
     fn finish(
         &self,
         req: &GenerateRequest,
@@ -258,11 +267,6 @@ impl Engine {
             prompt_tokens,
             counts.iter().map(|c| c.generated(limit)).sum(),
         );
-        if let GenerateRequest::Completion(c) = req {
-            if c.echo {
-                agg.prepend(&c.prompt);
-            }
-        }
         if stream && req.include_usage() {
             on_chunk(agg.usage_chunk());
         }

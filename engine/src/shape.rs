@@ -198,11 +198,28 @@ impl Aggregator {
             .unwrap_or("")
     }
 
-    /// Prefix choice texts (completions' `echo`), without streaming anything.
-    pub fn prepend(&mut self, prefix: &str) {
-        for c in &mut self.choices {
-            c.text.insert_str(0, prefix);
+    /// Completions' `echo`: every choice's text starts with the prompt. Returns the chunks
+    /// that stream it, one per choice, as OpenAI streams an echoed prompt (first, before any
+    /// generated text). Call before the first [`Aggregator::delta`]; the prompt is never
+    /// matched against stop sequences.
+    pub fn echo(&mut self, prompt: &str) -> Vec<Chunk> {
+        let usage = self.include_usage.then_some(None);
+        let mut chunks = Vec::with_capacity(self.choices.len());
+        for index in 0..self.choices.len() {
+            self.choices[index].text.insert_str(0, prompt);
+            let choice = TextChoice {
+                index,
+                text: prompt.to_string(),
+                logprobs: None,
+                finish_reason: None,
+            };
+            chunks.push(Chunk::Text(self.envelope(
+                "text_completion",
+                vec![choice],
+                usage,
+            )));
         }
+        chunks
     }
 
     /// The non-streamed response object.
@@ -291,11 +308,15 @@ mod tests {
 
     #[test]
     fn completion_shape_and_reasons() {
-        let mut a = Aggregator::new(Kind::Completion, "m", 2, vec![], false);
+        let mut a = Aggregator::new(Kind::Completion, "m", 2, vec![":".into()], false);
+        // `echo` streams the prompt first, one chunk per choice, not matched against stops.
+        let echoed: Vec<Value> = a.echo("p:").into_iter().map(j).collect();
+        assert_eq!(echoed.len(), 2);
+        assert_eq!(echoed[1]["choices"][0]["text"], "p:");
+        assert_eq!(echoed[1]["choices"][0]["finish_reason"], Value::Null);
         let c = j(a.delta(1, "x", Some("canceled")).unwrap());
         assert_eq!(c["object"], "text_completion");
         assert_eq!(c["choices"][0]["finish_reason"], "stop");
-        a.prepend("p:");
         let f = j(a.finish());
         assert_eq!(f["choices"][0]["text"], "p:");
         assert_eq!(f["choices"][1]["text"], "p:x");

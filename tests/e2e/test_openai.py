@@ -80,6 +80,18 @@ def test_completions(client):
     assert "".join(c.choices[0].text for c in streamed if c.choices) == r.choices[0].text
 
 
+def test_echo_puts_the_prompt_first_streamed_and_not(client):
+    args = dict(model=MODEL, prompt="The capital of France is", max_tokens=6, temperature=0, n=2)
+    plain = client.completions.create(**args).choices[0].text
+    r = client.completions.create(echo=True, **args)
+    assert [c.text for c in r.choices] == ["The capital of France is" + plain] * 2
+    streamed = ["", ""]
+    for chunk in client.completions.create(echo=True, stream=True, **args):
+        for c in chunk.choices:
+            streamed[c.index] += c.text
+    assert streamed == [c.text for c in r.choices]
+
+
 def test_stop_sequence_is_honoured(client):
     args = dict(model=MODEL, messages=HELLO, max_tokens=40, temperature=0)
     full = client.chat.completions.create(**args).choices[0].message.content
