@@ -38,6 +38,9 @@ impl JobHandler for Words {
         if text == "fail" {
             return Err(EngineError::Internal("scripted failure".into()));
         }
+        if text == "invalid" {
+            return Err(EngineError::Invalid("scripted bad input".into()));
+        }
         if text == "wait" {
             sink.send(json!({"choices": [{"index": 0, "delta": {"content": "waiting"}}]}));
             cancel.cancelled().await;
@@ -178,7 +181,7 @@ async fn streamed_request_relays_every_chunk_then_done() {
 }
 
 #[tokio::test]
-async fn handler_errors_become_500_and_an_sse_error_event() {
+async fn handler_errors_become_500_or_400_and_an_sse_error_event() {
     let h = start().await;
     let http = reqwest::Client::new();
     let r = http
@@ -206,6 +209,39 @@ async fn handler_errors_become_500_and_an_sse_error_event() {
     let events = Parser::new().feed(&r.text().await.unwrap());
     assert!(events[0].contains("scripted failure"), "{events:?}");
     assert_eq!(events.last().map(String::as_str), Some(DONE));
+    // An input only the worker finds wrong is the client's fault: 400, not 500.
+    let r = http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .json(&chat("invalid", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scripted bad input"),
+        "{body}"
+    );
+    let r = http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .json(&chat("invalid", true))
+        .send()
+        .await
+        .unwrap();
+    let events = Parser::new().feed(&r.text().await.unwrap());
+    let error: Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(
+        error["error"]["type"], "invalid_request_error",
+        "{events:?}"
+    );
+    assert_eq!(
+        error["error"]["message"],
+        "invalid request: scripted bad input"
+    );
     h.stop.cancel();
 }
 

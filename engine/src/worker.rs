@@ -4,7 +4,7 @@
 
 use crate::EngineError;
 use async_trait::async_trait;
-use protocol::job::{JobDoneBody, JobsToStop, TakenJob};
+use protocol::job::{JobDoneBody, JobFailure, JobsToStop, TakenJob};
 use protocol::routes::{WorkerRoute, SDK_QUERY};
 use protocol::JobId;
 use serde_json::{json, Value};
@@ -239,8 +239,16 @@ impl Worker {
             },
             Err(e) => {
                 tracing::warn!(job = %job.id, "job failed: {e}");
+                let error_type = match e {
+                    EngineError::Invalid(_) => JobFailure::INVALID_REQUEST,
+                    _ => JobFailure::INTERNAL,
+                };
+                let failure = JobFailure {
+                    error_type: error_type.into(),
+                    error_message: e.to_string(),
+                };
                 JobDoneBody {
-                    error: Some(Value::String(e.to_string())),
+                    error: serde_json::to_value(failure).ok(),
                     ..Default::default()
                 }
             }

@@ -4,10 +4,11 @@
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use protocol::job::JobFailure;
+use protocol::openai::{ErrorBody, ErrorDetail};
 use protocol::sse::{frame, DONE};
 use protocol::{JobId, JobStatus};
 use queue::JobStore;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop) -> Respons
                     Ok(Some(v)) => v.error.unwrap_or_else(|| format!("job {}", v.status)),
                     _ => format!("job {}", read.status),
                 };
-                text.push_str(&error_event(&why));
+                text.push_str(&failure_event(&why));
             }
             text.push_str(&frame(DONE));
             r.finish();
@@ -113,6 +114,29 @@ pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop) -> Respons
         .into_response()
 }
 
+/// An OpenAI error object as an SSE event (`server_error`).
 fn error_event(message: &str) -> String {
-    frame(&json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}).to_string())
+    error_frame(message, "server_error")
+}
+
+/// The event for a job that ended without completing: a worker's [`JobFailure`] keeps its
+/// kind (an input at fault is an `invalid_request_error`), any other error text is shown as is.
+fn failure_event(error: &str) -> String {
+    match JobFailure::parse(error) {
+        Some(f) if f.is_invalid_request() => error_frame(&f.error_message, "invalid_request_error"),
+        Some(f) => error_event(&f.error_message),
+        None => error_event(error),
+    }
+}
+
+fn error_frame(message: &str, kind: &str) -> String {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            message: message.to_string(),
+            kind: kind.to_string(),
+            param: None,
+            code: None,
+        },
+    };
+    frame(&serde_json::to_string(&body).unwrap_or_default())
 }

@@ -259,6 +259,36 @@ pub struct TakenJob {
     pub s3_config: Option<Value>,
 }
 
+/// A failed job's `error` as sluice's worker reports it, in the RunPod SDK's shape (its
+/// handler failures are `{"error_type", "error_message", ...}` too); `error_type` is
+/// [`JobFailure::INVALID_REQUEST`] when the job's input was at fault, so the gateway answers
+/// an OpenAI request with a 400 instead of a 500.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// [`JobFailure::INVALID_REQUEST`] or [`JobFailure::INTERNAL`] from sluice's worker; a
+    /// Python class name from RunPod's SDK.
+    pub error_type: String,
+    /// What went wrong, for people.
+    pub error_message: String,
+}
+
+impl JobFailure {
+    /// The input was at fault (OpenAI's `invalid_request_error`).
+    pub const INVALID_REQUEST: &'static str = "invalid_request_error";
+    /// The handler or engine was at fault.
+    pub const INTERNAL: &'static str = "internal_error";
+
+    /// A job's stored `error` text read as a failure, if it has this shape.
+    pub fn parse(error: &str) -> Option<JobFailure> {
+        serde_json::from_str(error).ok()
+    }
+
+    /// Whether the job's input was at fault.
+    pub fn is_invalid_request(&self) -> bool {
+        self.error_type == Self::INVALID_REQUEST
+    }
+}
+
 /// The body of `job-done`: `error` present means FAILED; `status: IN_PROGRESS` is a progress
 /// update that does not finish the job.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
