@@ -18,10 +18,11 @@ use mistralrs::core::{
 };
 use mistralrs::{
     best_device, Constraint, DefaultSchedulerMethod, Model, ModelDType, NormalRequest, Request,
-    SamplingParams, SchedulerConfig, StopTokens,
+    SamplingParams, SchedulerConfig, StopTokens, TopLogprob,
 };
 use protocol::config::ActivationDType;
 use protocol::job::OpenAiJobInput;
+use protocol::openai::logprobs::TokenLogprob;
 use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::{GenerateRequest, Sampling};
 use protocol::vllm::{VllmBatch, VllmChoice, VllmUsage};
@@ -191,7 +192,8 @@ impl Engine {
             n,
             sampling.stop.clone(),
             stream && req.include_usage(),
-        );
+        )
+        .with_logprobs(sampling.logprobs.is_some());
         if let GenerateRequest::Completion(c) = req {
             if c.echo {
                 for chunk in agg.echo(&c.prompt) {
@@ -211,8 +213,8 @@ impl Engine {
             };
             // No event: the engine has dropped every sequence of the request.
             let Some((r, resp)) = event else { break };
-            for (index, text, finish) in fold(resp, runs[r].choices.start)? {
-                if let Some(chunk) = agg.delta(index, &text, finish.as_deref()) {
+            for (index, text, finish, logprob) in fold(resp, runs[r].choices.start)? {
+                if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), logprob) {
                     if stream {
                         on_chunk(chunk);
                     }
@@ -325,7 +327,7 @@ impl Engine {
                 messages: request_message(req, keep),
                 sampling_params: params,
                 response: tx,
-                return_logprobs: false,
+                return_logprobs: sampling.logprobs.is_some(),
                 is_streaming: keep.is_none(),
                 id: runner.next_request_id(),
                 constraint: sampling
@@ -387,10 +389,33 @@ fn request_message(req: &GenerateRequest, best_of: Option<usize>) -> RequestMess
     }
 }
 
-/// One engine response as `(choice index, text, finish reason)` pieces. `run_choice` is the
-/// choice of a one-choice run (mistral.rs numbers every run's choice 0); a best-of run's
-/// choices keep the engine's numbering.
-type Piece = (usize, String, Option<String>);
+/// One engine response as `(choice index, text, finish reason, log probability)` pieces.
+/// `run_choice` is the choice of a one-choice run (mistral.rs numbers every run's choice 0);
+/// a best-of run's choices keep the engine's numbering.
+type Piece = (usize, String, Option<String>, Option<TokenLogprob>);
+
+/// A streamed chunk's log probability (mistral.rs gives the last token's, with the chunk's
+/// whole text as its token: a character split across tokens is one entry) in OpenAI's shape.
+fn token_logprob(text: &str, logprob: f32, top: Option<Vec<TopLogprob>>) -> TokenLogprob {
+    let alternative = |t: TopLogprob| {
+        let token = t.bytes.unwrap_or_default();
+        protocol::openai::logprobs::TopLogprob {
+            bytes: Some(token.as_bytes().to_vec()),
+            token,
+            logprob: t.logprob,
+        }
+    };
+    TokenLogprob {
+        token: text.to_string(),
+        logprob,
+        bytes: Some(text.as_bytes().to_vec()),
+        top_logprobs: top
+            .unwrap_or_default()
+            .into_iter()
+            .map(alternative)
+            .collect(),
+    }
+}
 
 fn fold(resp: Response, run_choice: usize) -> Result<Vec<Piece>, EngineError> {
     Ok(match resp {
@@ -399,19 +424,27 @@ fn fold(resp: Response, run_choice: usize) -> Result<Vec<Piece>, EngineError> {
             .into_iter()
             .map(|ch| {
                 let text = ch.delta.content.unwrap_or_default();
-                (run_choice + ch.index, text, ch.finish_reason)
+                let lp = ch
+                    .logprobs
+                    .map(|l| token_logprob(&text, l.logprob, Some(l.top_logprobs)));
+                (run_choice + ch.index, text, ch.finish_reason, lp)
             })
             .collect(),
         Response::CompletionChunk(c) => c
             .choices
             .into_iter()
-            .map(|ch| (run_choice + ch.index, ch.text, ch.finish_reason))
+            .map(|ch| {
+                let lp = ch
+                    .logprobs
+                    .map(|l| token_logprob(&ch.text, l.logprob, Some(l.top_logprobs)));
+                (run_choice + ch.index, ch.text, ch.finish_reason, lp)
+            })
             .collect(),
         Response::CompletionDone(c) => c
             .choices
             .into_iter()
             .enumerate()
-            .map(|(i, ch)| (i, ch.text, Some(ch.finish_reason)))
+            .map(|(i, ch)| (i, ch.text, Some(ch.finish_reason), None))
             .collect(),
         Response::ValidationError(e) => return Err(EngineError::Invalid(e.to_string())),
         Response::InternalError(e) => return Err(EngineError::Internal(e.to_string())),
@@ -473,6 +506,7 @@ fn sampling_params(s: &Sampling) -> SamplingParams {
     p.frequency_penalty = s.frequency_penalty;
     p.repetition_penalty = s.repetition_penalty;
     p.max_len = s.max_tokens.map(|m| m as usize);
+    p.top_n_logprobs = s.logprobs.unwrap_or(0) as usize;
     // Stop sequences are matched on text by `shape::Aggregator`, not by the engine.
     if !s.logit_bias.is_empty() {
         p.logits_bias = Some(s.logit_bias.clone());
