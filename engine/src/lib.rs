@@ -6,6 +6,7 @@
 
 mod counter;
 mod llm;
+mod logprobs;
 pub mod shape;
 mod vllm_input;
 pub mod worker;

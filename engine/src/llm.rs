@@ -6,6 +6,7 @@
 //! at all when the last token ends inside a multi-byte character.
 
 use crate::counter::{TokenCounter, TokenCounts};
+use crate::logprobs::LogprobRecorder;
 use crate::shape::{Aggregator, Kind};
 use crate::vllm_input;
 use crate::worker::{JobHandler, StreamSink};
@@ -18,11 +19,11 @@ use mistralrs::core::{
 };
 use mistralrs::{
     best_device, Constraint, DefaultSchedulerMethod, Model, ModelDType, NormalRequest, Request,
-    SamplingParams, SchedulerConfig, StopTokens, TopLogprob,
+    SamplingParams, SchedulerConfig, StopTokens,
 };
 use protocol::config::ActivationDType;
 use protocol::job::OpenAiJobInput;
-use protocol::openai::logprobs::TokenLogprob;
+use protocol::openai::logprobs::{TokenLogprob, TopLogprob};
 use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::{GenerateRequest, Sampling};
 use protocol::vllm::{VllmBatch, VllmChoice, VllmUsage};
@@ -30,6 +31,7 @@ use protocol::ModelConfig;
 use serde_json::Value;
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::sync::mpsc::Receiver;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{StreamExt, StreamMap};
@@ -68,6 +70,8 @@ pub struct Engine {
     context_length: usize,
     /// Where a constrained (structured-output) request stops: see [`constraint_eos_ids`].
     constraint_eos: Vec<u32>,
+    /// For log probabilities; `None` if the pipeline has no tokenizer.
+    token_text: Option<TokenText>,
 }
 
 impl Engine {
@@ -143,8 +147,20 @@ impl Engine {
         let prefix_cache = prefix_cache_for(cfg.engine.prefix_cache, device.is_cpu())?;
         let tokenizer = pipeline.lock().await.tokenizer();
         let constraint_eos = tokenizer
+            .as_ref()
             .map(|t| constraint_eos_ids(|s| t.token_to_id(s)))
             .unwrap_or_default();
+        let token_text = tokenizer.map(|t| {
+            let d = t.clone();
+            TokenText {
+                encode: Arc::new(move |s: &str| {
+                    t.encode(s, false)
+                        .map(|e| e.get_ids().to_vec())
+                        .unwrap_or_default()
+                }),
+                decode: Arc::new(move |id| d.decode(&[id], false).unwrap_or_default()),
+            }
+        });
         let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
             .with_no_prefix_cache(!prefix_cache)
             .build()
@@ -159,6 +175,7 @@ impl Engine {
             served_name: cfg.name.clone(),
             context_length: cfg.engine.context_length,
             constraint_eos,
+            token_text,
         })
     }
 
@@ -213,7 +230,8 @@ impl Engine {
             };
             // No event: the engine has dropped every sequence of the request.
             let Some((r, resp)) = event else { break };
-            for (index, text, finish, logprob) in fold(resp, runs[r].choices.start)? {
+            for (index, text, finish) in fold(resp, runs[r].choices.start)? {
+                let logprob = self.chunk_logprob(&runs[r], &text, sampling.logprobs);
                 if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), logprob) {
                     if stream {
                         on_chunk(chunk);
@@ -295,6 +313,36 @@ impl Engine {
     /// the exception: mistral.rs ranks `best_of` sequences by cumulative log probability only
     /// in its non-streaming mode, so it runs as one such request, which a cancel stops only
     /// when it ends (bounded by `max_tokens`, 16 by default on that route).
+    /// The log probability entry of a chunk's `text` when the request asked (`top_n`
+    /// alternatives): the chunk's tokens are read back from the text with the tokenizer and
+    /// matched, in order, to the positions the run's recorder saw. A chunk of several tokens
+    /// (a character split across tokens) is one entry: the sum of their log probabilities,
+    /// the last position's alternatives.
+    fn chunk_logprob(&self, run: &Run, text: &str, top_n: Option<u32>) -> Option<TokenLogprob> {
+        let (recorder, tt, top_n) = (run.logprobs.as_ref()?, self.token_text.as_ref()?, top_n?);
+        if text.is_empty() {
+            return None;
+        }
+        let positions = recorder.take(&(tt.encode)(text), top_n as usize)?;
+        let alternative = |&(id, logprob): &(u32, f32)| {
+            let token = (tt.decode)(id);
+            TopLogprob {
+                bytes: Some(token.as_bytes().to_vec()),
+                token,
+                logprob,
+            }
+        };
+        Some(TokenLogprob {
+            token: text.to_string(),
+            logprob: positions.iter().map(|p| p.chosen).sum(),
+            bytes: Some(text.as_bytes().to_vec()),
+            top_logprobs: positions
+                .last()
+                .map(|p| p.top.iter().map(alternative).collect())
+                .unwrap_or_default(),
+        })
+    }
+
     async fn start_runs(
         &self,
         req: &GenerateRequest,
@@ -318,6 +366,7 @@ impl Engine {
             // the whole batch, not just this request.
             let (tx, rx) = tokio::sync::mpsc::channel(4096);
             let counter = TokenCounter::default();
+            let recorder = sampling.logprobs.map(|_| LogprobRecorder::default());
             let mut params = sampling_params(sampling);
             if sampling.json_schema.is_some() && !self.constraint_eos.is_empty() {
                 params.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
@@ -327,7 +376,8 @@ impl Engine {
                 messages: request_message(req, keep),
                 sampling_params: params,
                 response: tx,
-                return_logprobs: sampling.logprobs.is_some(),
+                // mistral.rs's own are wrong (see `logprobs.rs`); the recorder computes them.
+                return_logprobs: false,
                 is_streaming: keep.is_none(),
                 id: runner.next_request_id(),
                 constraint: sampling
@@ -337,7 +387,11 @@ impl Engine {
                 suffix: None,
                 tools: None,
                 tool_choice: None,
-                logits_processors: Some(vec![counter.processor()]),
+                logits_processors: Some(
+                    std::iter::once(counter.processor())
+                        .chain(recorder.as_ref().map(LogprobRecorder::processor))
+                        .collect(),
+                ),
                 return_raw_logits: false,
                 web_search_options: None,
                 model_id: None,
@@ -351,7 +405,12 @@ impl Engine {
                 Some(n) => 0..n,
                 None => i..i + 1,
             };
-            runs.push((Run { choices, counter }, rx));
+            let run = Run {
+                choices,
+                counter,
+                logprobs: recorder,
+            };
+            runs.push((run, rx));
         }
         Ok(runs)
     }
@@ -362,7 +421,20 @@ impl Engine {
 struct Run {
     choices: std::ops::Range<usize>,
     counter: TokenCounter,
+    /// The run's log probabilities, when the request asked (one choice per such run).
+    logprobs: Option<LogprobRecorder>,
 }
+
+/// The model's tokenizer as log probabilities need it: a chunk's text back to token ids, an
+/// alternative's id to its text.
+#[derive(Clone)]
+struct TokenText {
+    encode: Arc<Encode>,
+    decode: Arc<dyn Fn(u32) -> String + Send + Sync>,
+}
+
+/// Text to token ids, without special tokens.
+type Encode = dyn Fn(&str) -> Vec<u32> + Send + Sync;
 
 /// The messages of `req` as mistral.rs takes them; `best_of` for a best-of completion.
 fn request_message(req: &GenerateRequest, best_of: Option<usize>) -> RequestMessage {
@@ -389,33 +461,10 @@ fn request_message(req: &GenerateRequest, best_of: Option<usize>) -> RequestMess
     }
 }
 
-/// One engine response as `(choice index, text, finish reason, log probability)` pieces.
-/// `run_choice` is the choice of a one-choice run (mistral.rs numbers every run's choice 0);
-/// a best-of run's choices keep the engine's numbering.
-type Piece = (usize, String, Option<String>, Option<TokenLogprob>);
-
-/// A streamed chunk's log probability (mistral.rs gives the last token's, with the chunk's
-/// whole text as its token: a character split across tokens is one entry) in OpenAI's shape.
-fn token_logprob(text: &str, logprob: f32, top: Option<Vec<TopLogprob>>) -> TokenLogprob {
-    let alternative = |t: TopLogprob| {
-        let token = t.bytes.unwrap_or_default();
-        protocol::openai::logprobs::TopLogprob {
-            bytes: Some(token.as_bytes().to_vec()),
-            token,
-            logprob: t.logprob,
-        }
-    };
-    TokenLogprob {
-        token: text.to_string(),
-        logprob,
-        bytes: Some(text.as_bytes().to_vec()),
-        top_logprobs: top
-            .unwrap_or_default()
-            .into_iter()
-            .map(alternative)
-            .collect(),
-    }
-}
+/// One engine response as `(choice index, text, finish reason)` pieces. `run_choice` is the
+/// choice of a one-choice run (mistral.rs numbers every run's choice 0); a best-of run's
+/// choices keep the engine's numbering.
+type Piece = (usize, String, Option<String>);
 
 fn fold(resp: Response, run_choice: usize) -> Result<Vec<Piece>, EngineError> {
     Ok(match resp {
@@ -424,27 +473,19 @@ fn fold(resp: Response, run_choice: usize) -> Result<Vec<Piece>, EngineError> {
             .into_iter()
             .map(|ch| {
                 let text = ch.delta.content.unwrap_or_default();
-                let lp = ch
-                    .logprobs
-                    .map(|l| token_logprob(&text, l.logprob, Some(l.top_logprobs)));
-                (run_choice + ch.index, text, ch.finish_reason, lp)
+                (run_choice + ch.index, text, ch.finish_reason)
             })
             .collect(),
         Response::CompletionChunk(c) => c
             .choices
             .into_iter()
-            .map(|ch| {
-                let lp = ch
-                    .logprobs
-                    .map(|l| token_logprob(&ch.text, l.logprob, Some(l.top_logprobs)));
-                (run_choice + ch.index, ch.text, ch.finish_reason, lp)
-            })
+            .map(|ch| (run_choice + ch.index, ch.text, ch.finish_reason))
             .collect(),
         Response::CompletionDone(c) => c
             .choices
             .into_iter()
             .enumerate()
-            .map(|(i, ch)| (i, ch.text, Some(ch.finish_reason), None))
+            .map(|(i, ch)| (i, ch.text, Some(ch.finish_reason)))
             .collect(),
         Response::ValidationError(e) => return Err(EngineError::Invalid(e.to_string())),
         Response::InternalError(e) => return Err(EngineError::Internal(e.to_string())),
