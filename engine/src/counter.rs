@@ -47,11 +47,27 @@ impl TokenCounts {
 
 /// The logits processor that records [`TokenCounts`]; it leaves the logits unchanged.
 #[derive(Clone, Default)]
-pub struct TokenCounter(Arc<Mutex<TokenCounts>>);
+pub struct TokenCounter {
+    counts: Arc<Mutex<TokenCounts>>,
+    /// The request is constrained, so steps may be resampled (checked only then: the check
+    /// reads every logit).
+    constrained: bool,
+}
 
 impl TokenCounter {
+    /// A counter for one request; `constrained`: it has a structured-output constraint.
+    pub fn new(constrained: bool) -> Self {
+        TokenCounter {
+            counts: Arc::default(),
+            constrained,
+        }
+    }
+
     pub fn counts(&self) -> TokenCounts {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The processor to hand to mistral.rs with the request.
@@ -62,8 +78,8 @@ impl TokenCounter {
 
 impl CustomLogitsProcessor for TokenCounter {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
-        if !is_resample(logits)? {
-            self.0
+        if !(self.constrained && is_resample(logits)?) {
+            self.counts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .record(context.len());
@@ -89,7 +105,7 @@ mod tests {
 
     #[test]
     fn a_constrained_resample_is_not_counted_twice() {
-        let c = TokenCounter::default();
+        let c = TokenCounter::new(true);
         let free = Tensor::new(&[0.5f32, -3.0, 2.0], &mistralrs::Device::Cpu).unwrap();
         let masked = Tensor::new(
             &[f32::NEG_INFINITY, -3.0, f32::NEG_INFINITY],

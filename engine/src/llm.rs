@@ -365,7 +365,7 @@ impl Engine {
             // Generous capacity: mistral.rs awaits each send, so a full channel would stall
             // the whole batch, not just this request.
             let (tx, rx) = tokio::sync::mpsc::channel(4096);
-            let counter = TokenCounter::default();
+            let counter = TokenCounter::new(sampling.json_schema.is_some());
             let recorder = sampling.logprobs.map(|_| LogprobRecorder::default());
             let mut params = sampling_params(sampling);
             if sampling.json_schema.is_some() && !self.constraint_eos.is_empty() {
