@@ -87,35 +87,7 @@ impl Engine {
         tokenizer_dir: Option<&Path>,
     ) -> Result<Self, EngineError> {
         let load_err = |e: anyhow::Error| EngineError::Load(format!("{e:#}"));
-        // mistral.rs would take a missing local file for a Hugging Face id and go online.
-        if !path.is_file() {
-            return Err(EngineError::Load(format!(
-                "model file not found: {}",
-                path.display()
-            )));
-        }
-        let dir = path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_string_lossy()
-            .into_owned();
-        let file = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .ok_or_else(|| EngineError::Load(format!("not a file: {}", path.display())))?;
-        // mistral.rs reads `tokenizer.json` and `tokenizer_config.json` (the chat template and
-        // special tokens) from this "model id" when it is a local directory.
-        let tok_model_id = tokenizer_dir.map(|d| d.to_string_lossy().into_owned());
-        let loader = GGUFLoaderBuilder::new(
-            None,
-            tok_model_id,
-            dir,
-            vec![file],
-            GGUFSpecificConfig { topology: None },
-            false,
-            None,
-        )
-        .build();
+        let loader = gguf_loader(path, tokenizer_dir)?;
         let dtype = match cfg.engine.dtype {
             ActivationDType::Auto => ModelDType::Auto,
             ActivationDType::F32 => ModelDType::F32,
@@ -512,6 +484,44 @@ fn prefix_cache_for(setting: Option<bool>, on_cpu: bool) -> Result<bool, EngineE
         (Some(on), _) => Ok(on),
         (None, on_cpu) => Ok(!on_cpu),
     }
+}
+
+/// mistral.rs's GGUF loader for the file at `path`, reading the tokenizer from `tokenizer_dir`
+/// when given. Errors: [`EngineError::Load`] when `path` is not a file (mistral.rs would take
+/// a missing local file for a Hugging Face id and go online).
+fn gguf_loader(
+    path: &Path,
+    tokenizer_dir: Option<&Path>,
+) -> Result<Box<dyn mistralrs::core::Loader>, EngineError> {
+    // mistral.rs would take a missing local file for a Hugging Face id and go online.
+    if !path.is_file() {
+        return Err(EngineError::Load(format!(
+            "model file not found: {}",
+            path.display()
+        )));
+    }
+    let dir = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_string_lossy()
+        .into_owned();
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .ok_or_else(|| EngineError::Load(format!("not a file: {}", path.display())))?;
+    // mistral.rs reads `tokenizer.json` and `tokenizer_config.json` (the chat template and
+    // special tokens) from this "model id" when it is a local directory.
+    let tok_model_id = tokenizer_dir.map(|d| d.to_string_lossy().into_owned());
+    Ok(GGUFLoaderBuilder::new(
+        None,
+        tok_model_id,
+        dir,
+        vec![file],
+        GGUFSpecificConfig { topology: None },
+        false,
+        None,
+    )
+    .build())
 }
 
 /// The token ids llguidance ends a finished constraint with: the added tokens its tokenizer

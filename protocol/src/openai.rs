@@ -6,7 +6,10 @@
 
 pub mod format;
 pub mod logprobs;
+mod params;
 pub mod response;
+
+use params::{parse_common, Common};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -344,150 +347,6 @@ pub const MAX_STOP: usize = 16;
 /// Maximum number of choices (`n`) one request may ask for, and of sequences (`best_of`) one
 /// completion may generate.
 pub const MAX_N: u32 = 16;
-
-/// What both routes take: the model, sampling and length, streaming.
-struct Common {
-    model: String,
-    sampling: Sampling,
-    stream: bool,
-    include_usage: bool,
-}
-
-fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
-    let model: String = take(map, "model")?
-        .ok_or_else(|| InvalidRequest::new("model", "you must provide a model parameter"))?;
-    let mut sampling = parse_sampling(map)?;
-    sampling.stop = parse_stop(map)?;
-    sampling.logit_bias = parse_logit_bias(map)?;
-    sampling.json_schema = format::take_output_schema(map)?;
-    let (stream, include_usage) = parse_stream(map)?;
-    let _user: Option<String> = take(map, "user")?;
-    Ok(Common {
-        model,
-        sampling,
-        stream,
-        include_usage,
-    })
-}
-
-/// Length and sampling parameters, range-checked.
-fn parse_sampling(map: &mut Map<String, Value>) -> Result<Sampling> {
-    let max_tokens: Option<u32> = take(map, "max_tokens")?;
-    let max_completion: Option<u32> = take(map, "max_completion_tokens")?;
-    let max_tokens = max_completion.or(max_tokens);
-    if max_tokens == Some(0) {
-        return Err(InvalidRequest::new(
-            "max_tokens",
-            "`max_tokens` must be at least 1",
-        ));
-    }
-    let s = Sampling {
-        max_tokens,
-        temperature: take(map, "temperature")?,
-        top_p: take(map, "top_p")?,
-        top_k: take(map, "top_k")?,
-        min_p: take(map, "min_p")?,
-        presence_penalty: take(map, "presence_penalty")?,
-        frequency_penalty: take(map, "frequency_penalty")?,
-        repetition_penalty: take(map, "repetition_penalty")?,
-        seed: take(map, "seed")?,
-        n: take(map, "n")?.unwrap_or(1),
-        ..Sampling::default()
-    };
-    check_range("temperature", s.temperature, 0.0, 2.0)?;
-    check_range("top_p", s.top_p, f64::MIN_POSITIVE, 1.0)?;
-    check_range("min_p", s.min_p, 0.0, 1.0)?;
-    let penalty = |v: Option<f32>| v.map(f64::from);
-    check_range("presence_penalty", penalty(s.presence_penalty), -2.0, 2.0)?;
-    check_range("frequency_penalty", penalty(s.frequency_penalty), -2.0, 2.0)?;
-    check_range(
-        "repetition_penalty",
-        penalty(s.repetition_penalty),
-        0.01,
-        10.0,
-    )?;
-    if s.top_k == Some(0) {
-        return Err(InvalidRequest::new("top_k", "`top_k` must be at least 1"));
-    }
-    if !(1..=MAX_N).contains(&s.n) {
-        return Err(InvalidRequest::new(
-            "n",
-            format!("`n` must be between 1 and {MAX_N}"),
-        ));
-    }
-    // mistral.rs has one sampler RNG per engine, not one per request, so a seed can only be
-    // honoured when the output does not depend on randomness.
-    if s.seed.is_some() && !s.is_greedy() {
-        return Err(InvalidRequest::new(
-            "seed",
-            "`seed` is only supported with `temperature: 0` (greedy decoding): the engine \
-             has no per-request random generator",
-        ));
-    }
-    Ok(s)
-}
-
-/// `stop`: a string or up to [`MAX_STOP`] non-empty strings.
-fn parse_stop(map: &mut Map<String, Value>) -> Result<Vec<String>> {
-    let stop: Vec<String> = match map.remove("stop") {
-        None => vec![],
-        Some(Value::String(one)) => vec![one],
-        Some(v) => serde_json::from_value(v).map_err(|_| {
-            InvalidRequest::new("stop", "`stop` must be a string or a list of strings")
-        })?,
-    };
-    if stop.len() > MAX_STOP || stop.iter().any(String::is_empty) {
-        return Err(InvalidRequest::new(
-            "stop",
-            format!("`stop` takes 1 to {MAX_STOP} non-empty strings"),
-        ));
-    }
-    Ok(stop)
-}
-
-/// `logit_bias`: token ids (as strings, OpenAI's form) to biases in -100..=100.
-fn parse_logit_bias(map: &mut Map<String, Value>) -> Result<HashMap<u32, f32>> {
-    let bias: Option<HashMap<String, f32>> = take(map, "logit_bias")?;
-    let mut out = HashMap::new();
-    for (tok, b) in bias.unwrap_or_default() {
-        let id = tok.parse::<u32>().map_err(|_| {
-            InvalidRequest::new(
-                "logit_bias",
-                format!("logit_bias key `{tok}` is not a token id"),
-            )
-        })?;
-        if !(-100.0..=100.0).contains(&b) {
-            return Err(InvalidRequest::new(
-                "logit_bias",
-                "biases must be between -100 and 100",
-            ));
-        }
-        out.insert(id, b);
-    }
-    Ok(out)
-}
-
-/// `stream` and `stream_options.include_usage` (the options only with `stream`).
-fn parse_stream(map: &mut Map<String, Value>) -> Result<(bool, bool)> {
-    let stream: bool = take(map, "stream")?.unwrap_or(false);
-    let Some(mut opts) = take::<Map<String, Value>>(map, "stream_options")? else {
-        return Ok((stream, false));
-    };
-    if !stream {
-        return Err(InvalidRequest::new(
-            "stream_options",
-            "`stream_options` is only allowed when `stream` is true",
-        ));
-    }
-    let include_usage: Option<bool> = take(&mut opts, "include_usage")?;
-    if let Some(k) = opts.keys().next() {
-        return Err(InvalidRequest::new(
-            "stream_options",
-            format!("unknown stream option `{k}`"),
-        ));
-    }
-    Ok((stream, include_usage.unwrap_or(false)))
-}
 
 impl ChatRequest {
     /// Validate an OpenAI chat completions body; JSON `null` parameters count as absent.
