@@ -18,7 +18,8 @@ pub struct SimulateArgs {
     /// Length of the generated trace, in seconds.
     #[arg(long, default_value_t = 3 * 3600)]
     pub duration_secs: u64,
-    /// Mean arrivals per second of the generated trace.
+    /// Arrivals per second of the generated trace: the mean for `steady` and `diurnal`; for
+    /// `bursty`, bursts run at 4x this rate (a mean of 2/3 of it).
     #[arg(long, default_value_t = 0.2)]
     pub rate: f64,
     /// Run time of every generated request once a worker takes it, in ms.
