@@ -4,9 +4,9 @@
 
 #![warn(missing_docs)]
 
+mod bias;
 mod counter;
 mod llm;
-mod logprobs;
 pub mod shape;
 mod vllm_input;
 pub mod worker;

@@ -5,8 +5,8 @@
 //! mistral.rs's chunks, which carry none for completions, a wrong sum for `n > 1`, and nothing
 //! at all when the last token ends inside a multi-byte character.
 
+use crate::bias::LogitBias;
 use crate::counter::{TokenCounter, TokenCounts};
-use crate::logprobs::LogprobRecorder;
 use crate::shape::{Aggregator, Kind};
 use crate::vllm_input;
 use crate::worker::{JobHandler, StreamSink};
@@ -23,7 +23,6 @@ use mistralrs::{
 };
 use protocol::config::ActivationDType;
 use protocol::job::OpenAiJobInput;
-use protocol::openai::logprobs::{TokenLogprob, TopLogprob};
 use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::{GenerateRequest, Sampling};
 use protocol::vllm::{VllmBatch, VllmChoice, VllmUsage};
@@ -31,7 +30,6 @@ use protocol::ModelConfig;
 use serde_json::Value;
 use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::Arc;
 use tokio::sync::mpsc::Receiver;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{StreamExt, StreamMap};
@@ -70,8 +68,6 @@ pub struct Engine {
     context_length: usize,
     /// Where a constrained (structured-output) request stops: see [`constraint_eos_ids`].
     constraint_eos: Vec<u32>,
-    /// For log probabilities; `None` if the pipeline has no tokenizer.
-    token_text: Option<TokenText>,
 }
 
 impl Engine {
@@ -119,20 +115,8 @@ impl Engine {
         let prefix_cache = prefix_cache_for(cfg.engine.prefix_cache, device.is_cpu())?;
         let tokenizer = pipeline.lock().await.tokenizer();
         let constraint_eos = tokenizer
-            .as_ref()
             .map(|t| constraint_eos_ids(|s| t.token_to_id(s)))
             .unwrap_or_default();
-        let token_text = tokenizer.map(|t| {
-            let d = t.clone();
-            TokenText {
-                encode: Arc::new(move |s: &str| {
-                    t.encode(s, false)
-                        .map(|e| e.get_ids().to_vec())
-                        .unwrap_or_default()
-                }),
-                decode: Arc::new(move |id| d.decode(&[id], false).unwrap_or_default()),
-            }
-        });
         let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
             .with_no_prefix_cache(!prefix_cache)
             .build()
@@ -147,7 +131,6 @@ impl Engine {
             served_name: cfg.name.clone(),
             context_length: cfg.engine.context_length,
             constraint_eos,
-            token_text,
         })
     }
 
@@ -181,8 +164,7 @@ impl Engine {
             n,
             sampling.stop.clone(),
             stream && req.include_usage(),
-        )
-        .with_logprobs(sampling.logprobs.is_some());
+        );
         if let GenerateRequest::Completion(c) = req {
             if c.echo {
                 for chunk in agg.echo(&c.prompt) {
@@ -203,8 +185,7 @@ impl Engine {
             // No event: the engine has dropped every sequence of the request.
             let Some((r, resp)) = event else { break };
             for (index, text, finish) in fold(resp, runs[r].choices.start)? {
-                let logprob = self.chunk_logprob(&runs[r], &text, sampling.logprobs);
-                if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), logprob) {
+                if let Some(chunk) = agg.delta(index, &text, finish.as_deref()) {
                     if stream {
                         on_chunk(chunk);
                     }
@@ -285,36 +266,6 @@ impl Engine {
     /// the exception: mistral.rs ranks `best_of` sequences by cumulative log probability only
     /// in its non-streaming mode, so it runs as one such request, which a cancel stops only
     /// when it ends (bounded by `max_tokens`, 16 by default on that route).
-    /// The log probability entry of a chunk's `text` when the request asked (`top_n`
-    /// alternatives): the chunk's tokens are read back from the text with the tokenizer and
-    /// matched, in order, to the positions the run's recorder saw. A chunk of several tokens
-    /// (a character split across tokens) is one entry: the sum of their log probabilities,
-    /// the last position's alternatives.
-    fn chunk_logprob(&self, run: &Run, text: &str, top_n: Option<u32>) -> Option<TokenLogprob> {
-        let (recorder, tt, top_n) = (run.logprobs.as_ref()?, self.token_text.as_ref()?, top_n?);
-        if text.is_empty() {
-            return None;
-        }
-        let positions = recorder.take(&(tt.encode)(text), top_n as usize)?;
-        let alternative = |&(id, logprob): &(u32, f32)| {
-            let token = (tt.decode)(id);
-            TopLogprob {
-                bytes: Some(token.as_bytes().to_vec()),
-                token,
-                logprob,
-            }
-        };
-        Some(TokenLogprob {
-            token: text.to_string(),
-            logprob: positions.iter().map(|p| p.chosen).sum(),
-            bytes: Some(text.as_bytes().to_vec()),
-            top_logprobs: positions
-                .last()
-                .map(|p| p.top.iter().map(alternative).collect())
-                .unwrap_or_default(),
-        })
-    }
-
     async fn start_runs(
         &self,
         req: &GenerateRequest,
@@ -338,7 +289,6 @@ impl Engine {
             // the whole batch, not just this request.
             let (tx, rx) = tokio::sync::mpsc::channel(4096);
             let counter = TokenCounter::new(sampling.json_schema.is_some());
-            let recorder = sampling.logprobs.map(|_| LogprobRecorder::default());
             let mut params = sampling_params(sampling);
             if sampling.json_schema.is_some() && !self.constraint_eos.is_empty() {
                 params.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
@@ -348,7 +298,6 @@ impl Engine {
                 messages: request_message(req, keep),
                 sampling_params: params,
                 response: tx,
-                // mistral.rs's own are wrong (see `logprobs.rs`); the recorder computes them.
                 return_logprobs: false,
                 is_streaming: keep.is_none(),
                 id: runner.next_request_id(),
@@ -361,7 +310,7 @@ impl Engine {
                 tool_choice: None,
                 logits_processors: Some(
                     std::iter::once(counter.processor())
-                        .chain(recorder.as_ref().map(LogprobRecorder::processor))
+                        .chain(LogitBias::processor(&sampling.logit_bias))
                         .collect(),
                 ),
                 return_raw_logits: false,
@@ -377,12 +326,7 @@ impl Engine {
                 Some(n) => 0..n,
                 None => i..i + 1,
             };
-            let run = Run {
-                choices,
-                counter,
-                logprobs: recorder,
-            };
-            runs.push((run, rx));
+            runs.push((Run { choices, counter }, rx));
         }
         Ok(runs)
     }
@@ -393,20 +337,7 @@ impl Engine {
 struct Run {
     choices: std::ops::Range<usize>,
     counter: TokenCounter,
-    /// The run's log probabilities, when the request asked (one choice per such run).
-    logprobs: Option<LogprobRecorder>,
 }
-
-/// The model's tokenizer as log probabilities need it: a chunk's text back to token ids, an
-/// alternative's id to its text.
-#[derive(Clone)]
-struct TokenText {
-    encode: Arc<Encode>,
-    decode: Arc<dyn Fn(u32) -> String + Send + Sync>,
-}
-
-/// Text to token ids, without special tokens.
-type Encode = dyn Fn(&str) -> Vec<u32> + Send + Sync;
 
 /// The messages of `req` as mistral.rs takes them; `best_of` for a best-of completion.
 fn request_message(req: &GenerateRequest, best_of: Option<usize>) -> RequestMessage {
@@ -557,11 +488,8 @@ fn sampling_params(s: &Sampling) -> SamplingParams {
     p.frequency_penalty = s.frequency_penalty;
     p.repetition_penalty = s.repetition_penalty;
     p.max_len = s.max_tokens.map(|m| m as usize);
-    p.top_n_logprobs = s.logprobs.unwrap_or(0) as usize;
-    // Stop sequences are matched on text by `shape::Aggregator`, not by the engine.
-    if !s.logit_bias.is_empty() {
-        p.logits_bias = Some(s.logit_bias.clone());
-    }
+    // Stop sequences are matched on text by `shape::Aggregator`, not by the engine;
+    // `logit_bias` is applied by `LogitBias` (mistral.rs ignores its own `logits_bias`).
     p
 }
 

@@ -3,12 +3,10 @@
 //! both from the same events guarantees that a streamed answer concatenates to the
 //! non-streamed one.
 
-use protocol::openai::logprobs::{ChatLogprobs, TextLogprobs, TokenLogprob};
 use protocol::openai::response::{
     AssistantMessage, ChatChoice, ChatChunkChoice, Chunk, Completion, Delta, Envelope, TextChoice,
     Usage,
 };
-use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Which OpenAI API a response is for: it sets the objects' `object`, id prefix and choice
@@ -28,43 +26,6 @@ struct Choice {
     started: bool,
     /// Text held back because it may be the start of a stop sequence.
     pending: String,
-    /// Token log probabilities whose text is not all emitted yet, with the byte offset where
-    /// each token's text ends in the generated text.
-    lp_pending: VecDeque<(usize, TokenLogprob)>,
-    /// Bytes of generated text received so far (emitted, held back or later cut).
-    received: usize,
-    /// Log probabilities emitted so far; their tokens concatenate to `text`.
-    logprobs: Vec<TokenLogprob>,
-}
-
-impl Choice {
-    /// Log probabilities whose text is now all emitted. Once the choice finished, a token cut
-    /// by a stop sequence keeps only its emitted part, and later ones are dropped, so the
-    /// tokens always concatenate to the text.
-    fn release(&mut self) -> Vec<TokenLogprob> {
-        let done = self.text.len();
-        let mut out = Vec::new();
-        while let Some((end, _)) = self.lp_pending.front() {
-            if *end <= done {
-                out.extend(self.lp_pending.pop_front().map(|(_, e)| e));
-                continue;
-            }
-            if self.finish_reason.is_some() {
-                if let Some((end, mut e)) = self.lp_pending.pop_front() {
-                    let start = end - e.token.len();
-                    if start < done {
-                        e.token.truncate(done - start);
-                        e.bytes = Some(e.token.as_bytes().to_vec());
-                        out.push(e);
-                    }
-                }
-                self.lp_pending.clear();
-            }
-            break;
-        }
-        self.logprobs.extend(out.iter().cloned());
-        out
-    }
 }
 
 /// Stop sequences are matched here, on text, as OpenAI defines them. (mistral.rs turns a stop
@@ -107,9 +68,6 @@ pub struct Aggregator {
     /// Streamed chunks carry `"usage": null` (OpenAI's shape when the client asked for usage
     /// with `stream_options.include_usage`; the last chunk then carries the real usage).
     include_usage: bool,
-    /// Whether the request asked for log probabilities (the `logprobs` fields are `null`
-    /// otherwise).
-    logprobs: bool,
     /// Token usage (prompt and completion tokens) for the final object and the usage chunk;
     /// zero until the caller sets it from its own counts (nothing here counts tokens).
     pub usage: Usage,
@@ -143,27 +101,13 @@ impl Aggregator {
             choices: vec![Choice::default(); n.max(1)],
             stops,
             include_usage,
-            logprobs: false,
             usage: Usage::default(),
         }
     }
 
-    /// Return log probabilities (`true` when the request asked for them).
-    pub fn with_logprobs(mut self, on: bool) -> Self {
-        self.logprobs = on;
-        self
-    }
-
-    /// Record text for choice `index`, with its token's log probability when the request
-    /// asked; returns the chunk a streaming client gets, if any (nothing after the choice
-    /// finished, nothing while text is held back).
-    pub fn delta(
-        &mut self,
-        index: usize,
-        text: &str,
-        finish: Option<&str>,
-        logprob: Option<TokenLogprob>,
-    ) -> Option<Chunk> {
+    /// Record text for choice `index`; returns the chunk a streaming client gets, if any
+    /// (nothing after the choice finished, nothing while text is held back).
+    pub fn delta(&mut self, index: usize, text: &str, finish: Option<&str>) -> Option<Chunk> {
         if index >= self.choices.len() {
             self.choices.resize(index + 1, Choice::default());
         }
@@ -171,10 +115,6 @@ impl Aggregator {
         let c = &mut self.choices[index];
         if c.finish_reason.is_some() {
             return None;
-        }
-        c.received += text.len();
-        if let Some(e) = logprob {
-            c.lp_pending.push_back((c.received, e));
         }
         let (mut text, hit) = scan_stops(&mut c.pending, text, stops);
         let finish = if hit {
@@ -189,9 +129,7 @@ impl Aggregator {
         if text.is_empty() && finish.is_none() {
             return None;
         }
-        let offset = c.text.len();
         c.text.push_str(&text);
-        let released = c.release();
         let first = !c.started;
         c.started = true;
         let usage = self.include_usage.then_some(None);
@@ -204,7 +142,7 @@ impl Aggregator {
                 let choice = ChatChunkChoice {
                     index,
                     delta,
-                    logprobs: self.logprobs.then_some(ChatLogprobs { content: released }),
+                    logprobs: None,
                     finish_reason: finish,
                 };
                 Chunk::Chat(self.envelope("chat.completion.chunk", vec![choice], usage))
@@ -213,9 +151,7 @@ impl Aggregator {
                 let choice = TextChoice {
                     index,
                     text,
-                    logprobs: self
-                        .logprobs
-                        .then(|| TextLogprobs::from_entries(&released, offset)),
+                    logprobs: None,
                     finish_reason: finish,
                 };
                 Chunk::Text(self.envelope("text_completion", vec![choice], usage))
@@ -229,7 +165,7 @@ impl Aggregator {
     /// dangling bytes are not text and are dropped, streamed or not. Returns the final chunk;
     /// `None` if the choice had already finished.
     pub fn end_silently(&mut self, index: usize, reason: &str) -> Option<Chunk> {
-        self.delta(index, "", Some(reason), None)
+        self.delta(index, "", Some(reason))
     }
 
     /// Whether choice `index` has finished (by the engine or by a stop sequence).
@@ -300,9 +236,7 @@ impl Aggregator {
                             role: "assistant".into(),
                             content: Some(c.text.clone()),
                         },
-                        logprobs: self.logprobs.then(|| ChatLogprobs {
-                            content: c.logprobs.clone(),
-                        }),
+                        logprobs: None,
                         finish_reason: reason(c),
                     })
                     .collect();
@@ -313,9 +247,7 @@ impl Aggregator {
                     .map(|(index, c)| TextChoice {
                         index,
                         text: c.text.clone(),
-                        logprobs: self
-                            .logprobs
-                            .then(|| TextLogprobs::from_entries(&c.logprobs, 0)),
+                        logprobs: None,
                         finish_reason: reason(c),
                     })
                     .collect();
@@ -355,8 +287,8 @@ mod tests {
     #[test]
     fn chat_chunks_add_up_to_the_final_object() {
         let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], false);
-        let c1 = j(a.delta(0, "Hel", None, None).unwrap());
-        let c2 = j(a.delta(0, "lo", Some("length"), None).unwrap());
+        let c1 = j(a.delta(0, "Hel", None).unwrap());
+        let c2 = j(a.delta(0, "lo", Some("length")).unwrap());
         assert_eq!(c1["choices"][0]["delta"]["role"], "assistant");
         assert!(
             c2["choices"][0]["delta"].get("role").is_none(),
@@ -382,7 +314,7 @@ mod tests {
         assert_eq!(echoed.len(), 2);
         assert_eq!(echoed[1]["choices"][0]["text"], "p:");
         assert_eq!(echoed[1]["choices"][0]["finish_reason"], Value::Null);
-        let c = j(a.delta(1, "x", Some("canceled"), None).unwrap());
+        let c = j(a.delta(1, "x", Some("canceled")).unwrap());
         assert_eq!(c["object"], "text_completion");
         assert_eq!(c["choices"][0]["finish_reason"], "stop");
         let f = j(a.finish());
@@ -396,7 +328,7 @@ mod tests {
         let mut a = Aggregator::new(Kind::Chat, "m", 1, stops, false);
         let emitted: Vec<String> = [" Red,", " Bl", "ack, B", "lue!"]
             .iter()
-            .filter_map(|t| a.delta(0, t, None, None))
+            .filter_map(|t| a.delta(0, t, None))
             .map(|c| {
                 j(c)["choices"][0]["delta"]["content"]
                     .as_str()
@@ -410,10 +342,7 @@ mod tests {
         let f = j(a.finish());
         assert_eq!(f["choices"][0]["message"]["content"], " Red, Black, ");
         assert_eq!(f["choices"][0]["finish_reason"], "stop");
-        assert!(
-            a.delta(0, "more", None, None).is_none(),
-            "nothing after a stop"
-        );
+        assert!(a.delta(0, "more", None).is_none(), "nothing after a stop");
     }
 
     #[test]
@@ -425,8 +354,8 @@ mod tests {
         );
         assert_eq!(p, "b");
         let mut a = Aggregator::new(Kind::Completion, "m", 1, vec!["bc".into()], false);
-        a.delta(0, "ab", None, None);
-        let last = j(a.delta(0, "", Some("length"), None).unwrap());
+        a.delta(0, "ab", None);
+        let last = j(a.delta(0, "", Some("length")).unwrap());
         assert_eq!(last["choices"][0]["text"], "b");
         assert_eq!(a.text(0), "ab");
     }
@@ -434,7 +363,7 @@ mod tests {
     #[test]
     fn a_silent_end_still_finishes_the_choice_once() {
         let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], true);
-        let first = j(a.delta(0, "\u{1F34F}", None, None).unwrap());
+        let first = j(a.delta(0, "\u{1F34F}", None).unwrap());
         assert_eq!(first["usage"], Value::Null, "usage: null on every chunk");
         let last = j(a.end_silently(0, "length").unwrap());
         assert_eq!(last["choices"][0]["finish_reason"], "length");
@@ -446,60 +375,5 @@ mod tests {
         let only = j(a.end_silently(0, "length").unwrap());
         assert_eq!(only["choices"][0]["delta"]["role"], "assistant");
         assert!(only.get("usage").is_none());
-    }
-
-    fn lp(token: &str, logprob: f32) -> Option<TokenLogprob> {
-        Some(TokenLogprob {
-            token: token.into(),
-            logprob,
-            bytes: Some(token.as_bytes().to_vec()),
-            top_logprobs: vec![],
-        })
-    }
-
-    #[test]
-    fn logprobs_follow_the_text_through_held_back_and_cut_stops() {
-        // "Hello wor|ld": the stop "wor" is held back as "wo", then cuts inside " world".
-        let mut a =
-            Aggregator::new(Kind::Chat, "m", 1, vec!["wor".into()], false).with_logprobs(true);
-        let chunks: Vec<Value> = [("Hello", -0.1), (" wo", -0.2), ("rld", -0.3)]
-            .into_iter()
-            .filter_map(|(t, p)| a.delta(0, t, None, lp(t, p)))
-            .map(j)
-            .collect();
-        let tokens: Vec<String> = chunks
-            .iter()
-            .flat_map(|c| {
-                c["choices"][0]["logprobs"]["content"]
-                    .as_array()
-                    .unwrap()
-                    .clone()
-            })
-            .map(|e| e["token"].as_str().unwrap().to_string())
-            .collect();
-        let text: String = chunks
-            .iter()
-            .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap())
-            .collect();
-        assert_eq!(text, "Hello ");
-        assert_eq!(tokens.concat(), text, "{chunks:?}");
-        let done = j(a.finish());
-        let content = done["choices"][0]["logprobs"]["content"]
-            .as_array()
-            .unwrap()
-            .clone();
-        assert_eq!(content.len(), 2);
-        assert_eq!(content[1]["token"], " ");
-        // Completions: the legacy lists, offsets into the text.
-        let mut t = Aggregator::new(Kind::Completion, "m", 1, vec![], false).with_logprobs(true);
-        t.delta(0, "ab", None, lp("ab", -1.0));
-        t.delta(0, "c", Some("stop"), lp("c", -2.0));
-        let done = j(t.finish());
-        assert_eq!(done["choices"][0]["logprobs"]["tokens"], json!(["ab", "c"]));
-        assert_eq!(done["choices"][0]["logprobs"]["text_offset"], json!([0, 2]));
-        // Not asked: null.
-        let mut n = Aggregator::new(Kind::Chat, "m", 1, vec![], false);
-        n.delta(0, "x", Some("stop"), None);
-        assert_eq!(j(n.finish())["choices"][0]["logprobs"], Value::Null);
     }
 }

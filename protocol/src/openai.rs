@@ -5,7 +5,6 @@
 //! silently. Parameters sent as JSON `null` count as absent, as in OpenAI's API.
 
 pub mod format;
-pub mod logprobs;
 mod params;
 pub mod response;
 
@@ -120,10 +119,6 @@ pub struct Sampling {
     /// `response_format` (`json_object`: any object) or vLLM's `guided_json`; `None`: free
     /// text. See [`format::take_output_schema`].
     pub json_schema: Option<Value>,
-    /// Return each token's log probability with this many most likely alternatives (0 to
-    /// [`logprobs::MAX_TOP_LOGPROBS`]): chat's `logprobs: true` + `top_logprobs`, completions'
-    /// `logprobs` (an int). `None`: no log probabilities.
-    pub logprobs: Option<u32>,
 }
 
 impl Sampling {
@@ -260,6 +255,8 @@ const SAMPLING_KEYS: &[&str] = &[
 /// OpenAI parameters we know but cannot honour, with the reason given to the caller.
 /// A benign value (e.g. `logprobs: false`) is accepted; see [`benign`].
 const UNSUPPORTED: &[(&str, &str)] = &[
+    ("logprobs", "log probabilities are not returned"),
+    ("top_logprobs", "log probabilities are not returned"),
     ("tools", "tool calling is not implemented"),
     ("tool_choice", "tool calling is not implemented"),
     ("parallel_tool_calls", "tool calling is not implemented"),
@@ -278,6 +275,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 
 fn benign(key: &str, v: &Value) -> bool {
     match key {
+        "logprobs" => v == &Value::Bool(false),
         "tool_choice" => v == "none",
         // Meaningless without tools, so any value is harmless.
         "parallel_tool_calls" => true,
@@ -354,15 +352,7 @@ impl ChatRequest {
     /// Errors: [`InvalidRequest`] naming the first parameter that is unknown, not supported
     /// here, of the wrong type or out of range, or a missing `model` or `messages`.
     pub fn parse(body: Value) -> Result<Self> {
-        let mut map = screen(
-            body,
-            &[
-                "messages",
-                "max_completion_tokens",
-                "logprobs",
-                "top_logprobs",
-            ],
-        )?;
+        let mut map = screen(body, &["messages", "max_completion_tokens"])?;
         let raw: Vec<Map<String, Value>> = take(&mut map, "messages")?
             .ok_or_else(|| InvalidRequest::new("messages", "`messages` is required"))?;
         if raw.is_empty() {
@@ -376,9 +366,7 @@ impl ChatRequest {
             .enumerate()
             .map(|(i, m)| parse_message(i, m))
             .collect::<Result<Vec<_>>>()?;
-        let logprobs = logprobs::take_chat(&mut map)?;
-        let mut c = parse_common(&mut map)?;
-        c.sampling.logprobs = logprobs;
+        let c = parse_common(&mut map)?;
         Ok(ChatRequest {
             model: c.model,
             messages,
@@ -459,7 +447,7 @@ impl CompletionRequest {
     /// here (e.g. several prompts, `suffix`), of the wrong type or out of range, or a missing
     /// `model` or `prompt`.
     pub fn parse(body: Value) -> Result<Self> {
-        let mut map = screen(body, &["prompt", "echo", "best_of", "logprobs"])?;
+        let mut map = screen(body, &["prompt", "echo", "best_of"])?;
         let prompt = match map.remove("prompt") {
             Some(Value::String(s)) => s,
             Some(Value::Array(mut a)) if a.len() == 1 && a[0].is_string() => {
@@ -474,20 +462,12 @@ impl CompletionRequest {
         };
         let echo = take(&mut map, "echo")?.unwrap_or(false);
         let best_of: Option<u32> = take(&mut map, "best_of")?;
-        let logprobs = logprobs::take_text(&mut map)?;
-        if logprobs.is_some() && (echo || best_of.is_some()) {
-            return Err(InvalidRequest::new(
-                "logprobs",
-                "`logprobs` cannot be combined with `echo` or `best_of` here",
-            ));
-        }
         let Common {
             model,
             mut sampling,
             stream,
             include_usage,
         } = parse_common(&mut map)?;
-        sampling.logprobs = logprobs;
         // OpenAI's documented default for this route (vLLM follows it); chat has none.
         sampling
             .max_tokens

@@ -3,10 +3,12 @@ SmolLM2-135M-Instruct running in mistral.rs. Slow-ish (real generation on CPU): 
 takes about a minute on 2 cores."""
 
 import json
+import os
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import openai
 import pytest
@@ -90,6 +92,26 @@ def test_echo_puts_the_prompt_first_streamed_and_not(client):
         for c in chunk.choices:
             streamed[c.index] += c.text
     assert streamed == [c.text for c in r.choices]
+
+
+def vocab() -> dict:
+    """The served model's vocabulary (token text -> id), from the tokenizer the pull wrote."""
+    home = Path(os.environ.get("SLUICE_HOME", Path.home() / ".cache/sluice"))
+    tok = json.loads((home / "models" / MODEL / "tokenizer" / "tokenizer.json").read_text())
+    return tok["model"]["vocab"]
+
+
+def test_logit_bias_changes_what_is_sampled(client):
+    args = dict(model=MODEL, messages=HELLO, max_tokens=1, temperature=0)
+    first = client.chat.completions.create(**args).choices[0].message.content
+    ids = vocab()
+    assert first in ids, first
+    # -100 on the greedy choice: something else comes first.
+    banned = client.chat.completions.create(logit_bias={str(ids[first]): -100}, **args)
+    assert banned.choices[0].message.content != first
+    # +100 on an unlikely token: it comes first.
+    forced = client.chat.completions.create(logit_bias={str(ids["Blue"]): 100}, **args)
+    assert forced.choices[0].message.content == "Blue"
 
 
 def test_stop_sequence_is_honoured(client):

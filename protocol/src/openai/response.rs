@@ -2,7 +2,6 @@
 //! vLLM-worker output form) read them: the completion, its streamed chunks, usage. One
 //! envelope serves both routes; the choice type differs.
 
-use super::logprobs::{ChatLogprobs, TextLogprobs};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -81,8 +80,8 @@ pub struct ChatChoice {
     pub index: usize,
     /// The generated message.
     pub message: AssistantMessage,
-    /// The tokens' log probabilities when the request asked (`logprobs: true`), else `null`.
-    pub logprobs: Option<ChatLogprobs>,
+    /// Always `null` here (log probabilities are not returned).
+    pub logprobs: Option<Value>,
     /// `stop` or `length` (`tool_calls`, `content_filter` where an engine says so).
     pub finish_reason: Option<String>,
 }
@@ -105,8 +104,8 @@ pub struct ChatChunkChoice {
     pub index: usize,
     /// The choice's new text.
     pub delta: Delta,
-    /// The log probabilities of the tokens of this chunk's text when the request asked.
-    pub logprobs: Option<ChatLogprobs>,
+    /// Always `null` here (log probabilities are not returned).
+    pub logprobs: Option<Value>,
     /// Set in the choice's last chunk only.
     pub finish_reason: Option<String>,
 }
@@ -119,9 +118,8 @@ pub struct TextChoice {
     /// In a completion, the whole text (after the prompt with `echo`); in a chunk, the new
     /// text.
     pub text: String,
-    /// The tokens' log probabilities when the request asked (`logprobs: N`), else `null`;
-    /// in a chunk, those of its text, offsets counted from the start of the choice's text.
-    pub logprobs: Option<TextLogprobs>,
+    /// Always `null` here (log probabilities are not returned).
+    pub logprobs: Option<Value>,
     /// OpenAI's `finish_reason`: `stop` or `length`; in a stream, set in the choice's last
     /// chunk only.
     pub finish_reason: Option<String>,
