@@ -159,7 +159,11 @@ async fn generate(
         } else {
             "response_format.json_schema.schema"
         };
-        structured::check_schema(schema, param)?;
+        // Compiling a client's schema is CPU work of unbounded size: off the async threads.
+        let schema = schema.clone();
+        tokio::task::spawn_blocking(move || structured::check_schema(&schema, param))
+            .await
+            .map_err(|e| GatewayError::Internal(format!("schema check: {e}")))??;
     }
     let timeout = Duration::from_secs(model.config.scaling.execution_timeout_secs);
     let job = NewJob {
