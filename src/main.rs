@@ -237,14 +237,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// The tokenizer of a cached model: its sidecar directory, or (caches from before tokenizer
-/// sidecars) the published GGUF, which carries it.
+/// The tokenizer of a cached model ([`weights::CachedModel::tokenizer_source`]).
 fn cached_tokenizer(model: &str) -> Option<PathBuf> {
     weights::Cache::from_env()
         .list()
         .into_iter()
         .find(|m| m.name == model)
-        .map(|m| m.tokenizer_dir().unwrap_or(m.dir.join(&m.original.file)))
+        .map(|m| m.tokenizer_source())
 }
 
 fn main() -> std::process::ExitCode {

@@ -216,14 +216,9 @@ pub async fn worker(
     ping_interval: Duration,
 ) -> anyhow::Result<()> {
     // An engine takes one job per request, so that an endpoint's workers share bursts; the
-    // echo handler (queue benchmarks) takes whole batches.
-    let max_take = if handler == HandlerKind::Echo {
-        concurrency
-    } else {
-        1
-    };
-    let (handler, concurrency): (Arc<dyn JobHandler>, usize) = match handler {
-        HandlerKind::Echo => (Arc::new(EchoHandler), concurrency),
+    // echo handler (queue benchmarks) takes whole batches. (handler, concurrency, max take)
+    let (handler, concurrency, max_take): (Arc<dyn JobHandler>, usize, usize) = match handler {
+        HandlerKind::Echo => (Arc::new(EchoHandler), concurrency, concurrency),
         HandlerKind::Llm => {
             let t0 = Instant::now();
             let dep = Deployment::load(&common.config)?;
@@ -254,7 +249,7 @@ pub async fn worker(
                 file = %cached.served.file,
                 "model loaded"
             );
-            (Arc::new(LlmHandler { engine }), cfg.engine.max_num_seqs)
+            (Arc::new(LlmHandler { engine }), cfg.engine.max_num_seqs, 1)
         }
     };
     let opts = WorkerOptions {

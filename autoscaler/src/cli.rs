@@ -54,6 +54,7 @@ pub struct SimulateArgs {
 
 /// `--scaler`: the policy's scalers (`protocol` has no command-line types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 pub enum ScalerArg {
     /// Add a worker while the oldest job waited longer than `--scaler-value` seconds.
     QueueDelay,
@@ -61,10 +62,12 @@ pub enum ScalerArg {
     RequestCount,
 }
 
-fn scaler_name(s: Scaler) -> &'static str {
-    match s {
-        Scaler::QueueDelay => "queue_delay",
-        Scaler::RequestCount => "request_count",
+impl From<ScalerArg> for Scaler {
+    fn from(s: ScalerArg) -> Scaler {
+        match s {
+            ScalerArg::QueueDelay => Scaler::QueueDelay,
+            ScalerArg::RequestCount => Scaler::RequestCount,
+        }
     }
 }
 
@@ -86,10 +89,7 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
             a.seed,
         )?,
     };
-    let scaler = match a.scaler {
-        ScalerArg::QueueDelay => Scaler::QueueDelay,
-        ScalerArg::RequestCount => Scaler::RequestCount,
-    };
+    let scaler = Scaler::from(a.scaler);
     let model = Model {
         cold_start_ms: a.cold_start_ms,
         tick_ms: 100,
@@ -105,7 +105,9 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
         requests.len(),
         busy_s,
         a.cold_start_ms,
-        scaler_name(scaler),
+        clap::ValueEnum::to_possible_value(&a.scaler)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
         a.scaler_value,
         a.flex_per_sec,
         a.active_per_hour,

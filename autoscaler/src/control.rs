@@ -265,7 +265,7 @@ impl Controller {
         }
         // Workers started just now show as initializing at once.
         let fleet = self.fleet(&ep.name, &self.actuator.managed(&ep.name), &views);
-        self.store.put_fleet(&ep.name, &fleet).await
+        self.store.put_fleet(&ep.name, fleet).await
     }
 
     /// Start `n` workers of `endpoint`; a start that fails for want of capacity is tried again

@@ -46,7 +46,7 @@ impl TokenCounts {
 }
 
 /// The logits processor that records [`TokenCounts`]; it leaves the logits unchanged.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct TokenCounter {
     counts: Arc<Mutex<TokenCounts>>,
     /// The request is constrained, so steps may be resampled (checked only then: the check

@@ -113,9 +113,16 @@ impl Engine {
         };
         let t_pipeline = t0.elapsed();
         let prefix_cache = prefix_cache_for(cfg.engine.prefix_cache, device.is_cpu())?;
-        let tokenizer = pipeline.lock().await.tokenizer();
-        let constraint_eos = tokenizer
-            .map(|t| constraint_eos_ids(|s| t.token_to_id(s)))
+        // Where llguidance ends a finished constraint: its own end-of-text tokens, which can
+        // differ from the model's EOS ids that mistral.rs stops on (SmolLM2: `<|endoftext|>`
+        // vs `<|im_end|>`); without them a finished JSON answer is padded with invisible
+        // tokens up to `max_tokens`.
+        let constraint_eos = pipeline
+            .lock()
+            .await
+            .get_metadata()
+            .tok_env()
+            .map(|env| env.tok_trie().eos_tokens().to_vec())
             .unwrap_or_default();
         let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
             .with_no_prefix_cache(!prefix_cache)
@@ -165,14 +172,12 @@ impl Engine {
             sampling.stop.clone(),
             stream && req.include_usage(),
         );
-        if let GenerateRequest::Completion(c) = req {
-            if c.echo {
-                for chunk in agg.echo(&c.prompt) {
-                    if stream {
-                        on_chunk(chunk);
-                    }
-                }
-            }
+        let echoed = match req {
+            GenerateRequest::Completion(c) if c.echo => agg.echo(&c.prompt),
+            _ => Vec::new(),
+        };
+        if stream {
+            echoed.into_iter().for_each(&mut *on_chunk);
         }
         // Each run's counts, taken when its choices finished: mistral.rs may run a finished
         // sequence one more step before it notices the dropped receiver.
@@ -283,16 +288,20 @@ impl Engine {
         let sender = runner
             .get_sender(None)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
+        // What every run shares: its sampling, the stop ids of a constraint, the bias.
+        let constrained = sampling.json_schema.is_some();
+        let mut base = sampling_params(sampling);
+        if constrained && !self.constraint_eos.is_empty() {
+            base.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
+        }
+        let bias = LogitBias::processor(&sampling.logit_bias);
         let mut runs = Vec::with_capacity(shapes.len());
         for (i, (n_choices, keep)) in shapes.into_iter().enumerate() {
             // Generous capacity: mistral.rs awaits each send, so a full channel would stall
             // the whole batch, not just this request.
             let (tx, rx) = tokio::sync::mpsc::channel(4096);
-            let counter = TokenCounter::new(sampling.json_schema.is_some());
-            let mut params = sampling_params(sampling);
-            if sampling.json_schema.is_some() && !self.constraint_eos.is_empty() {
-                params.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
-            }
+            let counter = TokenCounter::new(constrained);
+            let mut params = base.clone();
             params.n_choices = n_choices;
             let request = Request::Normal(Box::new(NormalRequest {
                 messages: request_message(req, keep),
@@ -310,7 +319,7 @@ impl Engine {
                 tool_choice: None,
                 logits_processors: Some(
                     std::iter::once(counter.processor())
-                        .chain(LogitBias::processor(&sampling.logit_bias))
+                        .chain(bias.clone())
                         .collect(),
                 ),
                 return_raw_logits: false,
@@ -455,24 +464,6 @@ fn gguf_loader(
     .build())
 }
 
-/// The token ids llguidance ends a finished constraint with: the added tokens its tokenizer
-/// import names end-of-text (`toktrie_hf_tokenizers`: `</s>`, `<|endoftext|>`,
-/// `<|end_of_text|>`, `<eos>`, DeepSeek's end of sentence). mistral.rs stops only on the
-/// model's own EOS ids, which can differ (SmolLM2: `<|im_end|>` vs `<|endoftext|>`), so
-/// without these a finished JSON answer would be padded with invisible tokens to `max_tokens`.
-fn constraint_eos_ids(token_to_id: impl Fn(&str) -> Option<u32>) -> Vec<u32> {
-    [
-        "</s>",
-        "<|endoftext|>",
-        "<|end_of_text|>",
-        "<｜end▁of▁sentence｜>",
-        "<eos>",
-    ]
-    .iter()
-    .filter_map(|t| token_to_id(t))
-    .collect()
-}
-
 fn sampling_params(s: &Sampling) -> SamplingParams {
     let mut p = SamplingParams::neutral();
     if s.is_greedy() {
@@ -573,4 +564,18 @@ impl LlmHandler {
 /// The wire form of a response object (these serialize without fail).
 fn json_of<T: serde::Serialize>(t: &T) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_cache_is_off_on_cpu_unless_asked_and_refused_when_asked() {
+        assert!(!prefix_cache_for(None, true).unwrap(), "CPU default: off");
+        assert!(prefix_cache_for(None, false).unwrap(), "GPU default: on");
+        assert!(!prefix_cache_for(Some(false), false).unwrap());
+        let err = prefix_cache_for(Some(true), true).unwrap_err().to_string();
+        assert!(err.contains("prefix_cache") && err.contains("CPU"), "{err}");
+    }
 }

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use protocol::job::JobFailure;
 use protocol::openai::{ErrorBody, ErrorDetail, InvalidRequest};
 use queue::QueueError;
 use serde_json::json;
@@ -68,6 +69,17 @@ impl GatewayError {
             message: message.into(),
             param: None,
             code: None,
+        }
+    }
+
+    /// A failed job's stored `error` as the request's error: a worker's [`JobFailure`] whose
+    /// input was at fault is a 400, any other failure a 500 with its message (the text as
+    /// stored when it is not a [`JobFailure`]).
+    pub fn job_failed(error: String) -> Self {
+        match JobFailure::parse(&error) {
+            Some(f) if f.is_invalid_request() => GatewayError::bad_request(f.error_message),
+            Some(f) => GatewayError::Internal(f.error_message),
+            None => GatewayError::Internal(error),
         }
     }
 

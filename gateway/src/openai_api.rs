@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::health::{Liveness, Readiness};
-use protocol::job::{JobFailure, JobPolicy, OpenAiJobInput};
+use protocol::job::{JobPolicy, OpenAiJobInput};
 use protocol::openai::{GenerateRequest, ModelCard, ModelList, CHAT_ROUTE, COMPLETIONS_ROUTE};
 use protocol::{JobId, JobStatus};
 use queue::NewJob;
@@ -161,7 +161,7 @@ async fn generate(
         };
         // Compiling a client's schema is CPU work of unbounded size: off the async threads.
         let schema = schema.clone();
-        tokio::task::spawn_blocking(move || structured::check_schema(&schema, param))
+        tokio::task::spawn_blocking(move || structured::check_schema(schema, param))
             .await
             .map_err(|e| GatewayError::Internal(format!("schema check: {e}")))??;
     }
@@ -213,12 +213,7 @@ async fn wait_for_result(
         JobStatus::Failed => {
             guard.disarm();
             let error = view.error.unwrap_or_else(|| "the job failed".into());
-            Err(match JobFailure::parse(&error) {
-                Some(f) if f.is_invalid_request() => GatewayError::bad_request(f.error_message),
-                Some(f) => GatewayError::Internal(f.error_message),
-                None => GatewayError::Internal(error),
-            }
-            .into())
+            Err(GatewayError::job_failed(error).into())
         }
         JobStatus::TimedOut => {
             Err(GatewayError::Timeout("the request exceeded its execution timeout".into()).into())

@@ -1,11 +1,10 @@
 //! Relaying a job back to an HTTP client: as server-sent events for streamed requests, and
 //! the guard that cancels the job when the client goes away first.
 
+use crate::error::GatewayError;
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use protocol::job::JobFailure;
-use protocol::openai::{ErrorBody, ErrorDetail};
 use protocol::sse::{frame, DONE};
 use protocol::{JobId, JobStatus};
 use queue::JobStore;
@@ -82,7 +81,7 @@ pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop) -> Respons
         let read = match r.store.read_stream(&r.job, r.cursor, KEEP_ALIVE).await {
             Ok(read) => read,
             Err(e) => {
-                let text = error_event(&e.to_string()) + &frame(DONE);
+                let text = error_event(GatewayError::Internal(e.to_string())) + &frame(DONE);
                 r.finish();
                 return Some((Ok::<_, std::convert::Infallible>(text), r));
             }
@@ -95,7 +94,7 @@ pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop) -> Respons
                     Ok(Some(v)) => v.error.unwrap_or_else(|| format!("job {}", v.status)),
                     _ => format!("job {}", read.status),
                 };
-                text.push_str(&failure_event(&why));
+                text.push_str(&error_event(GatewayError::job_failed(why)));
             }
             text.push_str(&frame(DONE));
             r.finish();
@@ -114,29 +113,7 @@ pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop) -> Respons
         .into_response()
 }
 
-/// An OpenAI error object as an SSE event (`server_error`).
-fn error_event(message: &str) -> String {
-    error_frame(message, "server_error")
-}
-
-/// The event for a job that ended without completing: a worker's [`JobFailure`] keeps its
-/// kind (an input at fault is an `invalid_request_error`), any other error text is shown as is.
-fn failure_event(error: &str) -> String {
-    match JobFailure::parse(error) {
-        Some(f) if f.is_invalid_request() => error_frame(&f.error_message, "invalid_request_error"),
-        Some(f) => error_event(&f.error_message),
-        None => error_event(error),
-    }
-}
-
-fn error_frame(message: &str, kind: &str) -> String {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            message: message.to_string(),
-            kind: kind.to_string(),
-            param: None,
-            code: None,
-        },
-    };
-    frame(&serde_json::to_string(&body).unwrap_or_default())
+/// `error` as an OpenAI error object in an SSE event.
+fn error_event(error: GatewayError) -> String {
+    frame(&serde_json::to_string(&error.openai_body()).unwrap_or_default())
 }

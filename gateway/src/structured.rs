@@ -11,10 +11,10 @@ use serde_json::Value;
 /// `Ok` when the engine can enforce `schema`; else a 400 for `param` quoting the compiler's
 /// reason (it names the unsupported keyword or the bad part, e.g. `Unimplemented keys:
 /// ["if"]`).
-pub fn check_schema(schema: &Value, param: &str) -> Result<(), GatewayError> {
+pub fn check_schema(schema: Value, param: &str) -> Result<(), GatewayError> {
     let builder = GrammarBuilder::new(None, ParserLimits::default());
     JsonCompileOptions::default()
-        .json_to_llg(builder, schema.clone())
+        .json_to_llg(builder, schema)
         .map(|_| ())
         .map_err(|e| GatewayError::BadRequest {
             message: format!("`{param}` cannot be enforced: {e}"),
@@ -32,10 +32,10 @@ mod tests {
     fn enforceable_schemas_pass_and_others_are_named() {
         let ok = json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
             "tags": {"type": "array", "items": {"enum": ["a", "b"]}}}, "required": ["name"]});
-        assert!(check_schema(&ok, "p").is_ok());
-        assert!(check_schema(&json!({"type": "object"}), "p").is_ok());
+        assert!(check_schema(ok, "p").is_ok());
+        assert!(check_schema(json!({"type": "object"}), "p").is_ok());
         let e = check_schema(
-            &json!({"type": "frobnicate"}),
+            json!({"type": "frobnicate"}),
             "response_format.json_schema.schema",
         )
         .unwrap_err()

@@ -15,16 +15,11 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
 
-/// Check that the endpoint exists (the worker token is checked by the route group's layer).
-fn admit(gw: &AppState, endpoint: &str) -> Result<(), GatewayError> {
-    gw.endpoint(endpoint).map(|_| ())
-}
-
 pub async fn job_take(
     State(gw): State<AppState>,
     Path((endpoint, worker)): Path<(String, String)>,
 ) -> Result<Response, RunpodError> {
-    admit(&gw, &endpoint)?;
+    gw.endpoint(&endpoint)?;
     let mut jobs = gw.store.take(&endpoint, &worker, 1, gw.long_poll).await?;
     Ok(match jobs.pop() {
         Some(job) => Json(job).into_response(),
@@ -42,7 +37,7 @@ pub async fn job_take_batch(
     Path((endpoint, worker)): Path<(String, String)>,
     Query(q): Query<BatchQuery>,
 ) -> Result<Response, RunpodError> {
-    admit(&gw, &endpoint)?;
+    gw.endpoint(&endpoint)?;
     let n = q.batch_size.unwrap_or(1).clamp(1, 256);
     let jobs = gw.store.take(&endpoint, &worker, n, gw.long_poll).await?;
     Ok(if jobs.is_empty() {
@@ -57,7 +52,7 @@ pub async fn job_done(
     Path((endpoint, worker, job)): Path<(String, String, String)>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
-    admit(&gw, &endpoint)?;
+    gw.endpoint(&endpoint)?;
     let done: JobDoneBody = serde_json::from_value(body?.into_value())
         .map_err(|e| GatewayError::bad_request(format!("job-done body: {e}")))?;
     let stop = done.stop_pod;
@@ -74,7 +69,7 @@ pub async fn job_stream(
     Path((endpoint, worker, job)): Path<(String, String, String)>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
-    admit(&gw, &endpoint)?;
+    gw.endpoint(&endpoint)?;
     let chunks = stream_chunks(body?.into_value()).map_err(GatewayError::bad_request)?;
     gw.store.push_stream(&JobId(job), &worker, chunks).await?;
     Ok(Json(json!({})))
@@ -85,7 +80,7 @@ pub async fn ping(
     Path((endpoint, worker)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
-    admit(&gw, &endpoint)?;
+    gw.endpoint(&endpoint)?;
     let running: Vec<JobId> = q
         .get("job_id")
         .map(|ids| {
@@ -108,7 +103,7 @@ pub async fn job_stop(
     State(gw): State<AppState>,
     Path((endpoint, worker)): Path<(String, String)>,
 ) -> Result<Response, RunpodError> {
-    admit(&gw, &endpoint)?;
+    gw.endpoint(&endpoint)?;
     // Polling job-stop is a sign of life, and makes the worker known before it takes a job.
     gw.store.ping(&endpoint, &worker, None).await?;
     let stops = gw.store.stops(&worker, gw.long_poll).await?;

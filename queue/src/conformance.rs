@@ -348,7 +348,7 @@ pub async fn live_workers_lost_workers_and_fleets(s: Arc<dyn JobStore>) {
             next_start_in_ms: None,
         }],
     };
-    s.put_fleet("ep", &view).await.unwrap();
+    s.put_fleet("ep", view.clone()).await.unwrap();
     assert_eq!(s.fleet("ep").await.unwrap(), Some(view));
 }
 

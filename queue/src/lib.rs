@@ -263,7 +263,7 @@ pub trait FleetMetrics: Send + Sync + 'static {
 
     /// The autoscaler's view of an endpoint's workers (states, cold starts), for `/health`
     /// on every gateway. Kept for [`FLEET_TTL`]: a view nobody refreshes goes away.
-    async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()>;
+    async fn put_fleet(&self, endpoint: &str, fleet: FleetView) -> Result<()>;
 
     /// The fleet view last stored by [`FleetMetrics::put_fleet`], or `None` if there is none
     /// (never put, expired, or unreadable by this version).

@@ -694,10 +694,10 @@ impl FleetMetrics for MemoryStore {
         })
     }
 
-    async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {
+    async fn put_fleet(&self, endpoint: &str, fleet: FleetView) -> Result<()> {
         self.lock()
             .fleets
-            .insert(endpoint.to_string(), (Instant::now(), fleet.clone()));
+            .insert(endpoint.to_string(), (Instant::now(), fleet));
         Ok(())
     }
 

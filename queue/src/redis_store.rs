@@ -491,8 +491,8 @@ impl FleetMetrics for RedisStore {
         .await
     }
 
-    async fn put_fleet(&self, endpoint: &str, fleet: &FleetView) -> Result<()> {
-        let text = serde_json::to_string(fleet).expect("a fleet view serializes");
+    async fn put_fleet(&self, endpoint: &str, fleet: FleetView) -> Result<()> {
+        let text = serde_json::to_string(&fleet).expect("a fleet view serializes");
         self.ok::<reply::Done>("put_fleet", |i| {
             i.arg(endpoint)
                 .arg(text)

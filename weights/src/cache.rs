@@ -56,11 +56,18 @@ impl CachedModel {
         self.tokenizer.as_ref().map(|t| self.dir.join(t))
     }
 
-    /// The model's tokenizer: the sidecar, or (older caches) read from the original GGUF.
+    /// Where the model's tokenizer is read from: the sidecar directory, or (caches from before
+    /// sidecars) the original GGUF, which carries it.
+    pub fn tokenizer_source(&self) -> PathBuf {
+        self.tokenizer_dir()
+            .unwrap_or_else(|| self.dir.join(&self.original.file))
+    }
+
+    /// The model's tokenizer, from [`CachedModel::tokenizer_source`].
     pub fn prompt_tokenizer(&self) -> Result<PromptTokenizer> {
         match self.tokenizer_dir() {
             Some(d) => PromptTokenizer::from_hf_dir(&d),
-            None => PromptTokenizer::from_gguf(&self.dir.join(&self.original.file)),
+            None => PromptTokenizer::from_gguf(&self.tokenizer_source()),
         }
     }
 }

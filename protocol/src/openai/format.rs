@@ -23,21 +23,15 @@ pub fn take_output_schema(map: &mut Map<String, Value>) -> Result<Option<Value>>
     };
     let guided = match map.remove("guided_json") {
         None => None,
-        Some(Value::Object(o)) => Some(Value::Object(o)),
-        // vLLM also takes the schema as a JSON text.
-        Some(Value::String(s)) => Some(
-            serde_json::from_str::<Value>(&s)
-                .ok()
-                .filter(Value::is_object)
-                .ok_or_else(|| {
-                    InvalidRequest::new("guided_json", "`guided_json` must be a JSON Schema object")
-                })?,
-        ),
-        Some(_) => {
-            return Err(InvalidRequest::new(
-                "guided_json",
-                "`guided_json` must be a JSON Schema object",
-            ))
+        Some(v) => {
+            // vLLM also takes the schema as a JSON text.
+            let v = match v {
+                Value::String(s) => serde_json::from_str(&s).ok(),
+                v => Some(v),
+            };
+            Some(v.filter(Value::is_object).ok_or_else(|| {
+                InvalidRequest::new("guided_json", "`guided_json` must be a JSON Schema object")
+            })?)
         }
     };
     match (format, guided) {

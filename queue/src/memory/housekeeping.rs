@@ -26,10 +26,12 @@ impl MemoryStore {
         }
         for id in st.expired(now) {
             if let Some(e) = st.remove_job(&id) {
-                st.endpoint(&e.endpoint).unqueue(&id);
-                if e.status == JobStatus::InProgress {
+                match e.status {
+                    // Only queued jobs are in a queue (most expiring jobs ended long ago).
+                    JobStatus::InQueue => st.endpoint(&e.endpoint).unqueue(&id),
                     // Past its TTL the job is gone: a worker still running it stops.
-                    st.tell_worker_to_stop(e.worker.as_deref(), &id);
+                    JobStatus::InProgress => st.tell_worker_to_stop(e.worker.as_deref(), &id),
+                    _ => {}
                 }
                 e.bump();
             }
@@ -37,18 +39,17 @@ impl MemoryStore {
         let (mut timed_out, mut requeue) = (Vec::new(), Vec::new());
         for (id, r) in &st.index.running {
             if r.deadline < now {
-                timed_out.push(id.clone());
+                timed_out.push((id.clone(), r.worker.clone()));
             } else if dead.contains(&r.worker) {
                 requeue.push(id.clone());
             }
         }
-        for id in timed_out {
-            let worker = st.jobs.get(&id).and_then(|e| e.worker.clone());
+        for (id, worker) in timed_out {
             if st.transition(&id, JobStatus::TimedOut, now, None).is_ok() {
                 if let Some(e) = st.jobs.get_mut(&id) {
                     e.error = Some("execution timeout exceeded".into());
                 }
-                st.tell_worker_to_stop(worker.as_deref(), &id);
+                st.tell_worker_to_stop(Some(&worker), &id);
                 st.ended(&id, JobStatus::TimedOut);
             }
         }
