@@ -7,7 +7,9 @@
 mod bias;
 mod counter;
 mod llm;
+mod logprobs;
 pub mod shape;
+mod tool_calls;
 mod vllm_input;
 pub mod worker;
 

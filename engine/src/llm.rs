@@ -7,6 +7,7 @@
 
 use crate::bias::LogitBias;
 use crate::counter::{TokenCounter, TokenCounts};
+use crate::logprobs::{ChoiceLogprobs, LogprobRecorder, Vocab};
 use crate::shape::{Aggregator, Kind};
 use crate::vllm_input;
 use crate::worker::{JobHandler, StreamSink};
@@ -23,6 +24,7 @@ use mistralrs::{
 };
 use protocol::config::ActivationDType;
 use protocol::job::OpenAiJobInput;
+use protocol::openai::logprobs::TokenLogprob;
 use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::{GenerateRequest, Sampling};
 use protocol::vllm::{VllmBatch, VllmChoice, VllmUsage};
@@ -30,6 +32,7 @@ use protocol::ModelConfig;
 use serde_json::Value;
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::sync::mpsc::Receiver;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{StreamExt, StreamMap};
@@ -66,8 +69,11 @@ pub struct Engine {
     served_name: String,
     /// Prompt + completion tokens a sequence may reach (the config's `context_length`).
     context_length: usize,
-    /// Where a constrained (structured-output) request stops: see [`constraint_eos_ids`].
+    /// Where a constrained (structured-output) request stops: see [`Engine::load`].
     constraint_eos: Vec<u32>,
+    /// Every token's text, for log probabilities; `None` if the pipeline has no token trie
+    /// (log probabilities are then refused).
+    vocab: Option<Arc<Vocab>>,
 }
 
 impl Engine {
@@ -117,13 +123,18 @@ impl Engine {
         // differ from the model's EOS ids that mistral.rs stops on (SmolLM2: `<|endoftext|>`
         // vs `<|im_end|>`); without them a finished JSON answer is padded with invisible
         // tokens up to `max_tokens`.
-        let constraint_eos = pipeline
-            .lock()
-            .await
-            .get_metadata()
-            .tok_env()
+        let tok_env = pipeline.lock().await.get_metadata().tok_env();
+        let constraint_eos = tok_env
+            .as_ref()
             .map(|env| env.tok_trie().eos_tokens().to_vec())
             .unwrap_or_default();
+        // Decoded as mistral.rs decodes a sequence's text (`finish_or_add_toks_to_seq`).
+        let vocab = tok_env.map(|env| {
+            let trie = env.tok_trie();
+            Arc::new(Vocab::new(trie.vocab_size(), |id, special| {
+                trie.decode_ext(&[id], special)
+            }))
+        });
         let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
             .with_no_prefix_cache(!prefix_cache)
             .build()
@@ -138,6 +149,7 @@ impl Engine {
             served_name: cfg.name.clone(),
             context_length: cfg.engine.context_length,
             constraint_eos,
+            vocab,
         })
     }
 
@@ -171,6 +183,14 @@ impl Engine {
             n,
             sampling.stop.clone(),
             stream && req.include_usage(),
+        )
+        .with_logprobs(sampling.logprobs.is_some())
+        .with_tools(
+            match req {
+                GenerateRequest::Chat(c) => c.tools.clone().map(Arc::new),
+                GenerateRequest::Completion(_) => None,
+            }
+            .as_ref(),
         );
         let echoed = match req {
             GenerateRequest::Completion(c) if c.echo => agg.echo(&c.prompt),
@@ -189,10 +209,12 @@ impl Engine {
             };
             // No event: the engine has dropped every sequence of the request.
             let Some((r, resp)) = event else { break };
-            for (index, text, finish) in fold(resp, runs[r].choices.start)? {
-                if let Some(chunk) = agg.delta(index, &text, finish.as_deref()) {
-                    if stream {
-                        on_chunk(chunk);
+            for piece in fold(resp, runs[r].choices.start)? {
+                for ((index, text, finish), entries) in runs[r].ready(piece) {
+                    if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), entries) {
+                        if stream {
+                            on_chunk(chunk);
+                        }
                     }
                 }
             }
@@ -210,7 +232,7 @@ impl Engine {
             .zip(&runs)
             .map(|(c, run)| c.unwrap_or_else(|| run.counter.counts()))
             .collect();
-        self.finish(req, agg, &runs, &counts, on_chunk)
+        self.finish(req, agg, runs, &counts, on_chunk)
     }
 
     /// The response once the engine is done: choices it ended silently get their finish
@@ -219,13 +241,20 @@ impl Engine {
         &self,
         req: &GenerateRequest,
         mut agg: Aggregator,
-        runs: &[Run],
+        mut runs: Vec<Run>,
         counts: &[TokenCounts],
         on_chunk: &mut (dyn FnMut(Chunk) + Send),
     ) -> Result<Completion, EngineError> {
         let stream = req.stream();
         let limit = req.sampling().max_tokens.map(|m| m as usize);
-        for (run, c) in runs.iter().zip(counts) {
+        for (run, c) in runs.iter_mut().zip(counts) {
+            if let Some(((index, text, finish), entries)) = run.flush() {
+                if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), entries) {
+                    if stream {
+                        on_chunk(chunk);
+                    }
+                }
+            }
             for i in run.choices.clone() {
                 if agg.finished(i) {
                     continue;
@@ -295,12 +324,23 @@ impl Engine {
             base.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
         }
         let bias = LogitBias::processor(&sampling.logit_bias);
+        let top_n = match (sampling.logprobs, &self.vocab) {
+            (None, _) => None,
+            (Some(n), Some(vocab)) => Some((n as usize, vocab)),
+            (Some(_), None) => {
+                return Err(EngineError::Invalid(
+                    "log probabilities need the model's token trie, which it has not".into(),
+                ))
+            }
+        };
         let mut runs = Vec::with_capacity(shapes.len());
         for (i, (n_choices, keep)) in shapes.into_iter().enumerate() {
             // Generous capacity: mistral.rs awaits each send, so a full channel would stall
             // the whole batch, not just this request.
             let (tx, rx) = tokio::sync::mpsc::channel(4096);
             let counter = TokenCounter::new(constrained);
+            // mistral.rs's own log probabilities are wrong (see `logprobs.rs`).
+            let recorder = top_n.map(|(n, _)| LogprobRecorder::new(n));
             let mut params = base.clone();
             params.n_choices = n_choices;
             let request = Request::Normal(Box::new(NormalRequest {
@@ -320,6 +360,7 @@ impl Engine {
                 logits_processors: Some(
                     std::iter::once(counter.processor())
                         .chain(bias.clone())
+                        .chain(recorder.as_ref().map(LogprobRecorder::processor))
                         .collect(),
                 ),
                 return_raw_logits: false,
@@ -335,17 +376,60 @@ impl Engine {
                 Some(n) => 0..n,
                 None => i..i + 1,
             };
-            runs.push((Run { choices, counter }, rx));
+            let logprobs = recorder
+                .zip(top_n)
+                .map(|(r, (_, vocab))| ChoiceLogprobs::new(r, vocab.clone()));
+            let run = Run {
+                choices,
+                counter,
+                logprobs,
+                held: None,
+            };
+            runs.push((run, rx));
         }
         Ok(runs)
     }
 }
 
-/// One engine request of a [`GenerateRequest`]: the choices it produces and its token
-/// counter.
+/// One engine request of a [`GenerateRequest`]: the choices it produces, its token counter
+/// and, when the request asked, its choice's log probabilities.
 struct Run {
     choices: std::ops::Range<usize>,
     counter: TokenCounter,
+    logprobs: Option<ChoiceLogprobs>,
+    /// With log probabilities, the latest piece: its last token is known only at the next
+    /// step (see `logprobs.rs`), so it waits for the next piece or the end.
+    held: Option<Piece>,
+}
+
+impl Run {
+    /// The pieces ready for the aggregator, each with the log-probability entries known by
+    /// then: without log probabilities `piece` at once; with them the piece held before, and
+    /// `piece` too when it ends the choice (else it is held).
+    fn ready(&mut self, piece: Piece) -> Vec<(Piece, Vec<TokenLogprob>)> {
+        let Some(lp) = self.logprobs.as_mut() else {
+            return vec![(piece, Vec::new())];
+        };
+        let mut out = Vec::with_capacity(2);
+        if let Some(held) = self.held.take() {
+            let entries = lp.entries(&held.1, false);
+            out.push((held, entries));
+        }
+        if piece.2.is_some() {
+            let entries = lp.entries(&piece.1, true);
+            out.push((piece, entries));
+        } else {
+            self.held = Some(piece);
+        }
+        out
+    }
+
+    /// The held piece, once the engine ended the choice without a final piece.
+    fn flush(&mut self) -> Option<(Piece, Vec<TokenLogprob>)> {
+        let held = self.held.take()?;
+        let entries = self.logprobs.as_mut()?.entries(&held.1, true);
+        Some((held, entries))
+    }
 }
 
 /// The messages of `req` as mistral.rs takes them; `best_of` for a best-of completion.
@@ -353,7 +437,7 @@ fn request_message(req: &GenerateRequest, best_of: Option<usize>) -> RequestMess
     match req {
         GenerateRequest::Chat(c) => RequestMessage::Chat {
             messages: c
-                .messages
+                .prompt_messages()
                 .iter()
                 .map(|m| {
                     let mut map = IndexMap::new();

@@ -3,10 +3,15 @@
 //! both from the same events guarantees that a streamed answer concatenates to the
 //! non-streamed one.
 
+use crate::tool_calls::{Emit, ToolOutput};
+use protocol::openai::logprobs::{ChatLogprobs, TextLogprobs, TokenLogprob};
 use protocol::openai::response::{
     AssistantMessage, ChatChoice, ChatChunkChoice, Chunk, Completion, Delta, Envelope, TextChoice,
     Usage,
 };
+use protocol::openai::tools::{ToolCall, Tools};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Which OpenAI API a response is for: it sets the objects' `object`, id prefix and choice
@@ -26,6 +31,69 @@ struct Choice {
     started: bool,
     /// Text held back because it may be the start of a stop sequence.
     pending: String,
+    /// Token log probabilities whose text is not all emitted yet, with the byte offset where
+    /// each token's text ends in the generated text.
+    lp_pending: VecDeque<(usize, TokenLogprob)>,
+    /// Bytes of generated text received so far (emitted, held back or later cut).
+    received: usize,
+    /// Log probabilities emitted so far; their tokens concatenate to `text`.
+    logprobs: Vec<TokenLogprob>,
+    /// How a chat choice's text is read: as the message, or as tool calls.
+    tool: ToolOutput,
+    /// A chat choice's message text (all of `text` unless some of it was tool calls).
+    content: String,
+    /// A chat choice's tool calls, once it ended.
+    calls: Vec<ToolCall>,
+}
+
+impl Choice {
+    /// Read `text` (and the choice's end, when `finish`) through the choice's tools; returns
+    /// what to send and the finish reason, which becomes `tool_calls` for an answer of calls.
+    fn read_tools(&mut self, text: &str, finish: Option<String>) -> (Emit, Option<String>) {
+        let mut emit = self.tool.feed(text);
+        let finish = finish.map(|f| {
+            let (last, reason, calls) = self.tool.end(f);
+            emit.content.push_str(&last.content);
+            emit.calls.extend(last.calls);
+            self.calls = calls;
+            self.finish_reason = Some(reason.clone());
+            reason
+        });
+        self.content.push_str(&emit.content);
+        (emit, finish)
+    }
+
+    /// Log probabilities whose text is now all emitted. Once the choice finished, a token cut
+    /// by a stop sequence keeps only its emitted part, and later ones are dropped, so the
+    /// tokens always concatenate to the text.
+    fn release(&mut self) -> Vec<TokenLogprob> {
+        let done = self.text.len();
+        let mut out = Vec::new();
+        while let Some((end, _)) = self.lp_pending.front() {
+            if *end <= done {
+                out.extend(self.lp_pending.pop_front().map(|(_, e)| e));
+                continue;
+            }
+            if self.finish_reason.is_some() {
+                if let Some((end, mut e)) = self.lp_pending.pop_front() {
+                    let start = end - e.token.len();
+                    if start < done {
+                        let mut keep = done - start;
+                        while !e.token.is_char_boundary(keep) {
+                            keep -= 1;
+                        }
+                        e.token.truncate(keep);
+                        e.bytes = Some(e.token.as_bytes().to_vec());
+                        out.push(e);
+                    }
+                }
+                self.lp_pending.clear();
+            }
+            break;
+        }
+        self.logprobs.extend(out.iter().cloned());
+        out
+    }
 }
 
 /// Stop sequences are matched here, on text, as OpenAI defines them. (mistral.rs turns a stop
@@ -68,6 +136,9 @@ pub struct Aggregator {
     /// Streamed chunks carry `"usage": null` (OpenAI's shape when the client asked for usage
     /// with `stream_options.include_usage`; the last chunk then carries the real usage).
     include_usage: bool,
+    /// Whether the request asked for log probabilities (the `logprobs` fields are `null`
+    /// otherwise).
+    logprobs: bool,
     /// Token usage (prompt and completion tokens) for the final object and the usage chunk;
     /// zero until the caller sets it from its own counts (nothing here counts tokens).
     pub usage: Usage,
@@ -101,13 +172,36 @@ impl Aggregator {
             choices: vec![Choice::default(); n.max(1)],
             stops,
             include_usage,
+            logprobs: false,
             usage: Usage::default(),
         }
     }
 
-    /// Record text for choice `index`; returns the chunk a streaming client gets, if any
-    /// (nothing after the choice finished, nothing while text is held back).
-    pub fn delta(&mut self, index: usize, text: &str, finish: Option<&str>) -> Option<Chunk> {
+    /// Read every choice's text as the request's tools say (see [`ToolOutput`]); chat only.
+    pub fn with_tools(mut self, tools: Option<&Arc<Tools>>) -> Self {
+        for c in &mut self.choices {
+            c.tool = ToolOutput::new(tools);
+        }
+        self
+    }
+
+    /// Return log probabilities (`true` when the request asked for them).
+    pub fn with_logprobs(mut self, on: bool) -> Self {
+        self.logprobs = on;
+        self
+    }
+
+    /// Record text for choice `index`, with the log probabilities of its tokens when the
+    /// request asked (their token strings concatenate to `text`); returns the chunk a
+    /// streaming client gets, if any (nothing after the choice finished, nothing while text
+    /// is held back). An entry is released with the chunk that completes its text.
+    pub fn delta(
+        &mut self,
+        index: usize,
+        text: &str,
+        finish: Option<&str>,
+        logprobs: Vec<TokenLogprob>,
+    ) -> Option<Chunk> {
         if index >= self.choices.len() {
             self.choices.resize(index + 1, Choice::default());
         }
@@ -116,6 +210,12 @@ impl Aggregator {
         if c.finish_reason.is_some() {
             return None;
         }
+        let mut end = c.received;
+        for e in logprobs {
+            end += e.token.len();
+            c.lp_pending.push_back((end, e));
+        }
+        c.received += text.len();
         let (mut text, hit) = scan_stops(&mut c.pending, text, stops);
         let finish = if hit {
             Some("stop".to_string())
@@ -129,7 +229,15 @@ impl Aggregator {
         if text.is_empty() && finish.is_none() {
             return None;
         }
+        let (emit, finish) = c.read_tools(&text, finish);
+        if self.kind == Kind::Chat && emit == Emit::default() && finish.is_none() {
+            c.text.push_str(&text);
+            return None;
+        }
+        // Completions' `text_offset` counts characters, as OpenAI's and vLLM's do.
+        let offset = c.text.chars().count();
         c.text.push_str(&text);
+        let released = c.release();
         let first = !c.started;
         c.started = true;
         let usage = self.include_usage.then_some(None);
@@ -137,12 +245,15 @@ impl Aggregator {
             Kind::Chat => {
                 let delta = Delta {
                     role: first.then(|| "assistant".to_string()),
-                    content: Some(text),
+                    // OpenAI's tool-call chunks carry `content: null`.
+                    content: (emit.calls.is_empty() || !emit.content.is_empty())
+                        .then_some(emit.content),
+                    tool_calls: (!emit.calls.is_empty()).then_some(emit.calls),
                 };
                 let choice = ChatChunkChoice {
                     index,
                     delta,
-                    logprobs: None,
+                    logprobs: self.logprobs.then_some(ChatLogprobs { content: released }),
                     finish_reason: finish,
                 };
                 Chunk::Chat(self.envelope("chat.completion.chunk", vec![choice], usage))
@@ -151,7 +262,9 @@ impl Aggregator {
                 let choice = TextChoice {
                     index,
                     text,
-                    logprobs: None,
+                    logprobs: self
+                        .logprobs
+                        .then(|| TextLogprobs::from_entries(&released, offset)),
                     finish_reason: finish,
                 };
                 Chunk::Text(self.envelope("text_completion", vec![choice], usage))
@@ -165,7 +278,7 @@ impl Aggregator {
     /// dangling bytes are not text and are dropped, streamed or not. Returns the final chunk;
     /// `None` if the choice had already finished.
     pub fn end_silently(&mut self, index: usize, reason: &str) -> Option<Chunk> {
-        self.delta(index, "", Some(reason))
+        self.delta(index, "", Some(reason), Vec::new())
     }
 
     /// Whether choice `index` has finished (by the engine or by a stop sequence).
@@ -234,9 +347,13 @@ impl Aggregator {
                         index,
                         message: AssistantMessage {
                             role: "assistant".into(),
-                            content: Some(c.text.clone()),
+                            content: (c.calls.is_empty() || !c.content.is_empty())
+                                .then(|| c.content.clone()),
+                            tool_calls: (!c.calls.is_empty()).then(|| c.calls.clone()),
                         },
-                        logprobs: None,
+                        logprobs: self.logprobs.then(|| ChatLogprobs {
+                            content: c.logprobs.clone(),
+                        }),
                         finish_reason: reason(c),
                     })
                     .collect();
@@ -247,7 +364,9 @@ impl Aggregator {
                     .map(|(index, c)| TextChoice {
                         index,
                         text: c.text.clone(),
-                        logprobs: None,
+                        logprobs: self
+                            .logprobs
+                            .then(|| TextLogprobs::from_entries(&c.logprobs, 0)),
                         finish_reason: reason(c),
                     })
                     .collect();
@@ -287,8 +406,8 @@ mod tests {
     #[test]
     fn chat_chunks_add_up_to_the_final_object() {
         let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], false);
-        let c1 = j(a.delta(0, "Hel", None).unwrap());
-        let c2 = j(a.delta(0, "lo", Some("length")).unwrap());
+        let c1 = j(a.delta(0, "Hel", None, vec![]).unwrap());
+        let c2 = j(a.delta(0, "lo", Some("length"), vec![]).unwrap());
         assert_eq!(c1["choices"][0]["delta"]["role"], "assistant");
         assert!(
             c2["choices"][0]["delta"].get("role").is_none(),
@@ -314,7 +433,7 @@ mod tests {
         assert_eq!(echoed.len(), 2);
         assert_eq!(echoed[1]["choices"][0]["text"], "p:");
         assert_eq!(echoed[1]["choices"][0]["finish_reason"], Value::Null);
-        let c = j(a.delta(1, "x", Some("canceled")).unwrap());
+        let c = j(a.delta(1, "x", Some("canceled"), vec![]).unwrap());
         assert_eq!(c["object"], "text_completion");
         assert_eq!(c["choices"][0]["finish_reason"], "stop");
         let f = j(a.finish());
@@ -328,7 +447,7 @@ mod tests {
         let mut a = Aggregator::new(Kind::Chat, "m", 1, stops, false);
         let emitted: Vec<String> = [" Red,", " Bl", "ack, B", "lue!"]
             .iter()
-            .filter_map(|t| a.delta(0, t, None))
+            .filter_map(|t| a.delta(0, t, None, vec![]))
             .map(|c| {
                 j(c)["choices"][0]["delta"]["content"]
                     .as_str()
@@ -342,7 +461,10 @@ mod tests {
         let f = j(a.finish());
         assert_eq!(f["choices"][0]["message"]["content"], " Red, Black, ");
         assert_eq!(f["choices"][0]["finish_reason"], "stop");
-        assert!(a.delta(0, "more", None).is_none(), "nothing after a stop");
+        assert!(
+            a.delta(0, "more", None, vec![]).is_none(),
+            "nothing after a stop"
+        );
     }
 
     #[test]
@@ -354,8 +476,8 @@ mod tests {
         );
         assert_eq!(p, "b");
         let mut a = Aggregator::new(Kind::Completion, "m", 1, vec!["bc".into()], false);
-        a.delta(0, "ab", None);
-        let last = j(a.delta(0, "", Some("length")).unwrap());
+        a.delta(0, "ab", None, vec![]);
+        let last = j(a.delta(0, "", Some("length"), vec![]).unwrap());
         assert_eq!(last["choices"][0]["text"], "b");
         assert_eq!(a.text(0), "ab");
     }
@@ -363,7 +485,7 @@ mod tests {
     #[test]
     fn a_silent_end_still_finishes_the_choice_once() {
         let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], true);
-        let first = j(a.delta(0, "\u{1F34F}", None).unwrap());
+        let first = j(a.delta(0, "\u{1F34F}", None, vec![]).unwrap());
         assert_eq!(first["usage"], Value::Null, "usage: null on every chunk");
         let last = j(a.end_silently(0, "length").unwrap());
         assert_eq!(last["choices"][0]["finish_reason"], "length");
@@ -375,5 +497,64 @@ mod tests {
         let only = j(a.end_silently(0, "length").unwrap());
         assert_eq!(only["choices"][0]["delta"]["role"], "assistant");
         assert!(only.get("usage").is_none());
+    }
+
+    fn lp(token: &str, logprob: f32) -> Vec<TokenLogprob> {
+        vec![TokenLogprob {
+            token: token.into(),
+            logprob,
+            bytes: Some(token.as_bytes().to_vec()),
+            top_logprobs: vec![],
+        }]
+    }
+
+    #[test]
+    fn logprobs_follow_the_text_through_held_back_and_cut_stops() {
+        // "Hello wor|ld": the stop "wor" is held back as "wo", then cuts inside " world".
+        let mut a =
+            Aggregator::new(Kind::Chat, "m", 1, vec!["wor".into()], false).with_logprobs(true);
+        let chunks: Vec<Value> = [("Hello", -0.1), (" wo", -0.2), ("rld", -0.3)]
+            .into_iter()
+            .filter_map(|(t, p)| a.delta(0, t, None, lp(t, p)))
+            .map(j)
+            .collect();
+        let tokens: Vec<String> = chunks
+            .iter()
+            .flat_map(|c| {
+                c["choices"][0]["logprobs"]["content"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .map(|e| e["token"].as_str().unwrap().to_string())
+            .collect();
+        let text: String = chunks
+            .iter()
+            .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(text, "Hello ");
+        assert_eq!(tokens.concat(), text, "{chunks:?}");
+        let done = j(a.finish());
+        let content = done["choices"][0]["logprobs"]["content"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(content.len(), 2);
+        assert_eq!(content[1]["token"], " ");
+        // Completions: the legacy lists, offsets into the text.
+        let mut t = Aggregator::new(Kind::Completion, "m", 1, vec![], false).with_logprobs(true);
+        t.delta(0, "\u{e9}b", None, lp("\u{e9}b", -1.0));
+        t.delta(0, "c", Some("stop"), lp("c", -2.0));
+        let done = j(t.finish());
+        assert_eq!(
+            done["choices"][0]["logprobs"]["tokens"],
+            json!(["\u{e9}b", "c"])
+        );
+        // Offsets in characters, as OpenAI's.
+        assert_eq!(done["choices"][0]["logprobs"]["text_offset"], json!([0, 2]));
+        // Not asked: null.
+        let mut n = Aggregator::new(Kind::Chat, "m", 1, vec![], false);
+        n.delta(0, "x", Some("stop"), vec![]);
+        assert_eq!(j(n.finish())["choices"][0]["logprobs"], Value::Null);
     }
 }

@@ -54,6 +54,7 @@ async fn the_sidecar_tokenizer_matches_the_engines_own_conversion_and_the_gatewa
                 let m = ChatMessage {
                     role: "user".into(),
                     content: prompt.to_string(),
+                    ..Default::default()
                 };
                 counter.count_chat(&[m]).unwrap()
             } else {

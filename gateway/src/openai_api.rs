@@ -112,7 +112,7 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
         return Ok(());
     };
     let (prompt_tokens, param) = match req {
-        GenerateRequest::Chat(c) => (tok.count_chat(&c.messages), "messages"),
+        GenerateRequest::Chat(c) => (tok.count_chat(&c.prompt_messages()), "messages"),
         GenerateRequest::Completion(c) => (tok.count(&c.prompt), "prompt"),
     };
     let prompt_tokens = prompt_tokens.map_err(|e| GatewayError::Internal(e.to_string()))?;

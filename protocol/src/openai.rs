@@ -5,8 +5,10 @@
 //! silently. Parameters sent as JSON `null` count as absent, as in OpenAI's API.
 
 pub mod format;
+pub mod logprobs;
 mod params;
 pub mod response;
+pub mod tools;
 
 use params::{parse_common, Common};
 
@@ -119,6 +121,10 @@ pub struct Sampling {
     /// `response_format` (`json_object`: any object) or vLLM's `guided_json`; `None`: free
     /// text. See [`format::take_output_schema`].
     pub json_schema: Option<Value>,
+    /// Return each token's log probability with this many most likely alternatives (0 to
+    /// [`logprobs::MAX_TOP_LOGPROBS`]): chat's `logprobs: true` + `top_logprobs`, completions'
+    /// `logprobs` (an int). `None`: no log probabilities.
+    pub logprobs: Option<u32>,
 }
 
 impl Sampling {
@@ -128,14 +134,22 @@ impl Sampling {
     }
 }
 
-/// One message of a chat request, reduced to what the engine takes: a role and plain text.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One message of a chat request, reduced to what the engine takes: a role, plain text, and
+/// the tool calls of an assistant message or the call a `tool` message answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    /// `system`, `user` or `assistant`; OpenAI's `developer` role is read as `system`.
+    /// `system`, `user`, `assistant` or `tool`; OpenAI's `developer` role is read as
+    /// `system`.
     pub role: String,
     /// The message's text: a string, or OpenAI's list of text parts joined without separator;
     /// empty for an assistant message without content.
     pub content: String,
+    /// An assistant message's tool calls (OpenAI's `tool_calls`); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<tools::ToolCall>,
+    /// A `tool` message's `tool_call_id`: the call whose result it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 /// A validated OpenAI chat completions request (`/v1/chat/completions`).
@@ -152,6 +166,10 @@ pub struct ChatRequest {
     /// OpenAI's `stream_options.include_usage`: streamed chunks carry `"usage": null` and a
     /// last chunk without choices carries the counts. Always false without `stream`.
     pub include_usage: bool,
+    /// The functions the model may call and how (`tools`, `tool_choice`,
+    /// `parallel_tool_calls`); `None` without tools or with `tool_choice: "none"`. A forced
+    /// choice's schema is also in `sampling.json_schema` (see [`tools::Tools::forced_schema`]).
+    pub tools: Option<tools::Tools>,
 }
 
 /// A validated OpenAI (legacy) text completions request (`/v1/completions`).
@@ -255,11 +273,6 @@ const SAMPLING_KEYS: &[&str] = &[
 /// OpenAI parameters we know but cannot honour, with the reason given to the caller.
 /// A benign value (e.g. `logprobs: false`) is accepted; see [`benign`].
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("logprobs", "log probabilities are not returned"),
-    ("top_logprobs", "log probabilities are not returned"),
-    ("tools", "tool calling is not implemented"),
-    ("tool_choice", "tool calling is not implemented"),
-    ("parallel_tool_calls", "tool calling is not implemented"),
     ("functions", "function calling is not implemented"),
     ("function_call", "function calling is not implemented"),
     ("suffix", "insertion (suffix) is not implemented"),
@@ -275,10 +288,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 
 fn benign(key: &str, v: &Value) -> bool {
     match key {
-        "logprobs" => v == &Value::Bool(false),
-        "tool_choice" => v == "none",
-        // Meaningless without tools, so any value is harmless.
-        "parallel_tool_calls" => true,
         "store" => v == &Value::Bool(false),
         "modalities" => v.as_array().is_some_and(|a| a.iter().all(|m| m == "text")),
         _ => false,
@@ -347,12 +356,29 @@ pub const MAX_STOP: usize = 16;
 pub const MAX_N: u32 = 16;
 
 impl ChatRequest {
+    /// The conversation as the model's chat template gets it: the messages with the tools'
+    /// description and the tool calls and results written as text (see [`tools::render`]).
+    pub fn prompt_messages(&self) -> Vec<ChatMessage> {
+        tools::render(&self.messages, self.tools.as_ref())
+    }
+
     /// Validate an OpenAI chat completions body; JSON `null` parameters count as absent.
     ///
     /// Errors: [`InvalidRequest`] naming the first parameter that is unknown, not supported
     /// here, of the wrong type or out of range, or a missing `model` or `messages`.
     pub fn parse(body: Value) -> Result<Self> {
-        let mut map = screen(body, &["messages", "max_completion_tokens"])?;
+        let mut map = screen(
+            body,
+            &[
+                "messages",
+                "max_completion_tokens",
+                "logprobs",
+                "top_logprobs",
+                "tools",
+                "tool_choice",
+                "parallel_tool_calls",
+            ],
+        )?;
         let raw: Vec<Map<String, Value>> = take(&mut map, "messages")?
             .ok_or_else(|| InvalidRequest::new("messages", "`messages` is required"))?;
         if raw.is_empty() {
@@ -366,13 +392,35 @@ impl ChatRequest {
             .enumerate()
             .map(|(i, m)| parse_message(i, m))
             .collect::<Result<Vec<_>>>()?;
-        let c = parse_common(&mut map)?;
+        let logprobs = logprobs::take_chat(&mut map)?;
+        let tools = tools::take_tools(&mut map)?;
+        let mut c = parse_common(&mut map)?;
+        c.sampling.logprobs = logprobs;
+        if let Some(t) = &tools {
+            if logprobs.is_some() {
+                return Err(InvalidRequest::unsupported(
+                    "logprobs",
+                    "log probabilities are not returned together with tools",
+                ));
+            }
+            if let Some(schema) = t.forced_schema() {
+                if c.sampling.json_schema.is_some() {
+                    return Err(InvalidRequest::new(
+                        "response_format",
+                        "`response_format` cannot be combined with a `tool_choice` that forces \
+                         a call (the call's arguments are the output)",
+                    ));
+                }
+                c.sampling.json_schema = Some(schema);
+            }
+        }
         Ok(ChatRequest {
             model: c.model,
             messages,
             sampling: c.sampling,
             stream: c.stream,
             include_usage: c.include_usage,
+            tools,
         })
     }
 }
@@ -389,12 +437,12 @@ fn parse_message(i: usize, mut m: Map<String, Value>) -> Result<ChatMessage> {
         }
     };
     let role = match role.as_str() {
-        "system" | "user" | "assistant" => role,
+        "system" | "user" | "assistant" | "tool" => role,
         "developer" => "system".to_string(),
-        "tool" | "function" => {
+        "function" => {
             return Err(InvalidRequest::unsupported(
                 &at("role"),
-                "tool calling is not implemented",
+                "the legacy `function` role is replaced by `tool`",
             ))
         }
         other => {
@@ -430,13 +478,35 @@ fn parse_message(i: usize, mut m: Map<String, Value>) -> Result<ChatMessage> {
         }
     };
     m.remove("name");
+    let tool_calls: Vec<tools::ToolCall> = match role.as_str() {
+        "assistant" => take(&mut m, "tool_calls")
+            .map_err(|e| InvalidRequest::new(at("tool_calls"), e.message))?
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let tool_call_id: Option<String> = match role.as_str() {
+        "tool" => Some(
+            take(&mut m, "tool_call_id")
+                .map_err(|e| InvalidRequest::new(at("tool_call_id"), e.message))?
+                .ok_or_else(|| {
+                    InvalidRequest::new(at("tool_call_id"), "a `tool` message needs `tool_call_id`")
+                })?,
+        ),
+        _ => None,
+    };
     if let Some(k) = m.keys().find(|k| !m[k.as_str()].is_null()) {
         return Err(InvalidRequest::unsupported(
             &at(k),
-            "only role, content and name are supported",
+            "only role, content, name, tool_calls (assistant) and tool_call_id (tool) are \
+             supported",
         ));
     }
-    Ok(ChatMessage { role, content })
+    Ok(ChatMessage {
+        role,
+        content,
+        tool_calls,
+        tool_call_id,
+    })
 }
 
 impl CompletionRequest {
@@ -447,7 +517,7 @@ impl CompletionRequest {
     /// here (e.g. several prompts, `suffix`), of the wrong type or out of range, or a missing
     /// `model` or `prompt`.
     pub fn parse(body: Value) -> Result<Self> {
-        let mut map = screen(body, &["prompt", "echo", "best_of"])?;
+        let mut map = screen(body, &["prompt", "echo", "best_of", "logprobs"])?;
         let prompt = match map.remove("prompt") {
             Some(Value::String(s)) => s,
             Some(Value::Array(mut a)) if a.len() == 1 && a[0].is_string() => {
@@ -462,12 +532,20 @@ impl CompletionRequest {
         };
         let echo = take(&mut map, "echo")?.unwrap_or(false);
         let best_of: Option<u32> = take(&mut map, "best_of")?;
+        let logprobs = logprobs::take_text(&mut map)?;
+        if logprobs.is_some() && (echo || best_of.is_some()) {
+            return Err(InvalidRequest::new(
+                "logprobs",
+                "`logprobs` cannot be combined with `echo` or `best_of` here",
+            ));
+        }
         let Common {
             model,
             mut sampling,
             stream,
             include_usage,
         } = parse_common(&mut map)?;
+        sampling.logprobs = logprobs;
         // OpenAI's documented default for this route (vLLM follows it); chat has none.
         sampling
             .max_tokens
@@ -548,7 +626,9 @@ mod tests {
     #[test]
     fn unsupported_and_unknown_params_are_named() {
         let e = chat(json!({"tools": [{"type": "function"}]})).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("tools"));
+        assert_eq!(e.param.as_deref(), Some("tools[0].function"));
+        let e = chat(json!({"functions": []})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("functions"));
         let e = chat(json!({"frobnicate": 1})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("frobnicate"));
         assert!(e.message.contains("Unrecognized"));
@@ -639,7 +719,8 @@ mod tests {
             r.messages[0],
             ChatMessage {
                 role: "system".into(),
-                content: "ab".into()
+                content: "ab".into(),
+                ..Default::default()
             }
         );
     }

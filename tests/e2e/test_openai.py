@@ -155,9 +155,9 @@ def test_malformed_json_is_400(server):
 def test_unsupported_parameter_is_named(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(
-            model=MODEL, messages=HELLO, tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]
+            model=MODEL, messages=HELLO, functions=[{"name": "f", "parameters": {}}]
         )
-    assert e.value.body["param"] == "tools"
+    assert e.value.body["param"] == "functions"
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=MODEL, messages=HELLO, temperature=0.7, seed=1)
     assert e.value.body["param"] == "seed"

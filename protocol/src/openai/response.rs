@@ -2,6 +2,8 @@
 //! vLLM-worker output form) read them: the completion, its streamed chunks, usage. One
 //! envelope serves both routes; the choice type differs.
 
+use super::logprobs::{ChatLogprobs, TextLogprobs};
+use super::tools::ToolCall;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -68,9 +70,12 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Usage>>, D::
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: String,
-    /// The generated text (OpenAI sends `null` for an answer that is only tool calls; sluice's
-    /// engine always sends text).
+    /// The generated text; `null` for an answer that is only tool calls.
     pub content: Option<String>,
+    /// The calls the model made, when the request offered tools and it made some; left out
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// One choice of a chat completion.
@@ -80,8 +85,8 @@ pub struct ChatChoice {
     pub index: usize,
     /// The generated message.
     pub message: AssistantMessage,
-    /// Always `null` here (log probabilities are not returned).
-    pub logprobs: Option<Value>,
+    /// The tokens' log probabilities when the request asked (`logprobs: true`), else `null`.
+    pub logprobs: Option<ChatLogprobs>,
     /// `stop` or `length` (`tool_calls`, `content_filter` where an engine says so).
     pub finish_reason: Option<String>,
 }
@@ -95,6 +100,36 @@ pub struct Delta {
     /// The new text; may be empty (e.g. in a chunk that only carries the finish reason).
     #[serde(default)]
     pub content: Option<String>,
+    /// Pieces of tool calls, when the answer is calls; left out otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+/// A piece of a streamed tool call, as OpenAI streams them: the call's first piece has its
+/// `id`, `type` and function `name` (and empty `arguments`), later ones add to `arguments`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    /// Which call of the choice this piece belongs to, from 0.
+    pub index: usize,
+    /// The call's id, in its first piece only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `function`, in the call's first piece only.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The function's name and a piece of its arguments.
+    pub function: FunctionDelta,
+}
+
+/// The function part of a [`ToolCallDelta`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionDelta {
+    /// The function's name, in the call's first piece only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The next piece of the arguments' JSON text.
+    #[serde(default)]
+    pub arguments: String,
 }
 
 /// One choice of a chat completion chunk.
@@ -104,8 +139,8 @@ pub struct ChatChunkChoice {
     pub index: usize,
     /// The choice's new text.
     pub delta: Delta,
-    /// Always `null` here (log probabilities are not returned).
-    pub logprobs: Option<Value>,
+    /// The log probabilities of the tokens of this chunk's text when the request asked.
+    pub logprobs: Option<ChatLogprobs>,
     /// Set in the choice's last chunk only.
     pub finish_reason: Option<String>,
 }
@@ -118,8 +153,9 @@ pub struct TextChoice {
     /// In a completion, the whole text (after the prompt with `echo`); in a chunk, the new
     /// text.
     pub text: String,
-    /// Always `null` here (log probabilities are not returned).
-    pub logprobs: Option<Value>,
+    /// The tokens' log probabilities when the request asked (`logprobs: N`), else `null`;
+    /// in a chunk, those of its text, offsets counted from the start of the choice's text.
+    pub logprobs: Option<TextLogprobs>,
     /// OpenAI's `finish_reason`: `stop` or `length`; in a stream, set in the choice's last
     /// chunk only.
     pub finish_reason: Option<String>,

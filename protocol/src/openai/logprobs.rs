@@ -1,0 +1,112 @@
+//! Log probabilities in OpenAI's two shapes: chat's `logprobs.content` (one entry per token,
+//! with its most likely alternatives) and completions' legacy parallel lists (`tokens`,
+//! `token_logprobs`, `top_logprobs`, `text_offset`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most alternatives per token a request may ask for (OpenAI's `top_logprobs` limit, 20;
+/// vLLM allows as many for completions' `logprobs`).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+
+/// One generated token: its text, natural-log probability, UTF-8 bytes, and the most likely
+/// tokens at its position (as many as the request's `top_logprobs`, most likely first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token's text; the entries of a choice concatenate to its text.
+    pub token: String,
+    /// Natural log of the token's probability under the sampling distribution.
+    pub logprob: f32,
+    /// The token text's UTF-8 bytes.
+    pub bytes: Option<Vec<u8>>,
+    /// The most likely tokens at this position, most likely first.
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// One alternative at a position: text, natural-log probability, UTF-8 bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    /// The alternative token's text.
+    pub token: String,
+    /// Natural log of its probability.
+    pub logprob: f32,
+    /// Its text's UTF-8 bytes.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Chat's `logprobs` object: `{"content": [TokenLogprob, ...]}` (in a chunk, the tokens of
+/// that chunk's text).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatLogprobs {
+    /// One entry per token, in order.
+    pub content: Vec<TokenLogprob>,
+}
+
+/// Completions' `logprobs` object: parallel lists, one item per token.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TextLogprobs {
+    /// Token texts; they concatenate to the choice's text.
+    pub tokens: Vec<String>,
+    /// Natural-log probability of each token.
+    pub token_logprobs: Vec<f32>,
+    /// Per token, its most likely alternatives as `{text: logprob}`.
+    pub top_logprobs: Vec<BTreeMap<String, f32>>,
+    /// Per token, its offset in the choice's text in characters (Unicode scalar values), as
+    /// OpenAI's and vLLM's.
+    pub text_offset: Vec<usize>,
+}
+
+impl TextLogprobs {
+    /// The legacy lists of `entries`, the first starting at character `offset` of the text.
+    pub fn from_entries(entries: &[TokenLogprob], mut offset: usize) -> Self {
+        let mut out = TextLogprobs::default();
+        for e in entries {
+            out.tokens.push(e.token.clone());
+            out.token_logprobs.push(e.logprob);
+            out.top_logprobs.push(
+                e.top_logprobs
+                    .iter()
+                    .map(|t| (t.token.clone(), t.logprob))
+                    .collect(),
+            );
+            out.text_offset.push(offset);
+            offset += e.token.chars().count();
+        }
+        out
+    }
+}
+
+use super::{take, InvalidRequest, Result};
+use serde_json::{Map, Value};
+
+fn check_top(param: &str, n: u32) -> Result<u32> {
+    if n > MAX_TOP_LOGPROBS {
+        return Err(InvalidRequest::new(
+            param,
+            format!("`{param}` must be between 0 and {MAX_TOP_LOGPROBS}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// Chat's `logprobs` (bool) and `top_logprobs` (0 to 20, only with `logprobs: true`), as
+/// [`super::Sampling::logprobs`].
+pub(super) fn take_chat(map: &mut Map<String, Value>) -> Result<Option<u32>> {
+    let on: Option<bool> = take(map, "logprobs")?;
+    let top: Option<u32> = take(map, "top_logprobs")?;
+    match (on, top) {
+        (Some(true), top) => Ok(Some(check_top("top_logprobs", top.unwrap_or(0))?)),
+        (_, Some(_)) => Err(InvalidRequest::new(
+            "top_logprobs",
+            "`top_logprobs` needs `logprobs: true`",
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Completions' `logprobs` (an int, 0 to 20: alternatives per token), as
+/// [`super::Sampling::logprobs`].
+pub(super) fn take_text(map: &mut Map<String, Value>) -> Result<Option<u32>> {
+    let n: Option<u32> = take(map, "logprobs")?;
+    n.map(|n| check_top("logprobs", n)).transpose()
+}

@@ -1,0 +1,477 @@
+//! Tool calling: OpenAI's `tools`, `tool_choice` and `parallel_tool_calls`, the tool calls
+//! of assistant messages and responses, and the JSON Schema that makes a forced call valid.
+//!
+//! sluice's contract (as vLLM's): `tool_choice: "required"` and a named function are enforced
+//! by constrained decoding against the schema of [`Tools::forced_schema`], so their calls
+//! always parse and match the function's `parameters`; `"auto"` lets the model choose and
+//! reads the calls it writes in the Hermes format (`<tool_call>{"name", "arguments"}
+//! </tool_call>`, the format of Qwen2.5, Hermes and SmolLM2's chat templates), which the
+//! engine describes to the model in a system message; `"none"` leaves the tools out.
+
+use super::{take, ChatMessage, InvalidRequest, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// Most functions one request may offer (OpenAI's limit).
+pub const MAX_TOOLS: usize = 128;
+
+/// The tag pair a model writes a call between in the Hermes format that `auto` reads.
+pub const CALL_OPEN: &str = "<tool_call>";
+/// See [`CALL_OPEN`].
+pub const CALL_CLOSE: &str = "</tool_call>";
+
+/// A function the model may call: OpenAI's `tools[i].function`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    /// Its name: 1 to 64 of `a-z`, `A-Z`, `0-9`, `_` and `-` (OpenAI's rule); unique per
+    /// request.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON Schema of its arguments (an object schema); `None`: any object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+}
+
+/// OpenAI's `tool_choice`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// The model may answer in text or call tools (the default when tools are given).
+    Auto,
+    /// The model must call at least one tool.
+    Required,
+    /// The model must call this function, once.
+    Function(String),
+}
+
+/// The tools of a chat request, validated. A request with no tools, or with
+/// `tool_choice: "none"`, has none ([`super::ChatRequest::tools`] is `None`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tools {
+    /// The functions offered, in the request's order; at least one.
+    pub functions: Vec<Function>,
+    /// How the model must use them.
+    pub choice: ToolChoice,
+    /// OpenAI's `parallel_tool_calls` (default true): whether one answer may hold several
+    /// calls.
+    pub parallel: bool,
+}
+
+/// A call in an assistant message or a response: `{"id", "type": "function", "function":
+/// {"name", "arguments"}}`, `arguments` being JSON text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id (`call_` + 24 hex digits from sluice's engine), quoted back by the
+    /// `tool` message that answers it.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What is called.
+    pub function: FunctionCall,
+}
+
+/// The function and arguments of a [`ToolCall`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments as JSON text (an object).
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// A call of `name` with `arguments` (JSON text) and a fresh id.
+    pub fn new(name: String, arguments: String) -> Self {
+        ToolCall {
+            id: format!("call_{:024x}", rand::random::<u128>() >> 32),
+            kind: "function".into(),
+            function: FunctionCall { name, arguments },
+        }
+    }
+}
+
+impl Tools {
+    /// The JSON Schema a forced choice constrains the output to: a named function's
+    /// `parameters` (the output is its arguments), or for `required` an array of
+    /// `{"name", "arguments"}` objects, one per call (at most one without
+    /// `parallel_tool_calls`). `None` for `auto`.
+    pub fn forced_schema(&self) -> Option<Value> {
+        match &self.choice {
+            ToolChoice::Auto => None,
+            ToolChoice::Function(name) => self
+                .functions
+                .iter()
+                .find(|f| &f.name == name)
+                .map(Function::arguments_schema),
+            ToolChoice::Required => {
+                let calls: Vec<Value> = self
+                    .functions
+                    .iter()
+                    .map(|f| {
+                        json!({
+                            "type": "object",
+                            "properties": {
+                                "name": {"const": f.name},
+                                "arguments": f.arguments_schema(),
+                            },
+                            "required": ["name", "arguments"],
+                            "additionalProperties": false,
+                        })
+                    })
+                    .collect();
+                let mut schema = json!({"type": "array", "items": {"anyOf": calls}, "minItems": 1});
+                if !self.parallel {
+                    schema["maxItems"] = json!(1);
+                }
+                Some(schema)
+            }
+        }
+    }
+
+    /// The system text that tells the model about the tools and the Hermes call format.
+    pub fn system_prompt(&self) -> String {
+        let list: Vec<String> = self
+            .functions
+            .iter()
+            .map(|f| json!({"type": "function", "function": f}).to_string())
+            .collect();
+        format!(
+            "You may call one or more functions to answer the user. The functions are listed \
+             in <tools></tools>:\n<tools>\n{}\n</tools>\nTo call a function, reply with a JSON \
+             object of its name and arguments between {CALL_OPEN}{CALL_CLOSE} tags:\n\
+             {CALL_OPEN}\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}\n\
+             {CALL_CLOSE}",
+            list.join("\n")
+        )
+    }
+
+    /// Whether `name` is one of the functions offered.
+    pub fn offers(&self, name: &str) -> bool {
+        self.functions.iter().any(|f| f.name == name)
+    }
+}
+
+impl Function {
+    fn arguments_schema(&self) -> Value {
+        self.parameters
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object"}))
+    }
+}
+
+/// The request's `tools`, `tool_choice` and `parallel_tool_calls`, taken out of `map`.
+/// `None` when no tools are offered or `tool_choice` is `none`.
+///
+/// Errors: [`InvalidRequest`] naming the part at fault: a tool that is not a function, a bad
+/// or repeated name, `parameters` that is not an object schema, more than [`MAX_TOOLS`],
+/// a `tool_choice` naming no offered function, or a `tool_choice` other than `none` with no
+/// tools.
+pub(super) fn take_tools(map: &mut Map<String, Value>) -> Result<Option<Tools>> {
+    let raw: Option<Vec<Value>> = take(map, "tools")?;
+    let choice: Option<Value> = take(map, "tool_choice")?;
+    let parallel: bool = take(map, "parallel_tool_calls")?.unwrap_or(true);
+    let functions = raw
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| parse_tool(i, t))
+        .collect::<Result<Vec<_>>>()?;
+    if functions.len() > MAX_TOOLS {
+        return Err(InvalidRequest::new(
+            "tools",
+            format!("at most {MAX_TOOLS} tools may be given"),
+        ));
+    }
+    for (i, f) in functions.iter().enumerate() {
+        if functions[..i].iter().any(|g| g.name == f.name) {
+            return Err(InvalidRequest::new(
+                format!("tools[{i}].function.name"),
+                format!("function `{}` is given twice", f.name),
+            ));
+        }
+    }
+    let choice = match choice {
+        None => ToolChoice::Auto,
+        Some(Value::String(s)) if s == "none" => return Ok(None),
+        Some(Value::String(s)) if s == "auto" => ToolChoice::Auto,
+        Some(Value::String(s)) if s == "required" => ToolChoice::Required,
+        Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) if v.get("type") == Some(&json!("function")) => {
+                ToolChoice::Function(name.to_string())
+            }
+            _ => {
+                return Err(InvalidRequest::new(
+                    "tool_choice",
+                    "`tool_choice` must be `none`, `auto`, `required` or \
+                     {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                ))
+            }
+        },
+    };
+    if functions.is_empty() {
+        return match choice {
+            ToolChoice::Auto => Ok(None),
+            _ => Err(InvalidRequest::new(
+                "tool_choice",
+                "`tool_choice` needs `tools`",
+            )),
+        };
+    }
+    let tools = Tools {
+        functions,
+        choice,
+        parallel,
+    };
+    if let ToolChoice::Function(name) = &tools.choice {
+        if !tools.offers(name) {
+            return Err(InvalidRequest::new(
+                "tool_choice",
+                format!("`tool_choice` names function `{name}`, which is not in `tools`"),
+            ));
+        }
+    }
+    Ok(Some(tools))
+}
+
+fn parse_tool(i: usize, t: Value) -> Result<Function> {
+    let at = |field: &str| format!("tools[{i}]{field}");
+    if t.get("type") != Some(&json!("function")) {
+        return Err(InvalidRequest::new(
+            at(".type"),
+            "only tools of type `function` are supported",
+        ));
+    }
+    let mut f: Function = t
+        .get("function")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| InvalidRequest::new(at(".function"), format!("invalid function: {e}")))?
+        .ok_or_else(|| InvalidRequest::new(at(".function"), "`function` is required"))?;
+    let name_ok = (1..=64).contains(&f.name.len())
+        && f.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !name_ok {
+        return Err(InvalidRequest::new(
+            at(".function.name"),
+            "a function name is 1 to 64 of a-z, A-Z, 0-9, `_` and `-`",
+        ));
+    }
+    if f.parameters.as_ref().is_some_and(Value::is_null) {
+        f.parameters = None;
+    }
+    if let Some(p) = &f.parameters {
+        if !p.is_object() || p.get("type").is_some_and(|t| t != "object") {
+            return Err(InvalidRequest::new(
+                at(".function.parameters"),
+                "`parameters` must be a JSON Schema of an object",
+            ));
+        }
+    }
+    Ok(f)
+}
+
+/// The conversation as a chat template without tool support reads it: plain `role` +
+/// `content` messages. With `tools`, a system message describing them comes first (added to
+/// the conversation's own system message); an assistant message's calls are written after
+/// its text in the Hermes format; the results of `tool` messages in a row become one `user`
+/// message of `<tool_response>` blocks (as Qwen2.5's template renders them), so roles still
+/// alternate for strict templates. The gateway counts prompt tokens on this same rendering.
+pub fn render(messages: &[ChatMessage], tools: Option<&Tools>) -> Vec<ChatMessage> {
+    let mut out: Vec<ChatMessage> = Vec::with_capacity(messages.len() + 1);
+    if let Some(t) = tools {
+        out.push(ChatMessage {
+            role: "system".into(),
+            content: t.system_prompt(),
+            ..Default::default()
+        });
+    }
+    for m in messages {
+        let mut content = m.content.clone();
+        for c in &m.tool_calls {
+            let args: Value = serde_json::from_str(&c.function.arguments)
+                .unwrap_or_else(|_| Value::String(c.function.arguments.clone()));
+            let call = json!({"name": c.function.name, "arguments": args});
+            if !content.is_empty() {
+                content.push('\n');
+            }
+            content.push_str(&format!("{CALL_OPEN}\n{call}\n{CALL_CLOSE}"));
+        }
+        let only_tools_yet = tools.is_some() && out.len() == 1;
+        match (m.role.as_str(), out.last_mut()) {
+            ("tool", Some(prev))
+                if prev.role == "user" && prev.content.ends_with("</tool_response>") =>
+            {
+                prev.content
+                    .push_str(&format!("\n<tool_response>\n{content}\n</tool_response>"));
+            }
+            ("tool", _) => out.push(ChatMessage {
+                role: "user".into(),
+                content: format!("<tool_response>\n{content}\n</tool_response>"),
+                ..Default::default()
+            }),
+            // The conversation's own system message follows the tools' description.
+            ("system", Some(prev)) if only_tools_yet => {
+                prev.content = format!("{content}\n\n{}", prev.content);
+            }
+            (role, _) => out.push(ChatMessage {
+                role: role.to_string(),
+                content,
+                ..Default::default()
+            }),
+        }
+    }
+    out
+}
+
+/// Parse the Hermes-format calls in `text` (everything from the first [`CALL_OPEN`] on):
+/// each `{"name", "arguments"}` (or `"parameters"`) object between the tags, the name one of
+/// `tools`. `None` when any block is not such a call, so the text is kept as text.
+pub fn parse_hermes(text: &str, tools: &Tools) -> Option<Vec<ToolCall>> {
+    let mut calls = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let body = rest.strip_prefix(CALL_OPEN)?;
+        let (inner, after) = match body.find(CALL_CLOSE) {
+            Some(end) => (&body[..end], &body[end + CALL_CLOSE.len()..]),
+            // The model may stop (end of sequence) before writing the closing tag.
+            None => (body, ""),
+        };
+        let v: Value = serde_json::from_str(inner.trim()).ok()?;
+        let name = v.get("name")?.as_str()?;
+        let args = v.get("arguments").or_else(|| v.get("parameters"))?;
+        if !tools.offers(name) || !args.is_object() {
+            return None;
+        }
+        calls.push(ToolCall::new(name.to_string(), args.to_string()));
+        rest = after.trim_start();
+    }
+    (!calls.is_empty()).then_some(calls)
+}
+
+/// Parse the output of a `required` choice (the array of [`Tools::forced_schema`]).
+pub fn parse_required(text: &str) -> Option<Vec<ToolCall>> {
+    let v: Vec<Value> = serde_json::from_str(text).ok()?;
+    v.into_iter()
+        .map(|c| {
+            let name = c.get("name")?.as_str()?.to_string();
+            Some(ToolCall::new(name, c.get("arguments")?.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools(choice: Value) -> Result<Option<Tools>> {
+        let mut map = json!({
+            "tools": [{"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "now"}}],
+            "tool_choice": choice,
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        take_tools(&mut map)
+    }
+
+    #[test]
+    fn choices_parse_and_bad_ones_name_the_part() {
+        assert_eq!(
+            tools(json!("auto")).unwrap().unwrap().choice,
+            ToolChoice::Auto
+        );
+        assert!(tools(json!("none")).unwrap().is_none());
+        let named = json!({"type": "function", "function": {"name": "now"}});
+        let t = tools(named).unwrap().unwrap();
+        assert_eq!(t.forced_schema(), Some(json!({"type": "object"})));
+        let missing = json!({"type": "function", "function": {"name": "nope"}});
+        assert_eq!(
+            tools(missing).unwrap_err().param.as_deref(),
+            Some("tool_choice")
+        );
+        let mut map = json!({"tools": [{"type": "function", "function": {"name": "a b"}}]})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let err = take_tools(&mut map).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("tools[0].function.name"));
+        let mut map = json!({"tool_choice": "required"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            take_tools(&mut map).unwrap_err().param.as_deref(),
+            Some("tool_choice")
+        );
+    }
+
+    #[test]
+    fn conversations_with_calls_render_as_plain_messages() {
+        let t = tools(json!("auto")).unwrap().unwrap();
+        let call = ToolCall::new("now".into(), "{}".into());
+        let msgs = vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "Be brief.".into(),
+                ..Default::default()
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: "time?".into(),
+                ..Default::default()
+            },
+            ChatMessage {
+                role: "assistant".into(),
+                tool_calls: vec![call.clone(), call.clone()],
+                ..Default::default()
+            },
+            ChatMessage {
+                role: "tool".into(),
+                content: "12:00".into(),
+                tool_call_id: Some(call.id.clone()),
+                ..Default::default()
+            },
+            ChatMessage {
+                role: "tool".into(),
+                content: "12:01".into(),
+                tool_call_id: Some(call.id),
+                ..Default::default()
+            },
+        ];
+        let r = render(&msgs, Some(&t));
+        let roles: Vec<&str> = r.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert!(r[0].content.starts_with("Be brief.\n\n") && r[0].content.contains("get_weather"));
+        assert_eq!(r[2].content.matches(CALL_OPEN).count(), 2);
+        assert!(r[2].content.starts_with(CALL_OPEN), "{}", r[2].content);
+        assert_eq!(r[3].content.matches("<tool_response>").count(), 2);
+        assert_eq!(render(&msgs[1..2], None), msgs[1..2].to_vec());
+    }
+
+    #[test]
+    fn required_is_an_array_of_calls_and_outputs_parse_back() {
+        let t = tools(json!("required")).unwrap().unwrap();
+        let s = t.forced_schema().unwrap();
+        assert_eq!(s["minItems"], 1);
+        assert_eq!(
+            s["items"]["anyOf"][0]["properties"]["name"]["const"],
+            "get_weather"
+        );
+        let calls = parse_required(r#"[{"name":"now","arguments":{}}]"#).unwrap();
+        assert_eq!(calls[0].function.name, "now");
+        assert!(calls[0].id.starts_with("call_") && calls[0].id.len() == 29);
+        let hermes = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>\n<tool_call>{\"name\": \"now\", \"arguments\": {}}";
+        let calls = parse_hermes(hermes, &t).unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].function.arguments, r#"{"city":"Oslo"}"#);
+        assert!(parse_hermes("<tool_call>{\"name\": \"rm\", \"arguments\": {}}", &t).is_none());
+        assert!(parse_hermes("<tool_call>not json", &t).is_none());
+    }
+}
