@@ -91,6 +91,10 @@ pub fn gateway_state(
         settings: dep.config.gateway.clone(),
         worker_token,
         long_poll: Duration::from_secs(20),
+        batches: Some(Arc::new(
+            gateway::batch::Batches::open(&dep.config.gateway, &cache.root().join("files"))
+                .context("opening the files directory")?,
+        )),
     }))
 }
 
@@ -150,6 +154,7 @@ pub async fn gateway(
     });
     let state = gateway_state(&dep, job_store(&dep, &store, true).await?, token)?;
     gateway::webhooks::spawn(state.clone());
+    gateway::batch::spawn(state.clone());
     let listener = bind(&common).await?;
     eprintln!(
         "sluice: gateway listening on http://{}",

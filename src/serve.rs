@@ -26,6 +26,7 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
     let store = job_store(&dep, &store_args, true).await?;
     let state = pull_and_build_state(&dep, store.clone(), token.clone()).await?;
     gateway::webhooks::spawn(state.clone());
+    gateway::batch::spawn(state.clone());
     let names = state.endpoint_names();
     let listener = bind(&common).await?;
     let addr = listener.local_addr()?;

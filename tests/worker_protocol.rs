@@ -95,6 +95,7 @@ async fn start() -> Harness {
         settings: GatewaySettings::default(),
         worker_token: TOKEN.into(),
         long_poll: Duration::from_secs(2),
+        batches: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -3,7 +3,9 @@
 //! - `queue_delay`: add a worker while the oldest normal-priority job has waited longer than
 //!   `scaler_value` seconds; from zero workers, the first queued job starts one at once.
 //! - `request_count`: desired = ceil((in_queue + in_progress) / scaler_value).
-//! - Always within `min_workers..=max_workers`; low-priority jobs never cause a scale-up.
+//! - Always within `min_workers..=max_workers`; low-priority jobs (RunPod's `lowPriority`,
+//!   sluice's batch lines) never add workers to an endpoint that has some, but an endpoint at
+//!   zero with no other work starts one for them, so a batch is never stranded.
 //! - Scale-down only of workers idle for `idle_timeout`, longest idle first; a worker holding a
 //!   job is never stopped (it is drained: it finishes, takes nothing new, then exits).
 
@@ -69,7 +71,9 @@ fn counted(w: &WorkerView) -> bool {
 /// The number of workers the endpoint should have, before the min/max bounds.
 fn wanted(q: &QueueState, workers: &[WorkerView], cfg: &ScalingSettings) -> usize {
     let active = workers.iter().filter(|w| counted(w)).count();
-    match cfg.scaler {
+    // Low-priority work alone keeps (or starts) one worker, never more.
+    let low_floor = usize::from(q.in_queue_low > 0);
+    let wanted = match cfg.scaler {
         Scaler::RequestCount => {
             let per = cfg.scaler_value.max(f64::MIN_POSITIVE);
             ((q.in_queue + q.in_progress) as f64 / per).ceil() as usize
@@ -89,7 +93,8 @@ fn wanted(q: &QueueState, workers: &[WorkerView], cfg: &ScalingSettings) -> usiz
                 active
             }
         }
-    }
+    };
+    wanted.max(low_floor)
 }
 
 /// The scaling decision for one endpoint at time `now` (the clock of [`WorkerState::Idle`]'s
@@ -192,15 +197,27 @@ mod tests {
     }
 
     #[test]
-    fn low_priority_jobs_never_scale_up() {
+    fn low_priority_jobs_start_one_worker_from_zero_and_never_more() {
         let c = cfg(Scaler::QueueDelay, 4.0, 0, 3);
+        let rc = cfg(Scaler::RequestCount, 1.0, 0, 3);
         let q = QueueState {
             in_queue_low: 50,
+            oldest_queued: Duration::from_secs(600),
             ..QueueState::default()
         };
-        assert_eq!(decide(&q, &[], &c, T).start, 0);
-        let rc = cfg(Scaler::RequestCount, 1.0, 0, 3);
-        assert_eq!(decide(&q, &[], &rc, T).start, 0);
+        assert_eq!(decide(&q, &[], &c, T).start, 1, "no other work: one worker");
+        assert_eq!(decide(&q, &[], &rc, T).start, 1);
+        let running = [w("a", WorkerState::Running)];
+        assert_eq!(decide(&q, &running, &c, T).start, 0);
+        assert_eq!(decide(&q, &running, &rc, T).start, 0);
+        // Its worker is not drained while low-priority work waits.
+        let idle = [w(
+            "a",
+            WorkerState::Idle {
+                since: Duration::ZERO,
+            },
+        )];
+        assert!(decide(&q, &idle, &rc, T).drain.is_empty());
     }
 
     #[test]

@@ -287,11 +287,12 @@ mod tests {
     }
 
     #[test]
-    fn low_priority_work_waits_for_existing_capacity() {
-        let mut r = req(0, 1);
-        r.low_priority = true;
-        let o = run(&[r], &cfg(0, 2), MODEL);
-        assert!(o.delays_ms.is_empty(), "never started a worker for it");
+    fn low_priority_work_alone_gets_one_worker() {
+        let mut reqs: Vec<Request> = (1..5).map(|i| req(0, i)).collect();
+        reqs.iter_mut().for_each(|r| r.low_priority = true);
+        let o = run(&reqs, &cfg(0, 2), MODEL);
+        assert_eq!(o.delays_ms.len(), 4, "every request ran");
+        assert_eq!(o.cold_starts, 1, "on one worker, not two");
     }
 
     #[test]

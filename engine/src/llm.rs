@@ -300,19 +300,27 @@ impl Engine {
     /// the exception: mistral.rs ranks `best_of` sequences by cumulative log probability only
     /// in its non-streaming mode, so it runs as one such request, which a cancel stops only
     /// when it ends (bounded by `max_tokens`, 16 by default on that route).
+    /// The alternatives per token and the vocabulary when the request asks for log
+    /// probabilities. Errors: [`EngineError::Invalid`] if the model has no token trie.
+    fn logprobs_of(
+        &self,
+        sampling: &Sampling,
+    ) -> Result<Option<(usize, &Arc<Vocab>)>, EngineError> {
+        match (sampling.logprobs, &self.vocab) {
+            (None, _) => Ok(None),
+            (Some(n), Some(vocab)) => Ok(Some((n as usize, vocab))),
+            (Some(_), None) => Err(EngineError::Invalid(
+                "log probabilities need the model's token trie, which it has not".into(),
+            )),
+        }
+    }
+
     async fn start_runs(
         &self,
         req: &GenerateRequest,
     ) -> Result<Vec<(Run, Receiver<Response>)>, EngineError> {
         let sampling = req.sampling();
-        let best_of = match req {
-            GenerateRequest::Completion(c) => c.best_of.filter(|&b| b > sampling.n),
-            GenerateRequest::Chat(_) => None,
-        };
-        let shapes: Vec<(usize, Option<usize>)> = match best_of {
-            Some(b) => vec![(b as usize, Some(sampling.n as usize))],
-            None => vec![(1, None); sampling.n as usize],
-        };
+        let shapes = run_shapes(req);
         let runner = self.model.inner();
         let sender = runner
             .get_sender(None)
@@ -324,15 +332,7 @@ impl Engine {
             base.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
         }
         let bias = LogitBias::processor(&sampling.logit_bias);
-        let top_n = match (sampling.logprobs, &self.vocab) {
-            (None, _) => None,
-            (Some(n), Some(vocab)) => Some((n as usize, vocab)),
-            (Some(_), None) => {
-                return Err(EngineError::Invalid(
-                    "log probabilities need the model's token trie, which it has not".into(),
-                ))
-            }
-        };
+        let top_n = self.logprobs_of(sampling)?;
         let mut runs = Vec::with_capacity(shapes.len());
         for (i, (n_choices, keep)) in shapes.into_iter().enumerate() {
             // Generous capacity: mistral.rs awaits each send, so a full channel would stall
@@ -376,13 +376,12 @@ impl Engine {
                 Some(n) => 0..n,
                 None => i..i + 1,
             };
-            let logprobs = recorder
-                .zip(top_n)
-                .map(|(r, (_, vocab))| ChoiceLogprobs::new(r, vocab.clone()));
             let run = Run {
                 choices,
                 counter,
-                logprobs,
+                logprobs: recorder
+                    .zip(top_n)
+                    .map(|(r, (_, v))| ChoiceLogprobs::new(r, v.clone())),
                 held: None,
             };
             runs.push((run, rx));
@@ -429,6 +428,20 @@ impl Run {
         let held = self.held.take()?;
         let entries = self.logprobs.as_mut()?.entries(&held.1, true);
         Some((held, entries))
+    }
+}
+
+/// The engine requests of `req` as `(sequences, best_of)`: one one-sequence request per
+/// choice, or for a completion with `best_of > n` one request of `best_of` sequences keeping
+/// `n` (see [`Engine::start_runs`]).
+fn run_shapes(req: &GenerateRequest) -> Vec<(usize, Option<usize>)> {
+    let n = req.sampling().n;
+    match req {
+        GenerateRequest::Completion(c) => match c.best_of.filter(|&b| b > n) {
+            Some(b) => vec![(b as usize, Some(n as usize))],
+            None => vec![(1, None); n as usize],
+        },
+        GenerateRequest::Chat(_) => vec![(1, None); n as usize],
     }
 }
 

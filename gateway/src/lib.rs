@@ -5,8 +5,10 @@
 #![warn(missing_docs)]
 
 mod auth;
+pub mod batch;
 mod body;
 pub mod error;
+mod files;
 mod openai_api;
 mod queue_api;
 mod relay;
@@ -52,6 +54,8 @@ pub struct Gateway {
     pub worker_token: String,
     /// How long `job-take` and `job-stop` long-polls wait before answering 204.
     pub long_poll: Duration,
+    /// The Files and Batch APIs' files and batches; `None`: those routes answer 404.
+    pub batches: Option<Arc<batch::Batches>>,
 }
 
 /// The state every handler gets: the [`Gateway`], shared.
@@ -122,6 +126,7 @@ pub fn router(state: AppState) -> Router {
             queue::OPENAI_COMPLETIONS,
             post(openai_api::endpoint_completions),
         )
+        .merge(batch_routes())
         .layer(from_fn_with_state(state.clone(), auth::openai_client));
     let queue_api = Router::new()
         .route(queue::RUN, post(queue_api::run))
@@ -167,6 +172,39 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .with_state(state)
+}
+
+/// The Files and Batch APIs, at `/v1` and under `/v2/{endpoint}/openai/v1` (same handlers).
+fn batch_routes() -> Router<AppState> {
+    use protocol::routes::{self, queue};
+    let mut r = Router::new();
+    for (files, file, content, batches, one, cancel) in [
+        (
+            routes::FILES,
+            routes::FILE,
+            routes::FILE_CONTENT,
+            routes::BATCHES,
+            routes::BATCH,
+            routes::BATCH_CANCEL,
+        ),
+        (
+            queue::OPENAI_FILES,
+            queue::OPENAI_FILE,
+            queue::OPENAI_FILE_CONTENT,
+            queue::OPENAI_BATCHES,
+            queue::OPENAI_BATCH,
+            queue::OPENAI_BATCH_CANCEL,
+        ),
+    ] {
+        r = r
+            .route(files, post(batch::upload).get(batch::list_files))
+            .route(file, get(batch::get_file).delete(batch::delete_file))
+            .route(content, get(batch::file_content))
+            .route(batches, post(batch::create).get(batch::list))
+            .route(one, get(batch::get))
+            .route(cancel, post(batch::cancel));
+    }
+    r
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` resolves.

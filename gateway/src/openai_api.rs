@@ -4,7 +4,7 @@ use crate::body::JsonBody;
 use crate::error::{GatewayError, OpenAiError};
 use crate::relay::{self, CancelOnDrop};
 use crate::structured;
-use crate::{AppState, ServedModel};
+use crate::{AppState, Gateway, ServedModel};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -139,32 +139,48 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
     Ok(())
 }
 
+/// Everything checked before a request of `route` is queued (the same for `/v1` and for
+/// batch lines): the body, its model (pinned by `endpoint`, the `/v2/{endpoint}/openai/v1`
+/// routes), its prompt against the context, and the schema of a structured output or a
+/// forced tool call, compiled as the engine will. Compiling a client's schema is CPU work of
+/// unbounded size: call this on a blocking thread.
+pub(crate) fn admit(
+    gw: &Gateway,
+    route: &str,
+    body: &Value,
+    endpoint: Option<&str>,
+) -> Result<GenerateRequest, GatewayError> {
+    let req = GenerateRequest::parse(route, body.clone())?;
+    if endpoint.is_some_and(|e| e != req.model()) {
+        return Err(GatewayError::ModelNotFound(req.model().to_string()));
+    }
+    check_context(gw.model(req.model())?, &req)?;
+    if let Some(schema) = &req.sampling().json_schema {
+        let param = match &req {
+            _ if body.get("guided_json").is_some() => "guided_json",
+            GenerateRequest::Chat(c) if c.tools.is_some() => "tools",
+            _ => "response_format.json_schema.schema",
+        };
+        structured::check_schema(schema.clone(), param)?;
+    }
+    Ok(req)
+}
+
 /// Validate, enqueue and relay one OpenAI request; `endpoint` pins the model (the
 /// `/v2/{endpoint}/openai/v1` routes).
 async fn generate(
     gw: AppState,
-    route: &str,
+    route: &'static str,
     body: Value,
     endpoint: Option<&str>,
 ) -> Result<Response, OpenAiError> {
-    let req = GenerateRequest::parse(route, body.clone())?;
-    if endpoint.is_some_and(|e| e != req.model()) {
-        return Err(GatewayError::ModelNotFound(req.model().to_string()).into());
-    }
+    let (gw2, endpoint2) = (gw.clone(), endpoint.map(str::to_string));
+    let (req, body) = tokio::task::spawn_blocking(move || {
+        admit(&gw2, route, &body, endpoint2.as_deref()).map(|req| (req, body))
+    })
+    .await
+    .map_err(|e| GatewayError::Internal(format!("request check: {e}")))??;
     let model = gw.model(req.model())?;
-    check_context(model, &req)?;
-    if let Some(schema) = &req.sampling().json_schema {
-        let param = if body.get("guided_json").is_some() {
-            "guided_json"
-        } else {
-            "response_format.json_schema.schema"
-        };
-        // Compiling a client's schema is CPU work of unbounded size: off the async threads.
-        let schema = schema.clone();
-        tokio::task::spawn_blocking(move || structured::check_schema(schema, param))
-            .await
-            .map_err(|e| GatewayError::Internal(format!("schema check: {e}")))??;
-    }
     let timeout = Duration::from_secs(model.config.scaling.execution_timeout_secs);
     let job = NewJob {
         input: serde_json::to_value(OpenAiJobInput {

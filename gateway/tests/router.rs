@@ -50,6 +50,7 @@ context_length = 64
         },
         worker_token: TOKEN.into(),
         long_poll: Duration::from_millis(10),
+        batches: None,
     };
     gateway::router(Arc::new(gw))
 }

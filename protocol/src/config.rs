@@ -135,6 +135,19 @@ pub struct GatewaySettings {
     /// Client API keys (`Authorization: Bearer KEY`, or the bare key as RunPod's docs send it)
     /// for `/v1` and the `/v2` queue API. Empty: no authentication (the local default).
     pub api_keys: Vec<String>,
+    /// Where the Files and Batch APIs keep uploaded files, batch outputs and batch state on
+    /// the gateway's disk; `None`: `$SLUICE_HOME/files`. Several gateways keep their own
+    /// unless it is a shared volume (then only one should run batches).
+    pub files_dir: Option<PathBuf>,
+    /// Files are deleted this long after they were stored, hours (default 720: 30 days).
+    pub file_retention_hours: u64,
+    /// Largest batch input file, bytes (default 100 MiB; OpenAI's is 200 MB).
+    pub batch_file_max_bytes: usize,
+    /// Most requests in one batch file (default 50,000, OpenAI's limit).
+    pub batch_max_requests: usize,
+    /// How long a batch may run before it expires, seconds (default 86,400: the `24h`
+    /// completion window; shorter only to try expiry out).
+    pub batch_window_secs: u64,
 }
 
 impl Default for GatewaySettings {
@@ -150,6 +163,11 @@ impl Default for GatewaySettings {
             result_retention_secs: 30 * 60,
             sync_result_retention_secs: 60,
             api_keys: Vec::new(),
+            files_dir: None,
+            file_retention_hours: 720,
+            batch_file_max_bytes: 100 * 1024 * 1024,
+            batch_max_requests: 50_000,
+            batch_window_secs: 86_400,
         }
     }
 }

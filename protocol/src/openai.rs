@@ -4,6 +4,7 @@
 //! Every parameter is either honoured or rejected with a 400 naming it: nothing is dropped
 //! silently. Parameters sent as JSON `null` count as absent, as in OpenAI's API.
 
+pub mod batch;
 pub mod format;
 pub mod logprobs;
 mod params;
@@ -478,22 +479,7 @@ fn parse_message(i: usize, mut m: Map<String, Value>) -> Result<ChatMessage> {
         }
     };
     m.remove("name");
-    let tool_calls: Vec<tools::ToolCall> = match role.as_str() {
-        "assistant" => take(&mut m, "tool_calls")
-            .map_err(|e| InvalidRequest::new(at("tool_calls"), e.message))?
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
-    let tool_call_id: Option<String> = match role.as_str() {
-        "tool" => Some(
-            take(&mut m, "tool_call_id")
-                .map_err(|e| InvalidRequest::new(at("tool_call_id"), e.message))?
-                .ok_or_else(|| {
-                    InvalidRequest::new(at("tool_call_id"), "a `tool` message needs `tool_call_id`")
-                })?,
-        ),
-        _ => None,
-    };
+    let (tool_calls, tool_call_id) = take_tool_fields(&role, &mut m, at)?;
     if let Some(k) = m.keys().find(|k| !m[k.as_str()].is_null()) {
         return Err(InvalidRequest::unsupported(
             &at(k),
@@ -507,6 +493,31 @@ fn parse_message(i: usize, mut m: Map<String, Value>) -> Result<ChatMessage> {
         tool_calls,
         tool_call_id,
     })
+}
+
+/// An assistant message's `tool_calls`, a `tool` message's (required) `tool_call_id`.
+fn take_tool_fields(
+    role: &str,
+    m: &mut Map<String, Value>,
+    at: impl Fn(&str) -> String,
+) -> Result<(Vec<tools::ToolCall>, Option<String>)> {
+    let tool_calls: Vec<tools::ToolCall> = match role {
+        "assistant" => take(m, "tool_calls")
+            .map_err(|e| InvalidRequest::new(at("tool_calls"), e.message))?
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let tool_call_id: Option<String> = match role {
+        "tool" => Some(
+            take(m, "tool_call_id")
+                .map_err(|e| InvalidRequest::new(at("tool_call_id"), e.message))?
+                .ok_or_else(|| {
+                    InvalidRequest::new(at("tool_call_id"), "a `tool` message needs `tool_call_id`")
+                })?,
+        ),
+        _ => None,
+    };
+    Ok((tool_calls, tool_call_id))
 }
 
 impl CompletionRequest {

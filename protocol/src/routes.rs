@@ -14,6 +14,20 @@ pub const CHAT_COMPLETIONS: &str = crate::openai::CHAT_ROUTE;
 /// OpenAI's (legacy) text completions.
 pub const COMPLETIONS: &str = crate::openai::COMPLETIONS_ROUTE;
 
+/// OpenAI's Files API: `POST` uploads a batch input file (multipart `file` + `purpose`), `GET`
+/// lists files.
+pub const FILES: &str = "/v1/files";
+/// `GET`: a file's object; `DELETE`: delete it.
+pub const FILE: &str = "/v1/files/{file_id}";
+/// `GET`: a file's content.
+pub const FILE_CONTENT: &str = "/v1/files/{file_id}/content";
+/// OpenAI's Batch API: `POST` creates a batch, `GET` lists them (`?after=ID&limit=N`).
+pub const BATCHES: &str = "/v1/batches";
+/// `GET`: a batch's object.
+pub const BATCH: &str = "/v1/batches/{batch_id}";
+/// `POST`: cancel a batch.
+pub const BATCH_CANCEL: &str = "/v1/batches/{batch_id}/cancel";
+
 /// Where an endpoint's routes live: `/v2/{endpoint}/...`, as on RunPod.
 pub const ENDPOINT_PREFIX: &str = "/v2/";
 
@@ -49,6 +63,18 @@ pub mod queue {
     pub const OPENAI_CHAT_COMPLETIONS: &str = "/v2/{endpoint}/openai/v1/chat/completions";
     /// `POST`: OpenAI's text completions on the endpoint's model (`model` must name it).
     pub const OPENAI_COMPLETIONS: &str = "/v2/{endpoint}/openai/v1/completions";
+    /// The Files API under the endpoint (uploads must name only its model).
+    pub const OPENAI_FILES: &str = "/v2/{endpoint}/openai/v1/files";
+    /// See [`OPENAI_FILES`].
+    pub const OPENAI_FILE: &str = "/v2/{endpoint}/openai/v1/files/{file_id}";
+    /// See [`OPENAI_FILES`].
+    pub const OPENAI_FILE_CONTENT: &str = "/v2/{endpoint}/openai/v1/files/{file_id}/content";
+    /// The Batch API under the endpoint (its lines must name only its model).
+    pub const OPENAI_BATCHES: &str = "/v2/{endpoint}/openai/v1/batches";
+    /// See [`OPENAI_BATCHES`].
+    pub const OPENAI_BATCH: &str = "/v2/{endpoint}/openai/v1/batches/{batch_id}";
+    /// See [`OPENAI_BATCHES`].
+    pub const OPENAI_BATCH_CANCEL: &str = "/v2/{endpoint}/openai/v1/batches/{batch_id}/cancel";
 }
 
 /// RunPod's SDK appends its parameters (`&job_in_progress=...`, `&batch_size=...`,

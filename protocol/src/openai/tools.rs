@@ -193,23 +193,13 @@ pub(super) fn take_tools(map: &mut Map<String, Value>) -> Result<Option<Tools>> 
             ));
         }
     }
-    let choice = match choice {
-        None => ToolChoice::Auto,
-        Some(Value::String(s)) if s == "none" => return Ok(None),
-        Some(Value::String(s)) if s == "auto" => ToolChoice::Auto,
-        Some(Value::String(s)) if s == "required" => ToolChoice::Required,
-        Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
-            Some(name) if v.get("type") == Some(&json!("function")) => {
-                ToolChoice::Function(name.to_string())
-            }
-            _ => {
-                return Err(InvalidRequest::new(
-                    "tool_choice",
-                    "`tool_choice` must be `none`, `auto`, `required` or \
-                     {\"type\": \"function\", \"function\": {\"name\": ...}}",
-                ))
-            }
-        },
+    // `none`: the tools are left out.
+    let Some(choice) = choice
+        .map(parse_choice)
+        .transpose()?
+        .unwrap_or(Some(ToolChoice::Auto))
+    else {
+        return Ok(None);
     };
     if functions.is_empty() {
         return match choice {
@@ -234,6 +224,27 @@ pub(super) fn take_tools(map: &mut Map<String, Value>) -> Result<Option<Tools>> 
         }
     }
     Ok(Some(tools))
+}
+
+/// `tool_choice` as given; `None` for `none`.
+fn parse_choice(v: Value) -> Result<Option<ToolChoice>> {
+    Ok(Some(match v {
+        Value::String(s) if s == "none" => return Ok(None),
+        Value::String(s) if s == "auto" => ToolChoice::Auto,
+        Value::String(s) if s == "required" => ToolChoice::Required,
+        v => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) if v.get("type") == Some(&json!("function")) => {
+                ToolChoice::Function(name.to_string())
+            }
+            _ => {
+                return Err(InvalidRequest::new(
+                    "tool_choice",
+                    "`tool_choice` must be `none`, `auto`, `required` or \
+                     {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                ))
+            }
+        },
+    }))
 }
 
 fn parse_tool(i: usize, t: Value) -> Result<Function> {

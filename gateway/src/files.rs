@@ -1,0 +1,202 @@
+//! The gateway's file storage for the Files and Batch APIs: one directory on its disk
+//! (`gateway.files_dir`), where each file is `files/<id>.data` with its object in
+//! `files/<id>.json`, written to a temporary name and renamed, so a crash never leaves half a
+//! file behind a valid object. Files older than the retention are deleted by [`FileStore::sweep`].
+
+use crate::error::GatewayError;
+use protocol::openai::batch::FileObject;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Files on the gateway's disk.
+pub struct FileStore {
+    dir: PathBuf,
+    retention: Duration,
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A fresh id: `prefix` and 24 hex digits.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}{:024x}", rand::random::<u128>() >> 32)
+}
+
+/// Whether `id` is `prefix` and 24 hex digits (anything else is never a path here).
+pub fn valid_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix)
+        .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn io<'a>(what: &str, path: &'a Path) -> impl FnOnce(std::io::Error) -> GatewayError + 'a {
+    let what = what.to_string();
+    move |e| GatewayError::Internal(format!("{what} {}: {e}", path.display()))
+}
+
+/// Write `bytes` to `path` atomically (a temporary name, then a rename).
+pub async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), GatewayError> {
+    let tmp = path.with_extension(format!("tmp{:x}", rand::random::<u32>()));
+    tokio::fs::write(&tmp, bytes)
+        .await
+        .map_err(io("writing", &tmp))?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .map_err(io("renaming", path))
+}
+
+/// Write `value` as JSON to `path`, atomically.
+pub async fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), GatewayError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    write_atomic(path, &bytes).await
+}
+
+/// Read JSON from `path`; `None` if there is no such file.
+pub async fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, GatewayError> {
+    match tokio::fs::read(path).await {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| GatewayError::Internal(format!("reading {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("reading", path)(e)),
+    }
+}
+
+impl FileStore {
+    /// The store in `dir` (created if missing), deleting files `retention` after they were
+    /// stored. Errors: the directory cannot be created.
+    pub fn open(dir: &Path, retention: Duration) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir.join("files"))?;
+        Ok(FileStore {
+            dir: dir.to_path_buf(),
+            retention,
+        })
+    }
+
+    /// The store's directory (the batch state lives beside the files).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, id: &str, ext: &str) -> PathBuf {
+        self.dir.join("files").join(format!("{id}.{ext}"))
+    }
+
+    /// Store `bytes` as a new file named `filename` with `purpose`; returns its object.
+    pub async fn create(
+        &self,
+        purpose: &str,
+        filename: &str,
+        bytes: &[u8],
+    ) -> Result<FileObject, GatewayError> {
+        let id = new_id("file-");
+        let created_at = unix_now();
+        let object = FileObject {
+            id: id.clone(),
+            object: "file".into(),
+            bytes: bytes.len() as u64,
+            created_at,
+            filename: filename.to_string(),
+            purpose: purpose.to_string(),
+            status: "processed".into(),
+            expires_at: Some(created_at + self.retention.as_secs()),
+        };
+        write_atomic(&self.path(&id, "data"), bytes).await?;
+        // The object last: a file is visible only once its content is complete.
+        write_json(&self.path(&id, "json"), &object).await?;
+        Ok(object)
+    }
+
+    /// A file's object. Errors: [`GatewayError::NotFound`] for an unknown id.
+    pub async fn get(&self, id: &str) -> Result<FileObject, GatewayError> {
+        let missing = || GatewayError::NotFound(format!("No such File object: {id}"));
+        if !valid_id(id, "file-") {
+            return Err(missing());
+        }
+        read_json(&self.path(id, "json")).await?.ok_or_else(missing)
+    }
+
+    /// A file's content. Errors: as [`FileStore::get`].
+    pub async fn content(&self, id: &str) -> Result<Vec<u8>, GatewayError> {
+        self.get(id).await?;
+        let path = self.path(id, "data");
+        tokio::fs::read(&path).await.map_err(io("reading", &path))
+    }
+
+    /// Delete a file. Errors: as [`FileStore::get`].
+    pub async fn delete(&self, id: &str) -> Result<(), GatewayError> {
+        self.get(id).await?;
+        // The object first: a half-deleted file is no longer visible.
+        for ext in ["json", "data"] {
+            let path = self.path(id, ext);
+            tokio::fs::remove_file(&path)
+                .await
+                .map_err(io("deleting", &path))?;
+        }
+        Ok(())
+    }
+
+    /// Every file's object, newest first.
+    pub async fn list(&self) -> Result<Vec<FileObject>, GatewayError> {
+        let dir = self.dir.join("files");
+        let mut entries = tokio::fs::read_dir(&dir)
+            .await
+            .map_err(io("listing", &dir))?;
+        let mut out = Vec::new();
+        while let Ok(Some(e)) = entries.next_entry().await {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "json") {
+                if let Ok(Some(f)) = read_json::<FileObject>(&path).await {
+                    out.push(f);
+                }
+            }
+        }
+        out.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(out)
+    }
+
+    /// Delete the files whose retention has passed; returns how many.
+    pub async fn sweep(&self) -> Result<usize, GatewayError> {
+        let now = unix_now();
+        let mut n = 0;
+        for f in self.list().await? {
+            if f.expires_at.is_some_and(|t| t <= now) && self.delete(&f.id).await.is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn files_round_trip_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        let f = store.create("batch", "in.jsonl", b"{}\n").await.unwrap();
+        assert!(valid_id(&f.id, "file-"));
+        assert_eq!(store.get(&f.id).await.unwrap(), f);
+        assert_eq!(store.content(&f.id).await.unwrap(), b"{}\n");
+        assert_eq!(store.list().await.unwrap(), vec![f.clone()]);
+        assert!(matches!(
+            store.get("file-../../etc").await,
+            Err(GatewayError::NotFound(_))
+        ));
+        assert_eq!(store.sweep().await.unwrap(), 0);
+        let gone = FileStore::open(dir.path(), Duration::ZERO).unwrap();
+        let g = gone.create("batch", "x", b"x").await.unwrap();
+        assert_eq!(gone.sweep().await.unwrap(), 1, "only the expired one");
+        assert!(store.get(&g.id).await.is_err());
+        store.delete(&f.id).await.unwrap();
+        assert!(store.list().await.unwrap().is_empty());
+    }
+}
