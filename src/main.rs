@@ -34,6 +34,16 @@ pub struct Common {
     config: PathBuf,
 }
 
+/// Who may reach a gateway that has no client keys.
+#[derive(Args, Clone, Debug)]
+pub struct Exposure {
+    /// Serve an address other than loopback with no client keys configured, so anyone who can
+    /// reach the port can run jobs on your workers. Without it, sluice refuses to; with it,
+    /// sluice warns at every start.
+    #[arg(long)]
+    insecure_no_auth: bool,
+}
+
 /// Where jobs are kept.
 #[derive(Args, Clone, Debug)]
 pub struct StoreArgs {
@@ -59,6 +69,8 @@ enum Command {
         common: Common,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        exposure: Exposure,
     },
     /// The HTTP gateway alone: OpenAI API, RunPod-style queue API, worker API, health. Workers
     /// connect to it.
@@ -67,6 +79,8 @@ enum Command {
         common: Common,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        exposure: Exposure,
         /// Token workers must present (env SLUICE_WORKER_TOKEN); random and printed if unset.
         #[arg(long, env = "SLUICE_WORKER_TOKEN", hide_env_values = true)]
         worker_token: Option<String>,
@@ -179,12 +193,17 @@ fn init_logging() {
 /// Run one subcommand to its end.
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { common, store } => serve::run(common, store).await,
+        Command::Serve {
+            common,
+            store,
+            exposure,
+        } => serve::run(common, store, exposure).await,
         Command::Gateway {
             common,
             store,
+            exposure,
             worker_token,
-        } => roles::gateway(common, store, worker_token).await,
+        } => roles::gateway(common, store, exposure, worker_token).await,
         Command::Worker {
             common,
             endpoint,

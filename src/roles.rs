@@ -1,11 +1,11 @@
 //! The single-role commands: `gateway`, `worker`, `models pull|ls`, and the pieces `serve`
 //! shares with them.
 
-use crate::{Common, StoreArgs};
+use crate::{Common, Exposure, StoreArgs};
 use anyhow::Context;
 use engine::{run_worker, EchoHandler, Engine, JobHandler, LlmHandler, WorkerOptions};
 use gateway::{AppState, Gateway, ServedModel};
-use protocol::config::Deployment;
+use protocol::config::{Deployment, GatewaySettings};
 use queue::{JobStore, MemoryStore, RedisStore, StoreSettings};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -91,6 +91,9 @@ pub fn gateway_state(
         settings: dep.config.gateway.clone(),
         worker_token,
         long_poll: Duration::from_secs(20),
+        keys: gateway::auth::Keyring::new(&dep.config.gateway).map_err(anyhow::Error::msg)?,
+        webhook_targets: gateway::webhooks::Targets::new(&dep.config.gateway.webhook_allow_cidrs)
+            .map_err(anyhow::Error::msg)?,
         batches: Some(Arc::new(
             gateway::batch::Batches::open(&dep.config.gateway, &cache.root().join("files"))
                 .context("opening the files directory")?,
@@ -134,16 +137,40 @@ pub async fn job_store(
     Ok(store)
 }
 
-pub async fn bind(common: &Common) -> anyhow::Result<tokio::net::TcpListener> {
+/// Listen where `common` says. An address other than loopback needs client keys in the
+/// config, or `--insecure-no-auth` (then a warning at every start). Errors: the address cannot
+/// be bound, or is refused for want of keys.
+pub async fn bind(
+    common: &Common,
+    gateway: &GatewaySettings,
+    exposure: &Exposure,
+) -> anyhow::Result<tokio::net::TcpListener> {
     let addr = format!("{}:{}", common.host, common.port);
-    tokio::net::TcpListener::bind(&addr)
+    let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let ip = listener.local_addr()?.ip();
+    if !ip.is_loopback() && !gateway.has_client_keys() {
+        anyhow::ensure!(
+            exposure.insecure_no_auth,
+            "refusing to serve {addr} without client keys: anyone who can reach it could run \
+             jobs on your workers. Add keys to the config's [gateway] (`api_keys = [\"...\"]`, or \
+             [[gateway.keys]] tables with limits), listen on 127.0.0.1, or pass \
+             --insecure-no-auth to serve it open on purpose"
+        );
+        eprintln!(
+            "sluice: WARNING: serving {addr} with no client keys (--insecure-no-auth): anyone \
+             who can reach it can run jobs"
+        );
+        tracing::warn!(%addr, "serving without client keys (--insecure-no-auth)");
+    }
+    Ok(listener)
 }
 
 pub async fn gateway(
     common: Common,
     store: StoreArgs,
+    exposure: Exposure,
     token: Option<String>,
 ) -> anyhow::Result<()> {
     let dep = Deployment::load(&common.config)?;
@@ -155,7 +182,7 @@ pub async fn gateway(
     let state = gateway_state(&dep, job_store(&dep, &store, true).await?, token)?;
     gateway::webhooks::spawn(state.clone());
     gateway::batch::spawn(state.clone());
-    let listener = bind(&common).await?;
+    let listener = bind(&common, &dep.config.gateway, &exposure).await?;
     eprintln!(
         "sluice: gateway listening on http://{}",
         listener.local_addr()?

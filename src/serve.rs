@@ -4,7 +4,7 @@
 
 use crate::fleet;
 use crate::roles::{bind, gateway_state, job_store, random_hex, shutdown_signal};
-use crate::{Common, StoreArgs};
+use crate::{Common, Exposure, StoreArgs};
 use anyhow::Context;
 use autoscaler::{ControlSettings, Controller, Endpoint};
 use gateway::AppState;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
+pub async fn run(common: Common, store_args: StoreArgs, exposure: Exposure) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let dep = Deployment::load(&common.config)?;
     let models: Vec<String> = dep.models.iter().map(|m| m.name.clone()).collect();
@@ -28,7 +28,7 @@ pub async fn run(common: Common, store_args: StoreArgs) -> anyhow::Result<()> {
     gateway::webhooks::spawn(state.clone());
     gateway::batch::spawn(state.clone());
     let names = state.endpoint_names();
-    let listener = bind(&common).await?;
+    let listener = bind(&common, &dep.config.gateway, &exposure).await?;
     let addr = listener.local_addr()?;
     // The gateway stops last: draining workers still report their results through it.
     let stop = CancellationToken::new();

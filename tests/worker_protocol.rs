@@ -96,6 +96,8 @@ async fn start() -> Harness {
         worker_token: TOKEN.into(),
         long_poll: Duration::from_secs(2),
         batches: None,
+        webhook_targets: Default::default(),
+        keys: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,14 +1,127 @@
-//! Credentials, as layers on route groups (see `crate::router`): client API keys on the public
-//! OpenAI and queue routes, the worker token on the worker protocol's routes; probes need
-//! neither. Keys are compared in constant time.
+//! Credentials and per-key policy, as layers on route groups (see `crate::router`): client
+//! keys on the public OpenAI and queue routes (who calls, and which endpoints it may see), the
+//! keys' rate limits on the routes that submit work ([`limits`]), the worker token on the
+//! worker protocol's routes; probes need none. A presented key is compared, by its SHA-256,
+//! with every configured key in constant time.
 
 use crate::error::{GatewayError, OpenAiError, RunpodError};
 use crate::AppState;
-use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::body::Body;
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use protocol::keys::{ClientKey, Secret};
+use protocol::GatewaySettings;
+use queue::RateTake;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
+
+/// Who is calling: a configured key (by name, never the key), or anyone when the gateway has
+/// no keys. Handlers find it in the request's extensions.
+#[derive(Debug)]
+pub struct Caller {
+    /// The key's name (`anonymous` without keys).
+    pub name: String,
+    key: ClientKey,
+    /// The tag in the ids of this caller's jobs (see `queue::job_tenant`); `None` for an admin
+    /// key and without keys: such a caller sees every job.
+    pub tenant: Option<String>,
+    in_flight: AtomicU32,
+}
+
+impl Caller {
+    fn new(key: ClientKey) -> Self {
+        let tenant = (!key.admin).then(|| tenant_tag(&key.name));
+        Caller {
+            name: key.name.clone(),
+            key,
+            tenant,
+            in_flight: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the caller may use `endpoint` (others answer 404, as unknown ones do).
+    pub fn allows(&self, endpoint: &str) -> bool {
+        self.key.allows(endpoint)
+    }
+
+    /// Whether the caller may see a job (or batch) of `tenant`.
+    pub fn owns(&self, tenant: Option<&str>) -> bool {
+        self.tenant.is_none() || self.tenant.as_deref() == tenant
+    }
+
+    /// The key's tokens-per-minute limit, if any.
+    pub fn tokens_per_minute(&self) -> Option<u32> {
+        self.key.tokens_per_minute
+    }
+}
+
+/// 8 hex digits of the SHA-256 of a key's name: its jobs' id tag.
+fn tenant_tag(name: &str) -> String {
+    let h = Sha256::digest(name.as_bytes());
+    h[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The configured client keys.
+pub struct Keyring {
+    keys: Vec<([u8; 32], Arc<Caller>)>,
+    /// The caller of a gateway without keys.
+    anyone: Arc<Caller>,
+}
+
+impl Keyring {
+    /// The keys of `settings` (`keys` tables and `api_keys`), secrets resolved. Errors: a key
+    /// whose secret is missing (e.g. an unset `key_env`) or malformed, named.
+    pub fn new(settings: &GatewaySettings) -> Result<Self, String> {
+        let keys = settings
+            .client_keys()
+            .into_iter()
+            .map(|k| {
+                let hash = match k.secret()? {
+                    Secret::Plain(s) => Sha256::digest(s.as_bytes()).into(),
+                    Secret::Sha256(h) => h,
+                };
+                Ok((hash, Arc::new(Caller::new(k))))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Keyring {
+            keys,
+            anyone: Arc::new(Caller::new(ClientKey {
+                admin: true,
+                ..ClientKey::flat(0, "")
+            })),
+        })
+    }
+
+    /// The caller presenting `headers`' key; `None` when keys are configured and it matches
+    /// none.
+    fn find(&self, headers: &HeaderMap) -> Option<Arc<Caller>> {
+        if self.keys.is_empty() {
+            return Some(self.anyone.clone());
+        }
+        let given: [u8; 32] = Sha256::digest(bearer(headers).unwrap_or("").as_bytes()).into();
+        // Every key is compared, so the time does not tell which one matched.
+        let mut found = None;
+        for (hash, caller) in &self.keys {
+            if bool::from(given.ct_eq(hash)) {
+                found = Some(caller.clone());
+            }
+        }
+        found
+    }
+}
+
+impl Default for Keyring {
+    /// No keys: every caller is an anonymous admin.
+    fn default() -> Self {
+        Keyring::new(&GatewaySettings::default()).expect("no keys to resolve")
+    }
+}
 
 /// The key in `Authorization: Bearer KEY` (or the bare key, as RunPod's docs send it).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -18,53 +131,254 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
 }
 
-/// Whether `given` equals `key`, in time that does not depend on where they differ.
-fn same(given: &str, key: &str) -> bool {
-    given.as_bytes().ct_eq(key.as_bytes()).into()
-}
-
-/// Whether the request carries one of the configured client keys (any request, when none are
-/// configured).
-fn client_allowed(gw: &AppState, headers: &HeaderMap) -> bool {
-    let keys = &gw.settings.api_keys;
-    if keys.is_empty() {
-        return true;
-    }
-    let given = bearer(headers).unwrap_or("");
-    // Every key is compared, so the time does not tell which one matched.
-    keys.iter().fold(false, |ok, key| ok | same(given, key))
-}
-
 fn missing_key() -> GatewayError {
     GatewayError::Unauthorized("a valid API key is required (Authorization: Bearer KEY)".into())
 }
 
+/// Identify the caller and check the route's `{endpoint}` against its scope (an endpoint
+/// outside it is a 404, as an unknown one).
+fn admit(gw: &AppState, params: &RawPathParams, req: &mut Request) -> Result<(), GatewayError> {
+    let caller = gw.keys.find(req.headers()).ok_or_else(missing_key)?;
+    if let Some((_, ep)) = params.iter().find(|(k, _)| *k == "endpoint") {
+        if !caller.allows(ep) {
+            return Err(GatewayError::NotFound(format!("endpoint `{ep}` not found")));
+        }
+    }
+    req.extensions_mut().insert(caller);
+    Ok(())
+}
+
 /// Client keys on the OpenAI routes (`/v1`, `/v2/{endpoint}/openai/v1`): OpenAI's error shape.
-pub async fn openai_client(State(gw): State<AppState>, req: Request, next: Next) -> Response {
-    if client_allowed(&gw, req.headers()) {
-        next.run(req).await
-    } else {
-        OpenAiError(missing_key()).into_response()
+pub async fn openai_client(
+    State(gw): State<AppState>,
+    params: RawPathParams,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match admit(&gw, &params, &mut req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => OpenAiError(e).into_response(),
     }
 }
 
 /// Client keys on the queue routes (`/v2/{endpoint}/run`, ...): RunPod's error shape.
-pub async fn queue_client(State(gw): State<AppState>, req: Request, next: Next) -> Response {
-    if client_allowed(&gw, req.headers()) {
-        next.run(req).await
-    } else {
-        RunpodError(missing_key()).into_response()
+pub async fn queue_client(
+    State(gw): State<AppState>,
+    params: RawPathParams,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match admit(&gw, &params, &mut req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => RunpodError(e).into_response(),
     }
 }
 
 /// The worker token on the worker protocol's routes (RunPod's SDK sends it raw).
 pub async fn worker_token(State(gw): State<AppState>, req: Request, next: Next) -> Response {
-    if bearer(req.headers()).is_some_and(|t| same(t, &gw.worker_token)) {
+    let given = bearer(req.headers()).unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(gw.worker_token.as_bytes())) {
         next.run(req).await
     } else {
         RunpodError(GatewayError::Unauthorized(
             "invalid or missing worker token".into(),
         ))
         .into_response()
+    }
+}
+
+/// Which API's error shape a limit answers in.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `/v1` and `/v2/{endpoint}/openai/v1`.
+    OpenAi,
+    /// The queue routes.
+    RunPod,
+}
+
+/// The caller's limits on a route that submits work: requests in flight on this gateway
+/// (`max_concurrent`, held until the response body ends), requests per minute, and tokens per
+/// minute (refused while the bucket is empty; charged when the request's job ends, see
+/// [`charge_tokens`]). Buckets live in the job store, so gateways on one Redis share them.
+/// Every answer carries OpenAI's `x-ratelimit-*` headers for the limits the key has; a refusal
+/// is a 429 with `Retry-After`.
+async fn limits(gw: AppState, shape: Shape, req: Request, next: Next) -> Response {
+    let Some(caller) = req.extensions().get::<Arc<Caller>>().cloned() else {
+        return next.run(req).await;
+    };
+    let refuse = |e: GatewayError| match shape {
+        Shape::OpenAi => OpenAiError(e).into_response(),
+        Shape::RunPod => RunpodError(e).into_response(),
+    };
+    let slot = match Slot::take(&caller) {
+        Ok(s) => s,
+        Err(e) => return refuse(e),
+    };
+    let mut headers = Vec::new();
+    for (what, limit, cost) in [
+        ("requests", caller.key.requests_per_minute, 1),
+        ("tokens", caller.key.tokens_per_minute, 0),
+    ] {
+        let Some(limit) = limit else { continue };
+        let bucket = format!("{what}:{}", caller.name);
+        let take = match gw.store.take_tokens(&bucket, limit.into(), cost, 1).await {
+            Ok(t) => t,
+            Err(e) => return refuse(e.into()),
+        };
+        if !take.allowed {
+            return refuse(GatewayError::RateLimited {
+                key: caller.name.clone(),
+                what,
+                detail: format!("limit {limit} per minute"),
+                retry_after: take.retry_after,
+            });
+        }
+        headers.push((what, limit, take));
+    }
+    let mut resp = next.run(req).await;
+    for (what, limit, take) in headers {
+        add_headers(resp.headers_mut(), what, limit, &take);
+    }
+    // The slot is freed when the body has been sent (a stream's end, or a client gone).
+    let (parts, body) = resp.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &slot;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
+}
+
+/// [`limits`] on the OpenAI routes that generate.
+pub async fn openai_limits(State(gw): State<AppState>, req: Request, next: Next) -> Response {
+    limits(gw, Shape::OpenAi, req, next).await
+}
+
+/// [`limits`] on the queue routes that submit jobs.
+pub async fn queue_limits(State(gw): State<AppState>, req: Request, next: Next) -> Response {
+    limits(gw, Shape::RunPod, req, next).await
+}
+
+/// One request in flight of a key with `max_concurrent`.
+struct Slot(Option<Arc<Caller>>);
+
+impl Slot {
+    fn take(caller: &Arc<Caller>) -> Result<Slot, GatewayError> {
+        let Some(max) = caller.key.max_concurrent else {
+            return Ok(Slot(None));
+        };
+        if caller.in_flight.fetch_add(1, Ordering::SeqCst) >= max {
+            caller.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(GatewayError::RateLimited {
+                key: caller.name.clone(),
+                what: "concurrent",
+                detail: format!("limit {max} requests in flight"),
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        Ok(Slot(Some(caller.clone())))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// OpenAI's `x-ratelimit-limit-*`, `-remaining-*` and `-reset-*` (a duration like `6m0s`).
+fn add_headers(h: &mut HeaderMap, what: &str, limit: u32, take: &RateTake) {
+    let reset = take.reset.as_secs_f64();
+    let reset = if reset >= 60.0 {
+        format!(
+            "{}m{}s",
+            (reset / 60.0) as u64,
+            (reset % 60.0).round() as u64
+        )
+    } else {
+        format!("{:.3}s", reset).replace(".000s", "s")
+    };
+    for (name, value) in [
+        (format!("x-ratelimit-limit-{what}"), limit.to_string()),
+        (
+            format!("x-ratelimit-remaining-{what}"),
+            take.remaining.to_string(),
+        ),
+        (format!("x-ratelimit-reset-{what}"), reset),
+    ] {
+        if let (Ok(n), Ok(v)) = (
+            name.parse::<axum::http::HeaderName>(),
+            HeaderValue::from_str(&value),
+        ) {
+            h.insert(n, v);
+        }
+    }
+}
+
+/// Charge `caller`'s tokens-per-minute bucket with the usage of `job` once it ends (OpenAI
+/// routes, whose job output carries `usage`); runs beside the request.
+pub fn charge_tokens(gw: &AppState, caller: &Arc<Caller>, job: protocol::JobId) {
+    let Some(limit) = caller.tokens_per_minute() else {
+        return;
+    };
+    let (gw, bucket) = (gw.clone(), format!("tokens:{}", caller.name));
+    tokio::spawn(async move {
+        let wait = Duration::from_secs(gw.settings.request_timeout_secs);
+        let Ok(Some(view)) = gw.store.wait_final(&job, wait).await else {
+            return;
+        };
+        let used = view
+            .output
+            .as_ref()
+            .and_then(|o| o.pointer("/usage/total_tokens"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if used > 0 {
+            if let Err(e) = gw.store.take_tokens(&bucket, limit.into(), used, 0).await {
+                tracing::warn!(%job, error = %e, "could not charge tokens");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(key: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", format!("Bearer {key}").parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn keys_are_found_by_hash_and_name_their_tenant() {
+        let mut s = GatewaySettings {
+            api_keys: vec!["flat".into()],
+            ..GatewaySettings::default()
+        };
+        s.keys.push(ClientKey {
+            name: "team-a".into(),
+            key: None,
+            key_sha256: Some(hex(&Sha256::digest(b"sk-a"))),
+            endpoints: vec!["echo".into()],
+            admin: false,
+            ..ClientKey::flat(0, "")
+        });
+        let ring = Keyring::new(&s).unwrap();
+        let a = ring.find(&headers("sk-a")).unwrap();
+        assert_eq!(a.name, "team-a");
+        assert!(a.allows("echo") && !a.allows("other"));
+        assert_eq!(a.tenant.as_deref().map(str::len), Some(8));
+        assert!(!a.owns(None) && a.owns(a.tenant.as_deref()));
+        assert_eq!(ring.find(&headers("flat")).unwrap().name, "api_keys[0]");
+        assert!(ring.find(&headers("nope")).is_none());
+        let open = Keyring::default().find(&HeaderMap::new()).unwrap();
+        assert!(open.owns(Some("anything")) && open.tenant.is_none());
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
     }
 }

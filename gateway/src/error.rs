@@ -56,6 +56,20 @@ pub enum GatewayError {
     /// OpenAI code `timeout`.
     #[error("{0}")]
     Timeout(String),
+    /// A client key's limit is reached: `what` is `requests`, `tokens` or `concurrent`
+    /// requests; try again after `retry_after`. HTTP 429 with `Retry-After`, OpenAI type
+    /// `what` and code `rate_limit_exceeded` (as OpenAI's own answer).
+    #[error("Rate limit reached for {what} of key `{key}`: {detail}. Please try again in {}s.", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// The key's name (never the key).
+        key: String,
+        /// Which limit: `requests`, `tokens` or `concurrent`.
+        what: &'static str,
+        /// The limit as configured, e.g. `limit 60 per minute`.
+        detail: String,
+        /// How long until a request can pass.
+        retry_after: std::time::Duration,
+    },
     /// Anything else: the job failed (the worker's error message), was cancelled or expired
     /// before it finished, or prompt tokens could not be counted. HTTP 500.
     #[error("{0}")]
@@ -92,6 +106,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::NoCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -122,6 +137,9 @@ impl GatewayError {
             GatewayError::Conflict(_) => ("invalid_request_error", None, None),
             GatewayError::NoCapacity(_) => ("server_error", None, Some("no_capacity".into())),
             GatewayError::Timeout(_) => ("server_error", None, Some("timeout".into())),
+            GatewayError::RateLimited { what, .. } => {
+                (*what, None, Some("rate_limit_exceeded".into()))
+            }
             GatewayError::Internal(_) => ("server_error", None, None),
         };
         ErrorBody {
@@ -187,20 +205,43 @@ impl IntoResponse for GatewayError {
     }
 }
 
+impl GatewayError {
+    /// `Retry-After` (whole seconds, at least 1) for an error that has one.
+    fn retry_after(&self) -> Option<(axum::http::HeaderName, String)> {
+        match self {
+            GatewayError::RateLimited { retry_after, .. } => Some((
+                axum::http::header::RETRY_AFTER,
+                retry_after.as_secs_f64().ceil().max(1.0).to_string(),
+            )),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        (self.0.status(), Json(self.0.openai_body())).into_response()
+        let headers: Vec<_> = self.0.retry_after().into_iter().collect();
+        (
+            self.0.status(),
+            headers_of(headers),
+            Json(self.0.openai_body()),
+        )
+            .into_response()
     }
 }
 
 impl IntoResponse for RunpodError {
     fn into_response(self) -> Response {
-        (
-            self.0.status(),
-            Json(json!({ "error": self.0.to_string() })),
-        )
-            .into_response()
+        let headers: Vec<_> = self.0.retry_after().into_iter().collect();
+        let body = Json(json!({ "error": self.0.to_string() }));
+        (self.0.status(), headers_of(headers), body).into_response()
     }
+}
+
+fn headers_of(h: Vec<(axum::http::HeaderName, String)>) -> axum::http::HeaderMap {
+    h.into_iter()
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,17 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Files on the gateway's disk.
+/// A file's object as saved, with the tenant (client key) it belongs to.
+#[derive(Serialize, serde::Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    object: FileObject,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// Files on the gateway's disk. Each call takes the caller's tenant: `None` sees every file;
+/// a tenant sees its own (another's is a 404, as an unknown file).
 pub struct FileStore {
     dir: PathBuf,
     retention: Duration,
@@ -88,12 +98,14 @@ impl FileStore {
         self.dir.join("files").join(format!("{id}.{ext}"))
     }
 
-    /// Store `bytes` as a new file named `filename` with `purpose`; returns its object.
+    /// Store `bytes` as a new file of `tenant` named `filename` with `purpose`; returns its
+    /// object.
     pub async fn create(
         &self,
         purpose: &str,
         filename: &str,
         bytes: &[u8],
+        tenant: Option<&str>,
     ) -> Result<FileObject, GatewayError> {
         let id = new_id("file-");
         let created_at = unix_now();
@@ -109,29 +121,40 @@ impl FileStore {
         };
         write_atomic(&self.path(&id, "data"), bytes).await?;
         // The object last: a file is visible only once its content is complete.
-        write_json(&self.path(&id, "json"), &object).await?;
-        Ok(object)
+        let stored = Stored {
+            object,
+            tenant: tenant.map(str::to_string),
+        };
+        write_json(&self.path(&id, "json"), &stored).await?;
+        Ok(stored.object)
     }
 
-    /// A file's object. Errors: [`GatewayError::NotFound`] for an unknown id.
-    pub async fn get(&self, id: &str) -> Result<FileObject, GatewayError> {
+    /// A file's object. Errors: [`GatewayError::NotFound`] for an unknown id or another
+    /// tenant's file.
+    pub async fn get(&self, id: &str, tenant: Option<&str>) -> Result<FileObject, GatewayError> {
         let missing = || GatewayError::NotFound(format!("No such File object: {id}"));
         if !valid_id(id, "file-") {
             return Err(missing());
         }
-        read_json(&self.path(id, "json")).await?.ok_or_else(missing)
+        let stored: Stored = read_json(&self.path(id, "json"))
+            .await?
+            .ok_or_else(missing)?;
+        if tenant.is_some() && stored.tenant.as_deref() != tenant {
+            return Err(missing());
+        }
+        Ok(stored.object)
     }
 
     /// A file's content. Errors: as [`FileStore::get`].
-    pub async fn content(&self, id: &str) -> Result<Vec<u8>, GatewayError> {
-        self.get(id).await?;
+    pub async fn content(&self, id: &str, tenant: Option<&str>) -> Result<Vec<u8>, GatewayError> {
+        self.get(id, tenant).await?;
         let path = self.path(id, "data");
         tokio::fs::read(&path).await.map_err(io("reading", &path))
     }
 
     /// Delete a file. Errors: as [`FileStore::get`].
-    pub async fn delete(&self, id: &str) -> Result<(), GatewayError> {
-        self.get(id).await?;
+    pub async fn delete(&self, id: &str, tenant: Option<&str>) -> Result<(), GatewayError> {
+        self.get(id, tenant).await?;
         // The object first: a half-deleted file is no longer visible.
         for ext in ["json", "data"] {
             let path = self.path(id, ext);
@@ -142,8 +165,8 @@ impl FileStore {
         Ok(())
     }
 
-    /// Every file's object, newest first.
-    pub async fn list(&self) -> Result<Vec<FileObject>, GatewayError> {
+    /// Every file's object the tenant may see, newest first.
+    pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<FileObject>, GatewayError> {
         let dir = self.dir.join("files");
         let mut entries = tokio::fs::read_dir(&dir)
             .await
@@ -152,8 +175,10 @@ impl FileStore {
         while let Ok(Some(e)) = entries.next_entry().await {
             let path = e.path();
             if path.extension().is_some_and(|x| x == "json") {
-                if let Ok(Some(f)) = read_json::<FileObject>(&path).await {
-                    out.push(f);
+                if let Ok(Some(f)) = read_json::<Stored>(&path).await {
+                    if tenant.is_none() || f.tenant.as_deref() == tenant {
+                        out.push(f.object);
+                    }
                 }
             }
         }
@@ -165,8 +190,8 @@ impl FileStore {
     pub async fn sweep(&self) -> Result<usize, GatewayError> {
         let now = unix_now();
         let mut n = 0;
-        for f in self.list().await? {
-            if f.expires_at.is_some_and(|t| t <= now) && self.delete(&f.id).await.is_ok() {
+        for f in self.list(None).await? {
+            if f.expires_at.is_some_and(|t| t <= now) && self.delete(&f.id, None).await.is_ok() {
                 n += 1;
             }
         }
@@ -182,21 +207,29 @@ mod tests {
     async fn files_round_trip_and_expire() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        let f = store.create("batch", "in.jsonl", b"{}\n").await.unwrap();
+        let f = store
+            .create("batch", "in.jsonl", b"{}\n", Some("t1"))
+            .await
+            .unwrap();
         assert!(valid_id(&f.id, "file-"));
-        assert_eq!(store.get(&f.id).await.unwrap(), f);
-        assert_eq!(store.content(&f.id).await.unwrap(), b"{}\n");
-        assert_eq!(store.list().await.unwrap(), vec![f.clone()]);
+        assert_eq!(store.get(&f.id, Some("t1")).await.unwrap(), f);
+        assert!(
+            store.get(&f.id, Some("t2")).await.is_err(),
+            "another tenant's file"
+        );
+        assert!(store.list(Some("t2")).await.unwrap().is_empty());
+        assert_eq!(store.content(&f.id, None).await.unwrap(), b"{}\n");
+        assert_eq!(store.list(None).await.unwrap(), vec![f.clone()]);
         assert!(matches!(
-            store.get("file-../../etc").await,
+            store.get("file-../../etc", None).await,
             Err(GatewayError::NotFound(_))
         ));
         assert_eq!(store.sweep().await.unwrap(), 0);
         let gone = FileStore::open(dir.path(), Duration::ZERO).unwrap();
-        let g = gone.create("batch", "x", b"x").await.unwrap();
+        let g = gone.create("batch", "x", b"x", None).await.unwrap();
         assert_eq!(gone.sweep().await.unwrap(), 1, "only the expired one");
-        assert!(store.get(&g.id).await.is_err());
-        store.delete(&f.id).await.unwrap();
-        assert!(store.list().await.unwrap().is_empty());
+        assert!(store.get(&g.id, None).await.is_err());
+        store.delete(&f.id, None).await.unwrap();
+        assert!(store.list(None).await.unwrap().is_empty());
     }
 }

@@ -4,7 +4,7 @@
 
 #![warn(missing_docs)]
 
-mod auth;
+pub mod auth;
 pub mod batch;
 mod body;
 pub mod error;
@@ -54,6 +54,10 @@ pub struct Gateway {
     pub worker_token: String,
     /// How long `job-take` and `job-stop` long-polls wait before answering 204.
     pub long_poll: Duration,
+    /// The client keys, their scopes and limits (none: everyone may call).
+    pub keys: auth::Keyring,
+    /// Which addresses webhooks may reach (public ones and `gateway.webhook_allow_cidrs`).
+    pub webhook_targets: webhooks::Targets,
     /// The Files and Batch APIs' files and batches; `None`: those routes answer 404.
     pub batches: Option<Arc<batch::Batches>>,
 }
@@ -113,11 +117,11 @@ pub fn router(state: AppState) -> Router {
     let probes = Router::new()
         .route(routes::HEALTH, get(openai_api::health))
         .route(routes::READY, get(openai_api::ready));
-    let openai = Router::new()
-        .route(routes::MODELS, get(openai_api::models))
+    // Generating routes carry the keys' rate limits; all carry the keys (route layers, so the
+    // `{endpoint}` of a route is checked against the key's scope).
+    let generate = Router::new()
         .route(routes::CHAT_COMPLETIONS, post(openai_api::chat_completions))
         .route(routes::COMPLETIONS, post(openai_api::completions))
-        .route(queue::OPENAI_MODELS, get(openai_api::endpoint_models))
         .route(
             queue::OPENAI_CHAT_COMPLETIONS,
             post(openai_api::endpoint_chat_completions),
@@ -126,11 +130,19 @@ pub fn router(state: AppState) -> Router {
             queue::OPENAI_COMPLETIONS,
             post(openai_api::endpoint_completions),
         )
+        .route_layer(from_fn_with_state(state.clone(), auth::openai_limits));
+    let openai = Router::new()
+        .route(routes::MODELS, get(openai_api::models))
+        .route(queue::OPENAI_MODELS, get(openai_api::endpoint_models))
+        .merge(generate)
         .merge(batch_routes())
-        .layer(from_fn_with_state(state.clone(), auth::openai_client));
-    let queue_api = Router::new()
+        .route_layer(from_fn_with_state(state.clone(), auth::openai_client));
+    let submit = Router::new()
         .route(queue::RUN, post(queue_api::run))
         .route(queue::RUNSYNC, post(queue_api::runsync))
+        .route_layer(from_fn_with_state(state.clone(), auth::queue_limits));
+    let queue_api = Router::new()
+        .merge(submit)
         .route(
             queue::STATUS,
             get(queue_api::status).post(queue_api::status),
@@ -147,7 +159,7 @@ pub fn router(state: AppState) -> Router {
         .route(queue::RETRY, post(queue_api::retry))
         .route(queue::PURGE_QUEUE, post(queue_api::purge_queue))
         .route(queue::HEALTH, get(queue_api::health))
-        .layer(from_fn_with_state(state.clone(), auth::queue_client));
+        .route_layer(from_fn_with_state(state.clone(), auth::queue_client));
     let workers = Router::new()
         .route(WorkerRoute::JobTake.path(), get(worker_api::job_take))
         .route(

@@ -1,10 +1,12 @@
 //! OpenAI-compatible routes: validate, count prompt tokens, enqueue, relay.
 
+use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{GatewayError, OpenAiError};
 use crate::relay::{self, CancelOnDrop};
 use crate::structured;
 use crate::{AppState, Gateway, ServedModel};
+use axum::extract::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +17,7 @@ use protocol::openai::{GenerateRequest, ModelCard, ModelList, CHAT_ROUTE, COMPLE
 use protocol::{JobId, JobStatus};
 use queue::NewJob;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn health() -> Json<Liveness> {
@@ -42,8 +45,12 @@ pub async fn ready(State(gw): State<AppState>) -> Result<Response, OpenAiError> 
     Ok((status, Json(Readiness { ready, workers })).into_response())
 }
 
-pub async fn models(State(gw): State<AppState>) -> Json<ModelList> {
-    model_list(gw.models.values())
+/// `GET /v1/models`: the models the caller may use.
+pub async fn models(
+    State(gw): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Json<ModelList> {
+    model_list(gw.models.values().filter(|m| caller.allows(&m.config.name)))
 }
 
 fn model_list<'a>(models: impl Iterator<Item = &'a ServedModel>) -> Json<ModelList> {
@@ -72,20 +79,29 @@ pub async fn endpoint_models(
 
 pub async fn endpoint_chat_completions(
     State(gw): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(endpoint): Path<String>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
     gw.endpoint(&endpoint)?;
-    generate(gw, CHAT_ROUTE, body?.into_value(), Some(&endpoint)).await
+    generate(gw, caller, CHAT_ROUTE, body?.into_value(), Some(&endpoint)).await
 }
 
 pub async fn endpoint_completions(
     State(gw): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(endpoint): Path<String>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
     gw.endpoint(&endpoint)?;
-    generate(gw, COMPLETIONS_ROUTE, body?.into_value(), Some(&endpoint)).await
+    generate(
+        gw,
+        caller,
+        COMPLETIONS_ROUTE,
+        body?.into_value(),
+        Some(&endpoint),
+    )
+    .await
 }
 
 pub async fn not_found() -> OpenAiError {
@@ -94,16 +110,18 @@ pub async fn not_found() -> OpenAiError {
 
 pub async fn chat_completions(
     State(gw): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, CHAT_ROUTE, body?.into_value(), None).await
+    generate(gw, caller, CHAT_ROUTE, body?.into_value(), None).await
 }
 
 pub async fn completions(
     State(gw): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, COMPLETIONS_ROUTE, body?.into_value(), None).await
+    generate(gw, caller, COMPLETIONS_ROUTE, body?.into_value(), None).await
 }
 
 /// Reject prompts that cannot fit the model's context, before they cost a queue slot.
@@ -146,12 +164,14 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
 /// unbounded size: call this on a blocking thread.
 pub(crate) fn admit(
     gw: &Gateway,
+    caller: &Caller,
     route: &str,
     body: &Value,
     endpoint: Option<&str>,
 ) -> Result<GenerateRequest, GatewayError> {
     let req = GenerateRequest::parse(route, body.clone())?;
-    if endpoint.is_some_and(|e| e != req.model()) {
+    // A model outside the caller's scope is as unknown as one not served.
+    if endpoint.is_some_and(|e| e != req.model()) || !caller.allows(req.model()) {
         return Err(GatewayError::ModelNotFound(req.model().to_string()));
     }
     check_context(gw.model(req.model())?, &req)?;
@@ -170,13 +190,14 @@ pub(crate) fn admit(
 /// `/v2/{endpoint}/openai/v1` routes).
 async fn generate(
     gw: AppState,
+    caller: Arc<Caller>,
     route: &'static str,
     body: Value,
     endpoint: Option<&str>,
 ) -> Result<Response, OpenAiError> {
-    let (gw2, endpoint2) = (gw.clone(), endpoint.map(str::to_string));
+    let (gw2, caller2, endpoint2) = (gw.clone(), caller.clone(), endpoint.map(str::to_string));
     let (req, body) = tokio::task::spawn_blocking(move || {
-        admit(&gw2, route, &body, endpoint2.as_deref()).map(|req| (req, body))
+        admit(&gw2, &caller2, route, &body, endpoint2.as_deref()).map(|req| (req, body))
     })
     .await
     .map_err(|e| GatewayError::Internal(format!("request check: {e}")))??;
@@ -195,9 +216,11 @@ async fn generate(
         // The client has its result when the request ends: keep the job (output and every
         // streamed chunk) for `runsync`'s short retention, not `/run`'s 30 minutes.
         sync: true,
+        tenant: caller.tenant.clone(),
         ..NewJob::default()
     };
     let id = gw.store.submit(&model.config.name, job).await?;
+    crate::auth::charge_tokens(&gw, &caller, id.clone());
     let guard = CancelOnDrop::new(gw.store.clone(), id.clone());
     let mut resp = if req.stream() {
         relay::sse(gw.store.clone(), id.clone(), guard)

@@ -1,10 +1,11 @@
 //! The client-facing queue API, RunPod's shapes (`/v2/{endpoint}/...`;
 //! `docs/runpod-protocol.md` section 1).
 
+use crate::auth::Caller;
 use crate::body::{JsonBody, RunLimit, RunsyncLimit};
 use crate::error::{GatewayError, RunpodError};
 use crate::AppState;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{Extension, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::Json;
 use protocol::health::{EndpointHealth, FleetState, JobCounts, WorkerCounts};
@@ -13,7 +14,11 @@ use protocol::{JobId, JobStatus};
 use queue::NewJob;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The caller the client-key layer identified (see `crate::auth`).
+type Client = Extension<Arc<Caller>>;
 
 #[derive(Deserialize)]
 pub struct WaitQuery {
@@ -67,28 +72,36 @@ fn new_job(body: Value, sync: bool, endpoint_timeout: Duration) -> Result<NewJob
         webhook,
         s3_config,
         sync,
+        tenant: None,
     })
 }
 
 async fn submit(
     gw: &AppState,
+    caller: &Caller,
     endpoint: &str,
     body: Value,
     sync: bool,
 ) -> Result<JobId, GatewayError> {
     let timeout = gw.endpoint(endpoint)?.execution_timeout;
-    Ok(gw
-        .store
-        .submit(endpoint, new_job(body, sync, timeout)?)
-        .await?)
+    let mut job = new_job(body, sync, timeout)?;
+    job.tenant = caller.tenant.clone();
+    if let Some(url) = &job.webhook {
+        gw.webhook_targets
+            .check(url)
+            .await
+            .map_err(|why| GatewayError::bad_request(format!("`webhook`: {why}")))?;
+    }
+    Ok(gw.store.submit(endpoint, job).await?)
 }
 
 pub async fn run(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Path(endpoint): Path<String>,
     body: Result<JsonBody<RunLimit>, GatewayError>,
 ) -> Result<Json<JobAccepted>, RunpodError> {
-    let id = submit(&gw, &endpoint, body?.into_value(), false).await?;
+    let id = submit(&gw, &caller, &endpoint, body?.into_value(), false).await?;
     Ok(Json(JobAccepted {
         id,
         status: JobStatus::InQueue,
@@ -97,11 +110,12 @@ pub async fn run(
 
 pub async fn runsync(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Path(endpoint): Path<String>,
     Query(q): Query<WaitQuery>,
     body: Result<JsonBody<RunsyncLimit>, GatewayError>,
 ) -> Result<Json<JobView>, RunpodError> {
-    let id = submit(&gw, &endpoint, body?.into_value(), true).await?;
+    let id = submit(&gw, &caller, &endpoint, body?.into_value(), true).await?;
     let view = gw.store.wait_final(&id, q.duration()).await?;
     Ok(Json(view.ok_or_else(|| gone(&id))?))
 }
@@ -118,8 +132,9 @@ fn about(id: &JobId) -> impl Fn(queue::QueueError) -> GatewayError + '_ {
     }
 }
 
-/// The job of a `/v2/{endpoint}/.../{id}` route, its endpoint checked to exist (a RunPod-shaped
-/// 404 otherwise), so every job route opens the same way.
+/// The job of a `/v2/{endpoint}/.../{id}` route, its endpoint checked to exist and the job to
+/// belong to the caller's tenant (a RunPod-shaped 404 otherwise, the same as an unknown job),
+/// so every job route opens the same way.
 pub struct EndpointJob(pub JobId);
 
 impl FromRequestParts<AppState> for EndpointJob {
@@ -130,7 +145,12 @@ impl FromRequestParts<AppState> for EndpointJob {
             .await
             .map_err(|e| GatewayError::bad_request(e.body_text()))?;
         gw.endpoint(&endpoint)?;
-        Ok(EndpointJob(JobId(job)))
+        let id = JobId(job);
+        let caller = parts.extensions.get::<Arc<Caller>>();
+        if caller.is_some_and(|c| !c.owns(queue::job_tenant(&id))) {
+            return Err(gone(&id).into());
+        }
+        Ok(EndpointJob(id))
     }
 }
 
@@ -207,12 +227,15 @@ pub async fn retry(
     Ok(Json(JobAccepted { id, status }))
 }
 
+/// `POST /v2/{endpoint}/purge-queue`: the caller's queued jobs (every tenant's for an admin
+/// key or a gateway without keys).
 pub async fn purge_queue(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Path(endpoint): Path<String>,
 ) -> Result<Json<Purged>, RunpodError> {
     gw.endpoint(&endpoint)?;
-    let removed = gw.store.purge(&endpoint).await?;
+    let removed = gw.store.purge(&endpoint, caller.tenant.as_deref()).await?;
     Ok(Json(Purged {
         removed,
         status: "completed".into(),

@@ -33,6 +33,11 @@ context_length = 64
     )
     .unwrap();
     let custom: CustomEndpoint = toml::from_str("name = \"echo\"\ncommand = [\"true\"]\n").unwrap();
+    let settings = GatewaySettings {
+        api_keys: vec![KEY.into()],
+        max_body_bytes,
+        ..GatewaySettings::default()
+    };
     let gw = Gateway {
         store: MemoryStore::start(StoreSettings::default()),
         models: BTreeMap::from([(
@@ -43,14 +48,12 @@ context_length = 64
             },
         )]),
         custom: BTreeMap::from([("echo".to_string(), custom)]),
-        settings: GatewaySettings {
-            api_keys: vec![KEY.into()],
-            max_body_bytes,
-            ..GatewaySettings::default()
-        },
+        keys: gateway::auth::Keyring::new(&settings).unwrap(),
+        settings,
         worker_token: TOKEN.into(),
         long_poll: Duration::from_millis(10),
         batches: None,
+        webhook_targets: Default::default(),
     };
     gateway::router(Arc::new(gw))
 }

@@ -133,8 +133,16 @@ pub struct GatewaySettings {
     /// How long results of `/runsync` jobs are kept after they end, seconds (RunPod: ~1 min).
     pub sync_result_retention_secs: u64,
     /// Client API keys (`Authorization: Bearer KEY`, or the bare key as RunPod's docs send it)
-    /// for `/v1` and the `/v2` queue API. Empty: no authentication (the local default).
+    /// for `/v1` and the `/v2` queue API, each on every endpoint without limits. With neither
+    /// these nor `keys`: no authentication, on loopback only unless `--insecure-no-auth`.
     pub api_keys: Vec<String>,
+    /// Client keys with a name, an endpoint scope, rate limits and an admin flag
+    /// (`[[gateway.keys]]`, see [`crate::keys::ClientKey`]).
+    pub keys: Vec<crate::keys::ClientKey>,
+    /// Address ranges webhooks may reach although they are internal (loopback, private,
+    /// link-local, ...), as CIDR (`10.1.0.0/16`) or single addresses. Empty (the default):
+    /// webhooks reach public addresses only.
+    pub webhook_allow_cidrs: Vec<String>,
     /// Where the Files and Batch APIs keep uploaded files, batch outputs and batch state on
     /// the gateway's disk; `None`: `$SLUICE_HOME/files`. Several gateways keep their own
     /// unless it is a shared volume (then only one should run batches).
@@ -150,6 +158,22 @@ pub struct GatewaySettings {
     pub batch_window_secs: u64,
 }
 
+impl GatewaySettings {
+    /// Whether client keys are configured (`api_keys`); without any, every request is
+    /// served, so only a loopback address may be served by default.
+    pub fn has_client_keys(&self) -> bool {
+        !self.api_keys.is_empty() || !self.keys.is_empty()
+    }
+
+    /// Every client key: the `keys` tables, then the flat `api_keys` (see
+    /// [`crate::keys::ClientKey::flat`]).
+    pub fn client_keys(&self) -> Vec<crate::keys::ClientKey> {
+        let flat = self.api_keys.iter().enumerate();
+        let flat = flat.map(|(i, k)| crate::keys::ClientKey::flat(i, k));
+        self.keys.iter().cloned().chain(flat).collect()
+    }
+}
+
 impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
@@ -163,6 +187,8 @@ impl Default for GatewaySettings {
             result_retention_secs: 30 * 60,
             sync_result_retention_secs: 60,
             api_keys: Vec::new(),
+            keys: Vec::new(),
+            webhook_allow_cidrs: Vec::new(),
             files_dir: None,
             file_retention_hours: 720,
             batch_file_max_bytes: 100 * 1024 * 1024,
@@ -414,6 +440,8 @@ impl Deployment {
         if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
             return Err(invalid(format!("endpoint `{}` is declared twice", w[0])));
         }
+        let known: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        crate::keys::check_keys(&config.gateway.keys, &known).map_err(invalid)?;
         let models = config
             .endpoints
             .iter()

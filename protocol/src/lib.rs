@@ -9,6 +9,7 @@ pub mod config;
 pub mod health;
 pub mod job;
 pub mod jsonl;
+pub mod keys;
 pub mod openai;
 pub mod routes;
 pub mod sse;

@@ -255,7 +255,7 @@ pub async fn retry_purge_and_stream_delivery(s: Arc<dyn JobStore>) {
     );
     assert_eq!(s.metrics("ep").await.unwrap().retried, 1);
     s.submit("ep", job(2)).await.unwrap();
-    assert_eq!(s.purge("ep").await.unwrap(), 2);
+    assert_eq!(s.purge("ep", None).await.unwrap(), 2);
     assert!(s.get(&id).await.unwrap().is_none(), "purged jobs are gone");
     assert_eq!(s.metrics("ep").await.unwrap().in_queue, 0);
 }
@@ -372,6 +372,55 @@ pub async fn jobs_left_out_of_pings_go_back_to_the_queue(s: Arc<dyn JobStore>) {
     assert_eq!((v.status, v.retries), (JobStatus::InProgress, 0));
 }
 
+/// A tenant's jobs carry its tag; a tenant's purge leaves the others' queued jobs.
+pub async fn purge_by_tenant_leaves_other_tenants_jobs(s: Arc<dyn JobStore>) {
+    let of = |tenant: &str, sync: bool| NewJob {
+        tenant: Some(tenant.into()),
+        sync,
+        ..job(1)
+    };
+    let a = s.submit("ep", of("aa11", false)).await.unwrap();
+    let a_sync = s.submit("ep", of("aa11", true)).await.unwrap();
+    let b = s.submit("ep", of("bb22", false)).await.unwrap();
+    assert_eq!(crate::job_tenant(&a), Some("aa11"));
+    assert_eq!(crate::job_tenant(&a_sync), Some("aa11"));
+    assert!(a_sync.0.starts_with("sync-aa11-"));
+    assert_eq!(s.purge("ep", Some("aa11")).await.unwrap(), 2);
+    assert!(s.get(&a).await.unwrap().is_none() && s.get(&a_sync).await.unwrap().is_none());
+    assert_eq!(s.get(&b).await.unwrap().unwrap().status, JobStatus::InQueue);
+    assert_eq!(s.purge("ep", None).await.unwrap(), 1);
+}
+
+/// Token buckets: a full bucket, refused once empty (with a retry time, nothing taken), a
+/// charge after the fact takes it into debt, buckets are separate, and time refills them.
+pub async fn rate_buckets_refuse_when_empty_and_refill(s: Arc<dyn JobStore>) {
+    // 600 per minute: one token per 100 ms.
+    for _ in 0..3 {
+        assert!(s.take_tokens("k", 600, 200, 200).await.unwrap().allowed);
+    }
+    let refused = s.take_tokens("k", 600, 200, 200).await.unwrap();
+    assert!(!refused.allowed);
+    assert!(refused.retry_after > Duration::from_secs(15), "{refused:?}");
+    let other = s.take_tokens("other", 600, 1, 1).await.unwrap();
+    assert_eq!((other.allowed, other.remaining), (true, 599));
+    // A response's tokens charged after it ran: always taken, into debt.
+    let charged = s.take_tokens("k", 600, 500, 0).await.unwrap();
+    assert!(charged.allowed && charged.remaining == 0);
+    assert!(
+        !s.take_tokens("k", 600, 0, 1).await.unwrap().allowed,
+        "in debt"
+    );
+    let t = s.take_tokens("t", 60_000, 60_000, 1).await.unwrap();
+    assert_eq!(t.remaining, 0);
+    assert!(t.reset <= Duration::from_secs(60) && t.reset > Duration::from_secs(59));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refilled = s.take_tokens("t", 60_000, 0, 1).await.unwrap();
+    assert!(
+        refilled.allowed && refilled.remaining >= 250,
+        "{refilled:?}"
+    );
+}
+
 /// Generates one `#[tokio::test]` per check above, each on a fresh store from `$make`.
 #[macro_export]
 macro_rules! __conformance_suite {
@@ -382,7 +431,8 @@ macro_rules! __conformance_suite {
             cancel_queued_and_running, stream_reads_from_cursor_until_final,
             waiters_wake_promptly, retry_purge_and_stream_delivery,
             webhooks_are_due_once_when_jobs_end, retired_workers_get_no_jobs,
-            live_workers_lost_workers_and_fleets, jobs_left_out_of_pings_go_back_to_the_queue);
+            live_workers_lost_workers_and_fleets, jobs_left_out_of_pings_go_back_to_the_queue,
+            rate_buckets_refuse_when_empty_and_refill, purge_by_tenant_leaves_other_tenants_jobs);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

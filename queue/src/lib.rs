@@ -86,6 +86,9 @@ pub struct NewJob {
     pub s3_config: Option<Value>,
     /// Submitted by `runsync`: shorter retention, `sync-` id prefix.
     pub sync: bool,
+    /// The tenant (client key) the job belongs to, as a tag of lowercase hex digits put in its
+    /// id; `None`: no tenant (a gateway without keys, or an admin key).
+    pub tenant: Option<String>,
 }
 
 /// The outcome of a stream read: the chunks after the cursor, the cursor to pass next, and the
@@ -206,8 +209,9 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Put a FAILED or TIMED_OUT job back in its queue (same id and input).
     async fn retry(&self, job: &JobId) -> Result<JobStatus>;
 
-    /// Delete the endpoint's queued jobs (running ones are untouched); returns how many.
-    async fn purge(&self, endpoint: &str) -> Result<usize>;
+    /// Delete the endpoint's queued jobs (running ones are untouched), only those of `tenant`
+    /// when given (see [`job_tenant`]); returns how many.
+    async fn purge(&self, endpoint: &str, tenant: Option<&str>) -> Result<usize>;
 }
 
 /// Workers and their leases: what workers do (take, stream, report, ping; the worker routes)
@@ -278,11 +282,67 @@ pub trait Outbox: Send + Sync + 'static {
     async fn due_webhooks(&self, wait: Duration) -> Result<Vec<(String, JobView)>>;
 }
 
-/// A whole job store: every role, as the gateway uses it. Implemented by [`MemoryStore`] and
-/// [`RedisStore`], and by anything that implements all four roles.
-pub trait JobStore: JobQueue + ScalerStore + Outbox {}
+/// What a token bucket answered: whether the request may go on, and the figures of OpenAI's
+/// `x-ratelimit-*` headers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateTake {
+    /// The bucket held enough: the cost was taken.
+    pub allowed: bool,
+    /// Whole tokens left (0 while in debt).
+    pub remaining: u64,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+    /// When refused: until it holds what was needed.
+    pub retry_after: Duration,
+}
 
-impl<T: JobQueue + ScalerStore + Outbox + ?Sized> JobStore for T {}
+/// Token buckets by name, shared by every gateway on the same store: a bucket of `capacity`
+/// tokens starts full and refills continuously at `capacity` per minute.
+#[async_trait]
+pub trait RateLimits: Send + Sync + 'static {
+    /// If bucket `key` holds at least `need` tokens, take `cost` from it (it may go below
+    /// zero: a debt the refill repays, so a response's tokens can be charged after it ran);
+    /// else take nothing. Errors: the store is unavailable.
+    async fn take_tokens(&self, key: &str, capacity: u64, cost: u64, need: u64)
+        -> Result<RateTake>;
+}
+
+/// One step of a token bucket holding `tokens` `elapsed` after its last step: the tokens after
+/// the refill and the take, and the answer. The memory store runs this; the Redis store runs
+/// the same arithmetic in its script (`rate`).
+pub fn bucket_step(
+    tokens: f64,
+    elapsed: Duration,
+    capacity: u64,
+    cost: u64,
+    need: u64,
+) -> (f64, RateTake) {
+    let cap = capacity as f64;
+    let per_ms = cap / 60_000.0;
+    let mut tokens = (tokens + elapsed.as_millis() as f64 * per_ms).min(cap);
+    let allowed = tokens >= need as f64;
+    if allowed {
+        tokens -= cost as f64;
+    }
+    let ms = |t: f64| Duration::from_millis((t.max(0.0) / per_ms).ceil() as u64);
+    let take = RateTake {
+        allowed,
+        remaining: tokens.max(0.0).floor() as u64,
+        reset: ms(cap - tokens),
+        retry_after: if allowed {
+            Duration::ZERO
+        } else {
+            ms(need as f64 - tokens)
+        },
+    };
+    (tokens, take)
+}
+
+/// A whole job store: every role, as the gateway uses it. Implemented by [`MemoryStore`] and
+/// [`RedisStore`], and by anything that implements all five roles.
+pub trait JobStore: JobQueue + ScalerStore + Outbox + RateLimits {}
+
+impl<T: JobQueue + ScalerStore + Outbox + RateLimits + ?Sized> JobStore for T {}
 
 /// What the autoscaler needs of a store: the workers and the endpoint numbers.
 pub trait ScalerStore: WorkerRegistry + FleetMetrics {}
@@ -309,9 +369,18 @@ where
     });
 }
 
-/// A fresh unguessable job id: 128 random bits, hex.
-pub fn new_job_id(sync: bool) -> JobId {
+/// A fresh unguessable job id: 128 random bits, hex; after `sync-` for a `runsync` job and
+/// the tenant's tag and `-` when the job belongs to one (see [`job_tenant`]).
+pub fn new_job_id(sync: bool, tenant: Option<&str>) -> JobId {
     let bits: u128 = rand::random();
     let prefix = if sync { "sync-" } else { "" };
-    JobId(format!("{prefix}{bits:032x}"))
+    let tenant = tenant.map(|t| format!("{t}-")).unwrap_or_default();
+    JobId(format!("{prefix}{tenant}{bits:032x}"))
+}
+
+/// The tenant tag in a job id, if the job belongs to one: what follows `sync-` up to the next
+/// `-`. (The Redis store's `purge` reads ids the same way.)
+pub fn job_tenant(id: &JobId) -> Option<&str> {
+    let rest = id.0.strip_prefix("sync-").unwrap_or(&id.0);
+    rest.split_once('-').map(|(t, _)| t)
 }

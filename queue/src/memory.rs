@@ -267,6 +267,8 @@ impl State {
 pub struct MemoryStore {
     state: Mutex<State>,
     settings: StoreSettings,
+    /// Token buckets (see [`crate::RateLimits`]): tokens and when they were last counted.
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl MemoryStore {
@@ -288,6 +290,7 @@ impl MemoryStore {
                 sync: settings.sync_retention,
             })),
             settings,
+            buckets: Mutex::default(),
         }
     }
 
@@ -319,7 +322,7 @@ impl JobQueue for MemoryStore {
         if ep.normal.len() + ep.low.len() >= self.settings.max_queue {
             return Err(QueueError::QueueFull(endpoint.to_string()));
         }
-        let id = new_job_id(job.sync);
+        let id = new_job_id(job.sync, job.tenant.as_deref());
         if job.policy.low_priority {
             ep.low.push_back(id.clone());
         } else {
@@ -452,10 +455,15 @@ impl JobQueue for MemoryStore {
         Ok(JobStatus::InQueue)
     }
 
-    async fn purge(&self, endpoint: &str) -> Result<usize> {
+    async fn purge(&self, endpoint: &str, tenant: Option<&str>) -> Result<usize> {
         let mut st = self.lock();
         let ep = st.endpoint(endpoint);
-        let ids: Vec<JobId> = ep.normal.drain(..).chain(ep.low.drain(..)).collect();
+        let mine = |id: &JobId| tenant.is_none_or(|t| crate::job_tenant(id) == Some(t));
+        let mut ids = Vec::new();
+        for q in [&mut ep.normal, &mut ep.low] {
+            ids.extend(q.iter().filter(|id| mine(id)).cloned());
+            q.retain(|id| !mine(id));
+        }
         for id in &ids {
             if let Some(e) = st.remove_job(id) {
                 e.bump();
@@ -742,5 +750,6 @@ impl Outbox for MemoryStore {
 
 mod housekeeping;
 mod index;
+mod rate;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ mod reply;
 
 use crate::{
     new_job_id, FleetMetrics, JobQueue, LiveWorker, NewJob, Outbox, QueueError, QueueMetrics,
-    Result, StoreSettings, StreamRead, WorkerRegistry,
+    RateLimits, RateTake, Result, StoreSettings, StreamRead, WorkerRegistry,
 };
 use async_trait::async_trait;
 use notify::Notifier;
@@ -252,7 +252,7 @@ impl Drop for RedisStore {
 #[async_trait]
 impl JobQueue for RedisStore {
     async fn submit(&self, endpoint: &str, job: NewJob) -> Result<JobId> {
-        let id = new_job_id(job.sync);
+        let id = new_job_id(job.sync, job.tenant.as_deref());
         let keep = if job.sync {
             self.settings.sync_retention
         } else {
@@ -321,10 +321,10 @@ impl JobQueue for RedisStore {
         Ok(JobStatus::InQueue)
     }
 
-    async fn purge(&self, endpoint: &str) -> Result<usize> {
+    async fn purge(&self, endpoint: &str, tenant: Option<&str>) -> Result<usize> {
         let r: reply::Count = self
             .ok("purge", |i| {
-                i.arg(endpoint);
+                i.arg(endpoint).arg(tenant.unwrap_or_default());
             })
             .await?;
         Ok(r.n)
@@ -533,6 +533,29 @@ impl Outbox for RedisStore {
                 return Ok(due);
             }
         }
+    }
+}
+
+#[async_trait]
+impl RateLimits for RedisStore {
+    async fn take_tokens(
+        &self,
+        key: &str,
+        capacity: u64,
+        cost: u64,
+        need: u64,
+    ) -> Result<RateTake> {
+        let r: reply::Rate = self
+            .ok("rate", |i| {
+                i.arg(key).arg(capacity).arg(cost).arg(need);
+            })
+            .await?;
+        Ok(RateTake {
+            allowed: r.allowed,
+            remaining: r.remaining,
+            reset: Duration::from_millis(r.reset_ms),
+            retry_after: Duration::from_millis(r.retry_ms),
+        })
     }
 }
 

@@ -123,7 +123,7 @@ def test_webhook_is_retried_until_the_receiver_accepts(tmp_path):
     # A server of its own, with 1 s between webhook retries instead of RunPod's 10 s.
     cfg = tmp_path / "configs"
     shutil.copytree(ROOT / "configs", cfg)
-    text = (cfg / "sluice.toml").read_text().replace("webhook_retry_secs = 10", "webhook_retry_secs = 1")
+    text = (cfg / "sluice.toml").read_text().replace("webhook_retry_secs = 10", "webhook_retry_secs = 1\nwebhook_allow_cidrs = [\"127.0.0.0/8\"]")
     (cfg / "sluice.toml").write_text(text)
     receiver = HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()

@@ -152,7 +152,7 @@ async fn submit(gw: &AppState, b: &Batches, r: &mut BatchRecord) -> Result<(), G
     {
         return Ok(());
     }
-    let text = String::from_utf8(b.files.content(&r.batch.input_file_id).await?)
+    let text = String::from_utf8(b.files.content(&r.batch.input_file_id, None).await?)
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
     let checked = check_input(&text, usize::MAX)
         .map_err(|_| GatewayError::Internal("the input file no longer checks".into()))?;
@@ -190,6 +190,7 @@ async fn submit(gw: &AppState, b: &Batches, r: &mut BatchRecord) -> Result<(), G
                 ttl: remaining_ms,
                 low_priority: true,
             },
+            tenant: r.tenant.clone(),
             ..NewJob::default()
         };
         match gw.store.submit(name, job).await {
@@ -253,7 +254,10 @@ async fn finalize(
             Answers::Errors => "error",
         };
         let name = format!("{id}_{kind}.jsonl");
-        let file = b.files.create(PURPOSE_BATCH_OUTPUT, &name, &bytes).await?;
+        let file = b
+            .files
+            .create(PURPOSE_BATCH_OUTPUT, &name, &bytes, r.tenant.as_deref())
+            .await?;
         match which {
             Answers::Output => r.batch.output_file_id = Some(file.id),
             Answers::Errors => r.batch.error_file_id = Some(file.id),

@@ -14,13 +14,14 @@ mod record;
 
 pub use driver::spawn;
 
+use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{GatewayError, OpenAiError};
 use crate::files::{new_id, unix_now, FileStore};
 use crate::openai_api::admit;
 use crate::{AppState, Gateway};
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -96,6 +97,9 @@ fn bad(param: &str, message: impl Into<String>) -> GatewayError {
     }
 }
 
+/// The caller the client-key layer identified.
+type Client = Extension<Arc<Caller>>;
+
 /// The path's `{endpoint}`, `{file_id}` or `{batch_id}`.
 type Params = Path<HashMap<String, String>>;
 
@@ -125,6 +129,7 @@ impl ListQuery {
 /// 413 over `gateway.batch_file_max_bytes`.
 pub async fn upload(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Path(p): Params,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<FileObject>, OpenAiError> {
@@ -155,10 +160,11 @@ pub async fn upload(
     }
     let (name, bytes) = file.ok_or_else(|| bad("file", "`file` is required"))?;
     let text = String::from_utf8(bytes).map_err(|_| bad("file", "the file is not UTF-8 text"))?;
-    let (gw2, scope, max) = (gw.clone(), p.get("endpoint").cloned(), b.max_requests);
+    let (gw2, caller2) = (gw.clone(), caller.clone());
+    let (scope, max) = (p.get("endpoint").cloned(), b.max_requests);
     // Checking every line (schemas included) is CPU work of the file's size.
     let (text, errors) = tokio::task::spawn_blocking(move || {
-        let errors = check_file(&gw2, &text, max, scope.as_deref()).err();
+        let errors = check_file(&gw2, &caller2, &text, max, scope.as_deref()).err();
         (text, errors)
     })
     .await
@@ -171,11 +177,11 @@ pub async fn upload(
         }
         .into());
     }
-    Ok(Json(
-        b.files
-            .create(PURPOSE_BATCH, &name, text.as_bytes())
-            .await?,
-    ))
+    let tenant = caller.tenant.as_deref();
+    let file = b
+        .files
+        .create(PURPOSE_BATCH, &name, text.as_bytes(), tenant);
+    Ok(Json(file.await?))
 }
 
 fn form_error(e: axum::extract::multipart::MultipartError) -> GatewayError {
@@ -199,6 +205,7 @@ async fn read_file(mut field: Field<'_>, max: usize) -> Result<(String, Vec<u8>)
 /// enforceable).
 fn check_file(
     gw: &Gateway,
+    caller: &Caller,
     text: &str,
     max: usize,
     scope: Option<&str>,
@@ -207,7 +214,7 @@ fn check_file(
     let errors: Vec<BatchError> = lines
         .iter()
         .filter_map(|c| {
-            let e = admit(gw, &c.line.url, &c.line.body, scope).err()?;
+            let e = admit(gw, caller, &c.line.url, &c.line.body, scope).err()?;
             let param = match &e {
                 GatewayError::BadRequest { param, .. } => param.clone(),
                 GatewayError::ModelNotFound(_) => Some("model".into()),
@@ -247,9 +254,10 @@ fn summary(errors: &[BatchError]) -> String {
 /// `GET /v1/files`: files, newest first (`purpose`, `after` and `limit` up to 10,000).
 pub async fn list_files(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<List<FileObject>>, OpenAiError> {
-    let mut files = batches(&gw)?.files.list().await?;
+    let mut files = batches(&gw)?.files.list(caller.tenant.as_deref()).await?;
     if let Some(p) = &q.purpose {
         files.retain(|f| &f.purpose == p);
     }
@@ -262,17 +270,27 @@ pub async fn list_files(
 /// `GET /v1/files/{file_id}`. Errors: 404 for an unknown file.
 pub async fn get_file(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Path(p): Params,
 ) -> Result<Json<FileObject>, OpenAiError> {
-    Ok(Json(batches(&gw)?.files.get(param(&p, "file_id")).await?))
+    Ok(Json(
+        batches(&gw)?
+            .files
+            .get(param(&p, "file_id"), caller.tenant.as_deref())
+            .await?,
+    ))
 }
 
 /// `GET /v1/files/{file_id}/content`: the bytes. Errors: 404 for an unknown file.
 pub async fn file_content(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Path(p): Params,
 ) -> Result<Response, OpenAiError> {
-    let bytes = batches(&gw)?.files.content(param(&p, "file_id")).await?;
+    let bytes = batches(&gw)?
+        .files
+        .content(param(&p, "file_id"), caller.tenant.as_deref())
+        .await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
@@ -280,6 +298,7 @@ pub async fn file_content(
 /// batch reads it.
 pub async fn delete_file(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Path(p): Params,
 ) -> Result<Json<FileDeleted>, OpenAiError> {
     let b = batches(&gw)?;
@@ -296,7 +315,7 @@ pub async fn delete_file(
         ))
         .into());
     }
-    b.files.delete(id).await?;
+    b.files.delete(id, caller.tenant.as_deref()).await?;
     Ok(Json(FileDeleted {
         id: id.to_string(),
         object: "file".into(),
@@ -309,6 +328,7 @@ pub async fn delete_file(
 /// another route or, under an endpoint, another model); 404 for an unknown file.
 pub async fn create(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Path(p): Params,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Json<Batch>, OpenAiError> {
@@ -329,7 +349,7 @@ pub async fn create(
         return Err(bad("metadata", "at most 16 metadata pairs").into());
     }
     let scope = p.get("endpoint").cloned();
-    let lines = check_create(b, &req, scope.as_deref()).await?;
+    let lines = check_create(b, &req, scope.as_deref(), caller.tenant.as_deref()).await?;
     let now = unix_now();
     let batch = Batch {
         id: new_id("batch_"),
@@ -359,6 +379,7 @@ pub async fn create(
     let record = BatchRecord {
         batch: batch.clone(),
         scope,
+        tenant: caller.tenant.clone(),
         lines: lines
             .iter()
             .map(|c| LineState {
@@ -380,8 +401,9 @@ async fn check_create(
     b: &Batches,
     req: &CreateBatch,
     scope: Option<&str>,
+    tenant: Option<&str>,
 ) -> Result<Vec<CheckedLine>, GatewayError> {
-    let file = b.files.get(&req.input_file_id).await?;
+    let file = b.files.get(&req.input_file_id, tenant).await?;
     if file.purpose != PURPOSE_BATCH {
         return Err(bad(
             "input_file_id",
@@ -391,7 +413,7 @@ async fn check_create(
             ),
         ));
     }
-    let text = String::from_utf8(b.files.content(&file.id).await?)
+    let text = String::from_utf8(b.files.content(&file.id, tenant).await?)
         .map_err(|_| bad("input_file_id", "the file is not UTF-8 text"))?;
     let lines =
         check_input(&text, b.max_requests).map_err(|e| bad("input_file_id", summary(&e)))?;
@@ -417,10 +439,17 @@ fn no_batch(id: &str) -> GatewayError {
 }
 
 /// `GET /v1/batches/{batch_id}`. Errors: 404 for an unknown batch.
-pub async fn get(State(gw): State<AppState>, Path(p): Params) -> Result<Json<Batch>, OpenAiError> {
+pub async fn get(
+    State(gw): State<AppState>,
+    Extension(caller): Client,
+    Path(p): Params,
+) -> Result<Json<Batch>, OpenAiError> {
     let id = param(&p, "batch_id");
     let records = batches(&gw)?.records.lock().await;
-    let r = records.get(id).ok_or_else(|| no_batch(id))?;
+    let r = records
+        .get(id)
+        .filter(|r| caller.owns(r.tenant.as_deref()))
+        .ok_or_else(|| no_batch(id))?;
     Ok(Json(r.batch.clone()))
 }
 
@@ -428,6 +457,7 @@ pub async fn get(State(gw): State<AppState>, Path(p): Params) -> Result<Json<Bat
 /// OpenAI's).
 pub async fn list(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<List<Batch>>, OpenAiError> {
     let limit = q.limit(20)?.min(100);
@@ -436,6 +466,7 @@ pub async fn list(
         .lock()
         .await
         .values()
+        .filter(|r| caller.owns(r.tenant.as_deref()))
         .map(|r| r.batch.clone())
         .collect();
     all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
@@ -447,12 +478,16 @@ pub async fn list(
 /// returned as it is. Errors: 404 for an unknown batch.
 pub async fn cancel(
     State(gw): State<AppState>,
+    Extension(caller): Client,
     Path(p): Params,
 ) -> Result<Json<Batch>, OpenAiError> {
     let b = batches(&gw)?;
     let id = param(&p, "batch_id");
     let mut records = b.records.lock().await;
-    let r = records.get_mut(id).ok_or_else(|| no_batch(id))?;
+    let r = records
+        .get_mut(id)
+        .filter(|r| caller.owns(r.tenant.as_deref()))
+        .ok_or_else(|| no_batch(id))?;
     if !r.batch.status.is_final() && r.batch.status != BatchStatus::Cancelling {
         r.batch.status = BatchStatus::Cancelling;
         r.batch.cancelling_at = Some(unix_now());

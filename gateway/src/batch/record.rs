@@ -44,6 +44,9 @@ pub struct BatchRecord {
     pub batch: Batch,
     /// The endpoint whose `/v2/{endpoint}/openai/v1` route created it, if one did.
     pub scope: Option<String>,
+    /// The tenant (client key) it belongs to; `None` for an admin key or no keys.
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// Every request, in input order.
     pub lines: Vec<LineState>,
 }

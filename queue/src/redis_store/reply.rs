@@ -70,6 +70,15 @@ impl View {
     }
 }
 
+/// `rate`: a token bucket's answer (see `crate::RateTake`).
+#[derive(Deserialize)]
+pub struct Rate {
+    pub allowed: bool,
+    pub remaining: u64,
+    pub reset_ms: u64,
+    pub retry_ms: u64,
+}
+
 /// `get`: the job at Redis's `now`.
 #[derive(Deserialize)]
 pub struct Got {

@@ -362,17 +362,26 @@ function ops.retry(id)
   return ok()
 end
 
-function ops.purge(ep)
-  local ids = redis.call('LRANGE', qkey(ep, '0'), 0, -1)
-  local low = redis.call('LRANGE', qkey(ep, '1'), 0, -1)
-  for i = 1, #low do ids[#ids + 1] = low[i] end
-  for i = 1, #ids do
-    redis.call('DEL', jkey(ids[i]), ckey(ids[i]))
-    redis.call('ZREM', P .. 'ttl', ids[i])
-    event('j:' .. ids[i])
+-- Queued jobs of `ep`, only those of `tenant` unless it is '' (the tag after an optional
+-- `sync-`, as `job_tenant` reads it).
+function ops.purge(ep, tenant)
+  local n = 0
+  for _, low in ipairs({ '0', '1' }) do
+    local q = qkey(ep, low)
+    local ids = redis.call('LRANGE', q, 0, -1)
+    for i = 1, #ids do
+      local id = ids[i]
+      local rest = id:gsub('^sync%-', '')
+      if tenant == '' or rest:sub(1, #tenant + 1) == tenant .. '-' then
+        redis.call('LREM', q, 0, id)
+        redis.call('DEL', jkey(id), ckey(id))
+        redis.call('ZREM', P .. 'ttl', id)
+        event('j:' .. id)
+        n = n + 1
+      end
+    end
   end
-  redis.call('DEL', qkey(ep, '0'), qkey(ep, '1'))
-  return ok({ n = #ids })
+  return ok({ n = n })
 end
 
 -- Still leased its jobs (the sweep reclaims them if it dies) and told its stops; no longer
@@ -459,6 +468,26 @@ function ops.sweep(timeout, max_retries)
   end
   redis.call('ZREMRANGEBYSCORE', P .. 'ttl', '-inf', now)
   return ok({ n = n })
+end
+
+-- A token bucket (`crate::bucket_step`, the same arithmetic): `capacity` tokens refilled at
+-- `capacity` per minute; `cost` is taken when it holds at least `need` (it may go below 0).
+function ops.rate(key, capacity, cost, need)
+  capacity, cost, need = tonumber(capacity), tonumber(cost), tonumber(need)
+  local k = P .. 'rate:' .. key
+  local s = redis.call('HMGET', k, 'tokens', 'at')
+  local tokens, at = tonumber(s[1]) or capacity, tonumber(s[2]) or now
+  local per_ms = capacity / 60000
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * per_ms)
+  local allowed = tokens >= need
+  if allowed then tokens = tokens - cost end
+  redis.call('HSET', k, 'tokens', tostring(tokens), 'at', now)
+  local reset = math.ceil(math.max(0, capacity - tokens) / per_ms)
+  -- Once full again the bucket is the same as none.
+  redis.call('PEXPIRE', k, reset + 1000)
+  local retry = 0
+  if not allowed then retry = math.ceil((need - tokens) / per_ms) end
+  return ok({ allowed = allowed, remaining = math.max(0, math.floor(tokens)), reset_ms = reset, retry_ms = retry })
 end
 
 local op = ops[ARGV[1]]

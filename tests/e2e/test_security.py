@@ -1,0 +1,259 @@
+"""Security: no open server by accident, keys with scopes and limits (shared by gateways on one
+Redis), tenant isolation of jobs, webhooks that cannot reach inside, and randomly mutated
+request bodies that never get a 5xx."""
+
+import json
+import os
+import random
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from conftest import MODEL, ROOT, Server, config_with, free_port, sluice_bin, wait_for
+from test_autoscaling import redis_url  # noqa: F401 (a fixture)
+
+KEYS = """
+[[gateway.keys]]
+name = "team-a"
+key = "sk-a"
+endpoints = ["{model}"]
+requests_per_minute = 3
+
+[[gateway.keys]]
+name = "team-b"
+key_sha256 = "{sha_b}"
+
+[[gateway.keys]]
+name = "nobody"
+key = "sk-none"
+endpoints = []
+
+[[gateway.keys]]
+name = "tokens"
+key = "sk-t"
+tokens_per_minute = 60
+
+[[gateway.keys]]
+name = "ops"
+key_env = "SLUICE_TEST_ADMIN_KEY"
+admin = true
+"""
+
+
+def keyed_config(tmp_path):
+    import hashlib
+
+    path = config_with(tmp_path)
+    sha_b = hashlib.sha256(b"sk-b").hexdigest()
+    path.write_text(path.read_text() + KEYS.format(model=MODEL, sha_b=sha_b))
+    return path
+
+
+def auth(key):
+    return {"authorization": f"Bearer {key}"}
+
+
+def run(http, base, key, **extra):
+    body = {"input": {"openai_route": "/v1/completions", "openai_input": {"model": MODEL, "prompt": "hi", "max_tokens": 1}}}
+    body.update(extra)
+    return http.post(f"{base}/v2/{MODEL}/run", json=body, headers=auth(key))
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("keyed")
+    os.environ["SLUICE_TEST_ADMIN_KEY"] = "sk-ops"
+    s = Server(tmp, "--config", str(keyed_config(tmp))).wait_ready()
+    yield s
+    s.stop()
+
+
+def test_an_open_address_needs_keys_or_a_flag_that_says_insecure(tmp_path):
+    port = free_port()
+    cmd = [sluice_bin(), "serve", "--host", "0.0.0.0", "--port", str(port)]
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert refused.returncode != 0
+    assert "without client keys" in refused.stderr and "--insecure-no-auth" in refused.stderr
+    s = Server(tmp_path, "--host", "0.0.0.0", "--insecure-no-auth").wait_ready()
+    try:
+        assert "WARNING" in s.log_text() and "no client keys" in s.log_text()
+    finally:
+        s.stop()
+
+
+def test_keys_scopes_and_request_limits(keyed):
+    base = keyed.base
+    with httpx.Client(timeout=60) as http:
+        assert http.get(f"{base}/v1/models").status_code == 401
+        assert http.get(f"{base}/v1/models", headers=auth("sk-wrong")).status_code == 401
+        # Out of scope: as unknown as a missing endpoint.
+        assert http.get(f"{base}/v1/models", headers=auth("sk-none")).json()["data"] == []
+        r = run(http, base, "sk-none")
+        assert r.status_code == 404 and "error" in r.json()
+        r = http.post(f"{base}/v1/completions", headers=auth("sk-none"), json={"model": MODEL, "prompt": "hi", "max_tokens": 1})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+        # team-a: 3 requests a minute, each answer says how many are left.
+        left = []
+        for _ in range(3):
+            r = run(http, base, "sk-a")
+            assert r.status_code == 200, r.text
+            assert r.headers["x-ratelimit-limit-requests"] == "3"
+            left.append(int(r.headers["x-ratelimit-remaining-requests"]))
+        assert left == [2, 1, 0]
+        r = run(http, base, "sk-a")
+        assert r.status_code == 429 and "error" in r.json()
+        assert int(r.headers["retry-after"]) >= 1
+        r = http.post(f"{base}/v1/completions", headers=auth("sk-a"), json={"model": MODEL, "prompt": "hi", "max_tokens": 1})
+        assert r.status_code == 429
+        err = r.json()["error"]
+        assert (err["type"], err["code"]) == ("requests", "rate_limit_exceeded") and "team-a" in err["message"]
+        # Another key is not affected.
+        assert run(http, base, "sk-b").status_code == 200
+
+
+def test_a_key_sees_only_its_own_jobs(keyed):
+    base = keyed.base
+    with httpx.Client(timeout=60) as http:
+        job = run(http, base, "sk-b").json()["id"]
+        for path in [f"status/{job}", f"stream/{job}"]:
+            assert http.get(f"{base}/v2/{MODEL}/{path}", headers=auth("sk-t")).status_code == 404
+        assert http.post(f"{base}/v2/{MODEL}/cancel/{job}", headers=auth("sk-t")).status_code == 404
+        assert http.get(f"{base}/v2/{MODEL}/status/{job}", headers=auth("sk-b")).status_code == 200
+        assert http.get(f"{base}/v2/{MODEL}/status/{job}", headers=auth("sk-ops")).status_code == 200
+        # A /v1 request's job is its key's too.
+        r = http.post(f"{base}/v1/completions", headers=auth("sk-b"), json={"model": MODEL, "prompt": "hi", "max_tokens": 1})
+        v1_job = r.headers["x-sluice-job-id"]
+        assert http.get(f"{base}/v2/{MODEL}/status/{v1_job}", headers=auth("sk-t")).status_code == 404
+        assert http.get(f"{base}/v2/{MODEL}/status/{v1_job}", headers=auth("sk-b")).status_code == 200
+
+
+def test_tokens_per_minute_are_charged_after_the_answer(keyed):
+    base = keyed.base
+    body = {"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 80, "temperature": 0}
+    with httpx.Client(timeout=60) as http:
+        r = http.post(f"{base}/v1/completions", headers=auth("sk-t"), json=body)
+        assert r.status_code == 200 and r.headers["x-ratelimit-limit-tokens"] == "60"
+        used = r.json()["usage"]["total_tokens"]
+        assert used > 60
+
+        def refused():
+            r = http.post(f"{base}/v1/completions", headers=auth("sk-t"), json={**body, "max_tokens": 1})
+            return r.status_code == 429 and r
+
+        r = wait_for(refused, 10, "the tokens to be charged")
+        assert r.json()["error"]["type"] == "tokens" and int(r.headers["retry-after"]) >= 1
+
+
+def test_request_limits_are_shared_by_gateways_on_one_redis(tmp_path, redis_url):  # noqa: F811
+    cfg = keyed_config(tmp_path)
+    gateways = []
+    for _ in range(2):
+        port = free_port()
+        log = open(tmp_path / f"gw-{port}.log", "w")
+        p = subprocess.Popen([sluice_bin(), "gateway", "--port", str(port), "--config", str(cfg), "--queue", redis_url],
+                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "SLUICE_TEST_ADMIN_KEY": "sk-ops"})
+        gateways.append((p, f"http://127.0.0.1:{port}"))
+    try:
+        with httpx.Client(timeout=30) as http:
+            for _, base in gateways:
+                wait_for(lambda: _up(http, base), 60, "the gateway")
+            (_, one), (_, two) = gateways
+            assert [run(http, b, "sk-a").status_code for b in (one, two, one)] == [200, 200, 200]
+            assert run(http, two, "sk-a").status_code == 429, "the second gateway counts the first's"
+            # Jobs are shared too: one gateway's job is its key's on the other.
+            job = run(http, one, "sk-b").json()["id"]
+            assert http.get(f"{two}/v2/{MODEL}/status/{job}", headers=auth("sk-b")).status_code == 200
+            assert http.get(f"{two}/v2/{MODEL}/status/{job}", headers=auth("sk-t")).status_code == 404
+    finally:
+        for p, _ in gateways:
+            p.terminate()
+            p.wait(10)
+
+
+def _up(http, base):
+    try:
+        return http.get(f"{base}/health").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.parametrize("hook", [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://127.0.0.1:6379/",
+    "http://localhost:8080/hook",
+    "http://[::1]/",
+    "http://10.1.2.3/hook",
+    "file:///etc/passwd",
+])
+def test_webhooks_to_internal_addresses_are_refused(server, hook):
+    with httpx.Client(timeout=30) as http:
+        r = http.post(f"{server.base}/v2/{MODEL}/run", json={"input": {"x": 1}, "webhook": hook})
+    assert r.status_code == 400, r.text
+    assert "webhook" in r.json()["error"]
+
+
+SEEDS = {
+    "/v1/chat/completions": {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "temperature": 0,
+                             "stop": ["x"], "logit_bias": {"1": 1}, "response_format": {"type": "json_object"}},
+    "/v1/completions": {"model": MODEL, "prompt": "hi", "max_tokens": 2, "n": 1, "logprobs": 1, "echo": False},
+    f"/v2/{MODEL}/runsync": {"input": {"openai_route": "/v1/completions", "openai_input": {"model": MODEL, "prompt": "hi", "max_tokens": 2}},
+                              "policy": {"executionTimeout": 60000}},
+    "/v1/batches": {"input_file_id": "file-000000000000000000000000", "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+}
+JUNK = [None, True, -1, 0, 1e308, "", "\u0000", "x" * 300, [], {}, [[[]]], {"a": {"b": None}}, 2**63, -2**63 - 1, "NaN"]
+
+
+def mutate(rng, body):
+    """One random mutation: of the JSON structure (a value replaced, a key dropped or added),
+    or of the bytes (flipped, cut, repeated)."""
+    text = json.dumps(body)
+    kind = rng.randrange(6)
+    if kind < 3:
+        b = json.loads(text)
+        node = b
+        while isinstance(node, dict) and node and rng.random() < 0.6:
+            k = rng.choice(list(node))
+            if not isinstance(node[k], (dict, list)) or rng.random() < 0.5:
+                break
+            node = node[k] if isinstance(node[k], dict) else {}
+        # `max_tokens` stays: without it a chat runs to the end of the context (minutes here).
+        keys = [k for k in node if k != "max_tokens"] if isinstance(node, dict) else []
+        if keys:
+            k = rng.choice(keys)
+            if kind == 0:
+                node[k] = rng.choice(JUNK)
+            elif kind == 1:
+                del node[k]
+            else:
+                node[rng.choice(["tools", "seed", "best_of", "top_logprobs", "zz", k + "_"])] = rng.choice(JUNK)
+        return json.dumps(b).encode()
+    raw = bytearray(text.encode())
+    if kind == 3:
+        for _ in range(rng.randint(1, 4)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+    elif kind == 4:
+        raw = raw[: rng.randrange(len(raw))]
+    else:
+        i = rng.randrange(len(raw))
+        raw = raw[:i] + raw[i:] * rng.randint(2, 3)
+    return bytes(raw)
+
+
+def test_randomly_mutated_bodies_never_get_a_server_error(server):
+    rng = random.Random(20261130)
+    statuses = {}
+    with httpx.Client(timeout=120) as http:
+        for i in range(300):
+            path = rng.choice(list(SEEDS))
+            body = mutate(rng, SEEDS[path])
+            r = http.post(server.base + path, content=body, headers={"content-type": "application/json"})
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            assert r.status_code < 500, (path, body, r.status_code, r.text)
+            assert r.json() is not None
+        assert http.get(f"{server.base}/health").status_code == 200
+        ok = http.post(f"{server.base}/v1/completions", json={"model": MODEL, "prompt": "hi", "max_tokens": 2})
+        assert ok.status_code == 200
+    print("statuses:", statuses)
+    assert statuses.get(400, 0) > 100, statuses
