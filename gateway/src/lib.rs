@@ -12,6 +12,7 @@ mod files;
 mod openai_api;
 mod queue_api;
 mod relay;
+mod server;
 mod structured;
 pub mod webhooks;
 mod worker_api;
@@ -25,6 +26,7 @@ use queue::JobStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use weights::PromptTokenizer;
 
@@ -177,6 +179,10 @@ pub fn router(state: AppState) -> Router {
         .merge(workers)
         .fallback(openai_api::not_found)
         .layer(DefaultBodyLimit::disable())
+        // A body must keep arriving: a client that stops sending mid-body is cut off.
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+            state.settings.body_read_timeout_secs,
+        )))
         // 5xx answers are expected ones here (503 from /ready while workers start, a failed
         // job's 500); they are logged where they arise, so the trace layer keeps them at debug.
         .layer(
@@ -219,13 +225,13 @@ fn batch_routes() -> Router<AppState> {
     r
 }
 
-/// Serve `router(state)` on `listener` until `shutdown` resolves.
+/// Serve `router(state)` on `listener`, with the config's limits on the wire, until
+/// `shutdown` resolves (see `server`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let settings = state.settings.clone();
+    server::serve(listener, router(state), &settings, shutdown).await
 }

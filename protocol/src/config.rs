@@ -143,6 +143,17 @@ pub struct GatewaySettings {
     /// link-local, ...), as CIDR (`10.1.0.0/16`) or single addresses. Empty (the default):
     /// webhooks reach public addresses only.
     pub webhook_allow_cidrs: Vec<String>,
+    /// Open connections at most; one more is closed at once (default 4096).
+    pub max_connections: usize,
+    /// A request's headers must arrive within this many seconds, which also bounds how long
+    /// an idle keep-alive connection waits (default 10).
+    pub header_read_timeout_secs: u64,
+    /// Largest request head (request line and headers), bytes; more is a 431 (default 64 KiB).
+    pub max_header_bytes: usize,
+    /// Most request headers; more is a 431 (default 100).
+    pub max_headers: usize,
+    /// A request body that sends nothing for this many seconds is cut off (default 30).
+    pub body_read_timeout_secs: u64,
     /// Where the Files and Batch APIs keep uploaded files, batch outputs and batch state on
     /// the gateway's disk; `None`: `$SLUICE_HOME/files`. Several gateways keep their own
     /// unless it is a shared volume (then only one should run batches).
@@ -189,6 +200,11 @@ impl Default for GatewaySettings {
             api_keys: Vec::new(),
             keys: Vec::new(),
             webhook_allow_cidrs: Vec::new(),
+            max_connections: 4096,
+            header_read_timeout_secs: 10,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            body_read_timeout_secs: 30,
             files_dir: None,
             file_retention_hours: 720,
             batch_file_max_bytes: 100 * 1024 * 1024,

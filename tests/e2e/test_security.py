@@ -257,3 +257,77 @@ def test_randomly_mutated_bodies_never_get_a_server_error(server):
         assert ok.status_code == 200
     print("statuses:", statuses)
     assert statuses.get(400, 0) > 100, statuses
+
+
+def _raw(port, data, wait=0.0):
+    """Send `data` on a fresh connection, wait, and return what the server sent (b"" if it
+    closed the connection without a word)."""
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(data)
+        time.sleep(wait)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            out += chunk
+            if b"\r\n\r\n" in out and not data.endswith(b"\r\n\r\n"):
+                break
+        return out
+    finally:
+        s.close()
+
+
+def test_limits_on_the_wire(tmp_path):
+    import socket
+
+    cfg = config_with(tmp_path)
+    text = cfg.read_text().replace("[gateway]\n", "[gateway]\nheader_read_timeout_secs = 1\nbody_read_timeout_secs = 1\nmax_connections = 6\n", 1)
+    cfg.write_text(text)
+    s = Server(tmp_path, "--config", str(cfg)).wait_ready()
+    port = s.port
+    try:
+        # Headers that never finish: the connection is closed after the header timeout.
+        t0 = time.time()
+        got = _raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n", wait=0)
+        assert got in (b"",) or got.startswith(b"HTTP/1.1 408"), got
+        assert 0.5 < time.time() - t0 < 5
+        # An idle keep-alive connection is closed too.
+        got = _raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", wait=2.5)
+        assert got.startswith(b"HTTP/1.1 200") and got.count(b"HTTP/1.1") == 1
+        # Too large a head, too many headers: 431.
+        big = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+        assert _raw(port, big).startswith(b"HTTP/1.1 431")
+        many = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n"
+        assert _raw(port, many).startswith(b"HTTP/1.1 431")
+        # A body that stops arriving is cut off, not waited for.
+        head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mo"
+        t0 = time.time()
+        got = _raw(port, head, wait=0)
+        assert got.split(b" ")[1] in (b"400", b"408"), got[:200]
+        assert time.time() - t0 < 5
+        # max_connections: the seventh open connection is closed at once.
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+        try:
+            time.sleep(0.2)
+            extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+            try:
+                extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = extra.recv(100)
+            except (ConnectionResetError, BrokenPipeError):
+                answer = b""
+            assert answer == b"", "closed without an answer"
+            extra.close()
+        finally:
+            for h in held:
+                h.close()
+        time.sleep(0.3)
+        assert httpx.get(f"{s.base}/health").status_code == 200, "serves again once they are gone"
+    finally:
+        s.stop()
