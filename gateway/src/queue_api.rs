@@ -9,7 +9,7 @@ use axum::extract::{Extension, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::Json;
 use protocol::health::{EndpointHealth, FleetState, JobCounts, WorkerCounts};
-use protocol::job::{JobAccepted, JobView, PolicyRequest, Purged, StreamChunk, StreamView};
+use protocol::job::{JobAccepted, JobView, Purged, RunBody, StreamChunk, StreamView};
 use protocol::{JobId, JobStatus};
 use queue::NewJob;
 use serde::Deserialize;
@@ -32,45 +32,15 @@ impl WaitQuery {
     }
 }
 
-/// A `run` / `runsync` body, validated before anything is queued.
+/// A `run` / `runsync` body, validated before anything is queued (see [`RunBody::parse`]).
 fn new_job(body: Value, sync: bool, endpoint_timeout: Duration) -> Result<NewJob, GatewayError> {
-    let Value::Object(mut m) = body else {
-        return Err(GatewayError::bad_request(
-            "the body must be a JSON object with `input`",
-        ));
-    };
-    let input = m
-        .remove("input")
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| GatewayError::bad_request("`input` is required"))?;
-    let webhook = match m.remove("webhook") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) if url.starts_with("http://") || url.starts_with("https://") => {
-            Some(url)
-        }
-        Some(_) => {
-            return Err(GatewayError::bad_request(
-                "`webhook` must be an http(s) URL",
-            ))
-        }
-    };
-    let request: PolicyRequest = match m.remove("policy") {
-        None | Some(Value::Null) => PolicyRequest::default(),
-        Some(p) => serde_json::from_value(p)
-            .map_err(|e| GatewayError::bad_request(format!("`policy`: {e}")))?,
-    };
-    let policy = request
-        .resolve(endpoint_timeout.as_millis() as u64)
+    let run = RunBody::parse(body, endpoint_timeout.as_millis() as u64)
         .map_err(GatewayError::bad_request)?;
-    let s3_config = m.remove("s3Config").filter(|v| !v.is_null());
-    if let Some(k) = m.keys().next() {
-        return Err(GatewayError::bad_request(format!("unknown field `{k}`")));
-    }
     Ok(NewJob {
-        input,
-        policy,
-        webhook,
-        s3_config,
+        input: run.input,
+        policy: run.policy,
+        webhook: run.webhook,
+        s3_config: run.s3_config,
         sync,
         tenant: None,
     })

@@ -174,6 +174,60 @@ impl PolicyRequest {
     }
 }
 
+/// A `run` / `runsync` body, RunPod's `{"input", "webhook", "policy", "s3Config"}`, checked
+/// before anything is queued.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunBody {
+    /// The handler's input: any JSON but `null`.
+    pub input: Value,
+    /// An `http://` or `https://` URL to POST the final status to (where it may point is the
+    /// gateway's check).
+    pub webhook: Option<String>,
+    /// The job's policy, resolved (see [`PolicyRequest::resolve`]).
+    pub policy: JobPolicy,
+    /// RunPod's `s3Config`, passed through to the worker.
+    pub s3_config: Option<Value>,
+}
+
+impl RunBody {
+    /// Check `body`; `endpoint_execution_timeout_ms` is the policy's default execution
+    /// timeout. Errors, as a message for the client: not an object, no `input`, a `webhook`
+    /// that is not an http(s) URL, a bad `policy`, an unknown field.
+    pub fn parse(body: Value, endpoint_execution_timeout_ms: u64) -> Result<Self, String> {
+        let Value::Object(mut m) = body else {
+            return Err("the body must be a JSON object with `input`".into());
+        };
+        let input = m
+            .remove("input")
+            .filter(|v| !v.is_null())
+            .ok_or("`input` is required")?;
+        let webhook = match m.remove("webhook") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(url))
+                if url.starts_with("http://") || url.starts_with("https://") =>
+            {
+                Some(url)
+            }
+            Some(_) => return Err("`webhook` must be an http(s) URL".into()),
+        };
+        let request: PolicyRequest = match m.remove("policy") {
+            None | Some(Value::Null) => PolicyRequest::default(),
+            Some(p) => serde_json::from_value(p).map_err(|e| format!("`policy`: {e}"))?,
+        };
+        let policy = request.resolve(endpoint_execution_timeout_ms)?;
+        let s3_config = m.remove("s3Config").filter(|v| !v.is_null());
+        if let Some(k) = m.keys().next() {
+            return Err(format!("unknown field `{k}`"));
+        }
+        Ok(RunBody {
+            input,
+            webhook,
+            policy,
+            s3_config,
+        })
+    }
+}
+
 /// The status object returned by `/status/{id}` and friends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

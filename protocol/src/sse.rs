@@ -32,7 +32,17 @@ impl Parser {
 
     /// Append `chunk` and return the data of every event it completed.
     pub fn feed(&mut self, chunk: &str) -> Vec<String> {
-        self.buf.push_str(&chunk.replace("\r\n", "\n"));
+        self.buf.push_str(chunk);
+        // Lines end with CRLF, LF or a lone CR (the SSE spec); all become LF here, except a CR
+        // at the very end, which may be the first half of a CRLF split across chunks (found by
+        // fuzzing, see the tests below).
+        if self.buf.contains('\r') {
+            let held = if self.buf.ends_with('\r') { 1 } else { 0 };
+            let body = &self.buf[..self.buf.len() - held];
+            let mut normal = body.replace("\r\n", "\n").replace('\r', "\n");
+            normal.push_str(&"\r".repeat(held));
+            self.buf = normal;
+        }
         let mut events = Vec::new();
         while let Some(end) = self.buf.find("\n\n") {
             let block: String = self.buf.drain(..end + 2).collect();
@@ -68,6 +78,31 @@ mod tests {
             let mut got = p.feed(&stream[..split]);
             got.extend(p.feed(&stream[split..]));
             assert_eq!(got, vec!["one", "t\nwo", DONE], "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_crlf_split_across_chunks_still_ends_the_event() {
+        // fuzz/artifacts/sse/crash-9ed3da7c: the stream cut between `\r` and `\n`.
+        let stream = "\ndata: \ndata:!\n\r\n";
+        let mut p = Parser::new();
+        let mut got = p.feed(&stream[..15]);
+        got.extend(p.feed(&stream[15..]));
+        assert_eq!(got, Parser::new().feed(stream));
+        assert_eq!(got, vec!["\n!"]);
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines_wherever_the_stream_is_cut() {
+        // fuzz/artifacts/sse/crash-…: `\r\r\n` is two line ends, however it arrives.
+        let stream = "data: a\r\r\ndata: b\r\rdata: c\n\n";
+        let whole = Parser::new().feed(stream);
+        assert_eq!(whole, vec!["a", "b", "c"]);
+        for cut in 0..stream.len() {
+            let mut p = Parser::new();
+            let mut got = p.feed(&stream[..cut]);
+            got.extend(p.feed(&stream[cut..]));
+            assert_eq!(got, whole, "cut at {cut}");
         }
     }
 
