@@ -137,7 +137,7 @@ fn missing_key() -> GatewayError {
 
 /// Identify the caller and check the route's `{endpoint}` against its scope (an endpoint
 /// outside it is a 404, as an unknown one).
-fn admit(gw: &AppState, params: &RawPathParams, req: &mut Request) -> Result<(), GatewayError> {
+fn identify(gw: &AppState, params: &RawPathParams, req: &mut Request) -> Result<(), GatewayError> {
     let caller = gw.keys.find(req.headers()).ok_or_else(missing_key)?;
     if let Some((_, ep)) = params.iter().find(|(k, _)| *k == "endpoint") {
         if !caller.allows(ep) {
@@ -155,7 +155,7 @@ pub async fn openai_client(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match admit(&gw, &params, &mut req) {
+    match identify(&gw, &params, &mut req) {
         Ok(()) => next.run(req).await,
         Err(e) => OpenAiError(e).into_response(),
     }
@@ -168,7 +168,7 @@ pub async fn queue_client(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match admit(&gw, &params, &mut req) {
+    match identify(&gw, &params, &mut req) {
         Ok(()) => next.run(req).await,
         Err(e) => RunpodError(e).into_response(),
     }
@@ -238,6 +238,9 @@ async fn limits(gw: AppState, shape: Shape, req: Request, next: Next) -> Respons
     let mut resp = next.run(req).await;
     for (what, limit, take) in headers {
         add_headers(resp.headers_mut(), what, limit, &take);
+    }
+    if slot.0.is_none() {
+        return resp;
     }
     // The slot is freed when the body has been sent (a stream's end, or a client gone).
     let (parts, body) = resp.into_parts();

@@ -5,6 +5,7 @@
 use crate::error::GatewayError;
 use crate::AppState;
 use axum::extract::{FromRequest, Request};
+use futures::StreamExt;
 use serde_json::Value;
 use std::marker::PhantomData;
 
@@ -38,6 +39,32 @@ impl BodyLimit for RunsyncLimit {
     }
 }
 
+/// What is read and dropped of a body over its limit before the 413 goes out, so that a client
+/// still sending gets the answer instead of a broken pipe; beyond it the connection is cut.
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
+
+/// The body's bytes, at most `limit`. Errors: [`GatewayError::PayloadTooLarge`] past the
+/// limit (after reading up to [`DRAIN_MAX`] more), a 400 if the body cannot be read.
+async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Vec<u8>, GatewayError> {
+    let mut frames = body.into_data_stream();
+    let (mut bytes, mut over) = (Vec::new(), None::<usize>);
+    while let Some(frame) = frames.next().await {
+        let chunk = frame.map_err(|e| {
+            GatewayError::bad_request(format!("could not read the request body: {e}"))
+        })?;
+        match over.as_mut() {
+            Some(drained) if *drained > DRAIN_MAX => break,
+            Some(drained) => *drained += chunk.len(),
+            None if bytes.len() + chunk.len() > limit => over = Some(0),
+            None => bytes.extend_from_slice(&chunk),
+        }
+    }
+    match over {
+        Some(_) => Err(GatewayError::PayloadTooLarge(limit)),
+        None => Ok(bytes),
+    }
+}
+
 /// A JSON body of at most `L::bytes` bytes. (The router disables axum's own default limit:
 /// this extractor is where the limit applies.)
 pub struct JsonBody<L: BodyLimit = Configured>(pub Value, PhantomData<L>);
@@ -52,18 +79,7 @@ impl<L: BodyLimit + Send> FromRequest<AppState> for JsonBody<L> {
     type Rejection = GatewayError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = L::bytes(state);
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|e| {
-                let too_large = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-                if too_large {
-                    GatewayError::PayloadTooLarge(limit)
-                } else {
-                    GatewayError::bad_request(format!("could not read the request body: {e}"))
-                }
-            })?;
+        let bytes = read_limited(req.into_body(), L::bytes(state)).await?;
         serde_json::from_slice(&bytes)
             .map(|v| JsonBody(v, PhantomData))
             .map_err(|e| {

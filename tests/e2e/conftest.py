@@ -60,6 +60,20 @@ def config_with(tmp: Path, **settings) -> Path:
     return cfg / "sluice.toml"
 
 
+def gateway_config(tmp: Path, **gateway) -> Path:
+    """configs/ copied (see `config_with`) with keys of `[gateway]` set: replaced where the
+    file has them, added otherwise."""
+    path = config_with(tmp)
+    text = path.read_text()
+    for key, value in gateway.items():
+        setting = f"{key} = {json.dumps(value)}"
+        text, n = re.subn(rf"(?m)^{key} = .*$", setting, text)
+        if n == 0:
+            text = text.replace("[gateway]\n", f"[gateway]\n{setting}\n", 1)
+    path.write_text(text)
+    return path
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process, MB (from /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -7,13 +7,12 @@ restart with the Redis store."""
 
 import io
 import json
-import re
 import time
 
 import openai
 import pytest
 
-from conftest import MODEL, Server, config_with, wait_for
+from conftest import MODEL, Server, gateway_config, wait_for
 from test_autoscaling import redis_url  # noqa: F401 (a fixture)
 
 BASES = ["/v1", f"/v2/{MODEL}/openai/v1"]
@@ -141,19 +140,6 @@ def test_files_and_pages(client):
         client.batches.create(input_file_id=b2.input_file_id, endpoint="/v1/chat/completions", completion_window="1h")
     assert e.value.body["param"] == "completion_window"
     wait_final(client, b2.id)
-
-
-def gateway_config(tmp_path, **gateway):
-    """configs/ copied with `[gateway]` keys added."""
-    path = config_with(tmp_path)
-    text = path.read_text()
-    for k, v in gateway.items():
-        setting = f"{k} = {json.dumps(v)}"
-        text, n = re.subn(rf"(?m)^{k} = .*$", setting, text)
-        if n == 0:
-            text = text.replace("[gateway]\n", f"[gateway]\n{setting}\n", 1)
-    path.write_text(text)
-    return path
 
 
 def test_a_batch_past_its_window_expires(tmp_path):

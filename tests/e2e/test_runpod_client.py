@@ -2,7 +2,6 @@
 `openai` through the endpoint's OpenAI route), against `sluice serve` with the real model."""
 
 import json
-import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -10,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import runpod
 
-from conftest import MODEL, ROOT, Server
+from conftest import MODEL, Server, gateway_config
 from test_openai import raw_post
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Name three colors."}], "max_tokens": 24, "temperature": 0}
@@ -121,13 +120,10 @@ class Receiver(BaseHTTPRequestHandler):
 
 def test_webhook_is_retried_until_the_receiver_accepts(tmp_path):
     # A server of its own, with 1 s between webhook retries instead of RunPod's 10 s.
-    cfg = tmp_path / "configs"
-    shutil.copytree(ROOT / "configs", cfg)
-    text = (cfg / "sluice.toml").read_text().replace("webhook_retry_secs = 10", "webhook_retry_secs = 1\nwebhook_allow_cidrs = [\"127.0.0.0/8\"]")
-    (cfg / "sluice.toml").write_text(text)
+    cfg = gateway_config(tmp_path, webhook_retry_secs=1, webhook_allow_cidrs=["127.0.0.0/8"])
     receiver = HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    s = Server(tmp_path, "--config", str(cfg / "sluice.toml"))
+    s = Server(tmp_path, "--config", str(cfg))
     try:
         s.wait_ready()
         hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
@@ -168,12 +164,8 @@ def test_api_keys_guard_the_public_api_only(tmp_path):
     import urllib.error
     import urllib.request
 
-    cfg = tmp_path / "configs"
-    shutil.copytree(ROOT / "configs", cfg)
-    text = (cfg / "sluice.toml").read_text().replace("api_keys = []", 'api_keys = ["sekret"]')
-    assert 'api_keys = ["sekret"]' in text
-    (cfg / "sluice.toml").write_text(text)
-    s = Server(tmp_path, "--config", str(cfg / "sluice.toml"))
+    cfg = gateway_config(tmp_path, api_keys=["sekret"])
+    s = Server(tmp_path, "--config", str(cfg))
     try:
         s.wait_ready()  # /ready needs no key
 

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from conftest import MODEL, ROOT, Server, config_with, free_port, sluice_bin, wait_for
+from conftest import MODEL, ROOT, Server, config_with, free_port, gateway_config, sluice_bin, wait_for
 from test_autoscaling import redis_url  # noqa: F401 (a fixture)
 
 KEYS = """
@@ -34,6 +34,11 @@ endpoints = []
 name = "tokens"
 key = "sk-t"
 tokens_per_minute = 60
+
+[[gateway.keys]]
+name = "one-at-a-time"
+key = "sk-1"
+max_concurrent = 1
 
 [[gateway.keys]]
 name = "ops"
@@ -144,6 +149,24 @@ def test_tokens_per_minute_are_charged_after_the_answer(keyed):
 
         r = wait_for(refused, 10, "the tokens to be charged")
         assert r.json()["error"]["type"] == "tokens" and int(r.headers["retry-after"]) >= 1
+
+
+def test_requests_in_flight_are_limited_until_the_stream_ends(keyed):
+    base = keyed.base
+    body = {"model": MODEL, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 300, "temperature": 0, "stream": True}
+    with httpx.Client(timeout=60) as http:
+        with http.stream("POST", f"{base}/v1/completions", headers=auth("sk-1"), json=body) as first:
+            assert first.status_code == 200
+            lines = first.iter_lines()
+            head = next(lines)
+            second = http.post(f"{base}/v1/completions", headers=auth("sk-1"), json={**body, "stream": False, "max_tokens": 1})
+            if second.status_code != 429:
+                rest = list(lines)
+                raise AssertionError(f"second: {second.status_code}; the first stream: {head[:300]} ... {len(rest)} more lines, last {rest[-3:]}")
+            assert second.json()["error"]["type"] == "concurrent"
+        # The slot is freed once the first stream is gone.
+        ok = wait_for(lambda: (r := http.post(f"{base}/v1/completions", headers=auth("sk-1"), json={**body, "stream": False, "max_tokens": 1})).status_code == 200 and r, 10, "the slot")
+        assert ok.json()["usage"]["completion_tokens"] == 1
 
 
 def test_request_limits_are_shared_by_gateways_on_one_redis(tmp_path, redis_url):  # noqa: F811
@@ -287,9 +310,7 @@ def _raw(port, data, wait=0.0):
 def test_limits_on_the_wire(tmp_path):
     import socket
 
-    cfg = config_with(tmp_path)
-    text = cfg.read_text().replace("[gateway]\n", "[gateway]\nheader_read_timeout_secs = 1\nbody_read_timeout_secs = 1\nmax_connections = 6\n", 1)
-    cfg.write_text(text)
+    cfg = gateway_config(tmp_path, header_read_timeout_secs=1, body_read_timeout_secs=1, max_connections=6)
     s = Server(tmp_path, "--config", str(cfg)).wait_ready()
     port = s.port
     try:

@@ -46,6 +46,10 @@ pub fn spawn(gw: AppState) {
                 Ok(n) => tracing::info!(files = n, "deleted files past their retention"),
                 Err(e) => tracing::warn!(error = %e, "file sweep failed"),
             }
+            let n = batches.forget_ended().await;
+            if n > 0 {
+                tracing::info!(batches = n, "forgot batches ended before the retention");
+            }
             tokio::time::sleep(SWEEP_EVERY).await;
         }
     });

@@ -46,6 +46,8 @@ pub struct Batches {
     /// Every batch by id; the driver holds the lock while it moves one forward.
     records: tokio::sync::Mutex<BTreeMap<String, BatchRecord>>,
     window: Duration,
+    /// Ended batches are forgotten this long after they ended (the file retention).
+    retention: Duration,
     max_bytes: usize,
     max_requests: usize,
 }
@@ -68,9 +70,35 @@ impl Batches {
             dir: batch_dir,
             records: tokio::sync::Mutex::new(records),
             window: Duration::from_secs(settings.batch_window_secs),
+            retention,
             max_bytes: settings.batch_file_max_bytes,
             max_requests: settings.batch_max_requests,
         })
+    }
+
+    /// Forget batches that ended longer ago than the retention (their state and answer
+    /// files; the output files go with the file sweep); returns how many.
+    async fn forget_ended(&self) -> usize {
+        let cutoff = unix_now().saturating_sub(self.retention.as_secs());
+        let mut records = self.records.lock().await;
+        let old: Vec<String> = records
+            .values()
+            .filter(|r| {
+                let b = &r.batch;
+                let ended = [b.completed_at, b.expired_at, b.cancelled_at, b.failed_at];
+                ended
+                    .into_iter()
+                    .flatten()
+                    .max()
+                    .is_some_and(|t| t < cutoff)
+            })
+            .map(|r| r.batch.id.clone())
+            .collect();
+        for id in &old {
+            records.remove(id);
+            self.dir.remove(id).await;
+        }
+        old.len()
     }
 
     async fn active_ids(&self) -> Vec<String> {

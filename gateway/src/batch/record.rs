@@ -82,6 +82,18 @@ impl BatchDir {
         write_json(&self.record(&r.batch.id), r).await
     }
 
+    /// Delete batch `id`'s state and answer files (what is already gone is fine).
+    pub async fn remove(&self, id: &str) {
+        let paths = [
+            self.record(id),
+            self.answers(id, Answers::Output),
+            self.answers(id, Answers::Errors),
+        ];
+        for p in paths {
+            let _ = tokio::fs::remove_file(p).await;
+        }
+    }
+
     /// Append `line` to batch `id`'s answers of `which`.
     pub async fn append(
         &self,
