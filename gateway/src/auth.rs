@@ -152,25 +152,32 @@ fn identify(gw: &AppState, params: &RawPathParams, req: &mut Request) -> Result<
 pub async fn openai_client(
     State(gw): State<AppState>,
     params: RawPathParams,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
-    match identify(&gw, &params, &mut req) {
-        Ok(()) => next.run(req).await,
-        Err(e) => OpenAiError(e).into_response(),
-    }
+    client(gw, Shape::OpenAi, params, req, next).await
 }
 
 /// Client keys on the queue routes (`/v2/{endpoint}/run`, ...): RunPod's error shape.
 pub async fn queue_client(
     State(gw): State<AppState>,
     params: RawPathParams,
+    req: Request,
+    next: Next,
+) -> Response {
+    client(gw, Shape::RunPod, params, req, next).await
+}
+
+async fn client(
+    gw: AppState,
+    shape: Shape,
+    params: RawPathParams,
     mut req: Request,
     next: Next,
 ) -> Response {
     match identify(&gw, &params, &mut req) {
         Ok(()) => next.run(req).await,
-        Err(e) => RunpodError(e).into_response(),
+        Err(e) => shape.error(e),
     }
 }
 
@@ -187,13 +194,22 @@ pub async fn worker_token(State(gw): State<AppState>, req: Request, next: Next) 
     }
 }
 
-/// Which API's error shape a limit answers in.
+/// Which API's error shape a refusal answers in.
 #[derive(Clone, Copy)]
 enum Shape {
     /// `/v1` and `/v2/{endpoint}/openai/v1`.
     OpenAi,
     /// The queue routes.
     RunPod,
+}
+
+impl Shape {
+    fn error(self, e: GatewayError) -> Response {
+        match self {
+            Shape::OpenAi => OpenAiError(e).into_response(),
+            Shape::RunPod => RunpodError(e).into_response(),
+        }
+    }
 }
 
 /// The caller's limits on a route that submits work: requests in flight on this gateway
@@ -206,10 +222,7 @@ async fn limits(gw: AppState, shape: Shape, req: Request, next: Next) -> Respons
     let Some(caller) = req.extensions().get::<Arc<Caller>>().cloned() else {
         return next.run(req).await;
     };
-    let refuse = |e: GatewayError| match shape {
-        Shape::OpenAi => OpenAiError(e).into_response(),
-        Shape::RunPod => RunpodError(e).into_response(),
-    };
+    let refuse = |e: GatewayError| shape.error(e);
     let slot = match Slot::take(&caller) {
         Ok(s) => s,
         Err(e) => return refuse(e),
