@@ -65,6 +65,9 @@ def test_a_batch_of_24_lines_completes_with_every_custom_id(client):
     assert done.status == "completed", done
     assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (24, 24, 0)
     assert done.error_file_id is None
+    total = sum(o["response"]["body"]["usage"]["total_tokens"] for o in answers(client, done.output_file_id))
+    assert done.usage.total_tokens == total > 0
+    assert done.usage.input_tokens + done.usage.output_tokens == total
     out = answers(client, done.output_file_id)
     assert sorted(o["custom_id"] for o in out) == sorted(x["custom_id"] for x in lines)
     for o in out:
@@ -179,5 +182,7 @@ def test_batch_state_survives_a_gateway_restart_with_redis(tmp_path, redis_url):
         ids = [o["custom_id"] for o in out]
         assert sorted(ids) == sorted(x["custom_id"] for x in lines), "every line once, none twice"
         assert done.request_counts.completed == 20
+        total = sum(o["response"]["body"]["usage"]["total_tokens"] for o in out)
+        assert done.usage.total_tokens == total, "usage counted once across the restart"
     finally:
         s.stop()

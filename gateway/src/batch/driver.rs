@@ -99,6 +99,7 @@ async fn advance(gw: &AppState, b: &Batches, id: &str) -> Result<(), GatewayErro
 /// Record the answers of the lines whose jobs have ended.
 async fn collect(gw: &AppState, b: &Batches, r: &mut BatchRecord) -> Result<(), GatewayError> {
     let batch_id = r.batch.id.clone();
+    let usage = &mut r.batch.usage;
     let running = r
         .lines
         .iter_mut()
@@ -141,6 +142,11 @@ async fn collect(gw: &AppState, b: &Batches, r: &mut BatchRecord) -> Result<(), 
             Outcome::Completed => Answers::Output,
             _ => Answers::Errors,
         };
+        if outcome == Outcome::Completed {
+            if let Some(r) = &answer.response {
+                usage.add(&r.body);
+            }
+        }
         b.dir.append(&batch_id, which, &answer).await?;
         line.outcome = Some(outcome);
     }

@@ -402,6 +402,7 @@ pub async fn create(
             total: lines.len(),
             ..RequestCounts::default()
         },
+        usage: Default::default(),
         metadata: req.metadata,
     };
     let record = BatchRecord {

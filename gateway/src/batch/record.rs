@@ -141,6 +141,7 @@ impl BatchDir {
 
     fn reconcile(&self, r: &mut BatchRecord) {
         let mut written: HashMap<String, Outcome> = HashMap::new();
+        r.batch.usage = Default::default();
         for (which, outcome) in [
             (Answers::Output, Outcome::Completed),
             (Answers::Errors, Outcome::Failed),
@@ -149,10 +150,13 @@ impl BatchDir {
                 std::fs::read_to_string(self.answers(&r.batch.id, which)).unwrap_or_default();
             for line in text.lines() {
                 if let Ok(l) = serde_json::from_str::<OutputLine>(line) {
-                    let o = if l.response.is_some() {
-                        outcome
-                    } else {
-                        Outcome::Dropped
+                    let o = match &l.response {
+                        Some(resp) if outcome == Outcome::Completed => {
+                            r.batch.usage.add(&resp.body);
+                            outcome
+                        }
+                        Some(_) => outcome,
+                        None => Outcome::Dropped,
                     };
                     written.insert(l.custom_id, o);
                 }

@@ -127,6 +127,35 @@ pub struct RequestCounts {
     pub failed: usize,
 }
 
+/// A batch's token usage (OpenAI's names): prompt tokens are `input_tokens`, completion
+/// tokens `output_tokens`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchUsage {
+    /// Prompt tokens of the answered lines.
+    pub input_tokens: u64,
+    /// Completion tokens of the answered lines.
+    pub output_tokens: u64,
+    /// Their sum.
+    pub total_tokens: u64,
+}
+
+impl BatchUsage {
+    /// Add the `usage` of a completion object (`prompt_tokens`, `completion_tokens`), if it
+    /// has one.
+    pub fn add(&mut self, completion: &Value) {
+        let n = |k: &str| {
+            completion
+                .pointer(&format!("/usage/{k}"))
+                .and_then(Value::as_u64)
+        };
+        if let (Some(i), Some(o)) = (n("prompt_tokens"), n("completion_tokens")) {
+            self.input_tokens += i;
+            self.output_tokens += o;
+            self.total_tokens += i + o;
+        }
+    }
+}
+
 /// A problem with a batch's input, with the line it is on (1-based) when it is about one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchError {
@@ -181,6 +210,9 @@ pub struct Batch {
     pub cancelled_at: Option<u64>,
     /// Progress.
     pub request_counts: RequestCounts,
+    /// Tokens of the answered lines, summed from their `usage`.
+    #[serde(default)]
+    pub usage: BatchUsage,
     /// The client's key-value pairs (at most 16), returned as given.
     pub metadata: Option<Map<String, Value>>,
 }
