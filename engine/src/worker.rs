@@ -331,6 +331,9 @@ pub async fn run_worker(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .pool_max_idle_per_host(concurrency + 4)
+        // Well under the gateway's idle keep-alive limit (`header_read_timeout_secs`), so the
+        // worker never reuses a connection the gateway is closing.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()?;
     let worker = Arc::new(Worker {
         opts,

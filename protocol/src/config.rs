@@ -146,7 +146,8 @@ pub struct GatewaySettings {
     /// Open connections at most; one more is closed at once (default 4096).
     pub max_connections: usize,
     /// A request's headers must arrive within this many seconds, which also bounds how long
-    /// an idle keep-alive connection waits (default 10).
+    /// an idle keep-alive connection waits (default 30, hyper's; longer than the idle
+    /// keep-alive of aiohttp (15 s), which RunPod's SDK uses, so clients close first).
     pub header_read_timeout_secs: u64,
     /// Largest request head (request line and headers), bytes; more is a 431 (default 64 KiB).
     pub max_header_bytes: usize,
@@ -201,7 +202,7 @@ impl Default for GatewaySettings {
             keys: Vec::new(),
             webhook_allow_cidrs: Vec::new(),
             max_connections: 4096,
-            header_read_timeout_secs: 10,
+            header_read_timeout_secs: 30,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             body_read_timeout_secs: 30,
