@@ -90,7 +90,7 @@ impl CustomLogitsProcessor for TokenCounter {
 
 /// Whether `logits` carry a constraint's mask (some at -inf): the second sampling of a step
 /// whose first token the constraint rejected. A model's own logits are finite.
-pub(crate) fn is_resample(logits: &Tensor) -> mistralrs::Result<bool> {
+fn is_resample(logits: &Tensor) -> mistralrs::Result<bool> {
     let min = logits
         .flatten_all()?
         .min(0)?

@@ -13,7 +13,6 @@
 //! with, pieces of one character are one entry, and the first entry loses its leading
 //! whitespace as mistral.rs's first delta does (`Sequence::peek_delta`).
 
-use crate::counter::is_resample;
 use mistralrs::{CustomLogitsProcessor, Tensor};
 use protocol::openai::logprobs::{TokenLogprob, TopLogprob};
 use std::collections::VecDeque;
@@ -113,12 +112,14 @@ impl LogprobRecorder {
 
 impl CustomLogitsProcessor for LogprobRecorder {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
-        // A constraint's resample of the same step: the first call already recorded it.
-        if !is_resample(logits)? {
-            let values = logits
-                .flatten_all()?
-                .to_dtype(mistralrs::DType::F32)?
-                .to_vec1::<f32>()?;
+        let values = logits
+            .flatten_all()?
+            .to_dtype(mistralrs::DType::F32)?
+            .to_vec1::<f32>()?;
+        // A constraint's resample of the same step (its mask puts some logits at -inf; a
+        // model's own are finite): the first call already recorded it. Read from the copy
+        // made anyway, not with a second pass over the tensor (`counter::is_resample`).
+        if !values.contains(&f32::NEG_INFINITY) {
             let mut s = self.lock();
             // The context ends with the token sampled at the previous position.
             if let (Some(lp), Some(&id)) = (s.latest.take(), context.last()) {

@@ -40,8 +40,6 @@ struct Choice {
     logprobs: Vec<TokenLogprob>,
     /// How a chat choice's text is read: as the message, or as tool calls.
     tool: ToolOutput,
-    /// A chat choice's message text (all of `text` unless some of it was tool calls).
-    content: String,
     /// A chat choice's tool calls, once it ended.
     calls: Vec<ToolCall>,
 }
@@ -59,7 +57,6 @@ impl Choice {
             self.finish_reason = Some(reason.clone());
             reason
         });
-        self.content.push_str(&emit.content);
         (emit, finish)
     }
 
@@ -94,6 +91,12 @@ impl Choice {
         self.logprobs.extend(out.iter().cloned());
         out
     }
+}
+
+/// A chat message's or delta's `content`: OpenAI sends `null` where there are calls and no
+/// text.
+fn message_content(content: String, has_calls: bool) -> Option<String> {
+    (!has_calls || !content.is_empty()).then_some(content)
 }
 
 /// Stop sequences are matched here, on text, as OpenAI defines them. (mistral.rs turns a stop
@@ -246,8 +249,7 @@ impl Aggregator {
                 let delta = Delta {
                     role: first.then(|| "assistant".to_string()),
                     // OpenAI's tool-call chunks carry `content: null`.
-                    content: (emit.calls.is_empty() || !emit.content.is_empty())
-                        .then_some(emit.content),
+                    content: message_content(emit.content, !emit.calls.is_empty()),
                     tool_calls: (!emit.calls.is_empty()).then_some(emit.calls),
                 };
                 let choice = ChatChunkChoice {
@@ -347,8 +349,10 @@ impl Aggregator {
                         index,
                         message: AssistantMessage {
                             role: "assistant".into(),
-                            content: (c.calls.is_empty() || !c.content.is_empty())
-                                .then(|| c.content.clone()),
+                            content: message_content(
+                                c.tool.content(&c.text, !c.calls.is_empty()).to_string(),
+                                !c.calls.is_empty(),
+                            ),
                             tool_calls: (!c.calls.is_empty()).then(|| c.calls.clone()),
                         },
                         logprobs: self.logprobs.then(|| ChatLogprobs {

@@ -73,6 +73,17 @@ impl ToolOutput {
         }
     }
 
+    /// The part of a choice's whole `text` that was message content: all of it unless the
+    /// choice ended in calls (`has_calls`), then what came before the first tag (`auto`) or
+    /// nothing (a forced call, whose text was its arguments).
+    pub fn content<'a>(&self, text: &'a str, has_calls: bool) -> &'a str {
+        match self {
+            _ if !has_calls => text,
+            ToolOutput::Auto { .. } => text.find(CALL_OPEN).map_or(text, |at| &text[..at]),
+            _ => "",
+        }
+    }
+
     /// Read the next piece of text.
     pub fn feed(&mut self, text: &str) -> Emit {
         match self {

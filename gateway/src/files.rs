@@ -19,6 +19,13 @@ struct Stored {
     tenant: Option<String>,
 }
 
+impl Stored {
+    /// Whether a caller of `tenant` sees the file (`None` sees all; see `auth::Caller::owns`).
+    fn visible_to(&self, tenant: Option<&str>) -> bool {
+        tenant.is_none() || self.tenant.as_deref() == tenant
+    }
+}
+
 /// Files on the gateway's disk. Each call takes the caller's tenant: `None` sees every file;
 /// a tenant sees its own (another's is a 404, as an unknown file).
 pub struct FileStore {
@@ -108,21 +115,53 @@ impl FileStore {
         tenant: Option<&str>,
     ) -> Result<FileObject, GatewayError> {
         let id = new_id("file-");
-        let created_at = unix_now();
-        let object = FileObject {
-            id: id.clone(),
-            object: "file".into(),
-            bytes: bytes.len() as u64,
-            created_at,
-            filename: filename.to_string(),
-            purpose: purpose.to_string(),
-            status: "processed".into(),
-            expires_at: Some(created_at + self.retention.as_secs()),
-        };
         write_atomic(&self.path(&id, "data"), bytes).await?;
-        // The object last: a file is visible only once its content is complete.
+        self.publish(id, purpose, filename, bytes.len() as u64, tenant)
+            .await
+    }
+
+    /// Store the file at `src` as a new file, as [`FileStore::create`] does, without copying
+    /// it: the store's copy is a hard link (`src` stays; nothing writes either any more).
+    pub async fn adopt(
+        &self,
+        purpose: &str,
+        filename: &str,
+        src: &Path,
+        tenant: Option<&str>,
+    ) -> Result<FileObject, GatewayError> {
+        let id = new_id("file-");
+        let data = self.path(&id, "data");
+        tokio::fs::hard_link(src, &data)
+            .await
+            .map_err(io("linking", &data))?;
+        let bytes = tokio::fs::metadata(&data)
+            .await
+            .map_err(io("reading", &data))?
+            .len();
+        self.publish(id, purpose, filename, bytes, tenant).await
+    }
+
+    /// Write the object of file `id`, whose content is in place: only then is it visible.
+    async fn publish(
+        &self,
+        id: String,
+        purpose: &str,
+        filename: &str,
+        bytes: u64,
+        tenant: Option<&str>,
+    ) -> Result<FileObject, GatewayError> {
+        let created_at = unix_now();
         let stored = Stored {
-            object,
+            object: FileObject {
+                id: id.clone(),
+                object: "file".into(),
+                bytes,
+                created_at,
+                filename: filename.to_string(),
+                purpose: purpose.to_string(),
+                status: "processed".into(),
+                expires_at: Some(created_at + self.retention.as_secs()),
+            },
             tenant: tenant.map(str::to_string),
         };
         write_json(&self.path(&id, "json"), &stored).await?;
@@ -139,7 +178,7 @@ impl FileStore {
         let stored: Stored = read_json(&self.path(id, "json"))
             .await?
             .ok_or_else(missing)?;
-        if tenant.is_some() && stored.tenant.as_deref() != tenant {
+        if !stored.visible_to(tenant) {
             return Err(missing());
         }
         Ok(stored.object)
@@ -176,7 +215,7 @@ impl FileStore {
             let path = e.path();
             if path.extension().is_some_and(|x| x == "json") {
                 if let Ok(Some(f)) = read_json::<Stored>(&path).await {
-                    if tenant.is_none() || f.tenant.as_deref() == tenant {
+                    if f.visible_to(tenant) {
                         out.push(f.object);
                     }
                 }

@@ -12,10 +12,12 @@ use crate::files::{new_id, unix_now};
 use crate::AppState;
 use protocol::job::{JobPolicy, OpenAiJobInput};
 use protocol::openai::batch::{
-    check_input, BatchStatus, LineError, LineResponse, OutputLine, PURPOSE_BATCH_OUTPUT,
+    check_input, BatchStatus, CheckedLine, LineError, LineResponse, OutputLine,
+    PURPOSE_BATCH_OUTPUT,
 };
 use protocol::JobStatus;
 use queue::NewJob;
+use std::sync::Arc;
 use std::time::Duration;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -76,10 +78,7 @@ async fn advance(gw: &AppState, b: &Batches, id: &str) -> Result<(), GatewayErro
         }
         BatchStatus::Validating | BatchStatus::InProgress => {
             submit(gw, b, r).await?;
-            if r.lines
-                .iter()
-                .all(|l| l.job.is_some() || l.outcome.is_some())
-            {
+            if r.all_queued() {
                 r.batch.in_progress_at.get_or_insert_with(unix_now);
                 r.batch.status = BatchStatus::InProgress;
             }
@@ -156,23 +155,26 @@ async fn collect(gw: &AppState, b: &Batches, r: &mut BatchRecord) -> Result<(), 
 /// Queue the lines that have no job yet, as low-priority jobs, while the endpoint's queue
 /// holds less than half its limit of low-priority work.
 async fn submit(gw: &AppState, b: &Batches, r: &mut BatchRecord) -> Result<(), GatewayError> {
-    if r.lines
-        .iter()
-        .all(|l| l.job.is_some() || l.outcome.is_some())
-    {
+    if r.all_queued() {
+        // Queued: the parsed input is no longer needed.
+        r.input = None;
         return Ok(());
     }
-    let text = String::from_utf8(b.files.content(&r.batch.input_file_id, None).await?)
-        .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let checked = check_input(&text, usize::MAX)
-        .map_err(|_| GatewayError::Internal("the input file no longer checks".into()))?;
+    let input = match &r.input {
+        Some(input) => input.clone(),
+        None => {
+            let input = Arc::new(read_input(b, &r.batch.input_file_id).await?);
+            r.input = Some(input.clone());
+            input
+        }
+    };
     let remaining_ms = r
         .batch
         .expires_at
         .map_or(86_400_000, |t| t.saturating_sub(unix_now()).max(1) * 1000);
     let room = gw.settings.max_queue / 2;
     let mut queued_low = std::collections::HashMap::new();
-    for (line, c) in r.lines.iter_mut().zip(checked) {
+    for (line, c) in r.lines.iter_mut().zip(input.iter()) {
         if line.job.is_some() || line.outcome.is_some() {
             continue;
         }
@@ -210,6 +212,17 @@ async fn submit(gw: &AppState, b: &Batches, r: &mut BatchRecord) -> Result<(), G
         }
     }
     Ok(())
+}
+
+/// The input file's lines, parsed (on a blocking thread: CPU work of the file's size). They
+/// checked at upload, so a failure here is the gateway's.
+async fn read_input(b: &Batches, file: &str) -> Result<Vec<CheckedLine>, GatewayError> {
+    let text = String::from_utf8(b.files.content(file, None).await?)
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(move || check_input(&text, usize::MAX))
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?
+        .map_err(|_| GatewayError::Internal("the input file no longer checks".into()))
 }
 
 /// End every line that has not ended: stop its job and write it to the error file with
@@ -256,9 +269,6 @@ async fn finalize(
         if !non_empty(&path).await {
             continue;
         }
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
         let kind = match which {
             Answers::Output => "output",
             Answers::Errors => "error",
@@ -266,7 +276,7 @@ async fn finalize(
         let name = format!("{id}_{kind}.jsonl");
         let file = b
             .files
-            .create(PURPOSE_BATCH_OUTPUT, &name, &bytes, r.tenant.as_deref())
+            .adopt(PURPOSE_BATCH_OUTPUT, &name, &path, r.tenant.as_deref())
             .await?;
         match which {
             Answers::Output => r.batch.output_file_id = Some(file.id),
@@ -281,9 +291,4 @@ async fn finalize(
     *at = Some(now);
     r.batch.status = status;
     Ok(())
-}
-
-/// A batch is driven until its status is final.
-pub(super) fn active(r: &BatchRecord) -> bool {
-    !r.batch.status.is_final()
 }

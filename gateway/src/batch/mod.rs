@@ -105,7 +105,7 @@ impl Batches {
         let records = self.records.lock().await;
         records
             .values()
-            .filter(|r| driver::active(r))
+            .filter(|r| !r.batch.status.is_final())
             .map(|r| r.batch.id.clone())
             .collect()
     }
@@ -336,7 +336,7 @@ pub async fn delete_file(
         .lock()
         .await
         .values()
-        .any(|r| driver::active(r) && r.batch.input_file_id == id);
+        .any(|r| !r.batch.status.is_final() && r.batch.input_file_id == id);
     if in_use {
         return Err(GatewayError::Conflict(format!(
             "file {id} is the input of an unfinished batch"
@@ -418,6 +418,7 @@ pub async fn create(
                 outcome: None,
             })
             .collect(),
+        input: None,
     };
     b.dir.save(&record).await?;
     b.records.lock().await.insert(batch.id.clone(), record);

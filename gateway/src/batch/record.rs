@@ -6,10 +6,11 @@
 
 use crate::error::GatewayError;
 use crate::files::write_json;
-use protocol::openai::batch::{Batch, OutputLine, RequestCounts};
+use protocol::openai::batch::{Batch, CheckedLine, OutputLine, RequestCounts};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 /// How a batch line ended.
@@ -49,6 +50,18 @@ pub struct BatchRecord {
     pub tenant: Option<String>,
     /// Every request, in input order.
     pub lines: Vec<LineState>,
+    /// The input file's lines, parsed once while some are still to be queued (not saved).
+    #[serde(skip)]
+    pub input: Option<Arc<Vec<CheckedLine>>>,
+}
+
+impl BatchRecord {
+    /// Whether every line has a job or has ended.
+    pub fn all_queued(&self) -> bool {
+        self.lines
+            .iter()
+            .all(|l| l.job.is_some() || l.outcome.is_some())
+    }
 }
 
 /// Which of a batch's answer files.
@@ -128,7 +141,10 @@ impl BatchDir {
             }
             match serde_json::from_slice::<BatchRecord>(&std::fs::read(&path)?) {
                 Ok(mut r) => {
-                    self.reconcile(&mut r);
+                    // An ended batch's outcomes were saved with its status: nothing to redo.
+                    if !r.batch.status.is_final() {
+                        self.reconcile(&mut r);
+                    }
                     out.push(r);
                 }
                 Err(e) => {
