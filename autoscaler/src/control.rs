@@ -7,6 +7,7 @@ use crate::actuator::{Actuator, ActuatorError, Exited, Managed};
 use crate::policy::{decide, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
 use protocol::health::{ColdStart, FleetState, FleetView, FleetWorker};
+use protocol::metrics as m;
 use queue::{LiveWorker, ScalerStore};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -128,6 +129,8 @@ pub struct Controller {
     crashes: HashMap<String, Crashes>,
     /// Exited workers the store has not been told about yet.
     gone: Vec<String>,
+    /// The last step, from which the next one counts worker time.
+    last_step: Option<Instant>,
 }
 
 impl Controller {
@@ -149,6 +152,7 @@ impl Controller {
             tracks: HashMap::new(),
             crashes: HashMap::new(),
             gone: Vec::new(),
+            last_step: None,
         }
     }
 
@@ -164,6 +168,18 @@ impl Controller {
             }
         }
         self.actuator.shutdown().await;
+    }
+
+    /// Worker time since the last step of `ep`'s `alive` workers: `min_workers` of them are
+    /// the always-on (active) share, the rest flex.
+    fn count_worker_time(&self, ep: &Endpoint, alive: usize) {
+        let Some(last) = self.last_step else { return };
+        let ms = last.elapsed().as_millis() as u64;
+        let active = alive.min(ep.scaling.min_workers as usize);
+        for (kind, n) in [("active", active), ("flex", alive - active)] {
+            metrics::counter!(m::WORKER_MS, "endpoint" => ep.name.clone(), "kind" => kind)
+                .increment(ms * n as u64);
+        }
     }
 
     /// One round of observe -> decide -> act, for every endpoint.
@@ -197,7 +213,8 @@ impl Controller {
             }
         }
         self.gone = still;
-        for ep in self.endpoints.clone().iter() {
+        let endpoints = self.endpoints.clone();
+        for ep in endpoints.iter() {
             if let Err(e) = self.step_endpoint(ep).await {
                 tracing::warn!(endpoint = %ep.name, "autoscaler: {e}");
                 // Silence while the store is down is not the workers' fault.
@@ -208,6 +225,7 @@ impl Controller {
                 }
             }
         }
+        self.last_step = Some(Instant::now());
     }
 
     async fn step_endpoint(&mut self, ep: &Endpoint) -> Result<(), queue::QueueError> {
@@ -221,6 +239,7 @@ impl Controller {
             .map(|w| (w.id.clone(), w))
             .collect();
         let managed = self.actuator.managed(&ep.name);
+        self.count_worker_time(ep, managed.len());
         let mut views = Vec::new();
         for w in &managed {
             let mut state = self.state_of(w, &live, now);
@@ -327,6 +346,17 @@ impl Controller {
                         worker = %w.id, spawn_ms = w.spawn_ms, load_ms = ?w.load_ms, ready_ms = ready,
                         "worker ready (cold start)"
                     );
+                    let phases = [
+                        ("spawn", Some(w.spawn_ms)),
+                        ("load", w.load_ms),
+                        ("ready", Some(ready)),
+                    ];
+                    for (phase, ms) in phases {
+                        if let Some(ms) = ms {
+                            metrics::histogram!(m::COLD_START, "endpoint" => w.endpoint.clone(), "phase" => phase)
+                                .record(ms as f64 / 1e3);
+                        }
+                    }
                 }
                 // Jobs taken since the last look count as work even if they all ended in
                 // between (short jobs are never seen held at a 100 ms tick).

@@ -63,6 +63,13 @@ impl TokenCounter {
         }
     }
 
+    /// Prompt plus the tokens of the longest sequence so far: the context its next step
+    /// fills (0 before the first step).
+    pub fn context_used(&self) -> usize {
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.prompt.map_or(0, |p| p + c.per_position.len())
+    }
+
     pub fn counts(&self) -> TokenCounts {
         self.counts
             .lock()

@@ -221,6 +221,15 @@ impl Engine {
             if counts[r].is_none() && runs[r].choices.clone().all(|c| agg.finished(c)) {
                 counts[r] = Some(runs[r].counter.counts());
             }
+            // The configured context can be shorter than the model's own, the only limit
+            // mistral.rs knows: a run that fills it ends with `length`, and dropping its
+            // receiver stops its sequences.
+            if counts[r].is_none() && runs[r].counter.context_used() >= self.context_length {
+                events.remove(&r);
+                let c = runs[r].counter.counts();
+                close_run(&mut agg, &mut runs[r], "length", stream, on_chunk);
+                counts[r] = Some(c);
+            }
             if agg.all_done() {
                 // Done; dropping the receivers also stops sequences still running after a
                 // stop sequence matched.
@@ -248,24 +257,8 @@ impl Engine {
         let stream = req.stream();
         let limit = req.sampling().max_tokens.map(|m| m as usize);
         for (run, c) in runs.iter_mut().zip(counts) {
-            if let Some(((index, text, finish), entries)) = run.flush() {
-                if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), entries) {
-                    if stream {
-                        on_chunk(chunk);
-                    }
-                }
-            }
-            for i in run.choices.clone() {
-                if agg.finished(i) {
-                    continue;
-                }
-                let reason = self.silent_finish(limit, c);
-                if let Some(chunk) = agg.end_silently(i, reason) {
-                    if stream {
-                        on_chunk(chunk);
-                    }
-                }
-            }
+            let reason = self.silent_finish(limit, c);
+            close_run(&mut agg, run, reason, stream, on_chunk);
         }
         let prompt_tokens = counts.iter().find_map(|c| c.prompt).ok_or_else(|| {
             EngineError::Internal("the engine ended the request without generating".into())
@@ -387,6 +380,34 @@ impl Engine {
             runs.push((run, rx));
         }
         Ok(runs)
+    }
+}
+
+/// End `run`: its held piece goes out, then each of its choices not finished yet ends with
+/// `reason` (chunks passed to `on_chunk` when streaming).
+fn close_run(
+    agg: &mut Aggregator,
+    run: &mut Run,
+    reason: &'static str,
+    stream: bool,
+    on_chunk: &mut (dyn FnMut(Chunk) + Send),
+) {
+    if let Some(((index, text, finish), entries)) = run.flush() {
+        if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), entries) {
+            if stream {
+                on_chunk(chunk);
+            }
+        }
+    }
+    for i in run.choices.clone() {
+        if agg.finished(i) {
+            continue;
+        }
+        if let Some(chunk) = agg.end_silently(i, reason) {
+            if stream {
+                on_chunk(chunk);
+            }
+        }
     }
 }
 

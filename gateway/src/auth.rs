@@ -92,6 +92,7 @@ impl Keyring {
         Ok(Keyring {
             keys,
             anyone: Arc::new(Caller::new(ClientKey {
+                name: "anonymous".into(),
                 admin: true,
                 ..ClientKey::flat(0, "")
             })),
@@ -113,6 +114,17 @@ impl Keyring {
             }
         }
         found
+    }
+
+    /// The name of the key a job belongs to, from the tenant tag in its id (for per-key
+    /// usage); jobs without a tag (an admin key's, or any on a gateway without keys) read as
+    /// `untagged`.
+    pub fn key_of_job(&self, job: &protocol::JobId) -> &str {
+        let tag = queue::job_tenant(job);
+        self.keys
+            .iter()
+            .find(|(_, c)| tag.is_some() && c.tenant.as_deref() == tag)
+            .map_or("untagged", |(_, c)| c.name.as_str())
     }
 }
 
@@ -222,7 +234,12 @@ async fn limits(gw: AppState, shape: Shape, req: Request, next: Next) -> Respons
     let Some(caller) = req.extensions().get::<Arc<Caller>>().cloned() else {
         return next.run(req).await;
     };
-    let refuse = |e: GatewayError| shape.error(e);
+    let refuse = |e: GatewayError| {
+        if let GatewayError::RateLimited { what, .. } = &e {
+            crate::metrics::key_refused(&caller.name, what);
+        }
+        shape.error(e)
+    };
     let slot = match Slot::take(&caller) {
         Ok(s) => s,
         Err(e) => return refuse(e),
@@ -248,6 +265,7 @@ async fn limits(gw: AppState, shape: Shape, req: Request, next: Next) -> Respons
         }
         headers.push((what, limit, take));
     }
+    crate::metrics::key_request(&caller.name);
     let mut resp = next.run(req).await;
     for (what, limit, take) in headers {
         add_headers(resp.headers_mut(), what, limit, &take);

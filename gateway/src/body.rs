@@ -4,7 +4,8 @@
 
 use crate::error::GatewayError;
 use crate::AppState;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use futures::StreamExt;
 use serde_json::Value;
 use std::marker::PhantomData;
@@ -87,5 +88,20 @@ impl<L: BodyLimit + Send> FromRequest<AppState> for JsonBody<L> {
                     "We could not parse the JSON body of your request: {e}. The body must be valid JSON."
                 ))
             })
+    }
+}
+
+/// A query string decoded into `T`. A malformed one (`?wait=-1`) is a 400 in the route's error
+/// shape: axum's own `Query` answers in plain text, which no client of either API expects.
+pub struct QueryParams<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, GatewayError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| QueryParams(q))
+            .map_err(|e| GatewayError::bad_request(e.body_text()))
     }
 }

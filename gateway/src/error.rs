@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::job::JobFailure;
 use protocol::openai::{ErrorBody, ErrorDetail, InvalidRequest};
+use protocol::openapi::RunpodErrorBody;
 use queue::QueueError;
-use serde_json::json;
 
 /// Every error a gateway route can answer with; [`GatewayError::status`] gives its HTTP
 /// status, [`GatewayError::openai_body`] its OpenAI error object. The message is the
@@ -233,7 +233,9 @@ impl IntoResponse for OpenAiError {
 impl IntoResponse for RunpodError {
     fn into_response(self) -> Response {
         let headers: Vec<_> = self.0.retry_after().into_iter().collect();
-        let body = Json(json!({ "error": self.0.to_string() }));
+        let body = Json(RunpodErrorBody {
+            error: self.0.to_string(),
+        });
         (self.0.status(), headers_of(headers), body).into_response()
     }
 }

@@ -9,7 +9,9 @@ pub mod batch;
 mod body;
 pub mod error;
 mod files;
+pub mod metrics;
 mod openai_api;
+pub mod openapi;
 mod queue_api;
 mod relay;
 mod server;
@@ -18,6 +20,7 @@ pub mod webhooks;
 mod worker_api;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
@@ -116,9 +119,18 @@ pub struct EndpointInfo {
 /// handler's `JsonBody` type, so axum's default limit is off.
 pub fn router(state: AppState) -> Router {
     use protocol::routes::{self, queue, WorkerRoute};
+    metrics::install();
+    let names: Vec<String> = state.models.keys().cloned().collect();
+    // Built once: the served names are fixed for the gateway's life.
+    let spec = axum::body::Bytes::from(openapi::document(&names, &state.endpoint_names()));
     let probes = Router::new()
         .route(routes::HEALTH, get(openai_api::health))
-        .route(routes::READY, get(openai_api::ready));
+        .route(routes::READY, get(openai_api::ready))
+        .route(routes::METRICS, get(metrics::render))
+        .route(
+            routes::OPENAPI,
+            get(|| async move { ([(CONTENT_TYPE, "application/json")], spec) }),
+        );
     // Generating routes carry the keys' rate limits; all carry the keys (route layers, so the
     // `{endpoint}` of a route is checked against the key's scope).
     let generate = Router::new()
@@ -178,6 +190,8 @@ pub fn router(state: AppState) -> Router {
         .merge(queue_api)
         .merge(workers)
         .fallback(openai_api::not_found)
+        // Per route (axum applies router layers route by route), so the route template is known.
+        .layer(axum::middleware::from_fn(metrics::http_layer))
         .layer(DefaultBodyLimit::disable())
         // A body must keep arriving: a client that stops sending mid-body is cut off.
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(

@@ -3,6 +3,7 @@
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{GatewayError, OpenAiError};
+use crate::metrics::Timing;
 use crate::relay::{self, CancelOnDrop};
 use crate::structured;
 use crate::{AppState, Gateway, ServedModel};
@@ -195,6 +196,7 @@ async fn generate(
     body: Value,
     endpoint: Option<&str>,
 ) -> Result<Response, OpenAiError> {
+    let started = std::time::Instant::now();
     let (gw2, caller2, endpoint2) = (gw.clone(), caller.clone(), endpoint.map(str::to_string));
     let (req, body) = tokio::task::spawn_blocking(move || {
         admit(&gw2, &caller2, route, &body, endpoint2.as_deref()).map(|req| (req, body))
@@ -222,10 +224,11 @@ async fn generate(
     let id = gw.store.submit(&model.config.name, job).await?;
     crate::auth::charge_tokens(&gw, &caller, id.clone());
     let guard = CancelOnDrop::new(gw.store.clone(), id.clone());
+    let timing = Timing::new(&model.config.name, started);
     let mut resp = if req.stream() {
-        relay::sse(gw.store.clone(), id.clone(), guard)
+        relay::sse(gw.store.clone(), id.clone(), guard, timing)
     } else {
-        wait_for_result(&gw, &id, guard).await?
+        wait_for_result(&gw, &id, guard, timing).await?
     };
     // Lets a client find the job behind its request (`/v2/{model}/status/{id}`).
     if let Ok(v) = HeaderValue::from_str(&id.0) {
@@ -238,6 +241,7 @@ async fn wait_for_result(
     gw: &AppState,
     id: &JobId,
     guard: CancelOnDrop,
+    timing: Timing,
 ) -> Result<Response, OpenAiError> {
     let wait = Duration::from_secs(gw.settings.request_timeout_secs);
     let view = gw.store.wait_final(id, wait).await?;
@@ -247,6 +251,7 @@ async fn wait_for_result(
     match view.status {
         JobStatus::Completed => {
             guard.disarm();
+            timing.finish(Timing::tokens_of(&view));
             Ok(Json(view.output.unwrap_or(Value::Null)).into_response())
         }
         JobStatus::Failed => {

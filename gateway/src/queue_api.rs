@@ -2,10 +2,10 @@
 //! `docs/runpod-protocol.md` section 1).
 
 use crate::auth::Caller;
-use crate::body::{JsonBody, RunLimit, RunsyncLimit};
+use crate::body::{JsonBody, QueryParams, RunLimit, RunsyncLimit};
 use crate::error::{GatewayError, RunpodError};
 use crate::AppState;
-use axum::extract::{Extension, FromRequestParts, Path, Query, State};
+use axum::extract::{Extension, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::Json;
 use protocol::health::{EndpointHealth, FleetState, JobCounts, WorkerCounts};
@@ -20,8 +20,10 @@ use std::time::Duration;
 /// The caller the client-key layer identified (see `crate::auth`).
 type Client = Extension<Arc<Caller>>;
 
-#[derive(Deserialize)]
+/// RunPod's `?wait=` of the long-polling routes.
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct WaitQuery {
+    /// How long to wait, ms: 1,000 to 300,000 (values outside are clamped); default 90,000.
     wait: Option<u64>,
 }
 
@@ -82,9 +84,10 @@ pub async fn runsync(
     State(gw): State<AppState>,
     Extension(caller): Client,
     Path(endpoint): Path<String>,
-    Query(q): Query<WaitQuery>,
+    q: Result<QueryParams<WaitQuery>, GatewayError>,
     body: Result<JsonBody<RunsyncLimit>, GatewayError>,
 ) -> Result<Json<JobView>, RunpodError> {
+    let QueryParams(q) = q?;
     let id = submit(&gw, &caller, &endpoint, body?.into_value(), true).await?;
     let view = gw.store.wait_final(&id, q.duration()).await?;
     Ok(Json(view.ok_or_else(|| gone(&id))?))
@@ -136,8 +139,9 @@ pub async fn status(
 pub async fn status_sync(
     State(gw): State<AppState>,
     EndpointJob(id): EndpointJob,
-    Query(q): Query<WaitQuery>,
+    q: Result<QueryParams<WaitQuery>, GatewayError>,
 ) -> Result<Json<JobView>, RunpodError> {
+    let QueryParams(q) = q?;
     Ok(Json(
         gw.store
             .wait_final(&id, q.duration())
@@ -151,8 +155,9 @@ pub async fn status_sync(
 pub async fn stream(
     State(gw): State<AppState>,
     EndpointJob(id): EndpointJob,
-    Query(q): Query<WaitQuery>,
+    q: Result<QueryParams<WaitQuery>, GatewayError>,
 ) -> Result<Json<StreamView>, RunpodError> {
+    let QueryParams(q) = q?;
     // Without ?wait, a short long-poll: chunks come back as soon as there are some.
     let wait = q
         .wait
@@ -218,12 +223,21 @@ pub async fn health(
     Path(endpoint): Path<String>,
 ) -> Result<Json<EndpointHealth>, RunpodError> {
     gw.endpoint(&endpoint)?;
-    let m = gw.store.metrics(&endpoint).await?;
+    Ok(Json(endpoint_health(&gw, &endpoint).await?.0))
+}
+
+/// An endpoint's health as `/health` and `/metrics` show it, and the store's numbers behind
+/// it.
+pub(crate) async fn endpoint_health(
+    gw: &AppState,
+    endpoint: &str,
+) -> Result<(EndpointHealth, queue::QueueMetrics), GatewayError> {
+    let m = gw.store.metrics(endpoint).await?;
     // The autoscaler's view adds workers the store cannot see yet (starting) or any more
     // (unhealthy, draining), and each worker's cold start.
-    let fleet = gw.store.fleet(&endpoint).await?.unwrap_or_default();
+    let fleet = gw.store.fleet(endpoint).await?.unwrap_or_default();
     let idle = m.workers_live - m.workers_running;
-    Ok(Json(EndpointHealth {
+    let health = EndpointHealth {
         jobs: JobCounts {
             completed: m.completed,
             failed: m.failed,
@@ -241,7 +255,8 @@ pub async fn health(
             unhealthy: fleet.count(FleetState::Unhealthy),
         },
         fleet: fleet.workers,
-    }))
+    };
+    Ok((health, m))
 }
 
 #[cfg(test)]

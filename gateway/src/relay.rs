@@ -2,6 +2,7 @@
 //! the guard that cancels the job when the client goes away first.
 
 use crate::error::GatewayError;
+use crate::metrics::Timing;
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -56,6 +57,7 @@ struct Relay {
     job: JobId,
     cursor: usize,
     guard: Option<CancelOnDrop>,
+    timing: Timing,
 }
 
 impl Relay {
@@ -68,12 +70,13 @@ impl Relay {
 
 /// Stream the job's chunks as `data:` events, then an error event if it failed, then
 /// `data: [DONE]`.
-pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop) -> Response {
+pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop, timing: Timing) -> Response {
     let relay = Relay {
         store,
         job,
         cursor: 0,
         guard: Some(guard),
+        timing,
     };
     let stream = futures::stream::unfold(relay, |mut r| async move {
         // No guard left: the stream already ended.
@@ -88,8 +91,14 @@ pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop) -> Respons
         };
         r.cursor = read.next;
         let mut text: String = read.chunks.iter().map(|c| frame(&c.to_string())).collect();
+        if !read.chunks.is_empty() {
+            r.timing.chunk();
+        }
         if read.chunks.is_empty() && read.status.is_final() {
-            if read.status != JobStatus::Completed {
+            if read.status == JobStatus::Completed {
+                let view = r.store.get(&r.job).await.ok().flatten();
+                r.timing.finish(view.as_ref().and_then(Timing::tokens_of));
+            } else {
                 let why = match r.store.get(&r.job).await {
                     Ok(Some(v)) => v.error.unwrap_or_else(|| format!("job {}", v.status)),
                     _ => format!("job {}", read.status),

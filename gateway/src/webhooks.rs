@@ -151,6 +151,7 @@ async fn deliver(
     // An address literal never reaches the resolver: checked here, at delivery time.
     if let Err(why) = targets.check(&url).await {
         tracing::warn!(job = %view.id, %url, "webhook not delivered: {why}");
+        crate::metrics::webhook(false);
         return;
     }
     for attempt in 0..3 {
@@ -158,7 +159,7 @@ async fn deliver(
             tokio::time::sleep(retry_after).await;
         }
         match http.post(&url).json(&view).send().await {
-            Ok(r) if r.status().is_success() => return,
+            Ok(r) if r.status().is_success() => return crate::metrics::webhook(true),
             Ok(r) => {
                 tracing::warn!(job = %view.id, %url, status = %r.status(), attempt, "webhook refused")
             }
@@ -166,6 +167,7 @@ async fn deliver(
         }
     }
     tracing::warn!(job = %view.id, %url, "webhook given up after 3 attempts");
+    crate::metrics::webhook(false);
 }
 
 /// Deliver due webhooks until the store goes away.

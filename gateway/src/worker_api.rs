@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::job::{stream_chunks, JobDoneBody, JobsToStop};
+use protocol::job::{stream_chunks, JobDoneBody, JobReport, JobsToStop};
 use protocol::JobId;
 use serde::Deserialize;
 use serde_json::json;
@@ -56,7 +56,16 @@ pub async fn job_done(
     let done: JobDoneBody = serde_json::from_value(body?.into_value())
         .map_err(|e| GatewayError::bad_request(format!("job-done body: {e}")))?;
     let stop = done.stop_pod;
-    gw.store.report(&JobId(job), &worker, done.report()).await?;
+    let (id, report) = (JobId(job), done.report());
+    let finished = !matches!(report, JobReport::Progress(_));
+    gw.store.report(&id, &worker, report).await?;
+    if finished {
+        // A repeated report (the SDK retries) is counted again: rare, and cheaper than a
+        // second store call to tell.
+        if let Ok(Some(view)) = gw.store.get(&id).await {
+            crate::metrics::job_finished(&endpoint, gw.keys.key_of_job(&id), &view);
+        }
+    }
     if stop {
         // The handler asked for a fresh worker after this job (RunPod's `refresh_worker`).
         gw.store.retire(&worker).await?;

@@ -6,14 +6,14 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /health`: `{"status": "ok"}` while the process serves.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Liveness {
     /// Always `ok`.
     pub status: String,
 }
 
 /// `GET /ready`: whether every endpoint takes work, and its live workers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// Every endpoint has at least its `min_workers` live workers (answered with 200; else 503).
     pub ready: bool,
@@ -23,7 +23,7 @@ pub struct Readiness {
 
 /// `GET /v2/{endpoint}/health`. Missing parts read as empty (other servers' or older
 /// versions' answers).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct EndpointHealth {
     /// RunPod's `jobs`: job counts by state.
@@ -52,7 +52,7 @@ impl EndpointHealth {
 }
 
 /// Jobs by state; `completed`, `failed`, `retried` count since the store started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct JobCounts {
     /// Jobs that ended COMPLETED.
@@ -69,7 +69,7 @@ pub struct JobCounts {
 
 /// Workers by state, RunPod's names: `ready` is another name for `idle` (RunPod reports
 /// both) and `throttled` is always 0 here, so neither adds to [`WorkerCounts::total`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct WorkerCounts {
     /// Live workers holding no job, as the job store sees them.
@@ -96,7 +96,7 @@ impl WorkerCounts {
 }
 
 /// A worker's state as the autoscaler sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FleetState {
     /// Started, not yet heard from (spawn, weight load).
@@ -114,7 +114,7 @@ pub enum FleetState {
 
 /// Cold-start phases of a worker, ms: process creation, weight load as the worker reports it,
 /// start to first heard from by the store.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ColdStart {
     /// Process creation, ms.
@@ -127,7 +127,7 @@ pub struct ColdStart {
 }
 
 /// One worker of the fleet view.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FleetWorker {
     /// The worker's id (`{endpoint}-{8 hex digits}` for local processes); for a crash loop's

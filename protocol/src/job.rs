@@ -8,7 +8,19 @@ use serde_json::Value;
 use std::fmt;
 
 /// An opaque job id. Generated ids are 128-bit random (unguessable), hex encoded.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct JobId(pub String);
 
@@ -27,7 +39,7 @@ impl From<&str> for JobId {
 /// The life cycle of a job. `IN_QUEUE -> IN_PROGRESS -> {COMPLETED, FAILED, TIMED_OUT}`, with
 /// `CANCELLED` reachable from any non-final state, and a worker's lost lease sending an
 /// `IN_PROGRESS` job back to `IN_QUEUE`. `retry` sends FAILED / TIMED_OUT back to `IN_QUEUE`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     /// `IN_QUEUE`: waiting for a worker.
@@ -141,7 +153,7 @@ impl Default for JobPolicy {
 }
 
 /// RunPod's `policy` object as a client sends it (`/run`, `/runsync`): every field optional.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyRequest {
     /// `executionTimeout`, ms; absent: the endpoint's `execution_timeout_secs`.
@@ -215,7 +227,11 @@ impl RunBody {
             Some(p) => serde_json::from_value(p).map_err(|e| format!("`policy`: {e}"))?,
         };
         let policy = request.resolve(endpoint_execution_timeout_ms)?;
-        let s3_config = m.remove("s3Config").filter(|v| !v.is_null());
+        let s3_config = match m.remove("s3Config") {
+            None | Some(Value::Null) => None,
+            Some(c @ Value::Object(_)) => Some(c),
+            Some(_) => return Err("`s3Config` must be an object".into()),
+        };
         if let Some(k) = m.keys().next() {
             return Err(format!("unknown field `{k}`"));
         }
@@ -229,7 +245,7 @@ impl RunBody {
 }
 
 /// The status object returned by `/status/{id}` and friends.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
     /// The job's id.
@@ -259,7 +275,7 @@ pub struct JobView {
 }
 
 /// `run`, `cancel` and `retry` answer with the job's id and (new) status.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobAccepted {
     /// The job's id.
     pub id: JobId,
@@ -270,7 +286,7 @@ pub struct JobAccepted {
 
 /// `stream/{id}`: chunks not delivered before (each `{"output": chunk}`), the job's status,
 /// and its error once it FAILED or TIMED_OUT (as `/status` says it).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StreamView {
     /// The job's id (empty when a response being read leaves it out).
     #[serde(default)]
@@ -286,14 +302,14 @@ pub struct StreamView {
 }
 
 /// One streamed piece of a job's output.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StreamChunk {
     /// The chunk, as the handler yielded it.
     pub output: Value,
 }
 
 /// `purge-queue`: how many queued jobs were removed; `status` is always `completed`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Purged {
     /// Queued jobs removed (jobs in progress are left alone).
     pub removed: usize,

@@ -25,14 +25,14 @@ pub const CHAT_ROUTE: &str = "/v1/chat/completions";
 pub const COMPLETIONS_ROUTE: &str = "/v1/completions";
 
 /// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// What went wrong.
     pub error: ErrorDetail,
 }
 
 /// The inside of OpenAI's error body: what went wrong, its class, and what it is about.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Human-readable description, for the caller.
     pub message: String,
@@ -588,7 +588,7 @@ impl CompletionRequest {
 }
 
 /// `/v1/models`: `{"object": "list", "data": [...]}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelList {
     /// Always `list`.
     pub object: String,
@@ -597,7 +597,7 @@ pub struct ModelList {
 }
 
 /// The `/v1/models` listing entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelCard {
     /// The model's name, as requests give it in `model` (also its endpoint's id).
     pub id: String,

@@ -7,6 +7,10 @@
 pub const HEALTH: &str = "/health";
 /// Readiness probe: 200 once the store answers and every endpoint has its `min_workers`.
 pub const READY: &str = "/ready";
+/// The OpenAPI 3.1 document of the client API (no credentials, as vLLM's).
+pub const OPENAPI: &str = "/openapi.json";
+/// Prometheus metrics, text format (no credentials, as vLLM's; see `protocol::metrics`).
+pub const METRICS: &str = "/metrics";
 /// OpenAI's model listing.
 pub const MODELS: &str = "/v1/models";
 /// OpenAI's chat completions.

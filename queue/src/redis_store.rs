@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use notify::Notifier;
 use protocol::health::FleetView;
 use protocol::job::{JobReport, JobView, TakenJob};
+use protocol::metrics as m;
 use protocol::{JobId, JobStatus};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use reply::{stored_json, Outcome};
@@ -149,6 +150,21 @@ impl RedisStore {
 
     /// Run operation `op` of the script with the arguments `args` adds; its reply decoded.
     async fn call<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        args: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<Outcome<T>> {
+        let started = std::time::Instant::now();
+        let reply = self.call_timed(op, args).await;
+        let labels = [("backend", "redis".to_string()), ("op", op.to_string())];
+        metrics::histogram!(m::STORE_OP_DURATION, &labels).record(started.elapsed().as_secs_f64());
+        if reply.is_err() {
+            metrics::counter!(m::STORE_OP_ERRORS, &labels).increment(1);
+        }
+        reply
+    }
+
+    async fn call_timed<T: DeserializeOwned>(
         &self,
         op: &str,
         args: impl FnOnce(&mut redis::ScriptInvocation<'_>),

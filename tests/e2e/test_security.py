@@ -354,3 +354,27 @@ def test_limits_on_the_wire(tmp_path):
         assert httpx.get(f"{s.base}/health").status_code == 200, "serves again once they are gone"
     finally:
         s.stop()
+
+
+def test_per_key_usage_is_in_the_metrics(keyed):
+    from test_metrics import scrape, value
+
+    base = keyed.base
+    before, _ = scrape(keyed.base)
+    with httpx.Client(timeout=120) as http:
+        r = http.post(f"{base}/v1/completions", headers=auth("sk-b"), json={"model": MODEL, "prompt": "hi", "max_tokens": 3})
+        assert r.status_code == 200, r.text
+        r = http.post(f"{base}/v2/{MODEL}/runsync", headers=auth("sk-b"),
+                      json={"input": {"prompt": "hi", "sampling_params": {"max_tokens": 3}}})
+        assert r.json()["status"] == "COMPLETED", r.text
+        for _ in range(5):
+            run(http, base, "sk-a")  # over team-a's 3 a minute
+    after, _ = scrape(keyed.base)
+    assert value(after, "sluice_key_requests_total", key="team-b") - value(before, "sluice_key_requests_total", key="team-b") == 2
+    for kind in ["prompt", "completion"]:
+        moved = value(after, "sluice_key_tokens_total", key="team-b", kind=kind) - value(before, "sluice_key_tokens_total", key="team-b", kind=kind)
+        assert moved > 0, kind
+    assert value(after, "sluice_key_worker_milliseconds_total", key="team-b") > value(before, "sluice_key_worker_milliseconds_total", key="team-b")
+    assert value(after, "sluice_key_rate_limited_total", key="team-a", limit="requests") >= 1
+    # Names only: no key secret appears on the page.
+    assert "sk-b" not in httpx.get(f"{base}/metrics").text

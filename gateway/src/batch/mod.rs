@@ -15,13 +15,13 @@ mod record;
 pub use driver::spawn;
 
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::{JsonBody, QueryParams};
 use crate::error::{GatewayError, OpenAiError};
 use crate::files::{new_id, unix_now, FileStore};
 use crate::openai_api::admit;
 use crate::{AppState, Gateway};
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -136,10 +136,14 @@ fn param<'a>(p: &'a HashMap<String, String>, name: &str) -> &'a str {
 }
 
 /// `?after=ID&limit=N&purpose=P` of the list routes.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
+    /// The last id of the previous page.
     after: Option<String>,
+    /// Items per page, 1 to 10,000 (default: 20 batches, 10,000 files).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
+    /// Only files of this purpose (`batch` or `batch_output`).
     purpose: Option<String>,
 }
 
@@ -283,7 +287,7 @@ fn summary(errors: &[BatchError]) -> String {
 pub async fn list_files(
     State(gw): State<AppState>,
     Extension(caller): Client,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<List<FileObject>>, OpenAiError> {
     let mut files = batches(&gw)?.files.list(caller.tenant.as_deref()).await?;
     if let Some(p) = &q.purpose {
@@ -488,7 +492,7 @@ pub async fn get(
 pub async fn list(
     State(gw): State<AppState>,
     Extension(caller): Client,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<List<Batch>>, OpenAiError> {
     let limit = q.limit(20)?.min(100);
     let mut all: Vec<Batch> = batches(&gw)?

@@ -15,7 +15,7 @@ pub const PURPOSE_BATCH_OUTPUT: &str = "batch_output";
 
 /// A stored file: `{"id": "file-...", "object": "file", "bytes", "created_at", "filename",
 /// "purpose", "status", "expires_at"}`, times in Unix seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileObject {
     /// `file-` and 24 hex digits.
     pub id: String,
@@ -36,7 +36,7 @@ pub struct FileObject {
 }
 
 /// OpenAI's list envelope: `{"object": "list", "data", "first_id", "last_id", "has_more"}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct List<T> {
     /// Always `list`.
     pub object: String,
@@ -70,7 +70,7 @@ impl<T> List<T> {
 }
 
 /// The answer to `DELETE /v1/files/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileDeleted {
     /// The file's id.
     pub id: String,
@@ -81,7 +81,7 @@ pub struct FileDeleted {
 }
 
 /// A batch's state, as OpenAI names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchStatus {
     /// Accepted; its lines are being queued.
@@ -117,7 +117,7 @@ impl BatchStatus {
 }
 
 /// How many of a batch's lines there are and how many ended each way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestCounts {
     /// Lines in the input file.
     pub total: usize,
@@ -129,7 +129,7 @@ pub struct RequestCounts {
 
 /// A batch's token usage (OpenAI's names): prompt tokens are `input_tokens`, completion
 /// tokens `output_tokens`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchUsage {
     /// Prompt tokens of the answered lines.
     pub input_tokens: u64,
@@ -157,7 +157,7 @@ impl BatchUsage {
 }
 
 /// A problem with a batch's input, with the line it is on (1-based) when it is about one.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchError {
     /// A short code, e.g. `invalid_request`, `invalid_json`, `duplicate_custom_id`.
     pub code: String,
@@ -170,7 +170,7 @@ pub struct BatchError {
 }
 
 /// The batch object.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Batch {
     /// `batch_` and 24 hex digits.
     pub id: String,
@@ -218,7 +218,7 @@ pub struct Batch {
 }
 
 /// The body of `POST /v1/batches`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBatch {
     /// An uploaded file of purpose `batch`.

@@ -11,7 +11,7 @@ pub const MAX_TOP_LOGPROBS: u32 = 20;
 
 /// One generated token: its text, natural-log probability, UTF-8 bytes, and the most likely
 /// tokens at its position (as many as the request's `top_logprobs`, most likely first).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenLogprob {
     /// The token's text; the entries of a choice concatenate to its text.
     pub token: String,
@@ -24,7 +24,7 @@ pub struct TokenLogprob {
 }
 
 /// One alternative at a position: text, natural-log probability, UTF-8 bytes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TopLogprob {
     /// The alternative token's text.
     pub token: String,
@@ -36,14 +36,14 @@ pub struct TopLogprob {
 
 /// Chat's `logprobs` object: `{"content": [TokenLogprob, ...]}` (in a chunk, the tokens of
 /// that chunk's text).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatLogprobs {
     /// One entry per token, in order.
     pub content: Vec<TokenLogprob>,
 }
 
 /// Completions' `logprobs` object: parallel lists, one item per token.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TextLogprobs {
     /// Token texts; they concatenate to the choice's text.
     pub tokens: Vec<String>,

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// Token counts of one response (OpenAI's `usage`). Missing counts read as 0 (some servers
 /// leave out `total_tokens`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Usage {
     /// Tokens of the prompt as the model reads it (for chat, the templated conversation).
@@ -34,7 +34,7 @@ impl Usage {
 
 /// The envelope of every response and chunk: `{id, object, created, model,
 /// system_fingerprint, choices, usage}`, `created` in Unix seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Envelope<C> {
     /// The response's id, the same on all its chunks (`chatcmpl-...` or `cmpl-...` from
     /// sluice's engine).
@@ -66,7 +66,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Usage>>, D::
 }
 
 /// A chat answer's message.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: String,
@@ -79,7 +79,7 @@ pub struct AssistantMessage {
 }
 
 /// One choice of a chat completion.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatChoice {
     /// Which of the request's `n` choices this is, from 0.
     pub index: usize,
@@ -92,7 +92,7 @@ pub struct ChatChoice {
 }
 
 /// New text of one chat choice in a chunk; `role` in the choice's first chunk only.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delta {
     /// `assistant` in the choice's first chunk; left out of the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,7 +107,7 @@ pub struct Delta {
 
 /// A piece of a streamed tool call, as OpenAI streams them: the call's first piece has its
 /// `id`, `type` and function `name` (and empty `arguments`), later ones add to `arguments`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolCallDelta {
     /// Which call of the choice this piece belongs to, from 0.
     pub index: usize,
@@ -122,7 +122,7 @@ pub struct ToolCallDelta {
 }
 
 /// The function part of a [`ToolCallDelta`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionDelta {
     /// The function's name, in the call's first piece only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,7 +133,7 @@ pub struct FunctionDelta {
 }
 
 /// One choice of a chat completion chunk.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatChunkChoice {
     /// Which of the request's `n` choices this is, from 0.
     pub index: usize,
@@ -146,7 +146,7 @@ pub struct ChatChunkChoice {
 }
 
 /// One choice of a text completion, streamed or not.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TextChoice {
     /// Which of the request's `n` choices this is, from 0.
     pub index: usize,

@@ -21,7 +21,7 @@ pub const CALL_OPEN: &str = "<tool_call>";
 pub const CALL_CLOSE: &str = "</tool_call>";
 
 /// A function the model may call: OpenAI's `tools[i].function`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Function {
     /// Its name: 1 to 64 of `a-z`, `A-Z`, `0-9`, `_` and `-` (OpenAI's rule); unique per
     /// request.
@@ -61,7 +61,7 @@ pub struct Tools {
 
 /// A call in an assistant message or a response: `{"id", "type": "function", "function":
 /// {"name", "arguments"}}`, `arguments` being JSON text.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolCall {
     /// The call's id (`call_` + 24 hex digits from sluice's engine), quoted back by the
     /// `tool` message that answers it.
@@ -74,7 +74,7 @@ pub struct ToolCall {
 }
 
 /// The function and arguments of a [`ToolCall`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionCall {
     /// The function's name.
     pub name: String,

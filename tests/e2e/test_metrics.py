@@ -1,0 +1,69 @@
+"""GET /metrics: Prometheus' text format, read with the official parser (`prometheus_client`),
+and its series moving after real requests (streamed and not, /v1 and /v2)."""
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import MODEL
+
+
+def scrape(base):
+    r = httpx.get(f"{base}/metrics", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {}
+    types = {}
+    for family in text_string_to_metric_families(r.text):
+        types[family.name] = family.type
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples, types
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_move_after_requests(server, client):
+    before, _ = scrape(server.base)
+    msgs = [{"role": "user", "content": "Count to five."}]
+    client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=8, temperature=0)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=8, temperature=0, stream=True))
+    assert chunks
+    r = httpx.post(f"{server.base}/v2/{MODEL}/runsync",
+                   json={"input": {"prompt": "Hello", "sampling_params": {"max_tokens": 4}}}, timeout=120)
+    assert r.status_code == 200 and r.json()["status"] == "COMPLETED", r.text
+    after, types = scrape(server.base)
+
+    chat = dict(route="/v1/chat/completions", method="POST", status="200")
+    assert value(after, "sluice_http_requests_total", **chat) - value(before, "sluice_http_requests_total", **chat) >= 2
+    ep = dict(endpoint=MODEL)
+    for hist, n in [("sluice_e2e_request_latency_seconds", 2), ("sluice_time_to_first_token_seconds", 1),
+                    ("sluice_time_per_output_token_seconds", 1)]:
+        assert types[hist] == "histogram"
+        assert value(after, f"{hist}_count", **ep) - value(before, f"{hist}_count", **ep) >= n, hist
+        # Buckets as vLLM's, not a summary.
+        assert value(after, f"{hist}_bucket", le="+Inf", **ep) == value(after, f"{hist}_count", **ep)
+    for counter in ["sluice_prompt_tokens_total", "sluice_generation_tokens_total"]:
+        assert value(after, counter, **ep) > value(before, counter, **ep), counter
+    done = dict(endpoint=MODEL, state="COMPLETED")
+    assert value(after, "sluice_jobs_finished_total", **done) - value(before, "sluice_jobs_finished_total", **done) >= 3
+    assert value(after, "sluice_key_requests_total", key="anonymous") > value(before, "sluice_key_requests_total", key="anonymous")
+    # Store series: present for the endpoint, the same on any gateway of the store.
+    assert (("sluice_queue_depth", (("endpoint", MODEL), ("priority", "normal"))) in after)
+    assert value(after, "sluice_store_jobs_total", endpoint=MODEL, event="completed") >= 3
+    running = sum(value(after, "sluice_workers", endpoint=MODEL, state=s) for s in ["idle", "running"])
+    assert running >= 1
+    # The process started a worker: its cold start was timed, phase by phase.
+    for phase in ["spawn", "ready"]:
+        assert value(after, "sluice_cold_start_duration_seconds_count", endpoint=MODEL, phase=phase) >= 1, phase
+    assert value(after, "sluice_worker_milliseconds_total", endpoint=MODEL, kind="flex") > 0
+
+
+def test_unknown_routes_are_one_series(server):
+    before, _ = scrape(server.base)
+    for i in range(3):
+        httpx.get(f"{server.base}/no/such/route/{i}", timeout=10)
+    after, _ = scrape(server.base)
+    miss = dict(route="unmatched", method="GET", status="404")
+    assert value(after, "sluice_http_requests_total", **miss) - value(before, "sluice_http_requests_total", **miss) == 3
+    assert not any("/no/such" in str(labels) for _, labels in after)
