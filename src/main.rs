@@ -174,7 +174,9 @@ enum ModelsCommand {
     },
 }
 
-fn init_logging() {
+/// Logs on stderr and, with `OTEL_EXPORTER_OTLP_ENDPOINT` set, OpenTelemetry traces (see the
+/// `telemetry` crate), as `service` unless `OTEL_SERVICE_NAME` says otherwise.
+fn init_telemetry(service: &'static str) -> telemetry::Guard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
         EnvFilter::new(
@@ -183,11 +185,7 @@ fn init_logging() {
     });
     // Colours only on a terminal: logs piped to files (or through `sluice serve`) stay greppable.
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    telemetry::init(service, filter, std::io::stderr().is_terminal())
 }
 
 /// Run one subcommand to its end.
@@ -267,7 +265,6 @@ fn cached_tokenizer(model: &str) -> Option<PathBuf> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -275,7 +272,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let service = match &cli.command {
+        Command::Worker { .. } => "sluice-worker",
+        _ => "sluice-gateway",
+    };
+    // Inside the runtime: the gRPC exporter needs one.
+    let guard = rt.block_on(async { init_telemetry(service) });
     let result = rt.block_on(dispatch(cli.command));
+    drop(guard);
     // Do not wait for blocked threads (e.g. a stdin reader) at exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {

@@ -202,6 +202,10 @@ impl Engine {
         // Each run's counts, taken when its choices finished: mistral.rs may run a finished
         // sequence one more step before it notices the dropped receiver.
         let mut counts: Vec<Option<TokenCounts>> = vec![None; runs.len()];
+        // Prefill until the first event, decode after it (mistral.rs' own steps are not
+        // traced; these two spans bound them).
+        let mut prefill = Some(tracing::info_span!("prefill"));
+        let mut decode = None;
         loop {
             let event = tokio::select! {
                 e = events.next() => e,
@@ -209,6 +213,9 @@ impl Engine {
             };
             // No event: the engine has dropped every sequence of the request.
             let Some((r, resp)) = event else { break };
+            if prefill.take().is_some() {
+                decode = Some(tracing::info_span!("decode"));
+            }
             for piece in fold(resp, runs[r].choices.start)? {
                 for ((index, text, finish), entries) in runs[r].ready(piece) {
                     if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), entries) {
@@ -236,6 +243,7 @@ impl Engine {
                 break;
             }
         }
+        drop(decode);
         let counts: Vec<TokenCounts> = counts
             .into_iter()
             .zip(&runs)

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Runs one job. `Err` is reported as the job's error (FAILED), worded by its kind
 /// ([`EngineError::Invalid`]: the input's fault; `Internal`: the handler's).
@@ -197,7 +198,21 @@ impl Worker {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
     }
 
+    /// Run `job` in its span, a child of the request that queued it (the job's
+    /// `traceparent`), so that the worker's part joins the request's trace.
     async fn run_job(self: Arc<Self>, job: TakenJob) {
+        let span = tracing::info_span!(
+            "job",
+            otel.name = "job",
+            job = %job.id,
+            endpoint = %self.opts.endpoint,
+            trace_id = tracing::field::Empty,
+        );
+        telemetry::set_parent(&span, job.traceparent.as_deref());
+        self.run_job_traced(job).instrument(span).await
+    }
+
+    async fn run_job_traced(self: Arc<Self>, job: TakenJob) {
         let cancel = CancellationToken::new();
         // Listed as running (in pings too) until its `job-done` is through: the store requeues
         // held jobs that a worker's pings leave out.
@@ -209,18 +224,24 @@ impl Worker {
             let me = self.clone();
             let url = self.url(WorkerRoute::JobStream, &format!("/{}{SDK_QUERY}", job.id));
             let streamed = streamed.clone();
-            tokio::spawn(async move {
-                while let Some(first) = rx.recv().await {
-                    streamed.store(true, std::sync::atomic::Ordering::Relaxed);
-                    let mut batch = vec![json!({ "output": first })];
-                    while let Ok(more) = rx.try_recv() {
-                        batch.push(json!({ "output": more }));
-                    }
-                    if let Err(e) = me.post(url.clone(), &Value::Array(batch)).await {
-                        tracing::warn!("job-stream failed: {e:#}");
+            tokio::spawn(
+                async move {
+                    while let Some(first) = rx.recv().await {
+                        streamed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        let mut batch = vec![json!({ "output": first })];
+                        while let Ok(more) = rx.try_recv() {
+                            batch.push(json!({ "output": more }));
+                        }
+                        let post = tracing::info_span!("post job-stream", chunks = batch.len());
+                        let body = Value::Array(batch);
+                        let sent = me.post(url.clone(), &body).instrument(post);
+                        if let Err(e) = sent.await {
+                            tracing::warn!("job-stream failed: {e:#}");
+                        }
                     }
                 }
-            })
+                .in_current_span(),
+            )
         };
         let result = self
             .handler
@@ -259,7 +280,8 @@ impl Worker {
             &format!("/{}?isStream={is_stream}", job.id),
         );
         let body = serde_json::to_value(body).unwrap_or(Value::Null);
-        if let Err(e) = self.post(url, &body).await {
+        let post = tracing::info_span!("post job-done");
+        if let Err(e) = self.post(url, &body).instrument(post).await {
             tracing::warn!(job = %job.id, "job-done failed: {e:#}");
         }
     }

@@ -16,6 +16,7 @@ mod queue_api;
 mod relay;
 mod server;
 mod structured;
+pub mod trace;
 pub mod webhooks;
 mod worker_api;
 
@@ -192,6 +193,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(openai_api::not_found)
         // Per route (axum applies router layers route by route), so the route template is known.
         .layer(axum::middleware::from_fn(metrics::http_layer))
+        .layer(axum::middleware::from_fn(trace::job_trace))
         .layer(DefaultBodyLimit::disable())
         // A body must keep arriving: a client that stops sending mid-body is cut off.
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
@@ -201,6 +203,7 @@ pub fn router(state: AppState) -> Router {
         // job's 500); they are logged where they arise, so the trace layer keeps them at debug.
         .layer(
             TraceLayer::new_for_http()
+                .make_span_with(trace::request_span)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .with_state(state)

@@ -6,6 +6,7 @@ use crate::error::{GatewayError, OpenAiError};
 use crate::metrics::Timing;
 use crate::relay::{self, CancelOnDrop};
 use crate::structured;
+use crate::trace::JobTrace;
 use crate::{AppState, Gateway, ServedModel};
 use axum::extract::Extension;
 use axum::extract::{Path, State};
@@ -20,6 +21,7 @@ use queue::NewJob;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 pub async fn health() -> Json<Liveness> {
     Json(Liveness {
@@ -81,25 +83,29 @@ pub async fn endpoint_models(
 pub async fn endpoint_chat_completions(
     State(gw): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
+    Extension(trace): Extension<JobTrace>,
     Path(endpoint): Path<String>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
     gw.endpoint(&endpoint)?;
-    generate(gw, caller, CHAT_ROUTE, body?.into_value(), Some(&endpoint)).await
+    let body = body?.into_value();
+    generate(gw, (caller, trace), CHAT_ROUTE, body, Some(&endpoint)).await
 }
 
 pub async fn endpoint_completions(
     State(gw): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
+    Extension(trace): Extension<JobTrace>,
     Path(endpoint): Path<String>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
     gw.endpoint(&endpoint)?;
+    let body = body?.into_value();
     generate(
         gw,
-        caller,
+        (caller, trace),
         COMPLETIONS_ROUTE,
-        body?.into_value(),
+        body,
         Some(&endpoint),
     )
     .await
@@ -112,17 +118,26 @@ pub async fn not_found() -> OpenAiError {
 pub async fn chat_completions(
     State(gw): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
+    Extension(trace): Extension<JobTrace>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, caller, CHAT_ROUTE, body?.into_value(), None).await
+    generate(gw, (caller, trace), CHAT_ROUTE, body?.into_value(), None).await
 }
 
 pub async fn completions(
     State(gw): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
+    Extension(trace): Extension<JobTrace>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, caller, COMPLETIONS_ROUTE, body?.into_value(), None).await
+    generate(
+        gw,
+        (caller, trace),
+        COMPLETIONS_ROUTE,
+        body?.into_value(),
+        None,
+    )
+    .await
 }
 
 /// Reject prompts that cannot fit the model's context, before they cost a queue slot.
@@ -191,14 +206,16 @@ pub(crate) fn admit(
 /// `/v2/{endpoint}/openai/v1` routes).
 async fn generate(
     gw: AppState,
-    caller: Arc<Caller>,
+    (caller, trace): (Arc<Caller>, JobTrace),
     route: &'static str,
     body: Value,
     endpoint: Option<&str>,
 ) -> Result<Response, OpenAiError> {
     let started = std::time::Instant::now();
     let (gw2, caller2, endpoint2) = (gw.clone(), caller.clone(), endpoint.map(str::to_string));
+    let validate = tracing::info_span!("validate", route);
     let (req, body) = tokio::task::spawn_blocking(move || {
+        let _in = validate.enter();
         admit(&gw2, &caller2, route, &body, endpoint2.as_deref()).map(|req| (req, body))
     })
     .await
@@ -219,16 +236,25 @@ async fn generate(
         // streamed chunk) for `runsync`'s short retention, not `/run`'s 30 minutes.
         sync: true,
         tenant: caller.tenant.clone(),
+        traceparent: trace.0,
         ..NewJob::default()
     };
-    let id = gw.store.submit(&model.config.name, job).await?;
+    let enqueue = tracing::info_span!("enqueue", endpoint = %model.config.name);
+    let id = gw
+        .store
+        .submit(&model.config.name, job)
+        .instrument(enqueue)
+        .await?;
     crate::auth::charge_tokens(&gw, &caller, id.clone());
     let guard = CancelOnDrop::new(gw.store.clone(), id.clone());
     let timing = Timing::new(&model.config.name, started);
     let mut resp = if req.stream() {
         relay::sse(gw.store.clone(), id.clone(), guard, timing)
     } else {
-        wait_for_result(&gw, &id, guard, timing).await?
+        let wait = tracing::info_span!("wait for result");
+        wait_for_result(&gw, &id, guard, timing)
+            .instrument(wait)
+            .await?
     };
     // Lets a client find the job behind its request (`/v2/{model}/status/{id}`).
     if let Ok(v) = HeaderValue::from_str(&id.0) {

@@ -4,6 +4,7 @@
 use crate::auth::Caller;
 use crate::body::{JsonBody, QueryParams, RunLimit, RunsyncLimit};
 use crate::error::{GatewayError, RunpodError};
+use crate::trace::JobTrace;
 use crate::AppState;
 use axum::extract::{Extension, FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The caller the client-key layer identified (see `crate::auth`).
 type Client = Extension<Arc<Caller>>;
@@ -45,12 +47,13 @@ fn new_job(body: Value, sync: bool, endpoint_timeout: Duration) -> Result<NewJob
         s3_config: run.s3_config,
         sync,
         tenant: None,
+        traceparent: None,
     })
 }
 
 async fn submit(
     gw: &AppState,
-    caller: &Caller,
+    (caller, trace): (&Caller, JobTrace),
     endpoint: &str,
     body: Value,
     sync: bool,
@@ -58,22 +61,25 @@ async fn submit(
     let timeout = gw.endpoint(endpoint)?.execution_timeout;
     let mut job = new_job(body, sync, timeout)?;
     job.tenant = caller.tenant.clone();
+    job.traceparent = trace.0;
     if let Some(url) = &job.webhook {
         gw.webhook_targets
             .check(url)
             .await
             .map_err(|why| GatewayError::bad_request(format!("`webhook`: {why}")))?;
     }
-    Ok(gw.store.submit(endpoint, job).await?)
+    let enqueue = tracing::info_span!("enqueue", endpoint);
+    Ok(gw.store.submit(endpoint, job).instrument(enqueue).await?)
 }
 
 pub async fn run(
     State(gw): State<AppState>,
     Extension(caller): Client,
+    Extension(trace): Extension<JobTrace>,
     Path(endpoint): Path<String>,
     body: Result<JsonBody<RunLimit>, GatewayError>,
 ) -> Result<Json<JobAccepted>, RunpodError> {
-    let id = submit(&gw, &caller, &endpoint, body?.into_value(), false).await?;
+    let id = submit(&gw, (&caller, trace), &endpoint, body?.into_value(), false).await?;
     Ok(Json(JobAccepted {
         id,
         status: JobStatus::InQueue,
@@ -83,13 +89,19 @@ pub async fn run(
 pub async fn runsync(
     State(gw): State<AppState>,
     Extension(caller): Client,
+    Extension(trace): Extension<JobTrace>,
     Path(endpoint): Path<String>,
     q: Result<QueryParams<WaitQuery>, GatewayError>,
     body: Result<JsonBody<RunsyncLimit>, GatewayError>,
 ) -> Result<Json<JobView>, RunpodError> {
     let QueryParams(q) = q?;
-    let id = submit(&gw, &caller, &endpoint, body?.into_value(), true).await?;
-    let view = gw.store.wait_final(&id, q.duration()).await?;
+    let id = submit(&gw, (&caller, trace), &endpoint, body?.into_value(), true).await?;
+    let wait = tracing::info_span!("wait for result");
+    let view = gw
+        .store
+        .wait_final(&id, q.duration())
+        .instrument(wait)
+        .await?;
     Ok(Json(view.ok_or_else(|| gone(&id))?))
 }
 

@@ -11,6 +11,7 @@ use protocol::{JobId, JobStatus};
 use queue::JobStore;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Cancels its job when dropped while armed: hyper drops a handler's future (or a response
 /// body stream) when the client disconnects, which is exactly when the job is no longer wanted.
@@ -58,6 +59,8 @@ struct Relay {
     cursor: usize,
     guard: Option<CancelOnDrop>,
     timing: Timing,
+    /// Open while the stream is: the relay's part of the request's trace.
+    span: tracing::Span,
 }
 
 impl Relay {
@@ -77,40 +80,11 @@ pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop, timing: Ti
         cursor: 0,
         guard: Some(guard),
         timing,
+        span: tracing::info_span!("relay stream"),
     };
-    let stream = futures::stream::unfold(relay, |mut r| async move {
-        // No guard left: the stream already ended.
-        r.guard.as_ref()?;
-        let read = match r.store.read_stream(&r.job, r.cursor, KEEP_ALIVE).await {
-            Ok(read) => read,
-            Err(e) => {
-                let text = error_event(GatewayError::Internal(e.to_string())) + &frame(DONE);
-                r.finish();
-                return Some((Ok::<_, std::convert::Infallible>(text), r));
-            }
-        };
-        r.cursor = read.next;
-        let mut text: String = read.chunks.iter().map(|c| frame(&c.to_string())).collect();
-        if !read.chunks.is_empty() {
-            r.timing.chunk();
-        }
-        if read.chunks.is_empty() && read.status.is_final() {
-            if read.status == JobStatus::Completed {
-                let view = r.store.get(&r.job).await.ok().flatten();
-                r.timing.finish(view.as_ref().and_then(Timing::tokens_of));
-            } else {
-                let why = match r.store.get(&r.job).await {
-                    Ok(Some(v)) => v.error.unwrap_or_else(|| format!("job {}", v.status)),
-                    _ => format!("job {}", read.status),
-                };
-                text.push_str(&error_event(GatewayError::job_failed(why)));
-            }
-            text.push_str(&frame(DONE));
-            r.finish();
-        } else if text.is_empty() {
-            text = ": keep-alive\n\n".to_string();
-        }
-        Some((Ok(text), r))
+    let stream = futures::stream::unfold(relay, |r| {
+        let span = r.span.clone();
+        relay_step(r).instrument(span)
     });
     (
         [
@@ -120,6 +94,43 @@ pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop, timing: Ti
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+/// One step of the relay: the next read of the job's stream as SSE text (chunks, or a
+/// keep-alive comment), and at the end the error event if any and `[DONE]`; `None` once done.
+async fn relay_step(mut r: Relay) -> Option<(Result<String, std::convert::Infallible>, Relay)> {
+    // No guard left: the stream already ended.
+    r.guard.as_ref()?;
+    let read = match r.store.read_stream(&r.job, r.cursor, KEEP_ALIVE).await {
+        Ok(read) => read,
+        Err(e) => {
+            let text = error_event(GatewayError::Internal(e.to_string())) + &frame(DONE);
+            r.finish();
+            return Some((Ok(text), r));
+        }
+    };
+    r.cursor = read.next;
+    let mut text: String = read.chunks.iter().map(|c| frame(&c.to_string())).collect();
+    if !read.chunks.is_empty() {
+        r.timing.chunk();
+    }
+    if read.chunks.is_empty() && read.status.is_final() {
+        if read.status == JobStatus::Completed {
+            let view = r.store.get(&r.job).await.ok().flatten();
+            r.timing.finish(view.as_ref().and_then(Timing::tokens_of));
+        } else {
+            let why = match r.store.get(&r.job).await {
+                Ok(Some(v)) => v.error.unwrap_or_else(|| format!("job {}", v.status)),
+                _ => format!("job {}", read.status),
+            };
+            text.push_str(&error_event(GatewayError::job_failed(why)));
+        }
+        text.push_str(&frame(DONE));
+        r.finish();
+    } else if text.is_empty() {
+        text = ": keep-alive\n\n".to_string();
+    }
+    Some((Ok(text), r))
 }
 
 /// `error` as an OpenAI error object in an SSE event.

@@ -327,6 +327,11 @@ pub struct TakenJob {
     /// RunPod's `s3Config` from the request, passed through to the handler; absent if none.
     #[serde(rename = "s3Config", skip_serializing_if = "Option::is_none", default)]
     pub s3_config: Option<Value>,
+    /// The W3C `traceparent` of the request that queued the job (`00-{trace id}-{span id}-
+    /// {flags}`), when the gateway traces or the client sent one: a handler that continues it
+    /// joins the request's trace. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub traceparent: Option<String>,
 }
 
 /// A failed job's `error` as sluice's worker reports it, in the RunPod SDK's shape (its

@@ -89,6 +89,9 @@ pub struct NewJob {
     /// The tenant (client key) the job belongs to, as a tag of lowercase hex digits put in its
     /// id; `None`: no tenant (a gateway without keys, or an admin key).
     pub tenant: Option<String>,
+    /// The W3C `traceparent` of the request that queued it, handed to the worker in its
+    /// [`TakenJob`] so that the job's spans join the request's trace.
+    pub traceparent: Option<String>,
 }
 
 /// The outcome of a stream read: the chunks after the cursor, the cursor to pass next, and the

@@ -513,6 +513,7 @@ impl WorkerRegistry for MemoryStore {
                             id: id.clone(),
                             input: e.job.input.clone(),
                             s3_config: e.job.s3_config.clone(),
+                            traceparent: e.job.traceparent.clone(),
                         });
                     }
                     if !taken.is_empty() {

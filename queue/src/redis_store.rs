@@ -286,7 +286,8 @@ impl JobQueue for RedisStore {
                     .arg(job.policy.ttl.max(1))
                     .arg(if job.policy.low_priority { "1" } else { "0" })
                     .arg(keep.as_millis() as u64)
-                    .arg(self.settings.max_queue);
+                    .arg(self.settings.max_queue)
+                    .arg(job.traceparent.clone().unwrap_or_default());
             })
             .await?;
         match outcome {
@@ -385,6 +386,7 @@ impl WorkerRegistry for RedisStore {
                         s3_config: Some(t.s3)
                             .filter(|s| !s.is_empty())
                             .map(|s| stored_json(&s)),
+                        traceparent: Some(t.tp).filter(|t| !t.is_empty()),
                     })
                     .collect());
             }

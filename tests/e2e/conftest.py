@@ -90,7 +90,7 @@ def worker_pids(port):
 class Server:
     """One `sluice serve` child process, its log in a file."""
 
-    def __init__(self, tmp: Path, *extra: str):
+    def __init__(self, tmp: Path, *extra: str, env: dict | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"serve-{self.port}.log"
@@ -101,6 +101,7 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            env={**os.environ, **(env or {})},
         )
 
     def wait_ready(self, timeout: float = 300):

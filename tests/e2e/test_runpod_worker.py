@@ -6,13 +6,14 @@ import shutil
 import sys
 import time
 
+import httpx
 import pytest
 import runpod
 
 from conftest import ROOT, Server, get_json
 from test_openai import raw_post
 
-MODES = ["sync", "async", "generator", "progress", "raises", "error", "concurrent", "slow", "refresh",
+MODES = ["sync", "trace", "async", "generator", "progress", "raises", "error", "concurrent", "slow", "refresh",
          "failing_stream", "crashloop"]
 
 
@@ -50,6 +51,16 @@ def wait_status(job, wanted, timeout=60):
 def test_sync_and_async_handlers(handlers):
     assert runpod.Endpoint("sync").run_sync({"x": 1}, timeout=60) == {"echo": {"x": 1}}
     assert runpod.Endpoint("async").run_sync({"x": 2}, timeout=60) == {"echo": {"x": 2}, "async": True}
+
+
+def test_a_handler_gets_the_requests_trace_context(handlers):
+    s, _ = handlers
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    r = httpx.post(f"{s.base}/v2/trace/runsync", json={"input": {}}, headers={"traceparent": tp}, timeout=60)
+    # No exporter here: the client's own context is passed through as it came.
+    assert r.json()["output"] == {"traceparent": tp}, r.text
+    r = httpx.post(f"{s.base}/v2/trace/runsync", json={"input": {}}, timeout=60)
+    assert r.json()["output"] == {"traceparent": None}, r.text
 
 
 def test_generator_streams_and_aggregates(handlers):

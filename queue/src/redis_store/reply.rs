@@ -86,12 +86,15 @@ pub struct Got {
     pub view: View,
 }
 
-/// One job handed out by `take`; `s3` is '' when the job has no S3 config.
+/// One job handed out by `take`; `s3` is '' when the job has no S3 config, `tp` '' when it
+/// has no trace context.
 #[derive(Deserialize)]
 pub struct Taken {
     pub id: String,
     pub input: String,
     pub s3: String,
+    #[serde(default)]
+    pub tp: String,
 }
 
 /// `read` / `take_stream`: the job's status, its chunk count, the chunks from the cursor.

@@ -157,13 +157,13 @@ end
 
 local ops = {}
 
-function ops.submit(ep, id, input, s3, hook, xt, ttl, low, keep, maxq)
+function ops.submit(ep, id, input, s3, hook, xt, ttl, low, keep, maxq, tp)
   if redis.call('LLEN', qkey(ep, '0')) + redis.call('LLEN', qkey(ep, '1')) >= tonumber(maxq) then
     return FULL
   end
   local k = jkey(id)
   redis.call('HSET', k, 'ep', ep, 'input', input, 's3', s3, 'hook', hook, 'xt', xt, 'ttl', ttl,
-    'low', low, 'keep', keep, 'status', 'IN_QUEUE', 'sub', now, 'retries', 0, 'dlv', 0)
+    'low', low, 'keep', keep, 'status', 'IN_QUEUE', 'sub', now, 'retries', 0, 'dlv', 0, 'tp', tp)
   redis.call('PEXPIRE', k, tonumber(ttl) + GRACE)
   redis.call('ZADD', P .. 'ttl', now + tonumber(ttl), id)
   redis.call('RPUSH', qkey(ep, low), id)
@@ -184,12 +184,12 @@ function ops.take(ep, w, max, touch)
     local id = redis.call('LPOP', qkey(ep, '0')) or redis.call('LPOP', qkey(ep, '1'))
     if not id then break end
     local k = jkey(id)
-    local f = redis.call('HMGET', k, 'status', 'xt', 'input', 's3')
+    local f = redis.call('HMGET', k, 'status', 'xt', 'input', 's3', 'tp')
     if f[1] and CAN[f[1] .. '>IN_PROGRESS'] then
       redis.call('HSET', k, 'status', 'IN_PROGRESS', 'start', now, 'worker', w)
       redis.call('ZADD', P .. 'run:' .. ep, now + tonumber(f[2]), id)
       redis.call('SADD', P .. 'held:' .. w, id)
-      out[#out + 1] = { id = id, input = f[3], s3 = f[4] }
+      out[#out + 1] = { id = id, input = f[3], s3 = f[4], tp = f[5] or '' }
       n = n + 1
       event('j:' .. id)
     end

@@ -38,6 +38,11 @@ def progress_handler(job):
     return "done"
 
 
+def trace_handler(job):
+    # sluice hands the request's W3C trace context to the handler with the job.
+    return {"traceparent": job.get("traceparent")}
+
+
 def raising_handler(job):
     raise ValueError("boom from the handler")
 
@@ -79,6 +84,7 @@ def refresh_handler(job):
 HANDLERS = {
     "refresh": {"handler": refresh_handler},
     "sync": {"handler": sync_handler},
+    "trace": {"handler": trace_handler},
     "async": {"handler": async_handler},
     "generator": {"handler": generator_handler, "return_aggregate_stream": True},
     "progress": {"handler": progress_handler},
