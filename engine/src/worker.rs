@@ -127,6 +127,8 @@ struct Worker {
     http: reqwest::Client,
     handler: Arc<dyn JobHandler>,
     running: Mutex<HashMap<JobId, CancellationToken>>,
+    /// Prompt and generated tokens of the jobs finished so far (from their `usage`), for pings.
+    tokens: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl Worker {
@@ -134,6 +136,17 @@ impl Worker {
     fn url(&self, route: WorkerRoute, tail: &str) -> String {
         let o = &self.opts;
         route.url(&o.gateway, &o.endpoint, &o.worker_id) + tail
+    }
+
+    /// Add a finished job's `usage` (an OpenAI completion's) to the ping's token counts.
+    fn count_tokens(&self, output: &Value) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (i, key) in ["prompt_tokens", "completion_tokens"].iter().enumerate() {
+            let n = output
+                .pointer(&format!("/usage/{key}"))
+                .and_then(Value::as_u64);
+            self.tokens[i].fetch_add(n.unwrap_or(0), Relaxed);
+        }
     }
 
     fn running_ids(&self) -> Vec<String> {
@@ -253,6 +266,9 @@ impl Worker {
             tracing::info!(job = %job.id, "stopped");
             return;
         }
+        if let Ok(output) = &result {
+            self.count_tokens(output);
+        }
         let body = match result {
             Ok(output) => JobDoneBody {
                 output: Some(output),
@@ -287,12 +303,19 @@ impl Worker {
     }
 
     async fn ping_loop(self: Arc<Self>) {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut tick = tokio::time::interval(self.opts.ping_interval);
         loop {
             tick.tick().await;
-            let ids = self.running_ids().join(",");
+            let ids = self.running_ids();
+            let [prompt, generated] = self.tokens.each_ref().map(|t| t.load(Relaxed));
             // `listed=1`: this list is complete, so the store may reclaim held jobs it omits.
-            let url = self.url(WorkerRoute::Ping, &format!("?job_id={ids}&listed=1"));
+            let query = format!(
+                "?job_id={}&listed=1&running_jobs={}&prompt_tokens={prompt}&generated_tokens={generated}",
+                ids.join(","),
+                ids.len()
+            );
+            let url = self.url(WorkerRoute::Ping, &query);
             if let Err(e) = self
                 .http
                 .get(url)
@@ -362,6 +385,7 @@ pub async fn run_worker(
         http,
         handler,
         running: Mutex::new(HashMap::new()),
+        tokens: Default::default(),
     });
     let pinger = tokio::spawn(worker.clone().ping_loop());
     let stopper = tokio::spawn(worker.clone().stop_loop());

@@ -151,6 +151,27 @@ pub fn key_refused(key: &str, limit: &'static str) {
     counter!(m::KEY_RATE_LIMITED, "key" => key.to_string(), "limit" => limit).increment(1);
 }
 
+/// The engine figures a worker's ping carries (sluice's worker; RunPod's SDK sends none).
+pub fn engine_figures(endpoint: &str, worker: &str, q: &protocol::job::PingQuery) {
+    let labels = [
+        ("endpoint", endpoint.to_string()),
+        ("worker", worker.to_string()),
+    ];
+    if let Some(n) = q.running_jobs {
+        gauge!(m::ENGINE_RUNNING, &labels).set(n as f64);
+    }
+    for (kind, n) in [
+        ("prompt", q.prompt_tokens),
+        ("generated", q.generated_tokens),
+    ] {
+        if let Some(n) = n {
+            let mut l = labels.to_vec();
+            l.push(("kind", kind.to_string()));
+            counter!(m::ENGINE_TOKENS, &l).absolute(n);
+        }
+    }
+}
+
 /// A webhook after its retries.
 pub fn webhook(delivered: bool) {
     let outcome = if delivered { "delivered" } else { "failed" };

@@ -26,13 +26,14 @@ type Client = Extension<Arc<Caller>>;
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct WaitQuery {
     /// How long to wait, ms: 1,000 to 300,000 (values outside are clamped); default 90,000.
-    wait: Option<u64>,
+    /// Any 64-bit integer is taken (and clamped), so the document's `int64` is the rule.
+    wait: Option<i64>,
 }
 
 impl WaitQuery {
     /// RunPod's `?wait=` in ms: 1 s to 5 min, default 90 s.
     fn duration(&self) -> Duration {
-        Duration::from_millis(self.wait.unwrap_or(90_000).clamp(1_000, 300_000))
+        Duration::from_millis(self.wait.unwrap_or(90_000).clamp(1_000, 300_000) as u64)
     }
 }
 

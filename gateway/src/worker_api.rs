@@ -9,11 +9,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::job::{stream_chunks, JobDoneBody, JobReport, JobsToStop};
+use protocol::job::{stream_chunks, JobDoneBody, JobReport, JobsToStop, PingQuery};
 use protocol::JobId;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
 
 pub async fn job_take(
     State(gw): State<AppState>,
@@ -87,11 +86,13 @@ pub async fn job_stream(
 pub async fn ping(
     State(gw): State<AppState>,
     Path((endpoint, worker)): Path<(String, String)>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<PingQuery>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
+    crate::metrics::engine_figures(&endpoint, &worker, &q);
     let running: Vec<JobId> = q
-        .get("job_id")
+        .job_id
+        .as_deref()
         .map(|ids| {
             ids.split(',')
                 .filter(|s| !s.is_empty())
@@ -101,7 +102,7 @@ pub async fn ping(
         .unwrap_or_default();
     // Only a worker that says its list is complete (`listed=1`, sluice's own) has left-out
     // jobs reclaimed: RunPod's SDK may share one job list file between workers.
-    let vouched = q.get("listed").is_some_and(|v| v == "1");
+    let vouched = q.listed.as_deref() == Some("1");
     gw.store
         .ping(&endpoint, &worker, vouched.then_some(running.as_slice()))
         .await?;

@@ -420,6 +420,28 @@ impl JobDoneBody {
     }
 }
 
+/// The query of a worker's `ping`: RunPod's `job_id` list, sluice's `listed` flag, and the
+/// engine's own figures, which sluice's worker adds and the gateway re-exports in `/metrics`
+/// (RunPod's SDK sends other keys too; they are ignored).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PingQuery {
+    /// Comma-separated ids of the jobs the worker runs.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// `1`: the list is complete (sluice's worker), so held jobs it leaves out may be reclaimed.
+    #[serde(default)]
+    pub listed: Option<String>,
+    /// Jobs the engine is running now.
+    #[serde(default)]
+    pub running_jobs: Option<u64>,
+    /// Prompt tokens of the jobs it finished since it started.
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    /// Tokens it generated for the jobs it finished since it started.
+    #[serde(default)]
+    pub generated_tokens: Option<u64>,
+}
+
 /// Body of `job-stop` when jobs must stop.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobsToStop {

@@ -73,6 +73,14 @@ pub const COLD_START: &str = "sluice_cold_start_duration_seconds";
 /// serverless billing (RunPod bills a worker from start to stop, active and flex apart).
 pub const WORKER_MS: &str = "sluice_worker_milliseconds_total";
 
+/// Gauge, labels `endpoint`, `worker`: jobs the worker's engine runs, from its last ping to
+/// this gateway. (KV-cache use is not reported: mistral.rs 0.8.1 has no paged attention on
+/// CPU, and reports no cache figures otherwise.)
+pub const ENGINE_RUNNING: &str = "sluice_engine_running_jobs";
+/// Counter, labels `endpoint`, `worker`, `kind` (`prompt`, `generated`): tokens of the jobs the
+/// worker finished since it started, from its last ping (`rate()` gives its tokens/s).
+pub const ENGINE_TOKENS: &str = "sluice_engine_tokens_total";
+
 /// Histogram, seconds, labels `backend` (`redis`; the memory store's calls stay in the
 /// process and are not timed), `op` (the store script's operation, e.g. `submit`, `take`):
 /// job-store calls of the process, the autoscaler's included.

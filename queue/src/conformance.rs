@@ -67,6 +67,23 @@ pub async fn submit_take_complete(s: Arc<dyn JobStore>) {
         (m.arrived, m.completed, m.in_queue, m.in_progress),
         (1, 1, 0, 0)
     );
+    // What a worker gets besides the input: RunPod's `s3Config`, and the trace context of the
+    // request that queued the job (which may have come through another gateway).
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = NewJob {
+        s3_config: Some(json!({"bucketName": "b"})),
+        traceparent: Some(tp.into()),
+        ..job(2)
+    };
+    s.submit("ep", traced).await.unwrap();
+    s.submit("ep", job(3)).await.unwrap();
+    let t = s.take("ep", "w", 2, ZERO).await.unwrap();
+    assert_eq!(t[0].s3_config, Some(json!({"bucketName": "b"})));
+    assert_eq!(t[0].traceparent.as_deref(), Some(tp));
+    assert_eq!(
+        (t[1].s3_config.as_ref(), t[1].traceparent.as_ref()),
+        (None, None)
+    );
 }
 
 pub async fn failure_is_recorded(s: Arc<dyn JobStore>) {

@@ -4,7 +4,7 @@ and its series moving after real requests (streamed and not, /v1 and /v2)."""
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import MODEL
+from conftest import MODEL, wait_for
 
 
 def scrape(base):
@@ -57,6 +57,21 @@ def test_metrics_move_after_requests(server, client):
     for phase in ["spawn", "ready"]:
         assert value(after, "sluice_cold_start_duration_seconds_count", endpoint=MODEL, phase=phase) >= 1, phase
     assert value(after, "sluice_worker_milliseconds_total", endpoint=MODEL, kind="flex") > 0
+
+
+def test_workers_report_their_engines_figures_through_pings(server, client):
+    client.completions.create(model=MODEL, prompt="One, two,", max_tokens=5, temperature=0)
+
+    def generated():
+        samples, _ = scrape(server.base)
+        return sum(v for (name, labels), v in samples.items()
+                   if name == "sluice_engine_tokens_total" and ("kind", "generated") in labels
+                   and ("endpoint", MODEL) in labels)
+
+    # A worker's ping carries its cumulative counts (at most one ping interval late).
+    assert wait_for(generated, 30, "a ping with the engine's token counts") >= 5
+    samples, _ = scrape(server.base)
+    assert any(name == "sluice_engine_running_jobs" for name, _ in samples)
 
 
 def test_unknown_routes_are_one_series(server):

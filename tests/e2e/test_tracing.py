@@ -4,6 +4,7 @@ gateway and of its engine worker, all in the trace of the client's W3C `tracepar
 streamed /v1 chat and a /v2 runsync."""
 
 import os
+import subprocess
 import threading
 import time
 from concurrent import futures
@@ -14,7 +15,8 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from conftest import MODEL, Server, free_port, wait_for
+from conftest import MODEL, ROOT, Server, free_port, sluice_bin, wait_for
+from test_autoscaling import redis_url  # noqa: F401 (a fixture)
 
 
 class Spans:
@@ -160,3 +162,37 @@ def test_grpc_export_and_a_trace_started_by_the_gateway(tmp_path, grpc_receiver)
         assert root[3] == "", "the request span is the root"
     finally:
         s.stop()
+
+
+def test_a_trace_crosses_gateways_on_one_redis(tmp_path, http_receiver, redis_url):  # noqa: F811
+    # Gateway A has no workers (`sluice gateway`); B (`sluice serve`) runs them. A job queued
+    # through A runs on B's worker, whose spans still join A's request.
+    spans, endpoint, protocol = http_receiver
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+           "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    port = free_port()
+    log = open(tmp_path / "gateway-a.log", "w")
+    a = subprocess.Popen([sluice_bin(), "gateway", "--port", str(port), "--queue", redis_url],
+                         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env})
+    b = Server(tmp_path, "--queue", redis_url, env=env).wait_ready()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(f"{base}/health"), 60, "gateway A")
+        trace_id, parent = os.urandom(16).hex(), os.urandom(8).hex()
+        run = {"input": {"prompt": "Hi", "sampling_params": {"max_tokens": 2}}}
+        r = httpx.post(f"{base}/v2/{MODEL}/runsync", json=run, timeout=120,
+                       headers={"traceparent": f"00-{trace_id}-{parent}-01"})
+        assert r.json()["status"] == "COMPLETED", r.text
+        rows = wait_for_spans(spans, trace_id, {"POST /v2/{endpoint}/runsync", "enqueue"}, {"job", "post job-done"})
+        check_tree(rows, parent)
+    finally:
+        a.terminate()
+        a.wait(10)
+        b.stop()
+
+
+def _answers(url):
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
