@@ -13,7 +13,7 @@ use crate::queue_api::WaitQuery;
 use protocol::health::{EndpointHealth, Liveness, Readiness};
 use protocol::job::{JobAccepted, JobView, Purged, StreamView};
 use protocol::openai::batch::{Batch, CreateBatch, FileDeleted, FileObject, List};
-use protocol::openai::response::{ChatCompletion, TextCompletion};
+use protocol::openai::response::{ChatCompletion, ChatCompletionChunk, TextCompletion};
 use protocol::openai::{ErrorBody, ModelList};
 use protocol::openapi::{
     ChatCompletionBody, CompletionBody, FileUpload, RunRequest, RunpodErrorBody,
@@ -64,7 +64,8 @@ enum Reply {
     /// A JSON object.
     Json(SchemaFn),
     /// A JSON object, or server-sent events of chunks with `stream: true`.
-    Generate(SchemaFn),
+    /// (the completion, one streamed chunk).
+    Generate(SchemaFn, SchemaFn),
     /// The stored bytes (a file's content).
     Bytes,
     /// Prometheus' text format.
@@ -159,7 +160,7 @@ fn operations() -> Vec<Op> {
             OpenAi,
             "OpenAI chat completions",
             chat,
-            Generate(inline::<ChatCompletion>),
+            Generate(inline::<ChatCompletion>, inline::<ChatCompletionChunk>),
         ),
         op(
             POST,
@@ -167,7 +168,7 @@ fn operations() -> Vec<Op> {
             OpenAi,
             "OpenAI text completions",
             text,
-            Generate(inline::<TextCompletion>),
+            Generate(inline::<TextCompletion>, inline::<TextCompletion>),
         ),
         Op {
             creates: Some("file_id"),
@@ -352,7 +353,7 @@ fn operations() -> Vec<Op> {
             OpenAi,
             "OpenAI chat completions on the endpoint's model",
             chat,
-            Generate(inline::<ChatCompletion>),
+            Generate(inline::<ChatCompletion>, inline::<ChatCompletionChunk>),
         ),
         op(
             POST,
@@ -360,7 +361,7 @@ fn operations() -> Vec<Op> {
             OpenAi,
             "OpenAI text completions on the endpoint's model",
             text,
-            Generate(inline::<TextCompletion>),
+            Generate(inline::<TextCompletion>, inline::<TextCompletion>),
         ),
     ]
 }
@@ -407,13 +408,22 @@ fn success(reply: Reply, c: &mut Components) -> Vec<(&'static str, Response)> {
                 .content(JSON, Content::new(Some(s(c))))
                 .build(),
         )],
-        Reply::Generate(s) => {
-            let events = ObjectBuilder::new().schema_type(Type::String).build();
+        Reply::Generate(s, chunk) => {
+            // Each event's data: a chunk, the error object of a failed stream, or `[DONE]`.
+            let done = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["[DONE]"]))
+                .build();
+            let events = utoipa::openapi::schema::OneOfBuilder::new()
+                .item(chunk(c))
+                .item(schema::<ErrorBody>(c))
+                .item(done)
+                .build();
             vec![(
                 "200",
                 described("The completion; with `stream: true`, server-sent events of chunks ending with `data: [DONE]`")
                     .content(JSON, Content::new(Some(s(c))))
-                    .content("text/event-stream", Content::new(Some(events)))
+                    .content("text/event-stream", Content::new(Some(Schema::OneOf(events))))
                     .build(),
             )]
         }
@@ -601,6 +611,7 @@ pub fn spec(models: &[String], endpoints: &[String]) -> OpenApi {
     // The completion envelopes are inline (generic); their choices are named.
     schema::<protocol::openai::response::ChatChoice>(&mut components);
     schema::<protocol::openai::response::TextChoice>(&mut components);
+    schema::<protocol::openai::response::ChatChunkChoice>(&mut components);
     for name in ["ChatCompletionBody", "CompletionBody"] {
         if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name) {
             if let Some(RefOr::T(Schema::Object(model))) = o.properties.get_mut("model") {
