@@ -164,12 +164,6 @@ impl Engine {
         on_chunk: &mut (dyn FnMut(Chunk) + Send),
         cancel: &CancellationToken,
     ) -> Result<Completion, EngineError> {
-        let kind = match req {
-            GenerateRequest::Chat(_) => Kind::Chat,
-            GenerateRequest::Completion(_) => Kind::Completion,
-        };
-        let sampling = req.sampling();
-        let n = sampling.n as usize;
         let stream = req.stream();
         let mut events = StreamMap::new();
         let mut runs = Vec::new();
@@ -177,21 +171,7 @@ impl Engine {
             events.insert(i, ReceiverStream::new(rx));
             runs.push(run);
         }
-        let mut agg = Aggregator::new(
-            kind,
-            &self.served_name,
-            n,
-            sampling.stop.clone(),
-            stream && req.include_usage(),
-        )
-        .with_logprobs(sampling.logprobs.is_some())
-        .with_tools(
-            match req {
-                GenerateRequest::Chat(c) => c.tools.clone().map(Arc::new),
-                GenerateRequest::Completion(_) => None,
-            }
-            .as_ref(),
-        );
+        let mut agg = self.aggregator(req);
         let echoed = match req {
             GenerateRequest::Completion(c) if c.echo => agg.echo(&c.prompt),
             _ => Vec::new(),
@@ -250,6 +230,29 @@ impl Engine {
             .map(|(c, run)| c.unwrap_or_else(|| run.counter.counts()))
             .collect();
         self.finish(req, agg, runs, &counts, on_chunk)
+    }
+
+    /// The aggregator of `req`'s choices: its route's shape, stop strings, usage chunk, log
+    /// probabilities and tools.
+    fn aggregator(&self, req: &GenerateRequest) -> Aggregator {
+        let kind = match req {
+            GenerateRequest::Chat(_) => Kind::Chat,
+            GenerateRequest::Completion(_) => Kind::Completion,
+        };
+        let sampling = req.sampling();
+        let tools = match req {
+            GenerateRequest::Chat(c) => c.tools.clone().map(Arc::new),
+            GenerateRequest::Completion(_) => None,
+        };
+        Aggregator::new(
+            kind,
+            &self.served_name,
+            sampling.n as usize,
+            sampling.stop.clone(),
+            req.stream() && req.include_usage(),
+        )
+        .with_logprobs(sampling.logprobs.is_some())
+        .with_tools(tools.as_ref())
     }
 
     /// The response once the engine is done: choices it ended silently get their finish

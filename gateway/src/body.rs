@@ -91,7 +91,7 @@ impl<L: BodyLimit + Send> FromRequest<AppState> for JsonBody<L> {
     }
 }
 
-/// A query string decoded into `T`. A malformed one (`?wait=-1`) is a 400 in the route's error
+/// A query string decoded into `T`. A malformed one (`?wait=soon`) is a 400 in the route's error
 /// shape: axum's own `Query` answers in plain text, which no client of either API expects.
 pub struct QueryParams<T>(pub T);
 

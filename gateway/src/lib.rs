@@ -186,18 +186,24 @@ pub fn router(state: AppState) -> Router {
         .route(WorkerRoute::Ping.path(), get(worker_api::ping))
         .route(WorkerRoute::JobStop.path(), get(worker_api::job_stop))
         .layer(from_fn_with_state(state.clone(), auth::worker_token));
-    probes
+    let all = probes
         .merge(openai)
         .merge(queue_api)
         .merge(workers)
-        .fallback(openai_api::not_found)
-        // Per route (axum applies router layers route by route), so the route template is known.
-        .layer(axum::middleware::from_fn(metrics::http_layer))
+        .fallback(openai_api::not_found);
+    every_route(all, &state.settings).with_state(state)
+}
+
+/// What every route gets: metrics, tracing, and the body read timeout (the size limit is each
+/// route's extractor's, so axum's default is off).
+fn every_route(r: Router<AppState>, settings: &GatewaySettings) -> Router<AppState> {
+    // Per route (axum applies router layers route by route), so the route template is known.
+    r.layer(axum::middleware::from_fn(metrics::http_layer))
         .layer(axum::middleware::from_fn(trace::job_trace))
         .layer(DefaultBodyLimit::disable())
         // A body must keep arriving: a client that stops sending mid-body is cut off.
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
-            state.settings.body_read_timeout_secs,
+            settings.body_read_timeout_secs,
         )))
         // 5xx answers are expected ones here (503 from /ready while workers start, a failed
         // job's 500); they are logged where they arise, so the trace layer keeps them at debug.
@@ -206,7 +212,6 @@ pub fn router(state: AppState) -> Router {
                 .make_span_with(trace::request_span)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
-        .with_state(state)
 }
 
 /// The Files and Batch APIs, at `/v1` and under `/v2/{endpoint}/openai/v1` (same handlers).

@@ -104,267 +104,85 @@ fn list_query() -> Vec<Parameter> {
     ListQuery::into_params(|| Some(ParameterIn::Query))
 }
 
-/// Every documented operation, in the order of the README.
-fn operations() -> Vec<Op> {
-    use Group::*;
-    use Reply::*;
-    let op = |methods, path, group, summary, body, reply| Op {
-        methods,
-        path,
-        group,
-        summary,
-        body,
-        reply,
-        query: no_query,
-        creates: None,
-    };
-    let chat = Some((JSON, schema::<ChatCompletionBody> as SchemaFn));
-    let text = Some((JSON, schema::<CompletionBody> as SchemaFn));
-    let run = Some((JSON, schema::<RunRequest> as SchemaFn));
-    vec![
-        op(
-            GET,
-            routes::HEALTH,
-            Probe,
-            "Liveness",
-            None,
-            Json(schema::<Liveness>),
-        ),
-        op(
-            GET,
-            routes::READY,
-            Probe,
-            "Readiness: 503 until every endpoint has its min_workers",
-            None,
-            Readiness,
-        ),
-        op(
-            GET,
-            routes::METRICS,
-            Probe,
-            "Prometheus metrics (text format)",
-            None,
-            Metrics,
-        ),
-        op(
-            GET,
-            routes::MODELS,
-            OpenAi,
-            "The served models",
-            None,
-            Json(schema::<ModelList>),
-        ),
-        op(
-            POST,
-            routes::CHAT_COMPLETIONS,
-            OpenAi,
-            "OpenAI chat completions",
-            chat,
-            Generate(inline::<ChatCompletion>, inline::<ChatCompletionChunk>),
-        ),
-        op(
-            POST,
-            routes::COMPLETIONS,
-            OpenAi,
-            "OpenAI text completions",
-            text,
-            Generate(inline::<TextCompletion>, inline::<TextCompletion>),
-        ),
+impl Op {
+    /// An operation without query parameters that creates nothing.
+    const fn new(
+        methods: &'static [HttpMethod],
+        path: &'static str,
+        group: Group,
+        summary: &'static str,
+        body: Option<(&'static str, SchemaFn)>,
+        reply: Reply,
+    ) -> Op {
         Op {
-            creates: Some("file_id"),
-            ..op(
-                POST,
-                routes::FILES,
-                OpenAi,
-                "Upload a batch input file (checked line by line)",
-                Some(("multipart/form-data", schema::<FileUpload>)),
-                Json(schema::<FileObject>),
-            )
-        },
+            methods,
+            path,
+            group,
+            summary,
+            body,
+            reply,
+            query: no_query,
+            creates: None,
+        }
+    }
+
+    /// With query parameters.
+    const fn query(self, query: fn() -> Vec<Parameter>) -> Op {
+        Op { query, ..self }
+    }
+
+    /// Its answer's `id` fills the path parameter `param` (see [`Op::creates`]).
+    const fn creates(self, param: &'static str) -> Op {
         Op {
-            query: list_query,
-            ..op(
-                GET,
-                routes::FILES,
-                OpenAi,
-                "The caller's files, newest first",
-                None,
-                Json(inline::<List<FileObject>>),
-            )
-        },
-        op(
-            GET,
-            routes::FILE,
-            OpenAi,
-            "A file's object",
-            None,
-            Json(schema::<FileObject>),
-        ),
-        op(
-            &[HttpMethod::Delete],
-            routes::FILE,
-            OpenAi,
-            "Delete a file",
-            None,
-            Json(schema::<FileDeleted>),
-        ),
-        op(
-            GET,
-            routes::FILE_CONTENT,
-            OpenAi,
-            "A file's content",
-            None,
-            Bytes,
-        ),
-        Op {
-            creates: Some("batch_id"),
-            ..op(
-                POST,
-                routes::BATCHES,
-                OpenAi,
-                "Create a batch",
-                Some((JSON, schema::<CreateBatch>)),
-                Json(schema::<Batch>),
-            )
-        },
-        Op {
-            query: list_query,
-            ..op(
-                GET,
-                routes::BATCHES,
-                OpenAi,
-                "The caller's batches, newest first",
-                None,
-                Json(inline::<List<Batch>>),
-            )
-        },
-        op(
-            GET,
-            routes::BATCH,
-            OpenAi,
-            "A batch's object",
-            None,
-            Json(schema::<Batch>),
-        ),
-        op(
-            POST,
-            routes::BATCH_CANCEL,
-            OpenAi,
-            "Cancel a batch",
-            None,
-            Json(schema::<Batch>),
-        ),
-        Op {
-            creates: Some("job"),
-            ..op(
-                POST,
-                queue::RUN,
-                Queue,
-                "Queue a job",
-                run,
-                Json(schema::<JobAccepted>),
-            )
-        },
-        Op {
-            query: wait_query,
-            creates: Some("job"),
-            ..op(
-                POST,
-                queue::RUNSYNC,
-                Queue,
-                "Queue a job and wait up to `wait` ms for it to end",
-                run,
-                Json(schema::<JobView>),
-            )
-        },
-        op(
-            GET_POST,
-            queue::STATUS,
-            Queue,
-            "A job's status",
-            None,
-            Json(schema::<JobView>),
-        ),
-        Op {
-            query: wait_query,
-            ..op(
-                GET_POST,
-                queue::STATUS_SYNC,
-                Queue,
-                "A job's status once it ends, or after `wait` ms",
-                None,
-                Json(schema::<JobView>),
-            )
-        },
-        Op {
-            query: wait_query,
-            ..op(
-                GET_POST,
-                queue::STREAM,
-                Queue,
-                "A job's stream chunks not read before (long-poll)",
-                None,
-                Json(schema::<StreamView>),
-            )
-        },
-        op(
-            POST,
-            queue::CANCEL,
-            Queue,
-            "Cancel a job",
-            None,
-            Json(schema::<JobAccepted>),
-        ),
-        op(
-            POST,
-            queue::RETRY,
-            Queue,
-            "Queue a FAILED or TIMED_OUT job again",
-            None,
-            Json(schema::<JobAccepted>),
-        ),
-        op(
-            POST,
-            queue::PURGE_QUEUE,
-            Queue,
-            "Remove the caller's queued jobs (an admin key's: all)",
-            None,
-            Json(schema::<Purged>),
-        ),
-        op(
-            GET,
-            queue::HEALTH,
-            Queue,
-            "Job counts and workers by state",
-            None,
-            Json(schema::<EndpointHealth>),
-        ),
-        op(
-            GET,
-            queue::OPENAI_MODELS,
-            OpenAi,
-            "The endpoint's model",
-            None,
-            Json(schema::<ModelList>),
-        ),
-        op(
-            POST,
-            queue::OPENAI_CHAT_COMPLETIONS,
-            OpenAi,
-            "OpenAI chat completions on the endpoint's model",
-            chat,
-            Generate(inline::<ChatCompletion>, inline::<ChatCompletionChunk>),
-        ),
-        op(
-            POST,
-            queue::OPENAI_COMPLETIONS,
-            OpenAi,
-            "OpenAI text completions on the endpoint's model",
-            text,
-            Generate(inline::<TextCompletion>, inline::<TextCompletion>),
-        ),
-    ]
+            creates: Some(param),
+            ..self
+        }
+    }
 }
+
+const CHAT: Option<(&str, SchemaFn)> = Some((JSON, schema::<ChatCompletionBody>));
+const TEXT: Option<(&str, SchemaFn)> = Some((JSON, schema::<CompletionBody>));
+const RUN: Option<(&str, SchemaFn)> = Some((JSON, schema::<RunRequest>));
+const UPLOAD: Option<(&str, SchemaFn)> = Some(("multipart/form-data", schema::<FileUpload>));
+const CREATE_BATCH: Option<(&str, SchemaFn)> = Some((JSON, schema::<CreateBatch>));
+const CHAT_REPLY: Reply = Reply::Generate(inline::<ChatCompletion>, inline::<ChatCompletionChunk>);
+const TEXT_REPLY: Reply = Reply::Generate(inline::<TextCompletion>, inline::<TextCompletion>);
+
+/// Every documented operation, in the order of the README: a table, one operation a line.
+#[rustfmt::skip]
+const OPERATIONS: &[Op] = {
+    use Group::{OpenAi, Probe, Queue};
+    use Reply::{Bytes, Json, Metrics, Readiness};
+    &[
+        Op::new(GET, routes::HEALTH, Probe, "Liveness", None, Json(schema::<Liveness>)),
+        Op::new(GET, routes::READY, Probe, "Readiness: 503 until every endpoint has its min_workers", None, Readiness),
+        Op::new(GET, routes::METRICS, Probe, "Prometheus metrics (text format)", None, Metrics),
+        Op::new(GET, routes::MODELS, OpenAi, "The served models", None, Json(schema::<ModelList>)),
+        Op::new(POST, routes::CHAT_COMPLETIONS, OpenAi, "OpenAI chat completions", CHAT, CHAT_REPLY),
+        Op::new(POST, routes::COMPLETIONS, OpenAi, "OpenAI text completions", TEXT, TEXT_REPLY),
+        Op::new(POST, routes::FILES, OpenAi, "Upload a batch input file (checked line by line)", UPLOAD, Json(schema::<FileObject>)).creates("file_id"),
+        Op::new(GET, routes::FILES, OpenAi, "The caller's files, newest first", None, Json(inline::<List<FileObject>>)).query(list_query),
+        Op::new(GET, routes::FILE, OpenAi, "A file's object", None, Json(schema::<FileObject>)),
+        Op::new(&[HttpMethod::Delete], routes::FILE, OpenAi, "Delete a file", None, Json(schema::<FileDeleted>)),
+        Op::new(GET, routes::FILE_CONTENT, OpenAi, "A file's content", None, Bytes),
+        Op::new(POST, routes::BATCHES, OpenAi, "Create a batch", CREATE_BATCH, Json(schema::<Batch>)).creates("batch_id"),
+        Op::new(GET, routes::BATCHES, OpenAi, "The caller's batches, newest first", None, Json(inline::<List<Batch>>)).query(list_query),
+        Op::new(GET, routes::BATCH, OpenAi, "A batch's object", None, Json(schema::<Batch>)),
+        Op::new(POST, routes::BATCH_CANCEL, OpenAi, "Cancel a batch", None, Json(schema::<Batch>)),
+        Op::new(POST, queue::RUN, Queue, "Queue a job", RUN, Json(schema::<JobAccepted>)).creates("job"),
+        Op::new(POST, queue::RUNSYNC, Queue, "Queue a job and wait up to `wait` ms for it to end", RUN, Json(schema::<JobView>)).query(wait_query).creates("job"),
+        Op::new(GET_POST, queue::STATUS, Queue, "A job's status", None, Json(schema::<JobView>)),
+        Op::new(GET_POST, queue::STATUS_SYNC, Queue, "A job's status once it ends, or after `wait` ms", None, Json(schema::<JobView>)).query(wait_query),
+        Op::new(GET_POST, queue::STREAM, Queue, "A job's stream chunks not read before (long-poll)", None, Json(schema::<StreamView>)).query(wait_query),
+        Op::new(POST, queue::CANCEL, Queue, "Cancel a job", None, Json(schema::<JobAccepted>)),
+        Op::new(POST, queue::RETRY, Queue, "Queue a FAILED or TIMED_OUT job again", None, Json(schema::<JobAccepted>)),
+        Op::new(POST, queue::PURGE_QUEUE, Queue, "Remove the caller's queued jobs (an admin key's: all)", None, Json(schema::<Purged>)),
+        Op::new(GET, queue::HEALTH, Queue, "Job counts and workers by state", None, Json(schema::<EndpointHealth>)),
+        Op::new(GET, queue::OPENAI_MODELS, OpenAi, "The endpoint's model", None, Json(schema::<ModelList>)),
+        Op::new(POST, queue::OPENAI_CHAT_COMPLETIONS, OpenAi, "OpenAI chat completions on the endpoint's model", CHAT, CHAT_REPLY),
+        Op::new(POST, queue::OPENAI_COMPLETIONS, OpenAi, "OpenAI text completions on the endpoint's model", TEXT, TEXT_REPLY),
+    ]
+};
 
 /// The error answers of a group, by status (the statuses of [`crate::GatewayError::status`]
 /// and 429 from the key limits).
@@ -601,10 +419,10 @@ pub fn spec(models: &[String], endpoints: &[String]) -> OpenApi {
         SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
     );
     let mut paths = Paths::new();
-    let all = operations();
-    for op in &all {
+    let all = OPERATIONS;
+    for op in all {
         for method in op.methods {
-            let operation = operation(op, method, &all, endpoints, &mut components);
+            let operation = operation(op, method, all, endpoints, &mut components);
             paths.add_path_operation(op.path, vec![method.clone()], operation);
         }
     }
@@ -643,8 +461,8 @@ pub fn documented_routes() -> Vec<(&'static str, &'static str)> {
         HttpMethod::Delete => "DELETE",
         _ => "OTHER",
     };
-    operations()
-        .into_iter()
+    OPERATIONS
+        .iter()
         .flat_map(|op| op.methods.iter().map(move |m| (name(m), op.path)))
         .collect()
 }

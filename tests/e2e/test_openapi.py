@@ -59,7 +59,7 @@ def test_the_document_is_openapi_3_1_and_names_what_is_served(small_server):
     # The worker protocol is not part of the client API.
     assert not any("job-take" in p for p in paths)
     # A malformed query is refused in the route's own error shape, not axum's plain text.
-    req = urllib.request.Request(f"{small_server.base}/v2/{MODEL}/runsync?wait=-1", data=b'{"input": 1}')
+    req = urllib.request.Request(f"{small_server.base}/v2/{MODEL}/runsync?wait=soon", data=b'{"input": 1}')
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 400
