@@ -5,6 +5,7 @@
 use crate::EngineError;
 use async_trait::async_trait;
 use protocol::job::{JobDoneBody, JobFailure, JobsToStop, TakenJob};
+use protocol::openai::response::Usage;
 use protocol::routes::{WorkerRoute, SDK_QUERY};
 use protocol::JobId;
 use serde_json::{json, Value};
@@ -141,11 +142,9 @@ impl Worker {
     /// Add a finished job's `usage` (an OpenAI completion's) to the ping's token counts.
     fn count_tokens(&self, output: &Value) {
         use std::sync::atomic::Ordering::Relaxed;
-        for (i, key) in ["prompt_tokens", "completion_tokens"].iter().enumerate() {
-            let n = output
-                .pointer(&format!("/usage/{key}"))
-                .and_then(Value::as_u64);
-            self.tokens[i].fetch_add(n.unwrap_or(0), Relaxed);
+        if let Some(u) = Usage::of(output) {
+            self.tokens[0].fetch_add(u.prompt_tokens as u64, Relaxed);
+            self.tokens[1].fetch_add(u.completion_tokens as u64, Relaxed);
         }
     }
 

@@ -137,8 +137,7 @@ pub fn job_finished(endpoint: &str, key: &str, view: &JobView) {
 
 /// The `usage` of a job's output, when it is an OpenAI completion (LLM endpoints).
 fn usage_of(view: &JobView) -> Option<Usage> {
-    let usage = view.output.as_ref()?.get("usage")?;
-    serde_json::from_value(usage.clone()).ok()
+    Usage::of(view.output.as_ref()?)
 }
 
 /// A key's request passed its limits.

@@ -115,13 +115,14 @@ async fn relay_step(mut r: Relay) -> Option<(Result<String, std::convert::Infall
         r.timing.chunk();
     }
     if read.chunks.is_empty() && read.status.is_final() {
+        // The final view: the usage of a completed job (for TPOT), the error of another.
+        let view = r.store.get(&r.job).await.ok().flatten();
         if read.status == JobStatus::Completed {
-            let view = r.store.get(&r.job).await.ok().flatten();
             r.timing.finish(view.as_ref().and_then(Timing::tokens_of));
         } else {
-            let why = match r.store.get(&r.job).await {
-                Ok(Some(v)) => v.error.unwrap_or_else(|| format!("job {}", v.status)),
-                _ => format!("job {}", read.status),
+            let why = match view {
+                Some(v) => v.error.unwrap_or_else(|| format!("job {}", v.status)),
+                None => format!("job {}", read.status),
             };
             text.push_str(&error_event(GatewayError::job_failed(why)));
         }

@@ -30,6 +30,12 @@ impl Usage {
             total_tokens: prompt_tokens + completion_tokens,
         }
     }
+
+    /// The `usage` of a completion object as JSON (a job's output on an LLM endpoint);
+    /// `None` for any other output.
+    pub fn of(output: &Value) -> Option<Usage> {
+        Usage::deserialize(output.get("usage")?).ok()
+    }
 }
 
 /// The envelope of every response and chunk: `{id, object, created, model,
