@@ -44,6 +44,7 @@ fn launches(
             cwd: None,
             gpus_per_worker: m.scaling.gpus_per_worker,
             cpus_per_worker: m.engine.cpu_threads,
+            weights: Some(weights::Cache::from_env().served_path(m)),
         })
         .collect();
     for c in &dep.config.custom {
@@ -81,6 +82,7 @@ fn launches(
             cwd: Some(dep.base_dir.clone()),
             gpus_per_worker: c.scaling.gpus_per_worker,
             cpus_per_worker: 0,
+            weights: None,
         });
     }
     Ok(out)
@@ -90,10 +92,12 @@ pub fn endpoints(dep: &Deployment) -> Vec<Endpoint> {
     let models = dep.models.iter().map(|m| Endpoint {
         name: m.name.clone(),
         scaling: m.scaling.clone(),
+        weights: Some(weights::Cache::from_env().served_path(m)),
     });
     let custom = dep.config.custom.iter().map(|c| Endpoint {
         name: c.name.clone(),
         scaling: c.effective_scaling(),
+        weights: None,
     });
     models.chain(custom).collect()
 }

@@ -27,6 +27,10 @@ pub struct Launch {
     /// match), so one host runs `cores / n` engines without them competing for cores; 0: no
     /// pinning, the worker may use every core.
     pub cpus_per_worker: usize,
+    /// The weight file its workers load (the served file in the disk cache, present or not):
+    /// what the start's tier is judged by and what the RAM tier promotes and demotes. `None`
+    /// for custom commands.
+    pub weights: Option<PathBuf>,
 }
 
 /// The placeholder in [`Launch::args`] and [`Launch::env`] values that is replaced by the new
@@ -73,6 +77,12 @@ pub struct Managed {
     pub gpus: Option<String>,
     /// The CPU cores it is pinned to ("0,1"), when its launch asks for pinning.
     pub cpus: Option<String>,
+    /// Since when it is parked (frozen, loaded, taking no jobs); `None` while it runs.
+    pub parked: Option<Instant>,
+    /// The tier its start found its weights in ([`crate::tiers::tier_of`] at the spawn).
+    pub tier: Option<protocol::health::Tier>,
+    /// When its start began, ms since the Unix epoch.
+    pub started_at_ms: u64,
 }
 
 /// A worker that exited: `drained` if it was told to stop, else it crashed or was killed.
@@ -112,6 +122,9 @@ pub enum ActuatorError {
     /// No [`Launch`] is configured for this endpoint (its name).
     #[error("no launch command for endpoint `{0}`")]
     UnknownEndpoint(String),
+    /// The actuator cannot do this (e.g. freeze a worker).
+    #[error("this actuator does not support {0}")]
+    Unsupported(&'static str),
     /// The worker's process could not be created.
     #[error("starting {program}: {source}")]
     Spawn {
@@ -133,6 +146,23 @@ pub trait Actuator: Send + Sync + 'static {
     async fn drain(&self, id: &str) -> Result<(), ActuatorError>;
     /// Stop a worker now (it stopped answering).
     async fn kill(&self, id: &str) -> Result<(), ActuatorError>;
+    /// Freeze a worker that holds no job and can get none (the store retired it): it keeps
+    /// its memory and uses no CPU. Actuators that cannot freeze answer
+    /// [`ActuatorError::Unsupported`] (the worker is then drained).
+    async fn park(&self, id: &str) -> Result<(), ActuatorError> {
+        let _ = id;
+        Err(ActuatorError::Unsupported("parking"))
+    }
+    /// Unfreeze a parked worker.
+    async fn thaw(&self, id: &str) -> Result<(), ActuatorError> {
+        let _ = id;
+        Err(ActuatorError::Unsupported("thawing"))
+    }
+    /// A worker's resident memory in bytes, where the actuator can tell.
+    fn resident_bytes(&self, id: &str) -> Option<u64> {
+        let _ = id;
+        None
+    }
     /// The endpoint's workers that have not exited.
     fn managed(&self, endpoint: &str) -> Vec<Managed>;
     /// Workers that exited since the last call.
@@ -238,6 +268,7 @@ mod tests {
             cwd: None,
             gpus_per_worker: 0,
             cpus_per_worker: 0,
+            weights: None,
         };
         assert_eq!(l.args_for("w-1"), vec!["--worker-id", "w-1"]);
         assert_eq!(l.env_for("w-1")[0].1, "http://g/ping/w-1?x=1");

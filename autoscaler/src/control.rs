@@ -6,12 +6,14 @@
 use crate::actuator::{Actuator, ActuatorError, Exited, Managed};
 use crate::policy::{decide, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
-use protocol::health::{ColdStart, FleetState, FleetView, FleetWorker};
+use protocol::health::{ColdStart, FleetState, FleetView, FleetWorker, Tier};
 use protocol::metrics as m;
 use queue::{LiveWorker, ScalerStore};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod parking;
 
 /// One endpoint under control.
 #[derive(Clone, Debug)]
@@ -20,6 +22,9 @@ pub struct Endpoint {
     pub name: String,
     /// Its scaling settings (min/max workers, idle timeout, scaler), as the policy reads them.
     pub scaling: ScalingSettings,
+    /// Its served weight file in the disk cache (see [`crate::Launch::weights`]): what the
+    /// RAM tier demotes; `None` for custom commands.
+    pub weights: Option<std::path::PathBuf>,
 }
 
 /// The control loop's timing: how often it runs, and when it gives up on a silent worker.
@@ -131,6 +136,8 @@ pub struct Controller {
     gone: Vec<String>,
     /// The last step, from which the next one counts worker time.
     last_step: Option<Instant>,
+    /// Per endpoint: since when it has had no worker (`None` once its weights were demoted).
+    empty_since: HashMap<String, Option<Instant>>,
 }
 
 impl Controller {
@@ -153,6 +160,7 @@ impl Controller {
             crashes: HashMap::new(),
             gone: Vec::new(),
             last_step: None,
+            empty_since: HashMap::new(),
         }
     }
 
@@ -170,13 +178,14 @@ impl Controller {
         self.actuator.shutdown().await;
     }
 
-    /// Worker time since the last step of `ep`'s `alive` workers: `min_workers` of them are
-    /// the always-on (active) share, the rest flex.
-    fn count_worker_time(&self, ep: &Endpoint, alive: usize) {
+    /// Worker time since the last step of `ep`'s `alive` (unparked) workers: `min_workers` of
+    /// them are the always-on (active) share, the rest flex; `parked` ones apart.
+    fn count_worker_time(&self, ep: &Endpoint, alive: usize, parked: usize) {
         let Some(last) = self.last_step else { return };
         let ms = last.elapsed().as_millis() as u64;
         let active = alive.min(ep.scaling.min_workers as usize);
-        for (kind, n) in [("active", active), ("flex", alive - active)] {
+        let counts = [("active", active), ("flex", alive - active), ("parked", parked)];
+        for (kind, n) in counts {
             metrics::counter!(m::WORKER_MS, "endpoint" => ep.name.clone(), "kind" => kind)
                 .increment(ms * n as u64);
         }
@@ -239,12 +248,14 @@ impl Controller {
             .map(|w| (w.id.clone(), w))
             .collect();
         let managed = self.actuator.managed(&ep.name);
-        self.count_worker_time(ep, managed.len());
+        let parked = managed.iter().filter(|w| w.parked.is_some()).count();
+        self.count_worker_time(ep, managed.len() - parked, parked);
         let mut views = Vec::new();
         for w in &managed {
             let mut state = self.state_of(w, &live, now);
             // Live lists leave retired workers out, so only a missing one may have retired.
-            if state != WorkerState::Draining
+            // (Parked workers are retired by the autoscaler itself.)
+            if !matches!(state, WorkerState::Draining | WorkerState::Parked)
                 && !live.contains_key(&w.id)
                 && self.store.is_retired(&w.id).await?
             {
@@ -274,14 +285,23 @@ impl Controller {
             tracing::debug!(endpoint = %ep.name, "workers crash in a loop; holding back");
             d.start = 0;
         }
+        // Parked workers first: a thaw is a cold start of tens of ms.
+        d.start -= self.thaw(ep, &managed, d.start).await?;
         self.start_workers(&ep.name, d.start, q.in_queue).await;
         for id in &d.drain {
-            tracing::info!(worker = %id, "idle past idle_timeout; draining");
             // No new jobs for it from now on: a worker that keeps polling while it shuts down
             // (RunPod's SDK does) would take one and sit on it until it exits.
-            self.store.retire(id).await?;
-            self.drain(id).await;
+            let held = self.store.retire(id).await?;
+            if held > 0 {
+                // It took a job since this tick's look: not idle after all.
+                self.store.reinstate(&ep.name, id).await?;
+            } else if !self.park(ep, id, &managed).await {
+                tracing::info!(worker = %id, "idle past idle_timeout; draining");
+                self.drain(id).await;
+            }
         }
+        self.evict_parked(ep, &managed).await;
+        self.demote_weights(ep, managed.len());
         // Workers started just now show as initializing at once.
         let fleet = self.fleet(&ep.name, &self.actuator.managed(&ep.name), &views);
         self.store.put_fleet(&ep.name, fleet).await
@@ -296,8 +316,10 @@ impl Controller {
                     tracing::info!(%endpoint, worker = %id, in_queue = in_queue, "starting a worker")
                 }
                 Err(ActuatorError::NoCapacity(e)) => {
-                    // Capacity: try again next tick, when a worker may have released its devices.
+                    // Capacity: try again next tick, when a worker may have released its
+                    // devices (a parked one, evicted now, will).
                     tracing::debug!(%endpoint, "{e}");
+                    self.evict_one_parked().await;
                     break;
                 }
                 Err(e) => {
@@ -336,6 +358,9 @@ impl Controller {
         if w.draining {
             return WorkerState::Draining;
         }
+        if w.parked.is_some() {
+            return WorkerState::Parked;
+        }
         match live.get(&w.id) {
             Some(lw) => {
                 t.last_live = Some(Instant::now());
@@ -344,7 +369,7 @@ impl Controller {
                     t.ready_ms = Some(ready);
                     tracing::info!(
                         worker = %w.id, spawn_ms = w.spawn_ms, load_ms = ?w.load_ms, ready_ms = ready,
-                        "worker ready (cold start)"
+                        tier = w.tier.map_or("unknown", Tier::as_str), "worker ready (cold start)"
                     );
                     let phases = [
                         ("spawn", Some(w.spawn_ms)),
@@ -352,8 +377,9 @@ impl Controller {
                         ("ready", Some(ready)),
                     ];
                     for (phase, ms) in phases {
+                        let tier = w.tier.map_or("unknown", Tier::as_str);
                         if let Some(ms) = ms {
-                            metrics::histogram!(m::COLD_START, "endpoint" => w.endpoint.clone(), "phase" => phase)
+                            metrics::histogram!(m::COLD_START, "endpoint" => w.endpoint.clone(), "phase" => phase, "tier" => tier)
                                 .record(ms as f64 / 1e3);
                         }
                     }
@@ -405,6 +431,8 @@ impl Controller {
                         spawn_ms: w.spawn_ms,
                         load_ms: w.load_ms,
                         ready_ms: self.tracks.get(&w.id).and_then(|t| t.ready_ms),
+                        tier: w.tier,
+                        started_at_ms: w.started_at_ms,
                     }),
                     restarts,
                     last_exit: None,
@@ -426,5 +454,6 @@ pub fn fleet_state(s: WorkerState) -> FleetState {
         WorkerState::Running => FleetState::Running,
         WorkerState::Draining => FleetState::Draining,
         WorkerState::Unhealthy => FleetState::Unhealthy,
+        WorkerState::Parked => FleetState::Parked,
     }
 }

@@ -11,6 +11,7 @@ pub mod control;
 pub mod local;
 pub mod policy;
 pub mod simulate;
+pub mod tiers;
 pub mod trace;
 
 pub use actuator::{Actuator, Launch};

@@ -21,6 +21,13 @@ pub fn phase_line(load: Duration) -> String {
     format!("{PHASE_MARK} load_ms={}", load.as_millis())
 }
 
+/// Now, ms since the Unix epoch.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The local-process [`Actuator`]: starts each endpoint's workers from its [`Launch`] as child
 /// processes of ours, hands them GPUs and CPU cores from its pools, and drains them by SIGTERM
 /// (SIGKILL after the drain grace).
@@ -115,8 +122,10 @@ fn command(launch: &Launch, id: &str, gpus: Option<&str>, cpus: &[String]) -> Co
     unsafe {
         cmd.pre_exec(move || {
             // Workers stop with us even if we die without cleaning up (SIGKILL, OOM), so no
-            // orphan keeps a GPU that a restarted autoscaler would hand out again.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // orphan keeps a GPU that a restarted autoscaler would hand out again. SIGKILL, not
+            // SIGTERM: a parked (stopped) worker would never act on a SIGTERM. Its jobs, if
+            // any, go back to the queue by their lease.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if !cores.is_empty() {
                 let mut set: libc::cpu_set_t = std::mem::zeroed();
                 for &c in &cores {
@@ -202,6 +211,12 @@ impl Actuator for LocalProcesses {
             .ok_or_else(|| ActuatorError::UnknownEndpoint(endpoint.to_string()))?;
         let id = format!("{endpoint}-{:08x}", rand::random::<u32>());
         let (gpus, cpus) = self.take_devices(launch)?;
+        let tier = crate::tiers::tier_of(launch.weights.as_deref());
+        if let (Some(protocol::health::Tier::Disk), Some(w)) = (tier, &launch.weights) {
+            // Start reading the weights while the process starts.
+            crate::tiers::promote(w);
+        }
+        let started_at_ms = epoch_ms();
         let visible = (!gpus.is_empty()).then(|| gpus.join(","));
         let pinned = (!cpus.is_empty()).then(|| cpus.join(","));
         let mut cmd = command(launch, &id, visible.as_deref(), &cpus);
@@ -230,6 +245,9 @@ impl Actuator for LocalProcesses {
             draining: false,
             gpus: visible,
             cpus: pinned,
+            parked: None,
+            tier,
+            started_at_ms,
         };
         lock(&self.state).running.insert(id.clone(), managed);
         for out in [
@@ -275,15 +293,19 @@ impl Actuator for LocalProcesses {
     }
 
     async fn drain(&self, id: &str) -> Result<(), ActuatorError> {
-        let pid = {
+        let (pid, parked) = {
             let mut st = lock(&self.state);
             let Some(w) = st.running.get_mut(id) else {
                 return Ok(());
             };
             w.draining = true;
-            w.pid
+            (w.pid, w.parked.take().is_some())
         };
         signal(pid, libc::SIGTERM);
+        if parked {
+            // A stopped process acts on its SIGTERM once continued.
+            signal(pid, libc::SIGCONT);
+        }
         let (state, id, grace) = (self.state.clone(), id.to_string(), self.drain_grace);
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
@@ -297,6 +319,43 @@ impl Actuator for LocalProcesses {
         let pid = lock(&self.state).running.get(id).and_then(|w| w.pid);
         signal(pid, libc::SIGKILL);
         Ok(())
+    }
+
+    async fn park(&self, id: &str) -> Result<(), ActuatorError> {
+        let pid = {
+            let mut st = lock(&self.state);
+            let Some(w) = st.running.get_mut(id).filter(|w| !w.draining) else {
+                return Ok(());
+            };
+            w.parked = Some(Instant::now());
+            w.pid
+        };
+        signal(pid, libc::SIGSTOP);
+        Ok(())
+    }
+
+    async fn thaw(&self, id: &str) -> Result<(), ActuatorError> {
+        let pid = {
+            let mut st = lock(&self.state);
+            let Some(w) = st.running.get_mut(id) else {
+                return Ok(());
+            };
+            w.parked = None;
+            // The thaw is this worker's new start: tier `parked`, phases from now.
+            w.started = Instant::now();
+            w.started_at_ms = epoch_ms();
+            w.spawn_ms = 0;
+            w.load_ms = Some(0);
+            w.tier = Some(protocol::health::Tier::Parked);
+            w.pid
+        };
+        signal(pid, libc::SIGCONT);
+        Ok(())
+    }
+
+    fn resident_bytes(&self, id: &str) -> Option<u64> {
+        let pid = lock(&self.state).running.get(id)?.pid?;
+        crate::tiers::resident_bytes(pid)
     }
 
     fn managed(&self, endpoint: &str) -> Vec<Managed> {

@@ -43,6 +43,9 @@ pub enum WorkerState {
     /// Not heard from: never live within the startup limit, or silent too long after it was.
     /// It does not count toward capacity (the control loop kills it).
     Unhealthy,
+    /// Loaded and frozen (SIGSTOP), taking no jobs: no capacity until the control loop thaws
+    /// it, which it does before starting any new worker.
+    Parked,
 }
 
 /// One worker of the endpoint, as the policy is given it.
@@ -63,9 +66,12 @@ pub struct Decision {
     pub drain: Vec<String>,
 }
 
-/// Workers that count toward capacity: not draining, not unhealthy.
+/// Workers that count toward capacity: not draining, not unhealthy, not parked.
 fn counted(w: &WorkerView) -> bool {
-    !matches!(w.state, WorkerState::Draining | WorkerState::Unhealthy)
+    !matches!(
+        w.state,
+        WorkerState::Draining | WorkerState::Unhealthy | WorkerState::Parked
+    )
 }
 
 /// The number of workers the endpoint should have, before the min/max bounds.
@@ -185,6 +191,22 @@ mod tests {
     }
 
     const T: Duration = Duration::from_secs(100);
+
+    #[test]
+    fn parked_workers_are_no_capacity_and_never_drained() {
+        // A parked worker is as good as none: the first job asks for a worker (the control
+        // loop thaws the parked one), and an idle-timeout pass never lists it.
+        let c = cfg(Scaler::QueueDelay, 4.0, 0, 3);
+        let parked = [w("p", WorkerState::Parked)];
+        assert_eq!(decide(&queued(1, 0), &parked, &c, T).start, 1);
+        assert_eq!(
+            decide(&QueueState::default(), &parked, &c, T),
+            Decision::default()
+        );
+        let rc = cfg(Scaler::RequestCount, 1.0, 0, 3);
+        let two = [w("p", WorkerState::Parked), idle("i", 0)];
+        assert_eq!(decide(&queued(2, 0), &two, &rc, T).start, 1);
+    }
 
     #[test]
     fn first_job_starts_a_worker_from_zero_at_once() {

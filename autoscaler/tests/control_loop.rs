@@ -25,6 +25,7 @@ fn endpoint(name: &str, min: u32, idle_secs: u64) -> Endpoint {
             scaler_value: 4.0,
             ..ScalingSettings::default()
         },
+        weights: None,
     }
 }
 
@@ -48,9 +49,14 @@ struct Running {
 
 impl Running {
     fn start(name: &str, script: &str, min: u32, idle_secs: u64) -> Self {
+        Self::with(script, endpoint(name, min, idle_secs))
+    }
+
+    fn with(script: &str, ep: Endpoint) -> Self {
+        let name = ep.name.clone();
         let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
         let actuator = Arc::new(LocalProcesses::new(
-            vec![sh(name, script, 0)],
+            vec![sh(&name, script, 0)],
             "",
             "",
             Duration::from_secs(5),
@@ -58,7 +64,7 @@ impl Running {
         let controller = Controller::new(
             store.clone(),
             actuator.clone(),
-            vec![endpoint(name, min, idle_secs)],
+            vec![ep],
             ControlSettings::default(),
         );
         let (stop, stopped) = stop_signal();
@@ -157,6 +163,87 @@ async fn a_job_starts_a_worker_from_zero_and_idleness_drains_it() {
         async || store.workers("ep").await.unwrap().is_empty().then_some(()),
     )
     .await;
+    run.stop().await;
+}
+
+/// The state letter of process `pid` (`/proc/PID/stat`'s third field): `T` when stopped.
+fn process_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.chars().next().unwrap()
+}
+
+async fn serve_one(store: &Arc<dyn JobStore>, id: &str) {
+    let job = store
+        .submit("ep", NewJob::default())
+        .await
+        .unwrap();
+    let taken = until(Duration::from_secs(5), "the worker to take the job", async || {
+        let t = store.take("ep", id, 1, Duration::ZERO).await.unwrap();
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(taken[0].id, job);
+    store
+        .report(&job, id, JobReport::Completed(json!(1)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_worker_is_parked_thawed_for_the_next_job_and_evicted_after_park_timeout() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let script = format!(
+        "echo $0 >> {}/starts; while true; do sleep 0.05; done",
+        dir.display()
+    );
+    let mut ep = endpoint("ep", 0, 1);
+    ep.scaling.parked_workers = 1;
+    ep.scaling.park_timeout_secs = 3;
+    let run = Running::with(&script, ep);
+    let (store, actuator) = (run.store.clone(), run.actuator.clone());
+    store.submit("ep", NewJob::default()).await.unwrap();
+    let w = until(Duration::from_secs(5), "a start", async || {
+        actuator.managed("ep").pop()
+    })
+    .await;
+    let (id, pid) = (w.id.clone(), w.pid.unwrap());
+    let first = store.take("ep", &id, 1, Duration::from_secs(5)).await.unwrap();
+    store
+        .report(&first[0].id, &id, JobReport::Completed(json!(1)))
+        .await
+        .unwrap();
+    // Idle past idle_timeout: parked (frozen), not drained; no job reaches it meanwhile.
+    let parked_at = until(Duration::from_secs(10), "parking", async || {
+        store.ping("ep", &id, None).await.unwrap();
+        let fleet = states(store.fleet("ep").await.unwrap());
+        (fleet == [FleetState::Parked]).then(Instant::now)
+    })
+    .await;
+    assert_eq!(process_state(pid), 'T', "a parked worker is stopped");
+    assert!(store.is_retired(&id).await.unwrap());
+    // The next job thaws it: the same process, no new start.
+    serve_one(&store, &id).await;
+    assert_ne!(process_state(pid), 'T');
+    assert_eq!(actuator.managed("ep")[0].pid, Some(pid));
+    assert_eq!(starts(dir), 1, "a thaw, not a start");
+    let fleet = store.fleet("ep").await.unwrap().unwrap();
+    let cold = fleet.workers[0].cold_start.unwrap();
+    assert_eq!(cold.tier, Some(protocol::health::Tier::Parked), "{cold:?}");
+    // Parked again, then evicted after park_timeout (3 s): the process exits.
+    until(Duration::from_secs(10), "parking again", async || {
+        store.ping("ep", &id, None).await.unwrap();
+        (states(store.fleet("ep").await.unwrap()) == [FleetState::Parked]).then_some(())
+    })
+    .await;
+    let reparked = Instant::now();
+    until(Duration::from_secs(10), "the eviction", async || {
+        actuator.managed("ep").is_empty().then_some(())
+    })
+    .await;
+    assert!(reparked.elapsed() >= Duration::from_secs(2), "{:?}", parked_at.elapsed());
+    assert_eq!(starts(dir), 1);
     run.stop().await;
 }
 

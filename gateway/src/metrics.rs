@@ -91,6 +91,7 @@ fn store_series(endpoint: &str, h: &EndpointHealth, q: &queue::QueueMetrics) {
         ("running", w.running),
         ("draining", w.draining),
         ("unhealthy", w.unhealthy),
+        ("parked", w.parked),
     ] {
         gauge!(m::WORKERS, "endpoint" => ep.clone(), "state" => state).set(n as f64);
     }

@@ -266,6 +266,7 @@ pub(crate) async fn endpoint_health(
             draining: fleet.count(FleetState::Draining),
             throttled: 0,
             unhealthy: fleet.count(FleetState::Unhealthy),
+            parked: fleet.count(FleetState::Parked),
         },
         fleet: fleet.workers,
     };

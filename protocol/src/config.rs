@@ -371,6 +371,24 @@ pub struct ScalingSettings {
     /// `SLUICE_GPUS`; no worker starts while too few are free. 0 (default): none reserved, and
     /// the worker inherits the launcher's `CUDA_VISIBLE_DEVICES`.
     pub gpus_per_worker: u32,
+    /// Parked workers (sluice's FlashBoot): a worker drained for idleness is instead kept
+    /// loaded and frozen (SIGSTOP), up to this many per endpoint, and the next job thaws one
+    /// (SIGCONT, tens of ms) instead of starting a process. A parked worker is no active
+    /// worker (no flex time) and holds memory only. Sluice's engine workers only (custom
+    /// commands are drained as before). Default 0: off.
+    pub parked_workers: u32,
+    /// A worker parked this long is evicted (stopped for good; its next start loads from the
+    /// weight cache), seconds; default 600.
+    pub park_timeout_secs: u64,
+    /// Resident memory the endpoint's parked workers may hold together, MiB; a worker that
+    /// would exceed it is drained instead, and parked workers are evicted, oldest first, when
+    /// the host runs short of memory (under 10% available). Default 4096.
+    pub park_memory_mib: u64,
+    /// The RAM tier: an endpoint's weights stay in the page cache this long after its last
+    /// worker (running or parked) went, then they are dropped from it (demoted to the disk
+    /// tier: the next start reads the disk), seconds; default 3600. Every start from the disk
+    /// tier asks the kernel to read the file ahead while the process starts.
+    pub weights_ram_secs: u64,
 }
 
 /// RunPod's scaler types (`QUEUE_DELAY`, `REQUEST_COUNT`), spelled `queue_delay` and
@@ -398,6 +416,10 @@ impl Default for ScalingSettings {
             scaler_value: 4.0,
             execution_timeout_secs: 600,
             gpus_per_worker: 0,
+            parked_workers: 0,
+            park_timeout_secs: 600,
+            park_memory_mib: 4096,
+            weights_ram_secs: 3600,
         }
     }
 }

@@ -45,7 +45,7 @@ impl EndpointHealth {
         } else {
             self.fleet
                 .iter()
-                .filter(|w| w.next_start_in_ms.is_none())
+                .filter(|w| w.next_start_in_ms.is_none() && w.state != FleetState::Parked)
                 .count()
         }
     }
@@ -86,6 +86,9 @@ pub struct WorkerCounts {
     pub throttled: usize,
     /// Workers silent too long, or held-back crash loops (from the fleet view).
     pub unhealthy: usize,
+    /// Parked workers: loaded and frozen, no capacity until thawed (from the fleet view;
+    /// sluice's, not in [`WorkerCounts::total`]).
+    pub parked: usize,
 }
 
 impl WorkerCounts {
@@ -110,6 +113,36 @@ pub enum FleetState {
     Draining,
     /// Silent too long, or (a crash loop held back) its last worker crashed.
     Unhealthy,
+    /// Loaded and frozen (SIGSTOP) after idling out, taking no jobs; the next job thaws it.
+    /// No active worker (not in [`WorkerCounts::total`]).
+    Parked,
+}
+
+/// Where a worker's start found its weights, fastest first: the tier of the weight cache it
+/// started from. Names as in `x-sluice-cold-start` and SSE cold-start comments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// A parked (frozen, loaded) worker was thawed: no process start, no load.
+    Parked,
+    /// A new process; its weights were in RAM (the page cache held >= 90% of the file).
+    Ram,
+    /// A new process; its weights were read from the disk cache.
+    Disk,
+    /// A new process that first fetched its weights from their source (not in the cache).
+    Remote,
+}
+
+impl Tier {
+    /// The tier's name as configs, headers and SSE comments spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Parked => "parked",
+            Tier::Ram => "ram",
+            Tier::Disk => "disk",
+            Tier::Remote => "remote",
+        }
+    }
 }
 
 /// Cold-start phases of a worker, ms: process creation, weight load as the worker reports it,
@@ -124,6 +157,25 @@ pub struct ColdStart {
     pub load_ms: Option<u64>,
     /// From the start to the store first hearing from the worker, ms; `None` until then.
     pub ready_ms: Option<u64>,
+    /// The tier it started from; `None` where unknown (a custom command's weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// When this start (or thaw) began, ms since the Unix epoch: a job submitted before
+    /// `startedAtMs + readyMs` and run by this worker waited for it.
+    #[serde(default)]
+    pub started_at_ms: u64,
+}
+
+impl ColdStart {
+    /// The phase a start is in while its worker is not yet live: `thaw`, `load` (weights:
+    /// fetch and load), or `connect` (loaded, not yet heard from by the store).
+    pub fn phase(&self) -> &'static str {
+        match (self.tier, self.load_ms) {
+            (Some(Tier::Parked), _) => "thaw",
+            (_, None) => "load",
+            (_, Some(_)) => "connect",
+        }
+    }
 }
 
 /// One worker of the fleet view.

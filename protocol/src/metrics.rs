@@ -62,14 +62,15 @@ pub const JOBS_IN_PROGRESS: &str = "sluice_jobs_in_progress";
 /// the store's counts since it started (Redis: since its data began).
 pub const STORE_JOBS: &str = "sluice_store_jobs_total";
 /// Gauge (store), labels `endpoint`, `state` (`initializing`, `idle`, `running`, `draining`,
-/// `unhealthy`): workers, the autoscaler's fleet view joined with the store's live workers.
+/// `unhealthy`, `parked`): workers, the autoscaler's fleet view joined with the store's live workers.
 pub const WORKERS: &str = "sluice_workers";
 
-/// Histogram, seconds, labels `endpoint`, `phase` (`spawn`, `load`, `ready`): cold-start
-/// phases of the workers the autoscaler in this process started.
+/// Histogram, seconds, labels `endpoint`, `phase` (`spawn`, `load`, `ready`), `tier`
+/// (`parked`, `ram`, `disk`, `remote`; see `health::Tier`): cold-start phases of the workers
+/// the autoscaler in this process started or thawed.
 pub const COLD_START: &str = "sluice_cold_start_duration_seconds";
 /// Counter, labels `endpoint`, `kind` (`active`: `min_workers`' always-on share, `flex`: the
-/// rest): milliseconds of worker processes alive, from start to exit, the cost basis of
+/// rest, `parked`: frozen workers, which hold memory but no CPU or job): milliseconds of worker processes alive, from start to exit, the cost basis of
 /// serverless billing (RunPod bills a worker from start to stop, active and flex apart).
 pub const WORKER_MS: &str = "sluice_worker_milliseconds_total";
 

@@ -312,7 +312,7 @@ pub async fn retired_workers_get_no_jobs(s: Arc<dyn JobStore>) {
     s.take("ep", "w", 1, ZERO).await.unwrap();
     assert_eq!(s.metrics("ep").await.unwrap().workers_live, 1);
     s.submit("ep", job(1)).await.unwrap();
-    s.retire("w").await.unwrap();
+    assert_eq!(s.retire("w").await.unwrap(), 1, "it holds one job");
     assert!(s.is_retired("w").await.unwrap());
     assert!(!s.is_retired("other").await.unwrap());
     assert_eq!(s.metrics("ep").await.unwrap().workers_live, 0);
@@ -327,6 +327,29 @@ pub async fn retired_workers_get_no_jobs(s: Arc<dyn JobStore>) {
     assert_eq!(s.take("ep", "other", 1, ZERO).await.unwrap().len(), 1);
     // Once its process is gone the store forgets it (no id kept per retired worker forever).
     s.lost("w").await.unwrap();
+    assert!(!s.is_retired("w").await.unwrap());
+}
+
+pub async fn parked_workers_take_nothing_until_reinstated(s: Arc<dyn JobStore>) {
+    // Parking: retire answers the jobs held at that instant (none: safe to freeze); a poll
+    // left open by the frozen worker takes nothing while it is retired, and takes a queued
+    // job at once when the worker is reinstated (thawed), long before its poll would end.
+    s.take("ep", "w", 1, ZERO).await.unwrap();
+    assert_eq!(s.retire("w").await.unwrap(), 0);
+    let poll = {
+        let s = s.clone();
+        tokio::spawn(async move { s.take("ep", "w", 1, Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let id = s.submit("ep", job(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!poll.is_finished(), "a retired worker's poll took a job");
+    assert_eq!(s.metrics("ep").await.unwrap().in_queue, 1);
+    let t0 = std::time::Instant::now();
+    s.reinstate("ep", "w").await.unwrap();
+    let taken = poll.await.unwrap().unwrap();
+    assert_eq!(taken.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&id]);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert!(!s.is_retired("w").await.unwrap());
 }
 
@@ -448,6 +471,7 @@ macro_rules! __conformance_suite {
             cancel_queued_and_running, stream_reads_from_cursor_until_final,
             waiters_wake_promptly, retry_purge_and_stream_delivery,
             webhooks_are_due_once_when_jobs_end, retired_workers_get_no_jobs,
+            parked_workers_take_nothing_until_reinstated,
             live_workers_lost_workers_and_fleets, jobs_left_out_of_pings_go_back_to_the_queue,
             rate_buckets_refuse_when_empty_and_refill, purge_by_tenant_leaves_other_tenants_jobs);
     };

@@ -246,9 +246,15 @@ pub trait WorkerRegistry: Send + Sync + 'static {
     /// runs), jobs it holds but keeps leaving out go back to the queue after `orphan_after`.
     async fn ping(&self, endpoint: &str, worker: &str, running: Option<&[JobId]>) -> Result<()>;
 
-    /// The worker asked to be stopped after its job (`stopPod`): it gets no more jobs, and
-    /// whoever runs it is told through [`WorkerRegistry::is_retired`].
-    async fn retire(&self, worker: &str) -> Result<()>;
+    /// The worker asked to be stopped after its job (`stopPod`), or the autoscaler drains or
+    /// parks it: it gets no more jobs, and whoever runs it is told through
+    /// [`WorkerRegistry::is_retired`]. Returns the jobs it holds at that instant, atomically
+    /// with the retirement: with 0, no job can reach it until [`WorkerRegistry::reinstate`].
+    async fn retire(&self, worker: &str) -> Result<usize>;
+
+    /// Undo [`WorkerRegistry::retire`] (a parked worker is thawed): it takes jobs again, and
+    /// its `take` polls still open look at the queue at once.
+    async fn reinstate(&self, endpoint: &str, worker: &str) -> Result<()>;
 
     /// Whether `worker` asked to be stopped ([`WorkerRegistry::retire`]) and is not yet known
     /// to be gone ([`WorkerRegistry::lost`] forgets it).

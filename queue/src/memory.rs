@@ -491,7 +491,9 @@ impl WorkerRegistry for MemoryStore {
                 let now = Instant::now();
                 let mut st = self.lock();
                 if st.retired.contains(worker) {
-                    None
+                    // No work for a retired worker; it waits as if idle and looks again at each
+                    // change (`reinstate` makes one), so a thawed worker's open poll takes at once.
+                    st.endpoint(endpoint).arrived.subscribe()
                 } else {
                     if std::mem::take(&mut first) {
                         st.worker(endpoint, worker, now);
@@ -521,13 +523,8 @@ impl WorkerRegistry for MemoryStore {
                         st.worker(endpoint, worker, now).taken += taken.len() as u64;
                         return Ok(taken);
                     }
-                    Some(st.endpoint(endpoint).arrived.subscribe())
+                    st.endpoint(endpoint).arrived.subscribe()
                 }
-            };
-            let Some(rx) = rx else {
-                // No work for a retired worker; answer at the end of the poll, as if idle.
-                tokio::time::sleep_until(deadline).await;
-                return Ok(Vec::new());
             };
             if !wait_change(rx, deadline).await {
                 return Ok(Vec::new());
@@ -624,10 +621,17 @@ impl WorkerRegistry for MemoryStore {
         Ok(())
     }
 
-    async fn retire(&self, worker: &str) -> Result<()> {
+    async fn retire(&self, worker: &str) -> Result<usize> {
         let mut st = self.lock();
         // Still known (its jobs are still leased to it, stops still reach it), no longer live.
         st.retired.insert(worker.to_string());
+        Ok(st.held_counts().get(worker).copied().unwrap_or(0))
+    }
+
+    async fn reinstate(&self, endpoint: &str, worker: &str) -> Result<()> {
+        let mut st = self.lock();
+        st.retired.remove(worker);
+        st.endpoint(endpoint).arrived.send_modify(|v| *v += 1);
         Ok(())
     }
 

@@ -369,12 +369,9 @@ impl WorkerRegistry for RedisStore {
             touch = "0";
             let taken = match outcome {
                 Outcome::Ok(taken) => taken.0,
-                Outcome::Retired => {
-                    // No work for a retired worker: it hears so at the end of the poll, as if
-                    // idle.
-                    tokio::time::sleep_until(wait.deadline).await;
-                    return Ok(Vec::new());
-                }
+                // No work for a retired worker; it waits as if idle and looks again at each
+                // change (`reinstate` makes one), so a thawed worker's open poll takes at once.
+                Outcome::Retired => Vec::new(),
                 _ => return Err(unavailable("`take`: unexpected reply")),
             };
             if !taken.is_empty() {
@@ -461,9 +458,18 @@ impl WorkerRegistry for RedisStore {
         Ok(())
     }
 
-    async fn retire(&self, worker: &str) -> Result<()> {
-        self.ok::<reply::Done>("retire", |i| {
-            i.arg(worker);
+    async fn retire(&self, worker: &str) -> Result<usize> {
+        let held: reply::Count = self
+            .ok("retire", |i| {
+                i.arg(worker);
+            })
+            .await?;
+        Ok(held.n)
+    }
+
+    async fn reinstate(&self, endpoint: &str, worker: &str) -> Result<()> {
+        self.ok::<reply::Done>("reinstate", |i| {
+            i.arg(endpoint).arg(worker);
         })
         .await?;
         Ok(())

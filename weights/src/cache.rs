@@ -109,6 +109,16 @@ impl Cache {
         self.root.join("models").join(name)
     }
 
+    /// Where `cfg`'s served file is (or will be, once pulled) in this cache: what workers
+    /// load, and what the autoscaler's RAM tier promotes and demotes.
+    pub fn served_path(&self, cfg: &ModelConfig) -> PathBuf {
+        let file = match cfg.weights.serve_format {
+            WeightFormat::Original => cfg.weights.file.clone(),
+            f => derived_name(&cfg.weights.file, f),
+        };
+        self.model_dir(&cfg.name).join(file)
+    }
+
     /// The cached model matching `cfg` (same original checksum and served format), or
     /// [`WeightsError::NotCached`].
     pub fn lookup(&self, cfg: &ModelConfig) -> Result<CachedModel> {

@@ -19,6 +19,7 @@ pub fn sh(endpoint: &str, script: &str, gpus: u32) -> Launch {
         cwd: None,
         gpus_per_worker: gpus,
         cpus_per_worker: 0,
+        weights: None,
     }
 }
 

@@ -386,8 +386,17 @@ end
 
 -- Still leased its jobs (the sweep reclaims them if it dies) and told its stops; no longer
 -- live, and given no new jobs.
+-- Answers how many jobs it holds at that instant: with none, none can reach it until
+-- `reinstate` (the autoscaler freezes such a worker: parking).
 function ops.retire(w)
   redis.call('SET', P .. 'retired:' .. w, 1, 'PX', 86400000)
+  return ok({ n = redis.call('SCARD', P .. 'held:' .. w) })
+end
+
+-- Undo `retire` (a parked worker thawed); its open `take` polls look again at once.
+function ops.reinstate(ep, w)
+  redis.call('DEL', P .. 'retired:' .. w)
+  event('q:' .. ep)
   return ok()
 end
 
