@@ -51,6 +51,15 @@ pub enum GatewayError {
     /// code `no_capacity`.
     #[error("{0}")]
     NoCapacity(String),
+    /// The endpoint's queue is full ([`QueueError::QueueFull`] at a submit): HTTP 503 like
+    /// [`GatewayError::NoCapacity`], with `Retry-After` (see `cold::retry_after`).
+    #[error("{message}")]
+    QueueFull {
+        /// The store's message.
+        message: String,
+        /// When to come back.
+        retry_after: std::time::Duration,
+    },
     /// A synchronous OpenAI request got no result in time: its job TIMED_OUT (execution
     /// timeout), or was still queued or running after `request_timeout_secs`. HTTP 504,
     /// OpenAI code `timeout`.
@@ -105,7 +114,9 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
-            GatewayError::NoCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::NoCapacity(_) | GatewayError::QueueFull { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -135,7 +146,9 @@ impl GatewayError {
                 Some("request_too_large".into()),
             ),
             GatewayError::Conflict(_) => ("invalid_request_error", None, None),
-            GatewayError::NoCapacity(_) => ("server_error", None, Some("no_capacity".into())),
+            GatewayError::NoCapacity(_) | GatewayError::QueueFull { .. } => {
+                ("server_error", None, Some("no_capacity".into()))
+            }
             GatewayError::Timeout(_) => ("server_error", None, Some("timeout".into())),
             GatewayError::RateLimited { what, .. } => {
                 (*what, None, Some("rate_limit_exceeded".into()))
@@ -209,7 +222,8 @@ impl GatewayError {
     /// `Retry-After` (whole seconds, at least 1) for an error that has one.
     fn retry_after(&self) -> Option<(axum::http::HeaderName, String)> {
         match self {
-            GatewayError::RateLimited { retry_after, .. } => Some((
+            GatewayError::RateLimited { retry_after, .. }
+            | GatewayError::QueueFull { retry_after, .. } => Some((
                 axum::http::header::RETRY_AFTER,
                 retry_after.as_secs_f64().ceil().max(1.0).to_string(),
             )),

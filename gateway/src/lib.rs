@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod batch;
 mod body;
+mod cold;
 pub mod error;
 mod files;
 pub mod metrics;

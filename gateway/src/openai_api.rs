@@ -240,19 +240,17 @@ async fn generate(
         ..NewJob::default()
     };
     let enqueue = tracing::info_span!("enqueue", endpoint = %model.config.name);
-    let id = gw
-        .store
-        .submit(&model.config.name, job)
+    let id = crate::cold::submit(gw.store.as_ref(), &model.config.name, job)
         .instrument(enqueue)
         .await?;
     crate::auth::charge_tokens(&gw, &caller, id.clone());
     let guard = CancelOnDrop::new(gw.store.clone(), id.clone());
     let timing = Timing::new(&model.config.name, started);
     let mut resp = if req.stream() {
-        relay::sse(gw.store.clone(), id.clone(), guard, timing)
+        relay::sse(gw.store.clone(), &model.config.name, id.clone(), guard, timing)
     } else {
         let wait = tracing::info_span!("wait for result");
-        wait_for_result(&gw, &id, guard, timing)
+        wait_for_result(&gw, &model.config.name, &id, guard, timing)
             .instrument(wait)
             .await?
     };
@@ -265,6 +263,7 @@ async fn generate(
 
 async fn wait_for_result(
     gw: &AppState,
+    endpoint: &str,
     id: &JobId,
     guard: CancelOnDrop,
     timing: Timing,
@@ -278,7 +277,12 @@ async fn wait_for_result(
         JobStatus::Completed => {
             guard.disarm();
             timing.finish(Timing::tokens_of(&view));
-            Ok(Json(view.output.unwrap_or(Value::Null)).into_response())
+            let cold = crate::cold::of_job(gw.store.as_ref(), endpoint, &view).await;
+            let mut resp = Json(view.output.unwrap_or(Value::Null)).into_response();
+            if let Some(v) = cold.and_then(|c| HeaderValue::from_str(&c.header_value()).ok()) {
+                resp.headers_mut().insert("x-sluice-cold-start", v);
+            }
+            Ok(resp)
         }
         JobStatus::Failed => {
             guard.disarm();

@@ -70,7 +70,9 @@ async fn submit(
             .map_err(|why| GatewayError::bad_request(format!("`webhook`: {why}")))?;
     }
     let enqueue = tracing::info_span!("enqueue", endpoint);
-    Ok(gw.store.submit(endpoint, job).instrument(enqueue).await?)
+    crate::cold::submit(gw.store.as_ref(), endpoint, job)
+        .instrument(enqueue)
+        .await
 }
 
 pub async fn run(
@@ -102,8 +104,9 @@ pub async fn runsync(
         .store
         .wait_final(&id, q.duration())
         .instrument(wait)
-        .await?;
-    Ok(Json(view.ok_or_else(|| gone(&id))?))
+        .await?
+        .ok_or_else(|| gone(&id))?;
+    Ok(Json(crate::cold::annotate(gw.store.as_ref(), &endpoint, view).await))
 }
 
 fn gone(id: &JobId) -> GatewayError {
@@ -121,7 +124,7 @@ fn about(id: &JobId) -> impl Fn(queue::QueueError) -> GatewayError + '_ {
 /// The job of a `/v2/{endpoint}/.../{id}` route, its endpoint checked to exist and the job to
 /// belong to the caller's tenant (a RunPod-shaped 404 otherwise, the same as an unknown job),
 /// so every job route opens the same way.
-pub struct EndpointJob(pub JobId);
+pub struct EndpointJob(pub JobId, pub String);
 
 impl FromRequestParts<AppState> for EndpointJob {
     type Rejection = RunpodError;
@@ -136,38 +139,39 @@ impl FromRequestParts<AppState> for EndpointJob {
         if caller.is_some_and(|c| !c.owns(queue::job_tenant(&id))) {
             return Err(gone(&id).into());
         }
-        Ok(EndpointJob(id))
+        Ok(EndpointJob(id, endpoint))
     }
 }
 
 /// `GET|POST /v2/{endpoint}/status/{id}`: the job's status object; 404 when unknown or expired.
 pub async fn status(
     State(gw): State<AppState>,
-    EndpointJob(id): EndpointJob,
+    EndpointJob(id, endpoint): EndpointJob,
 ) -> Result<Json<JobView>, RunpodError> {
-    Ok(Json(gw.store.get(&id).await?.ok_or_else(|| gone(&id))?))
+    let view = gw.store.get(&id).await?.ok_or_else(|| gone(&id))?;
+    Ok(Json(crate::cold::annotate(gw.store.as_ref(), &endpoint, view).await))
 }
 
 /// `POST /v2/{endpoint}/status-sync/{id}?wait=ms`: status after the job ends or the wait does.
 pub async fn status_sync(
     State(gw): State<AppState>,
-    EndpointJob(id): EndpointJob,
+    EndpointJob(id, endpoint): EndpointJob,
     q: Result<QueryParams<WaitQuery>, GatewayError>,
 ) -> Result<Json<JobView>, RunpodError> {
     let QueryParams(q) = q?;
-    Ok(Json(
-        gw.store
-            .wait_final(&id, q.duration())
-            .await?
-            .ok_or_else(|| gone(&id))?,
-    ))
+    let view = gw
+        .store
+        .wait_final(&id, q.duration())
+        .await?
+        .ok_or_else(|| gone(&id))?;
+    Ok(Json(crate::cold::annotate(gw.store.as_ref(), &endpoint, view).await))
 }
 
 /// `GET|POST /v2/{endpoint}/stream/{id}`: chunks not delivered before; `stream` is always
 /// present, so the SDK's `Job.stream()` can tell when a final job has nothing left.
 pub async fn stream(
     State(gw): State<AppState>,
-    EndpointJob(id): EndpointJob,
+    EndpointJob(id, _): EndpointJob,
     q: Result<QueryParams<WaitQuery>, GatewayError>,
 ) -> Result<Json<StreamView>, RunpodError> {
     let QueryParams(q) = q?;
@@ -196,7 +200,7 @@ pub async fn stream(
 
 pub async fn cancel(
     State(gw): State<AppState>,
-    EndpointJob(id): EndpointJob,
+    EndpointJob(id, _): EndpointJob,
 ) -> Result<Json<JobAccepted>, RunpodError> {
     let status = gw.store.cancel(&id).await.map_err(about(&id))?;
     Ok(Json(JobAccepted { id, status }))
@@ -204,7 +208,7 @@ pub async fn cancel(
 
 pub async fn retry(
     State(gw): State<AppState>,
-    EndpointJob(id): EndpointJob,
+    EndpointJob(id, _): EndpointJob,
 ) -> Result<Json<JobAccepted>, RunpodError> {
     let status = gw.store.retry(&id).await.map_err(|e| match e {
         queue::QueueError::BadTransition { status, .. } => GatewayError::bad_request(format!(

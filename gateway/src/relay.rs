@@ -53,8 +53,13 @@ impl Drop for CancelOnDrop {
 /// also how a silently vanished client gets noticed).
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// Until the first chunk, how often the relay looks for a cold start to report (an SSE
+/// comment each time one is under way).
+const COLD_POLL: Duration = Duration::from_millis(500);
+
 struct Relay {
     store: Arc<dyn JobStore>,
+    endpoint: String,
     job: JobId,
     cursor: usize,
     guard: Option<CancelOnDrop>,
@@ -72,10 +77,18 @@ impl Relay {
 }
 
 /// Stream the job's chunks as `data:` events, then an error event if it failed, then
-/// `data: [DONE]`.
-pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop, timing: Timing) -> Response {
+/// `data: [DONE]`; while it waits for a worker of `endpoint` to start, comment lines
+/// (`: cold-start tier=... phase=... elapsed_ms=...`, see `cold::comment`).
+pub fn sse(
+    store: Arc<dyn JobStore>,
+    endpoint: &str,
+    job: JobId,
+    guard: CancelOnDrop,
+    timing: Timing,
+) -> Response {
     let relay = Relay {
         store,
+        endpoint: endpoint.to_string(),
         job,
         cursor: 0,
         guard: Some(guard),
@@ -101,12 +114,26 @@ pub fn sse(store: Arc<dyn JobStore>, job: JobId, guard: CancelOnDrop, timing: Ti
 async fn relay_step(mut r: Relay) -> Option<(Result<String, std::convert::Infallible>, Relay)> {
     // No guard left: the stream already ended.
     r.guard.as_ref()?;
-    let read = match r.store.read_stream(&r.job, r.cursor, KEEP_ALIVE).await {
-        Ok(read) => read,
-        Err(e) => {
-            let text = error_event(GatewayError::Internal(e.to_string())) + &frame(DONE);
-            r.finish();
-            return Some((Ok(text), r));
+    let mut quiet = Duration::ZERO;
+    let read = loop {
+        // Before the first chunk, short reads, to report a cold start while it goes on.
+        let wait = if r.cursor == 0 { COLD_POLL } else { KEEP_ALIVE };
+        let read = match r.store.read_stream(&r.job, r.cursor, wait).await {
+            Ok(read) => read,
+            Err(e) => {
+                let text = error_event(GatewayError::Internal(e.to_string())) + &frame(DONE);
+                r.finish();
+                return Some((Ok(text), r));
+            }
+        };
+        quiet += wait;
+        if !read.chunks.is_empty() || read.status.is_final() || quiet >= KEEP_ALIVE {
+            break read;
+        }
+        if read.status == JobStatus::InQueue {
+            if let Some(c) = crate::cold::comment(r.store.as_ref(), &r.endpoint).await {
+                return Some((Ok(c), r));
+            }
         }
     };
     r.cursor = read.next;

@@ -166,7 +166,37 @@ pub struct ColdStart {
     pub started_at_ms: u64,
 }
 
+/// The cold start a job waited for: `coldStart` in `/v2` status objects, and the
+/// `x-sluice-cold-start` header (`tier=disk; ms=812`) of non-streamed `/v1` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobColdStart {
+    /// The tier the worker started from.
+    pub tier: Tier,
+    /// The worker's start to ready (first heard from by the store), ms.
+    pub ms: u64,
+}
+
+impl JobColdStart {
+    /// The `x-sluice-cold-start` header's value: `tier=disk; ms=812`.
+    pub fn header_value(&self) -> String {
+        format!("tier={}; ms={}", self.tier.as_str(), self.ms)
+    }
+}
+
 impl ColdStart {
+    /// The cold start a job waited for, if it did: the job, submitted `delay_ms` before it
+    /// started at `job_started_at_ms` (epoch ms), ran on this worker, whose start (or thaw)
+    /// began before the job started and ended (ready) after the job was submitted. `None`
+    /// when the worker was already up, or its tier or readiness is unknown.
+    pub fn waited_for(&self, job_started_at_ms: u64, delay_ms: u64) -> Option<JobColdStart> {
+        let (tier, ready) = (self.tier?, self.ready_ms?);
+        let submitted = job_started_at_ms.saturating_sub(delay_ms);
+        let began = self.started_at_ms;
+        (began <= job_started_at_ms && began + ready >= submitted)
+            .then_some(JobColdStart { tier, ms: ready })
+    }
+
     /// The phase a start is in while its worker is not yet live: `thaw`, `load` (weights:
     /// fetch and load), or `connect` (loaded, not yet heard from by the store).
     pub fn phase(&self) -> &'static str {
@@ -175,6 +205,38 @@ impl ColdStart {
             (_, None) => "load",
             (_, Some(_)) => "connect",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_waited_for_a_start_that_ended_after_it_was_submitted() {
+        let c = ColdStart {
+            spawn_ms: 1,
+            load_ms: Some(400),
+            ready_ms: Some(800),
+            tier: Some(Tier::Disk),
+            started_at_ms: 10_000,
+        };
+        let waited = Some(JobColdStart {
+            tier: Tier::Disk,
+            ms: 800,
+        });
+        // Submitted at 10_000 (it caused the start), started at 10_850.
+        assert_eq!(c.waited_for(10_850, 850), waited);
+        // Submitted mid-start (10_500), started at 10_810.
+        assert_eq!(c.waited_for(10_810, 310), waited);
+        // Submitted after the worker was ready (10_900): no cold start.
+        assert_eq!(c.waited_for(11_000, 100), None);
+        // A job that started before this (re)start: not this start's.
+        assert_eq!(c.waited_for(9_000, 0), None);
+        // Unknown readiness or tier: nothing claimed.
+        let unknown = ColdStart { ready_ms: None, ..c };
+        assert_eq!(unknown.waited_for(10_850, 850), None);
+        assert_eq!(waited.unwrap().header_value(), "tier=disk; ms=800");
     }
 }
 

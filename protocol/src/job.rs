@@ -272,6 +272,15 @@ pub struct JobView {
     /// queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
+    /// The cold start the job waited for, if it did (sluice's; see
+    /// [`crate::health::ColdStart::waited_for`]): filled by the gateway while the worker is
+    /// in the autoscaler's fleet view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<crate::health::JobColdStart>,
+    /// When the job last started, ms since the Unix epoch (the store's clock); the store's,
+    /// not on the wire.
+    #[serde(skip)]
+    pub started_at_ms: Option<u64>,
 }
 
 /// `run`, `cancel` and `retry` answer with the job's id and (new) status.

@@ -39,6 +39,15 @@ struct Entry {
     changed: watch::Sender<u64>,
 }
 
+/// `at` (no later than `now`) as ms since the Unix epoch.
+fn epoch_ms_of(at: Instant, now: Instant) -> u64 {
+    let ago = now.saturating_duration_since(at);
+    std::time::SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Entry {
     fn view(&self, id: &JobId, now: Instant) -> JobView {
         let ms = |d: Duration| d.as_millis() as u64;
@@ -53,6 +62,8 @@ impl Entry {
             error: self.error.clone(),
             retries: self.retries,
             worker_id: self.worker.clone(),
+            cold_start: None,
+            started_at_ms: self.started.map(|s| epoch_ms_of(s, now)),
         }
     }
 

@@ -48,7 +48,10 @@ def wait_for(pred, timeout, what):
 
 
 def config_with(tmp: Path, **settings) -> Path:
-    """A copy of configs/ with keys of the model's config replaced (`min_workers=1`, ...)."""
+    """A copy of configs/ with keys of the model's config replaced (`min_workers=1`, ...).
+    Parking is off unless asked for (`parked_workers=N`): these tests see idle workers drained
+    and gone, as they were before parking existed; test_coldstart.py tests parking."""
+    settings.setdefault("parked_workers", 0)
     cfg = tmp / "configs"
     shutil.copytree(ROOT / "configs", cfg)
     path = cfg / f"models/{MODEL}.toml"

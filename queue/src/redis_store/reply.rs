@@ -66,6 +66,8 @@ impl View {
             error: self.err,
             retries: self.retries,
             worker_id: self.worker,
+            cold_start: None,
+            started_at_ms: self.start,
         }
     }
 }
