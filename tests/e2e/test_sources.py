@@ -1,0 +1,144 @@
+"""Remote sources of the weight cache against a local HTTP server (no hub is reachable here):
+the Hugging Face Hub's `resolve` URLs under HF_ENDPOINT with HF_TOKEN, a resumed download
+after a broken transfer, HF_HUB_OFFLINE, a checksum mismatch, a plain URL and a directory
+source. The file is the real SmolLM2 GGUF from the normal cache (served as published, so no
+conversion runs); each pull goes to a fresh SLUICE_HOME."""
+
+import hashlib
+import http.server
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import MODEL, ROOT, sluice_bin
+
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cached_gguf() -> Path:
+    home = Path(os.environ.get("SLUICE_HOME", Path.home() / ".cache/sluice"))
+    p = home / "models" / MODEL / GGUF
+    if not p.exists():
+        subprocess.run([sluice_bin(), "models", "pull", MODEL, "--config", str(ROOT / "configs/sluice.toml")], check=True)
+    return p
+
+
+class Hub(http.server.ThreadingHTTPServer):
+    """Serves `data` at /{repo}/resolve/{revision}/{file} and /plain/{file}, with Range;
+    records each request's path, Authorization and Range; `cut` bytes: the first answer
+    breaks off after that many bytes."""
+
+    def __init__(self, data: bytes, cut: int | None = None):
+        self.data, self.cut, self.seen = data, cut, []
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        hub: Hub = self.server
+        hub.seen.append((self.path, self.headers.get("Authorization"), self.headers.get("Range")))
+        if not (self.path == f"/test/tiny/resolve/abc123/{GGUF}" or self.path == f"/plain/{GGUF}"):
+            self.send_error(404, "Entry not found")
+            return
+        start = 0
+        if r := self.headers.get("Range"):
+            start = int(r.removeprefix("bytes=").split("-")[0])
+        body = hub.data[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if hub.cut is not None:
+            body, hub.cut = body[: hub.cut], None
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body)
+
+
+def config(tmp: Path, source: str) -> Path:
+    cfg = tmp / "configs"
+    shutil.copytree(ROOT / "configs", cfg)
+    text = (cfg / f"models/{MODEL}.toml").read_text()
+    head, rest = text.split("[source]", 1)
+    rest = rest[rest.index("[weights]"):]
+    text = head + "[source]\n" + source + "\n" + rest
+    text = text.replace('serve_format = "q4k"', 'serve_format = "original"')
+    (cfg / f"models/{MODEL}.toml").write_text(text)
+    return cfg / "sluice.toml"
+
+
+def pull(cfg: Path, home: Path, **env):
+    return subprocess.run([sluice_bin(), "models", "pull", MODEL, "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SLUICE_HOME": str(home), **env})
+
+
+HUB = 'kind = "hub"\nrepo = "test/tiny"\nrevision = "abc123"'
+
+
+def test_hub_source_with_token_and_a_resumed_download(tmp_path):
+    data = cached_gguf().read_bytes()
+    hub = Hub(data, cut=len(data) // 3)
+    cfg, home = config(tmp_path, HUB), tmp_path / "home"
+    env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test"}
+    first = pull(cfg, home, **env)
+    assert first.returncode != 0 and "interrupted" in first.stderr + first.stdout, first
+    second = pull(cfg, home, **env)
+    assert second.returncode == 0, second.stderr
+    got = home / "models" / MODEL / GGUF
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    paths = {p for p, _, _ in hub.seen}
+    assert paths == {f"/test/tiny/resolve/abc123/{GGUF}"}, hub.seen
+    assert all(auth == "Bearer hf_test" for _, auth, _ in hub.seen), hub.seen
+    # The second request resumed where the first broke off.
+    assert hub.seen[-1][2] == f"bytes={len(data) // 3}-", hub.seen
+    assert not list((home / "models" / MODEL).glob(".*.part"))
+    # Cached: offline mode is fine now, and the hub is not asked again.
+    n = len(hub.seen)
+    assert pull(cfg, home, **env, HF_HUB_OFFLINE="1").returncode == 0
+    assert len(hub.seen) == n
+    hub.shutdown()
+
+
+def test_offline_mode_wrong_checksums_and_missing_files_are_clear_errors(tmp_path):
+    data = cached_gguf().read_bytes()
+    hub = Hub(data)
+    cfg = config(tmp_path, HUB)
+    r = pull(cfg, tmp_path / "h1", HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="1")
+    assert r.returncode != 0 and "HF_HUB_OFFLINE" in r.stderr, r.stderr
+    assert hub.seen == []
+    # A repo without the file: the Hub's 404, named.
+    bad = config(tmp_path / "b", HUB.replace("test/tiny", "test/none"))
+    r = pull(bad, tmp_path / "h2", HF_ENDPOINT=hub.url)
+    assert r.returncode != 0 and "HTTP 404" in r.stderr and "test/none/resolve" in r.stderr, r.stderr
+    # Bytes that do not match weights.sha256: refused and not kept.
+    hub.data = data[:-1] + b"x"
+    r = pull(config(tmp_path / "c", HUB), tmp_path / "h3", HF_ENDPOINT=hub.url)
+    assert r.returncode != 0 and "checksum mismatch" in r.stderr, r.stderr
+    assert not (tmp_path / "h3" / "models" / MODEL / GGUF).exists()
+    hub.shutdown()
+
+
+def test_plain_url_and_directory_sources(tmp_path):
+    src = cached_gguf()
+    hub = Hub(src.read_bytes())
+    r = pull(config(tmp_path / "u", f'kind = "url"\nurl = "{hub.url}/plain/{GGUF}"'), tmp_path / "h1")
+    assert r.returncode == 0, r.stderr
+    assert hub.seen[0][1] is None, "no token sent to a plain URL"
+    r = pull(config(tmp_path / "d", f'kind = "dir"\npath = "{src.parent}"'), tmp_path / "h2")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "h2" / "models" / MODEL / GGUF).stat().st_size == src.stat().st_size
+    hub.shutdown()
