@@ -2,6 +2,7 @@
 //! `roles.rs` (gateway, worker, models) and `serve.rs` (all-in-one).
 
 mod fleet;
+mod models;
 mod roles;
 mod serve;
 
@@ -167,8 +168,21 @@ enum ModelsCommand {
         #[arg(long, default_value = "configs/sluice.toml")]
         config: PathBuf,
     },
-    /// List configured models and whether they are cached.
+    /// List configured and cached models: tier (ram / disk), size, last use, in use.
     Ls {
+        #[arg(long, default_value = "configs/sluice.toml")]
+        config: PathBuf,
+    },
+    /// Remove a model from the cache (refused while a running worker holds it).
+    Rm {
+        /// The model's name (its directory in the cache).
+        name: String,
+    },
+    /// Remove least recently used models no worker holds until the cache fits its budget.
+    Gc {
+        /// The budget in GiB (default: the config's `[cache] disk_budget_gib`).
+        #[arg(long)]
+        budget_gib: Option<f64>,
         #[arg(long, default_value = "configs/sluice.toml")]
         config: PathBuf,
     },
@@ -245,10 +259,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Models { command } => match command {
-            ModelsCommand::Pull { name, config } => roles::models_pull(&config, &name),
-            ModelsCommand::Ls { config } => roles::models_ls(&config),
+            ModelsCommand::Pull { name, config } => models::pull(&config, &name),
+            ModelsCommand::Ls { config } => models::ls(&config),
+            ModelsCommand::Rm { name } => models::rm(&name),
+            ModelsCommand::Gc { budget_gib, config } => models::gc(&config, budget_gib),
             ModelsCommand::ExportTokenizer { name, dir, config } => {
-                roles::models_export_tokenizer(&config, &name, &dir)
+                models::export_tokenizer(&config, &name, &dir)
             }
         },
     }

@@ -1,4 +1,4 @@
-//! The single-role commands: `gateway`, `worker`, `models pull|ls`, and the pieces `serve`
+//! The single-role commands: `gateway`, `worker`, `autoscaler run`, and the pieces `serve`
 //! shares with them.
 
 use crate::{Common, Exposure, StoreArgs};
@@ -8,7 +8,6 @@ use gateway::{AppState, Gateway, ServedModel};
 use protocol::config::{Deployment, GatewaySettings};
 use queue::{JobStore, MemoryStore, RedisStore, StoreSettings};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -248,9 +247,11 @@ pub async fn worker(
     ping_interval: Duration,
 ) -> anyhow::Result<()> {
     // An engine takes one job per request, so that an endpoint's workers share bursts; the
-    // echo handler (queue benchmarks) takes whole batches. (handler, concurrency, max take)
-    let (handler, concurrency, max_take): (Arc<dyn JobHandler>, usize, usize) = match handler {
-        HandlerKind::Echo => (Arc::new(EchoHandler), concurrency, concurrency),
+    // echo handler (queue benchmarks) takes whole batches. (handler, concurrency, max take,
+    // the hold on the model in the cache, kept until we exit)
+    type Setup = (Arc<dyn JobHandler>, usize, usize, Option<weights::InUse>);
+    let (handler, concurrency, max_take, _held): Setup = match handler {
+        HandlerKind::Echo => (Arc::new(EchoHandler), concurrency, concurrency, None),
         HandlerKind::Llm => {
             let t0 = Instant::now();
             let dep = Deployment::load(&common.config)?;
@@ -264,7 +265,13 @@ pub async fn worker(
                     )
                 })?
                 .clone();
-            let cached = Cache::from_env().pull(&cfg)?;
+            // Held for the worker's life: the disk tier's eviction leaves the model alone.
+            let cache = Cache::from_env();
+            let held = cache.hold(&cfg.name)?;
+            let cached = cache.pull(&cfg)?;
+            if let Some(budget) = dep.config.cache.budget_bytes() {
+                cache.evict_to(budget, Some(&cfg.name))?;
+            }
             let t_fetch = t0.elapsed();
             let engine = Engine::load(
                 &cfg,
@@ -281,7 +288,12 @@ pub async fn worker(
                 file = %cached.served.file,
                 "model loaded"
             );
-            (Arc::new(LlmHandler { engine }), cfg.engine.max_num_seqs, 1)
+            (
+                Arc::new(LlmHandler { engine }),
+                cfg.engine.max_num_seqs,
+                1,
+                Some(held),
+            )
         }
     };
     let opts = WorkerOptions {
@@ -333,51 +345,5 @@ pub async fn autoscaler(
     autoscaler::Controller::new(store, actuator, endpoints, Default::default())
         .run(shutdown_signal())
         .await;
-    Ok(())
-}
-
-pub fn models_pull(config: &Path, name: &str) -> anyhow::Result<()> {
-    let dep = Deployment::load(config)?;
-    let cfg = protocol::ModelConfig::find(&dep.models_dir, name)?;
-    let m = Cache::from_env().pull(&cfg)?;
-    println!(
-        "{}\t{}\t{}",
-        m.name,
-        m.format.as_str(),
-        m.served_path().display()
-    );
-    Ok(())
-}
-
-pub fn models_export_tokenizer(config: &Path, name: &str, dir: &Path) -> anyhow::Result<()> {
-    let dep = Deployment::load(config)?;
-    let cfg = protocol::ModelConfig::find(&dep.models_dir, name)?;
-    let m = Cache::from_env().pull(&cfg)?;
-    m.prompt_tokenizer()?.save_hf(dir)?;
-    println!("{}", dir.display());
-    Ok(())
-}
-
-pub fn models_ls(config: &Path) -> anyhow::Result<()> {
-    let dep = Deployment::load(config)?;
-    let cache = Cache::from_env();
-    println!("{:<28} {:<8} {:<10} PATH", "NAME", "FORMAT", "SIZE");
-    for cfg in protocol::ModelConfig::load_dir(&dep.models_dir)? {
-        match cache.lookup(&cfg) {
-            Ok(m) => println!(
-                "{:<28} {:<8} {:<10} {}",
-                m.name,
-                m.format.as_str(),
-                format!("{:.1} MB", m.served.bytes as f64 / 1e6),
-                m.served_path().display()
-            ),
-            Err(_) => println!(
-                "{:<28} {:<8} {:<10} (not cached)",
-                cfg.name,
-                cfg.weights.serve_format.as_str(),
-                "-"
-            ),
-        }
-    }
     Ok(())
 }

@@ -184,7 +184,11 @@ impl Controller {
         let Some(last) = self.last_step else { return };
         let ms = last.elapsed().as_millis() as u64;
         let active = alive.min(ep.scaling.min_workers as usize);
-        let counts = [("active", active), ("flex", alive - active), ("parked", parked)];
+        let counts = [
+            ("active", active),
+            ("flex", alive - active),
+            ("parked", parked),
+        ];
         for (kind, n) in counts {
             metrics::counter!(m::WORKER_MS, "endpoint" => ep.name.clone(), "kind" => kind)
                 .increment(ms * n as u64);

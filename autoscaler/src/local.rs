@@ -112,6 +112,13 @@ fn command(launch: &Launch, id: &str, gpus: Option<&str>, cpus: &[String]) -> Co
         .kill_on_drop(true);
     // A worker given no GPUs sees none, not every GPU the launcher can see.
     cmd.env("CUDA_VISIBLE_DEVICES", gpus.unwrap_or(""));
+    // RUST_BACKTRACE=1 in a shell also makes every library error capture a backtrace (std
+    // reads RUST_LIB_BACKTRACE first, then RUST_BACKTRACE): mistral.rs's loader formats a
+    // candle error on its way, and symbolizing it cost ~170 ms of each cold start (perf,
+    // SmolLM2). Panics keep their backtraces; an explicit RUST_LIB_BACKTRACE is kept.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        cmd.env("RUST_LIB_BACKTRACE", "0");
+    }
     if !cpus.is_empty() {
         // candle and mistral.rs size their thread pools by this (default: every core).
         cmd.env("RAYON_NUM_THREADS", cpus.len().to_string());

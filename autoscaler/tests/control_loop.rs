@@ -174,14 +174,15 @@ fn process_state(pid: u32) -> char {
 }
 
 async fn serve_one(store: &Arc<dyn JobStore>, id: &str) {
-    let job = store
-        .submit("ep", NewJob::default())
-        .await
-        .unwrap();
-    let taken = until(Duration::from_secs(5), "the worker to take the job", async || {
-        let t = store.take("ep", id, 1, Duration::ZERO).await.unwrap();
-        (!t.is_empty()).then_some(t)
-    })
+    let job = store.submit("ep", NewJob::default()).await.unwrap();
+    let taken = until(
+        Duration::from_secs(5),
+        "the worker to take the job",
+        async || {
+            let t = store.take("ep", id, 1, Duration::ZERO).await.unwrap();
+            (!t.is_empty()).then_some(t)
+        },
+    )
     .await;
     assert_eq!(taken[0].id, job);
     store
@@ -209,7 +210,10 @@ async fn an_idle_worker_is_parked_thawed_for_the_next_job_and_evicted_after_park
     })
     .await;
     let (id, pid) = (w.id.clone(), w.pid.unwrap());
-    let first = store.take("ep", &id, 1, Duration::from_secs(5)).await.unwrap();
+    let first = store
+        .take("ep", &id, 1, Duration::from_secs(5))
+        .await
+        .unwrap();
     store
         .report(&first[0].id, &id, JobReport::Completed(json!(1)))
         .await
@@ -242,7 +246,11 @@ async fn an_idle_worker_is_parked_thawed_for_the_next_job_and_evicted_after_park
         actuator.managed("ep").is_empty().then_some(())
     })
     .await;
-    assert!(reparked.elapsed() >= Duration::from_secs(2), "{:?}", parked_at.elapsed());
+    assert!(
+        reparked.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        parked_at.elapsed()
+    );
     assert_eq!(starts(dir), 1);
     run.stop().await;
 }

@@ -11,7 +11,11 @@ use std::time::Duration;
 /// The cold start `view`'s job waited for, if its worker is still in `endpoint`'s fleet view
 /// (see [`protocol::health::ColdStart::waited_for`]).
 pub async fn of_job(store: &dyn JobStore, endpoint: &str, view: &JobView) -> Option<JobColdStart> {
-    let (worker, started, delay) = (view.worker_id.as_ref()?, view.started_at_ms?, view.delay_time?);
+    let (worker, started, delay) = (
+        view.worker_id.as_ref()?,
+        view.started_at_ms?,
+        view.delay_time?,
+    );
     let fleet = store.fleet(endpoint).await.ok()??;
     let w = fleet.workers.into_iter().find(|w| &w.id == worker)?;
     w.cold_start?.waited_for(started, delay)
@@ -64,7 +68,12 @@ pub async fn retry_after(store: &dyn JobStore, endpoint: &str) -> Duration {
         .await
         .ok()
         .flatten()
-        .and_then(|f| f.workers.iter().filter_map(|w| w.cold_start?.ready_ms).max())
+        .and_then(|f| {
+            f.workers
+                .iter()
+                .filter_map(|w| w.cold_start?.ready_ms)
+                .max()
+        })
         .unwrap_or(1000);
     let per_worker = m.in_queue.div_ceil(m.workers_live.max(1)) as u64;
     Duration::from_millis((start_ms * per_worker.max(1)).clamp(1000, 600_000))

@@ -247,7 +247,13 @@ async fn generate(
     let guard = CancelOnDrop::new(gw.store.clone(), id.clone());
     let timing = Timing::new(&model.config.name, started);
     let mut resp = if req.stream() {
-        relay::sse(gw.store.clone(), &model.config.name, id.clone(), guard, timing)
+        relay::sse(
+            gw.store.clone(),
+            &model.config.name,
+            id.clone(),
+            guard,
+            timing,
+        )
     } else {
         let wait = tracing::info_span!("wait for result");
         wait_for_result(&gw, &model.config.name, &id, guard, timing)

@@ -106,7 +106,9 @@ pub async fn runsync(
         .instrument(wait)
         .await?
         .ok_or_else(|| gone(&id))?;
-    Ok(Json(crate::cold::annotate(gw.store.as_ref(), &endpoint, view).await))
+    Ok(Json(
+        crate::cold::annotate(gw.store.as_ref(), &endpoint, view).await,
+    ))
 }
 
 fn gone(id: &JobId) -> GatewayError {
@@ -149,7 +151,9 @@ pub async fn status(
     EndpointJob(id, endpoint): EndpointJob,
 ) -> Result<Json<JobView>, RunpodError> {
     let view = gw.store.get(&id).await?.ok_or_else(|| gone(&id))?;
-    Ok(Json(crate::cold::annotate(gw.store.as_ref(), &endpoint, view).await))
+    Ok(Json(
+        crate::cold::annotate(gw.store.as_ref(), &endpoint, view).await,
+    ))
 }
 
 /// `POST /v2/{endpoint}/status-sync/{id}?wait=ms`: status after the job ends or the wait does.
@@ -164,7 +168,9 @@ pub async fn status_sync(
         .wait_final(&id, q.duration())
         .await?
         .ok_or_else(|| gone(&id))?;
-    Ok(Json(crate::cold::annotate(gw.store.as_ref(), &endpoint, view).await))
+    Ok(Json(
+        crate::cold::annotate(gw.store.as_ref(), &endpoint, view).await,
+    ))
 }
 
 /// `GET|POST /v2/{endpoint}/stream/{id}`: chunks not delivered before; `stream` is always

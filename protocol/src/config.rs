@@ -66,6 +66,26 @@ pub struct SluiceConfig {
     /// Custom endpoints: any RunPod-style handler, started as a worker process.
     #[serde(default)]
     pub custom: Vec<CustomEndpoint>,
+    /// The weight cache (`[cache]`); optional.
+    #[serde(default)]
+    pub cache: CacheSettings,
+}
+
+/// The `[cache]` section: the disk tier's budget.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Bytes the disk tier (`$SLUICE_HOME/models`) may hold, GiB: after each pull, and on
+    /// `sluice models gc`, the least recently used models no running worker holds are
+    /// removed until it fits. 0 (default): no limit.
+    pub disk_budget_gib: f64,
+}
+
+impl CacheSettings {
+    /// The budget in bytes; `None` without one.
+    pub fn budget_bytes(&self) -> Option<u64> {
+        (self.disk_budget_gib > 0.0).then(|| (self.disk_budget_gib * (1u64 << 30) as f64) as u64)
+    }
 }
 
 /// A custom endpoint: sluice starts `command` with the RunPod worker environment

@@ -234,7 +234,10 @@ mod tests {
         // A job that started before this (re)start: not this start's.
         assert_eq!(c.waited_for(9_000, 0), None);
         // Unknown readiness or tier: nothing claimed.
-        let unknown = ColdStart { ready_ms: None, ..c };
+        let unknown = ColdStart {
+            ready_ms: None,
+            ..c
+        };
         assert_eq!(unknown.waited_for(10_850, 850), None);
         assert_eq!(waited.unwrap().header_value(), "tier=disk; ms=800");
     }

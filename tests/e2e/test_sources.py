@@ -142,3 +142,38 @@ def test_plain_url_and_directory_sources(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "h2" / "models" / MODEL / GGUF).stat().st_size == src.stat().st_size
     hub.shutdown()
+
+
+def test_lru_eviction_keeps_the_budget_and_never_removes_a_model_in_use(tmp_path):
+    """A running worker holds its model: `models gc` evicts the least recently used model
+    that is not in use to fit the budget, leaves the one in use even over budget, and
+    `models rm` refuses it until its worker is gone."""
+    from conftest import Server, config_with, get_json, wait_for
+
+    home = tmp_path / "home"
+    src = cached_gguf().parent
+    shutil.copytree(src, home / "models" / MODEL)
+    shutil.copytree(src, home / "models" / "old-model")
+    env = {**os.environ, "SLUICE_HOME": str(home)}
+    cfg = config_with(tmp_path, min_workers=1)
+    s = Server(tmp_path, "--config", str(cfg), env={"SLUICE_HOME": str(home)}).wait_ready()
+    run = lambda *a: subprocess.run([sluice_bin(), "models", *a], capture_output=True, text=True, env=env, timeout=60)
+    try:
+        wait_for(lambda: get_json(f"{s.base}/ready")[1]["workers"][MODEL] == 1, 120, "the worker")
+        ls = run("ls", "--config", str(cfg)).stdout
+        assert "old-model" in ls and "yes" in ls.splitlines()[1], ls
+        size = sum(f.stat().st_size for f in (home / "models" / MODEL).rglob("*") if f.is_file())
+        # Room for one model: the one nobody uses goes, the one in use stays.
+        r = run("gc", "--budget-gib", str(size * 1.5 / 2**30), "--config", str(cfg))
+        assert r.returncode == 0 and "removed old-model" in r.stdout, r
+        assert not (home / "models" / "old-model").exists()
+        # Room for none: the model in use is still not removed.
+        r = run("gc", "--budget-gib", "0.001", "--config", str(cfg))
+        assert r.returncode == 0 and "removed" not in r.stdout, r
+        r = run("rm", MODEL)
+        assert r.returncode != 0 and "in use" in r.stderr, r
+        assert (home / "models" / MODEL / "manifest.json").exists()
+    finally:
+        s.stop()
+    wait_for(lambda: run("rm", MODEL).returncode == 0, 30, "the removal once its worker is gone")
+    assert not (home / "models" / MODEL).exists()

@@ -10,6 +10,7 @@
 
 mod cache;
 mod convert;
+mod lru;
 mod pip;
 mod progress;
 mod remote;
@@ -17,6 +18,7 @@ pub mod tokenizer;
 
 pub use cache::{sha256_file, Cache, CachedModel};
 pub use convert::convert;
+pub use lru::{Entry, InUse};
 pub use tokenizer::PromptTokenizer;
 
 use std::path::PathBuf;
@@ -93,6 +95,10 @@ pub enum WeightsError {
         /// The HTTP status and body, or the transport error.
         detail: String,
     },
+    /// The model is held by a running worker (its `.in-use` lock): not removed (holds the
+    /// model's name).
+    #[error("model `{0}` is in use by a running worker; stop its workers first")]
+    InUse(String),
     /// The model is not in the cache and `HF_HUB_OFFLINE` forbids fetching it (holds the
     /// model's name).
     #[error("model `{0}` is not in the cache and HF_HUB_OFFLINE is set: pull it where the Hub is reachable, or unset HF_HUB_OFFLINE")]

@@ -86,7 +86,8 @@ impl Remote {
         };
         if resp.status() != 206 && have > 0 {
             // The server ignored the range: start over.
-            file.set_len(0).map_err(io(format!("truncating {}", part.display())))?;
+            file.set_len(0)
+                .map_err(io(format!("truncating {}", part.display())))?;
             file.seek(std::io::SeekFrom::Start(0))
                 .map_err(io(format!("seeking {}", part.display())))?;
         }
@@ -94,7 +95,11 @@ impl Remote {
             .header("Content-Length")
             .and_then(|l| l.parse::<u64>().ok());
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
-        let bar = crate::progress::bar(total.unwrap_or(0), name.as_deref().unwrap_or("download"), true);
+        let bar = crate::progress::bar(
+            total.unwrap_or(0),
+            name.as_deref().unwrap_or("download"),
+            true,
+        );
         let mut reader = resp.into_reader();
         let copied = std::io::copy(&mut bar.wrap_read(&mut reader), &mut file);
         bar.finish_and_clear();
@@ -102,7 +107,8 @@ impl Remote {
             url: self.url.clone(),
             detail: format!("interrupted ({e}); the next pull resumes it"),
         })?;
-        file.flush().map_err(io(format!("writing {}", part.display())))?;
+        file.flush()
+            .map_err(io(format!("writing {}", part.display())))?;
         Ok(part)
     }
 }

@@ -120,7 +120,10 @@ impl Controller {
             self.empty_since.remove(&ep.name);
             return;
         }
-        let since = *self.empty_since.entry(ep.name.clone()).or_insert_with(|| Some(Instant::now()));
+        let since = *self
+            .empty_since
+            .entry(ep.name.clone())
+            .or_insert_with(|| Some(Instant::now()));
         let hold = Duration::from_secs(ep.scaling.weights_ram_secs);
         if since.is_some_and(|t| t.elapsed() >= hold) {
             tiers::demote(path);
