@@ -84,7 +84,7 @@ pub struct CacheSettings {
 impl CacheSettings {
     /// The budget in bytes; `None` without one.
     pub fn budget_bytes(&self) -> Option<u64> {
-        (self.disk_budget_gib > 0.0).then(|| (self.disk_budget_gib * (1u64 << 30) as f64) as u64)
+        (self.disk_budget_gib > 0.0).then_some((self.disk_budget_gib * (1u64 << 30) as f64) as u64)
     }
 }
 

@@ -221,10 +221,11 @@ mod tests {
             tier: Some(Tier::Disk),
             started_at_ms: 10_000,
         };
-        let waited = Some(JobColdStart {
+        let job = JobColdStart {
             tier: Tier::Disk,
             ms: 800,
-        });
+        };
+        let waited = Some(job);
         // Submitted at 10_000 (it caused the start), started at 10_850.
         assert_eq!(c.waited_for(10_850, 850), waited);
         // Submitted mid-start (10_500), started at 10_810.
@@ -239,7 +240,7 @@ mod tests {
             ..c
         };
         assert_eq!(unknown.waited_for(10_850, 850), None);
-        assert_eq!(waited.unwrap().header_value(), "tier=disk; ms=800");
+        assert_eq!(job.header_value(), "tier=disk; ms=800");
     }
 }
 
