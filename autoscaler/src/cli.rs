@@ -28,9 +28,21 @@ pub struct SimulateArgs {
     /// Random seed of the generated trace (same seed, same trace).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Time from starting a worker to its first job.
+    /// Time from starting a worker to its first job, weights read from disk (the disk tier).
     #[arg(long, default_value_t = 5_000)]
     pub cold_start_ms: u64,
+    /// The same with the weights in RAM (page cache); default: `--cold-start-ms`.
+    #[arg(long)]
+    pub ram_start_ms: Option<u64>,
+    /// Time from thawing a parked worker to its first job.
+    #[arg(long, default_value_t = 100)]
+    pub thaw_ms: u64,
+    /// Seconds a parked worker is kept before it is evicted (the park policies).
+    #[arg(long, default_value_t = 600)]
+    pub park_timeout_secs: u64,
+    /// Seconds the weights stay in RAM after the last worker went (the RAM policies).
+    #[arg(long, default_value_t = 3600)]
+    pub weights_ram_secs: u64,
     /// Most workers each policy may run (the always-on policy keeps this many).
     #[arg(long, default_value_t = 3)]
     pub max_workers: u32,
@@ -50,6 +62,22 @@ pub struct SimulateArgs {
     /// Always-on price per worker-hour.
     #[arg(long, default_value_t = 1.89)]
     pub active_per_hour: f64,
+    /// Price per second of a parked worker (default: a quarter of the flex price; an
+    /// assumption: a parked GPU worker keeps its GPU memory, so its GPU cannot be fully lent).
+    #[arg(long)]
+    pub parked_per_sec: Option<f64>,
+    /// Price per second of weights held in RAM with no worker (default: 1% of the flex price;
+    /// an assumption: host memory only).
+    #[arg(long)]
+    pub ram_per_sec: Option<f64>,
+}
+
+/// One row of the table: a name, and the settings it changes.
+struct Policy {
+    name: String,
+    min: u32,
+    parked: u32,
+    ram_secs: u64,
 }
 
 /// `--scaler`: the policy's scalers (`protocol` has no command-line types).
@@ -71,10 +99,11 @@ impl From<ScalerArg> for Scaler {
     }
 }
 
-/// Run `sluice autoscaler simulate`: load (or generate) the trace, replay it under three
-/// policies (min 0, min 1 and always-on, each up to `max_workers`) on a 100 ms virtual tick,
-/// and return the table: queue delay p50/p95/p99 (ms), flex and active worker-seconds, cold
-/// starts and cost (dollars), then the always-on break-even.
+/// Run `sluice autoscaler simulate`: load (or generate) the trace, replay it under the tier
+/// policies (scale to zero from disk, from RAM, with one or `max_workers` parked workers,
+/// min 1, always-on; each up to `max_workers`) on a 100 ms virtual tick, and return the
+/// table: queue delay p50/p95/p99 (ms), flex, active and parked worker-seconds, starts by
+/// tier and cost (dollars), then the always-on break-even.
 ///
 /// Errors: the trace file cannot be read or parsed, or a generated trace's rate or duration
 /// is not positive.
@@ -92,58 +121,83 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
     let scaler = Scaler::from(a.scaler);
     let model = Model {
         cold_start_ms: a.cold_start_ms,
+        ram_start_ms: a.ram_start_ms.unwrap_or(a.cold_start_ms),
+        thaw_ms: a.thaw_ms,
         tick_ms: 100,
     };
     let prices = Prices {
         flex_per_sec: a.flex_per_sec,
         active_per_hour: a.active_per_hour,
+        parked_per_sec: a.parked_per_sec.unwrap_or(a.flex_per_sec / 4.0),
+        ram_per_sec: a.ram_per_sec.unwrap_or(a.flex_per_sec / 100.0),
     };
     let busy_s: f64 = requests.iter().map(|r| r.service_ms as f64 / 1000.0).sum();
     let mut out = format!(
-        "{} requests, {:.0} s of work; cold start {} ms; {}/{}; flex ${}/s, active ${}/h\n\
-         {:<14} {:>9} {:>9} {:>9} {:>10} {:>10} {:>6} {:>10}\n",
+        "{} requests, {:.0} s of work; starts: disk {} ms, RAM {} ms, thaw {} ms; {}/{}; \
+         flex ${}/s, active ${}/h, parked ${:.6}/s, RAM ${:.7}/s\n\
+         {:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>14} {:>8}\n",
         requests.len(),
         busy_s,
-        a.cold_start_ms,
+        model.cold_start_ms,
+        model.ram_start_ms,
+        model.thaw_ms,
         clap::ValueEnum::to_possible_value(&a.scaler)
             .map(|v| v.get_name().to_string())
             .unwrap_or_default(),
         a.scaler_value,
         a.flex_per_sec,
         a.active_per_hour,
+        prices.parked_per_sec,
+        prices.ram_per_sec,
         "policy",
         "p50 ms",
         "p95 ms",
         "p99 ms",
         "flex s",
         "active s",
-        "colds",
+        "parked s",
+        "thaw/ram/disk",
         "cost $"
     );
+    let max = a.max_workers;
+    let policy = |name: &str, min, parked, ram_secs| Policy {
+        name: name.to_string(),
+        min,
+        parked,
+        ram_secs,
+    };
     let policies = [
-        ("min 0", 0),
-        ("min 1", 1.min(a.max_workers)),
-        ("always-on", a.max_workers),
+        policy("min 0, disk", 0, 0, 0),
+        policy("min 0, RAM", 0, 0, a.weights_ram_secs),
+        policy("min 0, park 1", 0, 1, a.weights_ram_secs),
+        policy(&format!("min 0, park {max}"), 0, max, a.weights_ram_secs),
+        policy("min 1", 1.min(max), 0, a.weights_ram_secs),
+        policy("always-on", max, 0, a.weights_ram_secs),
     ];
-    for (name, min) in policies {
+    for p in policies {
         let cfg = ScalingSettings {
-            min_workers: min,
-            max_workers: a.max_workers,
+            min_workers: p.min,
+            max_workers: max,
             idle_timeout_secs: a.idle_timeout_secs,
             scaler,
             scaler_value: a.scaler_value,
+            parked_workers: p.parked,
+            park_timeout_secs: a.park_timeout_secs,
+            weights_ram_secs: p.ram_secs,
             ..ScalingSettings::default()
         };
         let o = run(&requests, &cfg, model);
+        let [thaw, ram, disk] = o.starts_by_tier;
         out += &format!(
-            "{:<14} {:>9.0} {:>9.0} {:>9.0} {:>10.0} {:>10.0} {:>6} {:>10.2}\n",
-            format!("{name} (max {})", a.max_workers),
+            "{:<22} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>14} {:>8.2}\n",
+            format!("{} (max {max})", p.name),
             o.delay_percentile(50.0),
             o.delay_percentile(95.0),
             o.delay_percentile(99.0),
             o.flex_seconds,
             o.active_seconds,
-            o.cold_starts,
+            o.parked_seconds,
+            format!("{thaw}/{ram}/{disk}"),
             o.cost(&prices)
         );
     }

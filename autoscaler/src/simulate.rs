@@ -20,23 +20,35 @@ pub struct Request {
     pub low_priority: bool,
 }
 
-/// The simulated world: how long a worker takes to become ready, and the clock's step.
+/// The simulated world: how long a worker takes to become ready from each tier of the
+/// weight cache, and the clock's step.
 #[derive(Clone, Copy, Debug)]
 pub struct Model {
-    /// Time from starting a worker until it can take jobs, in ms.
+    /// Time from starting a worker until it can take jobs, in ms, its weights read from
+    /// disk (the disk tier).
     pub cold_start_ms: u64,
+    /// The same with its weights in the page cache (the RAM tier: the endpoint had a worker
+    /// within `weights_ram_secs`).
+    pub ram_start_ms: u64,
+    /// Time from thawing a parked worker until it takes jobs, in ms.
+    pub thaw_ms: u64,
     /// The virtual clock's step, in ms: the policy runs and workers are billed once per
     /// tick (0 is taken as 1).
     pub tick_ms: u64,
 }
 
-/// Prices: flex workers per second, active (always-on, `min_workers`) workers per hour.
+/// Prices: flex workers per second, active (always-on, `min_workers`) workers per hour, and
+/// what holding the lower tiers costs.
 #[derive(Clone, Copy, Debug)]
 pub struct Prices {
     /// Dollars per second of a flex (serverless, scale-to-zero) worker.
     pub flex_per_sec: f64,
     /// Dollars per hour of an active (always-on) worker.
     pub active_per_hour: f64,
+    /// Dollars per second of a parked worker (its memory, held while it uses no compute).
+    pub parked_per_sec: f64,
+    /// Dollars per second of an endpoint's weights held in RAM with no worker.
+    pub ram_per_sec: f64,
 }
 
 /// What one simulated run gave: each request's queue delay, the worker-seconds billed, and
@@ -50,15 +62,24 @@ pub struct Outcome {
     pub flex_seconds: f64,
     /// Seconds of the always-on (`min_workers`) workers.
     pub active_seconds: f64,
-    /// Workers started (each start is one cold start).
+    /// Workers started or thawed (each one cold start).
     pub cold_starts: usize,
+    /// Of those: thaws of a parked worker, starts from the RAM tier, from the disk tier.
+    pub starts_by_tier: [usize; 3],
+    /// Seconds of parked workers.
+    pub parked_seconds: f64,
+    /// Seconds the weights were held in RAM with no worker (running or parked).
+    pub ram_seconds: f64,
 }
 
 impl Outcome {
     /// Total cost in dollars: flex seconds at `p.flex_per_sec` plus active hours at
     /// `p.active_per_hour`.
     pub fn cost(&self, p: &Prices) -> f64 {
-        self.flex_seconds * p.flex_per_sec + self.active_seconds / 3600.0 * p.active_per_hour
+        self.flex_seconds * p.flex_per_sec
+            + self.active_seconds / 3600.0 * p.active_per_hour
+            + self.parked_seconds * p.parked_per_sec
+            + self.ram_seconds * p.ram_per_sec
     }
 
     /// The `pct` percentile (0..=100) of the queue delays, in ms: the nearest-rank value at
@@ -87,6 +108,10 @@ struct World {
     workers: Vec<Sim>,
     queue: VecDeque<Request>,
     started: usize,
+    /// Parked workers: id, parked since (ms).
+    parked: Vec<(String, u64)>,
+    /// The weights stay in RAM until then (ms), unless a worker holds them longer.
+    ram_until: u64,
 }
 
 impl World {
@@ -159,17 +184,50 @@ impl World {
             .collect()
     }
 
-    /// Carry out the policy's decision; drained workers here are idle, so they stop at once.
-    fn apply(&mut self, d: &Decision, t: u64, cold_start_ms: u64) {
-        self.workers.retain(|w| !d.drain.contains(&w.id));
+    /// Carry out the policy's decision as the control loop does: drained workers (idle here)
+    /// are parked up to `parked_workers`, else stopped; parked ones past `park_timeout_secs`
+    /// are evicted; starts thaw parked workers first, then start from the RAM tier while the
+    /// weights are held (a worker or parked worker exists, or `weights_ram_secs` since the
+    /// last did), else from disk. Counts starts by tier into `by_tier`.
+    fn apply(
+        &mut self,
+        d: &Decision,
+        t: u64,
+        (model, cfg): (Model, &ScalingSettings),
+        by_tier: &mut [usize; 3],
+    ) {
+        for id in &d.drain {
+            self.workers.retain(|w| &w.id != id);
+            if self.parked.len() < cfg.parked_workers as usize {
+                self.parked.push((id.clone(), t));
+            }
+        }
+        let timeout = cfg.park_timeout_secs * 1000;
+        self.parked.retain(|(_, at)| t - at < timeout);
+        let in_ram = !self.workers.is_empty() || !self.parked.is_empty() || t < self.ram_until;
         for _ in 0..d.start {
-            self.started += 1;
+            let (id, ready_at) = if let Some((id, _)) = self.parked.pop() {
+                by_tier[0] += 1;
+                (id, t + model.thaw_ms)
+            } else {
+                self.started += 1;
+                let (tier, ms) = if in_ram {
+                    (1, model.ram_start_ms)
+                } else {
+                    (2, model.cold_start_ms)
+                };
+                by_tier[tier] += 1;
+                (format!("w{}", self.started), t + ms)
+            };
             self.workers.push(Sim {
-                id: format!("w{}", self.started),
-                ready_at: t + cold_start_ms,
+                id,
+                ready_at,
                 busy_until: None,
                 idle_since: t,
             });
+        }
+        if !self.workers.is_empty() || !self.parked.is_empty() {
+            self.ram_until = t + cfg.weights_ram_secs * 1000;
         }
     }
 
@@ -199,7 +257,7 @@ pub fn run(trace: &[Request], cfg: &ScalingSettings, model: Model) -> Outcome {
             cfg,
             Duration::from_millis(t),
         );
-        world.apply(&d, t, model.cold_start_ms);
+        world.apply(&d, t, (model, cfg), &mut out.starts_by_tier);
         out.cold_starts += d.start;
         let done = next >= trace.len() && world.idle();
         let n = world.workers.len();
@@ -211,6 +269,10 @@ pub fn run(trace: &[Request], cfg: &ScalingSettings, model: Model) -> Outcome {
         let active = n.min(cfg.min_workers as usize);
         out.active_seconds += active as f64 * secs;
         out.flex_seconds += (n - active) as f64 * secs;
+        out.parked_seconds += world.parked.len() as f64 * secs;
+        if n == 0 && world.parked.is_empty() && t < world.ram_until {
+            out.ram_seconds += secs;
+        }
         t += tick;
         // A trace that never drains (max_workers 0 with work queued) still ends.
         if t > end_of_arrivals + 24 * 3_600_000 {
@@ -243,7 +305,16 @@ mod tests {
 
     const MODEL: Model = Model {
         cold_start_ms: 5_000,
+        ram_start_ms: 5_000,
+        thaw_ms: 100,
         tick_ms: 100,
+    };
+
+    const PRICES: Prices = Prices {
+        flex_per_sec: 0.001,
+        active_per_hour: 3.6,
+        parked_per_sec: 0.0002,
+        ram_per_sec: 0.00001,
     };
 
     fn req(arrival_s: u64, service_s: u64) -> Request {
@@ -264,8 +335,8 @@ mod tests {
         assert!((o.flex_seconds - 40.0).abs() < 1e-9, "{}", o.flex_seconds);
         assert_eq!(o.active_seconds, 0.0);
         let p = Prices {
-            flex_per_sec: 0.001,
-            active_per_hour: 3.6,
+            ram_per_sec: 0.0,
+            ..PRICES
         };
         assert!((o.cost(&p) - 0.04).abs() < 1e-12);
     }
@@ -286,6 +357,41 @@ mod tests {
         );
     }
 
+    /// The same two jobs with one parked worker allowed: the first waits for a disk start
+    /// (5 s), the worker idles 5 s and is parked (not billed as flex), and the second job
+    /// thaws it (100 ms). Worker time: 5 + 10 + 5 s flex, then 0.1 + 10 + 5 s flex; parked
+    /// from 20 s to 100 s.
+    #[test]
+    fn hand_computed_trace_with_a_parked_worker() {
+        let mut c = cfg(0, 1);
+        c.parked_workers = 1;
+        let o = run(&[req(0, 10), req(100, 10)], &c, MODEL);
+        assert_eq!(o.delays_ms, vec![5_000, 100]);
+        assert_eq!(o.starts_by_tier, [1, 0, 1]);
+        assert!((o.flex_seconds - 35.1).abs() < 1e-6, "{}", o.flex_seconds);
+        assert!(
+            (o.parked_seconds - 80.0).abs() < 1e-6,
+            "{}",
+            o.parked_seconds
+        );
+        // Without parking but with the weights held in RAM, the second start is a RAM one.
+        let ram = Model {
+            ram_start_ms: 2_000,
+            ..MODEL
+        };
+        let o = run(&[req(0, 10), req(100, 10)], &cfg(0, 1), ram);
+        assert_eq!(o.delays_ms, vec![5_000, 2_000]);
+        assert_eq!(o.starts_by_tier, [0, 1, 1]);
+        assert!((o.ram_seconds - 80.0).abs() < 1e-6, "{}", o.ram_seconds);
+        // With no RAM hold, both start from disk.
+        let mut c = cfg(0, 1);
+        c.weights_ram_secs = 0;
+        assert_eq!(
+            run(&[req(0, 10), req(100, 10)], &c, ram).starts_by_tier,
+            [0, 0, 2]
+        );
+    }
+
     #[test]
     fn low_priority_work_alone_gets_one_worker() {
         let mut reqs: Vec<Request> = (1..5).map(|i| req(0, i)).collect();
@@ -301,6 +407,7 @@ mod tests {
         let h = break_even_hours_per_day(&Prices {
             flex_per_sec: 0.00076,
             active_per_hour: 1.89,
+            ..PRICES
         });
         assert!((h - 16.58).abs() < 0.01, "{h}");
     }
