@@ -70,6 +70,10 @@ pub struct SimulateArgs {
     /// an assumption: host memory only).
     #[arg(long)]
     pub ram_per_sec: Option<f64>,
+    /// What a second of a request's wait is worth, dollars: the cost-aware policy's price
+    /// (an assumption; see `scaling.wait_price_per_sec`).
+    #[arg(long, default_value_t = 0.001)]
+    pub wait_per_sec: f64,
 }
 
 /// One row of the table: a name, and the settings it changes.
@@ -78,6 +82,8 @@ struct Policy {
     min: u32,
     parked: u32,
     ram_secs: u64,
+    /// Cost-aware demotion (with `--wait-per-sec`), the timeouts as upper bounds.
+    cost_aware: bool,
 }
 
 /// `--scaler`: the policy's scalers (`protocol` has no command-line types).
@@ -135,7 +141,7 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
     let mut out = format!(
         "{} requests, {:.0} s of work; starts: disk {} ms, RAM {} ms, thaw {} ms; {}/{}; \
          flex ${}/s, active ${}/h, parked ${:.6}/s, RAM ${:.7}/s\n\
-         {:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>14} {:>8}\n",
+         {:<27} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>14} {:>8}\n",
         requests.len(),
         busy_s,
         model.cold_start_ms,
@@ -165,12 +171,18 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
         min,
         parked,
         ram_secs,
+        cost_aware: false,
     };
     let policies = [
         policy("min 0, disk", 0, 0, 0),
         policy("min 0, RAM", 0, 0, a.weights_ram_secs),
         policy("min 0, park 1", 0, 1, a.weights_ram_secs),
         policy(&format!("min 0, park {max}"), 0, max, a.weights_ram_secs),
+        Policy {
+            cost_aware: true,
+            // The timeouts as upper bounds only: a day.
+            ..policy(&format!("park {max}, cost-aware"), 0, max, 86_400)
+        },
         policy("min 1", 1.min(max), 0, a.weights_ram_secs),
         policy("always-on", max, 0, a.weights_ram_secs),
     ];
@@ -182,14 +194,21 @@ pub fn simulate(a: &SimulateArgs) -> anyhow::Result<String> {
             scaler,
             scaler_value: a.scaler_value,
             parked_workers: p.parked,
-            park_timeout_secs: a.park_timeout_secs,
+            park_timeout_secs: if p.cost_aware {
+                86_400
+            } else {
+                a.park_timeout_secs
+            },
             weights_ram_secs: p.ram_secs,
+            wait_price_per_sec: if p.cost_aware { a.wait_per_sec } else { 0.0 },
+            parked_price_per_sec: prices.parked_per_sec,
+            ram_price_per_sec: prices.ram_per_sec,
             ..ScalingSettings::default()
         };
         let o = run(&requests, &cfg, model);
         let [thaw, ram, disk] = o.starts_by_tier;
         out += &format!(
-            "{:<22} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>14} {:>8.2}\n",
+            "{:<27} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>14} {:>8.2}\n",
             format!("{} (max {max})", p.name),
             o.delay_percentile(50.0),
             o.delay_percentile(95.0),

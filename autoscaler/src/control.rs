@@ -138,6 +138,11 @@ pub struct Controller {
     last_step: Option<Instant>,
     /// Per endpoint: since when it has had no worker (`None` once its weights were demoted).
     empty_since: HashMap<String, Option<Instant>>,
+    /// Per endpoint: arrivals over the last hour (cost-aware demotion), and the store's
+    /// arrival count at the last look.
+    rates: HashMap<String, (crate::demotion::ArrivalRate, Option<u64>)>,
+    /// Per endpoint and tier: the last measured start to ready, ms.
+    measured: HashMap<(String, Tier), u64>,
 }
 
 impl Controller {
@@ -161,6 +166,8 @@ impl Controller {
             gone: Vec::new(),
             last_step: None,
             empty_since: HashMap::new(),
+            rates: HashMap::new(),
+            measured: HashMap::new(),
         }
     }
 
@@ -244,6 +251,7 @@ impl Controller {
     async fn step_endpoint(&mut self, ep: &Endpoint) -> Result<(), queue::QueueError> {
         let now = self.epoch.elapsed();
         let m = self.store.metrics(&ep.name).await?;
+        self.count_arrivals(&ep.name, m.arrived);
         let live: HashMap<String, LiveWorker> = self
             .store
             .workers(&ep.name)
@@ -371,6 +379,9 @@ impl Controller {
                 if t.ready_ms.is_none() {
                     let ready = w.started.elapsed().as_millis() as u64;
                     t.ready_ms = Some(ready);
+                    if let Some(tier) = w.tier {
+                        self.measured.insert((w.endpoint.clone(), tier), ready);
+                    }
                     tracing::info!(
                         worker = %w.id, spawn_ms = w.spawn_ms, load_ms = ?w.load_ms, ready_ms = ready,
                         tier = w.tier.map_or("unknown", Tier::as_str), "worker ready (cold start)"

@@ -8,6 +8,7 @@
 pub mod actuator;
 pub mod cli;
 pub mod control;
+pub mod demotion;
 pub mod local;
 pub mod policy;
 pub mod simulate;

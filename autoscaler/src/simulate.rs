@@ -2,6 +2,7 @@
 //! add up what users pay for: queue delay, worker-seconds and cost. Time is integer
 //! milliseconds, so a hand-computed trace gives exact results.
 
+use crate::demotion::worth_holding;
 use crate::policy::{decide, Decision, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
 use std::collections::VecDeque;
@@ -112,6 +113,8 @@ struct World {
     parked: Vec<(String, u64)>,
     /// The weights stay in RAM until then (ms), unless a worker holds them longer.
     ram_until: u64,
+    /// Arrival times (ms) over the last hour, for cost-aware demotion.
+    arrivals: VecDeque<u64>,
 }
 
 impl World {
@@ -203,7 +206,29 @@ impl World {
             }
         }
         let timeout = cfg.park_timeout_secs * 1000;
-        self.parked.retain(|(_, at)| t - at < timeout);
+        // Cost-aware demotion, as the control loop does it (`crate::demotion`).
+        let worth = |hold_price: f64, extra_ms: u64| {
+            cfg.wait_price_per_sec <= 0.0
+                || worth_holding(
+                    self.rate(t),
+                    extra_ms as f64 / 1e3,
+                    cfg.wait_price_per_sec,
+                    hold_price,
+                )
+        };
+        let keep_parked = worth(
+            cfg.parked_price_per_sec,
+            model.ram_start_ms.saturating_sub(model.thaw_ms),
+        );
+        let keep_ram = worth(
+            cfg.ram_price_per_sec,
+            model.cold_start_ms.saturating_sub(model.ram_start_ms),
+        );
+        self.parked
+            .retain(|(_, at)| t - at < timeout && keep_parked);
+        if !keep_ram && self.workers.is_empty() && self.parked.is_empty() {
+            self.ram_until = self.ram_until.min(t);
+        }
         let in_ram = !self.workers.is_empty() || !self.parked.is_empty() || t < self.ram_until;
         for _ in 0..d.start {
             let (id, ready_at) = if let Some((id, _)) = self.parked.pop() {
@@ -231,6 +256,18 @@ impl World {
         }
     }
 
+    /// Arrivals per second over the last hour (over the time so far, before an hour).
+    fn rate(&self, t: u64) -> f64 {
+        let from = t.saturating_sub(3_600_000);
+        let n = self
+            .arrivals
+            .iter()
+            .filter(|&&a| a > from || from == 0)
+            .count();
+        let span = t.min(3_600_000).max(1) as f64 / 1e3;
+        n as f64 / span
+    }
+
     fn idle(&self) -> bool {
         self.queue.is_empty() && self.workers.iter().all(|w| w.busy_until.is_none())
     }
@@ -248,7 +285,11 @@ pub fn run(trace: &[Request], cfg: &ScalingSettings, model: Model) -> Outcome {
         world.settle(t, tick);
         while next < trace.len() && trace[next].arrival_ms <= t {
             world.queue.push_back(trace[next]);
+            world.arrivals.push_back(trace[next].arrival_ms);
             next += 1;
+        }
+        while world.arrivals.front().is_some_and(|&a| a + 3_600_000 < t) {
+            world.arrivals.pop_front();
         }
         world.assign(t, &mut out.delays_ms);
         let d = decide(

@@ -429,6 +429,17 @@ pub struct ScalingSettings {
     /// tier: the next start reads the disk), seconds; default 3600. Every start from the disk
     /// tier asks the kernel to read the file ahead while the process starts.
     pub weights_ram_secs: u64,
+    /// Cost-aware demotion (off at 0, the default): what a second of a request's wait is
+    /// worth, dollars. With it, a parked worker is evicted, and the weights demoted, as soon
+    /// as holding them costs more than the waiting their colder start would cause (the
+    /// endpoint's arrival rate over the last hour x the measured start-time difference x this
+    /// price; see the autoscaler's `demotion` module); `park_timeout_secs` and
+    /// `weights_ram_secs` stay upper bounds.
+    pub wait_price_per_sec: f64,
+    /// What a parked worker costs per second, dollars (its memory); default 0.0002.
+    pub parked_price_per_sec: f64,
+    /// What an endpoint's weights held in RAM cost per second, dollars; default 0.000002.
+    pub ram_price_per_sec: f64,
 }
 
 /// RunPod's scaler types (`QUEUE_DELAY`, `REQUEST_COUNT`), spelled `queue_delay` and
@@ -460,6 +471,9 @@ impl Default for ScalingSettings {
             park_timeout_secs: 600,
             park_memory_mib: 4096,
             weights_ram_secs: 3600,
+            wait_price_per_sec: 0.0,
+            parked_price_per_sec: 0.0002,
+            ram_price_per_sec: 0.000002,
         }
     }
 }

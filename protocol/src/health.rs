@@ -120,7 +120,7 @@ pub enum FleetState {
 
 /// Where a worker's start found its weights, fastest first: the tier of the weight cache it
 /// started from. Names as in `x-sluice-cold-start` and SSE cold-start comments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// A parked (frozen, loaded) worker was thawed: no process start, no load.

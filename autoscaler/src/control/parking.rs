@@ -6,14 +6,53 @@
 
 use super::{Controller, Endpoint};
 use crate::actuator::Managed;
+use crate::demotion::{worth_holding, ArrivalRate};
 use crate::tiers;
+use protocol::health::Tier;
 use std::time::{Duration, Instant};
+
+/// The window over which an endpoint's arrival rate is counted for cost-aware demotion.
+const RATE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Below this share of available memory the host is short: parked workers are evicted
 /// (oldest first, one per tick) and none is parked.
 const LOW_MEMORY: f64 = 0.10;
 
 impl Controller {
+    /// Note `ep`'s arrivals since the last look (`arrived`: the store's count).
+    pub(super) fn count_arrivals(&mut self, ep: &str, arrived: u64) {
+        let (rate, last) = self
+            .rates
+            .entry(ep.to_string())
+            .or_insert_with(|| (ArrivalRate::new(RATE_WINDOW), None));
+        if let Some(before) = *last {
+            rate.add(Instant::now(), arrived.saturating_sub(before));
+        }
+        *last = Some(arrived);
+    }
+
+    /// Cost-aware demotion from `tier` to `colder` (see [`crate::demotion`]): `Some(false)`
+    /// when `ep` holding `tier` is no longer worth `hold_price`; `None` when it is off (no
+    /// `wait_price_per_sec`) or a start time is not measured yet.
+    fn worth(&mut self, ep: &Endpoint, tier: Tier, colder: Tier, hold_price: f64) -> Option<bool> {
+        let wait_price = ep.scaling.wait_price_per_sec;
+        if wait_price <= 0.0 {
+            return None;
+        }
+        let ms = |t| self.measured.get(&(ep.name.clone(), t)).copied();
+        // A colder start not yet seen is taken as the disk's.
+        let extra = ms(colder)
+            .or(ms(Tier::Disk))?
+            .saturating_sub(ms(tier).unwrap_or(0));
+        let rate = self.rates.get_mut(&ep.name)?.0.per_sec(Instant::now());
+        Some(worth_holding(
+            rate,
+            extra as f64 / 1e3,
+            wait_price,
+            hold_price,
+        ))
+    }
+
     /// Thaw up to `n` of `ep`'s parked workers, most recently parked first (the warmest);
     /// how many were thawed. The store takes them back first, so a poll the worker left open
     /// takes a queued job at once.
@@ -84,11 +123,15 @@ impl Controller {
             .collect();
         parked.sort();
         let short = low_memory();
+        let price = ep.scaling.parked_price_per_sec;
+        let not_worth = self.worth(ep, Tier::Parked, Tier::Ram, price) == Some(false);
         for (i, (since, id)) in parked.into_iter().enumerate() {
             let why = if since.elapsed() >= timeout {
                 "parked past park_timeout"
             } else if short && i == 0 {
                 "the host is short of memory"
+            } else if not_worth && i == 0 {
+                "holding it costs more than the waiting a colder start would cause"
             } else {
                 continue;
             };
@@ -113,9 +156,12 @@ impl Controller {
     }
 
     /// The RAM tier: drop `ep`'s weights from the page cache once it has had no worker
-    /// (running or parked) for `weights_ram_secs`.
+    /// (running or parked) for `weights_ram_secs`, or sooner when holding them is no longer
+    /// worth their price (cost-aware demotion).
     pub(super) fn demote_weights(&mut self, ep: &Endpoint, workers: usize) {
-        let Some(path) = &ep.weights else { return };
+        if ep.weights.is_none() {
+            return;
+        }
         if workers > 0 {
             self.empty_since.remove(&ep.name);
             return;
@@ -125,9 +171,12 @@ impl Controller {
             .entry(ep.name.clone())
             .or_insert_with(|| Some(Instant::now()));
         let hold = Duration::from_secs(ep.scaling.weights_ram_secs);
-        if since.is_some_and(|t| t.elapsed() >= hold) {
+        let price = ep.scaling.ram_price_per_sec;
+        let cost_aware = self.worth(ep, Tier::Ram, Tier::Disk, price) == Some(false);
+        if since.is_some_and(|t| t.elapsed() >= hold || cost_aware) {
+            let Some(path) = &ep.weights else { return };
             tiers::demote(path);
-            tracing::info!(endpoint = %ep.name, "no worker for weights_ram_secs; weights demoted to the disk tier");
+            tracing::info!(endpoint = %ep.name, cost_aware, "no worker; weights demoted to the disk tier");
             // Once per idle spell.
             self.empty_since.insert(ep.name.clone(), None);
         }
