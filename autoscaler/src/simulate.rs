@@ -256,16 +256,10 @@ impl World {
         }
     }
 
-    /// Arrivals per second over the last hour (over the time so far, before an hour).
+    /// Arrivals per second over the last hour (`arrivals` holds that hour; over the time so
+    /// far, before an hour has passed).
     fn rate(&self, t: u64) -> f64 {
-        let from = t.saturating_sub(3_600_000);
-        let n = self
-            .arrivals
-            .iter()
-            .filter(|&&a| a > from || from == 0)
-            .count();
-        let span = t.min(3_600_000).max(1) as f64 / 1e3;
-        n as f64 / span
+        self.arrivals.len() as f64 / (t.clamp(1, 3_600_000) as f64 / 1e3)
     }
 
     fn idle(&self) -> bool {
