@@ -62,6 +62,9 @@ struct Track {
     taken: u64,
 }
 
+/// Least time between two steps woken by arriving jobs (ticks run regardless).
+const ARRIVAL_GAP: Duration = Duration::from_millis(20);
+
 /// A worker that ran this long after becoming ready was not in a crash loop: its crash is
 /// restarted at once and resets the endpoint's back-off.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -176,9 +179,20 @@ impl Controller {
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(self.settings.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let names: Vec<String> = self.endpoints.iter().map(|e| e.name.clone()).collect();
+        let store = self.store.clone();
         loop {
+            // A job arriving wakes the loop at once (a thaw or start need not wait up to a
+            // tick), but at most every ARRIVAL_GAP, so a busy queue does not spin it.
+            let gap = self
+                .last_step
+                .map_or(Duration::ZERO, |t| ARRIVAL_GAP.saturating_sub(t.elapsed()));
             tokio::select! {
                 _ = tick.tick() => self.step().await,
+                _ = async {
+                    tokio::time::sleep(gap).await;
+                    store.wait_arrival(&names, Duration::from_secs(5)).await;
+                } => self.step().await,
                 _ = &mut stop => break,
             }
         }

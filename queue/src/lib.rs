@@ -281,6 +281,22 @@ pub trait FleetMetrics: Send + Sync + 'static {
     /// The fleet view last stored by [`FleetMetrics::put_fleet`], or `None` if there is none
     /// (never put, expired, or unreadable by this version).
     async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>>;
+
+    /// Wait until a job arrives on one of `endpoints` (or a parked worker is reinstated), or
+    /// `wait` passes: the autoscaler's wake-up, so a start or thaw need not wait for its next
+    /// tick. Spurious returns are allowed.
+    async fn wait_arrival(&self, endpoints: &[String], wait: Duration);
+}
+
+/// Wait until one of `rxs` changes, or `wait` passes.
+pub(crate) async fn any_change(rxs: Vec<tokio::sync::watch::Receiver<u64>>, wait: Duration) {
+    let changes = rxs.into_iter().map(|mut rx| {
+        Box::pin(async move {
+            let _ = rx.changed().await;
+        })
+    });
+    let all = futures::future::select_all(changes);
+    let _ = tokio::time::timeout(wait, all).await;
 }
 
 /// Results to deliver elsewhere: webhooks of finished jobs.

@@ -733,6 +733,17 @@ impl FleetMetrics for MemoryStore {
             .filter(|(at, _)| at.elapsed() < FLEET_TTL);
         Ok(fresh.map(|(_, view)| view.clone()))
     }
+
+    async fn wait_arrival(&self, endpoints: &[String], wait: Duration) {
+        let rxs = {
+            let mut st = self.lock();
+            endpoints
+                .iter()
+                .map(|e| st.endpoint(e).arrived.subscribe())
+                .collect()
+        };
+        crate::any_change(rxs, wait).await
+    }
 }
 
 #[async_trait]

@@ -535,6 +535,14 @@ impl FleetMetrics for RedisStore {
         // A view this version cannot read (another version's autoscaler) reads as none.
         Ok(r.fleet.and_then(|f| serde_json::from_str(&f).ok()))
     }
+
+    async fn wait_arrival(&self, endpoints: &[String], wait: Duration) {
+        let rxs = endpoints
+            .iter()
+            .map(|e| self.events.subscribe(&format!("q:{e}")))
+            .collect();
+        crate::any_change(rxs, wait).await
+    }
 }
 
 #[async_trait]

@@ -36,7 +36,7 @@ def get(url):
 
 class Tier:
     def __init__(self, name, settings, source=None):
-        self.name, self.port, self.ttft = name, port(), []
+        self.name, self.port, self.ttft = name, port(), {"chat": [], "completion": []}
         self.base = f"http://127.0.0.1:{self.port}"
         self.home = OUT / f"home-{name}"
         if name != "remote":
@@ -82,9 +82,14 @@ class Tier:
             if self.name == "remote":
                 shutil.rmtree(self.home / "models" / MODEL, ignore_errors=True)
 
-    def measure(self):
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "stream": True}
-        req = urllib.request.Request(f"{self.base}/v1/chat/completions", json.dumps(body).encode(),
+    def measure(self, kind="chat"):
+        if kind == "chat":
+            path = "chat/completions"
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "stream": True}
+        else:
+            path = "completions"
+            body = {"model": MODEL, "prompt": "Hi", "max_tokens": 8, "stream": True}
+        req = urllib.request.Request(f"{self.base}/v1/{path}", json.dumps(body).encode(),
                                      {"content-type": "application/json"})
         t0 = time.perf_counter()
         first = None
@@ -92,7 +97,7 @@ class Tier:
             for line in r:
                 if first is None and line.startswith(b"data:"):
                     first = time.perf_counter() - t0
-        self.ttft.append(first * 1000)
+        self.ttft[kind].append(first * 1000)
         tiers = [w.get("coldStart", {}).get("tier") for w in self.fleet()]
         return tiers
 
@@ -124,12 +129,14 @@ def main():
         for t in tiers:
             if t.name in ("parked", "warm"):
                 t.measure()  # the first start (not counted): makes the worker to park / keep
-                t.ttft.clear()
+                t.ttft["chat"].clear()
         for r in range(RUNS):
-            for t in tiers:
-                t.ready_for_round()
-                seen = t.measure()
-                print(f"round {r + 1} {t.name:<7} {t.ttft[-1]:8.0f} ms  fleet tiers {seen}", file=sys.stderr)
+            for kind in ("chat", "completion"):
+                for t in tiers:
+                    t.ready_for_round()
+                    seen = t.measure(kind)
+                    print(f"round {r + 1} {kind:<10} {t.name:<7} {t.ttft[kind][-1]:8.0f} ms  fleet tiers {seen}",
+                          file=sys.stderr)
     finally:
         for t in tiers:
             t.proc.send_signal(signal.SIGTERM)
@@ -138,12 +145,14 @@ def main():
     rows = {t.name: t.ttft for t in tiers}
     (OUT / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"zero -> first token by tier, ms, median (min-max) of {RUNS}; results in {OUT}")
-    print("| tier | TTFT ms | vs warm |")
-    print("|---|---|---|")
-    warm = statistics.median(rows["warm"])
+    print("chat: 'Hi' as a chat (31 prompt tokens with SmolLM2's default system prompt);")
+    print("completion: 'Hi' as a completion prompt (1 token): the start without the prefill")
+    print("| tier | chat TTFT ms | vs warm | completion TTFT ms | vs warm |")
+    print("|---|---|---|---|---|")
+    fmt = lambda v: f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})"
     for name, v in rows.items():
-        m = statistics.median(v)
-        print(f"| {name} | {m:.0f} ({min(v):.0f}-{max(v):.0f}) | {m / warm:.2f}x |")
+        ratio = lambda k: statistics.median(v[k]) / statistics.median(rows["warm"][k])
+        print(f"| {name} | {fmt(v['chat'])} | {ratio('chat'):.2f}x | {fmt(v['completion'])} | {ratio('completion'):.2f}x |")
 
 
 main()
