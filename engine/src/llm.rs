@@ -16,13 +16,13 @@ use either::Either;
 use indexmap::IndexMap;
 use mistralrs::core::{
     AutoDeviceMapParams, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, MistralRsBuilder,
-    RequestMessage, Response, TokenSource,
+    NormalLoaderBuilder, NormalSpecificConfig, RequestMessage, Response, TokenSource,
 };
 use mistralrs::{
     best_device, Constraint, DefaultSchedulerMethod, Model, ModelDType, NormalRequest, Request,
     SamplingParams, SchedulerConfig, StopTokens,
 };
-use protocol::config::ActivationDType;
+use protocol::config::{ActivationDType, WeightKind};
 use protocol::job::OpenAiJobInput;
 use protocol::openai::logprobs::TokenLogprob;
 use protocol::openai::response::{Chunk, Completion, Usage};
@@ -89,7 +89,10 @@ impl Engine {
         tokenizer_dir: Option<&Path>,
     ) -> Result<Self, EngineError> {
         let load_err = |e: anyhow::Error| EngineError::Load(format!("{e:#}"));
-        let loader = gguf_loader(path, tokenizer_dir)?;
+        let loader = match cfg.weights.kind {
+            WeightKind::Gguf => gguf_loader(path, tokenizer_dir)?,
+            WeightKind::Safetensors => safetensors_loader(path)?,
+        };
         let dtype = match cfg.engine.dtype {
             ActivationDType::Auto => ModelDType::Auto,
             ActivationDType::F32 => ModelDType::F32,
@@ -591,6 +594,30 @@ fn gguf_loader(
         None,
     )
     .build())
+}
+
+/// mistral.rs's loader for a safetensors repo in the directory of `weights` (its
+/// `config.json` names the architecture; `tokenizer.json` and `tokenizer_config.json` beside).
+fn safetensors_loader(weights: &Path) -> Result<Box<dyn mistralrs::core::Loader>, EngineError> {
+    let dir = weights.parent().unwrap_or(Path::new("."));
+    // mistral.rs would take a missing local directory for a Hugging Face id and go online.
+    if !dir.join("config.json").is_file() {
+        return Err(EngineError::Load(format!(
+            "no config.json beside {}",
+            weights.display()
+        )));
+    }
+    let id = dir.to_string_lossy().into_owned();
+    NormalLoaderBuilder::new(
+        NormalSpecificConfig::default(),
+        None,
+        None,
+        Some(id),
+        false,
+        None,
+    )
+    .build(None)
+    .map_err(|e| EngineError::Load(format!("{e:#}")))
 }
 
 fn sampling_params(s: &Sampling) -> SamplingParams {

@@ -323,17 +323,49 @@ impl WeightFormat {
     }
 }
 
-/// The `[weights]` section: the original GGUF (name and checksum) and the format workers load.
+/// The `[weights]` section: the original weight file (name and checksum), the files beside
+/// it, its kind, and the format workers load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightSettings {
-    /// File name of the original GGUF.
+    /// File name of the original weights: a GGUF, or a safetensors repo's weight file.
     pub file: String,
-    /// sha256 of the original GGUF.
+    /// sha256 of that file.
     pub sha256: String,
-    /// Format the workers load; chosen by measurement (see the config's comments).
+    /// Format the workers load; chosen by measurement (see the config's comments). Only
+    /// `original` for safetensors.
     #[serde(default = "default_format")]
     pub serve_format: WeightFormat,
+    /// What `file` is: `gguf` (default; tokenizer and chat template inside), or
+    /// `safetensors` (a Hugging Face model repo: `config.json`, `tokenizer.json` and
+    /// `tokenizer_config.json` listed in `extra_files`).
+    #[serde(default)]
+    pub kind: WeightKind,
+    /// Other files of the model fetched from the same source, each checked by sha256: a
+    /// safetensors repo's config and tokenizer files. Not for pip sources.
+    #[serde(default)]
+    pub extra_files: Vec<FileSpec>,
+}
+
+/// The kind of a model's weight files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightKind {
+    /// One GGUF file, tokenizer inside.
+    #[default]
+    Gguf,
+    /// A Hugging Face safetensors repo (loaded by mistral.rs's normal loader).
+    Safetensors,
+}
+
+/// A file of a model's source and its checksum.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Its name (a path relative to the repo's root or the source directory).
+    pub file: String,
+    /// Its sha256, hex.
+    pub sha256: String,
 }
 
 fn default_format() -> WeightFormat {
@@ -584,6 +616,25 @@ impl ModelConfig {
         if cfg.scaling.max_workers < cfg.scaling.min_workers {
             return Err(invalid(
                 "scaling.max_workers must be >= scaling.min_workers".into(),
+            ));
+        }
+        for f in &mut cfg.weights.extra_files {
+            f.sha256.make_ascii_lowercase();
+        }
+        let w = &cfg.weights;
+        if w.kind == WeightKind::Safetensors && w.serve_format != WeightFormat::Original {
+            return Err(invalid(
+                "weights.serve_format must be `original` for safetensors weights".into(),
+            ));
+        }
+        let one_file = matches!(
+            cfg.source,
+            SourceSettings::Pip { .. } | SourceSettings::Url { .. }
+        );
+        if one_file && !w.extra_files.is_empty() {
+            return Err(invalid(
+                "weights.extra_files needs a `hub` or `dir` source (a pip or url source carries one file)"
+                    .into(),
             ));
         }
         Ok(cfg)

@@ -53,9 +53,12 @@ def test_metrics_move_after_requests(server, client):
     assert value(after, "sluice_store_jobs_total", endpoint=MODEL, event="completed") >= 3
     running = sum(value(after, "sluice_workers", endpoint=MODEL, state=s) for s in ["idle", "running"])
     assert running >= 1
-    # The process started a worker: its cold start was timed, phase by phase.
+    # The process started a worker: its cold start was timed, phase by phase, by tier.
     for phase in ["spawn", "ready"]:
-        assert value(after, "sluice_cold_start_duration_seconds_count", endpoint=MODEL, phase=phase) >= 1, phase
+        starts = {dict(labels)["tier"]: v for (name, labels), v in after.items()
+                  if name == "sluice_cold_start_duration_seconds_count"
+                  and ("phase", phase) in labels and ("endpoint", MODEL) in labels}
+        assert sum(starts.values()) >= 1 and set(starts) <= {"parked", "ram", "disk", "remote"}, (phase, starts)
     assert value(after, "sluice_worker_milliseconds_total", endpoint=MODEL, kind="flex") > 0
 
 

