@@ -281,6 +281,16 @@ fn cached_tokenizer(model: &str) -> Option<PathBuf> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Worker { .. })
+        && std::env::var_os("RUST_LIB_BACKTRACE").is_none()
+    {
+        // RUST_BACKTRACE=1 in a shell also makes every library error capture a backtrace (std
+        // reads RUST_LIB_BACKTRACE first): mistral.rs's loader formats a candle error on its
+        // way, and symbolizing it cost ~170 ms of each cold start (perf, SmolLM2). Panics keep
+        // theirs. Set here, before the runtime's threads exist, so every worker gets it
+        // however it is started.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -21,13 +21,6 @@ pub fn phase_line(load: Duration) -> String {
     format!("{PHASE_MARK} load_ms={}", load.as_millis())
 }
 
-/// Now, ms since the Unix epoch.
-pub fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The local-process [`Actuator`]: starts each endpoint's workers from its [`Launch`] as child
 /// processes of ours, hands them GPUs and CPU cores from its pools, and drains them by SIGTERM
 /// (SIGKILL after the drain grace).
@@ -112,13 +105,6 @@ fn command(launch: &Launch, id: &str, gpus: Option<&str>, cpus: &[String]) -> Co
         .kill_on_drop(true);
     // A worker given no GPUs sees none, not every GPU the launcher can see.
     cmd.env("CUDA_VISIBLE_DEVICES", gpus.unwrap_or(""));
-    // RUST_BACKTRACE=1 in a shell also makes every library error capture a backtrace (std
-    // reads RUST_LIB_BACKTRACE first, then RUST_BACKTRACE): mistral.rs's loader formats a
-    // candle error on its way, and symbolizing it cost ~170 ms of each cold start (perf,
-    // SmolLM2). Panics keep their backtraces; an explicit RUST_LIB_BACKTRACE is kept.
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
-        cmd.env("RUST_LIB_BACKTRACE", "0");
-    }
     if !cpus.is_empty() {
         // candle and mistral.rs size their thread pools by this (default: every core).
         cmd.env("RAYON_NUM_THREADS", cpus.len().to_string());
@@ -223,7 +209,7 @@ impl Actuator for LocalProcesses {
             // Start reading the weights while the process starts.
             crate::tiers::promote(w);
         }
-        let started_at_ms = epoch_ms();
+        let started_at_ms = protocol::health::epoch_ms();
         let visible = (!gpus.is_empty()).then(|| gpus.join(","));
         let pinned = (!cpus.is_empty()).then(|| cpus.join(","));
         let mut cmd = command(launch, &id, visible.as_deref(), &cpus);
@@ -350,7 +336,7 @@ impl Actuator for LocalProcesses {
             w.parked = None;
             // The thaw is this worker's new start: tier `parked`, phases from now.
             w.started = Instant::now();
-            w.started_at_ms = epoch_ms();
+            w.started_at_ms = protocol::health::epoch_ms();
             w.spawn_ms = 0;
             w.load_ms = Some(0);
             w.tier = Some(protocol::health::Tier::Parked);

@@ -3,7 +3,7 @@
 //! a streamed request waits for a worker to start, and `Retry-After` on a full queue. All read
 //! from the autoscaler's fleet view in the store, so every gateway tells the same.
 
-use protocol::health::{FleetState, JobColdStart};
+use protocol::health::{epoch_ms, FleetState, JobColdStart};
 use protocol::job::JobView;
 use queue::JobStore;
 use std::time::Duration;
@@ -25,13 +25,6 @@ pub async fn of_job(store: &dyn JobStore, endpoint: &str, view: &JobView) -> Opt
 pub async fn annotate(store: &dyn JobStore, endpoint: &str, mut view: JobView) -> JobView {
     view.cold_start = of_job(store, endpoint, &view).await;
     view
-}
-
-/// Now, ms since the Unix epoch.
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// An SSE comment on the cold start `endpoint` is going through, if one is:

@@ -118,6 +118,14 @@ pub enum FleetState {
     Parked,
 }
 
+/// Now, ms since the Unix epoch: the clock of [`ColdStart::started_at_ms`] (0 if the
+/// system clock is before 1970).
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Where a worker's start found its weights, fastest first: the tier of the weight cache it
 /// started from. Names as in `x-sluice-cold-start` and SSE cold-start comments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

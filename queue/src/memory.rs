@@ -41,11 +41,8 @@ struct Entry {
 
 /// `at` (no later than `now`) as ms since the Unix epoch.
 fn epoch_ms_of(at: Instant, now: Instant) -> u64 {
-    let ago = now.saturating_duration_since(at);
-    std::time::SystemTime::now()
-        .checked_sub(ago)
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+    let ago = now.saturating_duration_since(at).as_millis() as u64;
+    protocol::health::epoch_ms().saturating_sub(ago)
 }
 
 impl Entry {

@@ -164,24 +164,26 @@ impl Cache {
 
     /// Make `cfg`'s served weights present and verified in the cache; idempotent.
     pub fn pull(&self, cfg: &ModelConfig) -> Result<CachedModel> {
-        if let Ok(mut m) = self.lookup(cfg) {
+        // The usual case, without taking the lock: complete in the cache.
+        if let Ok(m) = self.lookup(cfg) {
             if m.tokenizer_dir().is_some_and(|d| d.is_dir()) {
                 tracing::info!(model = %cfg.name, path = %m.served_path().display(), "already cached");
                 return Ok(m);
             }
-            m.tokenizer = Some(write_tokenizer(&m.dir, &m.dir.join(&m.original.file))?);
-            write_manifest(&m)?;
-            return Ok(m);
         }
         let dir = self.model_dir(&cfg.name);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         // One pull of a model at a time across processes (workers starting together): the
         // others wait, then find it cached.
         let _lock = lock_dir(&dir)?;
-        if let Ok(m) = self.lookup(cfg) {
-            if m.tokenizer_dir().is_some_and(|d| d.is_dir()) {
-                return Ok(m);
+        if let Ok(mut m) = self.lookup(cfg) {
+            // Cached by another process meanwhile, or cached before tokenizer sidecars
+            // existed: only the sidecar is missing then.
+            if !m.tokenizer_dir().is_some_and(|d| d.is_dir()) {
+                m.tokenizer = Some(write_tokenizer(&m.dir, &m.dir.join(&m.original.file))?);
+                write_manifest(&m)?;
             }
+            return Ok(m);
         }
         let original_path = dir.join(&cfg.weights.file);
         let original = self.fetch_original(cfg, &original_path)?;
@@ -382,11 +384,17 @@ fn derived_name(original: &str, format: WeightFormat) -> String {
 
 /// A temporary name in the same directory, so the final rename is atomic.
 fn tmp_path(dest: &Path) -> PathBuf {
+    hidden_sibling(dest, &format!("tmp-{}", std::process::id()))
+}
+
+/// `dir/x.gguf` -> `dir/.x.gguf.TAG`: a hidden file beside `dest` (same filesystem, so the
+/// final rename is atomic; never listed as a model file).
+pub(crate) fn hidden_sibling(dest: &Path, tag: &str) -> PathBuf {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    dest.with_file_name(format!(".{name}.{tag}"))
 }
 
 fn rename(from: &Path, to: &Path) -> Result<()> {

@@ -115,10 +115,6 @@ impl Remote {
 
 /// `x.gguf` -> `.x.gguf.part` in the same directory: kept across attempts (resumed), unlike
 /// the per-process temporary names.
-pub(crate) fn part_path(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.part"))
+fn part_path(dest: &Path) -> PathBuf {
+    crate::cache::hidden_sibling(dest, "part")
 }
