@@ -199,10 +199,12 @@ pub async fn worker_token(State(gw): State<AppState>, req: Request, next: Next) 
     if bool::from(given.as_bytes().ct_eq(gw.worker_token.as_bytes())) {
         next.run(req).await
     } else {
-        RunpodError(GatewayError::Unauthorized(
-            "invalid or missing worker token".into(),
-        ))
-        .into_response()
+        close_after(
+            RunpodError(GatewayError::Unauthorized(
+                "invalid or missing worker token".into(),
+            ))
+            .into_response(),
+        )
     }
 }
 
@@ -217,11 +219,23 @@ enum Shape {
 
 impl Shape {
     fn error(self, e: GatewayError) -> Response {
-        match self {
+        close_after(match self {
             Shape::OpenAi => OpenAiError(e).into_response(),
             Shape::RunPod => RunpodError(e).into_response(),
-        }
+        })
     }
+}
+
+/// Marks a refusal sent before the request's body was read `Connection: close`. hyper closes
+/// such a connection anyway when the body has not fully arrived (it will not wait to drain it),
+/// and a client that reuses it races that close ("server disconnected without a response");
+/// the header tells the client not to reuse it.
+fn close_after(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// The caller's limits on a route that submits work: requests in flight on this gateway

@@ -93,6 +93,8 @@ def test_keys_scopes_and_request_limits(keyed):
     with httpx.Client(timeout=60) as http:
         assert http.get(f"{base}/v1/models").status_code == 401
         assert http.get(f"{base}/v1/models", headers=auth("sk-wrong")).status_code == 401
+        r = http.post(f"{base}/v1/completions", headers=auth("sk-wrong"), json={"model": MODEL, "prompt": "hi"})
+        assert r.status_code == 401 and r.headers["connection"] == "close"
         # Out of scope: as unknown as a missing endpoint.
         assert http.get(f"{base}/v1/models", headers=auth("sk-none")).json()["data"] == []
         r = run(http, base, "sk-none")
@@ -110,6 +112,8 @@ def test_keys_scopes_and_request_limits(keyed):
         r = run(http, base, "sk-a")
         assert r.status_code == 429 and "error" in r.json()
         assert int(r.headers["retry-after"]) >= 1
+        # Refused before its body was read: the client must not reuse the connection.
+        assert r.headers["connection"] == "close"
         r = http.post(f"{base}/v1/completions", headers=auth("sk-a"), json={"model": MODEL, "prompt": "hi", "max_tokens": 1})
         assert r.status_code == 429
         err = r.json()["error"]
