@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use autoscaler::actuator::WORKER_ID;
-use autoscaler::{Endpoint, Launch, LocalProcesses};
+use autoscaler::{Endpoint, GpuPool, Launch, LocalProcesses};
 use protocol::config::Deployment;
 use protocol::routes::{WorkerRoute, SDK_QUERY};
 use std::path::{Path, PathBuf};
@@ -43,6 +43,11 @@ fn launches(
             env: vec![("SLUICE_WORKER_TOKEN".into(), token.into())],
             cwd: None,
             gpus_per_worker: m.scaling.gpus_per_worker,
+            gpu_types: m
+                .gpu
+                .iter()
+                .map(|g| (g.gpu_type.clone(), g.gpus_per_worker))
+                .collect(),
             cpus_per_worker: m.engine.cpu_threads,
             weights: Some(weights::Cache::from_env().served_path(m)),
         })
@@ -81,6 +86,7 @@ fn launches(
             env,
             cwd: Some(dep.base_dir.clone()),
             gpus_per_worker: c.scaling.gpus_per_worker,
+            gpu_types: vec![],
             cpus_per_worker: 0,
             weights: None,
         });
@@ -114,15 +120,21 @@ pub fn actuator(
 ) -> anyhow::Result<Arc<LocalProcesses>> {
     Ok(Arc::new(LocalProcesses::new(
         launches(dep, config, gateway, token)?,
-        &gpus(),
+        gpus(dep),
         &autoscaler::local::allowed_cpus(),
         DRAIN_GRACE,
     )))
 }
 
-/// GPUs workers may use: `SLUICE_GPUS`, else this process's `CUDA_VISIBLE_DEVICES`.
-fn gpus() -> String {
-    std::env::var("SLUICE_GPUS")
-        .or_else(|_| std::env::var("CUDA_VISIBLE_DEVICES"))
-        .unwrap_or_default()
+/// GPUs workers may use: `SLUICE_GPUS` (`0,1` or typed, `H100-80GB:0,1;L40S:2`), else this
+/// process's `CUDA_VISIBLE_DEVICES` (untyped), else what `nvidia-smi` lists, typed by the GPU
+/// table (none without it).
+fn gpus(dep: &Deployment) -> GpuPool {
+    if let Ok(spec) =
+        std::env::var("SLUICE_GPUS").or_else(|_| std::env::var("CUDA_VISIBLE_DEVICES"))
+    {
+        return GpuPool::parse(&spec);
+    }
+    let table = dep.gpu_table().ok();
+    GpuPool::detect(table.as_ref())
 }

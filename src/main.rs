@@ -3,6 +3,7 @@
 
 mod fleet;
 mod models;
+mod plan;
 mod roles;
 mod serve;
 
@@ -173,6 +174,30 @@ enum ModelsCommand {
         #[arg(long, default_value = "configs/sluice.toml")]
         config: PathBuf,
     },
+    /// Size a model on a GPU type: weights + KV cache for context x max_num_seqs, +20%,
+    /// against the GPU's memory; the smallest gpus_per_worker and the largest max_num_seqs
+    /// that fit.
+    Plan {
+        /// The model's served name.
+        name: String,
+        /// The GPU type, a name in the GPU table (`configs/gpus.toml`), e.g. H100-80GB.
+        #[arg(long)]
+        gpu: String,
+        /// GPUs per worker (default: the config's entry for the type, else the fewest that fit).
+        #[arg(long)]
+        gpus: Option<u32>,
+        /// Print the plan as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "configs/sluice.toml")]
+        config: PathBuf,
+    },
+    /// Check every model config: schema, checksums, pinned revisions, and that each fits the
+    /// GPU types it lists with its settings.
+    Check {
+        #[arg(long, default_value = "configs/sluice.toml")]
+        config: PathBuf,
+    },
     /// Remove a model from the cache (refused while a running worker holds it).
     Rm {
         /// The model's name (its directory in the cache).
@@ -262,6 +287,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             ModelsCommand::Pull { name, config } => models::pull(&config, &name),
             ModelsCommand::Ls { config } => models::ls(&config),
             ModelsCommand::Rm { name } => models::rm(&name),
+            ModelsCommand::Plan {
+                name,
+                gpu,
+                gpus,
+                json,
+                config,
+            } => plan::plan(&config, &name, &gpu, gpus, json),
+            ModelsCommand::Check { config } => plan::check(&config),
             ModelsCommand::Gc { budget_gib, config } => models::gc(&config, budget_gib),
             ModelsCommand::ExportTokenizer { name, dir, config } => {
                 models::export_tokenizer(&config, &name, &dir)
@@ -281,15 +314,11 @@ fn cached_tokenizer(model: &str) -> Option<PathBuf> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Worker { .. })
-        && std::env::var_os("RUST_LIB_BACKTRACE").is_none()
+    if let Command::Worker {
+        common, endpoint, ..
+    } = &cli.command
     {
-        // RUST_BACKTRACE=1 in a shell also makes every library error capture a backtrace (std
-        // reads RUST_LIB_BACKTRACE first): mistral.rs's loader formats a candle error on its
-        // way, and symbolizing it cost ~170 ms of each cold start (perf, SmolLM2). Panics keep
-        // theirs. Set here, before the runtime's threads exist, so every worker gets it
-        // however it is started.
-        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+        roles::prepare_worker_process(&common.config, endpoint.as_deref());
     }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -304,7 +333,17 @@ fn main() -> std::process::ExitCode {
     };
     // Inside the runtime: the gRPC exporter needs one.
     let guard = rt.block_on(async { init_telemetry(service) });
-    let result = rt.block_on(dispatch(cli.command));
+    let result = match cli.command {
+        // mistral.rs re-executed us as a tensor-parallel rank: only the engine.
+        Command::Worker {
+            common,
+            endpoint: Some(endpoint),
+            ..
+        } if engine::devices::is_tensor_parallel_rank() => {
+            rt.block_on(roles::tensor_parallel_rank(common, &endpoint))
+        }
+        command => rt.block_on(dispatch(command)),
+    };
     drop(guard);
     // Do not wait for blocked threads (e.g. a stdin reader) at exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

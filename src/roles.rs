@@ -239,6 +239,81 @@ pub enum HandlerKind {
     Echo,
 }
 
+/// The endpoint's model, pulled into the cache (held there for the worker's life) and loaded,
+/// with the settings of the GPU type the launcher gave (`SLUICE_GPU_TYPE`, see
+/// [`protocol::ModelConfig::on_gpu`]). Prints the load time for the local actuator.
+async fn load_engine(
+    common: &Common,
+    endpoint: &str,
+) -> anyhow::Result<(Engine, protocol::ModelConfig, weights::InUse)> {
+    let t0 = Instant::now();
+    let dep = Deployment::load(&common.config)?;
+    let gpu_type = std::env::var("SLUICE_GPU_TYPE").ok();
+    let cfg = dep
+        .model(endpoint)
+        .with_context(|| {
+            format!(
+                "endpoint `{endpoint}` is not a model in {}",
+                common.config.display()
+            )
+        })?
+        .on_gpu(gpu_type.as_deref());
+    // Held for the worker's life: the disk tier's eviction leaves the model alone.
+    let cache = Cache::from_env();
+    let held = cache.hold(&cfg.name)?;
+    let cached = cache.pull(&cfg)?;
+    if let Some(budget) = dep.config.cache.budget_bytes() {
+        cache.evict_to(budget, Some(&cfg.name))?;
+    }
+    let t_fetch = t0.elapsed();
+    let engine = Engine::load(
+        &cfg,
+        &cached.served_path(),
+        cached.tokenizer_dir().as_deref(),
+    )
+    .await?;
+    let t_load = t0.elapsed() - t_fetch;
+    // For the autoscaler's cold-start accounting (it reads our stdout).
+    println!("{}", autoscaler::local::phase_line(t_load));
+    tracing::info!(
+        fetch_ms = t_fetch.as_millis() as u64,
+        load_ms = t_load.as_millis() as u64,
+        file = %cached.served.file,
+        gpu_type = gpu_type.as_deref().unwrap_or("-"),
+        max_num_seqs = cfg.engine.max_num_seqs,
+        "model loaded"
+    );
+    Ok((engine, cfg, held))
+}
+
+/// A tensor-parallel rank (mistral.rs re-executed us with our own arguments, see
+/// [`engine::devices::is_tensor_parallel_rank`]): load the engine, which then serves the rank
+/// and does not return; never register as a worker.
+pub async fn tensor_parallel_rank(common: Common, endpoint: &str) -> anyhow::Result<()> {
+    load_engine(&common, endpoint).await?;
+    anyhow::bail!("the engine of a tensor-parallel rank returned")
+}
+
+/// Before the runtime's threads exist (setting variables is only sound then): what a worker
+/// process's libraries read from the environment. `RUST_LIB_BACKTRACE=0` unless set:
+/// RUST_BACKTRACE=1 in a shell also makes every library error capture a backtrace (std reads
+/// RUST_LIB_BACKTRACE first), and mistral.rs's loader formats a candle error on its way;
+/// symbolizing it cost ~170 ms of each cold start (perf, SmolLM2). Panics keep theirs.
+/// `MISTRALRS_NO_NCCL=1` unless this worker runs tensor parallel
+/// ([`engine::devices::tensor_parallel`]), so a `nccl` build serves GGUF models and one-GPU
+/// workers without NCCL.
+pub fn prepare_worker_process(config: &std::path::Path, endpoint: Option<&str>) {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+    let gpus = engine::devices::visible_gpus(std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref());
+    let kind = endpoint.and_then(|e| Some(Deployment::load(config).ok()?.model(e)?.weights.kind));
+    let tp = kind.is_some_and(|k| engine::devices::tensor_parallel(k, gpus));
+    if !tp && std::env::var_os(engine::devices::NO_NCCL).is_none() {
+        std::env::set_var(engine::devices::NO_NCCL, "1");
+    }
+}
+
 pub async fn worker(
     common: Common,
     id: WorkerIdentity,
@@ -253,41 +328,7 @@ pub async fn worker(
     let (handler, concurrency, max_take, _held): Setup = match handler {
         HandlerKind::Echo => (Arc::new(EchoHandler), concurrency, concurrency, None),
         HandlerKind::Llm => {
-            let t0 = Instant::now();
-            let dep = Deployment::load(&common.config)?;
-            let cfg = dep
-                .model(&id.endpoint)
-                .with_context(|| {
-                    format!(
-                        "endpoint `{}` is not a model in {}",
-                        id.endpoint,
-                        common.config.display()
-                    )
-                })?
-                .clone();
-            // Held for the worker's life: the disk tier's eviction leaves the model alone.
-            let cache = Cache::from_env();
-            let held = cache.hold(&cfg.name)?;
-            let cached = cache.pull(&cfg)?;
-            if let Some(budget) = dep.config.cache.budget_bytes() {
-                cache.evict_to(budget, Some(&cfg.name))?;
-            }
-            let t_fetch = t0.elapsed();
-            let engine = Engine::load(
-                &cfg,
-                &cached.served_path(),
-                cached.tokenizer_dir().as_deref(),
-            )
-            .await?;
-            let t_load = t0.elapsed() - t_fetch;
-            // For the autoscaler's cold-start accounting (it reads our stdout).
-            println!("{}", autoscaler::local::phase_line(t_load));
-            tracing::info!(
-                fetch_ms = t_fetch.as_millis() as u64,
-                load_ms = t_load.as_millis() as u64,
-                file = %cached.served.file,
-                "model loaded"
-            );
+            let (engine, cfg, held) = load_engine(&common, &id.endpoint).await?;
             (
                 Arc::new(LlmHandler { engine }),
                 cfg.engine.max_num_seqs,

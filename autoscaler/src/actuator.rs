@@ -21,8 +21,14 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// The working directory to start it in; `None`: ours.
     pub cwd: Option<PathBuf>,
-    /// GPUs each worker gets (through `CUDA_VISIBLE_DEVICES`); 0 for CPU workers.
+    /// GPUs each worker gets (through `CUDA_VISIBLE_DEVICES`) when `gpu_types` is empty; 0
+    /// for CPU workers.
     pub gpus_per_worker: u32,
+    /// The model's `[[gpu]]` list as (GPU type, GPUs per worker), in preference order: the
+    /// pool hands out the first type with enough free GPUs, and the worker learns its type
+    /// from `SLUICE_GPU_TYPE` (and runs with that type's settings). Empty: `gpus_per_worker`
+    /// GPUs of any type.
+    pub gpu_types: Vec<(String, u32)>,
     /// CPU cores each worker is pinned to (its CPU affinity, with `RAYON_NUM_THREADS` set to
     /// match), so one host runs `cores / n` engines without them competing for cores; 0: no
     /// pinning, the worker may use every core.
@@ -75,6 +81,8 @@ pub struct Managed {
     pub draining: bool,
     /// The GPUs it was given, as its `CUDA_VISIBLE_DEVICES` ("0,1"); `None` for CPU workers.
     pub gpus: Option<String>,
+    /// Their type (a GPU table name), when known.
+    pub gpu_type: Option<String>,
     /// The CPU cores it is pinned to ("0,1"), when its launch asks for pinning.
     pub cpus: Option<String>,
     /// Since when it is parked (frozen, loaded, taking no jobs); `None` while it runs.
@@ -267,6 +275,7 @@ mod tests {
             env: vec![("URL".into(), format!("http://g/ping/{WORKER_ID}?x=1"))],
             cwd: None,
             gpus_per_worker: 0,
+            gpu_types: vec![],
             cpus_per_worker: 0,
             weights: None,
         };

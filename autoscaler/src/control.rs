@@ -111,6 +111,7 @@ impl Crashes {
             state: FleetState::Unhealthy,
             pid: None,
             gpus: None,
+            gpu_type: None,
             cpus: None,
             age_ms: None,
             cold_start: None,
@@ -454,6 +455,7 @@ impl Controller {
                     state: fleet_state(state),
                     pid: w.pid,
                     gpus: w.gpus.clone(),
+                    gpu_type: w.gpu_type.clone(),
                     cpus: w.cpus.clone(),
                     age_ms: Some(w.started.elapsed().as_millis() as u64),
                     cold_start: Some(ColdStart {

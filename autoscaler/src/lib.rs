@@ -9,6 +9,7 @@ pub mod actuator;
 pub mod cli;
 pub mod control;
 pub mod demotion;
+pub mod gpus;
 pub mod local;
 pub mod policy;
 pub mod simulate;
@@ -17,5 +18,6 @@ pub mod trace;
 
 pub use actuator::{Actuator, Launch};
 pub use control::{ControlSettings, Controller, Endpoint};
+pub use gpus::GpuPool;
 pub use local::LocalProcesses;
 pub use policy::{decide, Decision, QueueState, WorkerState, WorkerView};

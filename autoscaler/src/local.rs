@@ -5,6 +5,7 @@
 use crate::actuator::{
     Actuator, ActuatorError, Device, DevicePool, Exited, Launch, Managed, NoCapacity,
 };
+use crate::gpus::{GpuGrant, GpuPool};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -34,7 +35,7 @@ pub struct LocalProcesses {
 struct State {
     running: HashMap<String, Managed>,
     exited: Vec<Exited>,
-    gpus: DevicePool,
+    gpus: GpuPool,
     cpus: DevicePool,
 }
 
@@ -56,10 +57,10 @@ fn signal(pid: Option<u32>, sig: i32) {
 }
 
 impl LocalProcesses {
-    /// `gpus`: the GPUs workers may be given (`CUDA_VISIBLE_DEVICES` style, may be empty);
-    /// `cpus`: the CPU cores workers that ask for pinning may be pinned to (same style; see
+    /// `gpus`: the GPUs workers may be given, by type (may be empty); `cpus`: the CPU cores
+    /// workers that ask for pinning may be pinned to (`CUDA_VISIBLE_DEVICES` style; see
     /// [`allowed_cpus`]).
-    pub fn new(launches: Vec<Launch>, gpus: &str, cpus: &str, drain_grace: Duration) -> Self {
+    pub fn new(launches: Vec<Launch>, gpus: GpuPool, cpus: &str, drain_grace: Duration) -> Self {
         LocalProcesses {
             launches: launches
                 .into_iter()
@@ -67,7 +68,7 @@ impl LocalProcesses {
                 .collect(),
             drain_grace,
             state: Arc::new(Mutex::new(State {
-                gpus: DevicePool::parse(gpus),
+                gpus,
                 cpus: DevicePool::parse(cpus),
                 ..State::default()
             })),
@@ -93,9 +94,10 @@ pub fn allowed_cpus() -> String {
     String::new()
 }
 
-/// The command that starts worker `id` of `launch` with its GPUs (`CUDA_VISIBLE_DEVICES`) and
-/// pinned to `cpus` (none: unpinned), in its own process group, dying with us.
-fn command(launch: &Launch, id: &str, gpus: Option<&str>, cpus: &[String]) -> Command {
+/// The command that starts worker `id` of `launch` with its GPUs (`CUDA_VISIBLE_DEVICES`,
+/// their type in `SLUICE_GPU_TYPE`) and pinned to `cpus` (none: unpinned), in its own process
+/// group, dying with us.
+fn command(launch: &Launch, id: &str, gpus: Option<&GpuGrant>, cpus: &[String]) -> Command {
     let mut cmd = Command::new(&launch.program);
     cmd.args(launch.args_for(id))
         .envs(launch.env_for(id))
@@ -104,7 +106,17 @@ fn command(launch: &Launch, id: &str, gpus: Option<&str>, cpus: &[String]) -> Co
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     // A worker given no GPUs sees none, not every GPU the launcher can see.
-    cmd.env("CUDA_VISIBLE_DEVICES", gpus.unwrap_or(""));
+    cmd.env(
+        "CUDA_VISIBLE_DEVICES",
+        gpus.map(|g| g.ids.join(",")).unwrap_or_default(),
+    );
+    if let Some(g) = gpus {
+        // CUDA numbers GPUs fastest first by default; nvidia-smi (and so our pool) by PCI bus.
+        cmd.env("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+        if let Some(t) = &g.gpu_type {
+            cmd.env("SLUICE_GPU_TYPE", t);
+        }
+    }
     if !cpus.is_empty() {
         // candle and mistral.rs size their thread pools by this (default: every core).
         cmd.env("RAYON_NUM_THREADS", cpus.len().to_string());
@@ -142,23 +154,31 @@ fn command(launch: &Launch, id: &str, gpus: Option<&str>, cpus: &[String]) -> Co
 
 impl LocalProcesses {
     /// The GPUs and CPU cores a new worker of `launch` gets, all or nothing.
-    fn take_devices(&self, launch: &Launch) -> Result<(Vec<String>, Vec<String>), NoCapacity> {
+    fn take_devices(&self, launch: &Launch) -> Result<(Option<GpuGrant>, Vec<String>), NoCapacity> {
         let mut st = lock(&self.state);
         let short = |device, wanted| NoCapacity {
             device,
             wanted,
             endpoint: launch.endpoint.clone(),
         };
-        let gpus = match launch.gpus_per_worker as usize {
-            0 => Vec::new(),
-            n => st.gpus.take(n).ok_or_else(|| short(Device::Gpu, n))?,
+        let gpus = if launch.gpu_types.is_empty() && launch.gpus_per_worker == 0 {
+            None
+        } else {
+            let wanted = launch
+                .gpu_types
+                .first()
+                .map_or(launch.gpus_per_worker, |t| t.1);
+            let grant = st.gpus.take(&launch.gpu_types, launch.gpus_per_worker);
+            Some(grant.ok_or_else(|| short(Device::Gpu, wanted as usize))?)
         };
         let cpus = match launch.cpus_per_worker {
             0 => Vec::new(),
             n => match st.cpus.take(n) {
                 Some(c) => c,
                 None => {
-                    st.gpus.give(gpus);
+                    if let Some(g) = gpus {
+                        st.gpus.give(g);
+                    }
                     return Err(short(Device::CpuCore, n));
                 }
             },
@@ -210,9 +230,10 @@ impl Actuator for LocalProcesses {
             crate::tiers::promote(w);
         }
         let started_at_ms = protocol::health::epoch_ms();
-        let visible = (!gpus.is_empty()).then(|| gpus.join(","));
+        let visible = gpus.as_ref().map(|g| g.ids.join(","));
+        let gpu_type = gpus.as_ref().and_then(|g| g.gpu_type.clone());
         let pinned = (!cpus.is_empty()).then(|| cpus.join(","));
-        let mut cmd = command(launch, &id, visible.as_deref(), &cpus);
+        let mut cmd = command(launch, &id, gpus.as_ref(), &cpus);
         let t0 = Instant::now();
         let spawned = cmd.spawn();
         let spawn_ms = t0.elapsed().as_millis() as u64;
@@ -220,7 +241,9 @@ impl Actuator for LocalProcesses {
             Ok(c) => c,
             Err(e) => {
                 let mut st = lock(&self.state);
-                st.gpus.give(gpus);
+                if let Some(g) = gpus {
+                    st.gpus.give(g);
+                }
                 st.cpus.give(cpus);
                 return Err(ActuatorError::Spawn {
                     program: launch.program.display().to_string(),
@@ -237,6 +260,7 @@ impl Actuator for LocalProcesses {
             load_ms: None,
             draining: false,
             gpus: visible,
+            gpu_type,
             cpus: pinned,
             parked: None,
             tier,
@@ -264,7 +288,9 @@ impl Actuator for LocalProcesses {
             let status = child.wait().await;
             let mut st = lock(&state);
             let gone = st.running.remove(&wid);
-            st.gpus.give(gpus);
+            if let Some(g) = gpus {
+                st.gpus.give(g);
+            }
             st.cpus.give(cpus);
             #[cfg(unix)]
             let signal = {

@@ -57,7 +57,7 @@ impl Running {
         let store: Arc<dyn JobStore> = MemoryStore::start(StoreSettings::default());
         let actuator = Arc::new(LocalProcesses::new(
             vec![sh(&name, script, 0)],
-            "",
+            autoscaler::GpuPool::default(),
             "",
             Duration::from_secs(5),
         ));

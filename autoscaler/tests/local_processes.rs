@@ -2,7 +2,7 @@
 //! `CUDA_VISIBLE_DEVICES` and taken back, the worker id filled in, exits reported as crashes
 //! or drains, and the load time a worker reports picked up from its output.
 
-use autoscaler::{Actuator, LocalProcesses};
+use autoscaler::{Actuator, GpuPool, LocalProcesses};
 use std::time::Duration;
 
 mod common;
@@ -44,7 +44,7 @@ async fn gpus_ids_exits_and_reported_load_times() {
     );
     let a = LocalProcesses::new(
         vec![sh("gpu", &serve, 2), sh("crash", "exit 3", 0)],
-        "0,1,2",
+        GpuPool::parse("0,1,2"),
         "",
         Duration::from_secs(5),
     );
@@ -83,6 +83,46 @@ async fn gpus_ids_exits_and_reported_load_times() {
 }
 
 #[tokio::test]
+async fn workers_get_gpus_down_the_type_list_and_are_told_their_type() {
+    let tmp = scratch();
+    let dir = tmp.path();
+    let d = dir.display();
+    let serve = format!(
+        "echo \"$SLUICE_GPU_TYPE $CUDA_VISIBLE_DEVICES $CUDA_DEVICE_ORDER\" > {d}/$0; \
+         trap 'exit 0' TERM; while true; do sleep 0.05; done"
+    );
+    let mut launch = sh("llm", &serve, 0);
+    launch.gpu_types = vec![("H100-80GB".into(), 1), ("L40S".into(), 2)];
+    let a = LocalProcesses::new(
+        vec![launch],
+        GpuPool::parse("H100-80GB:0;L40S:1,2,3"),
+        "",
+        Duration::from_secs(5),
+    );
+    let first = a.start("llm").await.unwrap();
+    assert_eq!(
+        written_by(dir, &first).await.trim(),
+        "H100-80GB 0 PCI_BUS_ID"
+    );
+    // The H100 is taken: the next worker falls back to two L40S.
+    let second = a.start("llm").await.unwrap();
+    assert_eq!(written_by(dir, &second).await.trim(), "L40S 1,2 PCI_BUS_ID");
+    let types: Vec<_> = a.managed("llm").into_iter().map(|m| m.gpu_type).collect();
+    assert!(types.contains(&Some("L40S".into())) && types.contains(&Some("H100-80GB".into())));
+    // One L40S is left, a worker on that type needs two.
+    let err = a.start("llm").await.unwrap_err().to_string();
+    assert!(err.contains("no 1 free GPU"), "{err}");
+    a.drain(&first).await.unwrap();
+    exits(&a).await;
+    let third = a.start("llm").await.unwrap();
+    assert_eq!(
+        written_by(dir, &third).await.trim(),
+        "H100-80GB 0 PCI_BUS_ID"
+    );
+    a.shutdown().await;
+}
+
+#[tokio::test]
 async fn pinned_workers_get_their_own_cores_and_give_them_back() {
     let tmp = scratch();
     let dir = tmp.path();
@@ -102,7 +142,12 @@ async fn pinned_workers_get_their_own_cores_and_give_them_back() {
     let mut launch = sh("cpu", &serve, 0);
     launch.cpus_per_worker = 1;
     // A host of one free core: it fits one pinned worker.
-    let a = LocalProcesses::new(vec![launch], "", &core, Duration::from_secs(5));
+    let a = LocalProcesses::new(
+        vec![launch],
+        GpuPool::default(),
+        &core,
+        Duration::from_secs(5),
+    );
     let first = a.start("cpu").await.unwrap();
     assert_eq!(written_by(dir, &first).await.trim(), format!("{core} 1 []"));
     assert_eq!(a.managed("cpu")[0].cpus.as_deref(), Some(core.as_str()));

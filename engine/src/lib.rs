@@ -6,6 +6,7 @@
 
 mod bias;
 mod counter;
+pub mod devices;
 mod llm;
 mod logprobs;
 pub mod shape;

@@ -7,6 +7,7 @@
 
 use crate::bias::LogitBias;
 use crate::counter::{TokenCounter, TokenCounts};
+use crate::devices;
 use crate::logprobs::{ChoiceLogprobs, LogprobRecorder, Vocab};
 use crate::shape::{Aggregator, Kind};
 use crate::vllm_input;
@@ -15,12 +16,11 @@ use async_trait::async_trait;
 use either::Either;
 use indexmap::IndexMap;
 use mistralrs::core::{
-    AutoDeviceMapParams, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, MistralRsBuilder,
-    NormalLoaderBuilder, NormalSpecificConfig, RequestMessage, Response, TokenSource,
+    GGUFLoaderBuilder, GGUFSpecificConfig, MistralRsBuilder, NormalLoaderBuilder,
+    NormalSpecificConfig, RequestMessage, Response, TokenSource,
 };
 use mistralrs::{
-    best_device, Constraint, DefaultSchedulerMethod, Model, ModelDType, NormalRequest, Request,
-    SamplingParams, SchedulerConfig, StopTokens,
+    best_device, Constraint, Model, ModelDType, NormalRequest, Request, SamplingParams, StopTokens,
 };
 use protocol::config::{ActivationDType, WeightKind};
 use protocol::job::OpenAiJobInput;
@@ -102,6 +102,9 @@ impl Engine {
         // Without the `cuda` feature mistral.rs only has the CPU.
         let device =
             best_device(!cfg!(feature = "cuda")).map_err(|e| EngineError::Load(e.to_string()))?;
+        let paged = devices::paged_attention(&cfg.engine, &device).map_err(EngineError::Load)?;
+        let seqs = NonZeroUsize::new(cfg.engine.max_num_seqs)
+            .ok_or_else(|| EngineError::Load("engine.max_num_seqs must be > 0".into()))?;
         let t0 = std::time::Instant::now();
         let pipeline = loader
             .load_model_from_hf(
@@ -110,16 +113,12 @@ impl Engine {
                 &dtype,
                 &device,
                 true,
-                DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+                devices::device_map(),
                 None,
-                None,
+                paged,
             )
             .map_err(load_err)?;
-        let seqs = NonZeroUsize::new(cfg.engine.max_num_seqs)
-            .ok_or_else(|| EngineError::Load("engine.max_num_seqs must be > 0".into()))?;
-        let scheduler = SchedulerConfig::DefaultScheduler {
-            method: DefaultSchedulerMethod::Fixed(seqs),
-        };
+        let scheduler = devices::scheduler(&pipeline, seqs).await;
         let t_pipeline = t0.elapsed();
         let prefix_cache = prefix_cache_for(cfg.engine.prefix_cache, device.is_cpu())?;
         // Where llguidance ends a finished constraint: its own end-of-text tokens, which can

@@ -2,6 +2,7 @@
 //! pre-tuned file per model). Unknown keys are errors naming the file and the key, so a typo
 //! never silently falls back to a default.
 
+pub use crate::hardware::{ActivationDType, Architecture, EngineSettings, GpuChoice};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -58,6 +59,10 @@ pub struct SluiceConfig {
     /// Directory of model configs, relative to this file.
     #[serde(default = "default_models_dir")]
     pub models_dir: PathBuf,
+    /// The GPU table (`gpus.toml`), relative to this file: GPU types' memory, bandwidth and
+    /// prices, for sizing (`sluice models plan`) and for typing `nvidia-smi`'s GPUs.
+    #[serde(default = "default_gpu_table")]
+    pub gpu_table: PathBuf,
     /// Endpoints (model served names) that `sluice serve` runs.
     pub endpoints: Vec<String>,
     /// Gateway settings (`[gateway]`); every key has a default, so the section is optional.
@@ -120,6 +125,10 @@ impl CustomEndpoint {
         }
         s
     }
+}
+
+fn default_gpu_table() -> PathBuf {
+    PathBuf::from("gpus.toml")
 }
 
 fn default_models_dir() -> PathBuf {
@@ -250,6 +259,13 @@ pub struct ModelConfig {
     /// Autoscaling settings (`[scaling]`); RunPod's defaults when absent.
     #[serde(default)]
     pub scaling: ScalingSettings,
+    /// The facts GPU sizing needs (`[architecture]`); required with `[[gpu]]` entries.
+    #[serde(default)]
+    pub architecture: Option<Architecture>,
+    /// The GPU types a worker may run on, in order of preference (`[[gpu]]`), each with its
+    /// engine settings; empty: a CPU model (or GPUs by `scaling.gpus_per_worker` alone).
+    #[serde(default)]
+    pub gpu: Vec<GpuChoice>,
 }
 
 /// Where the original weights come from (the remote tier): the file named by
@@ -370,50 +386,6 @@ pub struct FileSpec {
 
 fn default_format() -> WeightFormat {
     WeightFormat::Original
-}
-
-/// The `[engine]` section: batch size, context length, dtype, prefix cache and threads of a
-/// worker's mistral.rs engine. `max_num_seqs` and `context_length` are required and must be > 0.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineSettings {
-    /// Sequences mistral.rs batches at once; also the jobs a worker takes concurrently.
-    pub max_num_seqs: usize,
-    /// Context length served (prompt + completion tokens).
-    pub context_length: usize,
-    /// Activation dtype of the engine. mistral.rs's `auto` picks F16 on CPU, where every
-    /// quantized matmul then converts to F32 and back; chosen per model by measurement.
-    #[serde(default)]
-    pub dtype: ActivationDType,
-    /// Reuse the KV cache of a repeated prompt prefix (mistral.rs's prefix cacher). Absent:
-    /// on for GPU workers, off on CPU. `true` on a CPU worker is refused at load: mistral.rs
-    /// 0.8.1 never evicts CPU prefix-cache entries (`PrefixCacheManagerV2::evict_caches` counts
-    /// only caches on a GPU), so every request's KV cache stayed resident (measured: +22 MB per
-    /// 64-token chat, RSS 708 -> 4,079 MB over 150 requests).
-    #[serde(default)]
-    pub prefix_cache: Option<bool>,
-    /// Threads one engine uses for its matmuls and attention (`RAYON_NUM_THREADS` of the worker
-    /// process). 0: every core of the host (one engine per host). With `n > 0` the local
-    /// actuator pins each worker to its own `n` cores, so a host runs `cores / n` engines side
-    /// by side and refuses further starts for want of free cores (capacity, not a crash).
-    #[serde(default)]
-    pub cpu_threads: usize,
-}
-
-/// Activation dtype of the engine (`engine.dtype`), mapped onto mistral.rs's `ModelDType`. Default
-/// `auto`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActivationDType {
-    /// `auto`: mistral.rs chooses (F16 on CPU).
-    #[default]
-    Auto,
-    /// `f32`: 32-bit floats.
-    F32,
-    /// `f16`: IEEE 16-bit floats.
-    F16,
-    /// `bf16`: bfloat16.
-    Bf16,
 }
 
 /// Per-endpoint autoscaling settings (a model's `[scaling]`, a custom endpoint's
@@ -578,6 +550,12 @@ impl Deployment {
             models_dir,
             base_dir: base.to_path_buf(),
         })
+    }
+
+    /// The GPU table (`config.gpu_table` resolved against the platform config's directory).
+    /// Errors: as [`crate::GpuTable::load`].
+    pub fn gpu_table(&self) -> Result<crate::GpuTable, ConfigError> {
+        crate::GpuTable::load(&self.base_dir.join(&self.config.gpu_table))
     }
 
     /// The loaded model whose served name is `name`; `None` for custom endpoints and unknown

@@ -267,6 +267,9 @@ pub struct FleetWorker {
     /// `CUDA_VISIBLE_DEVICES` it was given.
     #[serde(default)]
     pub gpus: Option<String>,
+    /// Their type (a GPU table name, e.g. `H100-80GB`), whose engine settings it runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_type: Option<String>,
     /// The CPU cores it is pinned to.
     #[serde(default)]
     pub cpus: Option<String>,

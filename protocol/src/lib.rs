@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod hardware;
 pub mod health;
 pub mod job;
 pub mod jsonl;
@@ -14,11 +15,13 @@ pub mod metrics;
 pub mod openai;
 pub mod openapi;
 pub mod routes;
+pub mod sizing;
 pub mod sse;
 pub mod vllm;
 
 pub use config::{
     ActivationDType, ConfigError, CustomEndpoint, Deployment, EngineSettings, GatewaySettings,
-    ModelConfig, ScalingSettings, SluiceConfig, SourceSettings, WeightFormat,
+    GpuChoice, ModelConfig, ScalingSettings, SluiceConfig, SourceSettings, WeightFormat,
 };
+pub use hardware::{Architecture, GpuTable, GpuType};
 pub use job::{JobId, JobStatus};

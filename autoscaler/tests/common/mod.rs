@@ -18,6 +18,7 @@ pub fn sh(endpoint: &str, script: &str, gpus: u32) -> Launch {
         env: vec![],
         cwd: None,
         gpus_per_worker: gpus,
+        gpu_types: vec![],
         cpus_per_worker: 0,
         weights: None,
     }
