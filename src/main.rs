@@ -1,6 +1,7 @@
 //! `sluice`: one binary for every role. This file is the command line; the roles live in
 //! `roles.rs` (gateway, worker, models) and `serve.rs` (all-in-one).
 
+mod deploy;
 mod fleet;
 mod models;
 mod plan;
@@ -86,6 +87,10 @@ enum Command {
         /// Token workers must present (env SLUICE_WORKER_TOKEN); random and printed if unset.
         #[arg(long, env = "SLUICE_WORKER_TOKEN", hide_env_values = true)]
         worker_token: Option<String>,
+        /// Serve KEDA's external scaler (gRPC) on HOST:PORT, for Kubernetes (default: the
+        /// config's `gateway.keda_scaler_addr`; unset: not served).
+        #[arg(long, env = "SLUICE_KEDA_ADDR")]
+        keda_addr: Option<String>,
     },
     /// One worker: loads the endpoint's model, then pulls jobs from a gateway. Started with
     /// RunPod's worker environment (`RUNPOD_WEBHOOK_GET_JOB`, `RUNPOD_POD_ID`,
@@ -122,7 +127,12 @@ enum Command {
         #[command(subcommand)]
         command: AutoscalerCommand,
     },
-    /// Manage the model cache.
+    /// Write deployment manifests from the configs.
+    Deploy {
+        #[command(subcommand)]
+        command: DeployCommand,
+    },
+    /// Manage the model cache; size and check model configs.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
@@ -149,6 +159,30 @@ enum AutoscalerCommand {
     /// Replay a request trace against the scaling policy with a virtual clock: queue delay,
     /// worker-seconds and cost per policy (min 0, min 1, always-on), and the break-even.
     Simulate(autoscaler::cli::SimulateArgs),
+}
+
+#[derive(Subcommand)]
+enum DeployCommand {
+    /// A Kustomize overlay on deploy/kubernetes/base: per model endpoint, a worker Deployment
+    /// (GPUs, GPU types, grace period from its config) and a KEDA ScaledObject on the gateways'
+    /// external scaler; the configs as ConfigMaps.
+    Kubernetes {
+        /// The platform config whose model endpoints get workers.
+        #[arg(long, default_value = "configs/sluice.toml")]
+        config: PathBuf,
+        /// The overlay directory to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The base, relative to --out.
+        #[arg(long, default_value = deploy::DEFAULT_BASE)]
+        base: String,
+        /// Namespace of everything (KEDA reaches the scaler by it).
+        #[arg(long, default_value = "sluice")]
+        namespace: String,
+        /// The sluice image (built with --features cuda for GPU endpoints).
+        #[arg(long, default_value = "sluice:latest")]
+        image: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -240,7 +274,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             store,
             exposure,
             worker_token,
-        } => roles::gateway(common, store, exposure, worker_token).await,
+            keda_addr,
+        } => roles::gateway(common, store, exposure, worker_token, keda_addr).await,
         Command::Worker {
             common,
             endpoint,
@@ -283,6 +318,22 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             print!("{}", autoscaler::cli::simulate(&args)?);
             Ok(())
         }
+        Command::Deploy {
+            command:
+                DeployCommand::Kubernetes {
+                    config,
+                    out,
+                    base,
+                    namespace,
+                    image,
+                },
+        } => deploy::kubernetes(&deploy::Options {
+            config,
+            out,
+            base,
+            namespace,
+            image,
+        }),
         Command::Models { command } => match command {
             ModelsCommand::Pull { name, config } => models::pull(&config, &name),
             ModelsCommand::Ls { config } => models::ls(&config),

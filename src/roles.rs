@@ -171,6 +171,7 @@ pub async fn gateway(
     store: StoreArgs,
     exposure: Exposure,
     token: Option<String>,
+    keda_addr: Option<String>,
 ) -> anyhow::Result<()> {
     let dep = Deployment::load(&common.config)?;
     let token = token.unwrap_or_else(|| {
@@ -178,7 +179,27 @@ pub async fn gateway(
         eprintln!("sluice: worker token (set SLUICE_WORKER_TOKEN to choose one): {t}");
         t
     });
-    let state = gateway_state(&dep, job_store(&dep, &store, true).await?, token)?;
+    let jobs = job_store(&dep, &store, true).await?;
+    if let Some(addr) = keda_addr.or(dep.config.gateway.keda_scaler_addr.clone()) {
+        let endpoints = crate::fleet::endpoints(&dep)
+            .into_iter()
+            .map(|e| (e.name, e.scaling))
+            .collect();
+        let scaler = autoscaler::keda::KedaScaler::new(jobs.clone(), endpoints);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding the KEDA scaler's address {addr}"))?;
+        eprintln!(
+            "sluice: KEDA external scaler (gRPC) on {}",
+            listener.local_addr()?
+        );
+        tokio::spawn(async move {
+            if let Err(e) = autoscaler::keda::serve(scaler, listener, shutdown_signal()).await {
+                tracing::error!("KEDA scaler: {e}");
+            }
+        });
+    }
+    let state = gateway_state(&dep, jobs, token)?;
     gateway::webhooks::spawn(state.clone());
     gateway::batch::spawn(state.clone());
     let listener = bind(&common, &dep.config.gateway, &exposure).await?;
@@ -248,16 +269,14 @@ async fn load_engine(
 ) -> anyhow::Result<(Engine, protocol::ModelConfig, weights::InUse)> {
     let t0 = Instant::now();
     let dep = Deployment::load(&common.config)?;
-    let gpu_type = std::env::var("SLUICE_GPU_TYPE").ok();
-    let cfg = dep
-        .model(endpoint)
-        .with_context(|| {
-            format!(
-                "endpoint `{endpoint}` is not a model in {}",
-                common.config.display()
-            )
-        })?
-        .on_gpu(gpu_type.as_deref());
+    let model = dep.model(endpoint).with_context(|| {
+        format!(
+            "endpoint `{endpoint}` is not a model in {}",
+            common.config.display()
+        )
+    })?;
+    let gpu_type = gpu_type_here(&dep, model);
+    let cfg = model.on_gpu(gpu_type.as_deref());
     // Held for the worker's life: the disk tier's eviction leaves the model alone.
     let cache = Cache::from_env();
     let held = cache.hold(&cfg.name)?;
@@ -284,6 +303,28 @@ async fn load_engine(
         "model loaded"
     );
     Ok((engine, cfg, held))
+}
+
+/// The GPU type this worker runs on: `SLUICE_GPU_TYPE` (the local actuator sets it), else, for
+/// a model with `[[gpu]]` entries, the first GPU `nvidia-smi` lists, typed by the GPU table
+/// (a Pod on Kubernetes sees only its own GPUs). `None` on a CPU or an unknown GPU.
+fn gpu_type_here(dep: &Deployment, model: &protocol::ModelConfig) -> Option<String> {
+    if let Ok(t) = std::env::var("SLUICE_GPU_TYPE") {
+        return Some(t);
+    }
+    if model.gpu.is_empty() {
+        return None;
+    }
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    let first = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .to_string();
+    let table = dep.gpu_table().ok()?;
+    table.identify(&first).map(|g| g.name.clone())
 }
 
 /// A tensor-parallel rank (mistral.rs re-executed us with our own arguments, see

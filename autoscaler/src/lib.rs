@@ -10,6 +10,7 @@ pub mod cli;
 pub mod control;
 pub mod demotion;
 pub mod gpus;
+pub mod keda;
 pub mod local;
 pub mod policy;
 pub mod simulate;

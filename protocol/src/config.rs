@@ -197,6 +197,9 @@ pub struct GatewaySettings {
     /// How long a batch may run before it expires, seconds (default 86,400: the `24h`
     /// completion window; shorter only to try expiry out).
     pub batch_window_secs: u64,
+    /// Where `sluice gateway` serves KEDA's external scaler (gRPC, `HOST:PORT`), for
+    /// Kubernetes; `--keda-addr` overrides it. Unset: not served.
+    pub keda_scaler_addr: Option<String>,
 }
 
 impl GatewaySettings {
@@ -240,6 +243,7 @@ impl Default for GatewaySettings {
             batch_file_max_bytes: 100 * 1024 * 1024,
             batch_max_requests: 50_000,
             batch_window_secs: 86_400,
+            keda_scaler_addr: None,
         }
     }
 }
