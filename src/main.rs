@@ -120,7 +120,11 @@ enum Command {
         #[arg(long, env = "RUNPOD_PING_INTERVAL", default_value_t = 5000)]
         ping_interval_ms: u64,
     },
-    /// Load-test an OpenAI-compatible server (flags follow `vllm bench serve`).
+    /// Load-test an OpenAI-compatible server. Flags follow `vllm bench serve` and mean the
+    /// same workload; sluice's defaults differ on purpose for a small CPU model
+    /// (--num-prompts 16, --dataset-name builtin, --random-input-len 128, --endpoint
+    /// /v1/chat/completions, temperature 0, ignore_eos only when asked), and every run's
+    /// workload line says which of them it used. See docs/bench.md.
     Bench(Box<loadtests::BenchArgs>),
     /// Autoscaling tools.
     Autoscaler {

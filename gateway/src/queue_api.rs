@@ -260,6 +260,23 @@ pub(crate) async fn endpoint_health(
     // (unhealthy, draining), and each worker's cold start.
     let fleet = gw.store.fleet(endpoint).await?.unwrap_or_default();
     let idle = m.workers_live - m.workers_running;
+    // A worker the autoscaler still shows as initializing may already be live in the store
+    // (idle or running): counted there, not twice.
+    let live: std::collections::HashSet<String> = if fleet.count(FleetState::Initializing) > 0 {
+        gw.store
+            .workers(endpoint)
+            .await?
+            .into_iter()
+            .map(|w| w.id)
+            .collect()
+    } else {
+        Default::default()
+    };
+    let initializing = fleet
+        .workers
+        .iter()
+        .filter(|w| w.state == FleetState::Initializing && !live.contains(&w.id))
+        .count();
     let health = EndpointHealth {
         jobs: JobCounts {
             completed: m.completed,
@@ -271,7 +288,7 @@ pub(crate) async fn endpoint_health(
         workers: WorkerCounts {
             idle,
             running: m.workers_running,
-            initializing: fleet.count(FleetState::Initializing),
+            initializing,
             ready: idle,
             draining: fleet.count(FleetState::Draining),
             throttled: 0,

@@ -34,13 +34,16 @@ pub struct BenchArgs {
     /// request measures a cold start. Needs sluice's /v2/{model}/health.
     #[arg(long)]
     pub cold_start: bool,
-    /// Requests to send in total.
+    /// Requests to send in total. (vLLM's default is 1000; sluice's 16 suits a small CPU
+    /// model: the workload line says so.)
     #[arg(long, default_value_t = 16)]
     pub num_prompts: usize,
-    /// Requests in flight at once (a cap; with --request-rate, arrivals beyond it wait).
-    #[arg(long, default_value_t = 1)]
-    pub max_concurrency: usize,
-    /// Open-loop arrivals per second; `inf` sends as fast as the concurrency allows.
+    /// Most requests in flight at once; arrivals beyond it wait for one to finish. Default:
+    /// no cap, as vLLM (the arrival process alone shapes the load).
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
+    /// Open-loop arrivals per second (sent on schedule whatever the server answers);
+    /// `inf` (default) sends every request at once, up to --max-concurrency.
     #[arg(long, default_value_t = f64::INFINITY)]
     pub request_rate: f64,
     /// Gamma shape of the gaps between arrivals: 1 is Poisson, lower is burstier.
@@ -59,12 +62,27 @@ pub struct BenchArgs {
     /// The file of the jsonl / sharegpt datasets.
     #[arg(long)]
     pub dataset_path: Option<PathBuf>,
-    /// Prompt length of the random dataset, in tokens.
+    /// Prompt length of the random dataset, in tokens (vLLM's default: 1024).
     #[arg(long, default_value_t = 128)]
     pub random_input_len: usize,
     /// max_tokens of every request (unless the dataset gives a request its own).
     #[arg(long, default_value_t = 128)]
     pub random_output_len: u32,
+    /// Random dataset: each request's input and output lengths are drawn uniformly from
+    /// [len x (1 - r), len x (1 + r)], as vLLM's; 0 (default): exactly the lengths.
+    #[arg(long, default_value_t = 0.0)]
+    pub random_range_ratio: f64,
+    /// Send vLLM's `ignore_eos: true`, so every request generates its max_tokens (servers
+    /// that do not know it may ignore it or refuse it).
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Metrics whose --metric-percentiles are added to the result file, e.g. `ttft,tpot,itl,e2el`
+    /// (vLLM's default `ttft,tpot,itl`; mean, median, p90, p95 and p99 of all four are always there).
+    #[arg(long, default_value = "ttft,tpot,itl")]
+    pub percentile_metrics: String,
+    /// Percentiles added for --percentile-metrics, e.g. `25,50,99` (vLLM's default `99`).
+    #[arg(long, default_value = "99")]
+    pub metric_percentiles: String,
     /// Tokenizer that makes random prompts and counts output without usage: a GGUF file or a
     /// Hugging Face tokenizer directory; default (from `sluice bench`): the model's tokenizer
     /// in the sluice cache, if it is there.
@@ -79,7 +97,16 @@ pub struct BenchArgs {
     /// Stop after this many seconds even if requests remain (in-flight ones are cut).
     #[arg(long, default_value_t = 600)]
     pub max_duration_secs: u64,
-    /// Write the result (vLLM's JSON keys, per-request arrays and the settings) here.
+    /// Write the result file (as --result-filename gives, or vLLM's name pattern
+    /// `{label or openai}-{rate}qps[-concurrency{N}]-{model}-{YYYYmmdd-HHMMSS}.json`) in
+    /// --result-dir.
+    #[arg(long)]
+    pub save_result: bool,
+    /// Directory of the result file (default: the current one).
+    #[arg(long)]
+    pub result_dir: Option<PathBuf>,
+    /// Write the result (vLLM's JSON keys, per-request arrays and the settings) to this file
+    /// (in --result-dir when given); implies --save-result.
     #[arg(long)]
     pub result_filename: Option<PathBuf>,
     /// Write a self-contained HTML report with charts here.
@@ -150,9 +177,53 @@ impl DatasetName {
     }
 }
 
-/// One line saying what was measured.
+/// The flags whose sluice default differs from `vllm bench serve`'s: (flag, sluice's default,
+/// vLLM's default). The same flags given explicitly mean the same workload in both.
+pub const DIFFERENT_DEFAULTS: &[(&str, &str, &str)] = &[
+    ("--num-prompts", "16", "1000"),
+    ("--dataset-name", "builtin", "random"),
+    ("--random-input-len", "128", "1024"),
+    ("--endpoint", "/v1/chat/completions", "/v1/completions"),
+];
+
+/// The value of a flag of [`DIFFERENT_DEFAULTS`] in `a`.
+fn value_of(a: &BenchArgs, flag: &str) -> String {
+    match flag {
+        "--num-prompts" => a.num_prompts.to_string(),
+        "--dataset-name" => a.dataset_name.name().to_string(),
+        "--random-input-len" => a.random_input_len.to_string(),
+        _ => a.endpoint.clone(),
+    }
+}
+
+/// Flags left at a sluice default that is not vLLM's: `--num-prompts 16 (vLLM: 1000)`.
+pub fn vllm_differences(a: &BenchArgs) -> Vec<String> {
+    DIFFERENT_DEFAULTS
+        .iter()
+        .filter(|(flag, ours, _)| value_of(a, flag) == *ours)
+        // The input length only matters to the random dataset.
+        .filter(|(flag, _, _)| {
+            *flag != "--random-input-len" || a.dataset_name == DatasetName::Random
+        })
+        .map(|(flag, ours, theirs)| format!("{flag} {ours} (vLLM: {theirs})"))
+        .chain(
+            (a.dataset_name == DatasetName::Random && !a.ignore_eos)
+                .then(|| "ignore_eos off (vLLM: on for the random dataset)".to_string()),
+        )
+        .chain(std::iter::once(
+            "temperature 0 (vLLM: the server's default unless --temperature)".to_string(),
+        ))
+        .collect()
+}
+
+/// One line saying what was measured, ending with the defaults that differ from vLLM's.
 pub(crate) fn describe(a: &BenchArgs) -> String {
     let prompts = match a.dataset_name {
+        DatasetName::Random if a.random_range_ratio > 0.0 => format!(
+            "random prompts of {} tokens +-{}%",
+            a.random_input_len,
+            a.random_range_ratio * 100.0
+        ),
         DatasetName::Random => format!("random prompts of {} tokens", a.random_input_len),
         DatasetName::Builtin => "built-in prompts".to_string(),
         other => format!(
@@ -166,29 +237,44 @@ pub(crate) fn describe(a: &BenchArgs) -> String {
     };
     let arrivals = match (&a.phases, a.request_rate.is_finite()) {
         (Some(p), _) => format!("phases {p} (rate:seconds)"),
-        (None, true) => format!("{} req/s, burstiness {}", a.request_rate, a.burstiness),
-        (None, false) => "as fast as the concurrency allows".to_string(),
+        (None, true) => format!(
+            "{} req/s open loop, burstiness {}",
+            a.request_rate, a.burstiness
+        ),
+        (None, false) => "all at once (rate inf)".to_string(),
     };
     let api = if a.api == Api::Queue {
         format!("queue API ({:?})", a.queue_mode)
     } else {
         a.endpoint.clone()
     };
+    let cap = a
+        .max_concurrency
+        .map_or("no concurrency cap".to_string(), |c| {
+            format!("concurrency <= {c}")
+        });
+    let differs = vllm_differences(a);
     format!(
-        "{} requests of {api} to model {} at {}, {prompts}, max_tokens {}, greedy, concurrency <= {}, arrivals {arrivals}{}",
+        "{} requests of {api} to model {} at {}, {prompts}, max_tokens {}{}, greedy, {cap}, arrivals {arrivals}{}{}",
         a.num_prompts,
         a.model,
         a.base_url,
         a.random_output_len,
-        a.max_concurrency,
-        if a.cold_start { ", each after the endpoint scaled to zero" } else { "" }
+        if a.ignore_eos { " (ignore_eos)" } else { "" },
+        if a.cold_start { ", each after the endpoint scaled to zero" } else { "" },
+        if differs.is_empty() {
+            String::new()
+        } else {
+            format!("; defaults unlike vllm bench serve: {}", differs.join(", "))
+        }
     )
 }
 
 pub(crate) fn settings(args: &BenchArgs) -> Value {
     json!({
         "label": args.label, "base_url": args.base_url, "model": args.model, "endpoint": args.endpoint,
-        "max_concurrency": args.max_concurrency, "request_rate": if args.request_rate.is_finite() { json!(args.request_rate) } else { json!("inf") },
+        "max_concurrency": args.max_concurrency, "random_range_ratio": args.random_range_ratio,
+        "ignore_eos": args.ignore_eos, "request_rate": if args.request_rate.is_finite() { json!(args.request_rate) } else { json!("inf") },
         "burstiness": args.burstiness, "num_prompts": args.num_prompts, "dataset_name": args.dataset_name.name(),
         "random_input_len": args.random_input_len, "random_output_len": args.random_output_len,
         "phases": args.phases, "seed": args.seed, "api": args.api.name(), "cold_start": args.cold_start,

@@ -7,7 +7,8 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Gamma};
 use std::time::Duration;
 
-/// Send offsets from the start of the run for `n` requests. An infinite `rate` sends all at once.
+/// Send offsets from the start of the run for `n` requests (vLLM's `get_request`: gamma gaps,
+/// scaled so the last is at `n / rate`). An infinite `rate` sends all at once.
 pub fn schedule(n: usize, rate: f64, burstiness: f64, seed: u64) -> anyhow::Result<Vec<Duration>> {
     if rate.is_nan() || rate <= 0.0 {
         anyhow::bail!("--request-rate must be positive (or inf)");
@@ -20,14 +21,22 @@ pub fn schedule(n: usize, rate: f64, burstiness: f64, seed: u64) -> anyhow::Resu
     }
     let gamma = Gamma::new(burstiness, 1.0 / (rate * burstiness))?;
     let mut rng = StdRng::seed_from_u64(seed);
+    // As vLLM: each request waits its own gap (the first too), and the send times are then
+    // scaled so that the last is at exactly n / rate.
     let mut t = 0.0;
-    Ok((0..n)
-        .map(|i| {
-            if i > 0 {
-                t += gamma.sample(&mut rng);
-            }
-            Duration::from_secs_f64(t)
+    let times: Vec<f64> = (0..n)
+        .map(|_| {
+            t += gamma.sample(&mut rng);
+            t
         })
+        .collect();
+    let scale = match times.last() {
+        Some(&last) if last > 0.0 => n as f64 / rate / last,
+        _ => 1.0,
+    };
+    Ok(times
+        .into_iter()
+        .map(|t| Duration::from_secs_f64(t * scale))
         .collect())
 }
 
@@ -65,7 +74,14 @@ mod tests {
     use super::*;
 
     fn observed_rate(offsets: &[Duration]) -> f64 {
-        (offsets.len() - 1) as f64 / offsets.last().unwrap().as_secs_f64()
+        offsets.len() as f64 / offsets.last().unwrap().as_secs_f64()
+    }
+
+    #[test]
+    fn the_last_request_is_sent_at_n_over_rate_as_in_vllm() {
+        let s = schedule(40, 20.0, 1.0, 1).unwrap();
+        assert!((s[39].as_secs_f64() - 2.0).abs() < 1e-9, "{:?}", s[39]);
+        assert!(s[0] > Duration::ZERO, "the first request waits its gap too");
     }
 
     #[test]

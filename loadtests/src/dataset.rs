@@ -45,15 +45,14 @@ pub fn builtin(n: usize) -> Vec<Prompt> {
 /// or extended until the text re-encodes to the asked length.
 pub fn random(
     tok: &PromptTokenizer,
-    n: usize,
-    input_len: usize,
+    lens: &[(usize, u32)],
     seed: u64,
 ) -> anyhow::Result<Vec<Prompt>> {
     let ids = tok.text_token_ids();
     anyhow::ensure!(!ids.is_empty(), "the tokenizer has no ordinary tokens");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut out = Vec::with_capacity(lens.len());
+    for &(input_len, output_len) in lens {
         let mut toks: Vec<u32> = (0..input_len)
             .map(|_| ids[rng.random_range(0..ids.len())])
             .collect();
@@ -75,10 +74,42 @@ pub fn random(
         }
         out.push(Prompt {
             text,
-            output_len: None,
+            output_len: Some(output_len),
         });
     }
     Ok(out)
+}
+
+/// vLLM's random dataset lengths: each request's input and output lengths drawn uniformly
+/// from the integers in [floor(len x (1 - ratio)), ceil(len x (1 + ratio))] (output at least 1); all exactly `len` at ratio 0. Errors: a ratio outside [0, 1).
+pub fn random_lens(
+    n: usize,
+    input_len: usize,
+    output_len: u32,
+    ratio: f64,
+    seed: u64,
+) -> anyhow::Result<Vec<(usize, u32)>> {
+    anyhow::ensure!(
+        (0.0..1.0).contains(&ratio),
+        "--random-range-ratio must be in [0, 1)"
+    );
+    let bounds = |len: f64| {
+        (
+            (len * (1.0 - ratio)).floor() as u64,
+            (len * (1.0 + ratio)).ceil() as u64,
+        )
+    };
+    let (ilo, ihi) = bounds(input_len as f64);
+    let (olo, ohi) = bounds(f64::from(output_len));
+    // Its own stream, so prompts stay the same whatever the ratio.
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_1e45);
+    Ok((0..n)
+        .map(|_| {
+            let i = rng.random_range(ilo..=ihi) as usize;
+            let o = rng.random_range(olo..=ohi).max(1) as u32;
+            (i, o)
+        })
+        .collect())
 }
 
 /// Prompts from a JSONL file, cycled to `n`.

@@ -4,32 +4,85 @@
 use crate::args::{describe, settings, BenchArgs};
 use crate::{report, run};
 use anyhow::Context;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 
-/// Run, print, and write the requested files; returns the result JSON.
+/// Run, print, and write the requested files; returns the result JSON (with the settings,
+/// the extra percentiles and sluice's workers over time).
 async fn run_and_report(args: &BenchArgs) -> anyhow::Result<Value> {
+    let extra = |r: &crate::Run| {
+        report::extra_percentiles(
+            &r.records,
+            &args.percentile_metrics,
+            &args.metric_percentiles,
+        )
+    };
     let r = run(args).await?;
     let title = if args.label.is_empty() {
         args.base_url.clone()
     } else {
         format!("{} ({})", args.label, args.base_url)
     };
-    report::print(
-        &format!("{title}, concurrency {}", args.max_concurrency),
-        &r.summary,
-    );
-    println!("workload: {}", describe(args));
-    let j = report::result_json(&r.summary, &r.records, settings(args));
-    if let Some(path) = &args.result_filename {
-        std::fs::write(path, serde_json::to_string_pretty(&j)?)
+    let cap = args
+        .max_concurrency
+        .map_or("no concurrency cap".into(), |c| format!("concurrency {c}"));
+    report::print(&format!("{title}, {cap}"), &r.summary);
+    let workload = describe(args);
+    println!("workload: {workload}");
+    let mut j = report::result_json(&r.summary, &r.records, settings(args));
+    for (key, v) in extra(&r)? {
+        println!("{key} {v:.1}");
+        j[key] = json!(v);
+    }
+    j["workers_timeline"] = json!(r.workers);
+    if let Some(path) = result_path(args) {
+        std::fs::write(&path, serde_json::to_string_pretty(&j)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.html {
-        let page = report::html(&title, &r.summary, &r.records, &r.workers);
+        let page = report::html(&report::Page {
+            title: &title,
+            workload: &workload,
+            summary: &r.summary,
+            records: &r.records,
+            workers: &r.workers,
+            cold_starts: &r.cold_starts,
+        });
         std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(j)
+}
+
+/// Where the result file goes: `--result-filename` (in `--result-dir`), or with
+/// `--save-result` alone vLLM's pattern `{label or openai}-{rate}qps[-concurrency{N}]-{model}-
+/// {YYYYmmdd-HHMMSS}.json`; `None` when neither is given.
+fn result_path(args: &BenchArgs) -> Option<PathBuf> {
+    let name = match (&args.result_filename, args.save_result) {
+        (Some(f), _) => f.clone(),
+        (None, true) => {
+            let who = if args.label.is_empty() {
+                "openai"
+            } else {
+                &args.label
+            };
+            let rate = if args.request_rate.is_finite() {
+                args.request_rate.to_string()
+            } else {
+                "inf".into()
+            };
+            let cap = args
+                .max_concurrency
+                .map_or(String::new(), |c| format!("-concurrency{c}"));
+            let model = args.model.rsplit('/').next().unwrap_or(&args.model);
+            let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+            PathBuf::from(format!("{who}-{rate}qps{cap}-{model}-{stamp}.json"))
+        }
+        (None, false) => return None,
+    };
+    Some(match &args.result_dir {
+        Some(dir) => dir.join(name),
+        None => name,
+    })
 }
 
 fn list<T: std::str::FromStr>(s: &str, flag: &str) -> anyhow::Result<Vec<T>> {
@@ -100,6 +153,10 @@ async fn alternate(args: &BenchArgs, b_url: &str) -> anyhow::Result<()> {
         }
     }
     report::print_ratios(&args.base_url, b_url, &report::ratios(&a_runs, &b_runs));
+    if let Some(path) = &args.html {
+        let page = report::ab_html(&describe(args), &args.base_url, b_url, &a_runs, &b_runs);
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -116,7 +173,7 @@ fn sweep(args: &BenchArgs) -> anyhow::Result<Vec<BenchArgs>> {
     Ok(match (&args.sweep_concurrency, &args.sweep_rates) {
         (Some(c), _) => list::<usize>(c, "--sweep-concurrency")?
             .into_iter()
-            .map(|c| variant(format!("c{c}"), &|a| a.max_concurrency = c))
+            .map(|c| variant(format!("c{c}"), &|a| a.max_concurrency = Some(c)))
             .collect(),
         (None, Some(r)) => list::<f64>(r, "--sweep-rates")?
             .into_iter()

@@ -100,6 +100,99 @@ pub fn ratios(a: &[Value], b: &[Value]) -> Vec<(String, f64, f64, f64)> {
         .collect()
 }
 
+/// Per metric, the B/A ratio of each round (round 1 first).
+fn round_ratios(a: &[Value], b: &[Value]) -> Vec<(&'static str, Vec<f64>)> {
+    COMPARED
+        .iter()
+        .map(|(name, key)| {
+            let r = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| match (x[*key].as_f64(), y[*key].as_f64()) {
+                    (Some(x), Some(y)) if x != 0.0 => y / x,
+                    _ => f64::NAN,
+                })
+                .collect();
+            (*name, r)
+        })
+        .collect()
+}
+
+/// The HTML page of an A/B run: the workload, the median B/A ratio with its min-max per
+/// metric, and a chart of each round's ratios (a line at 1.0: B equals A).
+pub fn ab_html(workload: &str, a: &str, b: &str, a_runs: &[Value], b_runs: &[Value]) -> String {
+    let mut page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{b} / {a}</title>\
+         <style>body{{font-family:sans-serif;margin:24px}}td,th{{padding:2px 10px;text-align:right}}</style></head><body>\
+         <h2>B / A: {b} / {a}</h2><p><b>Workload:</b> {workload}</p><p>{} rounds, alternating A B A B.</p>\
+         <table><tr><th>B / A</th><th>median</th><th>min</th><th>max</th></tr>",
+        a_runs.len().min(b_runs.len())
+    );
+    for (name, med, lo, hi) in ratios(a_runs, b_runs) {
+        let _ = write!(
+            page,
+            "<tr><td>{name}</td><td>{med:.3}</td><td>{lo:.3}</td><td>{hi:.3}</td></tr>"
+        );
+    }
+    page += "</table>";
+    let rounds = round_ratios(a_runs, b_runs);
+    let n = a_runs.len().min(b_runs.len());
+    let mut series: Vec<(&str, Series)> = rounds
+        .iter()
+        .map(|(name, r)| {
+            let pts = r.iter().enumerate().filter(|(_, v)| v.is_finite());
+            (*name, pts.map(|(i, v)| ((i + 1) as f64, *v)).collect())
+        })
+        .collect();
+    series.push(("B = A", vec![(1.0, 1.0), (n.max(1) as f64, 1.0)]));
+    page += &chart("B / A per round", "round", &series);
+    page + "</body></html>"
+}
+
+/// `--metric-percentiles` of `--percentile-metrics` over the requests that succeeded, as
+/// result-file keys (`p25_ttft_ms`) and values in ms. Errors: an unknown metric or a
+/// percentile outside (0, 100].
+pub fn extra_percentiles(
+    records: &[RequestRecord],
+    metrics: &str,
+    percentiles: &str,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
+    let mut out = Vec::new();
+    for metric in metrics.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let mut v: Vec<f64> = match metric {
+            "ttft" => ok.iter().map(|r| ms(r.ttft)).collect(),
+            "tpot" => ok.iter().filter_map(|r| r.tpot()).map(ms).collect(),
+            "itl" => ok
+                .iter()
+                .flat_map(|r| r.itl.iter().copied().map(ms))
+                .collect(),
+            "e2el" => ok.iter().map(|r| ms(r.latency)).collect(),
+            other => anyhow::bail!(
+                "--percentile-metrics: unknown metric `{other}` (ttft, tpot, itl, e2el)"
+            ),
+        };
+        v.sort_by(f64::total_cmp);
+        for p in percentiles
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let q: f64 = p
+                .parse()
+                .ok()
+                .filter(|q| *q > 0.0 && *q <= 100.0)
+                .ok_or_else(|| anyhow::anyhow!("--metric-percentiles: `{p}` is not in (0, 100]"))?;
+            out.push((
+                format!("p{p}_{metric}_ms"),
+                crate::metrics::percentile(&v, q),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Print the rows of [`ratios`] to stdout as "`b` / `a`": per metric, the median B/A ratio
 /// and its min and max across rounds.
 pub fn print_ratios(a: &str, b: &str, rows: &[(String, f64, f64, f64)]) {
@@ -196,9 +289,10 @@ fn cdf(values: &[f64]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Output tokens finished per second, and requests in flight, over the run.
 /// (x, y) points of a chart series.
 type Series = Vec<(f64, f64)>;
+
+/// Output tokens finished per second, and requests in flight, over the run.
 
 fn timelines(records: &[RequestRecord], duration: f64) -> (Series, Series) {
     let bins = duration.ceil().max(1.0) as usize;
@@ -233,9 +327,51 @@ fn stats_row(name: &str, s: &Stats) -> String {
     )
 }
 
-/// A self-contained HTML page (inline SVG, no scripts) for one run. `workers` is a
-/// (seconds, workers) timeline when the server exposed one.
-pub fn html(title: &str, s: &Summary, records: &[RequestRecord], workers: &[(f64, f64)]) -> String {
+/// What one run's HTML page shows.
+pub struct Page<'a> {
+    /// The page's title (label and server).
+    pub title: &'a str,
+    /// The workload line ([`crate::args`]'s description of the flags).
+    pub workload: &'a str,
+    /// The run's metrics.
+    pub summary: &'a Summary,
+    /// Its requests.
+    pub records: &'a [RequestRecord],
+    /// (seconds, workers) when the server is sluice.
+    pub workers: &'a [(f64, f64)],
+    /// sluice's cold starts of the workers seen, by worker id.
+    pub cold_starts: &'a std::collections::BTreeMap<String, protocol::health::ColdStart>,
+}
+
+/// The cold starts sluice reported: per worker, its tier and phases (spawn, load, ready), ms.
+fn cold_start_table(
+    starts: &std::collections::BTreeMap<String, protocol::health::ColdStart>,
+) -> String {
+    if starts.is_empty() {
+        return String::new();
+    }
+    let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let mut t = String::from(
+        "<h3>Cold starts (sluice)</h3><table><tr><th>worker</th><th>tier</th><th>spawn ms</th><th>load ms</th><th>ready ms</th></tr>",
+    );
+    for (id, c) in starts {
+        let _ = write!(
+            t,
+            "<tr><td>{id}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            c.tier.map_or("-", |t| t.as_str()),
+            c.spawn_ms,
+            ms(c.load_ms),
+            ms(c.ready_ms)
+        );
+    }
+    t + "</table>"
+}
+
+/// A self-contained HTML page (inline SVG, no scripts) for one run: the workload, the
+/// metrics (goodput when SLOs were given), latency CDFs, throughput and concurrency over time
+/// (workers beside requests in flight when the server is sluice) and sluice's cold starts.
+pub fn html(p: &Page) -> String {
+    let (title, s, records) = (p.title, p.summary, p.records);
     let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
     let ttft: Vec<f64> = ok.iter().map(|r| r.ttft.as_secs_f64() * 1e3).collect();
     let e2el: Vec<f64> = ok.iter().map(|r| r.latency.as_secs_f64() * 1e3).collect();
@@ -243,14 +379,15 @@ pub fn html(title: &str, s: &Summary, records: &[RequestRecord], workers: &[(f64
     let mut page = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
          <style>body{{font-family:sans-serif;margin:24px}}td,th{{padding:2px 10px;text-align:right}}</style></head><body>\
-         <h2>{title}</h2><p>{} completed, {} failed in {:.2} s: {:.1} output tok/s, {:.2} req/s{}</p>\
+         <h2>{title}</h2><p><b>Workload:</b> {}</p><p>{} completed, {} failed in {:.2} s: {:.1} output tok/s, {:.2} req/s{}</p>\
          <table><tr><th></th><th>mean</th><th>median</th><th>p90</th><th>p95</th><th>p99</th></tr>{}{}{}{}</table>",
+        p.workload,
         s.completed,
         s.failed,
         s.duration,
         s.output_throughput,
         s.request_throughput,
-        s.request_goodput.map(|g| format!(", goodput {g:.2} req/s")).unwrap_or_default(),
+        s.request_goodput.map(|g| format!(", goodput {g:.2} req/s (requests meeting every --goodput SLO)")).unwrap_or_default(),
         stats_row("TTFT ms", &s.ttft_ms),
         stats_row("TPOT ms", &s.tpot_ms),
         stats_row("ITL ms", &s.itl_ms),
@@ -267,10 +404,11 @@ pub fn html(title: &str, s: &Summary, records: &[RequestRecord], workers: &[(f64
         &[("tok/s", throughput)],
     );
     let mut conc = vec![("requests in flight", inflight)];
-    if !workers.is_empty() {
-        conc.push(("workers", workers.to_vec()));
+    if !p.workers.is_empty() {
+        conc.push(("workers", p.workers.to_vec()));
     }
     page += &chart("Concurrency over time", "seconds into the run", &conc);
+    page += &cold_start_table(p.cold_starts);
     for (e, n) in &s.errors {
         let _ = write!(page, "<p>error {e}: {n}</p>");
     }
@@ -309,8 +447,57 @@ mod tests {
         assert_eq!(c, vec![(1.0, 1.0 / 3.0), (2.0, 2.0 / 3.0), (3.0, 1.0)]);
         let rs = [rec(0, 1000, 10)];
         let s = Summary::from_records(&rs, Duration::from_secs(1), &Default::default());
-        let page = html("t", &s, &rs, &[(0.0, 1.0)]);
+        let mut starts = std::collections::BTreeMap::new();
+        starts.insert(
+            "w-1".to_string(),
+            protocol::health::ColdStart {
+                spawn_ms: 3,
+                load_ms: Some(700),
+                ready_ms: Some(760),
+                tier: Some(protocol::health::Tier::Disk),
+                started_at_ms: 0,
+            },
+        );
+        let page = html(&Page {
+            title: "t",
+            workload: "16 requests",
+            summary: &s,
+            records: &rs,
+            workers: &[(0.0, 1.0)],
+            cold_starts: &starts,
+        });
         assert!(page.contains("<svg") && page.contains("workers") && !page.contains("<script"));
+        assert!(
+            page.contains("16 requests") && page.contains("<td>disk</td><td>3</td><td>700</td>")
+        );
+    }
+
+    #[test]
+    fn ab_page_charts_each_round_and_extra_percentiles_are_keys() {
+        let a = vec![
+            json!({"output_throughput": 10.0}),
+            json!({"output_throughput": 20.0}),
+        ];
+        let b = vec![
+            json!({"output_throughput": 12.0}),
+            json!({"output_throughput": 20.0}),
+        ];
+        let page = ab_html("w", "A", "B", &a, &b);
+        assert!(
+            page.contains("B / A per round")
+                && page.contains("B = A")
+                && page.contains("<td>1.100</td>")
+        );
+        let rs = [rec(0, 1000, 10), rec(0, 2000, 10)];
+        let p = extra_percentiles(&rs, "ttft,e2el", "50,100").unwrap();
+        let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["p50_ttft_ms", "p100_ttft_ms", "p50_e2el_ms", "p100_e2el_ms"]
+        );
+        assert_eq!(p[3].1, 2000.0);
+        assert!(extra_percentiles(&rs, "bogus", "99").is_err());
+        assert!(extra_percentiles(&rs, "ttft", "0").is_err());
     }
 
     #[test]

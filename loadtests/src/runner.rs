@@ -6,8 +6,9 @@ use crate::dataset::{self, Prompt};
 use crate::metrics::{RequestRecord, Slo, Summary};
 use crate::{arrivals, client, queue_client};
 use anyhow::Context;
-use protocol::health::EndpointHealth;
+use protocol::health::{ColdStart, EndpointHealth};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -19,8 +20,19 @@ pub struct Run {
     pub summary: Summary,
     /// One record per request sent, in send order (failures and cut requests included).
     pub records: Vec<RequestRecord>,
-    /// (seconds, workers) sampled from sluice's `/v2/{model}/health`, when it answers.
+    /// (seconds, workers) sampled from sluice's `/v2/{model}/health`, when it answers:
+    /// distinct workers in any state (an initializing worker the store already sees live
+    /// counts once), parked ones not.
     pub workers: Vec<(f64, f64)>,
+    /// The cold starts sluice reported for the workers seen during the run, by worker id.
+    pub cold_starts: BTreeMap<String, ColdStart>,
+}
+
+/// What the sampler gathers beside the requests.
+#[derive(Default)]
+struct Samples {
+    workers: Vec<(f64, f64)>,
+    cold_starts: BTreeMap<String, ColdStart>,
 }
 
 /// `--tokenizer`: a GGUF file or a Hugging Face tokenizer directory (the `sluice` binary
@@ -48,7 +60,14 @@ fn prompts(
         DatasetName::Random => {
             let tok =
                 tok.context("the random dataset needs a tokenizer: pass --tokenizer MODEL.gguf")?;
-            dataset::random(tok, n, args.random_input_len, args.seed)
+            let lens = dataset::random_lens(
+                n,
+                args.random_input_len,
+                args.random_output_len,
+                args.random_range_ratio,
+                args.seed,
+            )?;
+            dataset::random(tok, &lens, args.seed)
         }
         DatasetName::Jsonl | DatasetName::Sharegpt => {
             let path = args
@@ -70,6 +89,14 @@ fn body(args: &BenchArgs, p: &Prompt, extra: &Value) -> Value {
         "model": args.model, "max_tokens": p.output_len.unwrap_or(args.random_output_len),
         "temperature": 0, "stream": true, "stream_options": {"include_usage": true},
     });
+    let common = if args.ignore_eos {
+        let mut c = common;
+        // vLLM's sampling parameter, sent as vLLM's benchmark sends it.
+        c["ignore_eos"] = json!(true);
+        c
+    } else {
+        common
+    };
     for src in [&common, extra] {
         if let (Some(dst), Some(src)) = (b.as_object_mut(), src.as_object()) {
             dst.extend(src.clone());
@@ -80,20 +107,22 @@ fn body(args: &BenchArgs, p: &Prompt, extra: &Value) -> Value {
 
 /// Sample the workers of the endpoint once a second while `running`; gives up on the first
 /// answer that is not sluice's health object.
-async fn sample_workers(
-    http: reqwest::Client,
-    url: String,
-    t0: Instant,
-    out: Arc<Mutex<Vec<(f64, f64)>>>,
-) {
+async fn sample_workers(http: reqwest::Client, url: String, t0: Instant, out: Arc<Mutex<Samples>>) {
     loop {
         let Some(h) = health(&http, &url).await else {
             return;
         };
-        out.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((t0.elapsed().as_secs_f64(), h.workers_total() as f64));
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        {
+            let mut s = out.lock().unwrap_or_else(|p| p.into_inner());
+            s.workers
+                .push((t0.elapsed().as_secs_f64(), h.workers_total() as f64));
+            for w in h.fleet {
+                if let Some(c) = w.cold_start {
+                    s.cold_starts.insert(w.id, c);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -242,23 +271,24 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Run> {
     let progress = progress_bar(plan.offsets.len());
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.max_duration_secs);
-    let workers = Arc::new(Mutex::new(Vec::new()));
+    let samples = Arc::new(Mutex::new(Samples::default()));
     let sampler = tokio::spawn(sample_workers(
         plan.http.clone(),
         plan.health.clone(),
         t0,
-        workers.clone(),
+        samples.clone(),
     ));
     let records = dispatch(args, plan, t0, deadline, &progress).await?;
     sampler.abort();
     progress.finish_and_clear();
     let slo = Slo::parse(&args.goodput)?;
     let summary = Summary::from_records(&records, t0.elapsed(), &slo);
-    let workers = workers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let samples = std::mem::take(&mut *samples.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(Run {
         summary,
         records,
-        workers,
+        workers: samples.workers,
+        cold_starts: samples.cold_starts,
     })
 }
 
@@ -271,7 +301,12 @@ async fn dispatch(
     deadline: Instant,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Vec<RequestRecord>> {
-    let slots = Arc::new(Semaphore::new(args.max_concurrency.max(1)));
+    // No cap by default, as vLLM: only the arrival process shapes the load.
+    let cap = args
+        .max_concurrency
+        .unwrap_or(Semaphore::MAX_PERMITS)
+        .max(1);
+    let slots = Arc::new(Semaphore::new(cap));
     let mut tasks = Vec::new();
     for (offset, job) in plan.offsets.into_iter().zip(plan.jobs) {
         tokio::time::sleep_until((t0 + offset).min(deadline).into()).await;

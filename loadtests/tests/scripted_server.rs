@@ -61,7 +61,7 @@ fn args(base_url: String) -> BenchArgs {
     use clap::Parser;
     let mut a = Cli::parse_from(["bench", "--base-url", &base_url]).bench;
     a.num_prompts = 4;
-    a.max_concurrency = 2;
+    a.max_concurrency = Some(2);
     a.model = "m".into();
     a.label = "scripted".into();
     a
@@ -97,7 +97,7 @@ async fn a_run_stops_at_its_time_bound() {
     let url = server().await;
     let mut a = args(url);
     a.num_prompts = 1000;
-    a.max_concurrency = 1;
+    a.max_concurrency = Some(1);
     a.max_duration_secs = 1;
     let t0 = Instant::now();
     let s = run(&a).await.unwrap().summary;
@@ -118,7 +118,7 @@ async fn open_loop_arrivals_follow_the_rate() {
     let url = server().await;
     let mut a = args(url);
     a.num_prompts = 20;
-    a.max_concurrency = 100;
+    a.max_concurrency = Some(100);
     a.request_rate = 20.0;
     a.seed = 3;
     let s = run(&a).await.unwrap().summary;
@@ -129,6 +129,92 @@ async fn open_loop_arrivals_follow_the_rate() {
         "duration {}",
         s.duration
     );
+}
+
+/// A server that answers each request with one token after 500 ms.
+async fn slow_server() -> String {
+    async fn slow() -> axum::response::Response {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n\
+                    data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\n\
+                    data: [DONE]\n\n";
+        axum::response::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(body))
+            .unwrap()
+    }
+    let app = Router::new().route("/v1/chat/completions", post(slow));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// The most requests in flight at once over a run.
+fn peak_in_flight(records: &[loadtests::metrics::RequestRecord]) -> usize {
+    let mut edges: Vec<(Duration, i32)> = records
+        .iter()
+        .flat_map(|r| [(r.start, 1), (r.start + r.latency, -1)])
+        .collect();
+    edges.sort();
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
+#[tokio::test]
+async fn default_flags_mean_vllms_open_loop_with_no_concurrency_cap() {
+    use clap::Parser;
+    let url = slow_server().await;
+    // vLLM's definition: arrivals at the rate whatever the server does, no cap unless
+    // --max-concurrency. 20/s x 0.5 s per request: 10 in flight (Little's law); with
+    // near-even gaps (burstiness 100) the peak is about that, with Poisson gaps it varies
+    // around it, but never 1.
+    let flags = |burstiness: &str| {
+        Cli::parse_from([
+            "bench",
+            "--base-url",
+            &url,
+            "--num-prompts",
+            "40",
+            "--request-rate",
+            "20",
+            "--burstiness",
+            burstiness,
+            "--seed",
+            "1",
+        ])
+        .bench
+    };
+    let a = flags("100");
+    assert_eq!(a.max_concurrency, None);
+    let r = run(&a).await.unwrap();
+    assert_eq!(r.summary.completed, 40);
+    let peak = peak_in_flight(&r.records);
+    assert!((9..=12).contains(&peak), "peak in flight {peak}");
+    let peak = peak_in_flight(&run(&flags("1")).await.unwrap().records);
+    assert!(
+        (6..=25).contains(&peak),
+        "Poisson arrivals: peak in flight {peak}"
+    );
+    // The same flags with a cap of 1: one at a time.
+    let capped = Cli::parse_from([
+        "bench",
+        "--base-url",
+        &url,
+        "--num-prompts",
+        "6",
+        "--request-rate",
+        "20",
+        "--max-concurrency",
+        "1",
+    ])
+    .bench;
+    let r = run(&capped).await.unwrap();
+    assert_eq!(peak_in_flight(&r.records), 1);
 }
 
 #[tokio::test]
