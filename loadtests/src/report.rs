@@ -293,7 +293,6 @@ fn cdf(values: &[f64]) -> Vec<(f64, f64)> {
 type Series = Vec<(f64, f64)>;
 
 /// Output tokens finished per second, and requests in flight, over the run.
-
 fn timelines(records: &[RequestRecord], duration: f64) -> (Series, Series) {
     let bins = duration.ceil().max(1.0) as usize;
     let mut tokens = vec![0.0; bins + 1];
