@@ -145,7 +145,7 @@ pub fn ab_html(workload: &str, a: &str, b: &str, a_runs: &[Value], b_runs: &[Val
         })
         .collect();
     series.push(("B = A", vec![(1.0, 1.0), (n.max(1) as f64, 1.0)]));
-    page += &chart("B / A per round", "round", &series);
+    page += &chart("B / A per round", "round", &series, YAxis::AroundData);
     page + "</body></html>"
 }
 
@@ -207,52 +207,118 @@ pub fn print_ratios(a: &str, b: &str, rows: &[(String, f64, f64, f64)]) {
 const W: f64 = 640.0;
 const H: f64 = 260.0;
 const PAD: f64 = 48.0;
-const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#7f7f7f",
+];
+/// Room beside the plot for the legend.
+const LEGEND: f64 = 170.0;
 
-/// An axis label with as many decimals as the axis' range needs.
-fn tick(v: f64, max: f64) -> String {
-    match max {
-        m if m >= 100.0 => format!("{v:.0}"),
-        m if m >= 1.0 => format!("{v:.1}"),
-        _ => format!("{v:.3}"),
-    }
+/// A "nice" tick step for a span: 1, 2, 2.5 or 5 x 10^k, about a quarter of the span.
+fn nice_step(span: f64) -> f64 {
+    let raw = (span / 4.0).max(f64::MIN_POSITIVE);
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * mag);
+    step
 }
 
-/// An SVG line chart of `series` (name, points).
-fn chart(title: &str, xlabel: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
-    let pts = series.iter().flat_map(|(_, p)| p.iter());
-    let (mut x1, mut y1) = (f64::MIN, f64::MIN);
-    for &(x, y) in pts {
-        x1 = x1.max(x);
-        y1 = y1.max(y);
-    }
-    if x1 <= 0.0 {
-        x1 = 1.0;
-    }
-    if y1 <= 0.0 {
-        y1 = 1.0;
-    }
-    let sx = |x: f64| PAD + x / x1 * (W - 2.0 * PAD);
-    let sy = |y: f64| H - PAD + -(y / y1) * (H - 2.0 * PAD);
+/// An axis from `lo` to `hi` on nice ticks: (first tick, last tick, step).
+fn axis(lo: f64, hi: f64) -> (f64, f64, f64) {
+    let hi = if hi <= lo { lo + 1.0 } else { hi };
+    let step = nice_step(hi - lo);
+    ((lo / step).floor() * step, (hi / step).ceil() * step, step)
+}
+
+/// A tick label with the decimals its step needs (2.5 -> "2.5", 0.25 -> "0.25", 500 -> "500").
+fn tick(v: f64, step: f64) -> String {
+    // The fewest decimals that write the step exactly (its multiples then too).
+    let decimals = (0..6)
+        .find(|d| {
+            let scaled = step * 10f64.powi(*d as i32);
+            (scaled - scaled.round()).abs() < 1e-6
+        })
+        .unwrap_or(6);
+    format!("{v:.decimals$}")
+}
+
+/// How a chart's y axis runs: from zero (counts, rates, fractions) or around the data
+/// (ratios near 1).
+#[derive(Clone, Copy, PartialEq)]
+enum YAxis {
+    FromZero,
+    AroundData,
+}
+
+/// An SVG line chart of `series` (name, points) with nice ticks on both axes and the legend
+/// beside the plot.
+fn chart(title: &str, xlabel: &str, series: &[(&str, Vec<(f64, f64)>)], y: YAxis) -> String {
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
+        pts.iter().map(pick).fold(init, f)
+    };
+    let (xmin, xmax) = (
+        fold(f64::min, f64::MAX, |p| p.0),
+        fold(f64::max, f64::MIN, |p| p.0),
+    );
+    let (ymin, ymax) = (
+        fold(f64::min, f64::MAX, |p| p.1),
+        fold(f64::max, f64::MIN, |p| p.1),
+    );
+    let (x0, x1, xs) = axis(
+        if xmin > 0.0 && y == YAxis::AroundData {
+            xmin
+        } else {
+            0.0
+        }
+        .min(xmax.max(0.0)),
+        xmax.max(0.0),
+    );
+    let (y0, y1, ys) = match y {
+        YAxis::FromZero => axis(0.0, ymax.max(0.0)),
+        YAxis::AroundData => {
+            let pad = ((ymax - ymin) * 0.2).max(0.02);
+            axis(ymin - pad, ymax + pad)
+        }
+    };
+    let plot_w = W - 2.0 * PAD;
+    let sx = |x: f64| PAD + (x - x0) / (x1 - x0) * plot_w;
+    let sy = |v: f64| H - PAD - (v - y0) / (y1 - y0) * (H - 2.0 * PAD);
     let mut svg = format!(
-        "<h3>{title}</h3><svg width=\"{W}\" height=\"{H}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">\
+        "<h3>{title}</h3><svg width=\"{}\" height=\"{H}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"12\">\
          <line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>\
          <line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#333\"/>",
+        W + LEGEND,
         b = H - PAD,
         r = W - PAD
     );
-    for i in 0..=4 {
-        let f = f64::from(i) / 4.0;
+    let mut x = x0;
+    while x <= x1 + xs * 1e-6 {
         let _ = write!(
             svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            sx(f * x1),
-            H - PAD + 14.0,
-            tick(f * x1, x1),
-            PAD - 4.0,
-            sy(f * y1) + 4.0,
-            tick(f * y1, y1)
+            "<line x1=\"{p:.1}\" y1=\"{b}\" x2=\"{p:.1}\" y2=\"{t}\" stroke=\"#333\"/><text x=\"{p:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            H - PAD + 16.0,
+            tick(x, xs),
+            p = sx(x),
+            b = H - PAD,
+            t = H - PAD + 4.0
         );
+        x += xs;
+    }
+    let mut v = y0;
+    while v <= y1 + ys * 1e-6 {
+        let _ = write!(
+            svg,
+            "<line x1=\"{PAD}\" y1=\"{p:.1}\" x2=\"{r}\" y2=\"{p:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            PAD - 6.0,
+            sy(v) + 4.0,
+            tick(v, ys),
+            p = sy(v),
+            r = W - PAD
+        );
+        v += ys;
     }
     let _ = write!(
         svg,
@@ -268,11 +334,13 @@ fn chart(title: &str, xlabel: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Strin
             .collect();
         let _ = write!(
             svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\
-             <text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>",
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
+             <rect x=\"{}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\">{name}</text>",
             path.join(" "),
-            W - PAD - 110.0,
-            PAD + 14.0 * i as f64
+            W - PAD + 12.0,
+            PAD + 18.0 * i as f64 - 4.0,
+            W - PAD + 28.0,
+            PAD + 18.0 * i as f64
         );
     }
     svg + "</svg>"
@@ -396,17 +464,24 @@ pub fn html(p: &Page) -> String {
         "Latency CDF",
         "milliseconds",
         &[("TTFT", cdf(&ttft)), ("E2EL", cdf(&e2el))],
+        YAxis::FromZero,
     );
     page += &chart(
         "Output tokens finished per second",
         "seconds into the run",
         &[("tok/s", throughput)],
+        YAxis::FromZero,
     );
     let mut conc = vec![("requests in flight", inflight)];
     if !p.workers.is_empty() {
         conc.push(("workers", p.workers.to_vec()));
     }
-    page += &chart("Concurrency over time", "seconds into the run", &conc);
+    page += &chart(
+        "Concurrency over time",
+        "seconds into the run",
+        &conc,
+        YAxis::FromZero,
+    );
     page += &cold_start_table(p.cold_starts);
     for (e, n) in &s.errors {
         let _ = write!(page, "<p>error {e}: {n}</p>");
@@ -469,6 +544,18 @@ mod tests {
         assert!(
             page.contains("16 requests") && page.contains("<td>disk</td><td>3</td><td>700</td>")
         );
+    }
+
+    #[test]
+    fn axes_tick_on_round_numbers() {
+        assert_eq!(axis(0.0, 7601.0), (0.0, 8000.0, 2000.0));
+        assert_eq!(axis(0.0, 1.0), (0.0, 1.0, 0.25));
+        assert_eq!(tick(0.25, 0.25), "0.25");
+        assert_eq!(tick(2.5, 2.5), "2.5");
+        assert_eq!(tick(500.0, 250.0), "500");
+        assert_eq!(tick(0.98, 0.02), "0.98");
+        let (lo, hi, step) = axis(0.96, 1.04);
+        assert!((lo - 0.96).abs() < 1e-9 && (hi - 1.04).abs() < 1e-9 && (step - 0.02).abs() < 1e-9);
     }
 
     #[test]
