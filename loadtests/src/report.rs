@@ -217,12 +217,11 @@ const LEGEND: f64 = 170.0;
 fn nice_step(span: f64) -> f64 {
     let raw = (span / 4.0).max(f64::MIN_POSITIVE);
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+    [1.0, 2.0, 2.5, 5.0, 10.0]
         .into_iter()
         .map(|m| m * mag)
         .find(|s| *s >= raw * (1.0 - 1e-9))
-        .unwrap_or(10.0 * mag);
-    step
+        .unwrap_or(10.0 * mag)
 }
 
 /// An axis from `lo` to `hi` on nice ticks: (first tick, last tick, step).
