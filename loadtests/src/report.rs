@@ -557,16 +557,15 @@ mod tests {
         assert!((lo - 0.96).abs() < 1e-9 && (hi - 1.04).abs() < 1e-9 && (step - 0.02).abs() < 1e-9);
     }
 
+    /// A's and B's results of two rounds: B 20% faster in the first, equal in the second.
+    fn two_rounds() -> (Vec<Value>, Vec<Value>) {
+        let run = |t: f64| json!({ "output_throughput": t });
+        (vec![run(10.0), run(20.0)], vec![run(12.0), run(20.0)])
+    }
+
     #[test]
     fn ab_page_charts_each_round_and_extra_percentiles_are_keys() {
-        let a = vec![
-            json!({"output_throughput": 10.0}),
-            json!({"output_throughput": 20.0}),
-        ];
-        let b = vec![
-            json!({"output_throughput": 12.0}),
-            json!({"output_throughput": 20.0}),
-        ];
+        let (a, b) = two_rounds();
         let page = ab_html("w", "A", "B", &a, &b);
         assert!(
             page.contains("B / A per round")
@@ -587,14 +586,7 @@ mod tests {
 
     #[test]
     fn ratios_pair_rounds() {
-        let a = vec![
-            json!({"output_throughput": 10.0}),
-            json!({"output_throughput": 20.0}),
-        ];
-        let b = vec![
-            json!({"output_throughput": 12.0}),
-            json!({"output_throughput": 20.0}),
-        ];
+        let (a, b) = two_rounds();
         let r = ratios(&a, &b);
         assert_eq!(r[0].0, "output tok/s");
         assert!(
