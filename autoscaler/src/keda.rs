@@ -45,7 +45,8 @@ pub struct KedaScaler {
     store: Arc<dyn ScalerStore>,
     endpoints: Arc<HashMap<String, ScalingSettings>>,
     epoch: Instant,
-    clocks: Arc<Mutex<HashMap<String, Clock>>>,
+    /// Per endpoint, per worker id.
+    clocks: Arc<Mutex<HashMap<String, HashMap<String, Clock>>>>,
 }
 
 /// What this gateway knows of one worker between looks.
@@ -91,7 +92,9 @@ impl KedaScaler {
         let live = self.store.workers(endpoint).await.map_err(unavailable)?;
         let now = self.epoch.elapsed();
         let views: Vec<WorkerView> = {
-            let mut clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut all = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+            let clocks = all.entry(endpoint.to_string()).or_default();
+            // Workers gone from the store are forgotten (this endpoint's only).
             clocks.retain(|id, _| live.iter().any(|w| &w.id == id));
             live.iter()
                 .map(|w| {
@@ -250,4 +253,48 @@ pub async fn serve(
         .add_service(scaler.into_service())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::config::Scaler;
+    use queue::{MemoryStore, StoreSettings, WorkerRegistry};
+
+    fn scaling() -> ScalingSettings {
+        ScalingSettings {
+            scaler: Scaler::RequestCount,
+            scaler_value: 1.0,
+            idle_timeout_secs: 1,
+            ..ScalingSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_clocks_of_one_endpoint_survive_looks_at_another() {
+        let store = MemoryStore::start(StoreSettings::default());
+        let k = KedaScaler::new(
+            store.clone(),
+            vec![("a".into(), scaling()), ("b".into(), scaling())],
+        );
+        store.ping("a", "wa", None).await.unwrap();
+        // Idle, within its timeout: still wanted.
+        assert_eq!(k.desired("a").await.unwrap().workers, 1);
+        for _ in 0..12 {
+            // Looks at `b` between looks at `a` must not restart `a`'s idle clock.
+            assert_eq!(k.desired("b").await.unwrap().workers, 0);
+            store.ping("a", "wa", None).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let d = k.desired("a").await.unwrap();
+        assert_eq!(
+            d,
+            Desired {
+                workers: 0,
+                active: false
+            },
+            "idle past 1 s"
+        );
+        assert!(k.desired("nope").await.is_err());
+    }
 }
