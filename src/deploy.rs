@@ -108,13 +108,17 @@ fn worker(m: &ModelConfig, image: &str) -> Value {
                 {"name": "config", "mountPath": "/etc/sluice"},
                 {"name": "models", "mountPath": "/etc/sluice/models"},
                 {"name": "cache", "mountPath": "/var/cache/sluice"},
+                {"name": "tmp", "mountPath": "/tmp"},
             ],
         }],
         "volumes": [
             {"name": "config", "configMap": {"name": "sluice-config"}},
             {"name": "models", "configMap": {"name": "sluice-models"}},
-            // The disk tier, shared by the node's workers (file locks keep them apart).
+            // The disk tier, shared by the node's workers (file locks keep them apart). A
+            // hostPath gets no fsGroup: the node's directory must belong to uid 10001.
             {"name": "cache", "hostPath": {"path": "/var/cache/sluice", "type": "DirectoryOrCreate"}},
+            // The root filesystem is read-only.
+            {"name": "tmp", "emptyDir": {}},
         ],
     });
     if !types.is_empty() {
