@@ -224,8 +224,11 @@ fn nice_step(span: f64) -> f64 {
         .unwrap_or(10.0 * mag)
 }
 
-/// An axis from `lo` to `hi` on nice ticks: (first tick, last tick, step).
-fn axis(lo: f64, hi: f64) -> (f64, f64, f64) {
+/// An axis: (first tick, last tick, step).
+type Range = (f64, f64, f64);
+
+/// An axis from `lo` to `hi` on nice ticks.
+fn axis(lo: f64, hi: f64) -> Range {
     let hi = if hi <= lo { lo + 1.0 } else { hi };
     let step = nice_step(hi - lo);
     ((lo / step).floor() * step, (hi / step).ceil() * step, step)
@@ -251,37 +254,33 @@ enum YAxis {
     AroundData,
 }
 
-/// An SVG line chart of `series` (name, points) with nice ticks on both axes and the legend
-/// beside the plot.
-fn chart(title: &str, xlabel: &str, series: &[(&str, Vec<(f64, f64)>)], y: YAxis) -> String {
-    let pts: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-    let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
-        pts.iter().map(pick).fold(init, f)
+/// The x and y axes of `series` as (first tick, last tick, step) each: x from 0 (or, around
+/// the data, from its first point), y from 0 or around the data with 20% room.
+fn ranges(series: &[(&str, Vec<(f64, f64)>)], y: YAxis) -> (Range, Range) {
+    let pts = || series.iter().flat_map(|(_, p)| p.iter().copied());
+    let xmin = pts().map(|p| p.0).fold(f64::MAX, f64::min);
+    let xmax = pts().map(|p| p.0).fold(f64::MIN, f64::max).max(0.0);
+    let ymin = pts().map(|p| p.1).fold(f64::MAX, f64::min);
+    let ymax = pts().map(|p| p.1).fold(f64::MIN, f64::max);
+    let x_from = if xmin > 0.0 && y == YAxis::AroundData {
+        xmin.min(xmax)
+    } else {
+        0.0
     };
-    let (xmin, xmax) = (
-        fold(f64::min, f64::MAX, |p| p.0),
-        fold(f64::max, f64::MIN, |p| p.0),
-    );
-    let (ymin, ymax) = (
-        fold(f64::min, f64::MAX, |p| p.1),
-        fold(f64::max, f64::MIN, |p| p.1),
-    );
-    let (x0, x1, xs) = axis(
-        if xmin > 0.0 && y == YAxis::AroundData {
-            xmin
-        } else {
-            0.0
-        }
-        .min(xmax.max(0.0)),
-        xmax.max(0.0),
-    );
-    let (y0, y1, ys) = match y {
+    let yr = match y {
         YAxis::FromZero => axis(0.0, ymax.max(0.0)),
         YAxis::AroundData => {
             let pad = ((ymax - ymin) * 0.2).max(0.02);
             axis(ymin - pad, ymax + pad)
         }
     };
+    (axis(x_from, xmax), yr)
+}
+
+/// An SVG line chart of `series` (name, points) with nice ticks on both axes and the legend
+/// beside the plot.
+fn chart(title: &str, xlabel: &str, series: &[(&str, Vec<(f64, f64)>)], y: YAxis) -> String {
+    let ((x0, x1, xs), (y0, y1, ys)) = ranges(series, y);
     let plot_w = W - 2.0 * PAD;
     let sx = |x: f64| PAD + (x - x0) / (x1 - x0) * plot_w;
     let sy = |v: f64| H - PAD - (v - y0) / (y1 - y0) * (H - 2.0 * PAD);
