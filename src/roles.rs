@@ -315,16 +315,10 @@ fn gpu_type_here(dep: &Deployment, model: &protocol::ModelConfig) -> Option<Stri
     if model.gpu.is_empty() {
         return None;
     }
-    let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader"])
-        .output()
-        .ok()?;
-    let first = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()?
-        .to_string();
+    let csv = autoscaler::gpus::nvidia_smi()?;
+    let (_, first) = csv.lines().next()?.split_once(',')?;
     let table = dep.gpu_table().ok()?;
-    table.identify(&first).map(|g| g.name.clone())
+    table.identify(first.trim()).map(|g| g.name.clone())
 }
 
 /// A tensor-parallel rank (mistral.rs re-executed us with our own arguments, see

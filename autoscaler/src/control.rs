@@ -4,7 +4,7 @@
 //! every gateway shows in `/v2/{endpoint}/health`.
 
 use crate::actuator::{Actuator, ActuatorError, Exited, Managed};
-use crate::policy::{decide, QueueState, WorkerState, WorkerView};
+use crate::policy::{decide, IdleClock, QueueState, WorkerState, WorkerView};
 use protocol::config::ScalingSettings;
 use protocol::health::{ColdStart, FleetState, FleetView, FleetWorker, Tier};
 use protocol::metrics as m;
@@ -55,11 +55,10 @@ impl Default for ControlSettings {
 struct Track {
     /// Start -> first seen live by the store (cold start to capacity).
     ready_ms: Option<u64>,
-    idle_since: Option<Duration>,
+    /// Busy or idle since when.
+    clock: IdleClock,
     /// Last tick (with the store answering) that found it live.
     last_live: Option<Instant>,
-    /// Jobs it had taken at the last look ([`LiveWorker::taken`]).
-    taken: u64,
 }
 
 /// Least time between two steps woken by arriving jobs (ticks run regardless).
@@ -301,12 +300,7 @@ impl Controller {
                 state,
             });
         }
-        let q = QueueState {
-            in_queue: m.in_queue,
-            in_queue_low: m.in_queue_low_priority,
-            in_progress: m.in_progress,
-            oldest_queued: Duration::from_millis(m.oldest_queued_ms),
-        };
+        let q = QueueState::from(&m);
         let mut d = decide(&q, &views, &ep.scaling, now);
         if d.start > 0 && self.crashes.get(&ep.name).is_some_and(Crashes::holding) {
             tracing::debug!(endpoint = %ep.name, "workers crash in a loop; holding back");
@@ -414,19 +408,7 @@ impl Controller {
                         }
                     }
                 }
-                // Jobs taken since the last look count as work even if they all ended in
-                // between (short jobs are never seen held at a 100 ms tick).
-                let worked = std::mem::replace(&mut t.taken, lw.taken) != lw.taken;
-                if lw.jobs > 0 || worked {
-                    t.idle_since = None;
-                }
-                if lw.jobs > 0 {
-                    WorkerState::Running
-                } else {
-                    WorkerState::Idle {
-                        since: *t.idle_since.get_or_insert(now),
-                    }
-                }
+                t.clock.observe(lw.jobs, lw.taken, now)
             }
             // Was live, went silent for a while: unhealthy. Never live yet: still starting, up
             // to a limit.

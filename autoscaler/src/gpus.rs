@@ -43,13 +43,15 @@ impl GpuPool {
 
     /// From `nvidia-smi --query-gpu=index,name --format=csv,noheader` output, each GPU typed by
     /// the GPU table ([`GpuTable::identify`]); GPUs the table does not know are untyped.
-    pub fn from_nvidia_smi(csv: &str, table: &GpuTable) -> Self {
+    pub fn from_nvidia_smi(csv: &str, table: Option<&GpuTable>) -> Self {
         let mut pool = GpuPool::default();
         for line in csv.lines() {
             let Some((index, name)) = line.split_once(',') else {
                 continue;
             };
-            let gpu_type = table.identify(name.trim()).map(|g| g.name.clone());
+            let gpu_type = table
+                .and_then(|t| t.identify(name.trim()))
+                .map(|g| g.name.clone());
             pool.add(gpu_type, list(index));
         }
         pool
@@ -58,22 +60,9 @@ impl GpuPool {
     /// The host's GPUs as `nvidia-smi` lists them, typed by `table`; empty where there is no
     /// `nvidia-smi` (or it fails: no driver, no GPU).
     pub fn detect(table: Option<&GpuTable>) -> Self {
-        let out = std::process::Command::new("nvidia-smi")
-            .args(["--query-gpu=index,name", "--format=csv,noheader"])
-            .output();
-        match (out, table) {
-            (Ok(o), Some(t)) if o.status.success() => {
-                Self::from_nvidia_smi(&String::from_utf8_lossy(&o.stdout), t)
-            }
-            (Ok(o), None) if o.status.success() => {
-                let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter_map(|l| Some(l.split_once(',')?.0.trim().to_string()))
-                    .collect();
-                Self::parse(&ids.join(","))
-            }
-            _ => GpuPool::default(),
-        }
+        nvidia_smi()
+            .map(|csv| Self::from_nvidia_smi(&csv, table))
+            .unwrap_or_default()
     }
 
     fn add(&mut self, gpu_type: Option<String>, ids: Vec<String>) {
@@ -132,6 +121,18 @@ impl GpuPool {
             pool.give(grant.ids);
         }
     }
+}
+
+/// `nvidia-smi --query-gpu=index,name --format=csv,noheader` (`0, NVIDIA H100 80GB HBM3` per
+/// line), or `None` where there is no `nvidia-smi` or it fails (no driver, no GPU).
+pub fn nvidia_smi() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=index,name", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The ids of a `CUDA_VISIBLE_DEVICES`-style list ("0, 1").
@@ -212,7 +213,7 @@ nvidia_smi_names = ["H100 80GB"]
         )
         .unwrap();
         let csv = "0, NVIDIA H100 80GB HBM3\n1, NVIDIA H100 80GB HBM3\n2, Tesla T4\n";
-        let mut pool = GpuPool::from_nvidia_smi(csv, &table);
+        let mut pool = GpuPool::from_nvidia_smi(csv, Some(&table));
         let g = pool.take(&types(&[("H100-80GB", 2)]), 0).unwrap();
         assert_eq!(g.ids, ["0", "1"]);
         assert_eq!(pool.take(&[], 1).unwrap().ids, ["2"], "the T4 is untyped");

@@ -9,7 +9,7 @@
 //! and having taken none since its last look (as the local autoscaler's does), so two
 //! gateways may differ by up to one poll interval on when an idle worker's timeout ends.
 
-use crate::policy::{decide, QueueState, WorkerState, WorkerView};
+use crate::policy::{decide, IdleClock, QueueState, WorkerView};
 use protocol::config::ScalingSettings;
 use queue::ScalerStore;
 use std::collections::HashMap;
@@ -46,14 +46,7 @@ pub struct KedaScaler {
     endpoints: Arc<HashMap<String, ScalingSettings>>,
     epoch: Instant,
     /// Per endpoint, per worker id.
-    clocks: Arc<Mutex<HashMap<String, HashMap<String, Clock>>>>,
-}
-
-/// What this gateway knows of one worker between looks.
-#[derive(Default)]
-struct Clock {
-    taken: u64,
-    idle_since: Option<Duration>,
+    clocks: Arc<Mutex<HashMap<String, HashMap<String, IdleClock>>>>,
 }
 
 /// An endpoint's answer: the workers the policy wants, and whether the endpoint is active.
@@ -81,12 +74,17 @@ impl KedaScaler {
         ExternalScalerServer::new(self)
     }
 
+    /// The endpoint's scaling settings. Errors: `NOT_FOUND` for an unknown endpoint.
+    fn settings(&self, endpoint: &str) -> Result<&ScalingSettings, Status> {
+        self.endpoints
+            .get(endpoint)
+            .ok_or_else(|| Status::not_found(format!("no endpoint `{endpoint}` on this gateway")))
+    }
+
     /// The policy's answer for `endpoint` now. Errors: `NOT_FOUND` for an unknown endpoint,
     /// `UNAVAILABLE` when the store cannot be read.
     pub async fn desired(&self, endpoint: &str) -> Result<Desired, Status> {
-        let cfg = self.endpoints.get(endpoint).ok_or_else(|| {
-            Status::not_found(format!("no endpoint `{endpoint}` on this gateway"))
-        })?;
+        let cfg = self.settings(endpoint)?;
         let unavailable = |e: queue::QueueError| Status::unavailable(e.to_string());
         let m = self.store.metrics(endpoint).await.map_err(unavailable)?;
         let live = self.store.workers(endpoint).await.map_err(unavailable)?;
@@ -97,33 +95,16 @@ impl KedaScaler {
             // Workers gone from the store are forgotten (this endpoint's only).
             clocks.retain(|id, _| live.iter().any(|w| &w.id == id));
             live.iter()
-                .map(|w| {
-                    let c = clocks.entry(w.id.clone()).or_default();
-                    let worked = std::mem::replace(&mut c.taken, w.taken) != w.taken;
-                    if w.jobs > 0 || worked {
-                        c.idle_since = None;
-                    }
-                    let state = if w.jobs > 0 {
-                        WorkerState::Running
-                    } else {
-                        WorkerState::Idle {
-                            since: *c.idle_since.get_or_insert(now),
-                        }
-                    };
-                    WorkerView {
-                        id: w.id.clone(),
-                        state,
-                    }
+                .map(|w| WorkerView {
+                    id: w.id.clone(),
+                    state: clocks
+                        .entry(w.id.clone())
+                        .or_default()
+                        .observe(w.jobs, w.taken, now),
                 })
                 .collect()
         };
-        let q = QueueState {
-            in_queue: m.in_queue,
-            in_queue_low: m.in_queue_low_priority,
-            in_progress: m.in_progress,
-            oldest_queued: Duration::from_millis(m.oldest_queued_ms),
-        };
-        let d = decide(&q, &views, cfg, now);
+        let d = decide(&QueueState::from(&m), &views, cfg, now);
         let workers = (views.len() + d.start).saturating_sub(d.drain.len());
         let busy = m.in_queue + m.in_queue_low_priority + m.in_progress > 0;
         Ok(Desired {
@@ -200,12 +181,7 @@ impl ExternalScaler for KedaScaler {
         &self,
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<GetMetricSpecResponse>, Status> {
-        let endpoint = endpoint_of(request.get_ref())?;
-        if !self.endpoints.contains_key(&endpoint) {
-            return Err(Status::not_found(format!(
-                "no endpoint `{endpoint}` on this gateway"
-            )));
-        }
+        self.settings(&endpoint_of(request.get_ref())?)?;
         // The deprecated integer fields too: KEDA before 2.13 reads only those.
         #[allow(deprecated)]
         Ok(Response::new(GetMetricSpecResponse {

@@ -25,6 +25,18 @@ pub struct QueueState {
     pub oldest_queued: Duration,
 }
 
+impl From<&queue::QueueMetrics> for QueueState {
+    /// What the store's numbers say (the control loop's and the KEDA scaler's view).
+    fn from(m: &queue::QueueMetrics) -> Self {
+        QueueState {
+            in_queue: m.in_queue,
+            in_queue_low: m.in_queue_low_priority,
+            in_progress: m.in_progress,
+            oldest_queued: Duration::from_millis(m.oldest_queued_ms),
+        }
+    }
+}
+
 /// A worker's state as the policy sees it (the control loop derives it from the actuator and
 /// the store's live list; the simulator from its model).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +67,39 @@ pub struct WorkerView {
     pub id: String,
     /// Its current state.
     pub state: WorkerState,
+}
+
+/// What an observer remembers of a live worker between looks, to tell busy from idle: the
+/// control loop and the KEDA scaler both judge a worker by it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdleClock {
+    /// Jobs it had taken at the last look ([`queue::LiveWorker::taken`]).
+    taken: u64,
+    idle_since: Option<Duration>,
+}
+
+impl IdleClock {
+    /// The worker's state at `now` (the policy's clock) from what the store says: `jobs` held,
+    /// `taken` since the store first heard of it. Jobs taken since the last look count as
+    /// work even if they all ended in between (short jobs are never seen held).
+    pub fn observe(&mut self, jobs: usize, taken: u64, now: Duration) -> WorkerState {
+        let worked = std::mem::replace(&mut self.taken, taken) != taken;
+        if jobs > 0 || worked {
+            self.idle_since = None;
+        }
+        if jobs > 0 {
+            WorkerState::Running
+        } else {
+            WorkerState::Idle {
+                since: *self.idle_since.get_or_insert(now),
+            }
+        }
+    }
+
+    /// Start the idle time over (a thawed worker).
+    pub fn restart(&mut self) {
+        self.idle_since = None;
+    }
 }
 
 /// Workers to start, and ids of workers to drain.

@@ -177,42 +177,49 @@ impl DatasetName {
     }
 }
 
-/// The flags whose sluice default differs from `vllm bench serve`'s: (flag, sluice's default,
-/// vLLM's default). The same flags given explicitly mean the same workload in both.
-pub const DIFFERENT_DEFAULTS: &[(&str, &str, &str)] = &[
-    ("--num-prompts", "16", "1000"),
-    ("--dataset-name", "builtin", "random"),
-    ("--random-input-len", "128", "1024"),
-    ("--endpoint", "/v1/chat/completions", "/v1/completions"),
+/// Where sluice's defaults differ from `vllm bench serve`'s: (flag, sluice's, vLLM's, whether
+/// a run uses sluice's where it matters). The same flags given explicitly mean the same
+/// workload in both.
+type Difference = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&BenchArgs) -> bool,
+);
+
+/// The differences [`vllm_differences`] reports.
+pub const DIFFERENT_DEFAULTS: &[Difference] = &[
+    ("--num-prompts", "16", "1000", |a| a.num_prompts == 16),
+    ("--dataset-name", "builtin", "random", |a| {
+        a.dataset_name == DatasetName::Builtin
+    }),
+    // The input length only matters to the random dataset.
+    ("--random-input-len", "128", "1024", |a| {
+        a.dataset_name == DatasetName::Random && a.random_input_len == 128
+    }),
+    (
+        "--endpoint",
+        "/v1/chat/completions",
+        "/v1/completions",
+        |a| a.endpoint == "/v1/chat/completions",
+    ),
+    ("ignore_eos", "off", "on for the random dataset", |a| {
+        a.dataset_name == DatasetName::Random && !a.ignore_eos
+    }),
+    (
+        "temperature",
+        "0",
+        "the server's default unless --temperature",
+        |_| true,
+    ),
 ];
 
-/// The value of a flag of [`DIFFERENT_DEFAULTS`] in `a`.
-fn value_of(a: &BenchArgs, flag: &str) -> String {
-    match flag {
-        "--num-prompts" => a.num_prompts.to_string(),
-        "--dataset-name" => a.dataset_name.name().to_string(),
-        "--random-input-len" => a.random_input_len.to_string(),
-        _ => a.endpoint.clone(),
-    }
-}
-
-/// Flags left at a sluice default that is not vLLM's: `--num-prompts 16 (vLLM: 1000)`.
+/// The differences a run has: `--num-prompts 16 (vLLM: 1000)`.
 pub fn vllm_differences(a: &BenchArgs) -> Vec<String> {
     DIFFERENT_DEFAULTS
         .iter()
-        .filter(|(flag, ours, _)| value_of(a, flag) == *ours)
-        // The input length only matters to the random dataset.
-        .filter(|(flag, _, _)| {
-            *flag != "--random-input-len" || a.dataset_name == DatasetName::Random
-        })
-        .map(|(flag, ours, theirs)| format!("{flag} {ours} (vLLM: {theirs})"))
-        .chain(
-            (a.dataset_name == DatasetName::Random && !a.ignore_eos)
-                .then(|| "ignore_eos off (vLLM: on for the random dataset)".to_string()),
-        )
-        .chain(std::iter::once(
-            "temperature 0 (vLLM: the server's default unless --temperature)".to_string(),
-        ))
+        .filter(|(_, _, _, applies)| applies(a))
+        .map(|(flag, ours, theirs, _)| format!("{flag} {ours} (vLLM: {theirs})"))
         .collect()
 }
 

@@ -125,6 +125,43 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
+/// vLLM's per-request latency metrics (`--percentile-metrics` names them in lowercase).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Time to first token.
+    Ttft,
+    /// Time per output token after the first.
+    Tpot,
+    /// Inter-token latency (every gap of every request).
+    Itl,
+    /// End-to-end request latency.
+    E2el,
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ttft" => Ok(Metric::Ttft),
+            "tpot" => Ok(Metric::Tpot),
+            "itl" => Ok(Metric::Itl),
+            "e2el" => Ok(Metric::E2el),
+            other => Err(format!("unknown metric `{other}` (ttft, tpot, itl, e2el)")),
+        }
+    }
+}
+
+/// The values of `metric` over the requests that succeeded, in ms (unsorted).
+pub fn metric_ms(records: &[RequestRecord], metric: Metric) -> Vec<f64> {
+    let ok = records.iter().filter(|r| r.ok);
+    match metric {
+        Metric::Ttft => ok.map(|r| ms(r.ttft)).collect(),
+        Metric::Tpot => ok.filter_map(|r| r.tpot()).map(ms).collect(),
+        Metric::Itl => ok.flat_map(|r| r.itl.iter().copied().map(ms)).collect(),
+        Metric::E2el => ok.map(|r| ms(r.latency)).collect(),
+    }
+}
+
 /// The [`Stats`] of `values` (any order), percentiles by [`percentile`].
 pub fn stats(values: &[f64]) -> Stats {
     if values.is_empty() {
@@ -217,19 +254,10 @@ impl Summary {
             request_goodput: slo
                 .is_set()
                 .then(|| records.iter().filter(|r| slo.met_by(r)).count() as f64 / secs),
-            ttft_ms: stats(&ok.iter().map(|r| ms(r.ttft)).collect::<Vec<_>>()),
-            tpot_ms: stats(
-                &ok.iter()
-                    .filter_map(|r| r.tpot())
-                    .map(ms)
-                    .collect::<Vec<_>>(),
-            ),
-            itl_ms: stats(
-                &ok.iter()
-                    .flat_map(|r| r.itl.iter().copied().map(ms))
-                    .collect::<Vec<_>>(),
-            ),
-            e2el_ms: stats(&ok.iter().map(|r| ms(r.latency)).collect::<Vec<_>>()),
+            ttft_ms: stats(&metric_ms(records, Metric::Ttft)),
+            tpot_ms: stats(&metric_ms(records, Metric::Tpot)),
+            itl_ms: stats(&metric_ms(records, Metric::Itl)),
+            e2el_ms: stats(&metric_ms(records, Metric::E2el)),
             has_queue_times: ok.iter().any(|r| r.delay.is_some()),
             delay_ms: stats(
                 &ok.iter()

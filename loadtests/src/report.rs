@@ -157,22 +157,12 @@ pub fn extra_percentiles(
     metrics: &str,
     percentiles: &str,
 ) -> anyhow::Result<Vec<(String, f64)>> {
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
     let mut out = Vec::new();
-    for metric in metrics.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        let mut v: Vec<f64> = match metric {
-            "ttft" => ok.iter().map(|r| ms(r.ttft)).collect(),
-            "tpot" => ok.iter().filter_map(|r| r.tpot()).map(ms).collect(),
-            "itl" => ok
-                .iter()
-                .flat_map(|r| r.itl.iter().copied().map(ms))
-                .collect(),
-            "e2el" => ok.iter().map(|r| ms(r.latency)).collect(),
-            other => anyhow::bail!(
-                "--percentile-metrics: unknown metric `{other}` (ttft, tpot, itl, e2el)"
-            ),
-        };
+    for name in metrics.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let metric: crate::metrics::Metric = name
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--percentile-metrics: {e}"))?;
+        let mut v = crate::metrics::metric_ms(records, metric);
         v.sort_by(f64::total_cmp);
         for p in percentiles
             .split(',')
@@ -184,10 +174,7 @@ pub fn extra_percentiles(
                 .ok()
                 .filter(|q| *q > 0.0 && *q <= 100.0)
                 .ok_or_else(|| anyhow::anyhow!("--metric-percentiles: `{p}` is not in (0, 100]"))?;
-            out.push((
-                format!("p{p}_{metric}_ms"),
-                crate::metrics::percentile(&v, q),
-            ));
+            out.push((format!("p{p}_{name}_ms"), crate::metrics::percentile(&v, q)));
         }
     }
     Ok(out)

@@ -75,7 +75,7 @@ impl Controller {
             // A new start as far as readiness goes (measured from the thaw), and a worker that
             // was silent while frozen is not unhealthy.
             t.ready_ms = None;
-            t.idle_since = None;
+            t.clock.restart();
             t.last_live = Some(Instant::now());
             tracing::info!(worker = %w.id, endpoint = %ep.name, "thawed a parked worker");
             thawed += 1;
