@@ -11,7 +11,6 @@ mod llm;
 mod logprobs;
 pub mod shape;
 mod tool_calls;
-mod vllm_input;
 pub mod worker;
 
 pub use llm::{Engine, EngineError, LlmHandler};

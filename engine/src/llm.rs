@@ -10,7 +10,6 @@ use crate::counter::{TokenCounter, TokenCounts};
 use crate::devices;
 use crate::logprobs::{ChoiceLogprobs, LogprobRecorder, Vocab};
 use crate::shape::{Aggregator, Kind};
-use crate::vllm_input;
 use crate::worker::{JobHandler, StreamSink};
 use async_trait::async_trait;
 use either::Either;
@@ -23,11 +22,10 @@ use mistralrs::{
     best_device, Constraint, Model, ModelDType, NormalRequest, Request, SamplingParams, StopTokens,
 };
 use protocol::config::{ActivationDType, WeightKind};
-use protocol::job::OpenAiJobInput;
 use protocol::openai::logprobs::TokenLogprob;
 use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::{GenerateRequest, Sampling};
-use protocol::vllm::{VllmBatch, VllmChoice, VllmUsage};
+use protocol::vllm::{LlmJob, VllmBatch, VllmChoice, VllmUsage};
 use protocol::ModelConfig;
 use serde_json::Value;
 use std::num::NonZeroUsize;
@@ -654,14 +652,13 @@ impl JobHandler for LlmHandler {
         sink: StreamSink,
         cancel: CancellationToken,
     ) -> Result<Value, EngineError> {
-        if vllm_input::is_standard(&input) {
-            return self.handle_standard(&input, sink, &cancel).await;
-        }
-        let job: OpenAiJobInput = serde_json::from_value(input).map_err(|e| {
-            EngineError::Invalid(format!("job input must be {{\"openai_route\", \"openai_input\"}} or {{\"prompt\"|\"messages\", \"sampling_params\"}}: {e}"))
-        })?;
-        let req = GenerateRequest::parse(&job.openai_route, job.openai_input)
-            .map_err(|e| EngineError::Invalid(e.message))?;
+        let req = match LlmJob::parse(&input, &self.engine.served_name) {
+            Ok(LlmJob::OpenAi(req)) => req,
+            Ok(LlmJob::Standard { request, stream }) => {
+                return self.handle_standard(&request, stream, sink, &cancel).await
+            }
+            Err(e) => return Err(EngineError::Invalid(e)),
+        };
         let mut send = |chunk: Chunk| sink.send(json_of(&chunk));
         let done = self.engine.generate(&req, &mut send, &cancel).await?;
         Ok(json_of(&done))
@@ -672,12 +669,11 @@ impl LlmHandler {
     /// worker-vllm's standard form: batches of `{"choices": [{"tokens": [...]}]}`.
     async fn handle_standard(
         &self,
-        input: &Value,
+        req: &GenerateRequest,
+        stream: bool,
         sink: StreamSink,
         cancel: &CancellationToken,
     ) -> Result<Value, EngineError> {
-        let (req, stream) = vllm_input::to_request(input, &self.engine.served_name)
-            .map_err(EngineError::Invalid)?;
         let n = req.sampling().n as usize;
         let mut batches = Vec::new();
         let mut on_chunk = |chunk: Chunk| {
@@ -689,7 +685,7 @@ impl LlmHandler {
                 }
             }
         };
-        let done = self.engine.generate(&req, &mut on_chunk, cancel).await?;
+        let done = self.engine.generate(req, &mut on_chunk, cancel).await?;
         let usage = done.usage().map(|u| VllmUsage {
             input: u.prompt_tokens,
             output: u.completion_tokens,

@@ -1,16 +1,16 @@
 //! A chat choice's output read as tool calls, streamed as OpenAI streams them: a call's
-//! `index`, `id`, `type` and function `name` first, its `arguments` in later deltas.
+//! `index`, `id`, `type` and function `name` first, its `arguments` in later deltas, as the
+//! model writes them.
 //!
 //! How the text becomes calls depends on the request's `tool_choice` (see
-//! `protocol::openai::tools`): a named function's arguments are the whole (constrained) text
-//! and stream as they are generated; `required`'s JSON array of calls and `auto`'s Hermes
-//! `<tool_call>` blocks are read when the choice ends, since a call's name and arguments are
-//! only known once its JSON is complete.
+//! `protocol::openai::tools`): a named function's arguments are the whole (constrained) text;
+//! `required`'s JSON array of calls and `auto`'s Hermes `<tool_call>` blocks are read as they
+//! arrive (`protocol::openai::calls`). A forced choice's text is never message content; a call
+//! cut by `max_tokens` keeps its name and the arguments it has, with `finish_reason: "length"`.
 
+use protocol::openai::calls::{CallEvent, CallLayout, CallReader};
 use protocol::openai::response::{FunctionDelta, ToolCallDelta};
-use protocol::openai::tools::{
-    parse_hermes, parse_required, ToolCall, ToolChoice, Tools, CALL_OPEN,
-};
+use protocol::openai::tools::{ToolCall, ToolChoice, Tools, CALL_OPEN};
 use std::sync::Arc;
 
 /// What one piece of a choice's text gives the client: message text and call deltas.
@@ -36,18 +36,15 @@ pub enum ToolOutput {
         started: bool,
     },
     /// `required`: the text is a JSON array of `{"name", "arguments"}`.
-    Required {
-        /// The text so far.
-        text: String,
-    },
+    Required(CallReader),
     /// `auto`: text until a `<tool_call>` tag, calls from there.
     Auto {
         /// The request's tools.
         tools: Arc<Tools>,
         /// Text held back because it may be the start of the tag.
         held: String,
-        /// From the tag on, once seen.
-        calls: Option<String>,
+        /// From the tag on, once seen: the text, and its calls as read so far.
+        calls: Option<(String, CallReader)>,
     },
 }
 
@@ -61,9 +58,9 @@ impl ToolOutput {
                     call: ToolCall::new(name.clone(), String::new()),
                     started: false,
                 },
-                ToolChoice::Required => ToolOutput::Required {
-                    text: String::new(),
-                },
+                ToolChoice::Required => {
+                    ToolOutput::Required(CallReader::new(CallLayout::Array, vec![], false))
+                }
                 ToolChoice::Auto => ToolOutput::Auto {
                     tools: t.clone(),
                     held: String::new(),
@@ -73,24 +70,24 @@ impl ToolOutput {
         }
     }
 
-    /// The part of a choice's whole `text` that was message content: all of it unless the
-    /// choice ended in calls (`has_calls`), then what came before the first tag (`auto`) or
-    /// nothing (a forced call, whose text was its arguments).
+    /// The part of a choice's whole `text` that was message content: all of it without
+    /// tools; for `auto`, all of it unless the choice ended in calls (`has_calls`), then what
+    /// came before the first tag; nothing for a forced choice, whose text is calls.
     pub fn content<'a>(&self, text: &'a str, has_calls: bool) -> &'a str {
         match self {
-            _ if !has_calls => text,
-            ToolOutput::Auto { .. } => text.find(CALL_OPEN).map_or(text, |at| &text[..at]),
-            _ => "",
+            ToolOutput::Text => text,
+            ToolOutput::Auto { .. } if has_calls => {
+                text.find(CALL_OPEN).map_or(text, |at| &text[..at])
+            }
+            ToolOutput::Auto { .. } => text,
+            ToolOutput::Named { .. } | ToolOutput::Required(_) => "",
         }
     }
 
     /// Read the next piece of text.
     pub fn feed(&mut self, text: &str) -> Emit {
         match self {
-            ToolOutput::Text => Emit {
-                content: text.to_string(),
-                calls: vec![],
-            },
+            ToolOutput::Text => content(text.to_string()),
             ToolOutput::Named { call, started } => {
                 call.function.arguments.push_str(text);
                 let mut calls = Vec::with_capacity(2);
@@ -105,35 +102,29 @@ impl ToolOutput {
                     calls,
                 }
             }
-            ToolOutput::Required { text: all } => {
-                all.push_str(text);
-                Emit::default()
-            }
-            ToolOutput::Auto { held, calls, .. } => {
-                if let Some(c) = calls {
-                    c.push_str(text);
-                    return Emit::default();
+            ToolOutput::Required(reader) => deltas(reader.feed(text)),
+            ToolOutput::Auto { tools, held, calls } => {
+                if let Some((raw, reader)) = calls {
+                    raw.push_str(text);
+                    return deltas(reader.feed(text));
                 }
                 held.push_str(text);
                 if let Some(at) = held.find(CALL_OPEN) {
-                    *calls = Some(held[at..].to_string());
-                    let content = held[..at].to_string();
+                    let names = tools.functions.iter().map(|f| f.name.clone()).collect();
+                    let mut reader = CallReader::new(CallLayout::Hermes, names, !tools.parallel);
+                    let raw = held[at..].to_string();
+                    let mut emit = deltas(reader.feed(&raw));
+                    emit.content = held[..at].to_string();
+                    *calls = Some((raw, reader));
                     held.clear();
-                    return Emit {
-                        content,
-                        calls: vec![],
-                    };
+                    return emit;
                 }
                 // Keep back the longest tail that the tag starts with.
                 let keep = (1..CALL_OPEN.len().min(held.len() + 1))
                     .rev()
                     .find(|&n| held.ends_with(&CALL_OPEN[..n]))
                     .unwrap_or(0);
-                let content: String = held.drain(..held.len() - keep).collect();
-                Emit {
-                    content,
-                    calls: vec![],
-                }
+                content(held.drain(..held.len() - keep).collect())
             }
         }
     }
@@ -162,26 +153,21 @@ impl ToolOutput {
                 };
                 (emit, finish(&done), done)
             }
-            ToolOutput::Required { text } => match parse_required(text) {
-                Some(calls) => (whole_calls(&calls), finish(&calls), calls),
-                // Cut by its length: the text is all there is.
-                None => (content(std::mem::take(text)), reason, vec![]),
-            },
-            ToolOutput::Auto { tools, held, calls } => {
-                let mut left = std::mem::take(held);
-                let parsed = calls.as_deref().and_then(|c| parse_hermes(c, tools));
-                match parsed {
-                    Some(mut parsed) => {
-                        if !tools.parallel {
-                            parsed.truncate(1);
-                        }
-                        let mut emit = whole_calls(&parsed);
-                        emit.content = left;
-                        (emit, finish(&parsed), parsed)
+            ToolOutput::Required(reader) => {
+                let calls = reader.calls().to_vec();
+                (Emit::default(), finish(&calls), calls)
+            }
+            ToolOutput::Auto { held, calls, .. } => {
+                let left = std::mem::take(held);
+                match calls {
+                    Some((_, reader)) if !reader.calls().is_empty() => {
+                        let calls = reader.calls().to_vec();
+                        (content(left), finish(&calls), calls)
                     }
-                    None => {
-                        left.push_str(calls.as_deref().unwrap_or(""));
-                        (content(left), reason, vec![])
+                    // Not calls after all: the text from the tag on is the answer's.
+                    other => {
+                        let tail = other.as_ref().map_or("", |(raw, _)| raw.as_str());
+                        (content(left + tail), reason, vec![])
                     }
                 }
             }
@@ -196,14 +182,16 @@ fn content(text: String) -> Emit {
     }
 }
 
-/// Each call as two deltas: index, id and name first, then its arguments.
-fn whole_calls(calls: &[ToolCall]) -> Emit {
+/// The deltas of what a call reader told.
+fn deltas(events: Vec<CallEvent>) -> Emit {
     Emit {
         content: String::new(),
-        calls: calls
-            .iter()
-            .enumerate()
-            .flat_map(|(i, c)| [first_delta(i, c), arguments_delta(i, &c.function.arguments)])
+        calls: events
+            .into_iter()
+            .map(|e| match e {
+                CallEvent::Start { index, call } => first_delta(index, &call),
+                CallEvent::Arguments { index, text } => arguments_delta(index, &text),
+            })
             .collect(),
     }
 }
@@ -250,6 +238,20 @@ mod tests {
         })
     }
 
+    /// Feed every piece; the content and call deltas emitted, then the end's.
+    fn run(t: &mut ToolOutput, pieces: &[&str], reason: &str) -> (Emit, String, Vec<ToolCall>) {
+        let mut all = Emit::default();
+        for p in pieces {
+            let e = t.feed(p);
+            all.content += &e.content;
+            all.calls.extend(e.calls);
+        }
+        let (last, reason, calls) = t.end(reason.into());
+        all.content += &last.content;
+        all.calls.extend(last.calls);
+        (all, reason, calls)
+    }
+
     #[test]
     fn a_named_call_streams_name_first_then_arguments() {
         let mut t = ToolOutput::new(Some(&tools(ToolChoice::Function("b".into()), true)));
@@ -265,44 +267,52 @@ mod tests {
     }
 
     #[test]
-    fn auto_keeps_text_and_reads_tagged_calls() {
+    fn auto_keeps_text_and_streams_tagged_calls() {
         let mut t = ToolOutput::new(Some(&tools(ToolChoice::Auto, false)));
-        let mut content = t.feed("Sure. <tool").content;
-        assert_eq!(content, "Sure. ", "a possible tag is held back");
-        content += &t
-            .feed("_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>")
-            .content;
-        content += &t
-            .feed("<tool_call>{\"name\": \"b\", \"arguments\": {}}")
-            .content;
-        let (emit, reason, calls) = t.end("stop".into());
-        assert_eq!(content + &emit.content, "Sure. ");
+        assert_eq!(t.feed("Sure. <tool").content, "Sure. ", "a possible tag is held back");
+        let e = t.feed("_call>{\"name\": \"a\", \"arguments\": {\"k\":");
+        assert_eq!(e.calls[0].function.name.as_deref(), Some("a"), "the name before the end");
+        let (emit, reason, calls) = run(
+            &mut t,
+            &[" 1}}</tool_call>", "<tool_call>{\"name\": \"b\", \"arguments\": {}}"],
+            "stop",
+        );
+        assert_eq!(emit.content, "");
         assert_eq!(reason, "tool_calls");
         assert_eq!(calls.len(), 1, "parallel_tool_calls: false keeps the first");
-        assert_eq!(emit.calls.len(), 2, "name delta, then arguments");
+        assert_eq!(calls[0].function.arguments, "{\"k\": 1}");
         // Not a call after all: the text is the answer.
         let mut t = ToolOutput::new(Some(&tools(ToolChoice::Auto, true)));
-        let mut content = t.feed("<tool_call>{\"name\": \"zz\"").content;
-        let (emit, reason, calls) = t.end("length".into());
-        content += &emit.content;
-        assert_eq!(content, "<tool_call>{\"name\": \"zz\"");
+        let (emit, reason, calls) = run(&mut t, &["<tool_call>{\"name\": \"zz\""], "length");
+        assert_eq!(emit.content, "<tool_call>{\"name\": \"zz\"");
         assert_eq!((reason.as_str(), calls.len()), ("length", 0));
     }
 
     #[test]
-    fn required_reads_the_array_at_the_end() {
+    fn required_streams_each_call_as_it_is_written() {
         let mut t = ToolOutput::new(Some(&tools(ToolChoice::Required, true)));
-        assert_eq!(
-            t.feed("[{\"name\":\"a\",\"arguments\":{}},"),
-            Emit::default()
-        );
-        t.feed("{\"name\":\"b\",\"arguments\":{\"k\":2}}]");
-        let (emit, reason, calls) = t.end("stop".into());
+        let e = t.feed("[{\"name\":\"a\",\"arguments\":{}},");
+        assert_eq!(e.calls.len(), 2, "name, then arguments, before the array ends");
+        let (emit, reason, calls) = run(&mut t, &["{\"name\":\"b\",\"arguments\":{\"k\":2}}]"], "stop");
         assert_eq!(reason, "tool_calls");
         assert_eq!(calls[1].function.arguments, "{\"k\":2}");
-        assert_eq!(
-            emit.calls.iter().map(|d| d.index).collect::<Vec<_>>(),
-            [0, 0, 1, 1]
-        );
+        assert_eq!(emit.calls.iter().map(|d| d.index).collect::<Vec<_>>(), [1, 1]);
+        assert_eq!(t.content("[...]", true), "", "a forced choice's text is not content");
+    }
+
+    #[test]
+    fn required_cut_by_its_length_is_still_a_call() {
+        let mut t = ToolOutput::new(Some(&tools(ToolChoice::Required, true)));
+        let (emit, reason, calls) =
+            run(&mut t, &["[{\"name\": \"b\", \"argu", "ments\": {\"k\": \"lo"], "length");
+        assert_eq!(reason, "length");
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].function.arguments, "{\"k\": \"lo");
+        assert_eq!(emit.content, "", "never raw JSON as content");
+        assert_eq!(emit.calls[0].id.as_deref(), Some(calls[0].id.as_str()));
+        // Cut before its name: no call, and no content either.
+        let mut t = ToolOutput::new(Some(&tools(ToolChoice::Required, true)));
+        let (emit, reason, calls) = run(&mut t, &["[{\"na"], "length");
+        assert_eq!((emit, reason.as_str(), calls.len()), (Emit::default(), "length", 0));
     }
 }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use protocol::keys::{ClientKey, Secret};
 use protocol::GatewaySettings;
-use queue::RateTake;
+use queue::{BucketTake, RateTake};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -239,51 +239,28 @@ fn close_after(mut resp: Response) -> Response {
 }
 
 /// The caller's limits on a route that submits work: requests in flight on this gateway
-/// (`max_concurrent`, held until the response body ends), requests per minute, and tokens per
-/// minute (refused while the bucket is empty; charged when the request's job ends, see
-/// [`charge_tokens`]). Buckets live in the job store, so gateways on one Redis share them.
-/// Every answer carries OpenAI's `x-ratelimit-*` headers for the limits the key has; a refusal
-/// is a 429 with `Retry-After`.
-async fn limits(gw: AppState, shape: Shape, req: Request, next: Next) -> Response {
+/// (`max_concurrent`, held until the response body ends, refused here), and a [`Quota`] in the
+/// request's extensions for requests and tokens per minute, which the handler spends once the
+/// request is known valid and in the key's scope, so a request refused for any reason spends
+/// nothing. Every answer carries OpenAI's `x-ratelimit-*` headers for the limits the key has;
+/// a refusal is a 429 with `Retry-After`.
+async fn limits(gw: AppState, shape: Shape, mut req: Request, next: Next) -> Response {
     let Some(caller) = req.extensions().get::<Arc<Caller>>().cloned() else {
         return next.run(req).await;
     };
-    let refuse = |e: GatewayError| {
-        if let GatewayError::RateLimited { what, .. } = &e {
-            crate::metrics::key_refused(&caller.name, what);
-        }
-        shape.error(e)
-    };
+    let quota = Arc::new(Quota::new(gw, caller.clone()));
     let slot = match Slot::take(&caller) {
         Ok(s) => s,
-        Err(e) => return refuse(e),
-    };
-    let mut headers = Vec::new();
-    for (what, limit, cost) in [
-        ("requests", caller.key.requests_per_minute, 1),
-        ("tokens", caller.key.tokens_per_minute, 0),
-    ] {
-        let Some(limit) = limit else { continue };
-        let bucket = format!("{what}:{}", caller.name);
-        let take = match gw.store.take_tokens(&bucket, limit.into(), cost, 1).await {
-            Ok(t) => t,
-            Err(e) => return refuse(e.into()),
-        };
-        if !take.allowed {
-            return refuse(GatewayError::RateLimited {
-                key: caller.name.clone(),
-                what,
-                detail: format!("limit {limit} per minute"),
-                retry_after: take.retry_after,
-            });
+        Err(e) => {
+            crate::metrics::key_refused(&caller.name, "concurrent");
+            let mut resp = shape.error(e);
+            quota.write_headers(resp.headers_mut()).await;
+            return resp;
         }
-        headers.push((what, limit, take));
-    }
-    crate::metrics::key_request(&caller.name);
+    };
+    req.extensions_mut().insert(quota.clone());
     let mut resp = next.run(req).await;
-    for (what, limit, take) in headers {
-        add_headers(resp.headers_mut(), what, limit, &take);
-    }
+    quota.write_headers(resp.headers_mut()).await;
     if slot.0.is_none() {
         return resp;
     }
@@ -294,6 +271,112 @@ async fn limits(gw: AppState, shape: Shape, req: Request, next: Next) -> Respons
         chunk
     });
     Response::from_parts(parts, Body::from_stream(body))
+}
+
+/// A key's per-minute buckets for one request (see [`limits`]).
+pub struct Quota {
+    gw: AppState,
+    caller: Arc<Caller>,
+    /// What the buckets said when the request spent (or tried to).
+    said: std::sync::Mutex<Option<Vec<(&'static str, u32, RateTake)>>>,
+}
+
+impl Quota {
+    fn new(gw: AppState, caller: Arc<Caller>) -> Self {
+        Quota {
+            gw,
+            caller,
+            said: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The key's limits: `(what, per minute, cost of a request)`. Tokens are charged when the
+    /// job ends ([`charge_tokens`]); a request needs one left.
+    fn limits(&self) -> Vec<(&'static str, u32, u64)> {
+        let key = &self.caller.key;
+        [
+            ("requests", key.requests_per_minute, 1),
+            ("tokens", key.tokens_per_minute, 0),
+        ]
+        .into_iter()
+        .filter_map(|(what, limit, cost)| Some((what, limit?, cost)))
+        .collect()
+    }
+
+    /// Ask every bucket at once; `spend`: take the request's cost if all hold enough.
+    async fn ask(&self, spend: bool) -> Result<Vec<(&'static str, u32, RateTake)>, GatewayError> {
+        let limits = self.limits();
+        let names: Vec<String> = limits
+            .iter()
+            .map(|(what, ..)| format!("{what}:{}", self.caller.name))
+            .collect();
+        let buckets: Vec<BucketTake> = limits
+            .iter()
+            .zip(&names)
+            .map(|(&(_, limit, cost), key)| BucketTake {
+                key,
+                capacity: limit.into(),
+                cost: if spend { cost } else { 0 },
+                need: u64::from(spend),
+            })
+            .collect();
+        let takes = self.gw.store.take_tokens(&buckets).await?;
+        Ok(limits
+            .into_iter()
+            .zip(takes)
+            .map(|((what, limit, _), take)| (what, limit, take))
+            .collect())
+    }
+
+    /// Spend one request of the key's per-minute limits: call it once the request is valid and
+    /// in scope, before its job is queued. Errors: [`GatewayError::RateLimited`] naming the
+    /// limit, with the wait after which the same request passes (nothing is spent); the store
+    /// is unavailable.
+    pub async fn spend(&self) -> Result<(), GatewayError> {
+        if self.limits().is_empty() {
+            crate::metrics::key_request(&self.caller.name);
+            return Ok(());
+        }
+        let said = self.ask(true).await?;
+        let refused = said.iter().filter(|(.., t)| !t.allowed);
+        let worst = refused.max_by_key(|(.., t)| t.retry_after).copied();
+        *self.said.lock().unwrap_or_else(|p| p.into_inner()) = Some(said);
+        match worst {
+            None => {
+                crate::metrics::key_request(&self.caller.name);
+                Ok(())
+            }
+            Some((what, limit, take)) => {
+                crate::metrics::key_refused(&self.caller.name, what);
+                Err(GatewayError::RateLimited {
+                    key: self.caller.name.clone(),
+                    what,
+                    detail: format!("limit {limit} per minute"),
+                    retry_after: take.retry_after,
+                })
+            }
+        }
+    }
+
+    /// OpenAI's headers from what the buckets said, or, for a request that spent nothing (it
+    /// was refused before), from a look at them that takes nothing.
+    async fn write_headers(&self, h: &mut HeaderMap) {
+        let said = self.said.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let said = match said {
+            Some(s) => s,
+            None if self.limits().is_empty() => return,
+            None => match self.ask(false).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rate-limit headers: the store did not answer");
+                    return;
+                }
+            },
+        };
+        for (what, limit, take) in said {
+            add_headers(h, what, limit, &take);
+        }
+    }
 }
 
 /// [`limits`] on the OpenAI routes that generate.
@@ -383,7 +466,13 @@ pub fn charge_tokens(gw: &AppState, caller: &Arc<Caller>, job: protocol::JobId) 
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0);
         if used > 0 {
-            if let Err(e) = gw.store.take_tokens(&bucket, limit.into(), used, 0).await {
+            let charge = BucketTake {
+                key: &bucket,
+                capacity: limit.into(),
+                cost: used,
+                need: 0,
+            };
+            if let Err(e) = gw.store.take_tokens(&[charge]).await {
                 tracing::warn!(%job, error = %e, "could not charge tokens");
             }
         }

@@ -1,6 +1,7 @@
 //! Request bodies as JSON, whatever the content type (the RunPod SDK posts JSON labelled as a
-//! form), read up to the route's size limit, with size and syntax errors turned into
-//! [`GatewayError`]s. The limit is part of the extractor's type, so each route states it once.
+//! form), read up to the route's size limit and [`protocol::nesting::MAX_DEPTH`], with size,
+//! depth and syntax errors turned into [`GatewayError`]s. The size limit is part of the
+//! extractor's type, so each route states it once.
 
 use crate::error::GatewayError;
 use crate::AppState;
@@ -10,13 +11,18 @@ use futures::StreamExt;
 use serde_json::Value;
 use std::marker::PhantomData;
 
-/// A route's body size limit, bytes.
+/// A route's body limits: size in bytes, and nesting.
 pub trait BodyLimit {
     fn bytes(state: &AppState) -> usize;
+    /// Levels of arrays and objects: a client's limit unless the route says otherwise.
+    const DEPTH: usize = protocol::nesting::MAX_DEPTH;
 }
 
 /// The configured `gateway.max_body_bytes` (10 MiB by default): `/v1`, worker routes.
 pub struct Configured;
+/// Worker routes: the configured size, and room for a handler's output to wrap the deepest
+/// input a client may send (an echo handler's, say).
+pub struct WorkerLimit;
 /// RunPod's 10 MB for `run`.
 pub struct RunLimit;
 /// RunPod's 20 MB for `runsync`.
@@ -26,6 +32,13 @@ impl BodyLimit for Configured {
     fn bytes(state: &AppState) -> usize {
         state.settings.max_body_bytes
     }
+}
+
+impl BodyLimit for WorkerLimit {
+    fn bytes(state: &AppState) -> usize {
+        state.settings.max_body_bytes
+    }
+    const DEPTH: usize = protocol::nesting::MAX_DEPTH + protocol::nesting::JOB_WRAPPING;
 }
 
 impl BodyLimit for RunLimit {
@@ -66,7 +79,10 @@ async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Vec<u8>, G
     }
 }
 
-/// A JSON body of at most `L::bytes` bytes. (The router disables axum's own default limit:
+/// The `code` of a body refused for nesting deeper than [`protocol::nesting::MAX_DEPTH`].
+pub const TOO_DEEP: &str = "json_too_deep";
+
+/// A JSON body of at most `L::bytes` bytes and `L::DEPTH` levels. (The router disables axum's own default limit:
 /// this extractor is where the limit applies.)
 pub struct JsonBody<L: BodyLimit = Configured>(pub Value, PhantomData<L>);
 
@@ -81,6 +97,15 @@ impl<L: BodyLimit + Send> FromRequest<AppState> for JsonBody<L> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = read_limited(req.into_body(), L::bytes(state)).await?;
+        // Measured before parsing: serde_json's own limit (128) would refuse deeper bodies only
+        // as "invalid JSON", and accept some that a worker, a few levels further in, cannot read.
+        protocol::nesting::check_text(&bytes, "The request body", L::DEPTH).map_err(|message| {
+            GatewayError::BadRequest {
+                message,
+                param: None,
+                code: Some(TOO_DEEP),
+            }
+        })?;
         serde_json::from_slice(&bytes)
             .map(|v| JsonBody(v, PhantomData))
             .map_err(|e| {

@@ -68,7 +68,7 @@ pub enum GatewayError {
     /// A client key's limit is reached: `what` is `requests`, `tokens` or `concurrent`
     /// requests; try again after `retry_after`. HTTP 429 with `Retry-After`, OpenAI type
     /// `what` and code `rate_limit_exceeded` (as OpenAI's own answer).
-    #[error("Rate limit reached for {what} of key `{key}`: {detail}. Please try again in {}s.", retry_after.as_secs().max(1))]
+    #[error("Rate limit reached for {what} of key `{key}`: {detail}. Please try again in {}s.", retry_secs(*retry_after))]
     RateLimited {
         /// The key's name (never the key).
         key: String,
@@ -225,11 +225,17 @@ impl GatewayError {
             GatewayError::RateLimited { retry_after, .. }
             | GatewayError::QueueFull { retry_after, .. } => Some((
                 axum::http::header::RETRY_AFTER,
-                retry_after.as_secs_f64().ceil().max(1.0).to_string(),
+                retry_secs(*retry_after).to_string(),
             )),
             _ => None,
         }
     }
+}
+
+/// A wait in whole seconds, rounded up (at least 1): `Retry-After` and the message say the
+/// same, and waiting that long is enough.
+fn retry_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 impl IntoResponse for OpenAiError {

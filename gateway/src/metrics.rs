@@ -7,6 +7,7 @@
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{counter, gauge, histogram};
@@ -15,7 +16,8 @@ use protocol::health::EndpointHealth;
 use protocol::job::JobView;
 use protocol::metrics as m;
 use protocol::openai::response::Usage;
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 /// The process's recorder, installed on first use. Another recorder already installed (an
@@ -50,8 +52,10 @@ pub fn install() {
     handle();
 }
 
-/// `GET /metrics`: store series refreshed, then every series.
+/// `GET /metrics`: store series refreshed, then every series, then the live workers' engine
+/// series.
 pub async fn render(State(gw): State<AppState>) -> Response {
+    let mut live = BTreeMap::new();
     for endpoint in gw.endpoint_names() {
         match crate::queue_api::endpoint_health(&gw, &endpoint).await {
             Ok((health, queue)) => store_series(&endpoint, &health, &queue),
@@ -59,12 +63,20 @@ pub async fn render(State(gw): State<AppState>) -> Response {
                 tracing::warn!(%endpoint, error = %e, "metrics: the job store did not answer")
             }
         }
+        // A store that does not answer keeps no worker's series: better none than stale ones.
+        let workers = gw.store.workers(&endpoint).await.unwrap_or_default();
+        live.insert(endpoint, workers.into_iter().map(|w| w.id).collect());
     }
     let h = handle();
     h.run_upkeep();
+    let mut page = h.render();
+    if !page.is_empty() && !page.ends_with('\n') {
+        page.push('\n');
+    }
+    page.push_str(&engine_series(&live));
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        h.render(),
+        page,
     )
         .into_response()
 }
@@ -98,24 +110,43 @@ fn store_series(endpoint: &str, h: &EndpointHealth, q: &queue::QueueMetrics) {
 }
 
 /// The HTTP series of every request: counted by route template (never the raw path, whose
-/// ids would make a series per job), timed to the response head, and in flight.
+/// ids would make a series per job) and method (the standard ones, else `other`), so no
+/// client, authenticated or not, can add series; timed to the response head, and in flight.
 pub async fn http_layer(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let in_flight = gauge!(m::HTTP_IN_FLIGHT);
     in_flight.increment(1.0);
     let started = Instant::now();
     let resp = next.run(req).await;
     in_flight.decrement(1.0);
     let status = resp.status().as_u16().to_string();
-    histogram!(m::HTTP_DURATION, "route" => route.clone(), "method" => method.clone())
+    histogram!(m::HTTP_DURATION, "route" => route.clone(), "method" => method)
         .record(started.elapsed().as_secs_f64());
     counter!(m::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
         .increment(1);
     resp
+}
+
+/// `method` as a label: one of HTTP's standard methods, or `other` for any a client invents.
+fn method_label(method: &Method) -> &'static str {
+    [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ]
+    .into_iter()
+    .find(|(m, _)| m == method)
+    .map_or("other", |(_, label)| label)
 }
 
 /// A job a worker reported finished (COMPLETED or FAILED) to this gateway: its state, its
@@ -151,25 +182,84 @@ pub fn key_refused(key: &str, limit: &'static str) {
     counter!(m::KEY_RATE_LIMITED, "key" => key.to_string(), "limit" => limit).increment(1);
 }
 
+/// The engine figures of one worker, from its last ping to this gateway.
+#[derive(Clone, Copy, Default)]
+struct EngineFigures {
+    running: Option<u64>,
+    prompt: Option<u64>,
+    generated: Option<u64>,
+}
+
+/// Per-worker engine figures by (endpoint, worker). They are not recorded through the
+/// exporter, which cannot forget a series: they are written out at each scrape for the
+/// workers the store still counts live, so a worker's series end with the worker.
+fn engine_figures_by_worker() -> &'static Mutex<BTreeMap<(String, String), EngineFigures>> {
+    static FIGURES: OnceLock<Mutex<BTreeMap<(String, String), EngineFigures>>> = OnceLock::new();
+    FIGURES.get_or_init(Mutex::default)
+}
+
 /// The engine figures a worker's ping carries (sluice's worker; RunPod's SDK sends none).
 pub fn engine_figures(endpoint: &str, worker: &str, q: &protocol::job::PingQuery) {
-    let labels = [
-        ("endpoint", endpoint.to_string()),
-        ("worker", worker.to_string()),
-    ];
-    if let Some(n) = q.running_jobs {
-        gauge!(m::ENGINE_RUNNING, &labels).set(n as f64);
+    let figures = EngineFigures {
+        running: q.running_jobs,
+        prompt: q.prompt_tokens,
+        generated: q.generated_tokens,
+    };
+    if figures.running.is_none() && figures.prompt.is_none() && figures.generated.is_none() {
+        return;
     }
-    for (kind, n) in [
-        ("prompt", q.prompt_tokens),
-        ("generated", q.generated_tokens),
-    ] {
-        if let Some(n) = n {
-            let mut l = labels.to_vec();
-            l.push(("kind", kind.to_string()));
-            counter!(m::ENGINE_TOKENS, &l).absolute(n);
+    let mut all = engine_figures_by_worker()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    all.insert((endpoint.to_string(), worker.to_string()), figures);
+}
+
+/// Forget the figures of `endpoint`'s workers not in `live`, then write the rest of every
+/// endpoint in Prometheus' text format.
+fn engine_series(live: &BTreeMap<String, Vec<String>>) -> String {
+    let mut all = engine_figures_by_worker()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    all.retain(|(ep, w), _| live.get(ep).is_some_and(|ws| ws.contains(w)));
+    let mut out = String::new();
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    };
+    if all.values().any(|f| f.running.is_some()) {
+        family(&mut out, m::ENGINE_RUNNING, "gauge", "Jobs the worker's engine runs.");
+        for ((ep, w), n) in all.iter().filter_map(|(k, f)| Some((k, f.running?))) {
+            out.push_str(&format!(
+                "{}{{endpoint=\"{}\",worker=\"{}\"}} {n}\n",
+                m::ENGINE_RUNNING,
+                escape(ep),
+                escape(w)
+            ));
         }
     }
+    if all.values().any(|f| f.prompt.is_some() || f.generated.is_some()) {
+        let help = "Tokens of the jobs the worker finished since it started.";
+        family(&mut out, m::ENGINE_TOKENS, "counter", help);
+        for ((ep, w), f) in all.iter() {
+            for (kind, n) in [("prompt", f.prompt), ("generated", f.generated)] {
+                let Some(n) = n else { continue };
+                out.push_str(&format!(
+                    "{}{{endpoint=\"{}\",worker=\"{}\",kind=\"{kind}\"}} {n}\n",
+                    m::ENGINE_TOKENS,
+                    escape(ep),
+                    escape(w)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A label value as Prometheus' text format writes it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// A webhook after its retries.

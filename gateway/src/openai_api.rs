@@ -1,6 +1,6 @@
 //! OpenAI-compatible routes: validate, count prompt tokens, enqueue, relay.
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Quota};
 use crate::body::JsonBody;
 use crate::error::{GatewayError, OpenAiError};
 use crate::metrics::Timing;
@@ -83,18 +83,20 @@ pub async fn endpoint_models(
 pub async fn endpoint_chat_completions(
     State(gw): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
+    Extension(quota): Extension<Arc<Quota>>,
     Extension(trace): Extension<JobTrace>,
     Path(endpoint): Path<String>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
     gw.endpoint(&endpoint)?;
     let body = body?.into_value();
-    generate(gw, (caller, trace), CHAT_ROUTE, body, Some(&endpoint)).await
+    generate(gw, (caller, quota, trace), CHAT_ROUTE, body, Some(&endpoint)).await
 }
 
 pub async fn endpoint_completions(
     State(gw): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
+    Extension(quota): Extension<Arc<Quota>>,
     Extension(trace): Extension<JobTrace>,
     Path(endpoint): Path<String>,
     body: Result<JsonBody, GatewayError>,
@@ -103,7 +105,7 @@ pub async fn endpoint_completions(
     let body = body?.into_value();
     generate(
         gw,
-        (caller, trace),
+        (caller, quota, trace),
         COMPLETIONS_ROUTE,
         body,
         Some(&endpoint),
@@ -118,21 +120,23 @@ pub async fn not_found() -> OpenAiError {
 pub async fn chat_completions(
     State(gw): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
+    Extension(quota): Extension<Arc<Quota>>,
     Extension(trace): Extension<JobTrace>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, (caller, trace), CHAT_ROUTE, body?.into_value(), None).await
+    generate(gw, (caller, quota, trace), CHAT_ROUTE, body?.into_value(), None).await
 }
 
 pub async fn completions(
     State(gw): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
+    Extension(quota): Extension<Arc<Quota>>,
     Extension(trace): Extension<JobTrace>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
     generate(
         gw,
-        (caller, trace),
+        (caller, quota, trace),
         COMPLETIONS_ROUTE,
         body?.into_value(),
         None,
@@ -175,9 +179,8 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
 
 /// Everything checked before a request of `route` is queued (the same for `/v1` and for
 /// batch lines): the body, its model (pinned by `endpoint`, the `/v2/{endpoint}/openai/v1`
-/// routes), its prompt against the context, and the schema of a structured output or a
-/// forced tool call, compiled as the engine will. Compiling a client's schema is CPU work of
-/// unbounded size: call this on a blocking thread.
+/// routes), and then [`check_request`]. Compiling a client's schema is CPU work: call this on
+/// a blocking thread.
 pub(crate) fn admit(
     gw: &Gateway,
     caller: &Caller,
@@ -190,23 +193,37 @@ pub(crate) fn admit(
     if endpoint.is_some_and(|e| e != req.model()) || !caller.allows(req.model()) {
         return Err(GatewayError::ModelNotFound(req.model().to_string()));
     }
-    check_context(gw.model(req.model())?, &req)?;
+    let guided = body.get("guided_json").is_some();
+    check_request(gw.model(req.model())?, &req, if guided { "guided_json" } else { "" })?;
+    Ok(req)
+}
+
+/// What the engine will be asked, checked as it would fail there: the prompt against the
+/// context, and the schema of a structured output or a forced tool call, compiled as the
+/// engine compiles it. `guided` names the parameter that carries a vLLM-style schema, if any
+/// (`guided_json`, `sampling_params.guided_json`). Call on a blocking thread.
+pub(crate) fn check_request(
+    model: &ServedModel,
+    req: &GenerateRequest,
+    guided: &str,
+) -> Result<(), GatewayError> {
+    check_context(model, req)?;
     if let Some(schema) = &req.sampling().json_schema {
-        let param = match &req {
-            _ if body.get("guided_json").is_some() => "guided_json",
+        let param = match req {
+            _ if !guided.is_empty() => guided,
             GenerateRequest::Chat(c) if c.tools.is_some() => "tools",
             _ => "response_format.json_schema.schema",
         };
         structured::check_schema(schema.clone(), param)?;
     }
-    Ok(req)
+    Ok(())
 }
 
 /// Validate, enqueue and relay one OpenAI request; `endpoint` pins the model (the
 /// `/v2/{endpoint}/openai/v1` routes).
 async fn generate(
     gw: AppState,
-    (caller, trace): (Arc<Caller>, JobTrace),
+    (caller, quota, trace): (Arc<Caller>, Arc<Quota>, JobTrace),
     route: &'static str,
     body: Value,
     endpoint: Option<&str>,
@@ -220,6 +237,7 @@ async fn generate(
     })
     .await
     .map_err(|e| GatewayError::Internal(format!("request check: {e}")))??;
+    quota.spend().await?;
     let model = gw.model(req.model())?;
     let timeout = Duration::from_secs(model.config.scaling.execution_timeout_secs);
     let job = NewJob {

@@ -1,7 +1,7 @@
 //! The client-facing queue API, RunPod's shapes (`/v2/{endpoint}/...`;
 //! `docs/runpod-protocol.md` section 1).
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Quota};
 use crate::body::{JsonBody, QueryParams, RunLimit, RunsyncLimit};
 use crate::error::{GatewayError, RunpodError};
 use crate::trace::JobTrace;
@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::Json;
 use protocol::health::{EndpointHealth, FleetState, JobCounts, WorkerCounts};
 use protocol::job::{JobAccepted, JobView, Purged, RunBody, StreamChunk, StreamView};
+use protocol::vllm::LlmJob;
 use protocol::{JobId, JobStatus};
 use queue::NewJob;
 use serde::Deserialize;
@@ -54,13 +55,14 @@ fn new_job(body: Value, sync: bool, endpoint_timeout: Duration) -> Result<NewJob
 
 async fn submit(
     gw: &AppState,
-    (caller, trace): (&Caller, JobTrace),
+    (caller, quota, trace): (&Caller, &Quota, JobTrace),
     endpoint: &str,
     body: Value,
     sync: bool,
 ) -> Result<JobId, GatewayError> {
     let timeout = gw.endpoint(endpoint)?.execution_timeout;
     let mut job = new_job(body, sync, timeout)?;
+    check_llm_input(gw, endpoint, &job.input).await?;
     job.tenant = caller.tenant.clone();
     job.traceparent = trace.0;
     if let Some(url) = &job.webhook {
@@ -69,20 +71,48 @@ async fn submit(
             .await
             .map_err(|why| GatewayError::bad_request(format!("`webhook`: {why}")))?;
     }
+    quota.spend().await?;
     let enqueue = tracing::info_span!("enqueue", endpoint);
     crate::cold::submit(gw.store.as_ref(), endpoint, job)
         .instrument(enqueue)
         .await
 }
 
+/// On an LLM endpoint, the job's input read as its worker will read it ([`LlmJob::parse`]) and
+/// checked as a `/v1` request is (prompt against the context, schema compiled as the engine
+/// compiles it), so what is queued is what a worker can run. Custom endpoints' inputs are
+/// their handlers' business.
+async fn check_llm_input(gw: &AppState, endpoint: &str, input: &Value) -> Result<(), GatewayError> {
+    if !gw.models.contains_key(endpoint) {
+        return Ok(());
+    }
+    let bad = |e: String| GatewayError::bad_request(format!("`input`: {e}"));
+    let job = LlmJob::parse(input, endpoint).map_err(bad)?;
+    let guided = [
+        ("/sampling_params/guided_json", "input.sampling_params.guided_json"),
+        ("/openai_input/guided_json", "input.openai_input.guided_json"),
+    ]
+    .into_iter()
+    .find(|(at, _)| input.pointer(at).is_some())
+    .map_or("", |(_, param)| param);
+    let (gw, endpoint) = (gw.clone(), endpoint.to_string());
+    tokio::task::spawn_blocking(move || {
+        let model = gw.models.get(&endpoint).expect("checked above");
+        crate::openai_api::check_request(model, job.request(), guided)
+    })
+    .await
+    .map_err(|e| GatewayError::Internal(format!("input check: {e}")))?
+}
+
 pub async fn run(
     State(gw): State<AppState>,
     Extension(caller): Client,
+    Extension(quota): Extension<Arc<Quota>>,
     Extension(trace): Extension<JobTrace>,
     Path(endpoint): Path<String>,
     body: Result<JsonBody<RunLimit>, GatewayError>,
 ) -> Result<Json<JobAccepted>, RunpodError> {
-    let id = submit(&gw, (&caller, trace), &endpoint, body?.into_value(), false).await?;
+    let id = submit(&gw, (&caller, &quota, trace), &endpoint, body?.into_value(), false).await?;
     Ok(Json(JobAccepted {
         id,
         status: JobStatus::InQueue,
@@ -92,13 +122,14 @@ pub async fn run(
 pub async fn runsync(
     State(gw): State<AppState>,
     Extension(caller): Client,
+    Extension(quota): Extension<Arc<Quota>>,
     Extension(trace): Extension<JobTrace>,
     Path(endpoint): Path<String>,
     q: Result<QueryParams<WaitQuery>, GatewayError>,
     body: Result<JsonBody<RunsyncLimit>, GatewayError>,
 ) -> Result<Json<JobView>, RunpodError> {
     let QueryParams(q) = q?;
-    let id = submit(&gw, (&caller, trace), &endpoint, body?.into_value(), true).await?;
+    let id = submit(&gw, (&caller, &quota, trace), &endpoint, body?.into_value(), true).await?;
     let wait = tracing::info_span!("wait for result");
     let view = gw
         .store

@@ -2,7 +2,7 @@
 //! worker and unmodified RunPod handlers pull jobs the same way. Every call carries the worker
 //! token, checked by the route group's layer (`crate::auth::worker_token`).
 
-use crate::body::JsonBody;
+use crate::body::{JsonBody, WorkerLimit, TOO_DEEP};
 use crate::error::{GatewayError, RunpodError};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -49,10 +49,24 @@ pub async fn job_take_batch(
 pub async fn job_done(
     State(gw): State<AppState>,
     Path((endpoint, worker, job)): Path<(String, String, String)>,
-    body: Result<JsonBody, GatewayError>,
+    body: Result<JsonBody<WorkerLimit>, GatewayError>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
-    let done: JobDoneBody = serde_json::from_value(body?.into_value())
+    let body = match body {
+        // A handler's output too deep for clients to read fails its job at once, rather than
+        // leaving it to time out while the worker retries a report no gateway takes.
+        Err(GatewayError::BadRequest {
+            code: Some(TOO_DEEP),
+            message,
+            ..
+        }) => {
+            let failed = JobReport::Failed(format!("the handler's output was refused: {message}"));
+            gw.store.report(&JobId(job), &worker, failed).await?;
+            return Ok(Json(json!({})));
+        }
+        body => body?,
+    };
+    let done: JobDoneBody = serde_json::from_value(body.into_value())
         .map_err(|e| GatewayError::bad_request(format!("job-done body: {e}")))?;
     let stop = done.stop_pod;
     let (id, report) = (JobId(job), done.report());
@@ -75,7 +89,7 @@ pub async fn job_done(
 pub async fn job_stream(
     State(gw): State<AppState>,
     Path((endpoint, worker, job)): Path<(String, String, String)>,
-    body: Result<JsonBody, GatewayError>,
+    body: Result<JsonBody<WorkerLimit>, GatewayError>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let chunks = stream_chunks(body?.into_value()).map_err(GatewayError::bad_request)?;

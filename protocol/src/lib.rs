@@ -10,6 +10,7 @@ pub mod hardware;
 pub mod health;
 pub mod job;
 pub mod jsonl;
+pub mod nesting;
 pub mod keys;
 pub mod metrics;
 pub mod openai;

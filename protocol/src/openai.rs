@@ -5,10 +5,12 @@
 //! silently. Parameters sent as JSON `null` count as absent, as in OpenAI's API.
 
 pub mod batch;
+pub mod calls;
 pub mod format;
 pub mod logprobs;
 mod params;
 pub mod response;
+pub mod schema;
 pub mod tools;
 
 use params::{parse_common, Common};

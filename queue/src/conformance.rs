@@ -4,7 +4,7 @@
 //! `orphan_after` 200 ms, and
 //! whatever must live as long as it (a Redis server).
 
-use crate::{JobStore, NewJob, QueueError};
+use crate::{BucketTake, JobStore, NewJob, QueueError, RateTake};
 use protocol::health::{FleetState, FleetView, FleetWorker};
 use protocol::job::{JobPolicy, JobReport};
 use protocol::JobStatus;
@@ -432,34 +432,76 @@ pub async fn purge_by_tenant_leaves_other_tenants_jobs(s: Arc<dyn JobStore>) {
     assert_eq!(s.purge("ep", None).await.unwrap(), 1);
 }
 
+/// One bucket `key` of `capacity`, taking `cost` if it holds `need`.
+async fn take_one(s: &Arc<dyn JobStore>, key: &str, capacity: u64, cost: u64, need: u64) -> RateTake {
+    let b = BucketTake {
+        key,
+        capacity,
+        cost,
+        need,
+    };
+    s.take_tokens(&[b]).await.unwrap()[0]
+}
+
 /// Token buckets: a full bucket, refused once empty (with a retry time, nothing taken), a
 /// charge after the fact takes it into debt, buckets are separate, and time refills them.
 pub async fn rate_buckets_refuse_when_empty_and_refill(s: Arc<dyn JobStore>) {
     // 600 per minute: one token per 100 ms.
     for _ in 0..3 {
-        assert!(s.take_tokens("k", 600, 200, 200).await.unwrap().allowed);
+        assert!(take_one(&s, "k", 600, 200, 200).await.allowed);
     }
-    let refused = s.take_tokens("k", 600, 200, 200).await.unwrap();
+    let refused = take_one(&s, "k", 600, 200, 200).await;
     assert!(!refused.allowed);
     assert!(refused.retry_after > Duration::from_secs(15), "{refused:?}");
-    let other = s.take_tokens("other", 600, 1, 1).await.unwrap();
+    let other = take_one(&s, "other", 600, 1, 1).await;
     assert_eq!((other.allowed, other.remaining), (true, 599));
     // A response's tokens charged after it ran: always taken, into debt.
-    let charged = s.take_tokens("k", 600, 500, 0).await.unwrap();
+    let charged = take_one(&s, "k", 600, 500, 0).await;
     assert!(charged.allowed && charged.remaining == 0);
-    assert!(
-        !s.take_tokens("k", 600, 0, 1).await.unwrap().allowed,
-        "in debt"
-    );
-    let t = s.take_tokens("t", 60_000, 60_000, 1).await.unwrap();
+    assert!(!take_one(&s, "k", 600, 0, 1).await.allowed, "in debt");
+    let t = take_one(&s, "t", 60_000, 60_000, 1).await;
     assert_eq!(t.remaining, 0);
     assert!(t.reset <= Duration::from_secs(60) && t.reset > Duration::from_secs(59));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let refilled = s.take_tokens("t", 60_000, 0, 1).await.unwrap();
+    let refilled = take_one(&s, "t", 60_000, 0, 1).await;
     assert!(
         refilled.allowed && refilled.remaining >= 250,
         "{refilled:?}"
     );
+}
+
+/// Several buckets in one call: all costs taken, or none when any bucket lacks its need, so a
+/// request refused for tokens keeps its request slot; the refused bucket says when it will
+/// hold enough.
+pub async fn rate_buckets_take_all_or_nothing(s: Arc<dyn JobStore>) {
+    let both = |cost_tokens| {
+        [
+            BucketTake {
+                key: "requests:k",
+                capacity: 60,
+                cost: 1,
+                need: 1,
+            },
+            BucketTake {
+                key: "tokens:k",
+                capacity: 600,
+                cost: cost_tokens,
+                need: 1,
+            },
+        ]
+    };
+    let ok = s.take_tokens(&both(0)).await.unwrap();
+    assert!(ok.iter().all(|t| t.allowed) && ok[0].remaining == 59, "{ok:?}");
+    // Charged into debt after a response: the tokens bucket is now empty.
+    take_one(&s, "tokens:k", 600, 700, 0).await;
+    for _ in 0..3 {
+        let refused = s.take_tokens(&both(0)).await.unwrap();
+        assert!(refused[0].allowed && !refused[1].allowed, "{refused:?}");
+        assert_eq!(refused[0].remaining, 59, "the request slot is not spent");
+        // 101 tokens short at 10 per second.
+        assert!(refused[1].retry_after > Duration::from_secs(10), "{refused:?}");
+    }
+    assert!(s.take_tokens(&[]).await.unwrap().is_empty());
 }
 
 /// Generates one `#[tokio::test]` per check above, each on a fresh store from `$make`.
@@ -467,7 +509,7 @@ pub async fn rate_buckets_refuse_when_empty_and_refill(s: Arc<dyn JobStore>) {
 macro_rules! __conformance_suite {
     ($make:expr) => {
         $crate::__conformance_suite!(@each $make;
-            submit_take_complete, failure_is_recorded, fifo_with_low_priority_last,
+            submit_take_complete, failure_is_recorded, rate_buckets_take_all_or_nothing, fifo_with_low_priority_last,
             queue_limit_and_endpoints_are_separate, only_the_holder_may_report,
             cancel_queued_and_running, stream_reads_from_cursor_until_final,
             waiters_wake_promptly, retry_purge_and_stream_delivery,

@@ -321,46 +321,53 @@ pub struct RateTake {
     pub retry_after: Duration,
 }
 
+/// One bucket of a [`RateLimits::take_tokens`] call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BucketTake<'a> {
+    /// The bucket's name.
+    pub key: &'a str,
+    /// Its size, and its refill per minute.
+    pub capacity: u64,
+    /// What to take when every bucket of the call holds its `need`.
+    pub cost: u64,
+    /// What it must hold for the call to go on.
+    pub need: u64,
+}
+
 /// Token buckets by name, shared by every gateway on the same store: a bucket of `capacity`
 /// tokens starts full and refills continuously at `capacity` per minute.
 #[async_trait]
 pub trait RateLimits: Send + Sync + 'static {
-    /// If bucket `key` holds at least `need` tokens, take `cost` from it (it may go below
-    /// zero: a debt the refill repays, so a response's tokens can be charged after it ran);
-    /// else take nothing. Errors: the store is unavailable.
-    async fn take_tokens(&self, key: &str, capacity: u64, cost: u64, need: u64)
-        -> Result<RateTake>;
+    /// If every bucket holds at least its `need` tokens, take each one's `cost` (a bucket may
+    /// go below zero: a debt the refill repays, so a response's tokens can be charged after it
+    /// ran); else take nothing from any, so a request refused by one limit spends none of the
+    /// others. One answer per bucket, in order, atomically. Errors: the store is unavailable.
+    async fn take_tokens(&self, buckets: &[BucketTake<'_>]) -> Result<Vec<RateTake>>;
 }
 
 /// One step of a token bucket holding `tokens` `elapsed` after its last step: the tokens after
-/// the refill and the take, and the answer. The memory store runs this; the Redis store runs
-/// the same arithmetic in its script (`rate`).
-pub fn bucket_step(
-    tokens: f64,
-    elapsed: Duration,
-    capacity: u64,
-    cost: u64,
-    need: u64,
-) -> (f64, RateTake) {
-    let cap = capacity as f64;
+/// the refill and, if `take`, the cost, and the answer. The memory store runs this; the Redis
+/// store runs the same arithmetic in its script (`rate`).
+pub fn bucket_step(tokens: f64, elapsed: Duration, b: &BucketTake<'_>, take: bool) -> (f64, RateTake) {
+    let cap = b.capacity as f64;
     let per_ms = cap / 60_000.0;
     let mut tokens = (tokens + elapsed.as_millis() as f64 * per_ms).min(cap);
-    let allowed = tokens >= need as f64;
-    if allowed {
-        tokens -= cost as f64;
+    let allowed = tokens >= b.need as f64;
+    if take {
+        tokens -= b.cost as f64;
     }
     let ms = |t: f64| Duration::from_millis((t.max(0.0) / per_ms).ceil() as u64);
-    let take = RateTake {
+    let answer = RateTake {
         allowed,
         remaining: tokens.max(0.0).floor() as u64,
         reset: ms(cap - tokens),
         retry_after: if allowed {
             Duration::ZERO
         } else {
-            ms(need as f64 - tokens)
+            ms(b.need as f64 - tokens)
         },
     };
-    (tokens, take)
+    (tokens, answer)
 }
 
 /// A whole job store: every role, as the gateway uses it. Implemented by [`MemoryStore`] and

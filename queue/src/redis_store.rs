@@ -12,7 +12,7 @@ mod reply;
 
 use crate::{
     new_job_id, FleetMetrics, JobQueue, LiveWorker, NewJob, Outbox, QueueError, QueueMetrics,
-    RateLimits, RateTake, Result, StoreSettings, StreamRead, WorkerRegistry,
+    BucketTake, RateLimits, RateTake, Result, StoreSettings, StreamRead, WorkerRegistry,
 };
 use async_trait::async_trait;
 use notify::Notifier;
@@ -570,24 +570,23 @@ impl Outbox for RedisStore {
 
 #[async_trait]
 impl RateLimits for RedisStore {
-    async fn take_tokens(
-        &self,
-        key: &str,
-        capacity: u64,
-        cost: u64,
-        need: u64,
-    ) -> Result<RateTake> {
-        let r: reply::Rate = self
+    async fn take_tokens(&self, buckets: &[BucketTake<'_>]) -> Result<Vec<RateTake>> {
+        let r: reply::Rates = self
             .ok("rate", |i| {
-                i.arg(key).arg(capacity).arg(cost).arg(need);
+                for b in buckets {
+                    i.arg(b.key).arg(b.capacity).arg(b.cost).arg(b.need);
+                }
             })
             .await?;
-        Ok(RateTake {
-            allowed: r.allowed,
-            remaining: r.remaining,
-            reset: Duration::from_millis(r.reset_ms),
-            retry_after: Duration::from_millis(r.retry_ms),
-        })
+        Ok(r.takes
+            .into_iter()
+            .map(|t| RateTake {
+                allowed: t.allowed,
+                remaining: t.remaining,
+                reset: Duration::from_millis(t.reset_ms),
+                retry_after: Duration::from_millis(t.retry_ms),
+            })
+            .collect())
     }
 }
 

@@ -353,6 +353,9 @@ pub fn check_input(text: &str, max_lines: usize) -> Result<Vec<CheckedLine>, Vec
 }
 
 fn check_line(raw: &str, number: usize) -> Result<CheckedLine, BatchError> {
+    // A line wraps its body in one level: the body gets the depth a `/v1` body gets.
+    crate::nesting::check_text(raw.as_bytes(), "the line", crate::nesting::MAX_DEPTH + 1)
+        .map_err(|m| line_error(number, "invalid_json", m, None))?;
     let line: InputLine = serde_json::from_str(raw)
         .map_err(|e| line_error(number, "invalid_json", e.to_string(), None))?;
     let bad = |param: &str, message: String| {
@@ -416,6 +419,19 @@ mod tests {
             "too_many_requests"
         );
         assert_eq!(check_input("\n", 1).unwrap_err()[0].code, "empty_file");
+        let deep = |levels: usize| {
+            format!(
+                r#"{{"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {{"model": "m", "prompt": "x", "x": {}1{}}}}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        let limit = crate::nesting::MAX_DEPTH - 1;
+        let e = &check_input(&deep(limit + 1), 1).unwrap_err()[0];
+        assert!(e.message.contains("levels deep"), "{}", e.message);
+        // At the limit the line passes the depth check (and fails on the unknown `x`).
+        let e = &check_input(&deep(limit), 1).unwrap_err()[0];
+        assert_eq!(e.param.as_deref(), Some("body.x"), "{}", e.message);
     }
 
     #[test]

@@ -29,9 +29,10 @@ pub fn take_output_schema(map: &mut Map<String, Value>) -> Result<Option<Value>>
                 Value::String(s) => serde_json::from_str(&s).ok(),
                 v => Some(v),
             };
-            Some(v.filter(Value::is_object).ok_or_else(|| {
+            let v = v.filter(Value::is_object).ok_or_else(|| {
                 InvalidRequest::new("guided_json", "`guided_json` must be a JSON Schema object")
-            })?)
+            })?;
+            Some(bounded(v, "guided_json")?)
         }
     };
     match (format, guided) {
@@ -40,6 +41,14 @@ pub fn take_output_schema(map: &mut Map<String, Value>) -> Result<Option<Value>>
             "give either `response_format` or `guided_json`, not both",
         )),
         (f, g) => Ok(f.or(g)),
+    }
+}
+
+/// `schema` if it is within [`super::schema::check_bounds`]'s limits; else a 400 for `param`.
+pub(super) fn bounded(schema: Value, param: &str) -> Result<Value> {
+    match super::schema::check_bounds(&schema) {
+        Ok(()) => Ok(schema),
+        Err(why) => Err(InvalidRequest::new(param, format!("`{param}`: {why}"))),
     }
 }
 
@@ -112,7 +121,7 @@ fn json_schema(v: Option<Value>) -> Result<Value> {
         ));
     }
     let schema = match o.remove("schema") {
-        Some(s @ Value::Object(_)) => s,
+        Some(s @ Value::Object(_)) => bounded(s, "response_format.json_schema.schema")?,
         _ => {
             return Err(InvalidRequest::new(
                 format!("{param}.schema"),
@@ -188,5 +197,13 @@ mod tests {
             "guided_json"
         );
         assert_eq!(param(json!({"guided_json": "not json"})), "guided_json");
+        // Every schema a client gives is bounded where it is parsed, as text or not.
+        let chain = crate::openai::schema::tests::ref_chain(800);
+        assert_eq!(param(json!({"guided_json": chain.to_string()})), "guided_json");
+        assert_eq!(
+            param(json!({"response_format": {"type": "json_schema",
+                "json_schema": {"name": "n", "schema": chain}}})),
+            "response_format.json_schema.schema"
+        );
     }
 }

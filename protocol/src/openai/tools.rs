@@ -29,7 +29,7 @@ pub struct Function {
     /// What it does, for the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The JSON Schema of its arguments (an object schema); `None`: any object.
+    /// The JSON Schema of its arguments (an object schema); `None`: it takes none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
 }
@@ -155,10 +155,12 @@ impl Tools {
 }
 
 impl Function {
+    /// Its `parameters`; without them (OpenAI: the function takes none) only `{}`, so a
+    /// forced call of it gets empty arguments instead of whatever object the model invents.
     fn arguments_schema(&self) -> Value {
-        self.parameters
-            .clone()
-            .unwrap_or_else(|| json!({"type": "object"}))
+        self.parameters.clone().unwrap_or_else(
+            || json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        )
     }
 }
 
@@ -275,13 +277,14 @@ fn parse_tool(i: usize, t: Value) -> Result<Function> {
     if f.parameters.as_ref().is_some_and(Value::is_null) {
         f.parameters = None;
     }
-    if let Some(p) = &f.parameters {
+    if let Some(p) = f.parameters.take() {
         if !p.is_object() || p.get("type").is_some_and(|t| t != "object") {
             return Err(InvalidRequest::new(
                 at(".function.parameters"),
                 "`parameters` must be a JSON Schema of an object",
             ));
         }
+        f.parameters = Some(super::format::bounded(p, &at(".function.parameters"))?);
     }
     Ok(f)
 }
@@ -401,7 +404,10 @@ mod tests {
         assert!(tools(json!("none")).unwrap().is_none());
         let named = json!({"type": "function", "function": {"name": "now"}});
         let t = tools(named).unwrap().unwrap();
-        assert_eq!(t.forced_schema(), Some(json!({"type": "object"})));
+        assert_eq!(
+            t.forced_schema(),
+            Some(json!({"type": "object", "properties": {}, "additionalProperties": false}))
+        );
         let missing = json!({"type": "function", "function": {"name": "nope"}});
         assert_eq!(
             tools(missing).unwrap_err().param.as_deref(),

@@ -72,7 +72,28 @@ impl View {
     }
 }
 
-/// `rate`: a token bucket's answer (see `crate::RateTake`).
+/// `rate`: one answer per bucket.
+#[derive(Deserialize)]
+pub struct Rates {
+    // An empty Lua table encodes as `{}`, not `[]`: no buckets reads as none.
+    #[serde(default, deserialize_with = "list_or_empty_object")]
+    pub takes: Vec<Rate>,
+}
+
+fn list_or_empty_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Rate>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Takes {
+        List(Vec<Rate>),
+        Empty {},
+    }
+    Ok(match Takes::deserialize(d)? {
+        Takes::List(l) => l,
+        Takes::Empty {} => Vec::new(),
+    })
+}
+
+/// A token bucket's answer (see `crate::RateTake`).
 #[derive(Deserialize)]
 pub struct Rate {
     pub allowed: bool,

@@ -479,24 +479,38 @@ function ops.sweep(timeout, max_retries)
   return ok({ n = n })
 end
 
--- A token bucket (`crate::bucket_step`, the same arithmetic): `capacity` tokens refilled at
--- `capacity` per minute; `cost` is taken when it holds at least `need` (it may go below 0).
-function ops.rate(key, capacity, cost, need)
-  capacity, cost, need = tonumber(capacity), tonumber(cost), tonumber(need)
-  local k = P .. 'rate:' .. key
-  local s = redis.call('HMGET', k, 'tokens', 'at')
-  local tokens, at = tonumber(s[1]) or capacity, tonumber(s[2]) or now
-  local per_ms = capacity / 60000
-  tokens = math.min(capacity, tokens + math.max(0, now - at) * per_ms)
-  local allowed = tokens >= need
-  if allowed then tokens = tokens - cost end
-  redis.call('HSET', k, 'tokens', tostring(tokens), 'at', now)
-  local reset = math.ceil(math.max(0, capacity - tokens) / per_ms)
-  -- Once full again the bucket is the same as none.
-  redis.call('PEXPIRE', k, reset + 1000)
-  local retry = 0
-  if not allowed then retry = math.ceil((need - tokens) / per_ms) end
-  return ok({ allowed = allowed, remaining = math.max(0, math.floor(tokens)), reset_ms = reset, retry_ms = retry })
+-- Token buckets (`crate::bucket_step`, the same arithmetic), four arguments each: key,
+-- `capacity` tokens refilled at `capacity` per minute, `cost`, `need`. Each cost is taken only
+-- when every bucket holds its need (a bucket may go below 0); else nothing changes.
+function ops.rate(...)
+  local args, buckets, enough = { ... }, {}, true
+  for i = 1, #args, 4 do
+    local capacity = tonumber(args[i + 1])
+    local k = P .. 'rate:' .. args[i]
+    local s = redis.call('HMGET', k, 'tokens', 'at')
+    local tokens, at = tonumber(s[1]) or capacity, tonumber(s[2]) or now
+    local per_ms = capacity / 60000
+    local b = { k = k, capacity = capacity, cost = tonumber(args[i + 2]), need = tonumber(args[i + 3]),
+      per_ms = per_ms, tokens = math.min(capacity, tokens + math.max(0, now - at) * per_ms) }
+    if b.tokens < b.need then enough = false end
+    buckets[#buckets + 1] = b
+  end
+  local takes = {}
+  for _, b in ipairs(buckets) do
+    local tokens = b.tokens
+    if enough then
+      tokens = tokens - b.cost
+      redis.call('HSET', b.k, 'tokens', tostring(tokens), 'at', now)
+    end
+    local reset = math.ceil(math.max(0, b.capacity - tokens) / b.per_ms)
+    -- Once full again the bucket is the same as none.
+    if enough then redis.call('PEXPIRE', b.k, reset + 1000) end
+    local allowed = b.tokens >= b.need
+    local retry = 0
+    if not allowed then retry = math.ceil((b.need - tokens) / b.per_ms) end
+    takes[#takes + 1] = { allowed = allowed, remaining = math.max(0, math.floor(tokens)), reset_ms = reset, retry_ms = retry }
+  end
+  return ok({ takes = takes })
 end
 
 local op = ops[ARGV[1]]
