@@ -9,6 +9,7 @@ mod counter;
 pub mod devices;
 mod llm;
 mod logprobs;
+mod sampler;
 pub mod shape;
 mod tool_calls;
 pub mod worker;

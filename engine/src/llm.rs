@@ -9,6 +9,7 @@ use crate::bias::LogitBias;
 use crate::counter::{TokenCounter, TokenCounts};
 use crate::devices;
 use crate::logprobs::{ChoiceLogprobs, LogprobRecorder, Vocab};
+use crate::sampler::SeededSampler;
 use crate::shape::{Aggregator, Kind};
 use crate::worker::{JobHandler, StreamSink};
 use async_trait::async_trait;
@@ -339,6 +340,8 @@ impl Engine {
         let top_n = self.logprobs_of(sampling)?;
         let mut runs = Vec::with_capacity(shapes.len());
         for (i, (n_choices, keep)) in shapes.into_iter().enumerate() {
+            // Last: it reads the logits every other processor has shaped.
+            let sampler = SeededSampler::for_choice(sampling, i);
             // Generous capacity: mistral.rs awaits each send, so a full channel would stall
             // the whole batch, not just this request.
             let (tx, rx) = tokio::sync::mpsc::channel(4096);
@@ -365,6 +368,7 @@ impl Engine {
                     std::iter::once(counter.processor())
                         .chain(bias.clone())
                         .chain(recorder.as_ref().map(LogprobRecorder::processor))
+                        .chain(sampler)
                         .collect(),
                 ),
                 return_raw_logits: false,
@@ -528,13 +532,32 @@ fn fold(resp: Response, run_choice: usize) -> Result<Vec<Piece>, EngineError> {
             .enumerate()
             .map(|(i, ch)| (i, ch.text, Some(ch.finish_reason)))
             .collect(),
-        Response::ValidationError(e) => return Err(EngineError::Invalid(e.to_string())),
-        Response::InternalError(e) => return Err(EngineError::Internal(e.to_string())),
+        Response::ValidationError(e) => {
+            return Err(EngineError::Invalid(for_client(&e.to_string())))
+        }
+        Response::InternalError(e) => {
+            return Err(EngineError::Internal(for_client(&e.to_string())))
+        }
         Response::ModelError(e, _) | Response::CompletionModelError(e, _) => {
-            return Err(EngineError::Internal(e))
+            return Err(EngineError::Internal(for_client(&e)))
         }
         _ => return Err(EngineError::Internal("unexpected response kind".into())),
     })
+}
+
+/// What a client may read of an error mistral.rs reports. Its constraint errors carry
+/// llguidance's whole state (tokens so far, the grammar, parser figures) after the first line:
+/// that goes to the worker's log, and the client gets the first line, at most 200 characters,
+/// said plainly when the constraint allowed no next token.
+fn for_client(error: &str) -> String {
+    tracing::warn!(error, "the engine reported an error");
+    let first = error.lines().next().unwrap_or("").trim();
+    if first.starts_with("NoExtensionBias") || error.contains("<state>") {
+        return "the output constraint (the schema of `response_format`, `guided_json` or a \
+                forced tool call) allowed no next token: the schema matches no value from here"
+            .into();
+    }
+    first.chars().take(200).collect()
 }
 
 /// Whether mistral.rs's prefix cache may be on: the config's choice, or by default on GPUs
@@ -619,15 +642,9 @@ fn safetensors_loader(weights: &Path) -> Result<Box<dyn mistralrs::core::Loader>
 
 fn sampling_params(s: &Sampling) -> SamplingParams {
     let mut p = SamplingParams::neutral();
-    if s.is_greedy() {
-        p.top_k = Some(1);
-    } else {
-        // OpenAI's default temperature is 1.
-        p.temperature = Some(s.temperature.unwrap_or(1.0));
-        p.top_k = s.top_k.map(|k| k as usize);
-    }
-    p.top_p = s.top_p;
-    p.min_p = s.min_p;
+    // mistral.rs decodes greedily: a request that samples is sampled by `SeededSampler`
+    // (temperature, top-k, top-p, min-p), which leaves mistral.rs one token to take.
+    p.top_k = Some(1);
     p.presence_penalty = s.presence_penalty;
     p.frequency_penalty = s.frequency_penalty;
     p.repetition_penalty = s.repetition_penalty;
@@ -720,6 +737,19 @@ fn json_of<T: serde::Serialize>(t: &T) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_errors_reach_clients_without_the_engines_state() {
+        let dump =
+            "NoExtensionBias\n<state>\nTokens: ⟦⟧\nParser: {}\n</state><grammar>\n</grammar>";
+        let m = for_client(dump);
+        assert!(
+            m.contains("allowed no next token") && !m.contains("state"),
+            "{m}"
+        );
+        assert_eq!(for_client("out of memory\nat frame 3"), "out of memory");
+        assert_eq!(for_client(&"x".repeat(500)).len(), 200);
+    }
 
     #[test]
     fn prefix_cache_is_off_on_cpu_unless_asked_and_refused_when_asked() {

@@ -269,12 +269,23 @@ mod tests {
     #[test]
     fn auto_keeps_text_and_streams_tagged_calls() {
         let mut t = ToolOutput::new(Some(&tools(ToolChoice::Auto, false)));
-        assert_eq!(t.feed("Sure. <tool").content, "Sure. ", "a possible tag is held back");
+        assert_eq!(
+            t.feed("Sure. <tool").content,
+            "Sure. ",
+            "a possible tag is held back"
+        );
         let e = t.feed("_call>{\"name\": \"a\", \"arguments\": {\"k\":");
-        assert_eq!(e.calls[0].function.name.as_deref(), Some("a"), "the name before the end");
+        assert_eq!(
+            e.calls[0].function.name.as_deref(),
+            Some("a"),
+            "the name before the end"
+        );
         let (emit, reason, calls) = run(
             &mut t,
-            &[" 1}}</tool_call>", "<tool_call>{\"name\": \"b\", \"arguments\": {}}"],
+            &[
+                " 1}}</tool_call>",
+                "<tool_call>{\"name\": \"b\", \"arguments\": {}}",
+            ],
             "stop",
         );
         assert_eq!(emit.content, "");
@@ -292,19 +303,37 @@ mod tests {
     fn required_streams_each_call_as_it_is_written() {
         let mut t = ToolOutput::new(Some(&tools(ToolChoice::Required, true)));
         let e = t.feed("[{\"name\":\"a\",\"arguments\":{}},");
-        assert_eq!(e.calls.len(), 2, "name, then arguments, before the array ends");
-        let (emit, reason, calls) = run(&mut t, &["{\"name\":\"b\",\"arguments\":{\"k\":2}}]"], "stop");
+        assert_eq!(
+            e.calls.len(),
+            2,
+            "name, then arguments, before the array ends"
+        );
+        let (emit, reason, calls) = run(
+            &mut t,
+            &["{\"name\":\"b\",\"arguments\":{\"k\":2}}]"],
+            "stop",
+        );
         assert_eq!(reason, "tool_calls");
         assert_eq!(calls[1].function.arguments, "{\"k\":2}");
-        assert_eq!(emit.calls.iter().map(|d| d.index).collect::<Vec<_>>(), [1, 1]);
-        assert_eq!(t.content("[...]", true), "", "a forced choice's text is not content");
+        assert_eq!(
+            emit.calls.iter().map(|d| d.index).collect::<Vec<_>>(),
+            [1, 1]
+        );
+        assert_eq!(
+            t.content("[...]", true),
+            "",
+            "a forced choice's text is not content"
+        );
     }
 
     #[test]
     fn required_cut_by_its_length_is_still_a_call() {
         let mut t = ToolOutput::new(Some(&tools(ToolChoice::Required, true)));
-        let (emit, reason, calls) =
-            run(&mut t, &["[{\"name\": \"b\", \"argu", "ments\": {\"k\": \"lo"], "length");
+        let (emit, reason, calls) = run(
+            &mut t,
+            &["[{\"name\": \"b\", \"argu", "ments\": {\"k\": \"lo"],
+            "length",
+        );
         assert_eq!(reason, "length");
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].function.arguments, "{\"k\": \"lo");
@@ -313,6 +342,9 @@ mod tests {
         // Cut before its name: no call, and no content either.
         let mut t = ToolOutput::new(Some(&tools(ToolChoice::Required, true)));
         let (emit, reason, calls) = run(&mut t, &["[{\"na"], "length");
-        assert_eq!((emit, reason.as_str(), calls.len()), (Emit::default(), "length", 0));
+        assert_eq!(
+            (emit, reason.as_str(), calls.len()),
+            (Emit::default(), "length", 0)
+        );
     }
 }

@@ -273,12 +273,15 @@ async fn limits(gw: AppState, shape: Shape, mut req: Request, next: Next) -> Res
     Response::from_parts(parts, Body::from_stream(body))
 }
 
+/// What one of a key's buckets said: the limit's name, its size per minute, the answer.
+type Said = Vec<(&'static str, u32, RateTake)>;
+
 /// A key's per-minute buckets for one request (see [`limits`]).
 pub struct Quota {
     gw: AppState,
     caller: Arc<Caller>,
     /// What the buckets said when the request spent (or tried to).
-    said: std::sync::Mutex<Option<Vec<(&'static str, u32, RateTake)>>>,
+    said: std::sync::Mutex<Option<Said>>,
 }
 
 impl Quota {
@@ -304,7 +307,7 @@ impl Quota {
     }
 
     /// Ask every bucket at once; `spend`: take the request's cost if all hold enough.
-    async fn ask(&self, spend: bool) -> Result<Vec<(&'static str, u32, RateTake)>, GatewayError> {
+    async fn ask(&self, spend: bool) -> Result<Said, GatewayError> {
         let limits = self.limits();
         let names: Vec<String> = limits
             .iter()

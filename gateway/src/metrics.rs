@@ -226,7 +226,12 @@ fn engine_series(live: &BTreeMap<String, Vec<String>>) -> String {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
     };
     if all.values().any(|f| f.running.is_some()) {
-        family(&mut out, m::ENGINE_RUNNING, "gauge", "Jobs the worker's engine runs.");
+        family(
+            &mut out,
+            m::ENGINE_RUNNING,
+            "gauge",
+            "Jobs the worker's engine runs.",
+        );
         for ((ep, w), n) in all.iter().filter_map(|(k, f)| Some((k, f.running?))) {
             out.push_str(&format!(
                 "{}{{endpoint=\"{}\",worker=\"{}\"}} {n}\n",
@@ -236,7 +241,10 @@ fn engine_series(live: &BTreeMap<String, Vec<String>>) -> String {
             ));
         }
     }
-    if all.values().any(|f| f.prompt.is_some() || f.generated.is_some()) {
+    if all
+        .values()
+        .any(|f| f.prompt.is_some() || f.generated.is_some())
+    {
         let help = "Tokens of the jobs the worker finished since it started.";
         family(&mut out, m::ENGINE_TOKENS, "counter", help);
         for ((ep, w), f) in all.iter() {

@@ -90,7 +90,14 @@ pub async fn endpoint_chat_completions(
 ) -> Result<Response, OpenAiError> {
     gw.endpoint(&endpoint)?;
     let body = body?.into_value();
-    generate(gw, (caller, quota, trace), CHAT_ROUTE, body, Some(&endpoint)).await
+    generate(
+        gw,
+        (caller, quota, trace),
+        CHAT_ROUTE,
+        body,
+        Some(&endpoint),
+    )
+    .await
 }
 
 pub async fn endpoint_completions(
@@ -124,7 +131,14 @@ pub async fn chat_completions(
     Extension(trace): Extension<JobTrace>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    generate(gw, (caller, quota, trace), CHAT_ROUTE, body?.into_value(), None).await
+    generate(
+        gw,
+        (caller, quota, trace),
+        CHAT_ROUTE,
+        body?.into_value(),
+        None,
+    )
+    .await
 }
 
 pub async fn completions(
@@ -194,7 +208,11 @@ pub(crate) fn admit(
         return Err(GatewayError::ModelNotFound(req.model().to_string()));
     }
     let guided = body.get("guided_json").is_some();
-    check_request(gw.model(req.model())?, &req, if guided { "guided_json" } else { "" })?;
+    check_request(
+        gw.model(req.model())?,
+        &req,
+        if guided { "guided_json" } else { "" },
+    )?;
     Ok(req)
 }
 

@@ -89,8 +89,14 @@ async fn check_llm_input(gw: &AppState, endpoint: &str, input: &Value) -> Result
     let bad = |e: String| GatewayError::bad_request(format!("`input`: {e}"));
     let job = LlmJob::parse(input, endpoint).map_err(bad)?;
     let guided = [
-        ("/sampling_params/guided_json", "input.sampling_params.guided_json"),
-        ("/openai_input/guided_json", "input.openai_input.guided_json"),
+        (
+            "/sampling_params/guided_json",
+            "input.sampling_params.guided_json",
+        ),
+        (
+            "/openai_input/guided_json",
+            "input.openai_input.guided_json",
+        ),
     ]
     .into_iter()
     .find(|(at, _)| input.pointer(at).is_some())
@@ -112,7 +118,14 @@ pub async fn run(
     Path(endpoint): Path<String>,
     body: Result<JsonBody<RunLimit>, GatewayError>,
 ) -> Result<Json<JobAccepted>, RunpodError> {
-    let id = submit(&gw, (&caller, &quota, trace), &endpoint, body?.into_value(), false).await?;
+    let id = submit(
+        &gw,
+        (&caller, &quota, trace),
+        &endpoint,
+        body?.into_value(),
+        false,
+    )
+    .await?;
     Ok(Json(JobAccepted {
         id,
         status: JobStatus::InQueue,
@@ -129,7 +142,14 @@ pub async fn runsync(
     body: Result<JsonBody<RunsyncLimit>, GatewayError>,
 ) -> Result<Json<JobView>, RunpodError> {
     let QueryParams(q) = q?;
-    let id = submit(&gw, (&caller, &quota, trace), &endpoint, body?.into_value(), true).await?;
+    let id = submit(
+        &gw,
+        (&caller, &quota, trace),
+        &endpoint,
+        body?.into_value(),
+        true,
+    )
+    .await?;
     let wait = tracing::info_span!("wait for result");
     let view = gw
         .store

@@ -105,7 +105,11 @@ mod tests {
             assert_eq!(text_depth(text.as_bytes(), 100), value_depth(&v), "{text}");
         }
         assert_eq!(value_depth(&json!({"a": [1, {"b": 2}]})), 3);
-        assert_eq!(text_depth(br#""\\" [ "\"[" ]"#, 9), 1, "escapes end strings right");
+        assert_eq!(
+            text_depth(br#""\\" [ "\"[" ]"#, 9),
+            1,
+            "escapes end strings right"
+        );
     }
 
     #[test]

@@ -112,8 +112,8 @@ pub struct Sampling {
     /// Stop sequences, up to [`MAX_STOP`] non-empty strings (OpenAI's `stop`). The engine
     /// matches them on the generated text and cuts each choice before the first one found.
     pub stop: Vec<String>,
-    /// OpenAI's `seed`; accepted only with greedy decoding (see [`Sampling::is_greedy`]),
-    /// where the output is deterministic anyway, and not passed to the engine.
+    /// OpenAI's `seed`: the same seed and parameters give the same choices again on the same
+    /// model and engine (choice `i` draws from `seed + i`); `None`: fresh entropy each time.
     pub seed: Option<i64>,
     /// Number of choices to return, 1 to [`MAX_N`] (OpenAI's `n`; 1 when not given).
     pub n: u32,
@@ -685,11 +685,8 @@ mod tests {
     }
 
     #[test]
-    fn seed_needs_greedy_decoding() {
-        assert_eq!(
-            chat(json!({"seed": 1})).unwrap_err().param.as_deref(),
-            Some("seed")
-        );
+    fn seed_is_taken_with_any_temperature() {
+        assert_eq!(chat(json!({"seed": 1})).unwrap().sampling.seed, Some(1));
         assert_eq!(
             chat(json!({"seed": 1, "temperature": 0}))
                 .unwrap()

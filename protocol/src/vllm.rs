@@ -96,7 +96,6 @@ impl VllmBatch {
     }
 }
 
-
 /// vLLM sampling parameters sluice honours (their OpenAI request names are the same).
 const SAMPLING: &[&str] = &[
     "max_tokens",

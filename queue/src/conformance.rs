@@ -433,7 +433,13 @@ pub async fn purge_by_tenant_leaves_other_tenants_jobs(s: Arc<dyn JobStore>) {
 }
 
 /// One bucket `key` of `capacity`, taking `cost` if it holds `need`.
-async fn take_one(s: &Arc<dyn JobStore>, key: &str, capacity: u64, cost: u64, need: u64) -> RateTake {
+async fn take_one(
+    s: &Arc<dyn JobStore>,
+    key: &str,
+    capacity: u64,
+    cost: u64,
+    need: u64,
+) -> RateTake {
     let b = BucketTake {
         key,
         capacity,
@@ -491,7 +497,10 @@ pub async fn rate_buckets_take_all_or_nothing(s: Arc<dyn JobStore>) {
         ]
     };
     let ok = s.take_tokens(&both(0)).await.unwrap();
-    assert!(ok.iter().all(|t| t.allowed) && ok[0].remaining == 59, "{ok:?}");
+    assert!(
+        ok.iter().all(|t| t.allowed) && ok[0].remaining == 59,
+        "{ok:?}"
+    );
     // Charged into debt after a response: the tokens bucket is now empty.
     take_one(&s, "tokens:k", 600, 700, 0).await;
     for _ in 0..3 {
@@ -499,7 +508,10 @@ pub async fn rate_buckets_take_all_or_nothing(s: Arc<dyn JobStore>) {
         assert!(refused[0].allowed && !refused[1].allowed, "{refused:?}");
         assert_eq!(refused[0].remaining, 59, "the request slot is not spent");
         // 101 tokens short at 10 per second.
-        assert!(refused[1].retry_after > Duration::from_secs(10), "{refused:?}");
+        assert!(
+            refused[1].retry_after > Duration::from_secs(10),
+            "{refused:?}"
+        );
     }
     assert!(s.take_tokens(&[]).await.unwrap().is_empty());
 }

@@ -348,7 +348,12 @@ pub trait RateLimits: Send + Sync + 'static {
 /// One step of a token bucket holding `tokens` `elapsed` after its last step: the tokens after
 /// the refill and, if `take`, the cost, and the answer. The memory store runs this; the Redis
 /// store runs the same arithmetic in its script (`rate`).
-pub fn bucket_step(tokens: f64, elapsed: Duration, b: &BucketTake<'_>, take: bool) -> (f64, RateTake) {
+pub fn bucket_step(
+    tokens: f64,
+    elapsed: Duration,
+    b: &BucketTake<'_>,
+    take: bool,
+) -> (f64, RateTake) {
     let cap = b.capacity as f64;
     let per_ms = cap / 60_000.0;
     let mut tokens = (tokens + elapsed.as_millis() as f64 * per_ms).min(cap);

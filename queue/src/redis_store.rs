@@ -11,8 +11,8 @@ mod notify;
 mod reply;
 
 use crate::{
-    new_job_id, FleetMetrics, JobQueue, LiveWorker, NewJob, Outbox, QueueError, QueueMetrics,
-    BucketTake, RateLimits, RateTake, Result, StoreSettings, StreamRead, WorkerRegistry,
+    new_job_id, BucketTake, FleetMetrics, JobQueue, LiveWorker, NewJob, Outbox, QueueError,
+    QueueMetrics, RateLimits, RateTake, Result, StoreSettings, StreamRead, WorkerRegistry,
 };
 use async_trait::async_trait;
 use notify::Notifier;

@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import MODEL, Server, config_with, free_port, get_json, wait_for, worker_pids
+from test_metrics import scrape, value
 
 def health(s):
     return get_json(f"{s.base}/v2/{MODEL}/health")[1]
@@ -115,16 +116,21 @@ def test_a_worker_killed_mid_job_is_replaced_and_its_job_completes(tmp_path, red
     s = Server(tmp_path, "--config", str(config_with(tmp_path, idle_timeout_secs=30)), "--queue", redis_url).wait_ready()
     try:
         body = {"input": {"messages": [{"role": "user", "content": "Write a long story about a cat."}],
-                          "sampling_params": {"max_tokens": 400, "temperature": 0}}}
+                          "sampling_params": {"max_tokens": 800, "temperature": 0}}}
         job = post(f"{s.base}/v2/{MODEL}/run", body)[1]["id"]
         status = lambda: get_json(f"{s.base}/v2/{MODEL}/status/{job}")[1]
         wait_for(lambda: status()["status"] == "IN_PROGRESS", 60, "the job to start")
         victim = health(s)["fleet"][0]
+        running = lambda: value(scrape(s.base)[0], "sluice_engine_running_jobs", endpoint=MODEL, worker=victim["id"])
+        wait_for(lambda: running() == 1, 30, "a ping saying the victim runs the job")
         os.kill(victim["pid"], signal.SIGKILL)
         final = wait_for(lambda: (v := status())["status"] not in ("IN_QUEUE", "IN_PROGRESS") and v, 120, "the job to end")
         assert final["status"] == "COMPLETED", final
         assert final["retries"] == 1, final
         assert final["workerId"] != victim["id"], "completed by the replacement"
         assert "worker exited unexpectedly" in s.log_text()
+        # The dead worker's series ended with it: no job reported running forever.
+        samples = scrape(s.base)[0]
+        assert not [k for k in samples if ("worker", victim["id"]) in k[1]], "series outlived their worker"
     finally:
         s.stop(timeout=30)

@@ -85,3 +85,11 @@ def test_unknown_routes_are_one_series(server):
     miss = dict(route="unmatched", method="GET", status="404")
     assert value(after, "sluice_http_requests_total", **miss) - value(before, "sluice_http_requests_total", **miss) == 3
     assert not any("/no/such" in str(labels) for _, labels in after)
+
+
+def test_invented_methods_add_no_series(server):
+    for i in range(30):
+        httpx.request(f"FOO{i}", f"{server.base}/v1/models", timeout=10)
+    after, _ = scrape(server.base)
+    methods = {dict(labels).get("method") for name, labels in after if name == "sluice_http_requests_total"}
+    assert "other" in methods and not [m for m in methods if m and m.startswith("FOO")], methods

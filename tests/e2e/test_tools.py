@@ -154,3 +154,35 @@ def test_bad_tool_requests_name_the_part(client, kw, param):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(**args)
     assert e.value.body["param"] == param, e.value.body
+
+
+def test_required_streams_calls_as_written_and_a_cut_call_stays_a_call(client):
+    kw = dict(model=MODEL, messages=ASK, temperature=0, tools=TOOLS, tool_choice="required")
+    # Streamed: the name first, then the arguments in pieces as the model writes them.
+    pieces = 0
+    for chunk in client.chat.completions.create(stream=True, max_tokens=160, **kw):
+        for c in chunk.choices:
+            pieces += sum(1 for d in c.delta.tool_calls or [] if d.index == 0 and d.function.arguments)
+    assert pieces >= 3, pieces
+    # Cut by max_tokens: still a call, with its name and the arguments it has (vllm#47903
+    # answered raw JSON as content); streamed and not alike.
+    r = client.chat.completions.create(max_tokens=16, **kw)
+    ch = r.choices[0]
+    assert ch.finish_reason == "length" and not ch.message.content, ch
+    [call] = ch.message.tool_calls
+    assert call.function.name in SCHEMAS and call.function.arguments.startswith("{"), call
+    content, calls, finish, _ = streamed(client, max_tokens=16, **kw)
+    assert (content, finish) == ("", "length")
+    assert [(c["name"], c["arguments"]) for c in calls] == [(call.function.name, call.function.arguments)]
+
+
+def test_a_forced_function_without_parameters_gets_empty_arguments(client):
+    tools = TOOLS + [{"type": "function", "function": {"name": "ping", "description": "Ping the service"}}]
+    kw = dict(model=MODEL, messages=ASK, max_tokens=30, temperature=0, tools=tools,
+              tool_choice={"type": "function", "function": {"name": "ping"}})
+    r = client.chat.completions.create(**kw)
+    [call] = r.choices[0].message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == ("ping", {}), call
+    assert r.choices[0].finish_reason == "tool_calls"
+    _, calls, finish, _ = streamed(client, **kw)
+    assert finish == "tool_calls" and json.loads(calls[0]["arguments"]) == {}

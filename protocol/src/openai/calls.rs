@@ -135,12 +135,16 @@ impl CallReader {
             let Some(name) = &scan.name else {
                 return scan.end.is_none();
             };
-            let object_args = args_begun.is_some_and(|(s, ..)| self.text[self.at + s..].starts_with('{'));
+            let object_args =
+                args_begun.is_some_and(|(s, ..)| self.text[self.at + s..].starts_with('{'));
             let named_ok = self.names.is_empty() || self.names.contains(name);
             if !named_ok || (args_begun.is_some() && !object_args) {
                 return false;
             }
-            if args_begun.is_none() && scan.end.is_none() {
+            // Hermes calls are free text: wait for the arguments to begin, to see they are an
+            // object. A constrained array's are, so its calls start with their names.
+            let wait = self.layout == CallLayout::Hermes && args_begun.is_none();
+            if wait && scan.end.is_none() {
                 return true;
             }
             *started = true;
@@ -307,7 +311,8 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
             None
         }
         _ => {
-            let end = (i..b.len()).find(|&j| matches!(b[j], b',' | b'}' | b']') || b[j].is_ascii_whitespace())?;
+            let end = (i..b.len())
+                .find(|&j| matches!(b[j], b',' | b'}' | b']') || b[j].is_ascii_whitespace())?;
             Some(end)
         }
     }
@@ -371,8 +376,14 @@ mod tests {
     fn a_cut_call_keeps_its_name_and_arguments_so_far() {
         let mut r = CallReader::new(CallLayout::Array, vec![], false);
         let events = r.feed(r#"[{"name": "get_weather", "arguments": {"city": "Os"#);
-        assert!(matches!(&events[0], CallEvent::Start { call, .. } if call.function.name == "get_weather"));
+        assert!(
+            matches!(&events[0], CallEvent::Start { call, .. } if call.function.name == "get_weather")
+        );
         assert_eq!(r.calls()[0].function.arguments, r#"{"city": "Os"#);
+        // Cut right after the name: a call with no arguments yet.
+        let mut r = CallReader::new(CallLayout::Array, vec![], false);
+        assert_eq!(r.feed(r#"[{"name": "a", "argu"#).len(), 1);
+        assert_eq!(r.calls()[0].function.arguments, "");
         // Cut before the name is whole: no call.
         let mut r = CallReader::new(CallLayout::Array, vec![], false);
         assert!(r.feed(r#"[{"name": "get_we"#).is_empty() && r.calls().is_empty());
@@ -385,11 +396,19 @@ mod tests {
         for step in [1, 5, 100] {
             let mut r = CallReader::new(CallLayout::Hermes, names.clone(), false);
             let events = read(&mut r, text, step);
-            assert_eq!(told_arguments(&events), [r#"{"x": 1}"#, "{}"], "step {step}");
+            assert_eq!(
+                told_arguments(&events),
+                [r#"{"x": 1}"#, "{}"],
+                "step {step}"
+            );
         }
         let mut r = CallReader::new(CallLayout::Hermes, names.clone(), true);
         read(&mut r, text, 4);
-        assert_eq!(r.calls().len(), 1, "parallel_tool_calls: false keeps the first");
+        assert_eq!(
+            r.calls().len(),
+            1,
+            "parallel_tool_calls: false keeps the first"
+        );
         // A name not offered, arguments that are no object, or no call object: nothing read.
         for bad in [
             "<tool_call>{\"name\": \"rm\", \"arguments\": {}}",
@@ -397,12 +416,19 @@ mod tests {
             "<tool_call>not json",
         ] {
             let mut r = CallReader::new(CallLayout::Hermes, names.clone(), false);
-            assert!(read(&mut r, bad, 3).is_empty() && r.calls().is_empty(), "{bad}");
+            assert!(
+                read(&mut r, bad, 3).is_empty() && r.calls().is_empty(),
+                "{bad}"
+            );
         }
         // A call without arguments has `{}`; `parameters` reads as arguments.
         let mut r = CallReader::new(CallLayout::Hermes, names.clone(), false);
         read(&mut r, "<tool_call>{\"name\": \"a\"}</tool_call><tool_call>{\"name\": \"b\", \"parameters\": {\"k\": true}}", 2);
-        let args: Vec<&str> = r.calls().iter().map(|c| c.function.arguments.as_str()).collect();
+        let args: Vec<&str> = r
+            .calls()
+            .iter()
+            .map(|c| c.function.arguments.as_str())
+            .collect();
         assert_eq!(args, ["{}", r#"{"k": true}"#]);
     }
 

@@ -199,7 +199,10 @@ mod tests {
         assert_eq!(param(json!({"guided_json": "not json"})), "guided_json");
         // Every schema a client gives is bounded where it is parsed, as text or not.
         let chain = crate::openai::schema::tests::ref_chain(800);
-        assert_eq!(param(json!({"guided_json": chain.to_string()})), "guided_json");
+        assert_eq!(
+            param(json!({"guided_json": chain.to_string()})),
+            "guided_json"
+        );
         assert_eq!(
             param(json!({"response_format": {"type": "json_schema",
                 "json_schema": {"name": "n", "schema": chain}}})),

@@ -75,15 +75,6 @@ fn parse_sampling(map: &mut Map<String, Value>) -> Result<Sampling> {
             format!("`n` must be between 1 and {MAX_N}"),
         ));
     }
-    // mistral.rs has one sampler RNG per engine, not one per request, so a seed can only be
-    // honoured when the output does not depend on randomness.
-    if s.seed.is_some() && !s.is_greedy() {
-        return Err(InvalidRequest::new(
-            "seed",
-            "`seed` is only supported with `temperature: 0` (greedy decoding): the engine \
-             has no per-request random generator",
-        ));
-    }
     Ok(s)
 }
 

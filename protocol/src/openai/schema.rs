@@ -54,6 +54,12 @@ pub fn check_bounds(schema: &Value) -> Result<(), String> {
         // Some reference could lead anywhere: each may cost the whole document's depth.
         None => root.deepest_ref + root.refs.len() * (1 + depth),
     };
+    if let Some(cycle) = alias_cycle(schema, &root) {
+        return Err(format!(
+            "the schema's `$ref`s form a cycle that matches no value: {}",
+            cycle.join(" -> ")
+        ));
+    }
     if nesting > MAX_REF_NESTING {
         return Err(format!(
             "the schema's `$ref`s nest too deep: followed, they can reach {nesting} levels; \
@@ -62,6 +68,71 @@ pub fn check_bounds(schema: &Value) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Keys that do not constrain a value: an object with only these and a `$ref` is an alias of
+/// its target.
+const NOT_CONSTRAINTS: [&str; 10] = [
+    "$ref",
+    "$defs",
+    "definitions",
+    "$schema",
+    "$comment",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "deprecated",
+];
+
+/// A chain of aliases (objects that are only a `$ref`) that comes back on itself, as the
+/// references met along it: such a schema matches nothing, so the engine's constraint would
+/// allow no first token (llguidance's grammar comes out empty and the engine fails). Cycles
+/// through `properties` or `items` (a tree) are fine and not reported. Followed with a loop,
+/// each alias once.
+fn alias_cycle(schema: &Value, root: &Walk) -> Option<Vec<String>> {
+    fn alias(v: &Value) -> Option<&str> {
+        let o = v.as_object()?;
+        let r = o.get("$ref")?.as_str()?;
+        o.keys()
+            .all(|k| NOT_CONSTRAINTS.contains(&k.as_str()))
+            .then_some(r)
+    }
+    let resolve = |r: &str| schema.pointer(r.strip_prefix('#')?);
+    // 1: on the chain being followed; 2: followed before, no cycle from it.
+    let mut state: HashMap<*const Value, u8> = HashMap::new();
+    let starts = std::iter::once((schema, "#"))
+        .chain(root.refs.iter().filter_map(|r| Some((resolve(r)?, *r))));
+    for (start, start_name) in starts {
+        // Each alias on the chain, by the reference that led to it.
+        let (mut at, mut name) = (start, start_name);
+        let mut chain: Vec<(*const Value, &str)> = Vec::new();
+        while let Some(r) = alias(at) {
+            let key = at as *const Value;
+            match state.get(&key) {
+                Some(2) => break,
+                Some(_) => {
+                    let first = chain.iter().position(|(p, _)| *p == key).unwrap_or(0);
+                    let mut names: Vec<String> =
+                        chain[first..].iter().map(|(_, n)| n.to_string()).collect();
+                    names.push(chain[first].1.to_string());
+                    return Some(names);
+                }
+                None => {}
+            }
+            state.insert(key, 1);
+            chain.push((key, name));
+            name = r;
+            match resolve(r) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        for v in state.values_mut() {
+            *v = 2;
+        }
+    }
+    None
 }
 
 /// The references of a schema as a graph: node 0 the root, one node per distinct reference,
@@ -199,7 +270,10 @@ pub(crate) mod tests {
     pub(crate) fn ref_chain(links: usize) -> Value {
         let mut defs = Map::new();
         for i in 0..links {
-            defs.insert(format!("a{i}"), json!({"$ref": format!("#/$defs/a{}", i + 1)}));
+            defs.insert(
+                format!("a{i}"),
+                json!({"$ref": format!("#/$defs/a{}", i + 1)}),
+            );
         }
         defs.insert(format!("a{links}"), json!({"type": "string"}));
         json!({"$defs": defs, "$ref": "#/$defs/a0"})
@@ -214,18 +288,27 @@ pub(crate) mod tests {
         assert_eq!(check_bounds(&tree), Ok(()));
         let person = json!({"type": "object", "properties": {"name": {"type": "string"},
             "id": {"type": "integer"}}, "required": ["name"]});
-        assert_eq!(check_bounds(&person), Ok(()), "a property named `id` is no `$id`");
+        assert_eq!(
+            check_bounds(&person),
+            Ok(()),
+            "a property named `id` is no `$id`"
+        );
         assert_eq!(check_bounds(&ref_chain(60)), Ok(()));
     }
 
     #[test]
     fn long_chains_wide_and_deep_schemas_are_refused_by_name() {
         let e = check_bounds(&ref_chain(800)).unwrap_err();
-        assert!(e.contains("`$ref`s nest too deep") && e.contains("256"), "{e}");
+        assert!(
+            e.contains("`$ref`s nest too deep") && e.contains("256"),
+            "{e}"
+        );
         // The chain of N links counts 2N + 4: the root's deepest `$ref` sits 3 deep, each
         // link is a hop and a `$ref` 1 deep, and the last target is one hop.
         assert!(check_bounds(&ref_chain(126)).is_ok());
-        assert!(check_bounds(&ref_chain(127)).unwrap_err().contains("258 levels"));
+        assert!(check_bounds(&ref_chain(127))
+            .unwrap_err()
+            .contains("258 levels"));
         let mut deep = json!({"type": "string"});
         for _ in 0..40 {
             deep = json!({"type": "object", "properties": {"a": deep}});
@@ -253,6 +336,30 @@ pub(crate) mod tests {
             .collect();
         let s = json!({"$defs": {"a": {"type": "string"}}, "properties": props});
         assert_eq!(check_bounds(&s), Ok(()));
+    }
+
+    #[test]
+    fn alias_cycles_match_nothing_and_are_named() {
+        let cycle = |s: Value| check_bounds(&s).unwrap_err();
+        let e = cycle(json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}));
+        assert!(e.ends_with("#/$defs/a -> #/$defs/a"), "{e}");
+        let e = cycle(json!({"$defs": {"a": {"$ref": "#/$defs/b", "title": "A"},
+            "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}));
+        assert!(e.contains("#/$defs/a -> #/$defs/b -> #/$defs/a"), "{e}");
+        assert!(cycle(json!({"$ref": "#"})).ends_with(": # -> #"));
+        // Only a cycle inside a property: still nothing matches it where it is used.
+        let e = cycle(
+            json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/a"}},
+            "$defs": {"a": {"$ref": "#/$defs/a"}}}),
+        );
+        assert!(e.contains("cycle"), "{e}");
+        // Recursion through structure, or beside an alternative, matches values.
+        let anyof = json!({"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}, {"type": "string"}]}},
+            "$ref": "#/$defs/a"});
+        assert_eq!(check_bounds(&anyof), Ok(()));
+        let chain = json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"type": "string"}},
+            "$ref": "#/$defs/a", "$comment": "an alias chain that ends"});
+        assert_eq!(check_bounds(&chain), Ok(()));
     }
 
     #[test]

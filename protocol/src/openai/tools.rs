@@ -342,45 +342,10 @@ pub fn render(messages: &[ChatMessage], tools: Option<&Tools>) -> Vec<ChatMessag
     out
 }
 
-/// Parse the Hermes-format calls in `text` (everything from the first [`CALL_OPEN`] on):
-/// each `{"name", "arguments"}` (or `"parameters"`) object between the tags, the name one of
-/// `tools`. `None` when any block is not such a call, so the text is kept as text.
-pub fn parse_hermes(text: &str, tools: &Tools) -> Option<Vec<ToolCall>> {
-    let mut calls = Vec::new();
-    let mut rest = text.trim();
-    while !rest.is_empty() {
-        let body = rest.strip_prefix(CALL_OPEN)?;
-        let (inner, after) = match body.find(CALL_CLOSE) {
-            Some(end) => (&body[..end], &body[end + CALL_CLOSE.len()..]),
-            // The model may stop (end of sequence) before writing the closing tag.
-            None => (body, ""),
-        };
-        let v: Value = serde_json::from_str(inner.trim()).ok()?;
-        let name = v.get("name")?.as_str()?;
-        let args = v.get("arguments").or_else(|| v.get("parameters"))?;
-        if !tools.offers(name) || !args.is_object() {
-            return None;
-        }
-        calls.push(ToolCall::new(name.to_string(), args.to_string()));
-        rest = after.trim_start();
-    }
-    (!calls.is_empty()).then_some(calls)
-}
-
-/// Parse the output of a `required` choice (the array of [`Tools::forced_schema`]).
-pub fn parse_required(text: &str) -> Option<Vec<ToolCall>> {
-    let v: Vec<Value> = serde_json::from_str(text).ok()?;
-    v.into_iter()
-        .map(|c| {
-            let name = c.get("name")?.as_str()?.to_string();
-            Some(ToolCall::new(name, c.get("arguments")?.to_string()))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openai::calls::{CallLayout, CallReader};
 
     fn tools(choice: Value) -> Result<Option<Tools>> {
         let mut map = json!({
@@ -481,14 +446,10 @@ mod tests {
             s["items"]["anyOf"][0]["properties"]["name"]["const"],
             "get_weather"
         );
-        let calls = parse_required(r#"[{"name":"now","arguments":{}}]"#).unwrap();
+        let mut reader = CallReader::new(CallLayout::Array, vec![], true);
+        reader.feed(r#"[{"name":"now","arguments":{}}]"#);
+        let calls = reader.calls();
         assert_eq!(calls[0].function.name, "now");
         assert!(calls[0].id.starts_with("call_") && calls[0].id.len() == 29);
-        let hermes = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>\n<tool_call>{\"name\": \"now\", \"arguments\": {}}";
-        let calls = parse_hermes(hermes, &t).unwrap();
-        assert_eq!(calls.len(), 2);
-        assert_eq!(calls[0].function.arguments, r#"{"city":"Oslo"}"#);
-        assert!(parse_hermes("<tool_call>{\"name\": \"rm\", \"arguments\": {}}", &t).is_none());
-        assert!(parse_hermes("<tool_call>not json", &t).is_none());
     }
 }
