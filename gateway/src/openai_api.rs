@@ -207,29 +207,25 @@ pub(crate) fn admit(
     if endpoint.is_some_and(|e| e != req.model()) || !caller.allows(req.model()) {
         return Err(GatewayError::ModelNotFound(req.model().to_string()));
     }
-    let guided = body.get("guided_json").is_some();
-    check_request(
-        gw.model(req.model())?,
-        &req,
-        if guided { "guided_json" } else { "" },
-    )?;
+    let guided = body.get("guided_json").map(|_| "guided_json");
+    check_request(gw.model(req.model())?, &req, guided)?;
     Ok(req)
 }
 
 /// What the engine will be asked, checked as it would fail there: the prompt against the
 /// context, and the schema of a structured output or a forced tool call, compiled as the
-/// engine compiles it. `guided` names the parameter that carries a vLLM-style schema, if any
-/// (`guided_json`, `sampling_params.guided_json`). Call on a blocking thread.
+/// engine compiles it. `guided` names the parameter that carries a vLLM-style schema, if one
+/// does (`guided_json`, `input.sampling_params.guided_json`). Call on a blocking thread.
 pub(crate) fn check_request(
     model: &ServedModel,
     req: &GenerateRequest,
-    guided: &str,
+    guided: Option<&str>,
 ) -> Result<(), GatewayError> {
     check_context(model, req)?;
     if let Some(schema) = &req.sampling().json_schema {
-        let param = match req {
-            _ if !guided.is_empty() => guided,
-            GenerateRequest::Chat(c) if c.tools.is_some() => "tools",
+        let param = match (guided, req) {
+            (Some(g), _) => g,
+            (None, GenerateRequest::Chat(c)) if c.tools.is_some() => "tools",
             _ => "response_format.json_schema.schema",
         };
         structured::check_schema(schema.clone(), param)?;

@@ -100,7 +100,7 @@ async fn check_llm_input(gw: &AppState, endpoint: &str, input: &Value) -> Result
     ]
     .into_iter()
     .find(|(at, _)| input.pointer(at).is_some())
-    .map_or("", |(_, param)| param);
+    .map(|(_, param)| param);
     let (gw, endpoint) = (gw.clone(), endpoint.to_string());
     tokio::task::spawn_blocking(move || {
         let model = gw.models.get(&endpoint).expect("checked above");

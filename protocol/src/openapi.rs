@@ -211,7 +211,7 @@ macro_rules! with_common_parameters {
             pub repetition_penalty: Option<f32>,
             /// Stop sequences.
             pub stop: Option<Stop>,
-            /// Accepted with greedy decoding only (`temperature: 0` or `top_k: 1`).
+            /// The same seed and parameters repeat the same choices (choice `i` draws from `seed + i`).
             pub seed: Option<i64>,
             /// Choices to return.
             #[schema(minimum = 1, maximum = 16)]

@@ -251,7 +251,7 @@ def _up(http, base):
 ])
 def test_webhooks_to_internal_addresses_are_refused(server, hook):
     with httpx.Client(timeout=30) as http:
-        r = http.post(f"{server.base}/v2/{MODEL}/run", json={"input": {"x": 1}, "webhook": hook})
+        r = http.post(f"{server.base}/v2/{MODEL}/run", json={"input": {"prompt": "x"}, "webhook": hook})
     assert r.status_code == 400, r.text
     assert "webhook" in r.json()["error"]
 

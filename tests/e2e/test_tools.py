@@ -166,12 +166,12 @@ def test_required_streams_calls_as_written_and_a_cut_call_stays_a_call(client):
     assert pieces >= 3, pieces
     # Cut by max_tokens: still a call, with its name and the arguments it has (vllm#47903
     # answered raw JSON as content); streamed and not alike.
-    r = client.chat.completions.create(max_tokens=16, **kw)
+    r = client.chat.completions.create(max_tokens=24, **kw)
     ch = r.choices[0]
     assert ch.finish_reason == "length" and not ch.message.content, ch
     [call] = ch.message.tool_calls
     assert call.function.name in SCHEMAS and call.function.arguments.startswith("{"), call
-    content, calls, finish, _ = streamed(client, max_tokens=16, **kw)
+    content, calls, finish, _ = streamed(client, max_tokens=24, **kw)
     assert (content, finish) == ("", "length")
     assert [(c["name"], c["arguments"]) for c in calls] == [(call.function.name, call.function.arguments)]
 
