@@ -1,5 +1,6 @@
-//! Bodies nested at any depth: the depth measured on the text is the depth of the parsed value
-//! (up to the limit), and a body within `nesting::MAX_DEPTH` still decodes once a job wraps it
+//! Bodies nested at any depth: the depth measured on the text is at least the depth of the
+//! parsed value (up to the limit; more where a repeated key's earlier, deeper value was
+//! dropped by the parser, which still had to read it), and a body within `nesting::MAX_DEPTH` still decodes once a job wraps it
 //! in `JOB_WRAPPING` more levels, as a worker decodes it; the request and LLM job parsers take
 //! it without a panic.
 #![no_main]
@@ -15,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(body) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    assert_eq!(depth, value_depth(&body).min(MAX_DEPTH + 1));
+    assert!(depth >= value_depth(&body).min(MAX_DEPTH + 1));
     if depth > MAX_DEPTH {
         return;
     }
