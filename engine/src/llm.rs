@@ -341,7 +341,7 @@ impl Engine {
         let mut runs = Vec::with_capacity(shapes.len());
         for (i, (n_choices, keep)) in shapes.into_iter().enumerate() {
             // Last: it reads the logits every other processor has shaped.
-            let sampler = SeededSampler::for_choice(sampling, i);
+            let sampler = SeededSampler::for_choice(sampling, i, keep.is_some());
             // Generous capacity: mistral.rs awaits each send, so a full channel would stall
             // the whole batch, not just this request.
             let (tx, rx) = tokio::sync::mpsc::channel(4096);

@@ -20,21 +20,30 @@ use std::sync::{Arc, Mutex};
 
 /// The sampling of one engine request (see the module's text).
 pub struct SeededSampler {
-    rng: Mutex<StdRng>,
+    /// The generator, and the candidates' buffer kept from step to step (a vocabulary's worth
+    /// of pairs is too much to allocate at every token).
+    state: Mutex<(StdRng, Vec<(u32, f32)>)>,
     temperature: f32,
     top_k: Option<usize>,
     top_p: Option<f32>,
     min_p: Option<f32>,
+    /// The run ranks its sequences (`best_of`): the token left keeps its probability.
+    ranked: bool,
 }
 
 impl SeededSampler {
     /// The sampler of choice `choice` of a request sampled with `s`; `None` for greedy
-    /// decoding, which mistral.rs does itself.
-    pub fn for_choice(s: &Sampling, choice: usize) -> Option<Arc<dyn CustomLogitsProcessor>> {
-        Self::new(s, choice).map(|s| Arc::new(s) as Arc<dyn CustomLogitsProcessor>)
+    /// decoding, which mistral.rs does itself. `ranked`: the run is a `best_of` run, whose
+    /// sequences mistral.rs ranks by their tokens' probabilities.
+    pub fn for_choice(
+        s: &Sampling,
+        choice: usize,
+        ranked: bool,
+    ) -> Option<Arc<dyn CustomLogitsProcessor>> {
+        Self::new(s, choice, ranked).map(|s| Arc::new(s) as Arc<dyn CustomLogitsProcessor>)
     }
 
-    fn new(s: &Sampling, choice: usize) -> Option<Self> {
+    fn new(s: &Sampling, choice: usize, ranked: bool) -> Option<Self> {
         if s.is_greedy() {
             return None;
         }
@@ -43,7 +52,8 @@ impl SeededSampler {
             None => StdRng::from_os_rng(),
         };
         Some(SeededSampler {
-            rng: Mutex::new(rng),
+            state: Mutex::new((rng, Vec::new())),
+            ranked,
             // OpenAI's default temperature is 1.
             temperature: s.temperature.unwrap_or(1.0) as f32,
             top_k: s.top_k.map(|k| k as usize),
@@ -54,41 +64,42 @@ impl SeededSampler {
 
     /// Draw a token from `logits`.
     fn pick(&self, logits: &[f32]) -> usize {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (rng, kept) = &mut *state;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         // Unnormalised probabilities after the temperature; -inf logits weigh nothing.
-        let mut kept: Vec<(usize, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i, ((l - max) / self.temperature).exp()))
-            .filter(|&(_, w)| w > 0.0)
-            .collect();
+        let scale = 1.0 / self.temperature;
+        kept.clear();
+        kept.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, ((l - max) * scale).exp()))
+                .filter(|&(_, w)| w > 0.0),
+        );
         if kept.is_empty() {
             return argmax(logits);
         }
         if let Some(k) = self.top_k {
-            keep_heaviest(&mut kept, k);
+            keep_heaviest(kept, k);
         }
         if let Some(p) = self.top_p {
-            nucleus(&mut kept, p);
+            nucleus(kept, p);
         }
         if let Some(p) = self.min_p {
             let heaviest = kept.iter().map(|&(_, w)| w).fold(0.0, f32::max);
             kept.retain(|&(_, w)| w >= heaviest * p);
         }
         let total: f64 = kept.iter().map(|&(_, w)| f64::from(w)).sum();
-        let mut u = self
-            .rng
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .random::<f64>()
-            * total;
-        for &(i, w) in &kept {
+        let mut u = rng.random::<f64>() * total;
+        for &(i, w) in kept.iter() {
             u -= f64::from(w);
             if u < 0.0 {
-                return i;
+                return i as usize;
             }
         }
-        kept.last().map_or_else(|| argmax(logits), |&(i, _)| i)
+        kept.last()
+            .map_or_else(|| argmax(logits), |&(i, _)| i as usize)
     }
 }
 
@@ -96,12 +107,17 @@ impl CustomLogitsProcessor for SeededSampler {
     fn apply(&self, logits: &Tensor, _context: &[u32]) -> mistralrs::Result<Tensor> {
         let values: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let chosen = self.pick(&values);
-        // The token left holds its probability under the model: mistral.rs's greedy path
-        // takes the log of the value it picks, and ranks `best_of` sequences by their sums.
-        let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let total: f32 = values.iter().map(|l| (l - max).exp()).sum();
         let mut only = vec![f32::NEG_INFINITY; values.len()];
-        only[chosen] = (values[chosen] - max).exp() / total;
+        // In a `best_of` run the token left holds its probability under the model:
+        // mistral.rs's greedy path takes the log of the value it picks, and ranks the
+        // sequences by their sums. (Elsewhere nothing reads it.)
+        only[chosen] = if self.ranked {
+            let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let total: f32 = values.iter().map(|l| (l - max).exp()).sum();
+            (values[chosen] - max).exp() / total
+        } else {
+            0.0
+        };
         Tensor::from_vec(only, logits.dims(), logits.device())?.to_dtype(logits.dtype())
     }
 }
@@ -121,7 +137,7 @@ fn argmax(values: &[f32]) -> usize {
 }
 
 /// Keep the `k` heaviest of `kept` (in no order), in time linear in its length.
-fn keep_heaviest(kept: &mut Vec<(usize, f32)>, k: usize) {
+fn keep_heaviest(kept: &mut Vec<(u32, f32)>, k: usize) {
     if k < kept.len() {
         kept.select_nth_unstable_by(k, |a, b| b.1.total_cmp(&a.1));
         kept.truncate(k);
@@ -131,7 +147,7 @@ fn keep_heaviest(kept: &mut Vec<(usize, f32)>, k: usize) {
 /// Keep the smallest set of the heaviest whose weights reach `p` of the total, heaviest
 /// first. Sorts a growing head of candidates, not the whole vocabulary: a nucleus is usually
 /// a few tokens.
-fn nucleus(kept: &mut Vec<(usize, f32)>, p: f32) {
+fn nucleus(kept: &mut Vec<(u32, f32)>, p: f32) {
     let total: f32 = kept.iter().map(|&(_, w)| w).sum();
     let target = total * p;
     let mut head = 64.min(kept.len());
@@ -165,7 +181,7 @@ mod tests {
             .unwrap()
             .extend(json.as_object().unwrap().clone());
         let req = protocol::openai::CompletionRequest::parse(body).unwrap();
-        SeededSampler::new(&req.sampling, 0).unwrap()
+        SeededSampler::new(&req.sampling, 0, true).unwrap()
     }
 
     /// 1,000 logits, falling gently: many tokens are likely enough to be drawn.
@@ -188,7 +204,7 @@ mod tests {
             temperature: Some(0.0),
             ..Sampling::default()
         };
-        assert!(SeededSampler::for_choice(&greedy, 0).is_none());
+        assert!(SeededSampler::for_choice(&greedy, 0, false).is_none());
     }
 
     #[test]
