@@ -3,7 +3,7 @@
 
 use crate::{Common, Exposure, StoreArgs};
 use anyhow::Context;
-use engine::{run_worker, EchoHandler, Engine, JobHandler, LlmHandler, WorkerOptions};
+use engine::{Engine, LlmHandler};
 use gateway::{AppState, Gateway, ServedModel};
 use protocol::config::{Deployment, GatewaySettings};
 use queue::{JobStore, MemoryStore, RedisStore, StoreSettings};
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use weights::Cache;
+use worker::{run_worker, EchoHandler, JobHandler, WorkerOptions};
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

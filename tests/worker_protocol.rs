@@ -1,10 +1,9 @@
-//! The worker loop (`engine::run_worker`) against the real gateway over real HTTP on loopback,
+//! The worker loop (`worker::run_worker`) against the real gateway over real HTTP on loopback,
 //! with a scripted handler instead of the model: job hand-out, batched streaming, results,
 //! cancellation through `job-stop`, and the worker token. The model-backed path is covered by
 //! the end-to-end tests in `tests/e2e`.
 
 use async_trait::async_trait;
-use engine::{run_worker, EngineError, JobHandler, StreamSink, WorkerOptions};
 use gateway::{Gateway, ServedModel};
 use protocol::sse::{Parser, DONE};
 use protocol::{GatewaySettings, ModelConfig};
@@ -15,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use worker::{run_worker, JobError, JobHandler, StreamSink, WorkerOptions};
 
 const TOKEN: &str = "test-worker-token";
 
@@ -30,22 +30,22 @@ impl JobHandler for Words {
         input: Value,
         sink: StreamSink,
         cancel: CancellationToken,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<Value, JobError> {
         let text = input["openai_input"]["messages"][0]["content"]
             .as_str()
             .unwrap_or("")
             .to_string();
         if text == "fail" {
-            return Err(EngineError::Internal("scripted failure".into()));
+            return Err(JobError::Failed("scripted failure".into()));
         }
         if text == "invalid" {
-            return Err(EngineError::Invalid("scripted bad input".into()));
+            return Err(JobError::Invalid("scripted bad input".into()));
         }
         if text == "wait" {
             sink.send(json!({"choices": [{"index": 0, "delta": {"content": "waiting"}}]}));
             cancel.cancelled().await;
             self.cancelled.fetch_add(1, Ordering::SeqCst);
-            return Err(EngineError::Cancelled);
+            return Err(JobError::Cancelled);
         }
         for w in text.split(' ') {
             sink.send(json!({"choices": [{"index": 0, "delta": {"content": w}}]}));

@@ -1,6 +1,6 @@
 //! The engine side of sluice: mistral.rs behind a small API ([`Engine`]), the OpenAI response
-//! shapes it produces ([`shape`]), and the worker loop that pulls jobs from a gateway over the
-//! RunPod worker protocol ([`worker`]).
+//! shapes it produces ([`shape`]), and the job handler that runs an LLM endpoint's jobs on it
+//! ([`LlmHandler`], for the `worker` crate's loop).
 
 #![warn(missing_docs)]
 
@@ -12,7 +12,5 @@ mod logprobs;
 mod sampler;
 pub mod shape;
 mod tool_calls;
-pub mod worker;
 
 pub use llm::{Engine, EngineError, LlmHandler};
-pub use worker::{run_worker, EchoHandler, JobHandler, StreamSink, WorkerOptions};

@@ -11,7 +11,6 @@ use crate::devices;
 use crate::logprobs::{ChoiceLogprobs, LogprobRecorder, Vocab};
 use crate::sampler::SeededSampler;
 use crate::shape::{Aggregator, Kind};
-use crate::worker::{JobHandler, StreamSink};
 use async_trait::async_trait;
 use either::Either;
 use indexmap::IndexMap;
@@ -36,6 +35,7 @@ use tokio::sync::mpsc::Receiver;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{StreamExt, StreamMap};
 use tokio_util::sync::CancellationToken;
+use worker::{JobError, JobHandler, StreamSink};
 
 /// Why loading the model or running a job failed. A job's error is reported to the gateway
 /// as its `job-done` error (the `Display` text; the job becomes FAILED), except `Cancelled`.
@@ -59,6 +59,16 @@ pub enum EngineError {
     /// reports nothing, as the gateway already decided the job's state.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<EngineError> for JobError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Invalid(m) => JobError::Invalid(m),
+            EngineError::Cancelled => JobError::Cancelled,
+            other => JobError::Failed(other.to_string()),
+        }
+    }
 }
 
 /// A model loaded in mistral.rs, serving one model name: runs OpenAI requests with
@@ -668,13 +678,15 @@ impl JobHandler for LlmHandler {
         input: Value,
         sink: StreamSink,
         cancel: CancellationToken,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<Value, JobError> {
         let req = match LlmJob::parse(&input, &self.engine.served_name) {
             Ok(LlmJob::OpenAi(req)) => req,
             Ok(LlmJob::Standard { request, stream }) => {
-                return self.handle_standard(&request, stream, sink, &cancel).await
+                return Ok(self
+                    .handle_standard(&request, stream, sink, &cancel)
+                    .await?)
             }
-            Err(e) => return Err(EngineError::Invalid(e)),
+            Err(e) => return Err(JobError::Invalid(e)),
         };
         let mut send = |chunk: Chunk| sink.send(json_of(&chunk));
         let done = self.engine.generate(&req, &mut send, &cancel).await?;

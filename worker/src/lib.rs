@@ -1,8 +1,11 @@
 //! The worker loop: the client side of the RunPod worker protocol (`job-take-batch`,
 //! `job-stream`, `job-done`, `ping`, `job-stop`), generic over what runs a job
-//! ([`JobHandler`]). It keeps up to `concurrency` jobs running, so mistral.rs can batch them.
+//! ([`JobHandler`]). It keeps up to `concurrency` jobs running, so an engine can batch them.
+//! Its own crate, so a worker that runs no model (the echo handler) and the roles that run no
+//! worker link no engine.
 
-use crate::EngineError;
+#![warn(missing_docs)]
+
 use async_trait::async_trait;
 use protocol::job::{JobDoneBody, JobFailure, JobsToStop, TakenJob};
 use protocol::openai::response::Usage;
@@ -16,20 +19,35 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// Why a job did not produce an output.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The job's input is at fault (reported as an invalid request: a 400 to OpenAI clients).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The handler is at fault: the message says what failed.
+    #[error("{0}")]
+    Failed(String),
+    /// The job's cancel token fired; the worker reports nothing, as the gateway already
+    /// decided the job's state.
+    #[error("cancelled")]
+    Cancelled,
+}
+
 /// Runs one job. `Err` is reported as the job's error (FAILED), worded by its kind
-/// ([`EngineError::Invalid`]: the input's fault; `Internal`: the handler's).
+/// ([`JobError::Invalid`]: the input's fault; `Failed`: the handler's).
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     /// Run one job on its `input` (the job's `input` as submitted), sending stream chunks to
     /// `sink`, and return its output (the `job-done` body's `output`). `cancel` fires when the
     /// gateway stops the job (cancelled or timed out): the handler should return soon after,
-    /// e.g. with [`EngineError::Cancelled`]; whatever it returns then is not reported.
+    /// e.g. with [`JobError::Cancelled`]; whatever it returns then is not reported.
     async fn handle(
         &self,
         input: Value,
         sink: StreamSink,
         cancel: CancellationToken,
-    ) -> Result<Value, EngineError>;
+    ) -> Result<Value, JobError>;
 }
 
 /// Returns each job's input as its output: a worker with no work in it, for measuring and
@@ -44,7 +62,7 @@ impl JobHandler for EchoHandler {
         input: Value,
         sink: StreamSink,
         cancel: CancellationToken,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<Value, JobError> {
         for chunk in input
             .get("stream")
             .and_then(Value::as_array)
@@ -56,7 +74,7 @@ impl JobHandler for EchoHandler {
         if let Some(ms) = input.get("sleep_ms").and_then(Value::as_u64) {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
-                _ = cancel.cancelled() => return Err(EngineError::Cancelled),
+                _ = cancel.cancelled() => return Err(JobError::Cancelled),
             }
         }
         Ok(input)
@@ -276,7 +294,7 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(job = %job.id, "job failed: {e}");
                 let error_type = match e {
-                    EngineError::Invalid(_) => JobFailure::INVALID_REQUEST,
+                    JobError::Invalid(_) => JobFailure::INVALID_REQUEST,
                     _ => JobFailure::INTERNAL,
                 };
                 let failure = JobFailure {
