@@ -1,4 +1,4 @@
-//! Baseline for the gateway's overhead: the same engine code the worker runs (`engine::Engine`),
+//! Baseline for the gateway's overhead: the same engine code the worker runs (`engine::MistralRs`),
 //! called in-process with no gateway, queue or HTTP, on the same prompts as `sluice bench`.
 //!
 //! cargo run --release --example direct_bench -- [CONCURRENCY] [NUM_PROMPTS] [MAX_TOKENS] [GGUF|FORMAT]
@@ -6,7 +6,7 @@
 //! FORMAT (q8_0, q4_0, q4k, f16, f32, original) converts the cached original into that format
 //! first (under $SLUICE_HOME/bench/), to compare served formats on the same engine.
 
-use engine::Engine;
+use engine::{Backend, MistralRs};
 use loadtests::metrics::{RequestRecord, Summary};
 use loadtests::BUILTIN_PROMPTS;
 use protocol::config::{Deployment, WeightFormat};
@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
         (Some(p), None) => PathBuf::from(p),
         (None, None) => cached.served_path(),
     };
-    let engine = Arc::new(Engine::load(&cfg, &path, cached.tokenizer_dir().as_deref()).await?);
+    let engine = Arc::new(MistralRs::load(&cfg, &path, cached.tokenizer_dir().as_deref()).await?);
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let t0 = Instant::now();
     let mut tasks = Vec::new();

@@ -7,7 +7,7 @@
 //!
 //! cargo run --release --example load_bench -- [ROUNDS]
 
-use engine::Engine;
+use engine::MistralRs;
 use protocol::config::Deployment;
 use std::path::Path;
 use std::time::Instant;
@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(i) = args.get(1).filter(|a| *a == "--one").and(args.get(2)) {
         let (_, path, tok) = variants[i.parse::<usize>()?];
         let t0 = Instant::now();
-        let _engine = Engine::load(&cfg, path, tok).await?;
+        let _engine = MistralRs::load(&cfg, path, tok).await?;
         println!("{}", t0.elapsed().as_secs_f64() * 1000.0);
         return Ok(());
     }

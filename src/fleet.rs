@@ -49,7 +49,7 @@ fn launches(
                 .map(|g| (g.gpu_type.clone(), g.gpus_per_worker))
                 .collect(),
             cpus_per_worker: m.engine.cpu_threads,
-            weights: Some(weights::Cache::from_env().served_path(m)),
+            weights: Some(worker_weights(m)),
         })
         .collect();
     for c in &dep.config.custom {
@@ -98,7 +98,7 @@ pub fn endpoints(dep: &Deployment) -> Vec<Endpoint> {
     let models = dep.models.iter().map(|m| Endpoint {
         name: m.name.clone(),
         scaling: m.scaling.clone(),
-        weights: Some(weights::Cache::from_env().served_path(m)),
+        weights: Some(worker_weights(m)),
     });
     let custom = dep.config.custom.iter().map(|c| Endpoint {
         name: c.name.clone(),
@@ -137,4 +137,15 @@ fn gpus(dep: &Deployment) -> GpuPool {
     }
     let table = dep.gpu_table().ok();
     GpuPool::detect(table.as_ref())
+}
+
+/// The weights file `m`'s workers map, on the backend they will run (the cold-start tiers
+/// promote and demote this file).
+fn worker_weights(m: &protocol::ModelConfig) -> PathBuf {
+    let cache = weights::Cache::from_env();
+    let on_gpu = m.scaling.gpus_per_worker > 0 || !m.gpu.is_empty();
+    match engine::Engine::backend_for(m, on_gpu) {
+        protocol::EngineBackend::Llamacpp => cache.original_path(m),
+        _ => cache.served_path(m),
+    }
 }

@@ -257,7 +257,7 @@ fn init_telemetry(service: &'static str) -> telemetry::Guard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
         EnvFilter::new(
-            "warn,sluice=info,gateway=info,engine=info,weights=info,queue=info,autoscaler=info",
+            "warn,sluice=info,gateway=info,engine=info,worker=info,weights=info,queue=info,autoscaler=info",
         )
     });
     // Colours only on a terminal: logs piped to files (or through `sluice serve`) stay greppable.

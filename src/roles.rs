@@ -3,7 +3,7 @@
 
 use crate::{Common, Exposure, StoreArgs};
 use anyhow::Context;
-use engine::{Engine, LlmHandler};
+use engine::{Engine, LlmHandler, ModelFiles};
 use gateway::{AppState, Gateway, ServedModel};
 use protocol::config::{Deployment, GatewaySettings};
 use queue::{JobStore, MemoryStore, RedisStore, StoreSettings};
@@ -286,19 +286,27 @@ async fn load_engine(
         cache.evict_to(budget, Some(&cfg.name))?;
     }
     let t_fetch = t0.elapsed();
-    let engine = Engine::load(
-        &cfg,
-        &cached.served_path(),
-        cached.tokenizer_dir().as_deref(),
-    )
-    .await?;
+    let (served, original, sidecar) = (
+        cached.served_path(),
+        cached.dir.join(&cached.original.file),
+        cached.tokenizer_dir(),
+    );
+    let backend = Engine::backend_for(&cfg, gpu_type.is_some());
+    let files = ModelFiles {
+        served: &served,
+        original: &original,
+        tokenizer_dir: sidecar.as_deref(),
+    };
+    let file = Engine::weights_file(&files, backend).display().to_string();
+    let engine = Engine::load(&cfg, files, backend).await?;
     let t_load = t0.elapsed() - t_fetch;
     // For the autoscaler's cold-start accounting (it reads our stdout).
     println!("{}", autoscaler::local::phase_line(t_load));
     tracing::info!(
         fetch_ms = t_fetch.as_millis() as u64,
         load_ms = t_load.as_millis() as u64,
-        file = %cached.served.file,
+        file,
+        ?backend,
         gpu_type = gpu_type.as_deref().unwrap_or("-"),
         max_num_seqs = cfg.engine.max_num_seqs,
         "model loaded"

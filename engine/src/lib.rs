@@ -1,16 +1,25 @@
-//! The engine side of sluice: mistral.rs behind a small API ([`Engine`]), the OpenAI response
-//! shapes it produces ([`shape`]), and the job handler that runs an LLM endpoint's jobs on it
-//! ([`LlmHandler`], for the `worker` crate's loop).
+//! The engine side of sluice: the backends (mistral.rs, and llama.cpp with the `llamacpp`
+//! feature) behind one type ([`Engine`]), the OpenAI response shapes they produce ([`shape`]),
+//! and the job handler that runs an LLM endpoint's jobs on it ([`LlmHandler`], for the
+//! `worker` crate's loop).
 
 #![warn(missing_docs)]
 
+mod backend;
 mod bias;
 mod counter;
 pub mod devices;
+mod error;
+mod handler;
+#[cfg(feature = "llamacpp")]
+mod llamacpp;
 mod llm;
 mod logprobs;
 mod sampler;
 pub mod shape;
 mod tool_calls;
 
-pub use llm::{Engine, EngineError, LlmHandler};
+pub use backend::{Backend, Engine, ModelFiles};
+pub use error::EngineError;
+pub use handler::LlmHandler;
+pub use llm::MistralRs;

@@ -1,4 +1,4 @@
-//! mistral.rs behind one call: [`Engine::generate`] runs an OpenAI request and reports its
+//! The mistral.rs backend: [`MistralRs::generate`] runs an OpenAI request and reports its
 //! chunks as they come. Every request runs in mistral.rs's streaming mode, streamed to the
 //! client or not: dropping a streaming receiver is how mistral.rs stops a sequence, so a cancel
 //! frees the engine at once on every route. Usage comes from [`TokenCounter`], not from
@@ -10,8 +10,8 @@ use crate::counter::{TokenCounter, TokenCounts};
 use crate::devices;
 use crate::logprobs::{ChoiceLogprobs, LogprobRecorder, Vocab};
 use crate::sampler::SeededSampler;
-use crate::shape::{Aggregator, Kind};
-use async_trait::async_trait;
+use crate::shape::Aggregator;
+use crate::EngineError;
 use either::Either;
 use indexmap::IndexMap;
 use mistralrs::core::{
@@ -25,9 +25,7 @@ use protocol::config::{ActivationDType, WeightKind};
 use protocol::openai::logprobs::TokenLogprob;
 use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::{GenerateRequest, Sampling};
-use protocol::vllm::{LlmJob, VllmBatch, VllmChoice, VllmUsage};
 use protocol::ModelConfig;
-use serde_json::Value;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
@@ -35,57 +33,22 @@ use tokio::sync::mpsc::Receiver;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{StreamExt, StreamMap};
 use tokio_util::sync::CancellationToken;
-use worker::{JobError, JobHandler, StreamSink};
-
-/// Why loading the model or running a job failed. A job's error is reported to the gateway
-/// as its `job-done` error (the `Display` text; the job becomes FAILED), except `Cancelled`.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// [`Engine::load`] failed: the GGUF is missing or not a file, no device, a bad engine
-    /// setting (`max_num_seqs` of 0, `prefix_cache = true` on a CPU), or mistral.rs could not
-    /// build the pipeline; holds the cause.
-    #[error("loading the model failed: {0}")]
-    Load(String),
-    /// The job's input is at fault: not one of the accepted forms (`openai_route` or
-    /// worker-vllm's `prompt`/`messages`), an invalid OpenAI request, or rejected by
-    /// mistral.rs's validation.
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    /// The engine is at fault: a mistral.rs internal or model error, the engine stopped, or a
-    /// request that ended without generating.
-    #[error("the engine failed: {0}")]
-    Internal(String),
-    /// The job's cancel token fired (the gateway cancelled it or it timed out); the worker
-    /// reports nothing, as the gateway already decided the job's state.
-    #[error("cancelled")]
-    Cancelled,
-}
-
-impl From<EngineError> for JobError {
-    fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::Invalid(m) => JobError::Invalid(m),
-            EngineError::Cancelled => JobError::Cancelled,
-            other => JobError::Failed(other.to_string()),
-        }
-    }
-}
 
 /// A model loaded in mistral.rs, serving one model name: runs OpenAI requests with
 /// continuous batching of up to the config's `max_num_seqs` sequences.
-pub struct Engine {
+pub struct MistralRs {
     model: Model,
     served_name: String,
     /// Prompt + completion tokens a sequence may reach (the config's `context_length`).
     context_length: usize,
-    /// Where a constrained (structured-output) request stops: see [`Engine::load`].
+    /// Where a constrained (structured-output) request stops: see [`MistralRs::load`].
     constraint_eos: Vec<u32>,
     /// Every token's text, for log probabilities; `None` if the pipeline has no token trie
     /// (log probabilities are then refused).
     vocab: Option<Arc<Vocab>>,
 }
 
-impl Engine {
+impl MistralRs {
     /// Load the GGUF at `path` with the config's engine settings. This builds the pipeline the
     /// way mistral.rs's `GgufModelBuilder` does, except that the activation dtype is ours to
     /// choose (the builder always picks `auto`) and the tokenizer can come from `tokenizer_dir`
@@ -155,115 +118,13 @@ impl Engine {
             runner_ms = (t0.elapsed() - t_pipeline).as_millis() as u64,
             "engine loaded"
         );
-        Ok(Engine {
+        Ok(MistralRs {
             model: Model::new(runner),
             served_name: cfg.name.clone(),
             context_length: cfg.engine.context_length,
             constraint_eos,
             vocab,
         })
-    }
-
-    /// Run `req`. Each piece of output is passed to `on_chunk` as an OpenAI chunk (when the
-    /// request streams); the final OpenAI response is returned. Usage is counted
-    /// where mistral.rs samples ([`TokenCounter`]), so it is exact for every route, `n` and
-    /// ending. Errors: [`EngineError::Cancelled`] once `cancel` fires (the engine stops the
-    /// request's sequences at their next token), else what the engine reported.
-    pub async fn generate(
-        &self,
-        req: &GenerateRequest,
-        on_chunk: &mut (dyn FnMut(Chunk) + Send),
-        cancel: &CancellationToken,
-    ) -> Result<Completion, EngineError> {
-        let stream = req.stream();
-        let mut events = StreamMap::new();
-        let mut runs = Vec::new();
-        for (i, (run, rx)) in self.start_runs(req).await?.into_iter().enumerate() {
-            events.insert(i, ReceiverStream::new(rx));
-            runs.push(run);
-        }
-        let mut agg = self.aggregator(req);
-        let echoed = match req {
-            GenerateRequest::Completion(c) if c.echo => agg.echo(&c.prompt),
-            _ => Vec::new(),
-        };
-        if stream {
-            echoed.into_iter().for_each(&mut *on_chunk);
-        }
-        // Each run's counts, taken when its choices finished: mistral.rs may run a finished
-        // sequence one more step before it notices the dropped receiver.
-        let mut counts: Vec<Option<TokenCounts>> = vec![None; runs.len()];
-        // Prefill until the first event, decode after it (mistral.rs' own steps are not
-        // traced; these two spans bound them).
-        let mut prefill = Some(tracing::info_span!("prefill"));
-        let mut decode = None;
-        loop {
-            let event = tokio::select! {
-                e = events.next() => e,
-                _ = cancel.cancelled() => return Err(EngineError::Cancelled),
-            };
-            // No event: the engine has dropped every sequence of the request.
-            let Some((r, resp)) = event else { break };
-            if prefill.take().is_some() {
-                decode = Some(tracing::info_span!("decode"));
-            }
-            for piece in fold(resp, runs[r].choices.start)? {
-                for ((index, text, finish), entries) in runs[r].ready(piece) {
-                    if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), entries) {
-                        if stream {
-                            on_chunk(chunk);
-                        }
-                    }
-                }
-            }
-            if counts[r].is_none() && runs[r].choices.clone().all(|c| agg.finished(c)) {
-                counts[r] = Some(runs[r].counter.counts());
-            }
-            // The configured context can be shorter than the model's own, the only limit
-            // mistral.rs knows: a run that fills it ends with `length`, and dropping its
-            // receiver stops its sequences.
-            if counts[r].is_none() && runs[r].counter.context_used() >= self.context_length {
-                events.remove(&r);
-                let c = runs[r].counter.counts();
-                close_run(&mut agg, &mut runs[r], "length", stream, on_chunk);
-                counts[r] = Some(c);
-            }
-            if agg.all_done() {
-                // Done; dropping the receivers also stops sequences still running after a
-                // stop sequence matched.
-                break;
-            }
-        }
-        drop(decode);
-        let counts: Vec<TokenCounts> = counts
-            .into_iter()
-            .zip(&runs)
-            .map(|(c, run)| c.unwrap_or_else(|| run.counter.counts()))
-            .collect();
-        self.finish(req, agg, runs, &counts, on_chunk)
-    }
-
-    /// The aggregator of `req`'s choices: its route's shape, stop strings, usage chunk, log
-    /// probabilities and tools.
-    fn aggregator(&self, req: &GenerateRequest) -> Aggregator {
-        let kind = match req {
-            GenerateRequest::Chat(_) => Kind::Chat,
-            GenerateRequest::Completion(_) => Kind::Completion,
-        };
-        let sampling = req.sampling();
-        let tools = match req {
-            GenerateRequest::Chat(c) => c.tools.clone().map(Arc::new),
-            GenerateRequest::Completion(_) => None,
-        };
-        Aggregator::new(
-            kind,
-            &self.served_name,
-            sampling.n as usize,
-            sampling.stop.clone(),
-            req.stream() && req.include_usage(),
-        )
-        .with_logprobs(sampling.logprobs.is_some())
-        .with_tools(tools.as_ref())
     }
 
     /// The response once the engine is done: choices it ended silently get their finish
@@ -408,6 +269,87 @@ impl Engine {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::Backend for MistralRs {
+    /// The model name it serves.
+    fn served_name(&self) -> &str {
+        &self.served_name
+    }
+    /// Run `req`. Each piece of output is passed to `on_chunk` as an OpenAI chunk (when the
+    /// request streams); the final OpenAI response is returned. Usage is counted
+    /// where mistral.rs samples ([`TokenCounter`]), so it is exact for every route, `n` and
+    /// ending. Errors: [`EngineError::Cancelled`] once `cancel` fires (the engine stops the
+    /// request's sequences at their next token), else what the engine reported.
+    async fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_chunk: &mut (dyn FnMut(Chunk) + Send),
+        cancel: &CancellationToken,
+    ) -> Result<Completion, EngineError> {
+        let stream = req.stream();
+        let mut events = StreamMap::new();
+        let mut runs = Vec::new();
+        for (i, (run, rx)) in self.start_runs(req).await?.into_iter().enumerate() {
+            events.insert(i, ReceiverStream::new(rx));
+            runs.push(run);
+        }
+        let mut agg = Aggregator::for_request(req, &self.served_name);
+        let echoed = match req {
+            GenerateRequest::Completion(c) if c.echo => agg.echo(&c.prompt),
+            _ => Vec::new(),
+        };
+        if stream {
+            echoed.into_iter().for_each(&mut *on_chunk);
+        }
+        // Each run's counts, taken when its choices finished: mistral.rs may run a finished
+        // sequence one more step before it notices the dropped receiver.
+        let mut counts: Vec<Option<TokenCounts>> = vec![None; runs.len()];
+        let mut phases = crate::backend::Phases::start();
+        loop {
+            let event = tokio::select! {
+                e = events.next() => e,
+                _ = cancel.cancelled() => return Err(EngineError::Cancelled),
+            };
+            // No event: the engine has dropped every sequence of the request.
+            let Some((r, resp)) = event else { break };
+            phases.event();
+            for piece in fold(resp, runs[r].choices.start)? {
+                for ((index, text, finish), entries) in runs[r].ready(piece) {
+                    if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), entries) {
+                        if stream {
+                            on_chunk(chunk);
+                        }
+                    }
+                }
+            }
+            if counts[r].is_none() && runs[r].choices.clone().all(|c| agg.finished(c)) {
+                counts[r] = Some(runs[r].counter.counts());
+            }
+            // The configured context can be shorter than the model's own, the only limit
+            // mistral.rs knows: a run that fills it ends with `length`, and dropping its
+            // receiver stops its sequences.
+            if counts[r].is_none() && runs[r].counter.context_used() >= self.context_length {
+                events.remove(&r);
+                let c = runs[r].counter.counts();
+                close_run(&mut agg, &mut runs[r], "length", stream, on_chunk);
+                counts[r] = Some(c);
+            }
+            if agg.all_done() {
+                // Done; dropping the receivers also stops sequences still running after a
+                // stop sequence matched.
+                break;
+            }
+        }
+        drop(phases);
+        let counts: Vec<TokenCounts> = counts
+            .into_iter()
+            .zip(&runs)
+            .map(|(c, run)| c.unwrap_or_else(|| run.counter.counts()))
+            .collect();
+        self.finish(req, agg, runs, &counts, on_chunk)
+    }
+}
+
 /// End `run`: its held piece goes out, then each of its choices not finished yet ends with
 /// `reason` (chunks passed to `on_chunk` when streaming).
 fn close_run(
@@ -479,7 +421,7 @@ impl Run {
 
 /// The engine requests of `req` as `(sequences, best_of)`: one one-sequence request per
 /// choice, or for a completion with `best_of > n` one request of `best_of` sequences keeping
-/// `n` (see [`Engine::start_runs`]).
+/// `n` (see [`MistralRs::start_runs`]).
 fn run_shapes(req: &GenerateRequest) -> Vec<(usize, Option<usize>)> {
     let n = req.sampling().n;
     match req {
@@ -662,88 +604,6 @@ fn sampling_params(s: &Sampling) -> SamplingParams {
     // Stop sequences are matched on text by `shape::Aggregator`, not by the engine;
     // `logit_bias` is applied by `LogitBias` (mistral.rs ignores its own `logits_bias`).
     p
-}
-
-/// The job handler of an LLM endpoint: job inputs of the `openai_route` form, run on
-/// the engine.
-pub struct LlmHandler {
-    /// The loaded model the jobs run on.
-    pub engine: Engine,
-}
-
-#[async_trait]
-impl JobHandler for LlmHandler {
-    async fn handle(
-        &self,
-        input: Value,
-        sink: StreamSink,
-        cancel: CancellationToken,
-    ) -> Result<Value, JobError> {
-        let req = match LlmJob::parse(&input, &self.engine.served_name) {
-            Ok(LlmJob::OpenAi(req)) => req,
-            Ok(LlmJob::Standard { request, stream }) => {
-                return Ok(self
-                    .handle_standard(&request, stream, sink, &cancel)
-                    .await?)
-            }
-            Err(e) => return Err(JobError::Invalid(e)),
-        };
-        let mut send = |chunk: Chunk| sink.send(json_of(&chunk));
-        let done = self.engine.generate(&req, &mut send, &cancel).await?;
-        Ok(json_of(&done))
-    }
-}
-
-impl LlmHandler {
-    /// worker-vllm's standard form: batches of `{"choices": [{"tokens": [...]}]}`.
-    async fn handle_standard(
-        &self,
-        req: &GenerateRequest,
-        stream: bool,
-        sink: StreamSink,
-        cancel: &CancellationToken,
-    ) -> Result<Value, EngineError> {
-        let n = req.sampling().n as usize;
-        let mut batches = Vec::new();
-        let mut on_chunk = |chunk: Chunk| {
-            for i in 0..n {
-                if let Some(text) = chunk.text(i).filter(|t| !t.is_empty()) {
-                    let b = VllmBatch::one(i, n, text);
-                    sink.send(json_of(&b));
-                    batches.push(b);
-                }
-            }
-        };
-        let done = self.engine.generate(req, &mut on_chunk, cancel).await?;
-        let usage = done.usage().map(|u| VllmUsage {
-            input: u.prompt_tokens,
-            output: u.completion_tokens,
-        });
-        if !stream {
-            let choices = (0..n)
-                .map(|i| VllmChoice {
-                    tokens: vec![done.text(i).unwrap_or_default().to_string()],
-                })
-                .collect();
-            batches = vec![VllmBatch {
-                choices,
-                usage: None,
-            }];
-        }
-        match batches.last_mut() {
-            Some(last) => last.usage = usage,
-            None => batches.push(VllmBatch {
-                choices: vec![],
-                usage,
-            }),
-        }
-        Ok(json_of(&batches))
-    }
-}
-
-/// The wire form of a response object (these serialize without fail).
-fn json_of<T: serde::Serialize>(t: &T) -> Value {
-    serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -36,7 +36,12 @@ impl Vocab {
         }
     }
 
-    fn text(&self, id: u32) -> &[u8] {
+    /// Tokens in the vocabulary.
+    pub(crate) fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub(crate) fn text(&self, id: u32) -> &[u8] {
         self.text.get(id as usize).map_or(&[], Vec::as_slice)
     }
 
@@ -131,7 +136,7 @@ impl CustomLogitsProcessor for LogprobRecorder {
     }
 }
 
-fn position(lp: &[f32], id: u32, top_n: usize) -> Position {
+pub(crate) fn position(lp: &[f32], id: u32, top_n: usize) -> Position {
     Position {
         id,
         logprob: lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY),
@@ -140,7 +145,7 @@ fn position(lp: &[f32], id: u32, top_n: usize) -> Position {
 }
 
 /// Natural-log softmax, computed stably (max subtracted first).
-fn log_softmax(mut v: Vec<f32>) -> Vec<f32> {
+pub(crate) fn log_softmax(mut v: Vec<f32>) -> Vec<f32> {
     let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = v.iter().map(|x| (x - max).exp()).sum();
     let log_z = max + sum.ln();
@@ -168,69 +173,34 @@ struct Partial {
     logprob: f32,
 }
 
-/// One choice's log probabilities as OpenAI entries, aligned with the text the engine sends
-/// for it: feed each piece of text with [`ChoiceLogprobs::entries`].
-pub struct ChoiceLogprobs {
-    recorder: LogprobRecorder,
+/// Turns sampled positions into OpenAI entries: a character split over several tokens is one
+/// entry (their log probabilities summed), special tokens (no text) have none, and, when
+/// `strip_first`, the first entry loses its leading whitespace as mistral.rs's first delta does.
+pub struct Entries {
     vocab: Arc<Vocab>,
+    strip_first: bool,
     /// Tokens that do not make a whole character yet.
     partial: Option<Partial>,
-    /// The text received so far, and how much of it the entries made so far cover.
-    text: String,
+    /// Bytes of text the entries made so far cover.
     covered: usize,
-    /// Whether an entry was made: only the first loses its leading whitespace.
+    /// Whether an entry was made.
     started: bool,
 }
 
-impl ChoiceLogprobs {
-    /// Entries for the choice recorded by `recorder`, decoded with `vocab`.
-    pub fn new(recorder: LogprobRecorder, vocab: Arc<Vocab>) -> Self {
-        ChoiceLogprobs {
-            recorder,
+impl Entries {
+    /// Entries decoded with `vocab`.
+    pub fn new(vocab: Arc<Vocab>, strip_first: bool) -> Self {
+        Entries {
             vocab,
+            strip_first,
             partial: None,
-            text: String::new(),
             covered: 0,
             started: false,
         }
     }
 
-    /// Record `text` (the next piece the engine sent) and return the entries of every token
-    /// known so far. When `last`, the choice has ended and its latest token is resolved from
-    /// the text left uncovered. A piece's own last token is known only once a later step ran,
-    /// so a caller holds a piece until the next one arrives or the choice ends; entries are
-    /// released against the text by [`crate::shape::Aggregator`].
-    pub fn entries(&mut self, text: &str, last: bool) -> Vec<TokenLogprob> {
-        self.text.push_str(text);
-        let mut out: Vec<TokenLogprob> = self
-            .recorder
-            .take_known()
-            .into_iter()
-            .filter_map(|p| self.push(p))
-            .collect();
-        if last {
-            let left = self.text[self.covered.min(self.text.len())..].to_string();
-            let partial = self
-                .partial
-                .as_ref()
-                .map_or(&[][..], |p| p.bytes.as_slice());
-            let first = !self.started;
-            let vocab = self.vocab.clone();
-            let pick = |lp: &[f32]| {
-                (0..lp.len() as u32)
-                    .filter(|&id| !vocab.text(id).is_empty())
-                    .filter(|&id| shown(&[partial, vocab.text(id)].concat(), first) == left)
-                    .max_by(|a, b| lp[*a as usize].total_cmp(&lp[*b as usize]))
-            };
-            if !left.is_empty() {
-                out.extend(self.recorder.take_latest(pick).and_then(|p| self.push(p)));
-            }
-        }
-        out
-    }
-
     /// Add one position; returns its entry once its bytes complete a character.
-    fn push(&mut self, p: Position) -> Option<TokenLogprob> {
+    pub fn push(&mut self, p: Position) -> Option<TokenLogprob> {
         let bytes = self.vocab.text(p.id);
         // A special token (end of sequence) has no text.
         if bytes.is_empty() {
@@ -248,7 +218,7 @@ impl ChoiceLogprobs {
             });
             return None;
         }
-        let token = shown(&acc, !self.started);
+        let token = shown(&acc, self.strip_first && !self.started);
         self.started = true;
         self.covered += token.len();
         Some(TokenLogprob {
@@ -257,6 +227,62 @@ impl ChoiceLogprobs {
             logprob,
             top_logprobs: p.top.iter().map(|t| self.vocab.alternative(t)).collect(),
         })
+    }
+}
+
+/// One choice's log probabilities as OpenAI entries, aligned with the text mistral.rs sends
+/// for it: feed each piece of text with [`ChoiceLogprobs::entries`].
+pub struct ChoiceLogprobs {
+    recorder: LogprobRecorder,
+    entries: Entries,
+    /// The text received so far.
+    text: String,
+}
+
+impl ChoiceLogprobs {
+    /// Entries for the choice recorded by `recorder`, decoded with `vocab`.
+    pub fn new(recorder: LogprobRecorder, vocab: Arc<Vocab>) -> Self {
+        ChoiceLogprobs {
+            recorder,
+            entries: Entries::new(vocab, true),
+            text: String::new(),
+        }
+    }
+
+    /// Record `text` (the next piece the engine sent) and return the entries of every token
+    /// known so far. When `last`, the choice has ended and its latest token is resolved from
+    /// the text left uncovered. A piece's own last token is known only once a later step ran,
+    /// so a caller holds a piece until the next one arrives or the choice ends; entries are
+    /// released against the text by [`crate::shape::Aggregator`].
+    pub fn entries(&mut self, text: &str, last: bool) -> Vec<TokenLogprob> {
+        self.text.push_str(text);
+        let mut out: Vec<TokenLogprob> = self
+            .recorder
+            .take_known()
+            .into_iter()
+            .filter_map(|p| self.entries.push(p))
+            .collect();
+        if last {
+            let e = &self.entries;
+            let left = self.text[e.covered.min(self.text.len())..].to_string();
+            let partial = e.partial.as_ref().map_or(&[][..], |p| p.bytes.as_slice());
+            let first = e.strip_first && !e.started;
+            let vocab = e.vocab.clone();
+            let pick = |lp: &[f32]| {
+                (0..lp.len() as u32)
+                    .filter(|&id| !vocab.text(id).is_empty())
+                    .filter(|&id| shown(&[partial, vocab.text(id)].concat(), first) == left)
+                    .max_by(|a, b| lp[*a as usize].total_cmp(&lp[*b as usize]))
+            };
+            if !left.is_empty() {
+                out.extend(
+                    self.recorder
+                        .take_latest(pick)
+                        .and_then(|p| self.entries.push(p)),
+                );
+            }
+        }
+        out
     }
 }
 

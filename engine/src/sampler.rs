@@ -43,7 +43,7 @@ impl SeededSampler {
         Self::new(s, choice, ranked).map(|s| Arc::new(s) as Arc<dyn CustomLogitsProcessor>)
     }
 
-    fn new(s: &Sampling, choice: usize, ranked: bool) -> Option<Self> {
+    pub(crate) fn new(s: &Sampling, choice: usize, ranked: bool) -> Option<Self> {
         if s.is_greedy() {
             return None;
         }
@@ -63,7 +63,7 @@ impl SeededSampler {
     }
 
     /// Draw a token from `logits`.
-    fn pick(&self, logits: &[f32]) -> usize {
+    pub(crate) fn pick(&self, logits: &[f32]) -> usize {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (rng, kept) = &mut *state;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);

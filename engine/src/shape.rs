@@ -180,6 +180,26 @@ impl Aggregator {
         }
     }
 
+    /// The aggregator of `req`'s choices: its route's shape, stop strings, usage chunk, log
+    /// probabilities and tools; `model` is the served name.
+    pub fn for_request(req: &protocol::openai::GenerateRequest, model: &str) -> Self {
+        use protocol::openai::GenerateRequest;
+        let (kind, tools) = match req {
+            GenerateRequest::Chat(c) => (Kind::Chat, c.tools.clone().map(Arc::new)),
+            GenerateRequest::Completion(_) => (Kind::Completion, None),
+        };
+        let sampling = req.sampling();
+        Aggregator::new(
+            kind,
+            model,
+            sampling.n as usize,
+            sampling.stop.clone(),
+            req.stream() && req.include_usage(),
+        )
+        .with_logprobs(sampling.logprobs.is_some())
+        .with_tools(tools.as_ref())
+    }
+
     /// Read every choice's text as the request's tools say (see [`ToolOutput`]); chat only.
     pub fn with_tools(mut self, tools: Option<&Arc<Tools>>) -> Self {
         for c in &mut self.choices {

@@ -1,12 +1,14 @@
-//! Sampling is random across workers and reproducible with a `seed`: two engines loaded as two
-//! fresh workers load them give different first answers at `temperature: 1` (mistral.rs 0.8.1
-//! alone seeds every engine's generator with the same constant, so they gave the same one),
-//! the same `seed` gives the same answer on both, and the `n` choices of one seeded request
-//! differ from each other. Needs the default model in the cache (pulled here if missing).
+//! Sampling is random across workers and reproducible with a `seed`, on every backend: two
+//! engines loaded as two fresh workers load them give different first answers at
+//! `temperature: 1` (mistral.rs 0.8.1 alone seeds every engine's generator with the same
+//! constant, so they gave the same one), the same `seed` gives the same answer on both, and the
+//! `n` choices of one seeded request differ from each other. Needs the default model in the
+//! cache (pulled here if missing).
 
-use engine::Engine;
+use engine::{Engine, ModelFiles};
 use protocol::config::Deployment;
 use protocol::openai::{GenerateRequest, CHAT_ROUTE};
+use protocol::EngineBackend;
 use serde_json::{json, Value};
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
@@ -23,18 +25,33 @@ async fn texts(engine: &Engine, body: Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn fresh_engines_sample_differently_and_seeds_repeat() {
+async fn fresh_engines_sample_differently_and_seeds_repeat_on_mistralrs() {
+    fresh_engines_sample_differently_and_seeds_repeat(EngineBackend::Mistralrs).await;
+}
+
+#[cfg(feature = "llamacpp")]
+#[tokio::test]
+async fn fresh_engines_sample_differently_and_seeds_repeat_on_llamacpp() {
+    fresh_engines_sample_differently_and_seeds_repeat(EngineBackend::Llamacpp).await;
+}
+
+async fn fresh_engines_sample_differently_and_seeds_repeat(backend: EngineBackend) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dep = Deployment::load(&root.join("configs/sluice.toml")).unwrap();
     let cfg = dep.models[0].clone();
     let cached = weights::Cache::from_env().pull(&cfg).unwrap();
-    let sidecar = cached.tokenizer_dir();
-    let a = Engine::load(&cfg, &cached.served_path(), sidecar.as_deref())
-        .await
-        .unwrap();
-    let b = Engine::load(&cfg, &cached.served_path(), sidecar.as_deref())
-        .await
-        .unwrap();
+    let (served, original, sidecar) = (
+        cached.served_path(),
+        cached.dir.join(&cached.original.file),
+        cached.tokenizer_dir(),
+    );
+    let files = ModelFiles {
+        served: &served,
+        original: &original,
+        tokenizer_dir: sidecar.as_deref(),
+    };
+    let a = Engine::load(&cfg, files, backend).await.unwrap();
+    let b = Engine::load(&cfg, files, backend).await.unwrap();
     let ask = |extra: Value| {
         let mut body = json!({"model": cfg.name, "max_tokens": 24, "temperature": 1.0,
             "messages": [{"role": "user", "content": "Tell me a short story about a cat."}]});

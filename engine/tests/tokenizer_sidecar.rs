@@ -5,7 +5,7 @@
 //! Needs the default model in the cache (`sluice models pull smollm2-135m-instruct`; pulled
 //! here if missing).
 
-use engine::Engine;
+use engine::{Backend, MistralRs};
 use protocol::config::Deployment;
 use protocol::openai::response::Completion;
 use protocol::openai::{ChatMessage, GenerateRequest, CHAT_ROUTE, COMPLETIONS_ROUTE};
@@ -20,7 +20,7 @@ const PROMPTS: &[&str] = &[
     "    fn main() { println!(\"{}\", 42); }",
 ];
 
-async fn run(engine: &Engine, route: &str, body: Value) -> Completion {
+async fn run(engine: &MistralRs, route: &str, body: Value) -> Completion {
     let req = GenerateRequest::parse(route, body).expect("valid request");
     engine
         .generate(&req, &mut |_| {}, &CancellationToken::new())
@@ -38,8 +38,10 @@ async fn the_sidecar_tokenizer_matches_the_engines_own_conversion_and_the_gatewa
     let counter = weights::PromptTokenizer::from_hf_dir(&sidecar).unwrap();
     // The published file: it still has the tokenizer arrays (served files leave them out).
     let original = cached.dir.join(&cached.original.file);
-    let with_sidecar = Engine::load(&cfg, &original, Some(&sidecar)).await.unwrap();
-    let from_gguf = Engine::load(&cfg, &original, None).await.unwrap();
+    let with_sidecar = MistralRs::load(&cfg, &original, Some(&sidecar))
+        .await
+        .unwrap();
+    let from_gguf = MistralRs::load(&cfg, &original, None).await.unwrap();
     for prompt in PROMPTS {
         let completion =
             json!({"model": cfg.name, "prompt": prompt, "max_tokens": 8, "temperature": 0});

@@ -5,11 +5,16 @@
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The `[engine]` section: batch size, context length, dtype, prefix cache and threads of a
-/// worker's mistral.rs engine. `max_num_seqs` and `context_length` are required and must be > 0.
+/// The `[engine]` section: the backend, batch size, context length, dtype, prefix cache and
+/// threads of a worker's engine. `max_num_seqs` and `context_length` are required and must be
+/// > 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSettings {
+    /// Which engine runs the model: `auto` (llama.cpp on a CPU worker when the build has it,
+    /// mistral.rs on a GPU), `mistralrs` or `llamacpp`.
+    #[serde(default)]
+    pub backend: EngineBackend,
     /// Sequences mistral.rs batches at once; also the jobs a worker takes concurrently.
     pub max_num_seqs: usize,
     /// Context length served (prompt + completion tokens).
@@ -38,6 +43,19 @@ pub struct EngineSettings {
     /// entry's value replaces it on that GPU type.
     #[serde(default)]
     pub gpu_memory_utilization: Option<f64>,
+}
+
+/// The engine backend of a model's workers (`engine.backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineBackend {
+    /// llama.cpp on CPU workers (when built in), mistral.rs on GPU workers.
+    #[default]
+    Auto,
+    /// mistral.rs (embedded; GGUF and safetensors, CUDA, tensor parallel).
+    Mistralrs,
+    /// llama.cpp (embedded through `llama-cpp-2`; GGUF on CPU).
+    Llamacpp,
 }
 
 /// Activation dtype of the engine (`engine.dtype`), mapped onto mistral.rs's `ModelDType`. Default

@@ -24,5 +24,5 @@ pub use config::{
     ActivationDType, ConfigError, CustomEndpoint, Deployment, EngineSettings, GatewaySettings,
     GpuChoice, ModelConfig, ScalingSettings, SluiceConfig, SourceSettings, WeightFormat,
 };
-pub use hardware::{Architecture, GpuTable, GpuType};
+pub use hardware::{Architecture, EngineBackend, GpuTable, GpuType};
 pub use job::{JobId, JobStatus};

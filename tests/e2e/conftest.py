@@ -20,6 +20,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "smollm2-135m-instruct"
 
+# Every process the tests start gets a SLUICE_HOME of this session: the model cache is the
+# user's (linked), but files and batches are not, so a batch a killed run left in progress is
+# not resumed by every later server, tests or benchmarks alike.
+USER_HOME = Path(os.environ.get("SLUICE_HOME", Path.home() / ".cache/sluice"))
+SESSION_HOME = USER_HOME / "e2e" / str(os.getpid())
+if not os.environ.get("SLUICE_E2E_HOME"):
+    shutil.rmtree(USER_HOME / "e2e", ignore_errors=True)
+    (USER_HOME / "models").mkdir(parents=True, exist_ok=True)
+    SESSION_HOME.mkdir(parents=True)
+    (SESSION_HOME / "models").symlink_to(USER_HOME / "models")
+    os.environ["SLUICE_HOME"] = str(SESSION_HOME)
+    os.environ["SLUICE_E2E_HOME"] = "1"
+
 
 def sluice_bin() -> str:
     default = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "sluice"
@@ -61,6 +74,18 @@ def config_with(tmp: Path, **settings) -> Path:
         assert n == 1, f"{key} is not a key of {path}"
     path.write_text(text)
     return cfg / "sluice.toml"
+
+
+def backend_config(tmp: Path, backend: str, **settings) -> Path:
+    """configs/ copied (see `config_with`; parking as shipped unless `settings` say) with the
+    model's engine backend set (`engine.backend`: `llamacpp` or `mistralrs`)."""
+    settings.setdefault("parked_workers", 1)
+    path = config_with(tmp, **settings)
+    model = path.parent / f"models/{MODEL}.toml"
+    text = model.read_text()
+    assert "\n[engine]\n" in text and "\nbackend = " not in text
+    model.write_text(text.replace("\n[engine]\n", f'\n[engine]\nbackend = "{backend}"\n', 1))
+    return path
 
 
 def gateway_config(tmp: Path, **gateway) -> Path:
@@ -138,10 +163,39 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def default_server(tmp_path_factory):
+    """`sluice serve` with the shipped configs, shared by the whole session."""
     s = Server(tmp_path_factory.mktemp("serve")).wait_ready()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def server(default_server):
+    return default_server
+
+
+# The engine backends the conformance tests run against (every one the default build has);
+# the first is the default for this CPU model, served by the shared `server`.
+BACKENDS = os.environ.get("SLUICE_BACKENDS", "llamacpp,mistralrs").split(",")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def engine_server(request, tmp_path_factory):
+    """A server per engine backend. Test modules that exercise generation take it as their
+    `server` (`server = conformance_server`), so every backend passes the same tests."""
+    if request.param == "llamacpp":
+        yield request.getfixturevalue("default_server")
+        return
+    tmp = tmp_path_factory.mktemp(f"serve-{request.param}")
+    s = Server(tmp, "--config", str(backend_config(tmp, request.param))).wait_ready()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def conformance_server(engine_server):
+    return engine_server
 
 
 @pytest.fixture

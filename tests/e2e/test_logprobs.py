@@ -8,6 +8,8 @@ import openai
 import pytest
 
 from conftest import MODEL
+# Every engine backend runs these tests (conftest.BACKENDS): one conformance suite.
+from conftest import conformance_server as server  # noqa: E402,F401
 
 BASES = ["/v1", f"/v2/{MODEL}/openai/v1"]
 ASK = [{"role": "user", "content": "Name three colors."}]

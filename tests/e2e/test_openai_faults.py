@@ -14,6 +14,8 @@ import openai
 import pytest
 
 from conftest import MODEL, get_json, wait_for, worker_pids
+# Every engine backend runs these tests (conftest.BACKENDS): one conformance suite.
+from conftest import conformance_server as server  # noqa: E402,F401
 
 BASES = ["/v1", f"/v2/{MODEL}/openai/v1"]
 EMOJI = "Emoji list: 🍎🍌🍇"
@@ -139,12 +141,12 @@ def busy_worker(server):
 def test_a_client_that_gives_up_on_a_non_streamed_completion_frees_the_engine(server):
     client = openai.OpenAI(base_url=f"{server.base}/v1", api_key="unused", max_retries=0, timeout=3)
     with pytest.raises(openai.APITimeoutError):
-        client.completions.create(model=MODEL, prompt=COUNTING, max_tokens=3000, temperature=0)
+        client.completions.create(model=MODEL, prompt=COUNTING, max_tokens=1800, temperature=0)
     assert_engine_idle_after(server, "a non-streamed completion's client left")
 
 
 def test_a_disconnected_stream_frees_the_engine(server):
-    body = {"model": MODEL, "prompt": COUNTING, "max_tokens": 3000, "temperature": 0, "stream": True}
+    body = {"model": MODEL, "prompt": COUNTING, "max_tokens": 1800, "temperature": 0, "stream": True}
     req = urllib.request.Request(f"{server.base}/v1/completions", json.dumps(body).encode(),
                                  {"content-type": "application/json"})
     resp = urllib.request.urlopen(req, timeout=60)
@@ -163,7 +165,7 @@ def post(url, body):
 @pytest.mark.parametrize("how", ["cancel", "execution timeout"])
 def test_queue_cancels_and_timeouts_free_the_engine(server, how):
     job_input = {"openai_route": "/v1/completions",
-                 "openai_input": {"model": MODEL, "prompt": COUNTING, "max_tokens": 3000, "temperature": 0}}
+                 "openai_input": {"model": MODEL, "prompt": COUNTING, "max_tokens": 1800, "temperature": 0}}
     body = {"input": job_input}
     if how == "execution timeout":
         body["policy"] = {"executionTimeout": 4000}

@@ -14,6 +14,8 @@ import pydantic
 import pytest
 
 from conftest import MODEL
+# Every engine backend runs these tests (conftest.BACKENDS): one conformance suite.
+from conftest import conformance_server as server  # noqa: E402,F401
 from test_openai import raw_post
 
 BASES = ["/v1", f"/v2/{MODEL}/openai/v1"]

@@ -87,7 +87,7 @@ def traced_server(tmp_path, receiver):
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
            "OTEL_BSP_SCHEDULE_DELAY": "100",
            # tower-http's per-request lines (debug), to see the trace id on log lines.
-           "SLUICE_LOG": "warn,sluice=info,gateway=info,engine=info,autoscaler=info,tower_http=debug"}
+           "SLUICE_LOG": "warn,sluice=info,gateway=info,engine=info,worker=info,autoscaler=info,tower_http=debug"}
     return Server(tmp_path, env=env).wait_ready()
 
 

@@ -110,8 +110,14 @@ impl Cache {
         self.root.join("models").join(name)
     }
 
-    /// Where `cfg`'s served file is (or will be, once pulled) in this cache: what workers
-    /// load, and what the autoscaler's RAM tier promotes and demotes.
+    /// Where `cfg`'s weights file as published is (or will be) in this cache: what the
+    /// llama.cpp backend maps.
+    pub fn original_path(&self, cfg: &ModelConfig) -> PathBuf {
+        self.model_dir(&cfg.name).join(&cfg.weights.file)
+    }
+
+    /// Where `cfg`'s served file is (or will be, once pulled) in this cache: what mistral.rs
+    /// workers load.
     pub fn served_path(&self, cfg: &ModelConfig) -> PathBuf {
         let file = match cfg.weights.serve_format {
             WeightFormat::Original => cfg.weights.file.clone(),

@@ -1,0 +1,148 @@
+//! The engine room: which backend runs a worker's model, behind one type. Everything a request
+//! needs beyond choosing tokens is shared by the backends and written once: OpenAI shapes,
+//! stop strings, tool calls and log-probability entries (`shape`, `tool_calls`, `logprobs`),
+//! and sampling with a request's own generator (`sampler`).
+
+use crate::llm::MistralRs;
+use crate::EngineError;
+use async_trait::async_trait;
+use protocol::openai::response::{Chunk, Completion};
+use protocol::openai::GenerateRequest;
+use protocol::{EngineBackend, ModelConfig};
+use std::path::Path;
+use tokio_util::sync::CancellationToken;
+
+/// The files a worker's engine may load.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelFiles<'a> {
+    /// The served GGUF (re-quantized for mistral.rs, its tokenizer arrays stripped).
+    pub served: &'a Path,
+    /// The GGUF as published (its tokenizer inside: what llama.cpp loads).
+    pub original: &'a Path,
+    /// The tokenizer sidecar written at pull time, if the model has one.
+    pub tokenizer_dir: Option<&'a Path>,
+}
+
+/// What a backend does: run one request, its tokens chosen through the shared logits hook
+/// (`sampler`, `bias`, `logprobs`, llguidance), and report it as OpenAI shapes (`shape`). The
+/// spirit of TGI's `Backend`: one request in, its events out; everything above is common.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The model name it serves.
+    fn served_name(&self) -> &str;
+
+    /// Run `req`. Each piece of output is passed to `on_chunk` as an OpenAI chunk (when the
+    /// request streams); the final OpenAI response is returned, usage exact. Errors:
+    /// [`EngineError::Cancelled`] once `cancel` fires (the request's sequences stop at their
+    /// next token), else what the backend reported.
+    async fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_chunk: &mut (dyn FnMut(Chunk) + Send),
+        cancel: &CancellationToken,
+    ) -> Result<Completion, EngineError>;
+}
+
+/// A loaded model on one of the backends.
+pub struct Engine(Box<dyn Backend>);
+
+impl Engine {
+    /// The backend a worker runs `cfg` on: its `engine.backend`, `auto` being llama.cpp for a
+    /// GGUF model on a CPU worker (when built in), else mistral.rs.
+    pub fn backend_for(cfg: &ModelConfig, on_gpu: bool) -> EngineBackend {
+        let gguf = Path::new(&cfg.weights.file)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        match cfg.engine.backend {
+            EngineBackend::Auto if cfg!(feature = "llamacpp") && !on_gpu && gguf => {
+                EngineBackend::Llamacpp
+            }
+            EngineBackend::Auto => EngineBackend::Mistralrs,
+            chosen => chosen,
+        }
+    }
+
+    /// The weights file `backend` maps: the GGUF as published for llama.cpp (its tokenizer
+    /// inside), the served file for mistral.rs. The cold-start tiers keep this file warm.
+    pub fn weights_file<'a>(files: &ModelFiles<'a>, backend: EngineBackend) -> &'a Path {
+        match backend {
+            EngineBackend::Llamacpp => files.original,
+            _ => files.served,
+        }
+    }
+
+    /// Load the model on `backend`. Errors: [`EngineError::Load`] (a backend not built in,
+    /// llama.cpp without the tokenizer sidecar, or the backend's own load error).
+    pub async fn load(
+        cfg: &ModelConfig,
+        files: ModelFiles<'_>,
+        backend: EngineBackend,
+    ) -> Result<Self, EngineError> {
+        match backend {
+            EngineBackend::Llamacpp => Self::load_llamacpp(cfg, files).await,
+            _ => MistralRs::load(cfg, files.served, files.tokenizer_dir)
+                .await
+                .map(|e| Engine(Box::new(e))),
+        }
+    }
+
+    #[cfg(feature = "llamacpp")]
+    async fn load_llamacpp(cfg: &ModelConfig, files: ModelFiles<'_>) -> Result<Self, EngineError> {
+        let dir = files.tokenizer_dir.ok_or_else(|| {
+            EngineError::Load("the llama.cpp backend needs the model's tokenizer sidecar".into())
+        })?;
+        crate::llamacpp::LlamaEngine::load(
+            cfg,
+            Self::weights_file(&files, EngineBackend::Llamacpp),
+            dir,
+        )
+        .await
+        .map(|e| Engine(Box::new(e)))
+    }
+
+    #[cfg(not(feature = "llamacpp"))]
+    async fn load_llamacpp(_: &ModelConfig, _: ModelFiles<'_>) -> Result<Self, EngineError> {
+        Err(EngineError::Load(
+            "this build has no llama.cpp backend (cargo feature `llamacpp`)".into(),
+        ))
+    }
+
+    /// The model name it serves.
+    pub fn served_name(&self) -> &str {
+        self.0.served_name()
+    }
+
+    /// Run `req` on the backend (see [`Backend::generate`]).
+    pub async fn generate(
+        &self,
+        req: &GenerateRequest,
+        on_chunk: &mut (dyn FnMut(Chunk) + Send),
+        cancel: &CancellationToken,
+    ) -> Result<Completion, EngineError> {
+        self.0.generate(req, on_chunk, cancel).await
+    }
+}
+
+/// A request's two traced phases on any backend: `prefill` from its start to its first
+/// event, then `decode` to its end (the backends' own steps are not traced; these bound them).
+pub(crate) struct Phases {
+    prefill: Option<tracing::Span>,
+    decode: Option<tracing::Span>,
+}
+
+impl Phases {
+    /// Prefill begins.
+    pub(crate) fn start() -> Self {
+        Phases {
+            prefill: Some(tracing::info_span!("prefill")),
+            decode: None,
+        }
+    }
+
+    /// An event came: the first one ends prefill and begins decode.
+    pub(crate) fn event(&mut self) {
+        if self.prefill.take().is_some() {
+            self.decode = Some(tracing::info_span!("decode"));
+        }
+    }
+}
