@@ -53,6 +53,11 @@ pub async fn serve(
             );
             continue;
         };
+        // Streamed answers are many small writes: without TCP_NODELAY, Nagle's algorithm holds
+        // each one until the client's delayed ACK (~40 ms), which was most of a warm TTFT.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
         let service = TowerToHyperService::new(router.clone());
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
