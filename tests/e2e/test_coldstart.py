@@ -59,7 +59,8 @@ def test_parked_workers_thaw_for_the_next_job_and_are_evicted_after_park_timeout
         # Idle past idle_timeout (1 s): parked, its process stopped, not gone.
         w = wait_for(lambda: [w for w in fleet(s) if w["state"] == "parked"], 20, "parking")[0]
         pid = w["pid"]
-        assert process_state(pid) == "T", "a parked worker is frozen"
+        # Frozen (state T; a signal that finds it in uninterruptible I/O lands when that ends).
+        wait_for(lambda: process_state(pid) == "T", 5, "the parked worker to stop")
         assert worker_pids(s.port) == [pid]
         assert get_json(f"{s.base}/v2/{MODEL}/health")[1]["workers"]["parked"] == 1
         # The next request thaws it: same process, the answer says it waited for a thaw.
