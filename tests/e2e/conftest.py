@@ -63,10 +63,16 @@ def wait_for(pred, timeout, what):
 def config_with(tmp: Path, **settings) -> Path:
     """A copy of configs/ with keys of the model's config replaced (`min_workers=1`, ...).
     Parking is off unless asked for (`parked_workers=N`): these tests see idle workers drained
-    and gone, as they were before parking existed; test_coldstart.py tests parking."""
+    and gone, as they were before parking existed; test_coldstart.py tests parking. Files and
+    batches live in `tmp/files`: a batch another test left running is not resumed here (its
+    low-priority jobs once took a soak test's worker)."""
     settings.setdefault("parked_workers", 0)
     cfg = tmp / "configs"
     shutil.copytree(ROOT / "configs", cfg)
+    platform = cfg / "sluice.toml"
+    platform.write_text(
+        platform.read_text().replace("[gateway]\n", f"[gateway]\nfiles_dir = {json.dumps(str(tmp / 'files'))}\n", 1)
+    )
     path = cfg / f"models/{MODEL}.toml"
     text = path.read_text()
     for key, value in settings.items():
