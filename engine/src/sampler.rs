@@ -122,7 +122,8 @@ impl CustomLogitsProcessor for SeededSampler {
     }
 }
 
-fn argmax(values: &[f32]) -> usize {
+/// The index of the largest value (the first of equals): the greedy choice.
+pub(crate) fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()

@@ -7,7 +7,7 @@
 //! ([`crate::sampler::SeededSampler`], shared with the mistral.rs backend).
 
 use crate::logprobs::{log_softmax, position, Position};
-use crate::sampler::SeededSampler;
+use crate::sampler::{argmax, SeededSampler};
 use llguidance::Matcher;
 use protocol::openai::Sampling;
 use std::collections::HashMap;
@@ -138,20 +138,6 @@ impl TokenChooser {
             }
         }
     }
-}
-
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
 }
 
 #[cfg(test)]
