@@ -9,6 +9,7 @@ mod backend;
 mod bias;
 mod counter;
 pub mod devices;
+mod ends;
 mod error;
 mod handler;
 #[cfg(feature = "llamacpp")]

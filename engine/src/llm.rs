@@ -8,6 +8,7 @@
 use crate::bias::LogitBias;
 use crate::counter::{TokenCounter, TokenCounts};
 use crate::devices;
+use crate::ends::{EndMask, EndRules, StopIdsAsEos};
 use crate::logprobs::{ChoiceLogprobs, LogprobRecorder, Vocab};
 use crate::sampler::SeededSampler;
 use crate::shape::Aggregator;
@@ -43,6 +44,9 @@ pub struct MistralRs {
     context_length: usize,
     /// Where a constrained (structured-output) request stops: see [`MistralRs::load`].
     constraint_eos: Vec<u32>,
+    /// The end-of-sequence tokens mistral.rs stops on (the model's), for `ignore_eos` and
+    /// `min_tokens` ([`EndMask`]).
+    eos: Arc<[u32]>,
     /// Every token's text, for log probabilities; `None` if the pipeline has no token trie
     /// (log probabilities are then refused).
     vocab: Option<Arc<Vocab>>,
@@ -97,7 +101,10 @@ impl MistralRs {
         // differ from the model's EOS ids that mistral.rs stops on (SmolLM2: `<|endoftext|>`
         // vs `<|im_end|>`); without them a finished JSON answer is padded with invisible
         // tokens up to `max_tokens`.
-        let tok_env = pipeline.lock().await.get_metadata().tok_env();
+        let (tok_env, eos) = {
+            let meta = pipeline.lock().await.get_metadata();
+            (meta.tok_env(), Arc::from(meta.eos_tok.clone()))
+        };
         let constraint_eos = tok_env
             .as_ref()
             .map(|env| env.tok_trie().eos_tokens().to_vec())
@@ -123,6 +130,7 @@ impl MistralRs {
             served_name: cfg.name.clone(),
             context_length: cfg.engine.context_length,
             constraint_eos,
+            eos,
             vocab,
         })
     }
@@ -208,6 +216,11 @@ impl MistralRs {
             base.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
         }
         let bias = LogitBias::processor(&sampling.logit_bias);
+        let rules = EndRules::new(sampling, self.eos.clone());
+        let (ends, stop_ids) = (
+            EndMask::processor(rules.clone()),
+            StopIdsAsEos::processor(&rules),
+        );
         let top_n = self.logprobs_of(sampling)?;
         let mut runs = Vec::with_capacity(shapes.len());
         for (i, (n_choices, keep)) in shapes.into_iter().enumerate() {
@@ -239,7 +252,9 @@ impl MistralRs {
                     std::iter::once(counter.processor())
                         .chain(bias.clone())
                         .chain(recorder.as_ref().map(LogprobRecorder::processor))
+                        .chain(ends.clone())
                         .chain(sampler)
+                        .chain(stop_ids.clone())
                         .collect(),
                 ),
                 return_raw_logits: false,
@@ -313,6 +328,9 @@ impl crate::Backend for MistralRs {
             // No event: the engine has dropped every sequence of the request.
             let Some((r, resp)) = event else { break };
             phases.event();
+            if agg.continuous_usage() {
+                agg.usage = usage_so_far(&runs, req.sampling().max_tokens);
+            }
             for piece in fold(resp, runs[r].choices.start)? {
                 for ((index, text, finish), entries) in runs[r].ready(piece) {
                     if let Some(chunk) = agg.delta(index, &text, finish.as_deref(), entries) {
@@ -348,6 +366,16 @@ impl crate::Backend for MistralRs {
             .collect();
         self.finish(req, agg, runs, &counts, on_chunk)
     }
+}
+
+/// The usage of `runs` so far, for `continuous_usage_stats` (`max_tokens`: the request's).
+fn usage_so_far(runs: &[Run], max_tokens: Option<u32>) -> Usage {
+    let counts: Vec<TokenCounts> = runs.iter().map(|r| r.counter.counts()).collect();
+    let limit = max_tokens.map(|m| m as usize);
+    Usage::new(
+        counts.iter().find_map(|c| c.prompt).unwrap_or(0),
+        counts.iter().map(|c| c.generated(limit)).sum(),
+    )
 }
 
 /// End `run`: its held piece goes out, then each of its choices not finished yet ends with

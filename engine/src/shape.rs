@@ -103,11 +103,15 @@ fn message_content(content: String, has_calls: bool) -> Option<String> {
 /// string that is one token into a token id, so `"Blue"` would not stop `" Blue"`.)
 /// Returns the text safe to emit and whether a stop sequence was hit; a hit drops the stop
 /// sequence and everything after it.
-fn scan_stops(pending: &mut String, text: &str, stops: &[String]) -> (String, bool) {
+/// With `keep` (vLLM's `include_stop_str_in_output`) the stop sequence itself stays.
+fn scan_stops(pending: &mut String, text: &str, stops: &[String], keep: bool) -> (String, bool) {
     pending.push_str(text);
-    let hit = stops.iter().filter_map(|s| pending.find(s.as_str())).min();
-    if let Some(pos) = hit {
-        let out = pending[..pos].to_string();
+    let hit = stops
+        .iter()
+        .filter_map(|s| pending.find(s.as_str()).map(|pos| (pos, s.len())))
+        .min_by_key(|&(pos, _)| pos);
+    if let Some((pos, len)) = hit {
+        let out = pending[..if keep { pos + len } else { pos }].to_string();
         pending.clear();
         return (out, true);
     }
@@ -139,6 +143,11 @@ pub struct Aggregator {
     /// Streamed chunks carry `"usage": null` (OpenAI's shape when the client asked for usage
     /// with `stream_options.include_usage`; the last chunk then carries the real usage).
     include_usage: bool,
+    /// Streamed chunks carry the usage so far (vLLM's `continuous_usage_stats`): the caller
+    /// keeps [`Aggregator::usage`] current.
+    continuous_usage: bool,
+    /// A stop sequence that ends a choice stays in its text (`include_stop_str_in_output`).
+    keep_stop: bool,
     /// Whether the request asked for log probabilities (the `logprobs` fields are `null`
     /// otherwise).
     logprobs: bool,
@@ -175,6 +184,8 @@ impl Aggregator {
             choices: vec![Choice::default(); n.max(1)],
             stops,
             include_usage,
+            continuous_usage: false,
+            keep_stop: false,
             logprobs: false,
             usage: Usage::default(),
         }
@@ -198,6 +209,25 @@ impl Aggregator {
         )
         .with_logprobs(sampling.logprobs.is_some())
         .with_tools(tools.as_ref())
+        .with_vllm_options(
+            req.stream() && req.continuous_usage(),
+            sampling.include_stop_str_in_output,
+        )
+    }
+
+    /// vLLM's options: `continuous_usage` (every streamed chunk carries the usage so far,
+    /// which the caller keeps current in [`Aggregator::usage`]) and `keep_stop` (a stop
+    /// sequence that ends a choice stays in its text).
+    pub fn with_vllm_options(mut self, continuous_usage: bool, keep_stop: bool) -> Self {
+        self.continuous_usage = continuous_usage;
+        self.keep_stop = keep_stop;
+        self
+    }
+
+    /// Whether streamed chunks carry the usage so far (the caller updates [`Self::usage`]
+    /// before each [`Self::delta`]).
+    pub fn continuous_usage(&self) -> bool {
+        self.continuous_usage
     }
 
     /// Read every choice's text as the request's tools say (see [`ToolOutput`]); chat only.
@@ -239,7 +269,7 @@ impl Aggregator {
             c.lp_pending.push_back((end, e));
         }
         c.received += text.len();
-        let (mut text, hit) = scan_stops(&mut c.pending, text, stops);
+        let (mut text, hit) = scan_stops(&mut c.pending, text, stops, self.keep_stop);
         let finish = if hit {
             Some("stop".to_string())
         } else {
@@ -263,7 +293,7 @@ impl Aggregator {
         let released = c.release();
         let first = !c.started;
         c.started = true;
-        let usage = self.include_usage.then_some(None);
+        let usage = self.chunk_usage();
         Some(match self.kind {
             Kind::Chat => {
                 let delta = Delta {
@@ -315,6 +345,16 @@ impl Aggregator {
         self.choices.iter().all(|c| c.finish_reason.is_some())
     }
 
+    /// A streamed chunk's `usage`: absent, `null` (`include_usage`), or the counts so far
+    /// (`continuous_usage_stats`).
+    fn chunk_usage(&self) -> Option<Option<Usage>> {
+        if self.continuous_usage {
+            Some(Some(self.usage))
+        } else {
+            self.include_usage.then_some(None)
+        }
+    }
+
     /// The final chunk OpenAI sends when `stream_options.include_usage` is set: no choices.
     pub fn usage_chunk(&self) -> Chunk {
         let usage = Some(Some(self.usage));
@@ -338,7 +378,7 @@ impl Aggregator {
     /// generated text). Call before the first [`Aggregator::delta`]; the prompt is never
     /// matched against stop sequences.
     pub fn echo(&mut self, prompt: &str) -> Vec<Chunk> {
-        let usage = self.include_usage.then_some(None);
+        let usage = self.chunk_usage();
         let mut chunks = Vec::with_capacity(self.choices.len());
         for index in 0..self.choices.len() {
             self.choices[index].text.insert_str(0, prompt);
@@ -495,7 +535,7 @@ mod tests {
     fn held_back_text_is_released_at_the_end() {
         let mut p = String::new();
         assert_eq!(
-            scan_stops(&mut p, "ab", &["bc".to_string()]),
+            scan_stops(&mut p, "ab", &["bc".to_string()], false),
             ("a".to_string(), false)
         );
         assert_eq!(p, "b");

@@ -128,6 +128,41 @@ pub struct Sampling {
     /// [`logprobs::MAX_TOP_LOGPROBS`]): chat's `logprobs: true` + `top_logprobs`, completions'
     /// `logprobs` (an int). `None`: no log probabilities.
     pub logprobs: Option<u32>,
+    /// vLLM's `ignore_eos`: the model's end-of-sequence tokens do not end a choice, which
+    /// runs to `max_tokens` (or the context) unless a stop string or `stop_token_ids` ends it.
+    /// Load testers (`vllm bench serve`, guidellm) send it so every request generates the
+    /// length they asked for.
+    #[serde(default)]
+    pub ignore_eos: bool,
+    /// vLLM's `min_tokens`: no end-of-sequence token, `stop_token_ids` token or stop string
+    /// ends a choice before it has this many tokens; at most `max_tokens`. 0: no minimum.
+    #[serde(default)]
+    pub min_tokens: u32,
+    /// vLLM's `stop_token_ids`: generating one of these tokens ends the choice with `stop`;
+    /// the token counts in usage but its text is not part of the output (unless
+    /// `include_stop_str_in_output`). Up to [`MAX_STOP_TOKEN_IDS`].
+    #[serde(default)]
+    pub stop_token_ids: Vec<u32>,
+    /// vLLM's `include_stop_str_in_output`: the stop string (or stop token's text) that ended
+    /// a choice stays at the end of its text.
+    #[serde(default)]
+    pub include_stop_str_in_output: bool,
+}
+
+impl Sampling {
+    /// `min_tokens` against `max_tokens`, once `max_tokens` has its route's default.
+    fn check_lengths(&self) -> Result<()> {
+        match self.max_tokens {
+            Some(max) if self.min_tokens > max => Err(InvalidRequest::new(
+                "min_tokens",
+                format!(
+                    "`min_tokens` must be less than or equal to `max_tokens`={max}, got {}",
+                    self.min_tokens
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Sampling {
@@ -169,6 +204,9 @@ pub struct ChatRequest {
     /// OpenAI's `stream_options.include_usage`: streamed chunks carry `"usage": null` and a
     /// last chunk without choices carries the counts. Always false without `stream`.
     pub include_usage: bool,
+    /// vLLM's `stream_options.continuous_usage_stats` (with `include_usage`): every streamed
+    /// chunk carries the counts so far instead of `null`.
+    pub continuous_usage: bool,
     /// The functions the model may call and how (`tools`, `tool_choice`,
     /// `parallel_tool_calls`); `None` without tools or with `tool_choice: "none"`. A forced
     /// choice's schema is also in `sampling.json_schema` (see [`tools::Tools::forced_schema`]).
@@ -195,6 +233,9 @@ pub struct CompletionRequest {
     /// OpenAI's `stream_options.include_usage`: streamed chunks carry `"usage": null` and a
     /// last chunk without choices carries the counts. Always false without `stream`.
     pub include_usage: bool,
+    /// vLLM's `stream_options.continuous_usage_stats` (with `include_usage`): every streamed
+    /// chunk carries the counts so far instead of `null`.
+    pub continuous_usage: bool,
 }
 
 /// Either kind of generation request, as carried by a job.
@@ -249,6 +290,14 @@ impl GenerateRequest {
             GenerateRequest::Completion(c) => c.include_usage,
         }
     }
+    /// Whether every streamed chunk carries the counts so far
+    /// (`stream_options.continuous_usage_stats`).
+    pub fn continuous_usage(&self) -> bool {
+        match self {
+            GenerateRequest::Chat(c) => c.continuous_usage,
+            GenerateRequest::Completion(c) => c.continuous_usage,
+        }
+    }
 }
 
 /// Parameters honoured by both routes.
@@ -263,6 +312,10 @@ const SAMPLING_KEYS: &[&str] = &[
     "frequency_penalty",
     "repetition_penalty",
     "stop",
+    "stop_token_ids",
+    "include_stop_str_in_output",
+    "ignore_eos",
+    "min_tokens",
     "seed",
     "n",
     "logit_bias",
@@ -354,6 +407,8 @@ pub const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 
 /// Maximum number of stop sequences and of choices (`n`) one request may ask for.
 pub const MAX_STOP: usize = 16;
+/// Maximum number of `stop_token_ids` one request may give.
+pub const MAX_STOP_TOKEN_IDS: usize = 64;
 /// Maximum number of choices (`n`) one request may ask for, and of sequences (`best_of`) one
 /// completion may generate.
 pub const MAX_N: u32 = 16;
@@ -417,12 +472,14 @@ impl ChatRequest {
                 c.sampling.json_schema = Some(schema);
             }
         }
+        c.sampling.check_lengths()?;
         Ok(ChatRequest {
             model: c.model,
             messages,
             sampling: c.sampling,
             stream: c.stream,
             include_usage: c.include_usage,
+            continuous_usage: c.continuous_usage,
             tools,
         })
     }
@@ -557,6 +614,7 @@ impl CompletionRequest {
             mut sampling,
             stream,
             include_usage,
+            continuous_usage,
         } = parse_common(&mut map)?;
         sampling.logprobs = logprobs;
         // OpenAI's documented default for this route (vLLM follows it); chat has none.
@@ -577,6 +635,7 @@ impl CompletionRequest {
                 ));
             }
         }
+        sampling.check_lengths()?;
         Ok(CompletionRequest {
             model,
             prompt,
@@ -585,6 +644,7 @@ impl CompletionRequest {
             sampling,
             stream,
             include_usage,
+            continuous_usage,
         })
     }
 }

@@ -111,6 +111,8 @@ pub enum FormatKind {
 pub struct StreamOptions {
     /// Send the token counts in a last chunk without choices.
     pub include_usage: Option<bool>,
+    /// With `include_usage`, every chunk carries the counts so far (vLLM's).
+    pub continuous_usage_stats: Option<bool>,
 }
 
 /// One offered tool: `{"type": "function", "function": {...}}`.
@@ -211,6 +213,15 @@ macro_rules! with_common_parameters {
             pub repetition_penalty: Option<f32>,
             /// Stop sequences.
             pub stop: Option<Stop>,
+            /// Token ids that end a choice (vLLM's); their text is left out.
+            #[schema(max_items = 64)]
+            pub stop_token_ids: Option<Vec<u32>>,
+            /// Keep the stop string that ended a choice in its text (vLLM's).
+            pub include_stop_str_in_output: Option<bool>,
+            /// End-of-sequence tokens do not end a choice (vLLM's).
+            pub ignore_eos: Option<bool>,
+            /// Tokens a choice generates before anything may end it, at most `max_tokens` (vLLM's).
+            pub min_tokens: Option<u32>,
             /// The same seed and parameters repeat the same choices (choice `i` draws from `seed + i`).
             pub seed: Option<i64>,
             /// Choices to return.
@@ -345,7 +356,9 @@ mod tests {
             "top_k": 1, "min_p": 0.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
             "repetition_penalty": 1.0, "stop": "x", "seed": 1, "n": 1, "logit_bias": {"1": 1},
             "response_format": {"type": "text"}, "guided_json": null, "stream": true,
-            "stream_options": {"include_usage": true}, "user": "u", "logprobs": null,
+            "stream_options": {"include_usage": true, "continuous_usage_stats": true}, "user": "u",
+            "logprobs": null, "stop_token_ids": [2], "include_stop_str_in_output": true,
+            "ignore_eos": true, "min_tokens": 1,
             "top_logprobs": null, "tools": [{"type": "function", "function": {"name": "f"}}],
             "tool_choice": "auto", "parallel_tool_calls": true, "echo": false, "best_of": 1,
         });

@@ -111,6 +111,10 @@ const SAMPLING: &[&str] = &[
     "frequency_penalty",
     "repetition_penalty",
     "guided_json",
+    "ignore_eos",
+    "min_tokens",
+    "stop_token_ids",
+    "include_stop_str_in_output",
 ];
 
 /// worker-vllm's default when `max_tokens` is not given.

@@ -10,6 +10,7 @@
 mod scheduler;
 mod step;
 
+use crate::ends::EndRules;
 use crate::logprobs::{Entries, Vocab};
 use crate::shape::Aggregator;
 use crate::EngineError;
@@ -45,6 +46,8 @@ pub struct LlamaEngine {
     tokenizer: PromptTokenizer,
     vocab: Arc<Vocab>,
     n_vocab: usize,
+    /// The model's end-of-generation tokens.
+    eog: Arc<[u32]>,
     /// The structured-output compiler, built from the tokenizer sidecar in the background
     /// after load (~0.1 s that a cold start need not wait for); a constrained request that
     /// comes first waits for it.
@@ -131,7 +134,7 @@ impl LlamaEngine {
                     "llama.cpp model and context ready"
                 );
                 let _ = ready_tx.send(Ok((vocab, eog)));
-                scheduler::run(&model, ctx, rx, shape);
+                scheduler::run(ctx, rx, shape);
             })
             .map_err(|e| load(e.to_string()))?;
         // Parsed while the llama.cpp thread maps the weights and clears the KV cache: the
@@ -149,9 +152,14 @@ impl LlamaEngine {
             .map_err(load)?;
         let n_vocab = vocab.len();
         let constraints = Arc::new(OnceLock::new());
-        let (cell, dir) = (constraints.clone(), tokenizer_dir.to_path_buf());
+        let eog: Arc<[u32]> = Arc::from(eog);
+        let (cell, dir, ids) = (
+            constraints.clone(),
+            tokenizer_dir.to_path_buf(),
+            eog.clone(),
+        );
         std::thread::spawn(move || {
-            cell.get_or_init(|| constraint_factory(&dir, n_vocab, &eog));
+            cell.get_or_init(|| constraint_factory(&dir, n_vocab, &ids));
         });
         Ok(LlamaEngine {
             requests: Mutex::new(tx),
@@ -160,8 +168,19 @@ impl LlamaEngine {
             tokenizer,
             vocab: Arc::new(vocab),
             n_vocab,
+            eog,
             constraints,
         })
+    }
+
+    /// What token `id` adds to a choice's text: none for one of `stop_token_ids` (unless
+    /// `include_stop_str_in_output`), as vLLM leaves the token that stopped a sequence out.
+    fn output_bytes(&self, req: &GenerateRequest, id: u32) -> &[u8] {
+        let s = req.sampling();
+        if !s.include_stop_str_in_output && s.stop_token_ids.contains(&id) {
+            return &[];
+        }
+        self.vocab.text(id)
     }
 
     /// The prompt's tokens, rendered and tokenized as the gateway counts them.
@@ -217,7 +236,7 @@ impl LlamaEngine {
                     SeqEvent::Token { id, position } => {
                         generated += 1;
                         score += position.map_or(0.0, |p| p.logprob);
-                        text.push_str(&run.text(self.vocab.text(id)));
+                        text.push_str(&run.text(self.output_bytes(req, id)));
                     }
                     SeqEvent::End(r) => reason = r,
                     SeqEvent::Failed(e) => return Err(EngineError::Internal(e)),
@@ -263,8 +282,14 @@ impl LlamaEngine {
             }
             None => None,
         };
-        let chooser =
-            step::TokenChooser::new(sampling, (i, ranked), prompt, self.n_vocab, constraint);
+        let ends = EndRules::new(sampling, self.eog.clone());
+        let chooser = step::TokenChooser::new(
+            sampling,
+            (i, ranked),
+            (prompt, self.n_vocab),
+            constraint,
+            ends,
+        );
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let seq = SeqRequest {
@@ -321,6 +346,7 @@ impl crate::Backend for LlamaEngine {
             }
         }
         let mut agg = Aggregator::for_request(req, &self.served_name);
+        agg.usage = Usage::new(prompt.len(), 0);
         if let GenerateRequest::Completion(c) = req {
             if c.echo {
                 let echoed = agg.echo(&c.prompt);
@@ -356,7 +382,7 @@ impl crate::Backend for LlamaEngine {
                         .and_then(|p| run.entries.push(p))
                         .into_iter()
                         .collect();
-                    (run.text(self.vocab.text(id)), None, entries)
+                    (run.text(self.output_bytes(req, id)), None, entries)
                 }
                 SeqEvent::End(reason) => (String::new(), Some(reason), Vec::new()),
                 SeqEvent::Failed(e) => {
@@ -364,6 +390,9 @@ impl crate::Backend for LlamaEngine {
                     return Err(EngineError::Internal(e));
                 }
             };
+            if agg.continuous_usage() {
+                agg.usage = Usage::new(prompt.len(), generated);
+            }
             if let Some(chunk) = agg.delta(i, &text, finish, entries) {
                 if stream {
                     on_chunk(chunk);

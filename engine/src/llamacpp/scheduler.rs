@@ -12,7 +12,6 @@ use super::step::{Choice, TokenChooser};
 use crate::logprobs::Position;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +43,8 @@ pub enum SeqEvent {
         /// Its log probabilities, when asked for.
         position: Option<Position>,
     },
-    /// The sequence ended: `stop` (an end-of-generation token, or its constraint completed) or
+    /// The sequence ended: `stop` (an ending token, see [`crate::ends`], or its constraint
+    /// completed) or
     /// `length` (`max_tokens`, or the context).
     End(&'static str),
     /// The engine failed on it; the message is for the worker's log and the client.
@@ -81,12 +81,7 @@ struct Slot {
 }
 
 /// Run the scheduler until every sender of `requests` is gone.
-pub fn run(
-    model: &LlamaModel,
-    mut ctx: LlamaContext<'_>,
-    requests: Receiver<SeqRequest>,
-    shape: Shape,
-) {
+pub fn run(mut ctx: LlamaContext<'_>, requests: Receiver<SeqRequest>, shape: Shape) {
     let mut slots: Vec<Slot> = (0..shape.slots).map(|_| Slot::default()).collect();
     let mut waiting: VecDeque<SeqRequest> = VecDeque::new();
     let mut batch = LlamaBatch::new(shape.batch, 1);
@@ -117,7 +112,7 @@ pub fn run(
             continue;
         }
         for (i, s) in slots.iter_mut().enumerate() {
-            step(&ctx, model, i, s, &shape);
+            step(&ctx, i, s, &shape);
         }
     }
 }
@@ -228,7 +223,7 @@ fn fill(batch: &mut LlamaBatch, slots: &mut [Slot], shape: &Shape) -> bool {
 
 /// After a decode: the sequence in slot `i` chooses its next token if it had logits, and
 /// ends when it is done.
-fn step(ctx: &LlamaContext<'_>, model: &LlamaModel, i: usize, s: &mut Slot, shape: &Shape) {
+fn step(ctx: &LlamaContext<'_>, i: usize, s: &mut Slot, shape: &Shape) {
     let Some(r) = s.running.as_mut() else { return };
     let Some(row) = r.row.take() else { return };
     let mut logits = ctx.get_logits_ith(row).to_vec();
@@ -236,10 +231,9 @@ fn step(ctx: &LlamaContext<'_>, model: &LlamaModel, i: usize, s: &mut Slot, shap
         Ok(Choice { id, position }) => {
             r.generated += 1;
             let sent = r.req.events.send(SeqEvent::Token { id, position }).is_ok();
-            let eog = model.vocab().is_eog(LlamaToken(id as i32));
             if !sent {
                 Some(None)
-            } else if eog || r.req.chooser.constraint_done() {
+            } else if r.req.chooser.ends(id) || r.req.chooser.constraint_done() {
                 Some(Some(SeqEvent::End("stop")))
             } else if r.generated >= r.req.max_tokens || s.cached.len() + 1 >= shape.context_length
             {

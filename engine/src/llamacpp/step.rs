@@ -6,6 +6,7 @@
 //! same compiler the gateway checks schemas with), then greedy or seeded sampling
 //! ([`crate::sampler::SeededSampler`], shared with the mistral.rs backend).
 
+use crate::ends::EndRules;
 use crate::logprobs::{log_softmax, position, Position};
 use crate::sampler::{argmax, SeededSampler};
 use llguidance::Matcher;
@@ -25,6 +26,10 @@ pub struct TokenChooser {
     generated: HashMap<u32, u32>,
     top_n: Option<usize>,
     constraint: Option<Matcher>,
+    /// What may end the sequence, and when (`ignore_eos`, `stop_token_ids`, `min_tokens`).
+    ends: EndRules,
+    /// Tokens chosen so far.
+    count: usize,
 }
 
 /// The token chosen, with its position's log probabilities when asked for.
@@ -37,14 +42,15 @@ pub struct Choice {
 
 impl TokenChooser {
     /// The chooser of choice `choice` of a request sampled with `s`, whose prompt is `prompt`
-    /// in a vocabulary of `n_vocab`, constrained by `constraint` if it has a schema. `ranked`:
-    /// its sequence competes in `best_of`, so every token's log probability is computed.
+    /// in a vocabulary of `n_vocab`, constrained by `constraint` if it has a schema, ended as
+    /// `ends` says. `ranked`: its sequence competes in `best_of`, so every token's log
+    /// probability is computed.
     pub fn new(
         s: &Sampling,
         (choice, ranked): (usize, bool),
-        prompt: &[u32],
-        n_vocab: usize,
+        (prompt, n_vocab): (&[u32], usize),
         constraint: Option<Matcher>,
+        ends: EndRules,
     ) -> Self {
         let repetition = s.repetition_penalty.unwrap_or(1.0);
         let mut prompt_seen = Vec::new();
@@ -70,6 +76,8 @@ impl TokenChooser {
             generated: HashMap::new(),
             top_n: s.logprobs.map(|n| n as usize).or(ranked.then_some(0)),
             constraint,
+            ends,
+            count: 0,
         }
     }
 
@@ -97,6 +105,7 @@ impl TokenChooser {
                 return Err("the constraint allows no token".into());
             }
         }
+        self.ends.mask(self.count, false, logits);
         let id = match &self.sampler {
             Some(s) => s.pick(logits),
             None => argmax(logits),
@@ -105,8 +114,15 @@ impl TokenChooser {
             m.consume_token(id).map_err(|e| e.to_string())?;
         }
         *self.generated.entry(id).or_default() += 1;
+        self.count += 1;
         let position = logprobs.map(|lp| position(&lp, id, self.top_n.unwrap_or(0)));
         Ok(Choice { id, position })
+    }
+
+    /// Whether generating `id` ends the sequence (an end-of-sequence token unless
+    /// `ignore_eos`, or one of `stop_token_ids`).
+    pub fn ends(&self, id: u32) -> bool {
+        self.ends.ends(id)
     }
 
     /// Whether the constraint is complete (it accepts nothing more).
@@ -158,23 +174,23 @@ mod tests {
     #[test]
     fn greedy_with_bias_and_penalties_as_vllm_applies_them() {
         let s = sampling(json!({"temperature": 0, "logit_bias": {"2": 100}}));
-        let mut c = TokenChooser::new(&s, (0, false), &[], 4, None);
+        let mut c = TokenChooser::new(&s, (0, false), (&[], 4), None, EndRules::default());
         assert_eq!(c.choose(&mut [3.0, 2.0, 0.0, 1.0]).unwrap().id, 2);
         // Presence and frequency fall on generated tokens only: token 0 was never generated.
         let s = sampling(json!({"temperature": 0, "frequency_penalty": 2.0}));
-        let mut c = TokenChooser::new(&s, (0, false), &[0], 3, None);
+        let mut c = TokenChooser::new(&s, (0, false), (&[0], 3), None, EndRules::default());
         assert_eq!(c.choose(&mut [3.0, 2.5, 0.0]).unwrap().id, 0);
         assert_eq!(c.choose(&mut [3.0, 2.5, 0.0]).unwrap().id, 1, "3 - 2 < 2.5");
         // Repetition divides a positive logit of a token seen in the prompt.
         let s = sampling(json!({"temperature": 0, "repetition_penalty": 2.0}));
-        let mut c = TokenChooser::new(&s, (0, false), &[0], 3, None);
+        let mut c = TokenChooser::new(&s, (0, false), (&[0], 3), None, EndRules::default());
         assert_eq!(c.choose(&mut [3.0, 2.0, 0.0]).unwrap().id, 1, "3 / 2 < 2");
     }
 
     #[test]
     fn log_probabilities_come_from_the_biased_logits_before_sampling() {
         let s = sampling(json!({"temperature": 0, "logprobs": 2}));
-        let mut c = TokenChooser::new(&s, (0, false), &[], 3, None);
+        let mut c = TokenChooser::new(&s, (0, false), (&[], 3), None, EndRules::default());
         let p = c
             .choose(&mut [0.0, 0.0, f32::ln(2.0)])
             .unwrap()

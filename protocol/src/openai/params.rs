@@ -1,7 +1,10 @@
 //! The parameters chat and text completions share: model, length and sampling (range-checked),
 //! stop sequences, logit bias, structured output, streaming.
 
-use super::{check_range, format, take, InvalidRequest, Result, Sampling, MAX_N, MAX_STOP};
+use super::{
+    check_range, format, take, InvalidRequest, Result, Sampling, MAX_N, MAX_STOP,
+    MAX_STOP_TOKEN_IDS,
+};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -11,6 +14,7 @@ pub(super) struct Common {
     pub sampling: Sampling,
     pub stream: bool,
     pub include_usage: bool,
+    pub continuous_usage: bool,
 }
 
 pub(super) fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
@@ -18,15 +22,24 @@ pub(super) fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
         .ok_or_else(|| InvalidRequest::new("model", "you must provide a model parameter"))?;
     let mut sampling = parse_sampling(map)?;
     sampling.stop = parse_stop(map)?;
+    sampling.stop_token_ids = take(map, "stop_token_ids")?.unwrap_or_default();
+    if sampling.stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
+        return Err(InvalidRequest::new(
+            "stop_token_ids",
+            format!("`stop_token_ids` takes at most {MAX_STOP_TOKEN_IDS} token ids"),
+        ));
+    }
+    sampling.include_stop_str_in_output = take(map, "include_stop_str_in_output")?.unwrap_or(false);
     sampling.logit_bias = parse_logit_bias(map)?;
     sampling.json_schema = format::take_output_schema(map)?;
-    let (stream, include_usage) = parse_stream(map)?;
+    let (stream, include_usage, continuous_usage) = parse_stream(map)?;
     let _user: Option<String> = take(map, "user")?;
     Ok(Common {
         model,
         sampling,
         stream,
         include_usage,
+        continuous_usage,
     })
 }
 
@@ -52,6 +65,8 @@ fn parse_sampling(map: &mut Map<String, Value>) -> Result<Sampling> {
         repetition_penalty: take(map, "repetition_penalty")?,
         seed: take(map, "seed")?,
         n: take(map, "n")?.unwrap_or(1),
+        ignore_eos: take(map, "ignore_eos")?.unwrap_or(false),
+        min_tokens: take(map, "min_tokens")?.unwrap_or(0),
         ..Sampling::default()
     };
     check_range("temperature", s.temperature, 0.0, 2.0)?;
@@ -118,11 +133,12 @@ fn parse_logit_bias(map: &mut Map<String, Value>) -> Result<HashMap<u32, f32>> {
     Ok(out)
 }
 
-/// `stream` and `stream_options.include_usage` (the options only with `stream`).
-fn parse_stream(map: &mut Map<String, Value>) -> Result<(bool, bool)> {
+/// `stream`, `stream_options.include_usage` and vLLM's `continuous_usage_stats` (the options
+/// only with `stream`; continuous usage only with `include_usage`, as vLLM reads it).
+fn parse_stream(map: &mut Map<String, Value>) -> Result<(bool, bool, bool)> {
     let stream: bool = take(map, "stream")?.unwrap_or(false);
     let Some(mut opts) = take::<Map<String, Value>>(map, "stream_options")? else {
-        return Ok((stream, false));
+        return Ok((stream, false, false));
     };
     if !stream {
         return Err(InvalidRequest::new(
@@ -130,12 +146,14 @@ fn parse_stream(map: &mut Map<String, Value>) -> Result<(bool, bool)> {
             "`stream_options` is only allowed when `stream` is true",
         ));
     }
-    let include_usage: Option<bool> = take(&mut opts, "include_usage")?;
+    let mut flag = |key| take::<Option<bool>>(&mut opts, key).map(|v| v.flatten() == Some(true));
+    let include_usage = flag("include_usage")?;
+    let continuous = flag("continuous_usage_stats")?;
     if let Some(k) = opts.keys().next() {
         return Err(InvalidRequest::new(
             "stream_options",
             format!("unknown stream option `{k}`"),
         ));
     }
-    Ok((stream, include_usage.unwrap_or(false)))
+    Ok((stream, include_usage, include_usage && continuous))
 }

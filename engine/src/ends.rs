@@ -1,0 +1,225 @@
+//! What may end a choice, as vLLM defines it: the model's end-of-sequence tokens (unless
+//! `ignore_eos`), `stop_token_ids`, and `min_tokens`, before which none of them may be
+//! generated. Both backends apply the same rules: llama.cpp's scheduler asks [`EndRules::ends`]
+//! after each token and its chooser masks with [`EndRules::mask`]; mistral.rs, which stops on
+//! its end-of-sequence tokens itself and takes `stop_token_ids` as its stop tokens, gets the
+//! mask as a logits processor ([`EndMask`]).
+
+use mistralrs::{CustomLogitsProcessor, Tensor};
+use protocol::openai::Sampling;
+use std::sync::{Arc, Mutex};
+
+/// One request's ending tokens and when they are allowed.
+#[derive(Clone, Debug, Default)]
+pub struct EndRules {
+    /// The model's end-of-sequence tokens.
+    eos: Arc<[u32]>,
+    stop_ids: Vec<u32>,
+    ignore_eos: bool,
+    min_tokens: usize,
+}
+
+impl EndRules {
+    /// The rules of a request sampled with `s` on a model whose end-of-sequence tokens are
+    /// `eos`.
+    pub fn new(s: &Sampling, eos: Arc<[u32]>) -> Self {
+        EndRules {
+            eos,
+            stop_ids: s.stop_token_ids.clone(),
+            ignore_eos: s.ignore_eos,
+            min_tokens: s.min_tokens as usize,
+        }
+    }
+
+    /// Whether generating `id` ends the choice (`stop`).
+    pub fn ends(&self, id: u32) -> bool {
+        self.stop_ids.contains(&id) || (!self.ignore_eos && self.eos.contains(&id))
+    }
+
+    /// Set to -inf, after `generated` tokens, the logits of the tokens that may not be drawn:
+    /// every ending token before `min_tokens`; with `always_eos` (a backend that stops on
+    /// end-of-sequence tokens by itself, so `ignore_eos` can only keep them from being drawn)
+    /// the end-of-sequence tokens too. When nothing else is left to draw (a structured-output
+    /// constraint that is complete allows only the end), nothing is masked.
+    pub fn mask(&self, generated: usize, always_eos: bool, logits: &mut [f32]) {
+        let early = generated < self.min_tokens;
+        let eos_always = always_eos && self.ignore_eos;
+        if !early && !eos_always {
+            return;
+        }
+        let mut masked: Vec<usize> = self
+            .eos
+            .iter()
+            .filter(|_| eos_always || (early && !self.ignore_eos))
+            .chain(self.stop_ids.iter().filter(|_| early))
+            .map(|&id| id as usize)
+            .filter(|&id| id < logits.len())
+            .collect();
+        masked.sort_unstable();
+        masked.dedup();
+        let finite = logits.iter().filter(|l| l.is_finite()).count();
+        let finite_masked = masked.iter().filter(|&&id| logits[id].is_finite()).count();
+        if finite == finite_masked {
+            return;
+        }
+        for id in masked {
+            logits[id] = f32::NEG_INFINITY;
+        }
+    }
+
+    /// Whether [`EndRules::mask`] can change anything for a backend that stops on its
+    /// end-of-sequence tokens by itself.
+    fn masks_anything(&self) -> bool {
+        self.min_tokens > 0 || self.ignore_eos
+    }
+}
+
+/// [`EndRules::mask`] as a mistral.rs logits processor. It counts generated tokens from the
+/// context it is called with: the first call's context is the prompt.
+pub struct EndMask {
+    rules: EndRules,
+    prompt: Mutex<Option<usize>>,
+}
+
+impl EndMask {
+    /// The processor for `rules`, or `None` when they mask nothing.
+    pub fn processor(rules: EndRules) -> Option<Arc<dyn CustomLogitsProcessor>> {
+        rules.masks_anything().then(|| {
+            Arc::new(EndMask {
+                rules,
+                prompt: Mutex::new(None),
+            }) as Arc<dyn CustomLogitsProcessor>
+        })
+    }
+}
+
+impl CustomLogitsProcessor for EndMask {
+    fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
+        let prompt = *self
+            .prompt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(context.len());
+        let mut v = logits
+            .flatten_all()?
+            .to_dtype(mistralrs::DType::F32)?
+            .to_vec1::<f32>()?;
+        self.rules
+            .mask(context.len().saturating_sub(prompt), true, &mut v);
+        Tensor::from_vec(v, logits.shape(), logits.device())?.to_dtype(logits.dtype())
+    }
+}
+
+/// `stop_token_ids` on mistral.rs, the last logits processor: a step that chose one of them
+/// chooses the model's first end-of-sequence token instead, with the same logit, so mistral.rs
+/// ends the sequence as vLLM does for a stop token: `stop`, the token counted in usage, its
+/// text left out. (mistral.rs's own stop ids refuse any token that is the prefix of another,
+/// which most word tokens are.)
+pub struct StopIdsAsEos {
+    stop_ids: Vec<u32>,
+    eos: u32,
+}
+
+impl StopIdsAsEos {
+    /// The processor for `rules`, or `None` without `stop_token_ids` (or without an
+    /// end-of-sequence token to stop with).
+    pub fn processor(rules: &EndRules) -> Option<Arc<dyn CustomLogitsProcessor>> {
+        let eos = *rules.eos.first()?;
+        (!rules.stop_ids.is_empty()).then(|| {
+            Arc::new(StopIdsAsEos {
+                stop_ids: rules.stop_ids.clone(),
+                eos,
+            }) as Arc<dyn CustomLogitsProcessor>
+        })
+    }
+
+    /// Move the choice of `logits` (its greatest logit: mistral.rs then decodes greedily)
+    /// from a stop id to the end-of-sequence token.
+    fn redirect(&self, logits: &mut [f32]) {
+        let chosen = crate::sampler::argmax(logits);
+        if self.stop_ids.contains(&(chosen as u32)) && (self.eos as usize) < logits.len() {
+            logits[self.eos as usize] = logits[chosen];
+            logits[chosen] = f32::NEG_INFINITY;
+        }
+    }
+}
+
+impl CustomLogitsProcessor for StopIdsAsEos {
+    fn apply(&self, logits: &Tensor, _context: &[u32]) -> mistralrs::Result<Tensor> {
+        let mut v = logits
+            .flatten_all()?
+            .to_dtype(mistralrs::DType::F32)?
+            .to_vec1::<f32>()?;
+        self.redirect(&mut v);
+        Tensor::from_vec(v, logits.shape(), logits.device())?.to_dtype(logits.dtype())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(ignore_eos: bool, min_tokens: u32, stop_ids: &[u32]) -> EndRules {
+        let s = Sampling {
+            ignore_eos,
+            min_tokens,
+            stop_token_ids: stop_ids.to_vec(),
+            ..Sampling::default()
+        };
+        EndRules::new(&s, Arc::from([0u32]))
+    }
+
+    #[test]
+    fn ending_tokens_follow_ignore_eos_and_stop_token_ids() {
+        assert!(rules(false, 0, &[]).ends(0));
+        assert!(!rules(true, 0, &[]).ends(0), "ignore_eos");
+        assert!(
+            rules(true, 0, &[2]).ends(2),
+            "a stop id ends even with ignore_eos"
+        );
+        assert!(!rules(false, 0, &[2]).ends(1));
+    }
+
+    #[test]
+    fn min_tokens_masks_every_ending_token_until_reached() {
+        let r = rules(false, 2, &[2]);
+        let mut l = [1.0, 1.0, 1.0];
+        r.mask(1, false, &mut l);
+        assert_eq!(l, [f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY]);
+        let mut l = [1.0, 1.0, 1.0];
+        r.mask(2, false, &mut l);
+        assert_eq!(l, [1.0, 1.0, 1.0], "reached: nothing masked");
+        // With ignore_eos, end-of-sequence tokens are not ending tokens on llama.cpp, but a
+        // backend that stops on them by itself must never draw them.
+        let r = rules(true, 0, &[]);
+        let mut l = [1.0, 1.0];
+        r.mask(5, false, &mut l);
+        assert_eq!(l, [1.0, 1.0]);
+        r.mask(5, true, &mut l);
+        assert_eq!(l, [f32::NEG_INFINITY, 1.0]);
+    }
+
+    #[test]
+    fn a_chosen_stop_id_becomes_the_end_of_sequence() {
+        let r = rules(false, 0, &[2]);
+        let s = StopIdsAsEos {
+            stop_ids: r.stop_ids.clone(),
+            eos: 0,
+        };
+        let mut l = [0.5, 1.0, 3.0];
+        s.redirect(&mut l);
+        assert_eq!(l, [3.0, 1.0, f32::NEG_INFINITY]);
+        let mut l = [0.5, 3.0, 1.0];
+        s.redirect(&mut l);
+        assert_eq!(l, [0.5, 3.0, 1.0], "another token: unchanged");
+        assert!(StopIdsAsEos::processor(&rules(false, 0, &[])).is_none());
+    }
+
+    #[test]
+    fn the_end_stays_open_when_nothing_else_is_allowed() {
+        let r = rules(false, 10, &[]);
+        let mut l = [1.0, f32::NEG_INFINITY];
+        r.mask(0, false, &mut l);
+        assert_eq!(l, [1.0, f32::NEG_INFINITY]);
+    }
+}

@@ -1,0 +1,128 @@
+"""vLLM's extension parameters that load testers and clients send, honoured by every backend:
+`ignore_eos`, `min_tokens`, `stop_token_ids`, `include_stop_str_in_output` and
+`stream_options.continuous_usage_stats`; the request bodies of `vllm bench serve` and guidellm
+replayed as their source writes them."""
+
+import json
+
+import httpx
+import pytest
+
+from conftest import MODEL
+from conftest import conformance_server as server  # noqa: F401
+from test_openai import vocab
+
+# A prompt the default model answers in a few tokens and then ends (greedy).
+SHORT = [{"role": "user", "content": "Say hello."}]
+
+
+def backend(request) -> str:
+    return request.node.callspec.params["engine_server"]
+
+
+def stream(base: str, route: str, body: dict) -> list[dict]:
+    """The JSON chunks of a streamed request (status 200 asserted)."""
+    with httpx.stream("POST", f"{base}{route}", json=body, timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        lines = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def chat(base: str, **body) -> dict:
+    r = httpx.post(f"{base}/v1/chat/completions", json={"model": MODEL, **body}, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_ignore_eos_generates_max_tokens_as_vllm_bench_serve_asks(server):
+    # Without it the model ends early, so the test shows the parameter at work.
+    natural = chat(server.base, messages=SHORT, max_tokens=48, temperature=0)
+    assert natural["choices"][0]["finish_reason"] == "stop", natural
+    assert natural["usage"]["completion_tokens"] < 48
+    # vllm/benchmarks/lib/endpoint_request_func.py: async_request_openai_chat_completions and
+    # async_request_openai_completions, with `--ignore-eos` (on by default for random data).
+    chat_body = {
+        "model": MODEL, "messages": SHORT, "temperature": 0.0, "max_completion_tokens": 48,
+        "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True,
+    }
+    completion_body = {
+        "model": MODEL, "prompt": "Hello", "temperature": 0.0, "repetition_penalty": 1.0,
+        "max_tokens": 48, "logprobs": None, "stream": True,
+        "stream_options": {"include_usage": True}, "ignore_eos": True,
+    }
+    for route, body in [("/v1/chat/completions", chat_body), ("/v1/completions", completion_body)]:
+        chunks = stream(server.base, route, body)
+        assert chunks[-1]["usage"]["completion_tokens"] == 48, (route, chunks[-1])
+        finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+        assert finish[-1] == "length", route
+
+
+def test_guidellm_requests_get_usage_on_every_chunk(server):
+    # guidellm's OpenAIHTTPBackend body: stop null, ignore_eos, continuous usage stats.
+    body = {
+        "model": MODEL, "messages": SHORT, "max_tokens": 12, "max_completion_tokens": 12,
+        "stop": None, "ignore_eos": True, "stream": True,
+        "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+    }
+    chunks = stream(server.base, "/v1/chat/completions", body)
+    with_choices = [c for c in chunks if c["choices"]]
+    counts = [c["usage"]["completion_tokens"] for c in with_choices]
+    assert all(c["usage"]["prompt_tokens"] > 0 for c in with_choices)
+    assert counts == sorted(counts) and counts[-1] <= 12, counts
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 12
+    # Without the option, chunks carry `null` as OpenAI's do.
+    body["stream_options"] = {"include_usage": True}
+    assert all(c["usage"] is None for c in stream(server.base, "/v1/chat/completions", body)[:-1])
+
+
+def test_min_tokens_keeps_the_end_away(server):
+    natural = chat(server.base, messages=SHORT, max_tokens=48, temperature=0)["usage"]
+    least = natural["completion_tokens"] + 5
+    r = chat(server.base, messages=SHORT, max_tokens=48, temperature=0, min_tokens=least)
+    assert r["usage"]["completion_tokens"] >= least, r
+    bad = httpx.post(
+        f"{server.base}/v1/chat/completions",
+        json={"model": MODEL, "messages": SHORT, "max_tokens": 4, "min_tokens": 5},
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "min_tokens", bad.text
+
+
+def test_stop_token_ids_end_the_choice_without_their_text(server, request):
+    full = chat(server.base, messages=SHORT, max_tokens=48, temperature=0)
+    text = full["choices"][0]["message"]["content"]
+    words = text.split()
+    assert len(words) >= 3, text
+    ids = vocab()
+    word = next(w for w in words[1:] if "Ġ" + w in ids)
+    stop_id = ids["Ġ" + word]
+    cut = chat(server.base, messages=SHORT, max_tokens=48, temperature=0, stop_token_ids=[stop_id])
+    choice = cut["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert choice["message"]["content"] == text[: text.index(" " + word)], (choice, word)
+    assert cut["usage"]["completion_tokens"] < full["usage"]["completion_tokens"]
+    if backend(request) == "llamacpp":  # mistral.rs 0.8.1 drops a stop token's text itself
+        kept = chat(server.base, messages=SHORT, max_tokens=48, temperature=0,
+                    stop_token_ids=[stop_id], include_stop_str_in_output=True)
+        assert kept["choices"][0]["message"]["content"] == text[: text.index(" " + word)] + " " + word
+
+
+def test_include_stop_str_in_output_keeps_the_stop_string(server):
+    text = chat(server.base, messages=SHORT, max_tokens=48, temperature=0)["choices"][0]["message"]["content"]
+    stop = text.split()[1]
+    cut = chat(server.base, messages=SHORT, max_tokens=48, temperature=0, stop=[stop],
+               include_stop_str_in_output=True)["choices"][0]
+    assert cut["message"]["content"] == text[: text.index(stop) + len(stop)]
+    assert cut["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/completions"])
+def test_runpod_sampling_params_take_them_too(server, route):
+    form = {"messages": SHORT} if "chat" in route else {"prompt": "Hello"}
+    job = {"input": {**form, "sampling_params": {"max_tokens": 20, "temperature": 0, "ignore_eos": True}}}
+    r = httpx.post(f"{server.base}/v2/{MODEL}/runsync", json=job, timeout=120)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["status"] == "COMPLETED", out
+    usage = out["output"][-1]["usage"]
+    assert usage["output"] == 20, out
