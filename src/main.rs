@@ -123,7 +123,7 @@ enum Command {
     /// Load-test an OpenAI-compatible server. Flags follow `vllm bench serve` and mean the
     /// same workload; sluice's defaults differ on purpose for a small CPU model
     /// (--num-prompts 16, --dataset-name builtin, --random-input-len 128, --endpoint
-    /// /v1/chat/completions, temperature 0, ignore_eos only when asked), and every run's
+    /// /v1/chat/completions, temperature 0), and every run's
     /// workload line says which of them it used. See docs/bench.md.
     Bench(Box<loadtests::BenchArgs>),
     /// Autoscaling tools.

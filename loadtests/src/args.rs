@@ -73,7 +73,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.0)]
     pub random_range_ratio: f64,
     /// Send vLLM's `ignore_eos: true`, so every request generates its max_tokens (servers
-    /// that do not know it may ignore it or refuse it).
+    /// that do not know it may ignore it or refuse it). Always on for the random dataset, as
+    /// `vllm bench serve` forces it there.
     #[arg(long)]
     pub ignore_eos: bool,
     /// Metrics whose --metric-percentiles are added to the result file, e.g. `ttft,tpot,itl,e2el`
@@ -177,6 +178,15 @@ impl DatasetName {
     }
 }
 
+impl BenchArgs {
+    /// Whether requests carry `ignore_eos: true`: with `--ignore-eos`, and always with the
+    /// random dataset (as `vllm bench serve` forces it there, so every request generates its
+    /// drawn output length).
+    pub fn sends_ignore_eos(&self) -> bool {
+        self.ignore_eos || self.dataset_name == DatasetName::Random
+    }
+}
+
 /// Where sluice's defaults differ from `vllm bench serve`'s: (flag, sluice's, vLLM's, whether
 /// a run uses sluice's where it matters). The same flags given explicitly mean the same
 /// workload in both.
@@ -203,9 +213,6 @@ pub const DIFFERENT_DEFAULTS: &[Difference] = &[
         "/v1/completions",
         |a| a.endpoint == "/v1/chat/completions",
     ),
-    ("ignore_eos", "off", "on for the random dataset", |a| {
-        a.dataset_name == DatasetName::Random && !a.ignore_eos
-    }),
     (
         "temperature",
         "0",
@@ -267,7 +274,7 @@ pub(crate) fn describe(a: &BenchArgs) -> String {
         a.model,
         a.base_url,
         a.random_output_len,
-        if a.ignore_eos { " (ignore_eos)" } else { "" },
+        if a.sends_ignore_eos() { " (ignore_eos)" } else { "" },
         if a.cold_start { ", each after the endpoint scaled to zero" } else { "" },
         if differs.is_empty() {
             String::new()
@@ -281,7 +288,7 @@ pub(crate) fn settings(args: &BenchArgs) -> Value {
     json!({
         "label": args.label, "base_url": args.base_url, "model": args.model, "endpoint": args.endpoint,
         "max_concurrency": args.max_concurrency, "random_range_ratio": args.random_range_ratio,
-        "ignore_eos": args.ignore_eos, "request_rate": if args.request_rate.is_finite() { json!(args.request_rate) } else { json!("inf") },
+        "ignore_eos": args.sends_ignore_eos(), "request_rate": if args.request_rate.is_finite() { json!(args.request_rate) } else { json!("inf") },
         "burstiness": args.burstiness, "num_prompts": args.num_prompts, "dataset_name": args.dataset_name.name(),
         "random_input_len": args.random_input_len, "random_output_len": args.random_output_len,
         "phases": args.phases, "seed": args.seed, "api": args.api.name(), "cold_start": args.cold_start,

@@ -89,7 +89,7 @@ fn body(args: &BenchArgs, p: &Prompt, extra: &Value) -> Value {
         "model": args.model, "max_tokens": p.output_len.unwrap_or(args.random_output_len),
         "temperature": 0, "stream": true, "stream_options": {"include_usage": true},
     });
-    let common = if args.ignore_eos {
+    let common = if args.sends_ignore_eos() {
         let mut c = common;
         // vLLM's sampling parameter, sent as vLLM's benchmark sends it.
         c["ignore_eos"] = json!(true);

@@ -157,3 +157,63 @@ fn parse_stream(map: &mut Map<String, Value>) -> Result<(bool, bool, bool)> {
     }
     Ok((stream, include_usage, include_usage && continuous))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ChatRequest, CompletionRequest};
+    use serde_json::{json, Value};
+
+    fn completion(extra: Value) -> super::Result<CompletionRequest> {
+        let mut body = json!({"model": "m", "prompt": "p"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        CompletionRequest::parse(body)
+    }
+
+    fn param_of(r: super::Result<CompletionRequest>) -> Option<String> {
+        r.unwrap_err().param
+    }
+
+    #[test]
+    fn vllm_generation_controls_are_read_and_bounded() {
+        let r = completion(
+            json!({"ignore_eos": true, "min_tokens": 3, "stop_token_ids": [2, 7],
+            "include_stop_str_in_output": true}),
+        )
+        .unwrap();
+        let s = &r.sampling;
+        assert!(s.ignore_eos && s.include_stop_str_in_output);
+        assert_eq!(
+            (s.min_tokens, s.stop_token_ids.as_slice()),
+            (3, &[2, 7][..])
+        );
+        // min_tokens is checked against the route's default max_tokens (16) too.
+        assert_eq!(
+            param_of(completion(json!({"min_tokens": 17}))).as_deref(),
+            Some("min_tokens")
+        );
+        assert!(completion(json!({"min_tokens": 17, "max_tokens": 17})).is_ok());
+        let many: Vec<u32> = (0..65).collect();
+        assert_eq!(
+            param_of(completion(json!({"stop_token_ids": many}))).as_deref(),
+            Some("stop_token_ids")
+        );
+        assert_eq!(
+            param_of(completion(json!({"ignore_eos": "yes"}))).as_deref(),
+            Some("ignore_eos")
+        );
+    }
+
+    #[test]
+    fn continuous_usage_needs_include_usage_as_in_vllm() {
+        let opts = |o: Value| completion(json!({"stream": true, "stream_options": o})).unwrap();
+        let r = opts(json!({"include_usage": true, "continuous_usage_stats": true}));
+        assert!(r.include_usage && r.continuous_usage);
+        assert!(!opts(json!({"continuous_usage_stats": true})).continuous_usage);
+        assert!(!opts(json!({"include_usage": null})).include_usage);
+        let chat = ChatRequest::parse(json!({"model": "m", "messages": [{"role": "user",
+            "content": "x"}], "max_tokens": 2, "min_tokens": 3}));
+        assert_eq!(chat.unwrap_err().param.as_deref(), Some("min_tokens"));
+    }
+}
