@@ -17,6 +17,7 @@ mod queue_api;
 mod relay;
 mod server;
 mod structured;
+mod tokenize;
 pub mod trace;
 pub mod webhooks;
 mod worker_api;
@@ -150,6 +151,8 @@ pub fn router(state: AppState) -> Router {
     let openai = Router::new()
         .route(routes::MODELS, get(openai_api::models))
         .route(queue::OPENAI_MODELS, get(openai_api::endpoint_models))
+        .route(routes::TOKENIZE, post(tokenize::tokenize))
+        .route(routes::DETOKENIZE, post(tokenize::detokenize))
         .merge(generate)
         .merge(batch_routes())
         .route_layer(from_fn_with_state(state.clone(), auth::openai_client));

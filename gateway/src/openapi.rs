@@ -14,6 +14,9 @@ use protocol::health::{EndpointHealth, Liveness, Readiness};
 use protocol::job::{JobAccepted, JobView, Purged, StreamView};
 use protocol::openai::batch::{Batch, CreateBatch, FileDeleted, FileObject, List};
 use protocol::openai::response::{ChatCompletion, ChatCompletionChunk, TextCompletion};
+use protocol::openai::tokenize::{
+    DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse,
+};
 use protocol::openai::{ErrorBody, ModelList};
 use protocol::openapi::{
     ChatCompletionBody, CompletionBody, FileUpload, RunRequest, RunpodErrorBody,
@@ -145,6 +148,8 @@ const TEXT: Option<(&str, SchemaFn)> = Some((JSON, schema::<CompletionBody>));
 const RUN: Option<(&str, SchemaFn)> = Some((JSON, schema::<RunRequest>));
 const UPLOAD: Option<(&str, SchemaFn)> = Some(("multipart/form-data", schema::<FileUpload>));
 const CREATE_BATCH: Option<(&str, SchemaFn)> = Some((JSON, schema::<CreateBatch>));
+const TOKENIZE: Option<(&str, SchemaFn)> = Some((JSON, schema::<TokenizeBody>));
+const DETOKENIZE: Option<(&str, SchemaFn)> = Some((JSON, schema::<DetokenizeBody>));
 const CHAT_REPLY: Reply = Reply::Generate(inline::<ChatCompletion>, inline::<ChatCompletionChunk>);
 const TEXT_REPLY: Reply = Reply::Generate(inline::<TextCompletion>, inline::<TextCompletion>);
 
@@ -160,6 +165,8 @@ const OPERATIONS: &[Op] = {
         Op::new(GET, routes::MODELS, OpenAi, "The served models", None, Json(schema::<ModelList>)),
         Op::new(POST, routes::CHAT_COMPLETIONS, OpenAi, "OpenAI chat completions", CHAT, CHAT_REPLY),
         Op::new(POST, routes::COMPLETIONS, OpenAi, "OpenAI text completions", TEXT, TEXT_REPLY),
+        Op::new(POST, routes::TOKENIZE, OpenAi, "vLLM's tokenizer: a prompt's or messages' token ids", TOKENIZE, Json(schema::<TokenizeResponse>)),
+        Op::new(POST, routes::DETOKENIZE, OpenAi, "vLLM's detokenizer: the text of token ids", DETOKENIZE, Json(schema::<DetokenizeResponse>)),
         Op::new(POST, routes::FILES, OpenAi, "Upload a batch input file (checked line by line)", UPLOAD, Json(schema::<FileObject>)).creates("file_id"),
         Op::new(GET, routes::FILES, OpenAi, "The caller's files, newest first", None, Json(inline::<List<FileObject>>)).query(list_query),
         Op::new(GET, routes::FILE, OpenAi, "A file's object", None, Json(schema::<FileObject>)),

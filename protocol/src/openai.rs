@@ -11,6 +11,7 @@ pub mod logprobs;
 mod params;
 pub mod response;
 pub mod schema;
+pub mod tokenize;
 pub mod tools;
 
 use params::{parse_common, Common};
@@ -462,13 +463,9 @@ impl ChatRequest {
                 ));
             }
             if let Some(schema) = t.forced_schema() {
-                if c.sampling.json_schema.is_some() {
-                    return Err(InvalidRequest::new(
-                        "response_format",
-                        "`response_format` cannot be combined with a `tool_choice` that forces \
-                         a call (the call's arguments are the output)",
-                    ));
-                }
+                // OpenAI's meaning of the pair: the forced call's arguments follow its
+                // function's schema, and `response_format` (already checked) would govern
+                // message content, which a forced answer has none of.
                 c.sampling.json_schema = Some(schema);
             }
         }

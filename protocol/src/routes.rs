@@ -18,6 +18,11 @@ pub const CHAT_COMPLETIONS: &str = crate::openai::CHAT_ROUTE;
 /// OpenAI's (legacy) text completions.
 pub const COMPLETIONS: &str = crate::openai::COMPLETIONS_ROUTE;
 
+/// vLLM's tokenizer route: `POST` a prompt or messages, get their token ids.
+pub const TOKENIZE: &str = "/tokenize";
+/// vLLM's detokenizer route: `POST` token ids, get their text.
+pub const DETOKENIZE: &str = "/detokenize";
+
 /// OpenAI's Files API: `POST` uploads a batch input file (multipart `file` + `purpose`), `GET`
 /// lists files.
 pub const FILES: &str = "/v1/files";

@@ -126,3 +126,30 @@ def test_runpod_sampling_params_take_them_too(server, route):
     assert out["status"] == "COMPLETED", out
     usage = out["output"][-1]["usage"]
     assert usage["output"] == 20, out
+
+
+def test_tokenize_and_detokenize_as_vllm_answers(default_server):
+    base = default_server.base
+    post = lambda route, body: httpx.post(f"{base}{route}", json=body, timeout=60)  # noqa: E731
+    r = post("/tokenize", {"model": MODEL, "prompt": "Hello world", "return_token_strs": True}).json()
+    ids = vocab()
+    assert r["tokens"] == [ids["Hello"], ids["Ġworld"]] and r["count"] == 2, r
+    assert r["token_strs"] == ["Hello", "Ġworld"] and r["max_model_len"] >= 2048
+    assert post("/detokenize", {"model": MODEL, "tokens": r["tokens"]}).json() == {"prompt": "Hello world"}
+    # Messages are rendered as the engine renders them: the count is the chat's prompt_tokens.
+    msgs = {"messages": SHORT}  # no model: the only one served
+    counted = post("/tokenize", msgs).json()
+    usage = chat(base, messages=SHORT, max_tokens=1)["usage"]
+    assert counted["count"] == usage["prompt_tokens"], (counted, usage)
+    assert counted["token_strs"] is None
+    bare = post("/tokenize", {**msgs, "add_generation_prompt": False}).json()
+    assert bare["count"] < counted["count"]
+    for route, body, status, param in [
+        ("/tokenize", {"prompt": "x", "messages": SHORT}, 400, "prompt"),
+        ("/tokenize", {"prompt": "x", "truncate": 1}, 400, None),
+        ("/tokenize", {"model": "nope", "prompt": "x"}, 404, "model"),
+        ("/detokenize", {"tokens": [10**9]}, 400, "tokens"),
+        ("/detokenize", {"tokens": "x"}, 400, None),
+    ]:
+        bad = post(route, body)
+        assert bad.status_code == status and bad.json()["error"]["param"] == param, (body, bad.text)

@@ -159,6 +159,16 @@ impl PromptTokenizer {
     /// The prompt the engine will see for `messages`: the GGUF's chat template rendered with a
     /// generation prompt (the model's own template, as mistral.rs applies it).
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.render_chat_with(messages, true)
+    }
+
+    /// [`PromptTokenizer::render_chat`], the assistant turn opened only with
+    /// `add_generation_prompt` (vLLM's `/tokenize` lets a client leave it out).
+    pub fn render_chat_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let Some(template) = &self.chat_template else {
             // No template: a plain transcript, one message per line.
             return Ok(messages
@@ -180,7 +190,7 @@ impl PromptTokenizer {
             .map_err(|e| WeightsError::Tokenizer(format!("chat template: {e}")))?;
         let ctx = minijinja::context! {
             messages => messages,
-            add_generation_prompt => true,
+            add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos,
             eos_token => &self.eos,
         };
@@ -195,6 +205,32 @@ impl PromptTokenizer {
             .encode_fast(text, false)
             .map(|e| e.get_ids().to_vec())
             .map_err(|e| WeightsError::Tokenizer(e.to_string()))
+    }
+
+    /// Token ids of `text`, with the tokenizer's own special tokens added around it when
+    /// `add_special` (a BOS for models whose tokenizer adds one; vLLM's `add_special_tokens`).
+    pub fn encode_with(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        self.tokenizer
+            .encode_fast(text, add_special)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| WeightsError::Tokenizer(e.to_string()))
+    }
+
+    /// Each token's string in the vocabulary (byte-level BPE's form, e.g. `Ġword`); ids
+    /// outside the vocabulary are an error.
+    pub fn token_strs(&self, ids: &[u32]) -> Result<Vec<String>> {
+        ids.iter()
+            .map(|&id| {
+                self.tokenizer
+                    .id_to_token(id)
+                    .ok_or_else(|| WeightsError::Tokenizer(format!("no token has id {id}")))
+            })
+            .collect()
+    }
+
+    /// Tokens in the vocabulary, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
     }
 
     /// Text of `ids`, special tokens dropped.

@@ -1,0 +1,153 @@
+//! vLLM's `POST /tokenize` and `POST /detokenize`, answered by the gateway with the model's own
+//! tokenizer (the one it counts prompts with, which is the engine's), without a job.
+
+use crate::auth::Caller;
+use crate::body::JsonBody;
+use crate::error::{GatewayError, OpenAiError};
+use crate::{AppState, Gateway, ServedModel};
+use axum::extract::{Extension, State};
+use axum::Json;
+use protocol::openai::tokenize::{
+    DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse, MAX_DETOKENIZE_TOKENS,
+};
+use protocol::openai::ChatRequest;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use weights::PromptTokenizer;
+
+/// `POST /tokenize`: a prompt's or chat's token ids, as vLLM answers.
+pub async fn tokenize(
+    State(gw): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Json<TokenizeResponse>, OpenAiError> {
+    let body: TokenizeBody = parse(body?.into_value())?;
+    // Tokenizing a large body is CPU work: off the async threads.
+    let answer = tokio::task::spawn_blocking(move || {
+        let model = pick_model(&gw, &caller, body.model.as_deref())?;
+        tokenize_with(model, tokenizer(model)?, body)
+    })
+    .await
+    .map_err(|e| GatewayError::Internal(format!("tokenize: {e}")))??;
+    Ok(Json(answer))
+}
+
+/// `POST /detokenize`: the text of token ids.
+pub async fn detokenize(
+    State(gw): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    body: Result<JsonBody, GatewayError>,
+) -> Result<Json<DetokenizeResponse>, OpenAiError> {
+    let body: DetokenizeBody = parse(body?.into_value())?;
+    if body.tokens.len() > MAX_DETOKENIZE_TOKENS {
+        return Err(bad("tokens", format!("at most {MAX_DETOKENIZE_TOKENS} tokens")).into());
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        let model = pick_model(&gw, &caller, body.model.as_deref())?;
+        let tok = tokenizer(model)?;
+        let size = tok.vocab_size();
+        if let Some(id) = body.tokens.iter().find(|&&id| id as usize >= size) {
+            return Err(bad(
+                "tokens",
+                format!("token id {id} is outside the vocabulary of {size} tokens"),
+            ));
+        }
+        let prompt = tok
+            .decode(&body.tokens)
+            .map_err(|e| bad("tokens", e.to_string()))?;
+        Ok(DetokenizeResponse { prompt })
+    })
+    .await
+    .map_err(|e| GatewayError::Internal(format!("detokenize: {e}")))??;
+    Ok(Json(answer))
+}
+
+fn tokenize_with(
+    model: &ServedModel,
+    tok: &PromptTokenizer,
+    body: TokenizeBody,
+) -> Result<TokenizeResponse, GatewayError> {
+    let failed = |e: weights::WeightsError| bad("messages", e.to_string());
+    let (text, special) = match (body.prompt, body.messages) {
+        (Some(prompt), None) => (prompt, true),
+        (None, Some(messages)) => {
+            // The chat route's own parser: the same messages are accepted and rendered.
+            let chat =
+                ChatRequest::parse(json!({"model": model.config.name, "messages": messages}))?;
+            let generation = body.add_generation_prompt.unwrap_or(true);
+            let text = tok
+                .render_chat_with(&chat.prompt_messages(), generation)
+                .map_err(failed)?;
+            (text, false)
+        }
+        _ => {
+            return Err(bad(
+                "prompt",
+                "give exactly one of `prompt` and `messages`".into(),
+            ))
+        }
+    };
+    let tokens = tok
+        .encode_with(&text, body.add_special_tokens.unwrap_or(special))
+        .map_err(|e| bad("prompt", e.to_string()))?;
+    let token_strs = match body.return_token_strs {
+        Some(true) => Some(tok.token_strs(&tokens).map_err(failed)?),
+        _ => None,
+    };
+    Ok(TokenizeResponse {
+        count: tokens.len(),
+        max_model_len: model.config.engine.context_length,
+        tokens,
+        token_strs,
+    })
+}
+
+/// A body as its type, an unknown or mistyped field named in the 400.
+fn parse<T: DeserializeOwned>(body: Value) -> Result<T, GatewayError> {
+    serde_json::from_value(body).map_err(|e| GatewayError::BadRequest {
+        message: format!("invalid request: {e}"),
+        param: None,
+        code: None,
+    })
+}
+
+/// The model named, or the caller's only model when none is named (as vLLM serves one).
+fn pick_model<'a>(
+    gw: &'a Gateway,
+    caller: &Caller,
+    name: Option<&str>,
+) -> Result<&'a ServedModel, GatewayError> {
+    match name {
+        Some(name) if caller.allows(name) => gw.model(name),
+        Some(name) => Err(GatewayError::ModelNotFound(name.to_string())),
+        None => {
+            let mut usable = gw.models.values().filter(|m| caller.allows(&m.config.name));
+            match (usable.next(), usable.next()) {
+                (Some(only), None) => Ok(only),
+                _ => Err(bad(
+                    "model",
+                    "name the `model`: more than one is served".into(),
+                )),
+            }
+        }
+    }
+}
+
+fn tokenizer(model: &ServedModel) -> Result<&PromptTokenizer, GatewayError> {
+    model.tokenizer.as_deref().ok_or_else(|| {
+        GatewayError::NoCapacity(format!(
+            "the tokenizer of `{}` is not in the weight cache yet; it is there once a worker \
+             has pulled the model",
+            model.config.name
+        ))
+    })
+}
+
+fn bad(param: &str, message: String) -> GatewayError {
+    GatewayError::BadRequest {
+        message,
+        param: Some(param.into()),
+        code: None,
+    }
+}
