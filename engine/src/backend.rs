@@ -119,7 +119,12 @@ impl Engine {
         on_chunk: &mut (dyn FnMut(Chunk) + Send),
         cancel: &CancellationToken,
     ) -> Result<Completion, EngineError> {
-        self.0.generate(req, on_chunk, cancel).await
+        match req {
+            GenerateRequest::Completion(c) if c.prompts.len() > 1 => {
+                crate::prompts::generate_each(&*self.0, c, on_chunk, cancel).await
+            }
+            _ => self.0.generate(req, on_chunk, cancel).await,
+        }
     }
 }
 

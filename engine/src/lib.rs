@@ -16,6 +16,7 @@ mod handler;
 mod llamacpp;
 mod llm;
 mod logprobs;
+mod prompts;
 mod sampler;
 pub mod shape;
 mod tool_calls;

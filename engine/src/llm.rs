@@ -24,8 +24,9 @@ use mistralrs::{
 };
 use protocol::config::{ActivationDType, WeightKind};
 use protocol::openai::logprobs::TokenLogprob;
+use protocol::openai::prompt::Prompt;
 use protocol::openai::response::{Chunk, Completion, Usage};
-use protocol::openai::{GenerateRequest, Sampling};
+use protocol::openai::{CompletionRequest, GenerateRequest, Sampling};
 use protocol::ModelConfig;
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -199,12 +200,49 @@ impl MistralRs {
         }
     }
 
+    /// The text `echo` puts first: the prompt, or its tokens' text.
+    fn echo_text(&self, c: &CompletionRequest) -> String {
+        match (c.prompt(), &self.vocab) {
+            (Prompt::Text(t), _) => t.clone(),
+            (Prompt::Tokens(ids), Some(vocab)) => {
+                let bytes: Vec<u8> = ids.iter().flat_map(|&id| vocab.text(id)).copied().collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            (Prompt::Tokens(_), None) => String::new(),
+        }
+    }
+
+    /// A token-id prompt must be in the vocabulary (mistral.rs does not check), and cannot
+    /// rank `best_of` here (`ranked`: the request would).
+    fn check_token_prompt(&self, c: &CompletionRequest, ranked: bool) -> Result<(), EngineError> {
+        let Prompt::Tokens(ids) = c.prompt() else {
+            return Ok(());
+        };
+        let invalid = |m: String| Err(EngineError::Invalid(m));
+        if ranked {
+            return invalid(
+                "`best_of` with a token-id prompt is not supported by the mistral.rs backend"
+                    .into(),
+            );
+        }
+        let size = self.vocab.as_ref().map_or(0, |v| v.len());
+        match ids.iter().find(|&&id| id as usize >= size) {
+            Some(id) => invalid(format!(
+                "token id {id} is outside the vocabulary of {size} tokens"
+            )),
+            None => Ok(()),
+        }
+    }
+
     async fn start_runs(
         &self,
         req: &GenerateRequest,
     ) -> Result<Vec<(Run, Receiver<Response>)>, EngineError> {
         let sampling = req.sampling();
         let shapes = run_shapes(req);
+        if let GenerateRequest::Completion(c) = req {
+            self.check_token_prompt(c, shapes.iter().any(|s| s.1.is_some()))?;
+        }
         let runner = self.model.inner();
         let sender = runner
             .get_sender(None)
@@ -310,7 +348,7 @@ impl crate::Backend for MistralRs {
         }
         let mut agg = Aggregator::for_request(req, &self.served_name);
         let echoed = match req {
-            GenerateRequest::Completion(c) if c.echo => agg.echo(&c.prompt),
+            GenerateRequest::Completion(c) if c.echo => agg.echo(&self.echo_text(c)),
             _ => Vec::new(),
         };
         if stream {
@@ -478,10 +516,14 @@ fn request_message(req: &GenerateRequest, best_of: Option<usize>) -> RequestMess
             enable_thinking: None,
             reasoning_effort: None,
         },
-        GenerateRequest::Completion(c) => RequestMessage::Completion {
-            text: c.prompt.clone(),
-            echo_prompt: false,
-            best_of,
+        GenerateRequest::Completion(c) => match c.prompt() {
+            Prompt::Text(text) => RequestMessage::Completion {
+                text: text.clone(),
+                echo_prompt: false,
+                best_of,
+            },
+            // mistral.rs ranks `best_of` for text prompts only: `start_runs` refuses the pair.
+            Prompt::Tokens(ids) => RequestMessage::CompletionTokens(ids.clone()),
         },
     }
 }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::health::{Liveness, Readiness};
 use protocol::job::{JobPolicy, OpenAiJobInput};
+use protocol::openai::prompt::Prompt;
 use protocol::openai::{GenerateRequest, ModelCard, ModelList, CHAT_ROUTE, COMPLETIONS_ROUTE};
 use protocol::{JobId, JobStatus};
 use queue::NewJob;
@@ -22,6 +23,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
+use weights::PromptTokenizer;
 
 pub async fn health() -> Json<Liveness> {
     Json(Liveness {
@@ -165,9 +167,16 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
     };
     let (prompt_tokens, param) = match req {
         GenerateRequest::Chat(c) => (tok.count_chat(&c.prompt_messages()), "messages"),
-        GenerateRequest::Completion(c) => (tok.count(&c.prompt), "prompt"),
+        GenerateRequest::Completion(c) => (longest_prompt(tok, &c.prompts), "prompt"),
     };
-    let prompt_tokens = prompt_tokens.map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let prompt_tokens = prompt_tokens.map_err(|e| match e {
+        weights::WeightsError::Tokenizer(m) if param == "prompt" => GatewayError::BadRequest {
+            message: m,
+            param: Some(param.into()),
+            code: None,
+        },
+        e => GatewayError::Internal(e.to_string()),
+    })?;
     let context = model.config.engine.context_length;
     let max_tokens = req.sampling().max_tokens.unwrap_or(0) as usize;
     if prompt_tokens + max_tokens.max(1) > context {
@@ -189,6 +198,28 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
         });
     }
     Ok(())
+}
+
+/// The most tokens of any of a completion's prompts: text counted, token ids checked against
+/// the vocabulary (an id outside it is the client's error).
+fn longest_prompt(tok: &PromptTokenizer, prompts: &[Prompt]) -> weights::Result<usize> {
+    let mut most = 0;
+    for p in prompts {
+        let n = match p {
+            Prompt::Text(t) => tok.count(t)?,
+            Prompt::Tokens(ids) => {
+                let size = tok.vocab_size();
+                if let Some(id) = ids.iter().find(|&&id| id as usize >= size) {
+                    return Err(weights::WeightsError::Tokenizer(format!(
+                        "token id {id} is outside the vocabulary of {size} tokens"
+                    )));
+                }
+                ids.len()
+            }
+        };
+        most = most.max(n);
+    }
+    Ok(most)
 }
 
 /// Everything checked before a request of `route` is queued (the same for `/v1` and for

@@ -9,6 +9,7 @@ pub mod calls;
 pub mod format;
 pub mod logprobs;
 mod params;
+pub mod prompt;
 pub mod response;
 pub mod schema;
 pub mod tokenize;
@@ -219,8 +220,9 @@ pub struct ChatRequest {
 pub struct CompletionRequest {
     /// The served model's name, as `/v1/models` lists it (also its endpoint's id).
     pub model: String,
-    /// The one prompt (OpenAI's `prompt`: a string, or a list holding exactly one string).
-    pub prompt: String,
+    /// The prompts, 1 to [`prompt::MAX_PROMPTS`] (OpenAI's `prompt` in its four forms, see
+    /// [`prompt`]); each gets `n` choices, choice `p * n + i` being prompt `p`'s `i`-th.
+    pub prompts: Vec<prompt::Prompt>,
     /// OpenAI's `echo`: put the prompt before each choice's text. The engine adds it to the
     /// final response object only, not to streamed chunks.
     pub echo: bool,
@@ -237,6 +239,14 @@ pub struct CompletionRequest {
     /// vLLM's `stream_options.continuous_usage_stats` (with `include_usage`): every streamed
     /// chunk carries the counts so far instead of `null`.
     pub continuous_usage: bool,
+}
+
+impl CompletionRequest {
+    /// The first prompt: the one a backend runs (a request with several is run one request
+    /// per prompt above the backends).
+    pub fn prompt(&self) -> &prompt::Prompt {
+        &self.prompts[0]
+    }
 }
 
 /// Either kind of generation request, as carried by a job.
@@ -581,22 +591,11 @@ impl CompletionRequest {
     /// a missing `max_tokens` becomes [`COMPLETIONS_DEFAULT_MAX_TOKENS`].
     ///
     /// Errors: [`InvalidRequest`] naming the first parameter that is unknown, not supported
-    /// here (e.g. several prompts, `suffix`), of the wrong type or out of range, or a missing
+    /// here (e.g. `suffix`), of the wrong type or out of range, or a missing
     /// `model` or `prompt`.
     pub fn parse(body: Value) -> Result<Self> {
         let mut map = screen(body, &["prompt", "echo", "best_of", "logprobs"])?;
-        let prompt = match map.remove("prompt") {
-            Some(Value::String(s)) => s,
-            Some(Value::Array(mut a)) if a.len() == 1 && a[0].is_string() => {
-                a.remove(0).as_str().unwrap_or_default().to_string()
-            }
-            Some(Value::Array(_)) => return Err(InvalidRequest::unsupported(
-                "prompt",
-                "give one prompt string per request (batches and token arrays are not supported)",
-            )),
-            None => return Err(InvalidRequest::new("prompt", "`prompt` is required")),
-            Some(_) => return Err(InvalidRequest::new("prompt", "`prompt` must be a string")),
-        };
+        let prompts = prompt::parse(map.remove("prompt"))?;
         let echo = take(&mut map, "echo")?.unwrap_or(false);
         let best_of: Option<u32> = take(&mut map, "best_of")?;
         let logprobs = logprobs::take_text(&mut map)?;
@@ -635,7 +634,7 @@ impl CompletionRequest {
         sampling.check_lengths()?;
         Ok(CompletionRequest {
             model,
-            prompt,
+            prompts,
             echo,
             best_of,
             sampling,
@@ -795,7 +794,7 @@ mod tests {
     #[test]
     fn completion_prompt_forms() {
         let r = CompletionRequest::parse(json!({"model": "m", "prompt": ["one"]})).unwrap();
-        assert_eq!(r.prompt, "one");
+        assert_eq!(r.prompts, [prompt::Prompt::Text("one".into())]);
         assert_eq!(
             r.sampling.max_tokens,
             Some(16),
@@ -809,7 +808,7 @@ mod tests {
             None,
             "chat: up to the context"
         );
-        let e = CompletionRequest::parse(json!({"model": "m", "prompt": [1, 2]})).unwrap_err();
+        let e = CompletionRequest::parse(json!({"model": "m", "prompt": [1, -2]})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("prompt"));
         let e = CompletionRequest::parse(json!({"model": "m", "prompt": "x", "suffix": "y"}))
             .unwrap_err();

@@ -167,14 +167,18 @@ pub struct ToolName {
     pub name: String,
 }
 
-/// `prompt`: a string, or a list holding exactly one string.
+/// `prompt`: a string, a list of strings, a list of token ids or a list of lists of them.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Prompt {
     /// The prompt.
     Text(String),
-    /// One prompt in a list (of exactly one).
-    One(Vec<String>),
+    /// Several prompts (1 to 64), `n` choices each.
+    Many(Vec<String>),
+    /// One prompt as token ids.
+    Tokens(Vec<u32>),
+    /// Several prompts as token ids.
+    ManyTokens(Vec<Vec<u32>>),
 }
 
 /// Declares a request body with the parameters both OpenAI routes take after its own.

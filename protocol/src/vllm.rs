@@ -182,7 +182,11 @@ mod tests {
         let GenerateRequest::Completion(c) = req else {
             panic!("a prompt is a completion")
         };
-        assert_eq!((c.prompt.as_str(), c.sampling.max_tokens), ("hi", Some(5)));
+        assert_eq!(
+            c.prompts,
+            [crate::openai::prompt::Prompt::Text("hi".into())]
+        );
+        assert_eq!(c.sampling.max_tokens, Some(5));
         assert_eq!(c.sampling.stop, vec!["x"]);
         let (req, stream) = to_request(
             &json!({"messages": [{"role": "user", "content": "hi"}], "stream": true}),

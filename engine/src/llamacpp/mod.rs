@@ -21,8 +21,9 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
+use protocol::openai::prompt::Prompt;
 use protocol::openai::response::{Chunk, Completion, Usage};
-use protocol::openai::GenerateRequest;
+use protocol::openai::{CompletionRequest, GenerateRequest};
 use protocol::ModelConfig;
 use scheduler::{SeqEvent, SeqRequest, Shape};
 use std::num::NonZeroU32;
@@ -173,6 +174,21 @@ impl LlamaEngine {
         })
     }
 
+    /// The text `echo` puts first: the prompt, or its tokens' text.
+    fn echo_text(&self, c: &CompletionRequest) -> String {
+        match c.prompt() {
+            Prompt::Text(t) => t.clone(),
+            Prompt::Tokens(ids) => {
+                let bytes: Vec<u8> = ids
+                    .iter()
+                    .flat_map(|&id| self.vocab.text(id))
+                    .copied()
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
+    }
+
     /// What token `id` adds to a choice's text: none for one of `stop_token_ids` (unless
     /// `include_stop_str_in_output`), as vLLM leaves the token that stopped a sequence out.
     fn output_bytes(&self, req: &GenerateRequest, id: u32) -> &[u8] {
@@ -187,7 +203,18 @@ impl LlamaEngine {
     fn prompt(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
         let text = match req {
             GenerateRequest::Chat(c) => self.tokenizer.render_chat(&c.prompt_messages()),
-            GenerateRequest::Completion(c) => Ok(c.prompt.clone()),
+            GenerateRequest::Completion(c) => match c.prompt() {
+                Prompt::Text(t) => Ok(t.clone()),
+                Prompt::Tokens(ids) => {
+                    if let Some(id) = ids.iter().find(|&&id| id as usize >= self.n_vocab) {
+                        return Err(EngineError::Invalid(format!(
+                            "token id {id} is outside the vocabulary of {} tokens",
+                            self.n_vocab
+                        )));
+                    }
+                    return Ok(ids.clone());
+                }
+            },
         };
         let ids = text
             .and_then(|t| self.tokenizer.encode(&t))
@@ -248,7 +275,7 @@ impl LlamaEngine {
         let mut agg = Aggregator::for_request(req, &self.served_name);
         if let GenerateRequest::Completion(c) = req {
             if c.echo {
-                agg.echo(&c.prompt);
+                agg.echo(&self.echo_text(c));
             }
         }
         for (i, (_, text, reason)) in done.into_iter().take(req.sampling().n as usize).enumerate() {
@@ -349,7 +376,7 @@ impl crate::Backend for LlamaEngine {
         agg.usage = Usage::new(prompt.len(), 0);
         if let GenerateRequest::Completion(c) = req {
             if c.echo {
-                let echoed = agg.echo(&c.prompt);
+                let echoed = agg.echo(&self.echo_text(c));
                 if req.stream() {
                     echoed.into_iter().for_each(&mut *on_chunk);
                 }
