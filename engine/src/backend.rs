@@ -3,7 +3,6 @@
 //! stop strings, tool calls and log-probability entries (`shape`, `tool_calls`, `logprobs`),
 //! and sampling with a request's own generator (`sampler`).
 
-use crate::llm::MistralRs;
 use crate::EngineError;
 use async_trait::async_trait;
 use protocol::openai::response::{Chunk, Completion};
@@ -54,7 +53,11 @@ impl Engine {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
         match cfg.engine.backend {
-            EngineBackend::Auto if cfg!(feature = "llamacpp") && !on_gpu && gguf => {
+            // Without mistral.rs in the build, llama.cpp takes every model it can load.
+            EngineBackend::Auto
+                if cfg!(feature = "llamacpp")
+                    && (!cfg!(feature = "mistralrs") || (!on_gpu && gguf)) =>
+            {
                 EngineBackend::Llamacpp
             }
             EngineBackend::Auto => EngineBackend::Mistralrs,
@@ -80,10 +83,22 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         match backend {
             EngineBackend::Llamacpp => Self::load_llamacpp(cfg, files).await,
-            _ => MistralRs::load(cfg, files.served, files.tokenizer_dir)
-                .await
-                .map(|e| Engine(Box::new(e))),
+            _ => Self::load_mistralrs(cfg, files).await,
         }
+    }
+
+    #[cfg(feature = "mistralrs")]
+    async fn load_mistralrs(cfg: &ModelConfig, files: ModelFiles<'_>) -> Result<Self, EngineError> {
+        crate::llm::MistralRs::load(cfg, files.served, files.tokenizer_dir)
+            .await
+            .map(|e| Engine(Box::new(e)))
+    }
+
+    #[cfg(not(feature = "mistralrs"))]
+    async fn load_mistralrs(_: &ModelConfig, _: ModelFiles<'_>) -> Result<Self, EngineError> {
+        Err(EngineError::Load(
+            "this build has no mistral.rs backend (cargo feature `mistralrs`)".into(),
+        ))
     }
 
     #[cfg(feature = "llamacpp")]

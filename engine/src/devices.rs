@@ -2,20 +2,26 @@
 //! layers mapped across the worker's GPUs, and tensor parallelism through NCCL (a `nccl`
 //! build, safetensors models) with mistral.rs's re-executed rank processes.
 
+#[cfg(feature = "mistralrs")]
 use mistralrs::core::{AutoDeviceMapParams, DeviceMapSetting, MemoryGpuConfig, Pipeline};
+#[cfg(feature = "mistralrs")]
 use mistralrs::{
     paged_attn_supported, DefaultSchedulerMethod, PagedAttentionConfig, PagedCacheType,
     SchedulerConfig,
 };
 use protocol::config::WeightKind;
+#[cfg(feature = "mistralrs")]
 use protocol::EngineSettings;
-use std::num::NonZeroUsize;
-use std::sync::Arc;
+#[cfg(feature = "mistralrs")]
+use std::{num::NonZeroUsize, sync::Arc};
+#[cfg(feature = "mistralrs")]
 use tokio::sync::Mutex;
 
+#[cfg(feature = "mistralrs")]
 /// The share of GPU memory an engine fills when the config names none (vLLM's default).
 pub const DEFAULT_GPU_MEMORY_UTILIZATION: f64 = 0.9;
 
+#[cfg(feature = "mistralrs")]
 /// PagedAttention for an engine on `device`: on CUDA, with `gpu_memory_utilization` of each
 /// GPU's memory (weights, activations, then the KV cache in what is left); `None` on the CPU,
 /// where mistral.rs 0.8.1 has no PagedAttention. Errors: a message for a utilization outside
@@ -44,6 +50,7 @@ pub fn paged_attention(
     .map_err(|e| format!("{e:#}"))
 }
 
+#[cfg(feature = "mistralrs")]
 /// Layers spread over every GPU the worker sees (its `CUDA_VISIBLE_DEVICES`) by their free
 /// memory, mistral.rs's automatic mapping; with one device, all on it. In a `nccl` build a
 /// safetensors model on several GPUs is split by tensor parallelism instead and this is
@@ -52,6 +59,7 @@ pub fn device_map() -> DeviceMapSetting {
     DeviceMapSetting::Auto(AutoDeviceMapParams::default_text())
 }
 
+#[cfg(feature = "mistralrs")]
 /// The scheduler: PagedAttention's (sequences admitted by free KV blocks, up to
 /// `max_num_seqs`) when the pipeline has a paged cache, else mistral.rs's fixed batch.
 pub async fn scheduler(
@@ -85,7 +93,10 @@ pub const NO_NCCL: &str = "MISTRALRS_NO_NCCL";
 /// environment variable. Such a process must only load the engine (which then serves its
 /// rank and never returns), not register as a worker.
 pub fn is_tensor_parallel_rank() -> bool {
-    mistralrs::core::distributed::is_daemon()
+    #[cfg(feature = "mistralrs")]
+    return mistralrs::core::distributed::is_daemon();
+    #[cfg(not(feature = "mistralrs"))]
+    false
 }
 
 /// The number of GPUs in a `CUDA_VISIBLE_DEVICES` value ("0,1" is 2; empty or unset is 0).
@@ -111,6 +122,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "mistralrs")]
     fn no_paged_attention_on_the_cpu() {
         let engine: EngineSettings = serde_json::from_str(
             r#"{"max_num_seqs": 1, "context_length": 8, "gpu_memory_utilization": 2.0}"#,

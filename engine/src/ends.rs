@@ -5,9 +5,12 @@
 //! its end-of-sequence tokens itself and takes `stop_token_ids` as its stop tokens, gets the
 //! mask as a logits processor ([`EndMask`]).
 
+#[cfg(feature = "mistralrs")]
 use mistralrs::{CustomLogitsProcessor, Tensor};
 use protocol::openai::Sampling;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(feature = "mistralrs")]
+use std::sync::Mutex;
 
 /// One request's ending tokens and when they are allowed.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +70,7 @@ impl EndRules {
         }
     }
 
+    #[cfg(feature = "mistralrs")]
     /// Whether [`EndRules::mask`] can change anything for a backend that stops on its
     /// end-of-sequence tokens by itself.
     fn masks_anything(&self) -> bool {
@@ -74,6 +78,7 @@ impl EndRules {
     }
 }
 
+#[cfg(feature = "mistralrs")]
 /// [`EndRules::mask`] as a mistral.rs logits processor. It counts generated tokens from the
 /// context it is called with: the first call's context is the prompt.
 pub struct EndMask {
@@ -81,6 +86,7 @@ pub struct EndMask {
     prompt: Mutex<Option<usize>>,
 }
 
+#[cfg(feature = "mistralrs")]
 impl EndMask {
     /// The processor for `rules`, or `None` when they mask nothing.
     pub fn processor(rules: EndRules) -> Option<Arc<dyn CustomLogitsProcessor>> {
@@ -93,6 +99,7 @@ impl EndMask {
     }
 }
 
+#[cfg(feature = "mistralrs")]
 impl CustomLogitsProcessor for EndMask {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
         let prompt = *self
@@ -110,6 +117,7 @@ impl CustomLogitsProcessor for EndMask {
     }
 }
 
+#[cfg(feature = "mistralrs")]
 /// `stop_token_ids` on mistral.rs, the last logits processor: a step that chose one of them
 /// chooses the model's first end-of-sequence token instead, with the same logit, so mistral.rs
 /// ends the sequence as vLLM does for a stop token: `stop`, the token counted in usage, its
@@ -120,6 +128,7 @@ pub struct StopIdsAsEos {
     eos: u32,
 }
 
+#[cfg(feature = "mistralrs")]
 impl StopIdsAsEos {
     /// The processor for `rules`, or `None` without `stop_token_ids` (or without an
     /// end-of-sequence token to stop with).
@@ -144,6 +153,7 @@ impl StopIdsAsEos {
     }
 }
 
+#[cfg(feature = "mistralrs")]
 impl CustomLogitsProcessor for StopIdsAsEos {
     fn apply(&self, logits: &Tensor, _context: &[u32]) -> mistralrs::Result<Tensor> {
         let mut v = logits
@@ -200,6 +210,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "mistralrs")]
     fn a_chosen_stop_id_becomes_the_end_of_sequence() {
         let r = rules(false, 0, &[2]);
         let s = StopIdsAsEos {

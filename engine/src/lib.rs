@@ -6,7 +6,9 @@
 #![warn(missing_docs)]
 
 mod backend;
+#[cfg(feature = "mistralrs")]
 mod bias;
+#[cfg(feature = "mistralrs")]
 mod counter;
 pub mod devices;
 mod ends;
@@ -14,6 +16,7 @@ mod error;
 mod handler;
 #[cfg(feature = "llamacpp")]
 mod llamacpp;
+#[cfg(feature = "mistralrs")]
 mod llm;
 mod logprobs;
 mod prompts;
@@ -24,4 +27,5 @@ mod tool_calls;
 pub use backend::{Backend, Engine, ModelFiles};
 pub use error::EngineError;
 pub use handler::LlmHandler;
+#[cfg(feature = "mistralrs")]
 pub use llm::MistralRs;

@@ -12,11 +12,14 @@
 //! they were; mistral.rs applies the penalties before any processor; a constrained step that
 //! mistral.rs samples again under its mask runs this again, over the allowed tokens only.
 
+#[cfg(feature = "mistralrs")]
 use mistralrs::{CustomLogitsProcessor, DType, Tensor};
 use protocol::openai::Sampling;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::sync::{Arc, Mutex};
+#[cfg(feature = "mistralrs")]
+use std::sync::Arc;
+use std::sync::Mutex;
 
 /// The sampling of one engine request (see the module's text).
 pub struct SeededSampler {
@@ -27,7 +30,9 @@ pub struct SeededSampler {
     top_k: Option<usize>,
     top_p: Option<f32>,
     min_p: Option<f32>,
-    /// The run ranks its sequences (`best_of`): the token left keeps its probability.
+    /// The run ranks its sequences (`best_of`): the token left keeps its probability (read
+    /// by the mistral.rs processor only; llama.cpp ranks from its own log probabilities).
+    #[cfg_attr(not(feature = "mistralrs"), allow(dead_code))]
     ranked: bool,
 }
 
@@ -35,6 +40,7 @@ impl SeededSampler {
     /// The sampler of choice `choice` of a request sampled with `s`; `None` for greedy
     /// decoding, which mistral.rs does itself. `ranked`: the run is a `best_of` run, whose
     /// sequences mistral.rs ranks by their tokens' probabilities.
+    #[cfg(feature = "mistralrs")]
     pub fn for_choice(
         s: &Sampling,
         choice: usize,
@@ -103,6 +109,7 @@ impl SeededSampler {
     }
 }
 
+#[cfg(feature = "mistralrs")]
 impl CustomLogitsProcessor for SeededSampler {
     fn apply(&self, logits: &Tensor, _context: &[u32]) -> mistralrs::Result<Tensor> {
         let values: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
@@ -205,7 +212,7 @@ mod tests {
             temperature: Some(0.0),
             ..Sampling::default()
         };
-        assert!(SeededSampler::for_choice(&greedy, 0, false).is_none());
+        assert!(SeededSampler::new(&greedy, 0, false).is_none());
     }
 
     #[test]
@@ -236,6 +243,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "mistralrs")]
     fn the_logits_come_back_with_one_token_left() {
         let s = sampler(serde_json::json!({"seed": 1, "temperature": 1}));
         let logits = Tensor::new(flat(), &mistralrs::Device::Cpu).unwrap();
