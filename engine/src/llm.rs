@@ -248,7 +248,7 @@ impl MistralRs {
             .get_sender(None)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         // What every run shares: its sampling, the stop ids of a constraint, the bias.
-        let constrained = sampling.json_schema.is_some();
+        let constrained = sampling.json_schema.is_some() || sampling.pattern.is_some();
         let mut base = sampling_params(sampling);
         if constrained && !self.constraint_eos.is_empty() {
             base.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
@@ -279,10 +279,7 @@ impl MistralRs {
                 return_logprobs: false,
                 is_streaming: keep.is_none(),
                 id: runner.next_request_id(),
-                constraint: sampling
-                    .json_schema
-                    .clone()
-                    .map_or(Constraint::None, Constraint::JsonSchema),
+                constraint: constraint_of(sampling),
                 suffix: None,
                 tools: None,
                 tool_choice: None,
@@ -660,6 +657,16 @@ fn safetensors_loader(weights: &Path) -> Result<Box<dyn mistralrs::core::Loader>
     )
     .build(None)
     .map_err(|e| EngineError::Load(format!("{e:#}")))
+}
+
+/// The structured-output constraint mistral.rs enforces with llguidance: a JSON Schema or a
+/// pattern (never both: the parser refuses the pair).
+fn constraint_of(s: &Sampling) -> Constraint {
+    match (&s.json_schema, &s.pattern) {
+        (Some(schema), _) => Constraint::JsonSchema(schema.clone()),
+        (None, Some(pattern)) => Constraint::Regex(pattern.clone()),
+        (None, None) => Constraint::None,
+    }
 }
 
 fn sampling_params(s: &Sampling) -> SamplingParams {

@@ -261,6 +261,11 @@ pub(crate) fn check_request(
         };
         structured::check_schema(schema.clone(), param)?;
     }
+    if let Some(pattern) = &req.sampling().pattern {
+        // A `guided_choice` is an alternation of escaped literals, which always compiles: a
+        // pattern that does not came from `guided_regex`.
+        structured::check_pattern(pattern, "guided_regex")?;
+    }
     Ok(())
 }
 

@@ -23,6 +23,21 @@ pub fn check_schema(schema: Value, param: &str) -> Result<(), GatewayError> {
         })
 }
 
+/// `Ok` when the engine can enforce `pattern` (`guided_regex`, or `guided_choice` made one):
+/// compiled by llguidance's regex compiler, as the engines compile it; else a 400 for
+/// `param`.
+pub fn check_pattern(pattern: &str, param: &str) -> Result<(), GatewayError> {
+    GrammarBuilder::new(None, ParserLimits::default())
+        .regex
+        .regex(pattern)
+        .map(|_| ())
+        .map_err(|e| GatewayError::BadRequest {
+            message: format!("`{param}` cannot be enforced: {e}"),
+            param: Some(param.to_string()),
+            code: None,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +57,13 @@ mod tests {
         .to_string();
         assert!(e.contains("response_format.json_schema.schema"), "{e}");
         assert!(e.contains("frobnicate"), "{e}");
+    }
+
+    #[test]
+    fn patterns_compile_or_are_named() {
+        assert!(check_pattern("(yes|no)", "guided_choice").is_ok());
+        assert!(check_pattern("[0-9]{3}-[0-9]{4}", "guided_regex").is_ok());
+        let e = check_pattern(r"\bword(?=x)", "guided_regex").unwrap_err();
+        assert!(e.to_string().contains("guided_regex"), "{e}");
     }
 }

@@ -126,6 +126,11 @@ pub struct Sampling {
     /// `response_format` (`json_object`: any object) or vLLM's `guided_json`; `None`: free
     /// text. See [`format::take_output_schema`].
     pub json_schema: Option<Value>,
+    /// The regular expression the whole output must match, enforced by constrained decoding:
+    /// vLLM's `guided_regex`, or its `guided_choice` as an escaped alternation (see
+    /// [`format::take_output_pattern`]); never together with `json_schema`.
+    #[serde(default)]
+    pub pattern: Option<String>,
     /// Return each token's log probability with this many most likely alternatives (0 to
     /// [`logprobs::MAX_TOP_LOGPROBS`]): chat's `logprobs: true` + `top_logprobs`, completions'
     /// `logprobs` (an int). `None`: no log probabilities.
@@ -325,6 +330,8 @@ const SAMPLING_KEYS: &[&str] = &[
     "stop",
     "stop_token_ids",
     "include_stop_str_in_output",
+    "guided_regex",
+    "guided_choice",
     "ignore_eos",
     "min_tokens",
     "seed",
@@ -473,6 +480,13 @@ impl ChatRequest {
                 ));
             }
             if let Some(schema) = t.forced_schema() {
+                if c.sampling.pattern.is_some() {
+                    return Err(InvalidRequest::new(
+                        "tool_choice",
+                        "a `tool_choice` that forces a call cannot be combined with \
+                         `guided_regex` or `guided_choice`",
+                    ));
+                }
                 // OpenAI's meaning of the pair: the forced call's arguments follow its
                 // function's schema, and `response_format` (already checked) would govern
                 // message content, which a forced answer has none of.

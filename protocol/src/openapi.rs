@@ -239,6 +239,11 @@ macro_rules! with_common_parameters {
             /// with `response_format`.
             #[schema(value_type = Option<Object>)]
             pub guided_json: Option<Value>,
+            /// vLLM's: a regular expression the whole output matches; not with a schema.
+            pub guided_regex: Option<String>,
+            /// vLLM's: the output is exactly one of these (1 to 256 non-empty strings).
+            #[schema(min_items = 1, max_items = 256)]
+            pub guided_choice: Option<Vec<String>>,
             /// Answer as server-sent events.
             pub stream: Option<bool>,
             /// Streaming options.
@@ -362,7 +367,7 @@ mod tests {
             "response_format": {"type": "text"}, "guided_json": null, "stream": true,
             "stream_options": {"include_usage": true, "continuous_usage_stats": true}, "user": "u",
             "logprobs": null, "stop_token_ids": [2], "include_stop_str_in_output": true,
-            "ignore_eos": true, "min_tokens": 1,
+            "ignore_eos": true, "min_tokens": 1, "guided_regex": null, "guided_choice": null,
             "top_logprobs": null, "tools": [{"type": "function", "function": {"name": "f"}}],
             "tool_choice": "auto", "parallel_tool_calls": true, "echo": false, "best_of": 1,
         });

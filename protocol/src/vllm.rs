@@ -111,6 +111,8 @@ const SAMPLING: &[&str] = &[
     "frequency_penalty",
     "repetition_penalty",
     "guided_json",
+    "guided_regex",
+    "guided_choice",
     "ignore_eos",
     "min_tokens",
     "stop_token_ids",

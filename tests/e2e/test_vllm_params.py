@@ -196,3 +196,31 @@ def test_prompts_as_lists_and_token_ids_as_openai_numbers_them(server, request):
     # An id outside the vocabulary is the client's error, found before the job is queued.
     bad = httpx.post(f"{base}/v1/completions", json={"model": MODEL, "prompt": [1, 10**8]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt", bad.text
+
+
+def test_guided_choice_and_regex_hold_on_every_backend(server):
+    import re
+    ask = [{"role": "user", "content": "Is the sky green? Answer yes or no."}]
+    for stream_it in [False, True]:
+        body = {"model": MODEL, "messages": ask, "max_tokens": 10, "temperature": 1.0,
+                "guided_choice": ["yes", "no", "maybe (unsure)"], "stream": stream_it}
+        if stream_it:
+            text = "".join(c["choices"][0]["delta"].get("content") or ""
+                           for c in stream(server.base, "/v1/chat/completions", body) if c["choices"])
+        else:
+            text = chat(server.base, **{k: v for k, v in body.items() if k != "model"})["choices"][0]["message"]["content"]
+        assert text in ["yes", "no", "maybe (unsure)"], text
+    # (No leading space: mistral.rs strips a completion's leading whitespace.)
+    r = completion(server.base, prompt="Call me at ", max_tokens=20, temperature=1.0,
+                   guided_regex=r"[0-9]{3}-[0-9]{4}")
+    assert re.fullmatch(r"[0-9]{3}-[0-9]{4}", r["choices"][0]["text"]), r
+    assert r["choices"][0]["finish_reason"] == "stop"
+    for extra, param in [
+        ({"guided_regex": "(", "max_tokens": 4}, "guided_regex"),
+        ({"guided_regex": r"\bx", "max_tokens": 4}, "guided_regex"),
+        ({"guided_choice": [], "max_tokens": 4}, "guided_choice"),
+        ({"guided_choice": ["a"], "guided_regex": "a"}, "guided_choice"),
+        ({"guided_choice": ["a"], "response_format": {"type": "json_object"}}, "guided_regex"),
+    ]:
+        bad = httpx.post(f"{server.base}/v1/completions", json={"model": MODEL, "prompt": "x", **extra})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == param, (extra, bad.text)

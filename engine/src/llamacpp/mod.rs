@@ -294,9 +294,13 @@ impl LlamaEngine {
         max_tokens: usize,
     ) -> Result<(Run, UnboundedReceiver<SeqEvent>), EngineError> {
         let sampling = req.sampling();
-        let constraint = match &sampling.json_schema {
-            Some(schema) => {
-                let grammar = TopLevelGrammar::from_json_schema(schema.clone());
+        let grammar = match (&sampling.json_schema, &sampling.pattern) {
+            (Some(schema), _) => Some(TopLevelGrammar::from_json_schema(schema.clone())),
+            (None, Some(pattern)) => Some(TopLevelGrammar::from_regex(pattern)),
+            (None, None) => None,
+        };
+        let constraint = match grammar {
+            Some(grammar) => {
                 let factory = self
                     .constraints
                     .wait()

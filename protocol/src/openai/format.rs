@@ -1,6 +1,7 @@
 //! Structured outputs: OpenAI's `response_format` and vLLM's `guided_json`, reduced to the JSON
-//! Schema the engine's constrained decoding (llguidance, inside mistral.rs) enforces token by
-//! token, so the output parses whatever the model would have said.
+//! Schema the engine's constrained decoding (llguidance) enforces token by token, so the output
+//! parses whatever the model would have said; and vLLM's `guided_regex` and `guided_choice`,
+//! reduced to a regular expression enforced the same way.
 
 use super::{InvalidRequest, Result};
 use serde_json::{json, Map, Value};
@@ -42,6 +43,73 @@ pub fn take_output_schema(map: &mut Map<String, Value>) -> Result<Option<Value>>
         )),
         (f, g) => Ok(f.or(g)),
     }
+}
+
+/// Longest `guided_regex`, and longest `guided_choice` (all choices together), in bytes.
+pub const MAX_PATTERN: usize = 16 * 1024;
+/// Most `guided_choice` choices.
+pub const MAX_CHOICES: usize = 256;
+
+/// The regular expression the whole output must match: vLLM's `guided_regex`, or its
+/// `guided_choice` as the alternation of the choices (escaped, so the output is exactly one of
+/// them); `None` for neither. Both keys in one request are refused, and so is a pattern that
+/// does not parse, is longer than [`MAX_PATTERN`] or nests deeper than 64 groups (the
+/// compiler walks it recursively).
+pub fn take_output_pattern(map: &mut Map<String, Value>) -> Result<Option<String>> {
+    let regex = match map.remove("guided_regex") {
+        None => None,
+        Some(Value::String(r)) => Some(r),
+        Some(_) => {
+            return Err(InvalidRequest::new(
+                "guided_regex",
+                "`guided_regex` must be a string",
+            ))
+        }
+    };
+    let choice = match map.remove("guided_choice") {
+        None => None,
+        Some(v) => Some(choices(v)?),
+    };
+    let (pattern, param) = match (regex, choice) {
+        (Some(_), Some(_)) => {
+            return Err(InvalidRequest::new(
+                "guided_choice",
+                "give either `guided_regex` or `guided_choice`, not both",
+            ))
+        }
+        (Some(r), None) => (r, "guided_regex"),
+        (None, Some(c)) => (c, "guided_choice"),
+        (None, None) => return Ok(None),
+    };
+    if pattern.len() > MAX_PATTERN {
+        return Err(InvalidRequest::new(
+            param,
+            format!("`{param}` is longer than {MAX_PATTERN} bytes"),
+        ));
+    }
+    regex_syntax::ParserBuilder::new()
+        .nest_limit(64)
+        .build()
+        .parse(&pattern)
+        .map_err(|e| {
+            InvalidRequest::new(param, format!("`{param}` is not a valid pattern: {e}"))
+        })?;
+    Ok(Some(pattern))
+}
+
+/// `guided_choice`: 1 to [`MAX_CHOICES`] non-empty strings, as one escaped alternation.
+fn choices(v: Value) -> Result<String> {
+    let list: Vec<String> = serde_json::from_value(v).map_err(|_| {
+        InvalidRequest::new("guided_choice", "`guided_choice` must be a list of strings")
+    })?;
+    if list.is_empty() || list.len() > MAX_CHOICES || list.iter().any(String::is_empty) {
+        return Err(InvalidRequest::new(
+            "guided_choice",
+            format!("`guided_choice` takes 1 to {MAX_CHOICES} non-empty strings"),
+        ));
+    }
+    let escaped: Vec<String> = list.iter().map(|c| regex_syntax::escape(c)).collect();
+    Ok(format!("({})", escaped.join("|")))
 }
 
 /// `schema` if it is within [`super::schema::check_bounds`]'s limits; else a 400 for `param`.

@@ -32,6 +32,14 @@ pub(super) fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
     sampling.include_stop_str_in_output = take(map, "include_stop_str_in_output")?.unwrap_or(false);
     sampling.logit_bias = parse_logit_bias(map)?;
     sampling.json_schema = format::take_output_schema(map)?;
+    sampling.pattern = format::take_output_pattern(map)?;
+    if sampling.json_schema.is_some() && sampling.pattern.is_some() {
+        return Err(InvalidRequest::new(
+            "guided_regex",
+            "a pattern (`guided_regex`, `guided_choice`) cannot be combined with a schema \
+             (`response_format`, `guided_json`)",
+        ));
+    }
     let (stream, include_usage, continuous_usage) = parse_stream(map)?;
     let _user: Option<String> = take(map, "user")?;
     Ok(Common {
@@ -202,6 +210,25 @@ mod tests {
         assert_eq!(
             param_of(completion(json!({"ignore_eos": "yes"}))).as_deref(),
             Some("ignore_eos")
+        );
+    }
+
+    #[test]
+    fn guided_choice_is_an_escaped_alternation_and_patterns_are_checked() {
+        let r = completion(json!({"guided_choice": ["a.b", "c"]})).unwrap();
+        assert_eq!(r.sampling.pattern.as_deref(), Some(r"(a\.b|c)"));
+        assert_eq!(
+            param_of(completion(json!({"guided_regex": "(a"}))).as_deref(),
+            Some("guided_regex")
+        );
+        let deep = format!("{}a{}", "(".repeat(65), ")".repeat(65));
+        assert_eq!(
+            param_of(completion(json!({"guided_regex": deep}))).as_deref(),
+            Some("guided_regex")
+        );
+        assert_eq!(
+            param_of(completion(json!({"guided_choice": [""]}))).as_deref(),
+            Some("guided_choice")
         );
     }
 
