@@ -11,7 +11,6 @@ mod bias;
 #[cfg(feature = "mistralrs")]
 mod counter;
 pub mod devices;
-mod ends;
 mod error;
 mod handler;
 #[cfg(feature = "llamacpp")]
@@ -20,6 +19,7 @@ mod llamacpp;
 mod llm;
 mod logprobs;
 mod prompts;
+mod rules;
 mod sampler;
 pub mod shape;
 mod tool_calls;

@@ -8,8 +8,8 @@
 use crate::bias::LogitBias;
 use crate::counter::{TokenCounter, TokenCounts};
 use crate::devices;
-use crate::ends::{EndMask, EndRules, StopIdsAsEos};
 use crate::logprobs::{ChoiceLogprobs, LogprobRecorder, Vocab};
+use crate::rules::{StopIdsAsEos, TokenMask, TokenRules};
 use crate::sampler::SeededSampler;
 use crate::shape::Aggregator;
 use crate::EngineError;
@@ -46,7 +46,7 @@ pub struct MistralRs {
     /// Where a constrained (structured-output) request stops: see [`MistralRs::load`].
     constraint_eos: Vec<u32>,
     /// The end-of-sequence tokens mistral.rs stops on (the model's), for `ignore_eos` and
-    /// `min_tokens` ([`EndMask`]).
+    /// `min_tokens` ([`TokenMask`]).
     eos: Arc<[u32]>,
     /// Every token's text, for log probabilities; `None` if the pipeline has no token trie
     /// (log probabilities are then refused).
@@ -254,9 +254,9 @@ impl MistralRs {
             base.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
         }
         let bias = LogitBias::processor(&sampling.logit_bias);
-        let rules = EndRules::new(sampling, self.eos.clone());
+        let rules = TokenRules::new(sampling, self.eos.clone());
         let (ends, stop_ids) = (
-            EndMask::processor(rules.clone()),
+            TokenMask::processor(rules.clone()),
             StopIdsAsEos::processor(&rules),
         );
         let top_n = self.logprobs_of(sampling)?;

@@ -169,6 +169,16 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
         GenerateRequest::Chat(c) => (tok.count_chat(&c.prompt_messages()), "messages"),
         GenerateRequest::Completion(c) => (longest_prompt(tok, &c.prompts), "prompt"),
     };
+    if let Some(ids) = &req.sampling().allowed_token_ids {
+        let size = tok.vocab_size();
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= size) {
+            return Err(GatewayError::BadRequest {
+                message: format!("token id {id} is outside the vocabulary of {size} tokens"),
+                param: Some("allowed_token_ids".into()),
+                code: None,
+            });
+        }
+    }
     let prompt_tokens = prompt_tokens.map_err(|e| match e {
         weights::WeightsError::Tokenizer(m) if param == "prompt" => GatewayError::BadRequest {
             message: m,

@@ -154,6 +154,10 @@ pub struct Sampling {
     /// a choice stays at the end of its text.
     #[serde(default)]
     pub include_stop_str_in_output: bool,
+    /// vLLM's `allowed_token_ids`: only these tokens may be drawn (1 to
+    /// [`MAX_ALLOWED_TOKEN_IDS`] ids of the model's vocabulary, checked by the gateway).
+    #[serde(default)]
+    pub allowed_token_ids: Option<Vec<u32>>,
 }
 
 impl Sampling {
@@ -332,6 +336,7 @@ const SAMPLING_KEYS: &[&str] = &[
     "include_stop_str_in_output",
     "guided_regex",
     "guided_choice",
+    "allowed_token_ids",
     "ignore_eos",
     "min_tokens",
     "seed",
@@ -427,6 +432,8 @@ pub const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 pub const MAX_STOP: usize = 16;
 /// Maximum number of `stop_token_ids` one request may give.
 pub const MAX_STOP_TOKEN_IDS: usize = 64;
+/// Maximum number of `allowed_token_ids` one request may give.
+pub const MAX_ALLOWED_TOKEN_IDS: usize = 1 << 18;
 /// Maximum number of choices (`n`) one request may ask for, and of sequences (`best_of`) one
 /// completion may generate.
 pub const MAX_N: u32 = 16;

@@ -226,6 +226,9 @@ macro_rules! with_common_parameters {
             pub ignore_eos: Option<bool>,
             /// Tokens a choice generates before anything may end it, at most `max_tokens` (vLLM's).
             pub min_tokens: Option<u32>,
+            /// Only these token ids may be drawn (vLLM's).
+            #[schema(min_items = 1)]
+            pub allowed_token_ids: Option<Vec<u32>>,
             /// The same seed and parameters repeat the same choices (choice `i` draws from `seed + i`).
             pub seed: Option<i64>,
             /// Choices to return.
@@ -368,6 +371,7 @@ mod tests {
             "stream_options": {"include_usage": true, "continuous_usage_stats": true}, "user": "u",
             "logprobs": null, "stop_token_ids": [2], "include_stop_str_in_output": true,
             "ignore_eos": true, "min_tokens": 1, "guided_regex": null, "guided_choice": null,
+            "allowed_token_ids": [1],
             "top_logprobs": null, "tools": [{"type": "function", "function": {"name": "f"}}],
             "tool_choice": "auto", "parallel_tool_calls": true, "echo": false, "best_of": 1,
         });

@@ -224,3 +224,16 @@ def test_guided_choice_and_regex_hold_on_every_backend(server):
     ]:
         bad = httpx.post(f"{server.base}/v1/completions", json={"model": MODEL, "prompt": "x", **extra})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == param, (extra, bad.text)
+
+
+def test_allowed_token_ids_are_all_that_is_drawn(server):
+    import re
+    ids = vocab()
+    r = completion(server.base, prompt="Answer:", max_tokens=5, temperature=1.0,
+                   allowed_token_ids=[ids["yes"], ids["no"]])
+    assert re.fullmatch("(yes|no)+", r["choices"][0]["text"]), r
+    assert r["usage"]["completion_tokens"] == 5, "no end-of-sequence token was allowed"
+    for ids_given in [[], [10**8]]:
+        bad = httpx.post(f"{server.base}/v1/completions",
+                         json={"model": MODEL, "prompt": "x", "allowed_token_ids": ids_given})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "allowed_token_ids", bad.text

@@ -10,8 +10,8 @@
 mod scheduler;
 mod step;
 
-use crate::ends::EndRules;
 use crate::logprobs::{Entries, Vocab};
+use crate::rules::TokenRules;
 use crate::shape::Aggregator;
 use crate::EngineError;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -313,7 +313,7 @@ impl LlamaEngine {
             }
             None => None,
         };
-        let ends = EndRules::new(sampling, self.eog.clone());
+        let ends = TokenRules::new(sampling, self.eog.clone());
         let chooser = step::TokenChooser::new(
             sampling,
             (i, ranked),

@@ -43,7 +43,7 @@ pub enum SeqEvent {
         /// Its log probabilities, when asked for.
         position: Option<Position>,
     },
-    /// The sequence ended: `stop` (an ending token, see [`crate::ends`], or its constraint
+    /// The sequence ended: `stop` (an ending token, see [`crate::rules`], or its constraint
     /// completed) or
     /// `length` (`max_tokens`, or the context).
     End(&'static str),

@@ -6,8 +6,8 @@
 //! same compiler the gateway checks schemas with), then greedy or seeded sampling
 //! ([`crate::sampler::SeededSampler`], shared with the mistral.rs backend).
 
-use crate::ends::EndRules;
 use crate::logprobs::{log_softmax, position, Position};
+use crate::rules::TokenRules;
 use crate::sampler::{argmax, SeededSampler};
 use llguidance::Matcher;
 use protocol::openai::Sampling;
@@ -27,7 +27,7 @@ pub struct TokenChooser {
     top_n: Option<usize>,
     constraint: Option<Matcher>,
     /// What may end the sequence, and when (`ignore_eos`, `stop_token_ids`, `min_tokens`).
-    ends: EndRules,
+    ends: TokenRules,
     /// Tokens chosen so far.
     count: usize,
 }
@@ -50,7 +50,7 @@ impl TokenChooser {
         (choice, ranked): (usize, bool),
         (prompt, n_vocab): (&[u32], usize),
         constraint: Option<Matcher>,
-        ends: EndRules,
+        ends: TokenRules,
     ) -> Self {
         let repetition = s.repetition_penalty.unwrap_or(1.0);
         let mut prompt_seen = Vec::new();
@@ -174,23 +174,23 @@ mod tests {
     #[test]
     fn greedy_with_bias_and_penalties_as_vllm_applies_them() {
         let s = sampling(json!({"temperature": 0, "logit_bias": {"2": 100}}));
-        let mut c = TokenChooser::new(&s, (0, false), (&[], 4), None, EndRules::default());
+        let mut c = TokenChooser::new(&s, (0, false), (&[], 4), None, TokenRules::default());
         assert_eq!(c.choose(&mut [3.0, 2.0, 0.0, 1.0]).unwrap().id, 2);
         // Presence and frequency fall on generated tokens only: token 0 was never generated.
         let s = sampling(json!({"temperature": 0, "frequency_penalty": 2.0}));
-        let mut c = TokenChooser::new(&s, (0, false), (&[0], 3), None, EndRules::default());
+        let mut c = TokenChooser::new(&s, (0, false), (&[0], 3), None, TokenRules::default());
         assert_eq!(c.choose(&mut [3.0, 2.5, 0.0]).unwrap().id, 0);
         assert_eq!(c.choose(&mut [3.0, 2.5, 0.0]).unwrap().id, 1, "3 - 2 < 2.5");
         // Repetition divides a positive logit of a token seen in the prompt.
         let s = sampling(json!({"temperature": 0, "repetition_penalty": 2.0}));
-        let mut c = TokenChooser::new(&s, (0, false), (&[0], 3), None, EndRules::default());
+        let mut c = TokenChooser::new(&s, (0, false), (&[0], 3), None, TokenRules::default());
         assert_eq!(c.choose(&mut [3.0, 2.0, 0.0]).unwrap().id, 1, "3 / 2 < 2");
     }
 
     #[test]
     fn log_probabilities_come_from_the_biased_logits_before_sampling() {
         let s = sampling(json!({"temperature": 0, "logprobs": 2}));
-        let mut c = TokenChooser::new(&s, (0, false), (&[], 3), None, EndRules::default());
+        let mut c = TokenChooser::new(&s, (0, false), (&[], 3), None, TokenRules::default());
         let p = c
             .choose(&mut [0.0, 0.0, f32::ln(2.0)])
             .unwrap()

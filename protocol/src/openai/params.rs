@@ -2,8 +2,8 @@
 //! stop sequences, logit bias, structured output, streaming.
 
 use super::{
-    check_range, format, take, InvalidRequest, Result, Sampling, MAX_N, MAX_STOP,
-    MAX_STOP_TOKEN_IDS,
+    check_range, format, take, InvalidRequest, Result, Sampling, MAX_ALLOWED_TOKEN_IDS, MAX_N,
+    MAX_STOP, MAX_STOP_TOKEN_IDS,
 };
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -30,6 +30,15 @@ pub(super) fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
         ));
     }
     sampling.include_stop_str_in_output = take(map, "include_stop_str_in_output")?.unwrap_or(false);
+    sampling.allowed_token_ids = take(map, "allowed_token_ids")?;
+    if let Some(ids) = &sampling.allowed_token_ids {
+        if ids.is_empty() || ids.len() > MAX_ALLOWED_TOKEN_IDS {
+            return Err(InvalidRequest::new(
+                "allowed_token_ids",
+                format!("`allowed_token_ids` takes 1 to {MAX_ALLOWED_TOKEN_IDS} token ids"),
+            ));
+        }
+    }
     sampling.logit_bias = parse_logit_bias(map)?;
     sampling.json_schema = format::take_output_schema(map)?;
     sampling.pattern = format::take_output_pattern(map)?;

@@ -1,9 +1,10 @@
-//! What may end a choice, as vLLM defines it: the model's end-of-sequence tokens (unless
-//! `ignore_eos`), `stop_token_ids`, and `min_tokens`, before which none of them may be
-//! generated. Both backends apply the same rules: llama.cpp's scheduler asks [`EndRules::ends`]
-//! after each token and its chooser masks with [`EndRules::mask`]; mistral.rs, which stops on
+//! Which tokens may be drawn and which end a choice, as vLLM defines them: the model's
+//! end-of-sequence tokens (unless `ignore_eos`), `stop_token_ids`, and `min_tokens`, before
+//! which none of them may be generated; `allowed_token_ids`, outside which nothing is drawn.
+//! Both backends apply the same rules: llama.cpp's scheduler asks [`TokenRules::ends`]
+//! after each token and its chooser masks with [`TokenRules::mask`]; mistral.rs, which stops on
 //! its end-of-sequence tokens itself and takes `stop_token_ids` as its stop tokens, gets the
-//! mask as a logits processor ([`EndMask`]).
+//! mask as a logits processor ([`TokenMask`]).
 
 #[cfg(feature = "mistralrs")]
 use mistralrs::{CustomLogitsProcessor, Tensor};
@@ -12,25 +13,32 @@ use std::sync::Arc;
 #[cfg(feature = "mistralrs")]
 use std::sync::Mutex;
 
-/// One request's ending tokens and when they are allowed.
+/// One request's ending tokens, when they are allowed, and the tokens it may draw at all.
 #[derive(Clone, Debug, Default)]
-pub struct EndRules {
+pub struct TokenRules {
     /// The model's end-of-sequence tokens.
     eos: Arc<[u32]>,
     stop_ids: Vec<u32>,
     ignore_eos: bool,
     min_tokens: usize,
+    /// `allowed_token_ids`, sorted: only these may be drawn.
+    allowed: Option<Vec<u32>>,
 }
 
-impl EndRules {
+impl TokenRules {
     /// The rules of a request sampled with `s` on a model whose end-of-sequence tokens are
     /// `eos`.
     pub fn new(s: &Sampling, eos: Arc<[u32]>) -> Self {
-        EndRules {
+        TokenRules {
             eos,
             stop_ids: s.stop_token_ids.clone(),
             ignore_eos: s.ignore_eos,
             min_tokens: s.min_tokens as usize,
+            allowed: s.allowed_token_ids.as_ref().map(|ids| {
+                let mut ids = ids.clone();
+                ids.sort_unstable();
+                ids
+            }),
         }
     }
 
@@ -40,14 +48,15 @@ impl EndRules {
     }
 
     /// Set to -inf, after `generated` tokens, the logits of the tokens that may not be drawn:
-    /// every ending token before `min_tokens`; with `always_eos` (a backend that stops on
-    /// end-of-sequence tokens by itself, so `ignore_eos` can only keep them from being drawn)
-    /// the end-of-sequence tokens too. When nothing else is left to draw (a structured-output
-    /// constraint that is complete allows only the end), nothing is masked.
+    /// those outside `allowed_token_ids`; every ending token before `min_tokens`; with
+    /// `always_eos` (a backend that stops on end-of-sequence tokens by itself, so `ignore_eos`
+    /// can only keep them from being drawn) the end-of-sequence tokens too. When nothing else
+    /// is left to draw (a structured-output constraint that is complete allows only the end),
+    /// nothing is masked.
     pub fn mask(&self, generated: usize, always_eos: bool, logits: &mut [f32]) {
         let early = generated < self.min_tokens;
         let eos_always = always_eos && self.ignore_eos;
-        if !early && !eos_always {
+        if !early && !eos_always && self.allowed.is_none() {
             return;
         }
         let mut masked: Vec<usize> = self
@@ -58,6 +67,11 @@ impl EndRules {
             .map(|&id| id as usize)
             .filter(|&id| id < logits.len())
             .collect();
+        if let Some(allowed) = &self.allowed {
+            masked.extend(
+                (0..logits.len()).filter(|&id| allowed.binary_search(&(id as u32)).is_err()),
+            );
+        }
         masked.sort_unstable();
         masked.dedup();
         let finite = logits.iter().filter(|l| l.is_finite()).count();
@@ -71,27 +85,27 @@ impl EndRules {
     }
 
     #[cfg(feature = "mistralrs")]
-    /// Whether [`EndRules::mask`] can change anything for a backend that stops on its
+    /// Whether [`TokenRules::mask`] can change anything for a backend that stops on its
     /// end-of-sequence tokens by itself.
     fn masks_anything(&self) -> bool {
-        self.min_tokens > 0 || self.ignore_eos
+        self.min_tokens > 0 || self.ignore_eos || self.allowed.is_some()
     }
 }
 
 #[cfg(feature = "mistralrs")]
-/// [`EndRules::mask`] as a mistral.rs logits processor. It counts generated tokens from the
+/// [`TokenRules::mask`] as a mistral.rs logits processor. It counts generated tokens from the
 /// context it is called with: the first call's context is the prompt.
-pub struct EndMask {
-    rules: EndRules,
+pub struct TokenMask {
+    rules: TokenRules,
     prompt: Mutex<Option<usize>>,
 }
 
 #[cfg(feature = "mistralrs")]
-impl EndMask {
+impl TokenMask {
     /// The processor for `rules`, or `None` when they mask nothing.
-    pub fn processor(rules: EndRules) -> Option<Arc<dyn CustomLogitsProcessor>> {
+    pub fn processor(rules: TokenRules) -> Option<Arc<dyn CustomLogitsProcessor>> {
         rules.masks_anything().then(|| {
-            Arc::new(EndMask {
+            Arc::new(TokenMask {
                 rules,
                 prompt: Mutex::new(None),
             }) as Arc<dyn CustomLogitsProcessor>
@@ -100,7 +114,7 @@ impl EndMask {
 }
 
 #[cfg(feature = "mistralrs")]
-impl CustomLogitsProcessor for EndMask {
+impl CustomLogitsProcessor for TokenMask {
     fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
         let prompt = *self
             .prompt
@@ -132,7 +146,7 @@ pub struct StopIdsAsEos {
 impl StopIdsAsEos {
     /// The processor for `rules`, or `None` without `stop_token_ids` (or without an
     /// end-of-sequence token to stop with).
-    pub fn processor(rules: &EndRules) -> Option<Arc<dyn CustomLogitsProcessor>> {
+    pub fn processor(rules: &TokenRules) -> Option<Arc<dyn CustomLogitsProcessor>> {
         let eos = *rules.eos.first()?;
         (!rules.stop_ids.is_empty()).then(|| {
             Arc::new(StopIdsAsEos {
@@ -169,14 +183,14 @@ impl CustomLogitsProcessor for StopIdsAsEos {
 mod tests {
     use super::*;
 
-    fn rules(ignore_eos: bool, min_tokens: u32, stop_ids: &[u32]) -> EndRules {
+    fn rules(ignore_eos: bool, min_tokens: u32, stop_ids: &[u32]) -> TokenRules {
         let s = Sampling {
             ignore_eos,
             min_tokens,
             stop_token_ids: stop_ids.to_vec(),
             ..Sampling::default()
         };
-        EndRules::new(&s, Arc::from([0u32]))
+        TokenRules::new(&s, Arc::from([0u32]))
     }
 
     #[test]
@@ -224,6 +238,19 @@ mod tests {
         s.redirect(&mut l);
         assert_eq!(l, [0.5, 3.0, 1.0], "another token: unchanged");
         assert!(StopIdsAsEos::processor(&rules(false, 0, &[])).is_none());
+    }
+
+    #[test]
+    fn only_allowed_tokens_are_drawn() {
+        let s = Sampling {
+            allowed_token_ids: Some(vec![2, 1]),
+            ..Sampling::default()
+        };
+        let r = TokenRules::new(&s, Arc::from([0u32]));
+        let mut l = [1.0, 1.0, 1.0, 1.0];
+        r.mask(0, false, &mut l);
+        let ninf = f32::NEG_INFINITY;
+        assert_eq!(l, [ninf, 1.0, 1.0, ninf]);
     }
 
     #[test]
