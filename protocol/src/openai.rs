@@ -336,6 +336,7 @@ const SAMPLING_KEYS: &[&str] = &[
     "include_stop_str_in_output",
     "guided_regex",
     "guided_choice",
+    "structured_outputs",
     "allowed_token_ids",
     "ignore_eos",
     "min_tokens",

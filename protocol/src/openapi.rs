@@ -242,6 +242,9 @@ macro_rules! with_common_parameters {
             /// with `response_format`.
             #[schema(value_type = Option<Object>)]
             pub guided_json: Option<Value>,
+            /// vLLM's newer form of the above: one of `json`, `regex`, `choice`, `json_object`.
+            #[schema(value_type = Option<Object>)]
+            pub structured_outputs: Option<Value>,
             /// vLLM's: a regular expression the whole output matches; not with a schema.
             pub guided_regex: Option<String>,
             /// vLLM's: the output is exactly one of these (1 to 256 non-empty strings).
@@ -371,7 +374,7 @@ mod tests {
             "stream_options": {"include_usage": true, "continuous_usage_stats": true}, "user": "u",
             "logprobs": null, "stop_token_ids": [2], "include_stop_str_in_output": true,
             "ignore_eos": true, "min_tokens": 1, "guided_regex": null, "guided_choice": null,
-            "allowed_token_ids": [1],
+            "allowed_token_ids": [1], "structured_outputs": null,
             "top_logprobs": null, "tools": [{"type": "function", "function": {"name": "f"}}],
             "tool_choice": "auto", "parallel_tool_calls": true, "echo": false, "best_of": 1,
         });

@@ -113,6 +113,7 @@ const SAMPLING: &[&str] = &[
     "guided_json",
     "guided_regex",
     "guided_choice",
+    "structured_outputs",
     "allowed_token_ids",
     "ignore_eos",
     "min_tokens",

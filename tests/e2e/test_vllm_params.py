@@ -210,6 +210,10 @@ def test_guided_choice_and_regex_hold_on_every_backend(server):
         else:
             text = chat(server.base, **{k: v for k, v in body.items() if k != "model"})["choices"][0]["message"]["content"]
         assert text in ["yes", "no", "maybe (unsure)"], text
+    # vLLM's newer `structured_outputs` object means the same.
+    r = completion(server.base, prompt="The sky is", max_tokens=8, temperature=1.0,
+                   structured_outputs={"choice": ["blue", "green"]})
+    assert r["choices"][0]["text"] in ["blue", "green"], r
     # (No leading space: mistral.rs strips a completion's leading whitespace.)
     r = completion(server.base, prompt="Call me at ", max_tokens=20, temperature=1.0,
                    guided_regex=r"[0-9]{3}-[0-9]{4}")

@@ -45,6 +45,59 @@ pub fn take_output_schema(map: &mut Map<String, Value>) -> Result<Option<Value>>
     }
 }
 
+/// vLLM's newer `structured_outputs` object (`{"json" | "regex" | "choice" | "json_object"}`),
+/// put back as the keys it replaces (`guided_json`, `guided_regex`, `guided_choice`,
+/// `response_format: {"type": "json_object"}`), so one reader checks them all. One kind per
+/// request; given with the key it replaces, or with a kind sluice cannot enforce (`grammar`,
+/// `structural_tag`) or options it does not take, it is a 400 naming `structured_outputs.*`.
+pub fn desugar_structured_outputs(map: &mut Map<String, Value>) -> Result<()> {
+    let Some(v) = map.remove("structured_outputs") else {
+        return Ok(());
+    };
+    let Value::Object(fields) = v else {
+        return Err(InvalidRequest::new(
+            "structured_outputs",
+            "`structured_outputs` must be an object",
+        ));
+    };
+    let mut kinds = Vec::new();
+    for (k, v) in fields {
+        let (key, value) = match (k.as_str(), v) {
+            (_, Value::Null) | ("json_object", Value::Bool(false)) => continue,
+            ("json", v) => ("guided_json", v),
+            ("regex", v) => ("guided_regex", v),
+            ("choice", v) => ("guided_choice", v),
+            ("json_object", Value::Bool(true)) => {
+                ("response_format", json!({"type": "json_object"}))
+            }
+            (other, _) => {
+                return Err(InvalidRequest::unsupported(
+                    &format!("structured_outputs.{other}"),
+                    "structured outputs take `json`, `regex`, `choice` or `json_object` here",
+                ))
+            }
+        };
+        if map.contains_key(key) {
+            return Err(InvalidRequest::new(
+                "structured_outputs",
+                format!("give either `structured_outputs` or `{key}`, not both"),
+            ));
+        }
+        map.insert(key.into(), value);
+        kinds.push(k);
+    }
+    if kinds.len() > 1 {
+        return Err(InvalidRequest::new(
+            "structured_outputs",
+            format!(
+                "`structured_outputs` takes one kind, got {}",
+                kinds.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Longest `guided_regex`, and longest `guided_choice` (all choices together), in bytes.
 pub const MAX_PATTERN: usize = 16 * 1024;
 /// Most `guided_choice` choices.

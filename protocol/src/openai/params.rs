@@ -40,6 +40,7 @@ pub(super) fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
         }
     }
     sampling.logit_bias = parse_logit_bias(map)?;
+    format::desugar_structured_outputs(map)?;
     sampling.json_schema = format::take_output_schema(map)?;
     sampling.pattern = format::take_output_pattern(map)?;
     if sampling.json_schema.is_some() && sampling.pattern.is_some() {
@@ -239,6 +240,29 @@ mod tests {
             param_of(completion(json!({"guided_choice": [""]}))).as_deref(),
             Some("guided_choice")
         );
+    }
+
+    #[test]
+    fn structured_outputs_is_read_as_the_keys_it_replaces() {
+        let r = completion(json!({"structured_outputs": {"choice": ["a", "b"]}})).unwrap();
+        assert_eq!(r.sampling.pattern.as_deref(), Some("(a|b)"));
+        let r = completion(json!({"structured_outputs": {"json": {"type": "object"}}})).unwrap();
+        assert_eq!(r.sampling.json_schema, Some(json!({"type": "object"})));
+        let r = completion(json!({"structured_outputs": {"json_object": true}})).unwrap();
+        assert!(r.sampling.json_schema.is_some());
+        for (bad, param) in [
+            (
+                json!({"grammar": "root ::= x"}),
+                "structured_outputs.grammar",
+            ),
+            (json!({"regex": "a", "choice": ["a"]}), "structured_outputs"),
+            (json!(["a"]), "structured_outputs"),
+        ] {
+            let e = completion(json!({"structured_outputs": bad}));
+            assert_eq!(param_of(e).as_deref(), Some(param), "{bad}");
+        }
+        let both = completion(json!({"structured_outputs": {"regex": "a"}, "guided_regex": "b"}));
+        assert_eq!(param_of(both).as_deref(), Some("structured_outputs"));
     }
 
     #[test]
