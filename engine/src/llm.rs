@@ -243,6 +243,12 @@ impl MistralRs {
         if let GenerateRequest::Completion(c) = req {
             self.check_token_prompt(c, shapes.iter().any(|s| s.1.is_some()))?;
         }
+        if sampling.keep_special_tokens {
+            // mistral.rs decodes a sequence's text without special tokens, with no option.
+            return Err(EngineError::Invalid(
+                "`skip_special_tokens: false` is not supported by the mistral.rs backend".into(),
+            ));
+        }
         let runner = self.model.inner();
         let sender = runner
             .get_sender(None)

@@ -43,6 +43,12 @@ impl Vocab {
         self.text.get(id as usize).map_or(&[], Vec::as_slice)
     }
 
+    /// A token's bytes with special tokens written out (`<|im_start|>`), for vLLM's
+    /// `skip_special_tokens: false`.
+    pub(crate) fn shown(&self, id: u32) -> &[u8] {
+        self.shown.get(id as usize).map_or(&[], Vec::as_slice)
+    }
+
     fn alternative(&self, &(id, logprob): &(u32, f32)) -> TopLogprob {
         let bytes = self.shown.get(id as usize).cloned().unwrap_or_default();
         TopLogprob {

@@ -48,18 +48,23 @@ impl TokenRules {
     }
 
     /// Set to -inf, after `generated` tokens, the logits of the tokens that may not be drawn:
-    /// those outside `allowed_token_ids`; every ending token before `min_tokens`; with
-    /// `always_eos` (a backend that stops on end-of-sequence tokens by itself, so `ignore_eos`
-    /// can only keep them from being drawn) the end-of-sequence tokens too. When nothing else
-    /// is left to draw (a structured-output constraint that is complete allows only the end),
-    /// nothing is masked.
+    /// first those outside `allowed_token_ids`; then every ending token before `min_tokens`,
+    /// and with `always_eos` (a backend that stops on end-of-sequence tokens by itself, so
+    /// `ignore_eos` can only keep them from being drawn) the end-of-sequence tokens. A step
+    /// that would leave nothing to draw (a complete structured-output constraint allows only
+    /// the end) skips that part.
     pub fn mask(&self, generated: usize, always_eos: bool, logits: &mut [f32]) {
+        if let Some(allowed) = &self.allowed {
+            let outside =
+                (0..logits.len()).filter(|&id| allowed.binary_search(&(id as u32)).is_err());
+            mask_unless_empty(logits, outside.collect());
+        }
         let early = generated < self.min_tokens;
         let eos_always = always_eos && self.ignore_eos;
-        if !early && !eos_always && self.allowed.is_none() {
+        if !early && !eos_always {
             return;
         }
-        let mut masked: Vec<usize> = self
+        let ending: Vec<usize> = self
             .eos
             .iter()
             .filter(|_| eos_always || (early && !self.ignore_eos))
@@ -67,21 +72,7 @@ impl TokenRules {
             .map(|&id| id as usize)
             .filter(|&id| id < logits.len())
             .collect();
-        if let Some(allowed) = &self.allowed {
-            masked.extend(
-                (0..logits.len()).filter(|&id| allowed.binary_search(&(id as u32)).is_err()),
-            );
-        }
-        masked.sort_unstable();
-        masked.dedup();
-        let finite = logits.iter().filter(|l| l.is_finite()).count();
-        let finite_masked = masked.iter().filter(|&&id| logits[id].is_finite()).count();
-        if finite == finite_masked {
-            return;
-        }
-        for id in masked {
-            logits[id] = f32::NEG_INFINITY;
-        }
+        mask_unless_empty(logits, ending);
     }
 
     #[cfg(feature = "mistralrs")]
@@ -89,6 +80,19 @@ impl TokenRules {
     /// end-of-sequence tokens by itself.
     fn masks_anything(&self) -> bool {
         self.min_tokens > 0 || self.ignore_eos || self.allowed.is_some()
+    }
+}
+
+/// Set `ids` to -inf, unless that leaves no finite logit.
+fn mask_unless_empty(logits: &mut [f32], mut ids: Vec<usize>) {
+    ids.sort_unstable();
+    ids.dedup();
+    let finite = logits.iter().filter(|l| l.is_finite()).count();
+    let finite_masked = ids.iter().filter(|&&id| logits[id].is_finite()).count();
+    if finite > finite_masked {
+        for id in ids {
+            logits[id] = f32::NEG_INFINITY;
+        }
     }
 }
 

@@ -158,11 +158,23 @@ pub struct Sampling {
     /// [`MAX_ALLOWED_TOKEN_IDS`] ids of the model's vocabulary, checked by the gateway).
     #[serde(default)]
     pub allowed_token_ids: Option<Vec<u32>>,
+    /// vLLM's `skip_special_tokens: false`: special tokens the model generates are written in
+    /// the text (`<|im_start|>`) instead of left out. Not with log probabilities.
+    #[serde(default)]
+    pub keep_special_tokens: bool,
 }
 
 impl Sampling {
-    /// `min_tokens` against `max_tokens`, once `max_tokens` has its route's default.
-    fn check_lengths(&self) -> Result<()> {
+    /// The parameters that depend on each other, once the route's defaults are in:
+    /// `min_tokens` against `max_tokens`, `skip_special_tokens: false` without log
+    /// probabilities (whose entries are aligned with the text special tokens leave out).
+    fn check_together(&self) -> Result<()> {
+        if self.keep_special_tokens && self.logprobs.is_some() {
+            return Err(InvalidRequest::unsupported(
+                "skip_special_tokens",
+                "`skip_special_tokens: false` is not combined with `logprobs` here",
+            ));
+        }
         match self.max_tokens {
             Some(max) if self.min_tokens > max => Err(InvalidRequest::new(
                 "min_tokens",
@@ -338,6 +350,7 @@ const SAMPLING_KEYS: &[&str] = &[
     "guided_choice",
     "structured_outputs",
     "allowed_token_ids",
+    "skip_special_tokens",
     "ignore_eos",
     "min_tokens",
     "seed",
@@ -501,7 +514,7 @@ impl ChatRequest {
                 c.sampling.json_schema = Some(schema);
             }
         }
-        c.sampling.check_lengths()?;
+        c.sampling.check_together()?;
         Ok(ChatRequest {
             model: c.model,
             messages,
@@ -653,7 +666,7 @@ impl CompletionRequest {
                 ));
             }
         }
-        sampling.check_lengths()?;
+        sampling.check_together()?;
         Ok(CompletionRequest {
             model,
             prompts,

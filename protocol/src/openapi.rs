@@ -226,6 +226,8 @@ macro_rules! with_common_parameters {
             pub ignore_eos: Option<bool>,
             /// Tokens a choice generates before anything may end it, at most `max_tokens` (vLLM's).
             pub min_tokens: Option<u32>,
+            /// `false`: special tokens are written in the text (vLLM's; default `true`).
+            pub skip_special_tokens: Option<bool>,
             /// Only these token ids may be drawn (vLLM's).
             #[schema(min_items = 1)]
             pub allowed_token_ids: Option<Vec<u32>>,
@@ -375,6 +377,7 @@ mod tests {
             "logprobs": null, "stop_token_ids": [2], "include_stop_str_in_output": true,
             "ignore_eos": true, "min_tokens": 1, "guided_regex": null, "guided_choice": null,
             "allowed_token_ids": [1], "structured_outputs": null,
+            "skip_special_tokens": true,
             "top_logprobs": null, "tools": [{"type": "function", "function": {"name": "f"}}],
             "tool_choice": "auto", "parallel_tool_calls": true, "echo": false, "best_of": 1,
         });

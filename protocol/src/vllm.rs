@@ -115,6 +115,7 @@ const SAMPLING: &[&str] = &[
     "guided_choice",
     "structured_outputs",
     "allowed_token_ids",
+    "skip_special_tokens",
     "ignore_eos",
     "min_tokens",
     "stop_token_ids",

@@ -241,3 +241,15 @@ def test_allowed_token_ids_are_all_that_is_drawn(server):
         bad = httpx.post(f"{server.base}/v1/completions",
                          json={"model": MODEL, "prompt": "x", "allowed_token_ids": ids_given})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "allowed_token_ids", bad.text
+
+
+def test_skip_special_tokens_false_writes_them(server, request):
+    end = vocab()["<|im_end|>"]
+    body = dict(prompt="Hi", max_tokens=3, ignore_eos=True, allowed_token_ids=[end])
+    assert completion(server.base, **body)["choices"][0]["text"] == ""
+    r = httpx.post(f"{server.base}/v1/completions",
+                   json={"model": MODEL, "temperature": 0, "skip_special_tokens": False, **body}, timeout=60)
+    if backend(request) == "llamacpp":
+        assert r.status_code == 200 and r.json()["choices"][0]["text"] == "<|im_end|>" * 3, r.text
+    else:  # mistral.rs 0.8.1 decodes without special tokens, with no option
+        assert r.status_code == 400 and "skip_special_tokens" in r.json()["error"]["message"], r.text

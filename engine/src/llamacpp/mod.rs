@@ -189,14 +189,20 @@ impl LlamaEngine {
         }
     }
 
-    /// What token `id` adds to a choice's text: none for one of `stop_token_ids` (unless
-    /// `include_stop_str_in_output`), as vLLM leaves the token that stopped a sequence out.
+    /// What token `id` adds to a choice's text: none for the token that ends it (one of
+    /// `stop_token_ids`, or an end-of-sequence token) unless `include_stop_str_in_output`, as
+    /// vLLM leaves it out; a special token's text only with `skip_special_tokens: false`.
     fn output_bytes(&self, req: &GenerateRequest, id: u32) -> &[u8] {
         let s = req.sampling();
-        if !s.include_stop_str_in_output && s.stop_token_ids.contains(&id) {
+        let ending = s.stop_token_ids.contains(&id) || (!s.ignore_eos && self.eog.contains(&id));
+        if ending && !s.include_stop_str_in_output {
             return &[];
         }
-        self.vocab.text(id)
+        if s.keep_special_tokens {
+            self.vocab.shown(id)
+        } else {
+            self.vocab.text(id)
+        }
     }
 
     /// The prompt's tokens, rendered and tokenized as the gateway counts them.
