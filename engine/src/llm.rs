@@ -243,6 +243,14 @@ impl MistralRs {
         if let GenerateRequest::Completion(c) = req {
             self.check_token_prompt(c, shapes.iter().any(|s| s.1.is_some()))?;
         }
+        if matches!(req, GenerateRequest::Chat(c) if !c.template.is_default()) {
+            // mistral.rs renders chats with its own template call, which takes no options.
+            return Err(EngineError::Invalid(
+                "`add_generation_prompt`, `continue_final_message` and `chat_template_kwargs` \
+                 are not supported by the mistral.rs backend"
+                    .into(),
+            ));
+        }
         if sampling.keep_special_tokens {
             // mistral.rs decodes a sequence's text without special tokens, with no option.
             return Err(EngineError::Invalid(

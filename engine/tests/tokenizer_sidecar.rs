@@ -58,7 +58,7 @@ async fn the_sidecar_tokenizer_matches_the_engines_own_conversion_and_the_gatewa
                     content: prompt.to_string(),
                     ..Default::default()
                 };
-                counter.count_chat(&[m]).unwrap()
+                counter.count_chat(&[m], &Default::default()).unwrap()
             } else {
                 counter.count(prompt).unwrap()
             };

@@ -166,7 +166,10 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
         return Ok(());
     };
     let (prompt_tokens, param) = match req {
-        GenerateRequest::Chat(c) => (tok.count_chat(&c.prompt_messages()), "messages"),
+        GenerateRequest::Chat(c) => (
+            tok.count_chat(&c.prompt_messages(), &c.template),
+            "messages",
+        ),
         GenerateRequest::Completion(c) => (longest_prompt(tok, &c.prompts), "prompt"),
     };
     if let Some(ids) = &req.sampling().allowed_token_ids {

@@ -7,6 +7,7 @@ use crate::error::{GatewayError, OpenAiError};
 use crate::{AppState, Gateway, ServedModel};
 use axum::extract::{Extension, State};
 use axum::Json;
+use protocol::openai::template::ChatTemplate;
 use protocol::openai::tokenize::{
     DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse, MAX_DETOKENIZE_TOKENS,
 };
@@ -75,9 +76,12 @@ fn tokenize_with(
             // The chat route's own parser: the same messages are accepted and rendered.
             let chat =
                 ChatRequest::parse(json!({"model": model.config.name, "messages": messages}))?;
-            let generation = body.add_generation_prompt.unwrap_or(true);
+            let opts = ChatTemplate {
+                add_generation_prompt: body.add_generation_prompt.unwrap_or(true),
+                ..ChatTemplate::default()
+            };
             let text = tok
-                .render_chat_with(&chat.prompt_messages(), generation)
+                .render_chat_with(&chat.prompt_messages(), &opts)
                 .map_err(failed)?;
             (text, false)
         }

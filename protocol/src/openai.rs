@@ -12,6 +12,7 @@ mod params;
 pub mod prompt;
 pub mod response;
 pub mod schema;
+pub mod template;
 pub mod tokenize;
 pub mod tools;
 
@@ -234,6 +235,9 @@ pub struct ChatRequest {
     /// `parallel_tool_calls`); `None` without tools or with `tool_choice: "none"`. A forced
     /// choice's schema is also in `sampling.json_schema` (see [`tools::Tools::forced_schema`]).
     pub tools: Option<tools::Tools>,
+    /// How the messages are rendered with the model's template (vLLM's
+    /// `add_generation_prompt`, `continue_final_message`, `chat_template_kwargs`).
+    pub template: template::ChatTemplate,
 }
 
 /// A validated OpenAI (legacy) text completions request (`/v1/completions`).
@@ -474,6 +478,9 @@ impl ChatRequest {
                 "tools",
                 "tool_choice",
                 "parallel_tool_calls",
+                "add_generation_prompt",
+                "continue_final_message",
+                "chat_template_kwargs",
             ],
         )?;
         let raw: Vec<Map<String, Value>> = take(&mut map, "messages")?
@@ -489,6 +496,7 @@ impl ChatRequest {
             .enumerate()
             .map(|(i, m)| parse_message(i, m))
             .collect::<Result<Vec<_>>>()?;
+        let template = template::take_options(&mut map, &messages)?;
         let logprobs = logprobs::take_chat(&mut map)?;
         let tools = tools::take_tools(&mut map)?;
         let mut c = parse_common(&mut map)?;
@@ -523,6 +531,7 @@ impl ChatRequest {
             include_usage: c.include_usage,
             continuous_usage: c.continuous_usage,
             tools,
+            template,
         })
     }
 }

@@ -11,7 +11,7 @@
 use crate::job::PolicyRequest;
 use crate::openai::tools::{Function, ToolCall};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use utoipa::ToSchema;
 
@@ -284,6 +284,14 @@ with_common_parameters! {
         pub tool_choice: Option<ToolChoiceBody>,
         /// Whether one answer may hold several calls (default true).
         pub parallel_tool_calls: Option<bool>,
+        /// Open the assistant's turn after the messages (vLLM's; default `true`).
+        pub add_generation_prompt: Option<bool>,
+        /// Leave the last assistant message open so the model continues it (vLLM's; needs
+        /// `add_generation_prompt: false`).
+        pub continue_final_message: Option<bool>,
+        /// Extra variables for the model's chat template (vLLM's).
+        #[schema(value_type = Option<Object>)]
+        pub chat_template_kwargs: Option<Map<String, Value>>,
     }
 }
 
@@ -377,7 +385,8 @@ mod tests {
             "logprobs": null, "stop_token_ids": [2], "include_stop_str_in_output": true,
             "ignore_eos": true, "min_tokens": 1, "guided_regex": null, "guided_choice": null,
             "allowed_token_ids": [1], "structured_outputs": null,
-            "skip_special_tokens": true,
+            "skip_special_tokens": true, "add_generation_prompt": true,
+            "continue_final_message": false, "chat_template_kwargs": {},
             "top_logprobs": null, "tools": [{"type": "function", "function": {"name": "f"}}],
             "tool_choice": "auto", "parallel_tool_calls": true, "echo": false, "best_of": 1,
         });

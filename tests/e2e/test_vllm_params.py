@@ -253,3 +253,25 @@ def test_skip_special_tokens_false_writes_them(server, request):
         assert r.status_code == 200 and r.json()["choices"][0]["text"] == "<|im_end|>" * 3, r.text
     else:  # mistral.rs 0.8.1 decodes without special tokens, with no option
         assert r.status_code == 400 and "skip_special_tokens" in r.json()["error"]["message"], r.text
+
+
+def test_chat_template_options(server, request):
+    msgs = [{"role": "user", "content": "Write the word hello."}, {"role": "assistant", "content": "Hel"}]
+    post = lambda **kw: httpx.post(f"{server.base}/v1/chat/completions",  # noqa: E731
+                                   json={"model": MODEL, "messages": msgs, "max_tokens": 3, "temperature": 0, **kw},
+                                   timeout=60)
+    options = [{"add_generation_prompt": False},
+               {"add_generation_prompt": False, "continue_final_message": True},
+               {"chat_template_kwargs": {"enable_thinking": False}}]
+    if backend(request) == "mistralrs":  # mistral.rs renders chats itself, without options
+        for kw in options:
+            r = post(**kw)
+            assert r.status_code == 400 and "mistral.rs" in r.json()["error"]["message"], r.text
+        return
+    default = post().json()["usage"]["prompt_tokens"]
+    bare, cont, kwargs = [post(**kw).json()["usage"]["prompt_tokens"] for kw in options]
+    # No new assistant turn; continuing also leaves the last message's end-of-turn out.
+    assert cont < bare < default, (cont, bare, default)
+    assert kwargs == default, "the default template has no such variable"
+    bad = post(continue_final_message=True)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "continue_final_message", bad.text

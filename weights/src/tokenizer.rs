@@ -9,6 +9,7 @@
 
 use crate::{io, Result, WeightsError};
 use candle_core::quantized::gguf_file::{Content, Value};
+use protocol::openai::template::ChatTemplate;
 use protocol::openai::ChatMessage;
 use std::fs::File;
 use std::io::BufReader;
@@ -159,15 +160,17 @@ impl PromptTokenizer {
     /// The prompt the engine will see for `messages`: the GGUF's chat template rendered with a
     /// generation prompt (the model's own template, as mistral.rs applies it).
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
-        self.render_chat_with(messages, true)
+        self.render_chat_with(messages, &ChatTemplate::default())
     }
 
-    /// [`PromptTokenizer::render_chat`], the assistant turn opened only with
-    /// `add_generation_prompt` (vLLM's `/tokenize` lets a client leave it out).
+    /// [`PromptTokenizer::render_chat`] with vLLM's template options: the assistant turn opened
+    /// only with `add_generation_prompt`, the template's extra variables, and with
+    /// `continue_final_message` the prompt cut right after the last message's content (as
+    /// Hugging Face's `apply_chat_template` cuts it), so the model continues that message.
     pub fn render_chat_with(
         &self,
         messages: &[ChatMessage],
-        add_generation_prompt: bool,
+        opts: &ChatTemplate,
     ) -> Result<String> {
         let Some(template) = &self.chat_template else {
             // No template: a plain transcript, one message per line.
@@ -188,15 +191,29 @@ impl PromptTokenizer {
         );
         env.add_template("chat", template)
             .map_err(|e| WeightsError::Tokenizer(format!("chat template: {e}")))?;
-        let ctx = minijinja::context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => &self.bos,
-            eos_token => &self.eos,
-        };
-        env.get_template("chat")
-            .and_then(|t| t.render(ctx))
-            .map_err(|e| WeightsError::Tokenizer(format!("chat template: {e}")))
+        let mut ctx = opts.kwargs.clone();
+        let fixed = serde_json::json!({
+            "messages": messages,
+            "add_generation_prompt": opts.add_generation_prompt,
+            "bos_token": self.bos,
+            "eos_token": self.eos,
+        });
+        ctx.extend(fixed.as_object().cloned().unwrap_or_default());
+        let text = env
+            .get_template("chat")
+            .and_then(|t| t.render(minijinja::Value::from_serialize(&ctx)))
+            .map_err(|e| WeightsError::Tokenizer(format!("chat template: {e}")))?;
+        match messages.last().filter(|_| opts.continue_final_message) {
+            None => Ok(text),
+            Some(last) => match text.rfind(last.content.as_str()) {
+                Some(at) => Ok(text[..at + last.content.len()].to_string()),
+                None => Err(WeightsError::Tokenizer(
+                    "the template does not write the last message's content as it is, so it \
+                     cannot be continued"
+                        .into(),
+                )),
+            },
+        }
     }
 
     /// Token ids of `text` (special-token strings as one id each).
@@ -279,8 +296,8 @@ impl PromptTokenizer {
     /// Prompt tokens of a chat request: [`PromptTokenizer::count`] of
     /// [`PromptTokenizer::render_chat`]. Fails with [`WeightsError::Tokenizer`] if the
     /// template fails to render or the text to encode.
-    pub fn count_chat(&self, messages: &[ChatMessage]) -> Result<usize> {
-        self.count(&self.render_chat(messages)?)
+    pub fn count_chat(&self, messages: &[ChatMessage], opts: &ChatTemplate) -> Result<usize> {
+        self.count(&self.render_chat_with(messages, opts)?)
     }
 }
 

@@ -208,7 +208,9 @@ impl LlamaEngine {
     /// The prompt's tokens, rendered and tokenized as the gateway counts them.
     fn prompt(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
         let text = match req {
-            GenerateRequest::Chat(c) => self.tokenizer.render_chat(&c.prompt_messages()),
+            GenerateRequest::Chat(c) => self
+                .tokenizer
+                .render_chat_with(&c.prompt_messages(), &c.template),
             GenerateRequest::Completion(c) => match c.prompt() {
                 Prompt::Text(t) => Ok(t.clone()),
                 Prompt::Tokens(ids) => {
