@@ -251,6 +251,12 @@ impl MistralRs {
                     .into(),
             ));
         }
+        if sampling.truncate_prompt_tokens.is_some() {
+            // mistral.rs tokenizes the prompt itself; sluice cannot cut it before.
+            return Err(EngineError::Invalid(
+                "`truncate_prompt_tokens` is not supported by the mistral.rs backend".into(),
+            ));
+        }
         if sampling.keep_special_tokens {
             // mistral.rs decodes a sequence's text without special tokens, with no option.
             return Err(EngineError::Invalid(

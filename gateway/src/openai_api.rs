@@ -190,6 +190,11 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
         },
         e => GatewayError::Internal(e.to_string()),
     })?;
+    // vLLM's left truncation: the engine keeps the last k tokens.
+    let prompt_tokens = req
+        .sampling()
+        .truncate_prompt_tokens
+        .map_or(prompt_tokens, |k| prompt_tokens.min(k as usize));
     let context = model.config.engine.context_length;
     let max_tokens = req.sampling().max_tokens.unwrap_or(0) as usize;
     if prompt_tokens + max_tokens.max(1) > context {

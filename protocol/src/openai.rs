@@ -163,6 +163,10 @@ pub struct Sampling {
     /// the text (`<|im_start|>`) instead of left out. Not with log probabilities.
     #[serde(default)]
     pub keep_special_tokens: bool,
+    /// vLLM's `truncate_prompt_tokens`: only the last this many prompt tokens are used (left
+    /// truncation); at least 1.
+    #[serde(default)]
+    pub truncate_prompt_tokens: Option<u32>,
 }
 
 impl Sampling {
@@ -355,6 +359,7 @@ const SAMPLING_KEYS: &[&str] = &[
     "structured_outputs",
     "allowed_token_ids",
     "skip_special_tokens",
+    "truncate_prompt_tokens",
     "ignore_eos",
     "min_tokens",
     "seed",

@@ -226,6 +226,9 @@ macro_rules! with_common_parameters {
             pub ignore_eos: Option<bool>,
             /// Tokens a choice generates before anything may end it, at most `max_tokens` (vLLM's).
             pub min_tokens: Option<u32>,
+            /// Use only the last this many prompt tokens (vLLM's left truncation).
+            #[schema(minimum = 1)]
+            pub truncate_prompt_tokens: Option<u32>,
             /// `false`: special tokens are written in the text (vLLM's; default `true`).
             pub skip_special_tokens: Option<bool>,
             /// Only these token ids may be drawn (vLLM's).
@@ -385,7 +388,7 @@ mod tests {
             "logprobs": null, "stop_token_ids": [2], "include_stop_str_in_output": true,
             "ignore_eos": true, "min_tokens": 1, "guided_regex": null, "guided_choice": null,
             "allowed_token_ids": [1], "structured_outputs": null,
-            "skip_special_tokens": true, "add_generation_prompt": true,
+            "skip_special_tokens": true, "truncate_prompt_tokens": 100, "add_generation_prompt": true,
             "continue_final_message": false, "chat_template_kwargs": {},
             "top_logprobs": null, "tools": [{"type": "function", "function": {"name": "f"}}],
             "tool_choice": "auto", "parallel_tool_calls": true, "echo": false, "best_of": 1,

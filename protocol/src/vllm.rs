@@ -116,6 +116,7 @@ const SAMPLING: &[&str] = &[
     "structured_outputs",
     "allowed_token_ids",
     "skip_special_tokens",
+    "truncate_prompt_tokens",
     "ignore_eos",
     "min_tokens",
     "stop_token_ids",

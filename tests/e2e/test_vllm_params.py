@@ -275,3 +275,14 @@ def test_chat_template_options(server, request):
     assert kwargs == default, "the default template has no such variable"
     bad = post(continue_final_message=True)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "continue_final_message", bad.text
+
+
+def test_truncate_prompt_tokens_keeps_the_last_ones(server, request):
+    body = {"model": MODEL, "prompt": "word " * 3000, "max_tokens": 2, "temperature": 0,
+            "truncate_prompt_tokens": 10}
+    r = httpx.post(f"{server.base}/v1/completions", json=body, timeout=60)
+    if backend(request) == "mistralrs":  # mistral.rs tokenizes prompts itself
+        assert r.status_code == 400 and "truncate_prompt_tokens" in r.json()["error"]["message"], r.text
+        return
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["prompt_tokens"] == 10, "over the context, yet served: only 10 are used"

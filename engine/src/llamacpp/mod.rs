@@ -205,8 +205,17 @@ impl LlamaEngine {
         }
     }
 
-    /// The prompt's tokens, rendered and tokenized as the gateway counts them.
+    /// The prompt's tokens, rendered and tokenized as the gateway counts them, and left-
+    /// truncated to vLLM's `truncate_prompt_tokens` when asked.
     fn prompt(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
+        let mut ids = self.full_prompt(req)?;
+        if let Some(k) = req.sampling().truncate_prompt_tokens {
+            ids.drain(..ids.len().saturating_sub(k as usize));
+        }
+        Ok(ids)
+    }
+
+    fn full_prompt(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
         let text = match req {
             GenerateRequest::Chat(c) => self
                 .tokenizer

@@ -32,6 +32,13 @@ pub(super) fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
     sampling.include_stop_str_in_output = take(map, "include_stop_str_in_output")?.unwrap_or(false);
     sampling.allowed_token_ids = take(map, "allowed_token_ids")?;
     sampling.keep_special_tokens = !take(map, "skip_special_tokens")?.unwrap_or(true);
+    sampling.truncate_prompt_tokens = take(map, "truncate_prompt_tokens")?;
+    if sampling.truncate_prompt_tokens == Some(0) {
+        return Err(InvalidRequest::new(
+            "truncate_prompt_tokens",
+            "`truncate_prompt_tokens` must be at least 1",
+        ));
+    }
     if let Some(ids) = &sampling.allowed_token_ids {
         if ids.is_empty() || ids.len() > MAX_ALLOWED_TOKEN_IDS {
             return Err(InvalidRequest::new(
