@@ -385,15 +385,21 @@ mod tests {
             "repetition_penalty": 1.0, "stop": "x", "seed": 1, "n": 1, "logit_bias": {"1": 1},
             "response_format": {"type": "text"}, "guided_json": null, "stream": true,
             "stream_options": {"include_usage": true, "continuous_usage_stats": true}, "user": "u",
-            "logprobs": null, "stop_token_ids": [2], "include_stop_str_in_output": true,
-            "ignore_eos": true, "min_tokens": 1, "guided_regex": null, "guided_choice": null,
-            "allowed_token_ids": [1], "structured_outputs": null,
-            "skip_special_tokens": true, "truncate_prompt_tokens": 100, "add_generation_prompt": true,
-            "continue_final_message": false, "chat_template_kwargs": {},
-            "top_logprobs": null, "tools": [{"type": "function", "function": {"name": "f"}}],
-            "tool_choice": "auto", "parallel_tool_calls": true, "echo": false, "best_of": 1,
+            "logprobs": null, "top_logprobs": null, "echo": false, "best_of": 1,
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": "auto", "parallel_tool_calls": true,
         });
-        v.as_object().unwrap().clone()
+        // vLLM's extensions (a second object: one `json!` this long passes its recursion limit).
+        let vllm = json!({
+            "stop_token_ids": [2], "include_stop_str_in_output": true,
+            "ignore_eos": true, "min_tokens": 1, "guided_regex": null, "guided_choice": null,
+            "allowed_token_ids": [1], "structured_outputs": null, "skip_special_tokens": true,
+            "truncate_prompt_tokens": 100, "add_generation_prompt": true,
+            "continue_final_message": false, "chat_template_kwargs": {},
+        });
+        let mut all = v.as_object().unwrap().clone();
+        all.extend(vllm.as_object().unwrap().clone());
+        all
     }
 
     #[test]
