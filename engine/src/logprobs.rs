@@ -146,12 +146,23 @@ impl Entries {
             None => (Vec::new(), p.logprob),
         };
         acc.extend_from_slice(bytes);
-        if std::str::from_utf8(&acc).is_err() && acc.len() < 8 {
+        // A character split over tokens is one entry: wait for its last byte.
+        let whole = complete_len(&acc);
+        if whole < acc.len() && acc.len() < 8 {
             self.partial = Some(Partial {
                 bytes: acc,
                 logprob,
             });
             return None;
+        }
+        // Past 8 bytes, what is whole is this entry and the incomplete character waits for
+        // the next one (the text cuts at the same place, so lossy replacements fall alike).
+        let tail = acc.split_off(whole);
+        if !tail.is_empty() {
+            self.partial = Some(Partial {
+                bytes: tail,
+                logprob: 0.0,
+            });
         }
         let token = shown(&acc, self.strip_first && !self.started);
         self.started = true;
@@ -165,6 +176,23 @@ impl Entries {
     }
 }
 
+/// How many leading bytes of `bytes` make whole text: all of them but an incomplete character
+/// at the end (which waits for its next byte). Invalid bytes before it count (they are shown
+/// replaced, as lossy text). Text and log-probability entries both cut here, so their lossy
+/// replacements fall alike and the entries' tokens always concatenate to the text.
+pub(crate) fn complete_len(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match std::str::from_utf8(&bytes[at..]) {
+            Ok(_) => return bytes.len(),
+            Err(e) => match e.error_len() {
+                Some(bad) => at += e.valid_up_to() + bad,
+                None => return at + e.valid_up_to(),
+            },
+        }
+    }
+}
+
 /// A token's text as the engine shows it: lossy UTF-8, the first delta without leading
 /// whitespace.
 fn shown(bytes: &[u8], first: bool) -> String {
@@ -173,6 +201,33 @@ fn shown(bytes: &[u8], first: bool) -> String {
         s.trim_start().to_string()
     } else {
         s.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_text_stops_before_an_incomplete_character_only() {
+        assert_eq!(complete_len("ab".as_bytes()), 2);
+        assert_eq!(
+            complete_len(b"ab\xE2\x82"),
+            2,
+            "an incomplete euro sign waits"
+        );
+        assert_eq!(
+            complete_len(b"\xFFa"),
+            2,
+            "an invalid byte is text (replaced)"
+        );
+        assert_eq!(complete_len(b"\xFF\xE2"), 1, "invalid, then incomplete");
+        // Cut there, lossy text of the pieces is the lossy text of the whole.
+        let bytes = b"\xFF\xE2\x82\xAC";
+        let cut = complete_len(&bytes[..2]);
+        let pieces =
+            [&bytes[..cut], &bytes[cut..]].map(|b| String::from_utf8_lossy(b).into_owned());
+        assert_eq!(pieces.concat(), String::from_utf8_lossy(bytes));
     }
 }
 

@@ -10,7 +10,7 @@
 mod scheduler;
 mod step;
 
-use crate::logprobs::{Entries, Vocab};
+use crate::logprobs::{complete_len, Entries, Vocab};
 use crate::rules::TokenRules;
 use crate::shape::Aggregator;
 use crate::EngineError;
@@ -473,12 +473,7 @@ impl Run {
     /// its last byte, as streamed text must be whole characters).
     fn text(&mut self, bytes: &[u8]) -> String {
         self.bytes.extend_from_slice(bytes);
-        let whole = match std::str::from_utf8(&self.bytes) {
-            Ok(_) => self.bytes.len(),
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            // Invalid bytes (not a split character): shown replaced, as lossy text.
-            Err(_) => self.bytes.len(),
-        };
+        let whole = complete_len(&self.bytes);
         let done: Vec<u8> = self.bytes.drain(..whole).collect();
         String::from_utf8_lossy(&done).into_owned()
     }
