@@ -340,6 +340,21 @@ impl GenerateRequest {
     }
 }
 
+/// vLLM's extension parameters sluice honours: taken by both OpenAI routes and in a
+/// worker-vllm job's `sampling_params` (`crate::vllm`), with vLLM's meaning.
+pub const VLLM_EXTENSIONS: &[&str] = &[
+    "stop_token_ids",
+    "include_stop_str_in_output",
+    "guided_regex",
+    "guided_choice",
+    "structured_outputs",
+    "allowed_token_ids",
+    "skip_special_tokens",
+    "truncate_prompt_tokens",
+    "ignore_eos",
+    "min_tokens",
+];
+
 /// Parameters honoured by both routes.
 const SAMPLING_KEYS: &[&str] = &[
     "model",
@@ -352,16 +367,6 @@ const SAMPLING_KEYS: &[&str] = &[
     "frequency_penalty",
     "repetition_penalty",
     "stop",
-    "stop_token_ids",
-    "include_stop_str_in_output",
-    "guided_regex",
-    "guided_choice",
-    "structured_outputs",
-    "allowed_token_ids",
-    "skip_special_tokens",
-    "truncate_prompt_tokens",
-    "ignore_eos",
-    "min_tokens",
     "seed",
     "n",
     "logit_bias",
@@ -411,7 +416,8 @@ fn screen(body: Value, allowed: &[&str]) -> Result<Map<String, Value>> {
         if v.is_null() {
             continue;
         }
-        if allowed.contains(&k.as_str()) || SAMPLING_KEYS.contains(&k.as_str()) {
+        let known = |list: &[&str]| list.contains(&k.as_str());
+        if known(allowed) || known(SAMPLING_KEYS) || known(VLLM_EXTENSIONS) {
             out.insert(k, v);
         } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(name, _)| *name == k) {
             if !benign(&k, &v) {

@@ -6,7 +6,7 @@
 //! gateway (before enqueue) and on the worker.
 
 use crate::job::OpenAiJobInput;
-use crate::openai::{GenerateRequest, CHAT_ROUTE, COMPLETIONS_ROUTE};
+use crate::openai::{GenerateRequest, CHAT_ROUTE, COMPLETIONS_ROUTE, VLLM_EXTENSIONS};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -96,7 +96,8 @@ impl VllmBatch {
     }
 }
 
-/// vLLM sampling parameters sluice honours (their OpenAI request names are the same).
+/// vLLM sampling parameters sluice honours (their OpenAI request names are the same), besides
+/// [`VLLM_EXTENSIONS`].
 const SAMPLING: &[&str] = &[
     "max_tokens",
     "temperature",
@@ -111,16 +112,6 @@ const SAMPLING: &[&str] = &[
     "frequency_penalty",
     "repetition_penalty",
     "guided_json",
-    "guided_regex",
-    "guided_choice",
-    "structured_outputs",
-    "allowed_token_ids",
-    "skip_special_tokens",
-    "truncate_prompt_tokens",
-    "ignore_eos",
-    "min_tokens",
-    "stop_token_ids",
-    "include_stop_str_in_output",
 ];
 
 /// worker-vllm's default when `max_tokens` is not given.
@@ -157,7 +148,7 @@ fn to_request(input: &Value, model: &str) -> Result<(GenerateRequest, bool), Str
         Some(_) => return Err("`sampling_params` must be an object".into()),
     };
     for (k, v) in params {
-        if !SAMPLING.contains(&k.as_str()) {
+        if !SAMPLING.contains(&k.as_str()) && !VLLM_EXTENSIONS.contains(&k.as_str()) {
             return Err(format!(
                 "sampling parameter `{k}` is not supported by this server"
             ));
