@@ -24,7 +24,7 @@ use mistralrs::{
 };
 use protocol::config::{ActivationDType, WeightKind};
 use protocol::openai::logprobs::TokenLogprob;
-use protocol::openai::prompt::Prompt;
+use protocol::openai::prompt::{outside_vocabulary, Prompt};
 use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::{CompletionRequest, GenerateRequest, Sampling};
 use protocol::ModelConfig;
@@ -226,10 +226,8 @@ impl MistralRs {
             );
         }
         let size = self.vocab.as_ref().map_or(0, |v| v.len());
-        match ids.iter().find(|&&id| id as usize >= size) {
-            Some(id) => invalid(format!(
-                "token id {id} is outside the vocabulary of {size} tokens"
-            )),
+        match outside_vocabulary(ids, size) {
+            Some(why) => invalid(why),
             None => Ok(()),
         }
     }

@@ -34,8 +34,11 @@ struct Choice {
     /// Token log probabilities whose text is not all emitted yet, with the byte offset where
     /// each token's text ends in the generated text.
     lp_pending: VecDeque<(usize, TokenLogprob)>,
-    /// Bytes of generated text received so far (emitted, held back or later cut).
-    received: usize,
+    /// Bytes of generated text the log-probability entries received so far cover. Entries
+    /// can lag the text (an engine holds a token back until its character is whole, while the
+    /// text before it is already sent), so their offsets count their own bytes: their tokens
+    /// concatenate to the text.
+    logged: usize,
     /// Log probabilities emitted so far; their tokens concatenate to `text`.
     logprobs: Vec<TokenLogprob>,
     /// How a chat choice's text is read: as the message, or as tool calls.
@@ -263,12 +266,10 @@ impl Aggregator {
         if c.finish_reason.is_some() {
             return None;
         }
-        let mut end = c.received;
         for e in logprobs {
-            end += e.token.len();
-            c.lp_pending.push_back((end, e));
+            c.logged += e.token.len();
+            c.lp_pending.push_back((c.logged, e));
         }
-        c.received += text.len();
         let (mut text, hit) = scan_stops(&mut c.pending, text, stops, self.keep_stop);
         let finish = if hit {
             Some("stop".to_string())
@@ -620,5 +621,25 @@ mod tests {
         let mut n = Aggregator::new(Kind::Chat, "m", 1, vec![], false);
         n.delta(0, "x", Some("stop"), vec![]);
         assert_eq!(j(n.finish())["choices"][0]["logprobs"], Value::Null);
+    }
+
+    #[test]
+    fn entries_that_lag_the_text_still_end_where_their_text_ends() {
+        // The text sends " " at once; the engine holds the entry " \u{F0}\u{9F}" back until
+        // the emoji is whole, then sends " 🍏" with the emoji's text.
+        let mut a = Aggregator::new(Kind::Chat, "m", 1, vec![], false).with_logprobs(true);
+        a.delta(0, "a.", None, lp("a.", -0.1));
+        a.delta(0, " ", None, vec![]);
+        a.delta(0, "🍏", None, lp(" 🍏", -0.2));
+        a.delta(0, "", Some("length"), vec![]);
+        let done = j(a.finish());
+        let tokens: Vec<&str> = done["choices"][0]["logprobs"]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["token"].as_str().unwrap())
+            .collect();
+        assert_eq!(tokens, ["a.", " 🍏"]);
+        assert_eq!(done["choices"][0]["message"]["content"], "a. 🍏");
     }
 }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::health::{Liveness, Readiness};
 use protocol::job::{JobPolicy, OpenAiJobInput};
-use protocol::openai::prompt::Prompt;
+use protocol::openai::prompt::{outside_vocabulary, Prompt};
 use protocol::openai::{GenerateRequest, ModelCard, ModelList, CHAT_ROUTE, COMPLETIONS_ROUTE};
 use protocol::{JobId, JobStatus};
 use queue::NewJob;
@@ -173,10 +173,9 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
         GenerateRequest::Completion(c) => (longest_prompt(tok, &c.prompts), "prompt"),
     };
     if let Some(ids) = &req.sampling().allowed_token_ids {
-        let size = tok.vocab_size();
-        if let Some(id) = ids.iter().find(|&&id| id as usize >= size) {
+        if let Some(message) = outside_vocabulary(ids, tok.vocab_size()) {
             return Err(GatewayError::BadRequest {
-                message: format!("token id {id} is outside the vocabulary of {size} tokens"),
+                message,
                 param: Some("allowed_token_ids".into()),
                 code: None,
             });
@@ -219,22 +218,24 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
 }
 
 /// The most tokens of any of a completion's prompts: text counted, token ids checked against
-/// the vocabulary (an id outside it is the client's error).
+/// the vocabulary (an id outside it is the client's error). A prompt of no tokens is refused
+/// here, as vLLM refuses it ("the prompt cannot be empty"), rather than by the engine once the
+/// response, maybe a stream, has begun.
 fn longest_prompt(tok: &PromptTokenizer, prompts: &[Prompt]) -> weights::Result<usize> {
     let mut most = 0;
     for p in prompts {
         let n = match p {
             Prompt::Text(t) => tok.count(t)?,
-            Prompt::Tokens(ids) => {
-                let size = tok.vocab_size();
-                if let Some(id) = ids.iter().find(|&&id| id as usize >= size) {
-                    return Err(weights::WeightsError::Tokenizer(format!(
-                        "token id {id} is outside the vocabulary of {size} tokens"
-                    )));
-                }
-                ids.len()
-            }
+            Prompt::Tokens(ids) => match outside_vocabulary(ids, tok.vocab_size()) {
+                Some(why) => return Err(weights::WeightsError::Tokenizer(why)),
+                None => ids.len(),
+            },
         };
+        if n == 0 {
+            return Err(weights::WeightsError::Tokenizer(
+                "the prompt cannot be empty: it has no tokens".into(),
+            ));
+        }
         most = most.max(n);
     }
     Ok(most)

@@ -7,6 +7,7 @@ use crate::error::{GatewayError, OpenAiError};
 use crate::{AppState, Gateway, ServedModel};
 use axum::extract::{Extension, State};
 use axum::Json;
+use protocol::openai::prompt::outside_vocabulary;
 use protocol::openai::template::ChatTemplate;
 use protocol::openai::tokenize::{
     DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse, MAX_DETOKENIZE_TOKENS,
@@ -47,12 +48,8 @@ pub async fn detokenize(
     let answer = tokio::task::spawn_blocking(move || {
         let model = pick_model(&gw, &caller, body.model.as_deref())?;
         let tok = tokenizer(model)?;
-        let size = tok.vocab_size();
-        if let Some(id) = body.tokens.iter().find(|&&id| id as usize >= size) {
-            return Err(bad(
-                "tokens",
-                format!("token id {id} is outside the vocabulary of {size} tokens"),
-            ));
+        if let Some(why) = outside_vocabulary(&body.tokens, tok.vocab_size()) {
+            return Err(bad("tokens", why));
         }
         let prompt = tok
             .decode(&body.tokens)

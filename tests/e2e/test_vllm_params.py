@@ -196,6 +196,10 @@ def test_prompts_as_lists_and_token_ids_as_openai_numbers_them(server, request):
     # An id outside the vocabulary is the client's error, found before the job is queued.
     bad = httpx.post(f"{base}/v1/completions", json={"model": MODEL, "prompt": [1, 10**8]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt", bad.text
+    # So is a prompt of no tokens, streamed or not (once it came as an error event after 200).
+    for body in [{"prompt": ""}, {"prompt": ["a", ""], "stream": True, "echo": True}]:
+        bad = httpx.post(f"{base}/v1/completions", json={"model": MODEL, **body})
+        assert bad.status_code == 400 and "empty" in bad.json()["error"]["message"], bad.text
 
 
 def test_guided_choice_and_regex_hold_on_every_backend(server):

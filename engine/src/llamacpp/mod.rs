@@ -21,7 +21,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
-use protocol::openai::prompt::Prompt;
+use protocol::openai::prompt::{outside_vocabulary, Prompt};
 use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::{CompletionRequest, GenerateRequest};
 use protocol::ModelConfig;
@@ -223,11 +223,8 @@ impl LlamaEngine {
             GenerateRequest::Completion(c) => match c.prompt() {
                 Prompt::Text(t) => Ok(t.clone()),
                 Prompt::Tokens(ids) => {
-                    if let Some(id) = ids.iter().find(|&&id| id as usize >= self.n_vocab) {
-                        return Err(EngineError::Invalid(format!(
-                            "token id {id} is outside the vocabulary of {} tokens",
-                            self.n_vocab
-                        )));
+                    if let Some(why) = outside_vocabulary(ids, self.n_vocab) {
+                        return Err(EngineError::Invalid(why));
                     }
                     return Ok(ids.clone());
                 }

@@ -55,6 +55,15 @@ pub(crate) fn parse(value: Option<Value>) -> Result<Vec<Prompt>> {
     Ok(prompts)
 }
 
+/// Why `ids` cannot be read by a model of `size` tokens: the first id outside its vocabulary.
+/// Every place that takes client token ids (prompts, `allowed_token_ids`, `/detokenize`) asks
+/// this, so they refuse alike.
+pub fn outside_vocabulary(ids: &[u32], size: usize) -> Option<String> {
+    ids.iter()
+        .find(|&&id| id as usize >= size)
+        .map(|id| format!("token id {id} is outside the vocabulary of {size} tokens"))
+}
+
 fn token_ids(v: Value) -> Result<Vec<u32>> {
     serde_json::from_value(v).map_err(|_| {
         InvalidRequest::new("prompt", "token ids must be integers from 0 to 4294967295")
@@ -92,5 +101,14 @@ mod tests {
         }
         assert!(p(json!(vec!["x"; MAX_PROMPTS + 1])).is_err());
         assert!(parse(None).is_err());
+    }
+
+    #[test]
+    fn ids_past_the_vocabulary_are_named() {
+        assert_eq!(outside_vocabulary(&[0, 9], 10), None);
+        assert_eq!(
+            outside_vocabulary(&[0, 10, 11], 10).unwrap(),
+            "token id 10 is outside the vocabulary of 10 tokens"
+        );
     }
 }
