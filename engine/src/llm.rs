@@ -203,12 +203,9 @@ impl MistralRs {
     /// The text `echo` puts first: the prompt, or its tokens' text.
     fn echo_text(&self, c: &CompletionRequest) -> String {
         match (c.prompt(), &self.vocab) {
-            (Prompt::Text(t), _) => t.clone(),
-            (Prompt::Tokens(ids), Some(vocab)) => {
-                let bytes: Vec<u8> = ids.iter().flat_map(|&id| vocab.text(id)).copied().collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            }
             (Prompt::Tokens(_), None) => String::new(),
+            (p, Some(vocab)) => vocab.echo_text(p),
+            (Prompt::Text(t), None) => t.clone(),
         }
     }
 
@@ -241,25 +238,10 @@ impl MistralRs {
         if let GenerateRequest::Completion(c) = req {
             self.check_token_prompt(c, shapes.iter().any(|s| s.1.is_some()))?;
         }
-        if matches!(req, GenerateRequest::Chat(c) if !c.template.is_default()) {
-            // mistral.rs renders chats with its own template call, which takes no options.
-            return Err(EngineError::Invalid(
-                "`add_generation_prompt`, `continue_final_message` and `chat_template_kwargs` \
-                 are not supported by the mistral.rs backend"
-                    .into(),
-            ));
-        }
-        if sampling.truncate_prompt_tokens.is_some() {
-            // mistral.rs tokenizes the prompt itself; sluice cannot cut it before.
-            return Err(EngineError::Invalid(
-                "`truncate_prompt_tokens` is not supported by the mistral.rs backend".into(),
-            ));
-        }
-        if sampling.keep_special_tokens {
-            // mistral.rs decodes a sequence's text without special tokens, with no option.
-            return Err(EngineError::Invalid(
-                "`skip_special_tokens: false` is not supported by the mistral.rs backend".into(),
-            ));
+        if let Some(what) = unsupported(req) {
+            return Err(EngineError::Invalid(format!(
+                "{what} not supported by the mistral.rs backend"
+            )));
         }
         let runner = self.model.inner();
         let sender = runner
@@ -498,6 +480,33 @@ impl Run {
         let entries = self.logprobs.as_mut()?.entries(&held.1, true);
         Some((held, entries))
     }
+}
+
+/// What the mistral.rs backend cannot honour in `req`, named (with its verb) for the client.
+fn unsupported(req: &GenerateRequest) -> Option<&'static str> {
+    let s = req.sampling();
+    match req {
+        // mistral.rs renders chats with its own template call, which takes no options.
+        GenerateRequest::Chat(c) if !c.template.is_default() => {
+            return Some(
+                "`add_generation_prompt`, `continue_final_message` and `chat_template_kwargs` \
+                 are",
+            )
+        }
+        // mistral.rs 0.8.1 computes no prompt logits and always generates a token.
+        GenerateRequest::Completion(c) if c.echo && s.logprobs.is_some() => {
+            return Some("`echo` with `logprobs` (prompt log probabilities) is")
+        }
+        _ if s.max_tokens == Some(0) => return Some("`max_tokens: 0` is"),
+        _ => {}
+    }
+    if s.truncate_prompt_tokens.is_some() {
+        // mistral.rs tokenizes the prompt itself; sluice cannot cut it before.
+        return Some("`truncate_prompt_tokens` is");
+    }
+    // mistral.rs decodes a sequence's text without special tokens, with no option.
+    s.keep_special_tokens
+        .then_some("`skip_special_tokens: false` is")
 }
 
 /// The engine requests of `req` as `(sequences, best_of)`: one one-sequence request per

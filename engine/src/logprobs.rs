@@ -14,6 +14,7 @@
 //! whitespace as mistral.rs's first delta does (`Sequence::peek_delta`).
 
 use protocol::openai::logprobs::{TokenLogprob, TopLogprob};
+use protocol::openai::prompt::Prompt;
 use std::sync::Arc;
 
 /// Every token's bytes, as mistral.rs's token trie decodes them: `text` without special
@@ -47,6 +48,29 @@ impl Vocab {
     /// `skip_special_tokens: false`.
     pub(crate) fn shown(&self, id: u32) -> &[u8] {
         self.shown.get(id as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// The text `echo` puts first: the prompt, or its tokens' text.
+    pub(crate) fn echo_text(&self, prompt: &Prompt) -> String {
+        match prompt {
+            Prompt::Text(t) => t.clone(),
+            Prompt::Tokens(ids) => {
+                let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.text(id)).copied().collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
+    }
+
+    /// A prompt token's entry, one per token (eval harnesses count prompt entries by token),
+    /// special tokens written out as the prompt's text writes them.
+    pub(crate) fn prompt_entry(&self, p: &Position) -> TokenLogprob {
+        let bytes = self.shown(p.id).to_vec();
+        TokenLogprob {
+            token: String::from_utf8_lossy(&bytes).into_owned(),
+            logprob: p.logprob,
+            bytes: Some(bytes),
+            top_logprobs: p.top.iter().map(|t| self.alternative(t)).collect(),
+        }
     }
 
     fn alternative(&self, &(id, logprob): &(u32, f32)) -> TopLogprob {

@@ -45,6 +45,10 @@ struct Choice {
     tool: ToolOutput,
     /// A chat choice's tool calls, once it ended.
     calls: Vec<ToolCall>,
+    /// Characters of prompt `echo` put first.
+    prompt_chars: usize,
+    /// The echoed prompt's log probabilities, when scored.
+    echoed: Option<TextLogprobs>,
 }
 
 impl Choice {
@@ -379,23 +383,35 @@ impl Aggregator {
     /// generated text). Call before the first [`Aggregator::delta`]; the prompt is never
     /// matched against stop sequences.
     pub fn echo(&mut self, prompt: &str) -> Vec<Chunk> {
-        let usage = self.chunk_usage();
-        let mut chunks = Vec::with_capacity(self.choices.len());
-        for index in 0..self.choices.len() {
-            self.choices[index].text.insert_str(0, prompt);
-            let choice = TextChoice {
-                index,
-                text: prompt.to_string(),
-                logprobs: None,
-                finish_reason: None,
-            };
-            chunks.push(Chunk::Text(self.envelope(
-                "text_completion",
-                vec![choice],
-                usage,
-            )));
+        (0..self.choices.len())
+            .map(|index| self.echo_scored(index, prompt, None))
+            .collect()
+    }
+
+    /// `echo` for choice `index` alone, with its prompt's log probabilities when scored
+    /// (`echo` with `logprobs`): the chunk that streams it. Call before the choice's first
+    /// [`Aggregator::delta`].
+    pub fn echo_scored(
+        &mut self,
+        index: usize,
+        prompt: &str,
+        scored: Option<TextLogprobs>,
+    ) -> Chunk {
+        if index >= self.choices.len() {
+            self.choices.resize(index + 1, Choice::default());
         }
-        chunks
+        let c = &mut self.choices[index];
+        c.text.insert_str(0, prompt);
+        c.prompt_chars = prompt.chars().count();
+        c.echoed.clone_from(&scored);
+        let choice = TextChoice {
+            index,
+            text: prompt.to_string(),
+            logprobs: scored,
+            finish_reason: None,
+        };
+        let usage = self.chunk_usage();
+        Chunk::Text(self.envelope("text_completion", vec![choice], usage))
     }
 
     /// The non-streamed response object.
@@ -429,9 +445,11 @@ impl Aggregator {
                     .map(|(index, c)| TextChoice {
                         index,
                         text: c.text.clone(),
-                        logprobs: self
-                            .logprobs
-                            .then(|| TextLogprobs::from_entries(&c.logprobs, 0)),
+                        logprobs: self.logprobs.then(|| {
+                            let mut lists = c.echoed.clone().unwrap_or_default();
+                            lists.extend(&c.logprobs, c.prompt_chars);
+                            lists
+                        }),
                         finish_reason: reason(c),
                     })
                     .collect();

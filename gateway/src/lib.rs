@@ -153,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route(queue::OPENAI_MODELS, get(openai_api::endpoint_models))
         .route(routes::TOKENIZE, post(tokenize::tokenize))
         .route(routes::DETOKENIZE, post(tokenize::detokenize))
+        .route(routes::TOKENIZER_INFO, get(tokenize::tokenizer_info))
         .merge(generate)
         .merge(batch_routes())
         .route_layer(from_fn_with_state(state.clone(), auth::openai_client));

@@ -10,12 +10,13 @@
 
 use crate::batch::ListQuery;
 use crate::queue_api::WaitQuery;
+use crate::tokenize::InfoQuery;
 use protocol::health::{EndpointHealth, Liveness, Readiness};
 use protocol::job::{JobAccepted, JobView, Purged, StreamView};
 use protocol::openai::batch::{Batch, CreateBatch, FileDeleted, FileObject, List};
 use protocol::openai::response::{ChatCompletion, ChatCompletionChunk, TextCompletion};
 use protocol::openai::tokenize::{
-    DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse,
+    DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse, TokenizerInfo,
 };
 use protocol::openai::{ErrorBody, ModelList};
 use protocol::openapi::{
@@ -106,6 +107,9 @@ fn wait_query() -> Vec<Parameter> {
 fn list_query() -> Vec<Parameter> {
     ListQuery::into_params(|| Some(ParameterIn::Query))
 }
+fn model_query() -> Vec<Parameter> {
+    InfoQuery::into_params(|| Some(ParameterIn::Query))
+}
 
 impl Op {
     /// An operation without query parameters that creates nothing.
@@ -167,6 +171,7 @@ const OPERATIONS: &[Op] = {
         Op::new(POST, routes::COMPLETIONS, OpenAi, "OpenAI text completions", TEXT, TEXT_REPLY),
         Op::new(POST, routes::TOKENIZE, OpenAi, "vLLM's tokenizer: a prompt's or messages' token ids", TOKENIZE, Json(schema::<TokenizeResponse>)),
         Op::new(POST, routes::DETOKENIZE, OpenAi, "vLLM's detokenizer: the text of token ids", DETOKENIZE, Json(schema::<DetokenizeResponse>)),
+        Op::new(GET, routes::TOKENIZER_INFO, OpenAi, "vLLM's tokenizer description: special tokens and chat template", None, Json(schema::<TokenizerInfo>)).query(model_query),
         Op::new(POST, routes::FILES, OpenAi, "Upload a batch input file (checked line by line)", UPLOAD, Json(schema::<FileObject>)).creates("file_id"),
         Op::new(GET, routes::FILES, OpenAi, "The caller's files, newest first", None, Json(inline::<List<FileObject>>)).query(list_query),
         Op::new(GET, routes::FILE, OpenAi, "A file's object", None, Json(schema::<FileObject>)),

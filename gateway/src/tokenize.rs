@@ -5,12 +5,13 @@ use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{GatewayError, OpenAiError};
 use crate::{AppState, Gateway, ServedModel};
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, Query, State};
 use axum::Json;
 use protocol::openai::prompt::outside_vocabulary;
 use protocol::openai::template::ChatTemplate;
 use protocol::openai::tokenize::{
-    DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse, MAX_DETOKENIZE_TOKENS,
+    DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse, TokenizerInfo,
+    MAX_DETOKENIZE_TOKENS,
 };
 use protocol::openai::ChatRequest;
 use serde::de::DeserializeOwned;
@@ -59,6 +60,33 @@ pub async fn detokenize(
     .await
     .map_err(|e| GatewayError::Internal(format!("detokenize: {e}")))??;
     Ok(Json(answer))
+}
+
+/// `GET /tokenizer_info`: the only (or `?model=`) model's special tokens and chat template.
+pub async fn tokenizer_info(
+    State(gw): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Query(query): Query<InfoQuery>,
+) -> Result<Json<TokenizerInfo>, OpenAiError> {
+    let model = pick_model(&gw, &caller, query.model.as_deref())?;
+    let tok = tokenizer(model)?;
+    let (bos, eos) = tok.bos_eos();
+    Ok(Json(TokenizerInfo {
+        // Every tokenizer sluice loads is a `tokenizers` one (a GGUF's is rebuilt as such).
+        tokenizer_class: "PreTrainedTokenizerFast".into(),
+        bos_token: bos.map(str::to_string),
+        eos_token: eos.to_string(),
+        pad_token: None,
+        chat_template: tok.chat_template().map(str::to_string),
+        model_max_length: model.config.engine.context_length,
+    }))
+}
+
+/// `GET /tokenizer_info`'s query: which model, when more than one is served.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct InfoQuery {
+    /// The served model's name; may be left out when the caller can use one model only.
+    model: Option<String>,
 }
 
 fn tokenize_with(

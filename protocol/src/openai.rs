@@ -88,7 +88,8 @@ type Result<T> = std::result::Result<T, InvalidRequest>;
 /// Sampling and length parameters common to chat and text completions.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
-    /// Most tokens to generate per choice, at least 1: OpenAI's `max_completion_tokens`, else
+    /// Most tokens to generate per choice, at least 1 (0 only in a completion with `echo`,
+    /// which scores its prompt and generates nothing): OpenAI's `max_completion_tokens`, else
     /// its `max_tokens`. `None` (chat only): up to the context length; completions default
     /// to [`COMPLETIONS_DEFAULT_MAX_TOKENS`].
     pub max_tokens: Option<u32>,
@@ -652,12 +653,18 @@ impl CompletionRequest {
         let mut map = screen(body, &["prompt", "echo", "best_of", "logprobs"])?;
         let prompts = prompt::parse(map.remove("prompt"))?;
         let echo = take(&mut map, "echo")?.unwrap_or(false);
+        // Scoring a prompt without generating (lm-evaluation-harness' loglikelihood): vLLM
+        // takes `max_tokens: 0` with `echo`, which every other request refuses.
+        let score_only = echo && map.get("max_tokens").and_then(Value::as_u64) == Some(0);
+        if score_only {
+            map.remove("max_tokens");
+        }
         let best_of: Option<u32> = take(&mut map, "best_of")?;
         let logprobs = logprobs::take_text(&mut map)?;
-        if logprobs.is_some() && (echo || best_of.is_some()) {
+        if logprobs.is_some() && best_of.is_some() {
             return Err(InvalidRequest::new(
                 "logprobs",
-                "`logprobs` cannot be combined with `echo` or `best_of` here",
+                "`logprobs` cannot be combined with `best_of` here",
             ));
         }
         let Common {
@@ -669,6 +676,9 @@ impl CompletionRequest {
         } = parse_common(&mut map)?;
         sampling.logprobs = logprobs;
         // OpenAI's documented default for this route (vLLM follows it); chat has none.
+        if score_only {
+            sampling.max_tokens = Some(0);
+        }
         sampling
             .max_tokens
             .get_or_insert(COMPLETIONS_DEFAULT_MAX_TOKENS);

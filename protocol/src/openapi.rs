@@ -191,8 +191,9 @@ macro_rules! with_common_parameters {
             $($body)*
             /// The served model's name (`GET /v1/models`).
             pub model: String,
-            /// Most tokens to generate per choice.
-            #[schema(minimum = 1)]
+            /// Most tokens to generate per choice, at least 1; 0 only in a completion with
+            /// `echo` (the prompt scored, nothing generated).
+            #[schema(minimum = 0)]
             pub max_tokens: Option<u32>,
             /// Sampling temperature; 0 is greedy.
             #[schema(minimum = 0, maximum = 2)]
@@ -304,7 +305,9 @@ with_common_parameters! {
     pub struct CompletionBody {
         /// The prompt.
         pub prompt: Prompt,
-        /// Put the prompt before each choice's text (not with `logprobs`).
+        /// Put the prompt before each choice's text. With `logprobs`, the prompt is scored:
+        /// its tokens' log probabilities come first (the first token's `null`), and
+        /// `max_tokens: 0` scores it without generating (llama.cpp backend).
         pub echo: Option<bool>,
         /// Generate this many and return the `n` most likely (`n` to 16; 1 when streaming).
         #[schema(minimum = 1, maximum = 16)]

@@ -22,6 +22,9 @@ pub const COMPLETIONS: &str = crate::openai::COMPLETIONS_ROUTE;
 pub const TOKENIZE: &str = "/tokenize";
 /// vLLM's detokenizer route: `POST` token ids, get their text.
 pub const DETOKENIZE: &str = "/detokenize";
+/// vLLM's tokenizer description: `GET` its special tokens and chat template (what
+/// lm-evaluation-harness' remote tokenizer reads first).
+pub const TOKENIZER_INFO: &str = "/tokenizer_info";
 
 /// OpenAI's Files API: `POST` uploads a batch input file (multipart `file` + `purpose`), `GET`
 /// lists files.

@@ -1,14 +1,17 @@
 """vLLM's extension parameters that load testers and clients send, honoured by every backend:
 `ignore_eos`, `min_tokens`, `stop_token_ids`, `include_stop_str_in_output` and
 `stream_options.continuous_usage_stats`; the request bodies of `vllm bench serve` and guidellm
-replayed as their source writes them."""
+replayed as their source writes them; eval-grade completions (prompt forms, `echo` with
+`logprobs`, lm-evaluation-harness itself) and vLLM's tokenizer routes."""
 
 import json
+import os
+import subprocess
 
 import httpx
 import pytest
 
-from conftest import MODEL
+from conftest import MODEL, ROOT
 from conftest import conformance_server as server  # noqa: F401
 from test_openai import vocab
 
@@ -290,3 +293,96 @@ def test_truncate_prompt_tokens_keeps_the_last_ones(server, request):
         return
     assert r.status_code == 200, r.text
     assert r.json()["usage"]["prompt_tokens"] == 10, "over the context, yet served: only 10 are used"
+
+
+def test_echo_with_logprobs_scores_the_prompt_as_lm_eval_reads_it(server, request):
+    """lm-evaluation-harness' loglikelihood request (`local-completions`: token ids, `echo`,
+    `logprobs: 1`, `max_tokens: 1`), read as lm-eval reads it. Each prompt token's score must
+    equal the same number computed another way: the prompt up to it, one token generated with
+    only that token allowed (raw log probabilities come before the mask, as vLLM's)."""
+    base = server.base
+    ids = httpx.post(f"{base}/tokenize", json={"model": MODEL, "prompt": "The capital of France is Paris"}).json()["tokens"]
+    body = {"model": MODEL, "prompt": [ids], "temperature": 0, "max_tokens": 1, "logprobs": 1, "seed": 1234, "echo": True}
+    r = httpx.post(f"{base}/v1/completions", json=body, timeout=120)
+    if backend(request) == "mistralrs":
+        assert r.status_code == 400 and "mistral.rs" in r.json()["error"]["message"], r.text
+        return
+    assert r.status_code == 200, r.text
+    lp = r.json()["choices"][0]["logprobs"]
+    assert len(lp["token_logprobs"]) == len(ids) + 1 == len(lp["tokens"]) == len(lp["text_offset"])
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert "".join(lp["tokens"][: len(ids)]) == "The capital of France is Paris"
+    # lm-eval: the continuation's tokens are [ctxlen:-1], greedy if each is its position's top.
+    ctxlen = len(ids) - 1
+    score = sum(lp["token_logprobs"][ctxlen:-1])
+    is_greedy = all(t == max(top.values()) for t, top in zip(lp["token_logprobs"][ctxlen:-1], lp["top_logprobs"][ctxlen:-1]))
+    assert score < 0 and isinstance(is_greedy, bool)
+    for k in [1, len(ids) // 2, len(ids) - 1]:
+        one = completion(base, prompt=ids[:k], max_tokens=1, logprobs=1, allowed_token_ids=[ids[k]])
+        alone = one["choices"][0]["logprobs"]["token_logprobs"][0]
+        assert abs(alone - lp["token_logprobs"][k]) < 2e-3, (k, alone, lp["token_logprobs"][k])
+    # `max_tokens: 0` scores without generating; streamed, the echo chunk carries the scores.
+    zero = completion(base, prompt=ids, max_tokens=0, logprobs=0, echo=True)["choices"][0]
+    assert zero["text"] == "The capital of France is Paris" and zero["finish_reason"] == "length"
+    assert zero["logprobs"]["token_logprobs"] == lp["token_logprobs"][: len(ids)]
+    chunks = stream(base, "/v1/completions", {**body, "prompt": "The capital of France is Paris", "stream": True})
+    assert chunks[0]["choices"][0]["text"] == "The capital of France is Paris"
+    assert chunks[0]["choices"][0]["logprobs"]["token_logprobs"] == lp["token_logprobs"][: len(ids)]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == r.json()["choices"][0]["text"]
+
+
+LM_EVAL_TASK = """task: sluice_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: "{{{{answer}}}}"
+metric_list:
+  - metric: acc
+"""
+LM_EVAL_DOCS = [
+    {"question": "What color is the sky on a clear day?", "choices": ["blue", "green", "red"], "answer": 0},
+    {"question": "How many legs does a dog have?", "choices": ["two", "four", "six"], "answer": 1},
+    {"question": "What is the capital of France?", "choices": ["Berlin", "Madrid", "Paris"], "answer": 2},
+]
+
+
+def test_lm_eval_loglikelihood_scores_equal_the_engine_computing_them_another_way(default_server, tmp_path):
+    """lm-evaluation-harness itself (`local-completions`, its remote tokenizer on vLLM's
+    `/tokenizer_info` and `/tokenize`, token-id prompts, `echo` + `logprobs`) over a small local
+    multiple-choice task. Each choice's score must equal the sum, over the choice's tokens, of
+    each token generated alone after the tokens before it (only it allowed)."""
+    base = default_server.base
+    info = httpx.get(f"{base}/tokenizer_info").json()
+    assert info["eos_token"] == "<|im_end|>" and "im_start" in info["chat_template"], info
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps(d) + "\n" for d in LM_EVAL_DOCS))
+    (tmp_path / "sluice_mc.yaml").write_text(LM_EVAL_TASK.format(data=tmp_path / "mc.jsonl"))
+    args = f"model={MODEL},base_url={base}/v1/completions,tokenizer_backend=remote,tokenized_requests=True"
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/lm_eval"), "run", "--model", "local-completions", "--model_args", args,
+         "--tasks", "sluice_mc", "--include_path", str(tmp_path), "--log_samples", "--output_path", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    [samples] = list((tmp_path / "out").rglob("samples_sluice_mc_*.jsonl"))
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert len(lines) == len(LM_EVAL_DOCS)
+
+    def tokens(text):
+        return httpx.post(f"{base}/tokenize", json={"prompt": text, "add_special_tokens": False}).json()["tokens"]
+
+    for line in lines:
+        for i, (score, _greedy) in enumerate(line["filtered_resps"]):
+            args = line["arguments"][f"gen_args_{i}"]
+            context, whole = tokens(args["arg_0"]), tokens(args["arg_0"] + args["arg_1"])
+            assert whole[: len(context)] == context
+            alone = 0.0
+            for k in range(len(context), len(whole)):
+                one = completion(base, prompt=whole[:k], max_tokens=1, logprobs=1, allowed_token_ids=[whole[k]])
+                alone += one["choices"][0]["logprobs"]["token_logprobs"][0]
+            assert abs(float(score) - alone) < 2e-3, (args, score, alone)

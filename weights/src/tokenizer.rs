@@ -245,6 +245,19 @@ impl PromptTokenizer {
             .collect()
     }
 
+    /// The beginning- and end-of-sequence tokens' text (`None` for a model without a BOS).
+    pub fn bos_eos(&self) -> (Option<&str>, &str) {
+        (
+            (!self.bos.is_empty()).then_some(self.bos.as_str()),
+            &self.eos,
+        )
+    }
+
+    /// The chat template (Jinja), when the model has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
     /// Tokens in the vocabulary, special tokens included.
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)

@@ -10,7 +10,7 @@
 mod scheduler;
 mod step;
 
-use crate::logprobs::{complete_len, Entries, Vocab};
+use crate::logprobs::{complete_len, Entries, Position, Vocab};
 use crate::rules::TokenRules;
 use crate::shape::Aggregator;
 use crate::EngineError;
@@ -21,9 +21,10 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
+use protocol::openai::logprobs::TextLogprobs;
 use protocol::openai::prompt::{outside_vocabulary, Prompt};
 use protocol::openai::response::{Chunk, Completion, Usage};
-use protocol::openai::{CompletionRequest, GenerateRequest};
+use protocol::openai::GenerateRequest;
 use protocol::ModelConfig;
 use scheduler::{SeqEvent, SeqRequest, Shape};
 use std::num::NonZeroU32;
@@ -174,19 +175,23 @@ impl LlamaEngine {
         })
     }
 
-    /// The text `echo` puts first: the prompt, or its tokens' text.
-    fn echo_text(&self, c: &CompletionRequest) -> String {
-        match c.prompt() {
-            Prompt::Text(t) => t.clone(),
-            Prompt::Tokens(ids) => {
-                let bytes: Vec<u8> = ids
-                    .iter()
-                    .flat_map(|&id| self.vocab.text(id))
-                    .copied()
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            }
-        }
+    /// Choice `i`'s echo of its scored prompt: the prompt's text with one log-probability
+    /// entry per token (the first unscored, as OpenAI's `null`).
+    fn scored_echo(
+        &self,
+        req: &GenerateRequest,
+        agg: &mut Aggregator,
+        i: usize,
+        (prompt, scored): (&[u32], &[Position]),
+    ) -> Chunk {
+        let text = match req {
+            GenerateRequest::Completion(c) => self.vocab.echo_text(c.prompt()),
+            GenerateRequest::Chat(_) => String::new(),
+        };
+        let first = prompt.first().map_or(&[][..], |&id| self.vocab.shown(id));
+        let rest: Vec<_> = scored.iter().map(|p| self.vocab.prompt_entry(p)).collect();
+        let lists = TextLogprobs::scored_prompt(&String::from_utf8_lossy(first), &rest);
+        agg.echo_scored(i, &text, Some(lists))
     }
 
     /// What token `id` adds to a choice's text: none for the token that ends it (one of
@@ -280,6 +285,8 @@ impl LlamaEngine {
                         text.push_str(&run.text(self.output_bytes(req, id)));
                     }
                     SeqEvent::End(r) => reason = r,
+                    // Not asked: `best_of` is never scored (`logprobs` is refused with it).
+                    SeqEvent::Prompt(_) => {}
                     SeqEvent::Failed(e) => return Err(EngineError::Internal(e)),
                 }
             }
@@ -289,7 +296,7 @@ impl LlamaEngine {
         let mut agg = Aggregator::for_request(req, &self.served_name);
         if let GenerateRequest::Completion(c) = req {
             if c.echo {
-                agg.echo(&self.echo_text(c));
+                agg.echo(&self.vocab.echo_text(c.prompt()));
             }
         }
         for (i, (_, text, reason)) in done.into_iter().take(req.sampling().n as usize).enumerate() {
@@ -343,6 +350,7 @@ impl LlamaEngine {
             chooser,
             events: tx,
             cancel: cancel.clone(),
+            score_prompt: scores_prompt(req),
         };
         self.requests
             .lock()
@@ -393,8 +401,9 @@ impl crate::Backend for LlamaEngine {
         let mut agg = Aggregator::for_request(req, &self.served_name);
         agg.usage = Usage::new(prompt.len(), 0);
         if let GenerateRequest::Completion(c) = req {
-            if c.echo {
-                let echoed = agg.echo(&self.echo_text(c));
+            // A scored prompt is echoed once scored (`SeqEvent::Prompt`).
+            if c.echo && scores_prompt(req).is_none() {
+                let echoed = agg.echo(&self.vocab.echo_text(c.prompt()));
                 if req.stream() {
                     echoed.into_iter().for_each(&mut *on_chunk);
                 }
@@ -430,6 +439,13 @@ impl crate::Backend for LlamaEngine {
                     (run.text(self.output_bytes(req, id)), None, entries)
                 }
                 SeqEvent::End(reason) => (String::new(), Some(reason), Vec::new()),
+                SeqEvent::Prompt(scored) => {
+                    let chunk = self.scored_echo(req, &mut agg, i, (&prompt, &scored));
+                    if stream {
+                        on_chunk(chunk);
+                    }
+                    continue;
+                }
                 SeqEvent::Failed(e) => {
                     tracing::warn!(error = e, "llama.cpp sequence failed");
                     return Err(EngineError::Internal(e));
@@ -454,6 +470,15 @@ impl crate::Backend for LlamaEngine {
             on_chunk(agg.usage_chunk());
         }
         Ok(agg.finish())
+    }
+}
+
+/// How many alternatives each prompt token gets when `req` scores its prompt (a completion's
+/// `echo` with `logprobs`, as lm-evaluation-harness scores choices).
+fn scores_prompt(req: &GenerateRequest) -> Option<usize> {
+    match req {
+        GenerateRequest::Completion(c) if c.echo => c.sampling.logprobs.map(|n| n as usize),
+        _ => None,
     }
 }
 

@@ -9,7 +9,7 @@
 //! slots keep costs no memory beyond it.
 
 use super::step::{Choice, TokenChooser};
-use crate::logprobs::Position;
+use crate::logprobs::{log_softmax, position, Position};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
@@ -31,11 +31,16 @@ pub struct SeqRequest {
     pub events: UnboundedSender<SeqEvent>,
     /// Set when the request no longer wants it (a client gone, a stop string, a cancel).
     pub cancel: Arc<AtomicBool>,
+    /// Score the prompt (`echo` with `logprobs`): each prompt token after the first gets its
+    /// log probability and this many alternatives, from the logits of the token before it.
+    pub score_prompt: Option<usize>,
 }
 
 /// What a sequence reports.
 #[derive(Debug)]
 pub enum SeqEvent {
+    /// The prompt's tokens after the first, scored (only when asked; before any token).
+    Prompt(Vec<Position>),
     /// A token was generated (an end-of-generation token too: it counts as generated).
     Token {
         /// The token.
@@ -71,6 +76,11 @@ struct Running {
     generated: usize,
     /// Its row in the batch being decoded, when it asked for logits.
     row: Option<i32>,
+    /// When scoring the prompt: rows of this batch whose logits score a prompt token, with
+    /// that token.
+    scoring: Vec<(i32, u32)>,
+    /// The prompt tokens scored so far.
+    scored: Vec<Position>,
 }
 
 #[derive(Default)]
@@ -129,7 +139,11 @@ fn admit(ctx: &mut LlamaContext<'_>, slots: &mut [Slot], waiting: &mut VecDeque<
         };
         let s = &mut slots[i];
         // At least the prompt's last token is decoded again: its logits start the sequence.
-        let keep = common_prefix(&s.cached, &req.prompt).min(req.prompt.len() - 1);
+        // A scored prompt is decoded whole, as each token's logits score the next.
+        let keep = match req.score_prompt {
+            Some(_) => 0,
+            None => common_prefix(&s.cached, &req.prompt).min(req.prompt.len() - 1),
+        };
         if ctx
             .kv_cache_seq_rm(i as i32, Some(keep as u32), None)
             .is_err()
@@ -145,6 +159,8 @@ fn admit(ctx: &mut LlamaContext<'_>, slots: &mut [Slot], waiting: &mut VecDeque<
             next: None,
             generated: 0,
             row: None,
+            scoring: Vec::new(),
+            scored: Vec::new(),
         });
     }
 }
@@ -202,18 +218,26 @@ fn fill(batch: &mut LlamaBatch, slots: &mut [Slot], shape: &Shape) -> bool {
             let Some(t) = r.pending.pop_front() else {
                 break;
             };
-            let last = r.pending.is_empty();
+            let next = r.pending.front().copied();
+            let scoring = r.req.score_prompt.is_some();
             let pos = s.cached.len() as i32;
             if batch
-                .add(LlamaToken(t as i32), pos, &[i as i32], last)
+                .add(
+                    LlamaToken(t as i32),
+                    pos,
+                    &[i as i32],
+                    next.is_none() || scoring,
+                )
                 .is_err()
             {
                 r.pending.push_front(t);
                 break;
             }
             s.cached.push(t);
-            if last {
-                r.row = Some(rows);
+            match next {
+                None => r.row = Some(rows),
+                Some(next) if scoring => r.scoring.push((rows, next)),
+                Some(_) => {}
             }
             rows += 1;
         }
@@ -225,9 +249,23 @@ fn fill(batch: &mut LlamaBatch, slots: &mut [Slot], shape: &Shape) -> bool {
 /// ends when it is done.
 fn step(ctx: &LlamaContext<'_>, i: usize, s: &mut Slot, shape: &Shape) {
     let Some(r) = s.running.as_mut() else { return };
+    score_prompt(ctx, r);
     let Some(row) = r.row.take() else { return };
-    let mut logits = ctx.get_logits_ith(row).to_vec();
-    let end = match r.req.chooser.choose(&mut logits) {
+    if r.generated == 0 && r.req.score_prompt.is_some() {
+        let scored = std::mem::take(&mut r.scored);
+        let _ = r.req.events.send(SeqEvent::Prompt(scored));
+    }
+    // `max_tokens: 0`: a prompt scored, nothing generated.
+    let chosen = match r.req.max_tokens {
+        0 => Err(None),
+        _ => r
+            .req
+            .chooser
+            .choose(&mut ctx.get_logits_ith(row).to_vec())
+            .map_err(Some),
+    };
+    let end = match chosen {
+        Err(None) => Some(Some(SeqEvent::End("length"))),
         Ok(Choice { id, position }) => {
             r.generated += 1;
             let sent = r.req.events.send(SeqEvent::Token { id, position }).is_ok();
@@ -243,7 +281,7 @@ fn step(ctx: &LlamaContext<'_>, i: usize, s: &mut Slot, shape: &Shape) {
                 None
             }
         }
-        Err(e) => Some(Some(SeqEvent::Failed(e))),
+        Err(Some(e)) => Some(Some(SeqEvent::Failed(e))),
     };
     if let Some(last) = end {
         if let Some(event) = last {
@@ -251,6 +289,16 @@ fn step(ctx: &LlamaContext<'_>, i: usize, s: &mut Slot, shape: &Shape) {
         }
         tracing::trace!(slot = i, generated = r.generated, "sequence ended");
         s.running = None;
+    }
+}
+
+/// The prompt tokens this batch scored: the raw log probabilities (no penalties: nothing
+/// was generated) of each from the logits of the token before it.
+fn score_prompt(ctx: &LlamaContext<'_>, r: &mut Running) {
+    let top_n = r.req.score_prompt.unwrap_or(0);
+    for (row, next) in r.scoring.drain(..) {
+        let lp = log_softmax(ctx.get_logits_ith(row).to_vec());
+        r.scored.push(position(&lp, next, top_n));
     }
 }
 

@@ -42,15 +42,17 @@ pub struct ChatLogprobs {
     pub content: Vec<TokenLogprob>,
 }
 
-/// Completions' `logprobs` object: parallel lists, one item per token.
+/// Completions' `logprobs` object: parallel lists, one item per token. With `echo`, the
+/// prompt's tokens come first, the first of them with `null`s (nothing precedes it to score it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TextLogprobs {
-    /// Token texts; they concatenate to the choice's text.
+    /// Token texts; those of generated tokens concatenate to the generated text.
     pub tokens: Vec<String>,
-    /// Natural-log probability of each token.
-    pub token_logprobs: Vec<f32>,
-    /// Per token, its most likely alternatives as `{text: logprob}`.
-    pub top_logprobs: Vec<BTreeMap<String, f32>>,
+    /// Natural-log probability of each token (`null` for a prompt's first token).
+    pub token_logprobs: Vec<Option<f32>>,
+    /// Per token, its most likely alternatives as `{text: logprob}` (`null` for a prompt's
+    /// first token).
+    pub top_logprobs: Vec<Option<BTreeMap<String, f32>>>,
     /// Per token, its offset in the choice's text in characters (Unicode scalar values), as
     /// OpenAI's and vLLM's.
     pub text_offset: Vec<usize>,
@@ -58,21 +60,39 @@ pub struct TextLogprobs {
 
 impl TextLogprobs {
     /// The legacy lists of `entries`, the first starting at character `offset` of the text.
-    pub fn from_entries(entries: &[TokenLogprob], mut offset: usize) -> Self {
+    pub fn from_entries(entries: &[TokenLogprob], offset: usize) -> Self {
         let mut out = TextLogprobs::default();
+        out.extend(entries, offset);
+        out
+    }
+
+    /// A scored prompt's lists (`echo` with `logprobs`): its first token's text, unscored,
+    /// then the entries of the tokens after it, one per token.
+    pub fn scored_prompt(first: &str, rest: &[TokenLogprob]) -> Self {
+        let mut out = TextLogprobs {
+            tokens: vec![first.to_string()],
+            token_logprobs: vec![None],
+            top_logprobs: vec![None],
+            text_offset: vec![0],
+        };
+        out.extend(rest, first.chars().count());
+        out
+    }
+
+    /// Add `entries`, the first starting at character `offset` of the text.
+    pub fn extend(&mut self, entries: &[TokenLogprob], mut offset: usize) {
         for e in entries {
-            out.tokens.push(e.token.clone());
-            out.token_logprobs.push(e.logprob);
-            out.top_logprobs.push(
+            self.tokens.push(e.token.clone());
+            self.token_logprobs.push(Some(e.logprob));
+            self.top_logprobs.push(Some(
                 e.top_logprobs
                     .iter()
                     .map(|t| (t.token.clone(), t.logprob))
                     .collect(),
-            );
-            out.text_offset.push(offset);
+            ));
+            self.text_offset.push(offset);
             offset += e.token.chars().count();
         }
-        out
     }
 }
 

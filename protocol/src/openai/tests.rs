@@ -142,6 +142,26 @@ fn completion_prompt_forms() {
 }
 
 #[test]
+fn echo_with_logprobs_scores_the_prompt_and_max_tokens_0_only_there() {
+    let parse = |v: Value| CompletionRequest::parse(v);
+    let r =
+        parse(json!({"model": "m", "prompt": "x", "echo": true, "logprobs": 1, "max_tokens": 0}))
+            .unwrap();
+    assert_eq!(
+        (r.echo, r.sampling.max_tokens, r.sampling.logprobs),
+        (true, Some(0), Some(1))
+    );
+    let e = parse(json!({"model": "m", "prompt": "x", "max_tokens": 0})).unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("max_tokens"), "0 without echo");
+    let e =
+        parse(json!({"model": "m", "prompt": "x", "echo": true, "max_tokens": 0, "min_tokens": 1}))
+            .unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("min_tokens"));
+    let e = parse(json!({"model": "m", "prompt": "x", "logprobs": 1, "best_of": 2})).unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("logprobs"));
+}
+
+#[test]
 fn body_must_be_object_and_route_known() {
     assert!(ChatRequest::parse(json!([1])).is_err());
     assert!(GenerateRequest::parse("/v1/embeddings", json!({})).is_err());

@@ -54,6 +54,24 @@ pub struct DetokenizeBody {
     pub tokens: Vec<u32>,
 }
 
+/// The answer of `GET /tokenizer_info` (vLLM's): the tokenizer's special tokens and chat
+/// template, as a Hugging Face tokenizer config names them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenizerInfo {
+    /// The tokenizer's kind, as Hugging Face names it.
+    pub tokenizer_class: String,
+    /// The beginning-of-sequence token's text, if the model has one.
+    pub bos_token: Option<String>,
+    /// The end-of-sequence token's text.
+    pub eos_token: String,
+    /// The padding token (sluice pads nothing: `null`).
+    pub pad_token: Option<String>,
+    /// The chat template (Jinja), if the model has one.
+    pub chat_template: Option<String>,
+    /// The context length the model is served with.
+    pub model_max_length: usize,
+}
+
 /// The answer of `POST /detokenize`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DetokenizeResponse {
