@@ -4,7 +4,7 @@
 //! worker protocol's routes; probes need none. A presented key is compared, by its SHA-256,
 //! with every configured key in constant time.
 
-use crate::error::{GatewayError, OpenAiError, RunpodError};
+use crate::error::{AnthropicError, GatewayError, OpenAiError, RunpodError};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{RawPathParams, Request, State};
@@ -135,12 +135,14 @@ impl Default for Keyring {
     }
 }
 
-/// The key in `Authorization: Bearer KEY` (or the bare key, as RunPod's docs send it).
+/// The key in `Authorization: Bearer KEY` (or the bare key, as RunPod's docs send it), else
+/// in `x-api-key` (as Anthropic's clients send it).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match header("authorization") {
+        Some(v) => Some(v.strip_prefix("Bearer ").unwrap_or(v).trim()),
+        None => header("x-api-key").map(str::trim),
+    }
 }
 
 fn missing_key() -> GatewayError {
@@ -168,6 +170,16 @@ pub async fn openai_client(
     next: Next,
 ) -> Response {
     client(gw, Shape::OpenAi, params, req, next).await
+}
+
+/// Client keys on Anthropic's Messages routes: Anthropic's error shape.
+pub async fn anthropic_client(
+    State(gw): State<AppState>,
+    params: RawPathParams,
+    req: Request,
+    next: Next,
+) -> Response {
+    client(gw, Shape::Anthropic, params, req, next).await
 }
 
 /// Client keys on the queue routes (`/v2/{endpoint}/run`, ...): RunPod's error shape.
@@ -215,6 +227,8 @@ enum Shape {
     OpenAi,
     /// The queue routes.
     RunPod,
+    /// Anthropic's Messages routes.
+    Anthropic,
 }
 
 impl Shape {
@@ -222,6 +236,7 @@ impl Shape {
         close_after(match self {
             Shape::OpenAi => OpenAiError(e).into_response(),
             Shape::RunPod => RunpodError(e).into_response(),
+            Shape::Anthropic => AnthropicError(e).into_response(),
         })
     }
 }
@@ -385,6 +400,11 @@ impl Quota {
 /// [`limits`] on the OpenAI routes that generate.
 pub async fn openai_limits(State(gw): State<AppState>, req: Request, next: Next) -> Response {
     limits(gw, Shape::OpenAi, req, next).await
+}
+
+/// [`limits`] on Anthropic's Messages route.
+pub async fn anthropic_limits(State(gw): State<AppState>, req: Request, next: Next) -> Response {
+    limits(gw, Shape::Anthropic, req, next).await
 }
 
 /// [`limits`] on the queue routes that submit jobs.

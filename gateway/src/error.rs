@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use protocol::anthropic::reply::ErrorBody as AnthropicErrorBody;
 use protocol::job::JobFailure;
 use protocol::openai::{ErrorBody, ErrorDetail, InvalidRequest};
 use protocol::openapi::RunpodErrorBody;
@@ -123,6 +124,30 @@ impl GatewayError {
         }
     }
 
+    /// Anthropic's `{"type": "error", "error": {type, message}}`; a refused field is named in
+    /// the message, as Anthropic's errors name it.
+    pub fn anthropic_body(&self) -> AnthropicErrorBody {
+        let kind = match self {
+            GatewayError::BadRequest { .. } | GatewayError::Conflict(_) => "invalid_request_error",
+            GatewayError::ModelNotFound(_) | GatewayError::NotFound(_) => "not_found_error",
+            GatewayError::Unauthorized(_) => "authentication_error",
+            GatewayError::PayloadTooLarge(_) => "request_too_large",
+            GatewayError::RateLimited { .. } => "rate_limit_error",
+            GatewayError::NoCapacity(_) | GatewayError::QueueFull { .. } => "overloaded_error",
+            GatewayError::Timeout(_) => "timeout_error",
+            GatewayError::Internal(_) => "api_error",
+        };
+        let message = match self {
+            GatewayError::BadRequest {
+                param: Some(p),
+                message,
+                ..
+            } => format!("{p}: {message}"),
+            e => e.to_string(),
+        };
+        AnthropicErrorBody::new(kind, message)
+    }
+
     /// OpenAI's `{"error": {message, type, param, code}}`.
     pub fn openai_body(&self) -> ErrorBody {
         let (kind, param, code) = match self {
@@ -198,7 +223,12 @@ pub struct OpenAiError(pub GatewayError);
 #[derive(Debug)]
 pub struct RunpodError(pub GatewayError);
 
-/// `?` on any error the gateway knows, in either shape.
+/// An error rendered in Anthropic's shape, `{"type": "error", "error": {type, message}}`
+/// (the Messages API).
+#[derive(Debug)]
+pub struct AnthropicError(pub GatewayError);
+
+/// `?` on any error the gateway knows, in any shape.
 macro_rules! wrap_from {
     ($wrapper:ident: $($err:ty),*) => {$(
         impl From<$err> for $wrapper {
@@ -210,6 +240,13 @@ macro_rules! wrap_from {
 }
 wrap_from!(OpenAiError: GatewayError, InvalidRequest, QueueError);
 wrap_from!(RunpodError: GatewayError, InvalidRequest, QueueError);
+wrap_from!(AnthropicError: GatewayError, InvalidRequest, QueueError);
+
+impl From<OpenAiError> for AnthropicError {
+    fn from(e: OpenAiError) -> Self {
+        AnthropicError(e.0)
+    }
+}
 
 /// Extractor rejections before a handler picks a shape: OpenAI's, the public default.
 impl IntoResponse for GatewayError {
@@ -247,6 +284,14 @@ impl IntoResponse for OpenAiError {
             Json(self.0.openai_body()),
         )
             .into_response()
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        let headers: Vec<_> = self.0.retry_after().into_iter().collect();
+        let body = Json(self.0.anthropic_body());
+        (self.0.status(), headers_of(headers), body).into_response()
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+mod anthropic_api;
 pub mod auth;
 pub mod batch;
 mod body;
@@ -157,6 +158,14 @@ pub fn router(state: AppState) -> Router {
         .merge(generate)
         .merge(batch_routes())
         .route_layer(from_fn_with_state(state.clone(), auth::openai_client));
+    let anthropic = Router::new()
+        .route(routes::MESSAGES, post(anthropic_api::messages))
+        .route_layer(from_fn_with_state(state.clone(), auth::anthropic_limits))
+        .route(
+            routes::MESSAGES_COUNT_TOKENS,
+            post(anthropic_api::count_tokens),
+        )
+        .route_layer(from_fn_with_state(state.clone(), auth::anthropic_client));
     let submit = Router::new()
         .route(queue::RUN, post(queue_api::run))
         .route(queue::RUNSYNC, post(queue_api::runsync))
@@ -193,6 +202,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), auth::worker_token));
     let all = probes
         .merge(openai)
+        .merge(anthropic)
         .merge(queue_api)
         .merge(workers)
         .fallback(openai_api::not_found);

@@ -95,7 +95,7 @@ pub async fn endpoint_chat_completions(
     generate(
         gw,
         (caller, quota, trace),
-        CHAT_ROUTE,
+        (CHAT_ROUTE, Api::OpenAi),
         body,
         Some(&endpoint),
     )
@@ -115,7 +115,7 @@ pub async fn endpoint_completions(
     generate(
         gw,
         (caller, quota, trace),
-        COMPLETIONS_ROUTE,
+        (COMPLETIONS_ROUTE, Api::OpenAi),
         body,
         Some(&endpoint),
     )
@@ -136,7 +136,7 @@ pub async fn chat_completions(
     generate(
         gw,
         (caller, quota, trace),
-        CHAT_ROUTE,
+        (CHAT_ROUTE, Api::OpenAi),
         body?.into_value(),
         None,
     )
@@ -153,7 +153,7 @@ pub async fn completions(
     generate(
         gw,
         (caller, quota, trace),
-        COMPLETIONS_ROUTE,
+        (COMPLETIONS_ROUTE, Api::OpenAi),
         body?.into_value(),
         None,
     )
@@ -288,12 +288,37 @@ pub(crate) fn check_request(
     Ok(())
 }
 
-/// Validate, enqueue and relay one OpenAI request; `endpoint` pins the model (the
-/// `/v2/{endpoint}/openai/v1` routes).
-async fn generate(
+/// Which API a generating request came in through: how its answer is written back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Api {
+    /// OpenAI's, as the engine writes it.
+    OpenAi,
+    /// Anthropic's Messages API, translated from the chat answer.
+    Anthropic,
+}
+
+impl Api {
+    fn events(self) -> Box<dyn relay::Dialect> {
+        match self {
+            Api::OpenAi => Box::new(relay::OpenAiEvents),
+            Api::Anthropic => Box::new(crate::anthropic_api::AnthropicEvents::default()),
+        }
+    }
+
+    fn output(self, output: Value) -> Result<Value, GatewayError> {
+        match self {
+            Api::OpenAi => Ok(output),
+            Api::Anthropic => crate::anthropic_api::message(output),
+        }
+    }
+}
+
+/// Validate, enqueue and relay one OpenAI request (or one translated into OpenAI's terms, as
+/// `api` says); `endpoint` pins the model (the `/v2/{endpoint}/openai/v1` routes).
+pub(crate) async fn generate(
     gw: AppState,
     (caller, quota, trace): (Arc<Caller>, Arc<Quota>, JobTrace),
-    route: &'static str,
+    (route, api): (&'static str, Api),
     body: Value,
     endpoint: Option<&str>,
 ) -> Result<Response, OpenAiError> {
@@ -336,14 +361,14 @@ async fn generate(
     let mut resp = if req.stream() {
         relay::sse(
             gw.store.clone(),
-            &model.config.name,
-            id.clone(),
+            (&model.config.name, id.clone()),
             guard,
             timing,
+            api.events(),
         )
     } else {
         let wait = tracing::info_span!("wait for result");
-        wait_for_result(&gw, &model.config.name, &id, guard, timing)
+        wait_for_result(&gw, (&model.config.name, &id, api), guard, timing)
             .instrument(wait)
             .await?
     };
@@ -356,8 +381,7 @@ async fn generate(
 
 async fn wait_for_result(
     gw: &AppState,
-    endpoint: &str,
-    id: &JobId,
+    (endpoint, id, api): (&str, &JobId, Api),
     guard: CancelOnDrop,
     timing: Timing,
 ) -> Result<Response, OpenAiError> {
@@ -371,7 +395,7 @@ async fn wait_for_result(
             guard.disarm();
             timing.finish(Timing::tokens_of(&view));
             let cold = crate::cold::of_job(gw.store.as_ref(), endpoint, &view).await;
-            let mut resp = Json(view.output.unwrap_or(Value::Null)).into_response();
+            let mut resp = Json(api.output(view.output.unwrap_or(Value::Null))?).into_response();
             if let Some(v) = cold.and_then(|c| HeaderValue::from_str(&c.header_value()).ok()) {
                 resp.headers_mut().insert("x-sluice-cold-start", v);
             }

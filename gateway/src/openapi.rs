@@ -11,6 +11,8 @@
 use crate::batch::ListQuery;
 use crate::queue_api::WaitQuery;
 use crate::tokenize::InfoQuery;
+use protocol::anthropic::reply::{ErrorBody as AnthropicErrorBody, MessageReply, StreamedEvent};
+use protocol::anthropic::{CountTokensRequest, MessagesRequest, TokenCount};
 use protocol::health::{EndpointHealth, Liveness, Readiness};
 use protocol::job::{JobAccepted, JobView, Purged, StreamView};
 use protocol::openai::batch::{Batch, CreateBatch, FileDeleted, FileObject, List};
@@ -41,6 +43,8 @@ enum Group {
     OpenAi,
     /// Client keys; RunPod's `{"error": "..."}`.
     Queue,
+    /// Client keys (also as `x-api-key`); Anthropic's error object.
+    Anthropic,
 }
 
 /// Adds a schema (and the named schemas it refers to) to the components and gives a
@@ -70,6 +74,8 @@ enum Reply {
     /// A JSON object, or server-sent events of chunks with `stream: true`.
     /// (the completion, one streamed chunk).
     Generate(SchemaFn, SchemaFn),
+    /// Anthropic's message, or its named events with `stream: true`.
+    Message,
     /// The stored bytes (a file's content).
     Bytes,
     /// Prometheus' text format.
@@ -152,6 +158,8 @@ const TEXT: Option<(&str, SchemaFn)> = Some((JSON, schema::<CompletionBody>));
 const RUN: Option<(&str, SchemaFn)> = Some((JSON, schema::<RunRequest>));
 const UPLOAD: Option<(&str, SchemaFn)> = Some(("multipart/form-data", schema::<FileUpload>));
 const CREATE_BATCH: Option<(&str, SchemaFn)> = Some((JSON, schema::<CreateBatch>));
+const MESSAGES: Option<(&str, SchemaFn)> = Some((JSON, schema::<MessagesRequest>));
+const COUNT_TOKENS: Option<(&str, SchemaFn)> = Some((JSON, schema::<CountTokensRequest>));
 const TOKENIZE: Option<(&str, SchemaFn)> = Some((JSON, schema::<TokenizeBody>));
 const DETOKENIZE: Option<(&str, SchemaFn)> = Some((JSON, schema::<DetokenizeBody>));
 const CHAT_REPLY: Reply = Reply::Generate(inline::<ChatCompletion>, inline::<ChatCompletionChunk>);
@@ -160,7 +168,7 @@ const TEXT_REPLY: Reply = Reply::Generate(inline::<TextCompletion>, inline::<Tex
 /// Every documented operation, in the order of the README: a table, one operation a line.
 #[rustfmt::skip]
 const OPERATIONS: &[Op] = {
-    use Group::{OpenAi, Probe, Queue};
+    use Group::{Anthropic, OpenAi, Probe, Queue};
     use Reply::{Bytes, Json, Metrics, Readiness};
     &[
         Op::new(GET, routes::HEALTH, Probe, "Liveness", None, Json(schema::<Liveness>)),
@@ -169,6 +177,8 @@ const OPERATIONS: &[Op] = {
         Op::new(GET, routes::MODELS, OpenAi, "The served models", None, Json(schema::<ModelList>)),
         Op::new(POST, routes::CHAT_COMPLETIONS, OpenAi, "OpenAI chat completions", CHAT, CHAT_REPLY),
         Op::new(POST, routes::COMPLETIONS, OpenAi, "OpenAI text completions", TEXT, TEXT_REPLY),
+        Op::new(POST, routes::MESSAGES, Anthropic, "Anthropic's Messages API (a chat, translated)", MESSAGES, Reply::Message),
+        Op::new(POST, routes::MESSAGES_COUNT_TOKENS, Anthropic, "Anthropic's token counter: a message's input tokens", COUNT_TOKENS, Json(schema::<TokenCount>)),
         Op::new(POST, routes::TOKENIZE, OpenAi, "vLLM's tokenizer: a prompt's or messages' token ids", TOKENIZE, Json(schema::<TokenizeResponse>)),
         Op::new(POST, routes::DETOKENIZE, OpenAi, "vLLM's detokenizer: the text of token ids", DETOKENIZE, Json(schema::<DetokenizeResponse>)),
         Op::new(GET, routes::TOKENIZER_INFO, OpenAi, "vLLM's tokenizer description: special tokens and chat template", None, Json(schema::<TokenizerInfo>)).query(model_query),
@@ -203,6 +213,7 @@ fn errors(group: Group, c: &mut Components) -> Vec<(&'static str, Response)> {
         Group::Probe => return Vec::new(),
         Group::OpenAi => schema::<ErrorBody>(c),
         Group::Queue => schema::<RunpodErrorBody>(c),
+        Group::Anthropic => schema::<AnthropicErrorBody>(c),
     };
     [
         ("400", "The request is not acceptable as sent"),
@@ -257,6 +268,13 @@ fn success(reply: Reply, c: &mut Components) -> Vec<(&'static str, Response)> {
                     .build(),
             )]
         }
+        Reply::Message => vec![(
+            "200",
+            described("The message; with `stream: true`, Anthropic's server-sent events (`message_start` ... `message_stop`)")
+                .content(JSON, Content::new(Some(schema::<MessageReply>(c))))
+                .content("text/event-stream", Content::new(Some(schema::<StreamedEvent>(c))))
+                .build(),
+        )],
         Reply::Bytes | Reply::Metrics => {
             let (what, media) = match reply {
                 Reply::Bytes => ("The file's bytes", "application/octet-stream"),
@@ -359,6 +377,7 @@ fn operation(
             Group::Probe => "probes",
             Group::OpenAi => "openai",
             Group::Queue => "queue",
+            Group::Anthropic => "anthropic",
         })
         .parameters(Some(
             path_parameters(op.path, endpoints)

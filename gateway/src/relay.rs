@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use protocol::sse::{frame, DONE};
 use protocol::{JobId, JobStatus};
 use queue::JobStore;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -58,7 +59,34 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// CPU), so a cold start is always reported.
 const COLD_POLL: Duration = Duration::from_millis(100);
 
+/// How a job's OpenAI chunks reach a client: as they are, or translated into another API's
+/// events (Anthropic's).
+pub trait Dialect: Send + 'static {
+    /// The SSE text of one chunk.
+    fn chunk(&mut self, chunk: &Value) -> String;
+    /// The SSE text of a failure (after any chunks).
+    fn error(&mut self, e: GatewayError) -> String;
+    /// The SSE text that ends a stream that did not fail.
+    fn done(&mut self) -> String;
+}
+
+/// OpenAI's stream: each chunk a `data:` event, an error object, then `data: [DONE]`.
+pub struct OpenAiEvents;
+
+impl Dialect for OpenAiEvents {
+    fn chunk(&mut self, chunk: &Value) -> String {
+        frame(&chunk.to_string())
+    }
+    fn error(&mut self, e: GatewayError) -> String {
+        frame(&serde_json::to_string(&e.openai_body()).unwrap_or_default()) + &self.done()
+    }
+    fn done(&mut self) -> String {
+        frame(DONE)
+    }
+}
+
 struct Relay {
+    dialect: Box<dyn Dialect>,
     store: Arc<dyn JobStore>,
     endpoint: String,
     job: JobId,
@@ -82,12 +110,13 @@ impl Relay {
 /// (`: cold-start tier=... phase=... elapsed_ms=...`, see `cold::comment`).
 pub fn sse(
     store: Arc<dyn JobStore>,
-    endpoint: &str,
-    job: JobId,
+    (endpoint, job): (&str, JobId),
     guard: CancelOnDrop,
     timing: Timing,
+    dialect: Box<dyn Dialect>,
 ) -> Response {
     let relay = Relay {
+        dialect,
         store,
         endpoint: endpoint.to_string(),
         job,
@@ -122,7 +151,7 @@ async fn relay_step(mut r: Relay) -> Option<(Result<String, std::convert::Infall
         let read = match r.store.read_stream(&r.job, r.cursor, wait).await {
             Ok(read) => read,
             Err(e) => {
-                let text = error_event(GatewayError::Internal(e.to_string())) + &frame(DONE);
+                let text = r.dialect.error(GatewayError::Internal(e.to_string()));
                 r.finish();
                 return Some((Ok(text), r));
             }
@@ -138,7 +167,7 @@ async fn relay_step(mut r: Relay) -> Option<(Result<String, std::convert::Infall
         }
     };
     r.cursor = read.next;
-    let mut text: String = read.chunks.iter().map(|c| frame(&c.to_string())).collect();
+    let mut text: String = read.chunks.iter().map(|c| r.dialect.chunk(c)).collect();
     if !read.chunks.is_empty() {
         r.timing.chunk();
     }
@@ -147,22 +176,17 @@ async fn relay_step(mut r: Relay) -> Option<(Result<String, std::convert::Infall
         let view = r.store.get(&r.job).await.ok().flatten();
         if read.status == JobStatus::Completed {
             r.timing.finish(view.as_ref().and_then(Timing::tokens_of));
+            text.push_str(&r.dialect.done());
         } else {
             let why = match view {
                 Some(v) => v.error.unwrap_or_else(|| format!("job {}", v.status)),
                 None => format!("job {}", read.status),
             };
-            text.push_str(&error_event(GatewayError::job_failed(why)));
+            text.push_str(&r.dialect.error(GatewayError::job_failed(why)));
         }
-        text.push_str(&frame(DONE));
         r.finish();
     } else if text.is_empty() {
         text = ": keep-alive\n\n".to_string();
     }
     Some((Ok(text), r))
-}
-
-/// `error` as an OpenAI error object in an SSE event.
-fn error_event(error: GatewayError) -> String {
-    frame(&serde_json::to_string(&error.openai_body()).unwrap_or_default())
 }

@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod anthropic;
 pub mod config;
 pub mod hardware;
 pub mod health;

@@ -22,6 +22,10 @@ pub const COMPLETIONS: &str = crate::openai::COMPLETIONS_ROUTE;
 pub const TOKENIZE: &str = "/tokenize";
 /// vLLM's detokenizer route: `POST` token ids, get their text.
 pub const DETOKENIZE: &str = "/detokenize";
+/// Anthropic's Messages API: `POST` a conversation, get a message (or its events).
+pub const MESSAGES: &str = "/v1/messages";
+/// Anthropic's token counter: `POST` what a message would be given, get `input_tokens`.
+pub const MESSAGES_COUNT_TOKENS: &str = "/v1/messages/count_tokens";
 /// vLLM's tokenizer description: `GET` its special tokens and chat template (what
 /// lm-evaluation-harness' remote tokenizer reads first).
 pub const TOKENIZER_INFO: &str = "/tokenizer_info";

@@ -133,6 +133,17 @@ def test_keys_scopes_and_request_limits(keyed):
         assert run(http, base, "sk-b").status_code == 200
 
 
+def test_anthropic_clients_send_their_key_as_x_api_key(keyed):
+    body = {"model": MODEL, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(timeout=60) as http:
+        missing = http.post(f"{keyed.base}/v1/messages", json=body)
+        assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error", missing.text
+        ok = http.post(f"{keyed.base}/v1/messages", json=body, headers={"x-api-key": "sk-b"})
+        assert ok.status_code == 200 and ok.json()["type"] == "message", ok.text
+        scoped = http.post(f"{keyed.base}/v1/messages", json=body, headers={"x-api-key": "sk-none"})
+        assert scoped.status_code == 404 and scoped.json()["error"]["type"] == "not_found_error", scoped.text
+
+
 def test_a_key_sees_only_its_own_jobs(keyed):
     base = keyed.base
     with httpx.Client(timeout=60) as http:
