@@ -16,6 +16,7 @@ mod openai_api;
 pub mod openapi;
 mod queue_api;
 mod relay;
+mod responses_api;
 mod server;
 mod structured;
 mod tokenize;
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
     let generate = Router::new()
         .route(routes::CHAT_COMPLETIONS, post(openai_api::chat_completions))
         .route(routes::COMPLETIONS, post(openai_api::completions))
+        .route(routes::RESPONSES, post(responses_api::create))
         .route(
             queue::OPENAI_CHAT_COMPLETIONS,
             post(openai_api::endpoint_chat_completions),

@@ -289,26 +289,33 @@ pub(crate) fn check_request(
 }
 
 /// Which API a generating request came in through: how its answer is written back.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Api {
     /// OpenAI's, as the engine writes it.
     OpenAi,
     /// Anthropic's Messages API, translated from the chat answer.
     Anthropic,
+    /// OpenAI's Responses API, translated from the chat answer; the request's settings the
+    /// response object repeats.
+    Responses(Arc<Value>),
 }
 
 impl Api {
-    fn events(self) -> Box<dyn relay::Dialect> {
+    fn events(&self) -> Box<dyn relay::Dialect> {
         match self {
             Api::OpenAi => Box::new(relay::OpenAiEvents),
             Api::Anthropic => Box::new(crate::anthropic_api::AnthropicEvents::default()),
+            Api::Responses(echo) => Box::new(crate::responses_api::ResponseEvents(
+                protocol::responses::reply::EventStream::new(echo.as_ref().clone()),
+            )),
         }
     }
 
-    fn output(self, output: Value) -> Result<Value, GatewayError> {
+    fn output(&self, output: Value) -> Result<Value, GatewayError> {
         match self {
             Api::OpenAi => Ok(output),
             Api::Anthropic => crate::anthropic_api::message(output),
+            Api::Responses(echo) => crate::responses_api::response(echo, output),
         }
     }
 }

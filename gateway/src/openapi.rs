@@ -24,6 +24,8 @@ use protocol::openai::{ErrorBody, ModelList};
 use protocol::openapi::{
     ChatCompletionBody, CompletionBody, FileUpload, RunRequest, RunpodErrorBody,
 };
+use protocol::responses::reply::ResponseObject;
+use protocol::responses::ResponsesRequest;
 use protocol::routes::{self, queue};
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -76,6 +78,8 @@ enum Reply {
     Generate(SchemaFn, SchemaFn),
     /// Anthropic's message, or its named events with `stream: true`.
     Message,
+    /// The Responses API's object, or its `response.*` events with `stream: true`.
+    Response,
     /// The stored bytes (a file's content).
     Bytes,
     /// Prometheus' text format.
@@ -158,6 +162,7 @@ const TEXT: Option<(&str, SchemaFn)> = Some((JSON, schema::<CompletionBody>));
 const RUN: Option<(&str, SchemaFn)> = Some((JSON, schema::<RunRequest>));
 const UPLOAD: Option<(&str, SchemaFn)> = Some(("multipart/form-data", schema::<FileUpload>));
 const CREATE_BATCH: Option<(&str, SchemaFn)> = Some((JSON, schema::<CreateBatch>));
+const RESPONSES: Option<(&str, SchemaFn)> = Some((JSON, schema::<ResponsesRequest>));
 const MESSAGES: Option<(&str, SchemaFn)> = Some((JSON, schema::<MessagesRequest>));
 const COUNT_TOKENS: Option<(&str, SchemaFn)> = Some((JSON, schema::<CountTokensRequest>));
 const TOKENIZE: Option<(&str, SchemaFn)> = Some((JSON, schema::<TokenizeBody>));
@@ -177,6 +182,7 @@ const OPERATIONS: &[Op] = {
         Op::new(GET, routes::MODELS, OpenAi, "The served models", None, Json(schema::<ModelList>)),
         Op::new(POST, routes::CHAT_COMPLETIONS, OpenAi, "OpenAI chat completions", CHAT, CHAT_REPLY),
         Op::new(POST, routes::COMPLETIONS, OpenAi, "OpenAI text completions", TEXT, TEXT_REPLY),
+        Op::new(POST, routes::RESPONSES, OpenAi, "OpenAI's Responses API (stateless: a chat, translated)", RESPONSES, Reply::Response),
         Op::new(POST, routes::MESSAGES, Anthropic, "Anthropic's Messages API (a chat, translated)", MESSAGES, Reply::Message),
         Op::new(POST, routes::MESSAGES_COUNT_TOKENS, Anthropic, "Anthropic's token counter: a message's input tokens", COUNT_TOKENS, Json(schema::<TokenCount>)),
         Op::new(POST, routes::TOKENIZE, OpenAi, "vLLM's tokenizer: a prompt's or messages' token ids", TOKENIZE, Json(schema::<TokenizeResponse>)),
@@ -272,6 +278,13 @@ fn success(reply: Reply, c: &mut Components) -> Vec<(&'static str, Response)> {
             "200",
             described("The message; with `stream: true`, Anthropic's server-sent events (`message_start` ... `message_stop`)")
                 .content(JSON, Content::new(Some(schema::<MessageReply>(c))))
+                .content("text/event-stream", Content::new(Some(schema::<StreamedEvent>(c))))
+                .build(),
+        )],
+        Reply::Response => vec![(
+            "200",
+            described("The response object; with `stream: true`, server-sent `response.*` events ending with `response.completed` (or `response.incomplete`)")
+                .content(JSON, Content::new(Some(schema::<ResponseObject>(c))))
                 .content("text/event-stream", Content::new(Some(schema::<StreamedEvent>(c))))
                 .build(),
         )],

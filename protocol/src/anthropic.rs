@@ -270,7 +270,7 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Refused {
             field: field.into(),
             message: message.into(),

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod nesting;
 pub mod openai;
 pub mod openapi;
+pub mod responses;
 pub mod routes;
 pub mod sizing;
 pub mod sse;

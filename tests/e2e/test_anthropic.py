@@ -17,7 +17,7 @@ GREEDY = {"extra_body": {"temperature": 0}}
 WEATHER = {
     "name": "get_weather",
     "description": "The weather of a city",
-    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24}}, "required": ["city"], "additionalProperties": False},
 }
 
 
@@ -52,14 +52,14 @@ def test_create_and_stream_are_the_chat_answer_translated(claude, default_server
 
 def test_tool_calls_and_a_tool_result_round_trip(claude):
     ask = [{"role": "user", "content": "What is the weather in Paris?"}]
-    forced = claude.messages.create(model=MODEL, max_tokens=60, messages=ask, tools=[WEATHER],
+    forced = claude.messages.create(model=MODEL, max_tokens=200, messages=ask, tools=[WEATHER],
                                     tool_choice={"type": "tool", "name": "get_weather"})
     assert forced.stop_reason == "tool_use"
     [call] = [b for b in forced.content if b.type == "tool_use"]
     assert call.name == "get_weather"
     jsonschema.validate(call.input, WEATHER["input_schema"])
     # Streamed with `any` (one call or more): each call's input arrives as JSON pieces and parses whole.
-    with claude.messages.stream(model=MODEL, max_tokens=60, messages=ask, tools=[WEATHER], tool_choice={"type": "any"}) as s:
+    with claude.messages.stream(model=MODEL, max_tokens=200, messages=ask, tools=[WEATHER], tool_choice={"type": "any"}) as s:
         final = s.get_final_message()
     streamed = [b for b in final.content if b.type == "tool_use"]
     assert streamed and len({b.id for b in streamed}) == len(streamed)
@@ -78,7 +78,7 @@ def test_tool_calls_and_a_tool_result_round_trip(claude):
 
 
 def test_structured_output_follows_its_schema(claude):
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 16}, "age": {"type": "integer"}},
               "required": ["name", "age"], "additionalProperties": False}
     m = claude.messages.create(model=MODEL, max_tokens=200, messages=[{"role": "user", "content": "Invent a person."}],
                                output_config={"format": {"type": "json_schema", "schema": schema}})
