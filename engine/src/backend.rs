@@ -5,6 +5,7 @@
 
 use crate::EngineError;
 use async_trait::async_trait;
+use protocol::openai::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use protocol::openai::response::{Chunk, Completion};
 use protocol::openai::GenerateRequest;
 use protocol::{EngineBackend, ModelConfig};
@@ -40,6 +41,14 @@ pub trait Backend: Send + Sync {
         on_chunk: &mut (dyn FnMut(Chunk) + Send),
         cancel: &CancellationToken,
     ) -> Result<Completion, EngineError>;
+
+    /// The vectors of `req`'s inputs. Errors: [`EngineError::Invalid`] naming the backend
+    /// where it cannot embed.
+    async fn embed(&self, _req: &EmbeddingRequest) -> Result<EmbeddingResponse, EngineError> {
+        Err(EngineError::Invalid(
+            "embeddings are not supported by the mistral.rs backend (the llama.cpp backend serves them)".into(),
+        ))
+    }
 }
 
 /// A loaded model on one of the backends.
@@ -125,6 +134,11 @@ impl Engine {
     /// The model name it serves.
     pub fn served_name(&self) -> &str {
         self.0.served_name()
+    }
+
+    /// The vectors of `req`'s inputs (see [`Backend::embed`]).
+    pub async fn embed(&self, req: &EmbeddingRequest) -> Result<EmbeddingResponse, EngineError> {
+        self.0.embed(req).await
     }
 
     /// Run `req` on the backend (see [`Backend::generate`]).

@@ -27,6 +27,7 @@ impl JobHandler for LlmHandler {
     ) -> Result<Value, JobError> {
         let req = match LlmJob::parse(&input, self.engine.served_name()) {
             Ok(LlmJob::OpenAi(req)) => req,
+            Ok(LlmJob::Embed(req)) => return Ok(json_of(&self.engine.embed(&req).await?)),
             Ok(LlmJob::Standard { request, stream }) => {
                 return Ok(self
                     .handle_standard(&request, stream, sink, &cancel)

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod batch;
 mod body;
 mod cold;
+mod embeddings;
 pub mod error;
 mod files;
 pub mod metrics;
@@ -142,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::CHAT_COMPLETIONS, post(openai_api::chat_completions))
         .route(routes::COMPLETIONS, post(openai_api::completions))
         .route(routes::RESPONSES, post(responses_api::create))
+        .route(routes::EMBEDDINGS, post(embeddings::create))
         .route(
             queue::OPENAI_CHAT_COMPLETIONS,
             post(openai_api::endpoint_chat_completions),

@@ -338,8 +338,49 @@ pub(crate) async fn generate(
     })
     .await
     .map_err(|e| GatewayError::Internal(format!("request check: {e}")))??;
+    let job = Submit {
+        route,
+        api,
+        body,
+        model: req.model(),
+        stream: req.stream(),
+        started,
+    };
+    submit(gw, (caller, quota, trace), job).await
+}
+
+/// A checked request, ready to be queued as a job.
+pub(crate) struct Submit<'a> {
+    /// The OpenAI route its job runs as.
+    pub route: &'static str,
+    /// How its answer is written back.
+    pub api: Api,
+    /// The OpenAI body.
+    pub body: Value,
+    /// The model (endpoint) it runs on.
+    pub model: &'a str,
+    /// Whether its answer streams.
+    pub stream: bool,
+    /// When the request came in (for the latency metrics).
+    pub started: std::time::Instant,
+}
+
+/// Queue a checked request's job (its quota spent) and relay the answer.
+pub(crate) async fn submit(
+    gw: AppState,
+    (caller, quota, trace): (Arc<Caller>, Arc<Quota>, JobTrace),
+    s: Submit<'_>,
+) -> Result<Response, OpenAiError> {
+    let Submit {
+        route,
+        api,
+        body,
+        model,
+        stream,
+        started,
+    } = s;
     quota.spend().await?;
-    let model = gw.model(req.model())?;
+    let model = gw.model(model)?;
     let timeout = Duration::from_secs(model.config.scaling.execution_timeout_secs);
     let job = NewJob {
         input: serde_json::to_value(OpenAiJobInput {
@@ -365,7 +406,7 @@ pub(crate) async fn generate(
     crate::auth::charge_tokens(&gw, &caller, id.clone());
     let guard = CancelOnDrop::new(gw.store.clone(), id.clone());
     let timing = Timing::new(&model.config.name, started);
-    let mut resp = if req.stream() {
+    let mut resp = if stream {
         relay::sse(
             gw.store.clone(),
             (&model.config.name, id.clone()),

@@ -16,6 +16,7 @@ use protocol::anthropic::{CountTokensRequest, MessagesRequest, TokenCount};
 use protocol::health::{EndpointHealth, Liveness, Readiness};
 use protocol::job::{JobAccepted, JobView, Purged, StreamView};
 use protocol::openai::batch::{Batch, CreateBatch, FileDeleted, FileObject, List};
+use protocol::openai::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use protocol::openai::response::{ChatCompletion, ChatCompletionChunk, TextCompletion};
 use protocol::openai::tokenize::{
     DetokenizeBody, DetokenizeResponse, TokenizeBody, TokenizeResponse, TokenizerInfo,
@@ -162,6 +163,7 @@ const TEXT: Option<(&str, SchemaFn)> = Some((JSON, schema::<CompletionBody>));
 const RUN: Option<(&str, SchemaFn)> = Some((JSON, schema::<RunRequest>));
 const UPLOAD: Option<(&str, SchemaFn)> = Some(("multipart/form-data", schema::<FileUpload>));
 const CREATE_BATCH: Option<(&str, SchemaFn)> = Some((JSON, schema::<CreateBatch>));
+const EMBED: Option<(&str, SchemaFn)> = Some((JSON, schema::<EmbeddingRequest>));
 const RESPONSES: Option<(&str, SchemaFn)> = Some((JSON, schema::<ResponsesRequest>));
 const MESSAGES: Option<(&str, SchemaFn)> = Some((JSON, schema::<MessagesRequest>));
 const COUNT_TOKENS: Option<(&str, SchemaFn)> = Some((JSON, schema::<CountTokensRequest>));
@@ -182,6 +184,7 @@ const OPERATIONS: &[Op] = {
         Op::new(GET, routes::MODELS, OpenAi, "The served models", None, Json(schema::<ModelList>)),
         Op::new(POST, routes::CHAT_COMPLETIONS, OpenAi, "OpenAI chat completions", CHAT, CHAT_REPLY),
         Op::new(POST, routes::COMPLETIONS, OpenAi, "OpenAI text completions", TEXT, TEXT_REPLY),
+        Op::new(POST, routes::EMBEDDINGS, OpenAi, "OpenAI embeddings (llama.cpp backend, mean pooling, unit vectors)", EMBED, Json(schema::<EmbeddingResponse>)),
         Op::new(POST, routes::RESPONSES, OpenAi, "OpenAI's Responses API (stateless: a chat, translated)", RESPONSES, Reply::Response),
         Op::new(POST, routes::MESSAGES, Anthropic, "Anthropic's Messages API (a chat, translated)", MESSAGES, Reply::Message),
         Op::new(POST, routes::MESSAGES_COUNT_TOKENS, Anthropic, "Anthropic's token counter: a message's input tokens", COUNT_TOKENS, Json(schema::<TokenCount>)),

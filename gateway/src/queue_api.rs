@@ -104,7 +104,10 @@ async fn check_llm_input(gw: &AppState, endpoint: &str, input: &Value) -> Result
     let (gw, endpoint) = (gw.clone(), endpoint.to_string());
     tokio::task::spawn_blocking(move || {
         let model = gw.models.get(&endpoint).expect("checked above");
-        crate::openai_api::check_request(model, job.request(), guided)
+        match job.request() {
+            Some(req) => crate::openai_api::check_request(model, req, guided),
+            None => Ok(()),
+        }
     })
     .await
     .map_err(|e| GatewayError::Internal(format!("input check: {e}")))?

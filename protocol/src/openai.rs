@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod calls;
+pub mod embeddings;
 pub mod format;
 pub mod logprobs;
 mod params;

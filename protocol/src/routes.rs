@@ -22,6 +22,8 @@ pub const COMPLETIONS: &str = crate::openai::COMPLETIONS_ROUTE;
 pub const TOKENIZE: &str = "/tokenize";
 /// vLLM's detokenizer route: `POST` token ids, get their text.
 pub const DETOKENIZE: &str = "/detokenize";
+/// OpenAI's embeddings.
+pub const EMBEDDINGS: &str = crate::openai::embeddings::EMBEDDINGS_ROUTE;
 /// OpenAI's Responses API: `POST` input items, get a response object (or its events).
 pub const RESPONSES: &str = "/v1/responses";
 /// Anthropic's Messages API: `POST` a conversation, get a message (or its events).

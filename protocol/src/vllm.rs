@@ -13,6 +13,8 @@ use serde_json::{json, Map, Value};
 /// An LLM endpoint's job, read from its input.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LlmJob {
+    /// `{"openai_route": "/v1/embeddings", "openai_input"}`: vectors of the inputs.
+    Embed(crate::openai::embeddings::EmbeddingRequest),
     /// `{"openai_route", "openai_input"}`: an OpenAI request (the `/v1` routes' jobs); its
     /// output is the OpenAI response.
     OpenAi(GenerateRequest),
@@ -37,15 +39,21 @@ impl LlmJob {
         let job: OpenAiJobInput = serde_json::from_value(input.clone()).map_err(|e| {
             format!("job input must be {{\"openai_route\", \"openai_input\"}} or {{\"prompt\"|\"messages\", \"sampling_params\"}}: {e}")
         })?;
+        if job.openai_route == crate::openai::embeddings::EMBEDDINGS_ROUTE {
+            return crate::openai::embeddings::EmbeddingRequest::parse(job.openai_input)
+                .map(LlmJob::Embed)
+                .map_err(|e| e.message);
+        }
         GenerateRequest::parse(&job.openai_route, job.openai_input)
             .map(LlmJob::OpenAi)
             .map_err(|e| e.message)
     }
 
-    /// The OpenAI request the job runs.
-    pub fn request(&self) -> &GenerateRequest {
+    /// The OpenAI request the job generates for (`None` for embeddings).
+    pub fn request(&self) -> Option<&GenerateRequest> {
         match self {
-            LlmJob::OpenAi(r) | LlmJob::Standard { request: r, .. } => r,
+            LlmJob::OpenAi(r) | LlmJob::Standard { request: r, .. } => Some(r),
+            LlmJob::Embed(_) => None,
         }
     }
 }

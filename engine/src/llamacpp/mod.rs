@@ -7,6 +7,7 @@
 //! raw logits ([`step`]); text, stop strings, tool calls, log-probability entries and the
 //! OpenAI shapes are the mistral.rs backend's (`shape`, `tool_calls`, `logprobs`).
 
+mod embed;
 mod scheduler;
 mod step;
 
@@ -14,6 +15,7 @@ use crate::logprobs::{complete_len, Entries, Position, Vocab};
 use crate::rules::TokenRules;
 use crate::shape::Aggregator;
 use crate::EngineError;
+use embed::{EmbedRequest, Embedder};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -21,12 +23,13 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
+use protocol::openai::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use protocol::openai::logprobs::TextLogprobs;
 use protocol::openai::prompt::{outside_vocabulary, Prompt};
 use protocol::openai::response::{Chunk, Completion, Usage};
 use protocol::openai::GenerateRequest;
 use protocol::ModelConfig;
-use scheduler::{SeqEvent, SeqRequest, Shape};
+use scheduler::{SeqEvent, SeqRequest, Shape, Work};
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +45,7 @@ const BATCH_TOKENS: usize = 512;
 
 /// A model loaded in llama.cpp, serving one model name.
 pub struct LlamaEngine {
-    requests: Mutex<mpsc::Sender<SeqRequest>>,
+    requests: Mutex<mpsc::Sender<Work>>,
     served_name: String,
     context_length: usize,
     tokenizer: PromptTokenizer,
@@ -136,7 +139,8 @@ impl LlamaEngine {
                     "llama.cpp model and context ready"
                 );
                 let _ = ready_tx.send(Ok((vocab, eog)));
-                scheduler::run(ctx, rx, shape);
+                let mut embedder = Embedder::new(&model, backend, shape.context_length, threads);
+                scheduler::run(ctx, rx, shape, &mut embedder);
             })
             .map_err(|e| load(e.to_string()))?;
         // Parsed while the llama.cpp thread maps the weights and clears the KV cache: the
@@ -221,23 +225,30 @@ impl LlamaEngine {
     }
 
     fn full_prompt(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
-        let text = match req {
-            GenerateRequest::Chat(c) => self
-                .tokenizer
-                .render_chat_with(&c.prompt_messages(), &c.template),
-            GenerateRequest::Completion(c) => match c.prompt() {
-                Prompt::Text(t) => Ok(t.clone()),
-                Prompt::Tokens(ids) => {
-                    if let Some(why) = outside_vocabulary(ids, self.n_vocab) {
-                        return Err(EngineError::Invalid(why));
-                    }
-                    return Ok(ids.clone());
-                }
+        match req {
+            GenerateRequest::Chat(c) => {
+                let text = self
+                    .tokenizer
+                    .render_chat_with(&c.prompt_messages(), &c.template)
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                self.tokens_of(&Prompt::Text(text))
+            }
+            GenerateRequest::Completion(c) => self.tokens_of(c.prompt()),
+        }
+    }
+
+    /// A prompt's tokens: text encoded, token ids checked against the vocabulary; at least one.
+    fn tokens_of(&self, p: &Prompt) -> Result<Vec<u32>, EngineError> {
+        let ids = match p {
+            Prompt::Tokens(ids) => match outside_vocabulary(ids, self.n_vocab) {
+                Some(why) => return Err(EngineError::Invalid(why)),
+                None => ids.clone(),
             },
+            Prompt::Text(t) => self
+                .tokenizer
+                .encode(t)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?,
         };
-        let ids = text
-            .and_then(|t| self.tokenizer.encode(&t))
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         if ids.is_empty() {
             return Err(EngineError::Invalid("the prompt has no tokens".into()));
         }
@@ -355,7 +366,7 @@ impl LlamaEngine {
         self.requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(seq)
+            .send(Work::Seq(Box::new(seq)))
             .map_err(|_| EngineError::Internal("the llama.cpp thread has stopped".into()))?;
         let run = Run {
             bytes: Vec::new(),
@@ -368,6 +379,34 @@ impl LlamaEngine {
 
 #[async_trait::async_trait]
 impl crate::Backend for LlamaEngine {
+    /// Embed `req`'s inputs on the llama.cpp thread (see [`embed`]).
+    async fn embed(&self, req: &EmbeddingRequest) -> Result<EmbeddingResponse, EngineError> {
+        let inputs = req
+            .inputs()
+            .map_err(|e| EngineError::Invalid(e.message))?
+            .iter()
+            .map(|p| self.tokens_of(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tokens = inputs.iter().map(Vec::len).sum();
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Work::Embed(EmbedRequest { inputs, reply }))
+            .map_err(|_| EngineError::Internal("the llama.cpp thread has stopped".into()))?;
+        let vectors = rx
+            .await
+            .map_err(|_| EngineError::Internal("the llama.cpp thread has stopped".into()))?
+            .map_err(EngineError::Invalid)?;
+        let format = req.encoding_format.unwrap_or_default();
+        Ok(EmbeddingResponse::new(
+            &self.served_name,
+            vectors,
+            tokens,
+            format,
+        ))
+    }
+
     /// The model name it serves.
     fn served_name(&self) -> &str {
         &self.served_name

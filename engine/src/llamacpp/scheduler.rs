@@ -8,6 +8,7 @@
 //! server does the same), which multi-turn chats hit. The cache is allocated once, so what
 //! slots keep costs no memory beyond it.
 
+use super::embed::{EmbedRequest, Embedder};
 use super::step::{Choice, TokenChooser};
 use crate::logprobs::{log_softmax, position, Position};
 use llama_cpp_2::context::LlamaContext;
@@ -90,19 +91,35 @@ struct Slot {
     running: Option<Running>,
 }
 
-/// Run the scheduler until every sender of `requests` is gone.
-pub fn run(mut ctx: LlamaContext<'_>, requests: Receiver<SeqRequest>, shape: Shape) {
+/// What the llama.cpp thread is given.
+pub enum Work {
+    /// A sequence to generate (boxed: its chooser is large, an embedding request small).
+    Seq(Box<SeqRequest>),
+    /// Inputs to embed: run between steps, on the embedding context.
+    Embed(EmbedRequest),
+}
+
+/// Run the scheduler until every sender of `requests` is gone; embedding requests go to
+/// `embedder` as they arrive.
+pub fn run(
+    mut ctx: LlamaContext<'_>,
+    requests: Receiver<Work>,
+    shape: Shape,
+    embedder: &mut Embedder<'_>,
+) {
     let mut slots: Vec<Slot> = (0..shape.slots).map(|_| Slot::default()).collect();
     let mut waiting: VecDeque<SeqRequest> = VecDeque::new();
     let mut batch = LlamaBatch::new(shape.batch, 1);
     loop {
         if slots.iter().all(|s| s.running.is_none()) && waiting.is_empty() {
             match requests.recv() {
-                Ok(r) => waiting.push_back(r),
+                Ok(w) => take(w, &mut waiting, embedder),
                 Err(_) => return,
             }
         }
-        waiting.extend(requests.try_iter());
+        for w in requests.try_iter() {
+            take(w, &mut waiting, embedder);
+        }
         waiting.retain(|r| !r.cancel.load(Ordering::Relaxed));
         for s in &mut slots {
             if s.running
@@ -124,6 +141,13 @@ pub fn run(mut ctx: LlamaContext<'_>, requests: Receiver<SeqRequest>, shape: Sha
         for (i, s) in slots.iter_mut().enumerate() {
             step(&ctx, i, s, &shape);
         }
+    }
+}
+
+fn take(w: Work, waiting: &mut VecDeque<SeqRequest>, embedder: &mut Embedder<'_>) {
+    match w {
+        Work::Seq(r) => waiting.push_back(*r),
+        Work::Embed(e) => embedder.run(e),
     }
 }
 

@@ -21,30 +21,35 @@ pub enum Prompt {
 
 /// Read `prompt` (see the module's text). Errors name `prompt`.
 pub(crate) fn parse(value: Option<Value>) -> Result<Vec<Prompt>> {
-    let bad = |why: &str| InvalidRequest::new("prompt", why);
+    parse_named(value, "prompt")
+}
+
+/// Read prompts in the four forms from the field `name` (embeddings' `input` takes them too).
+pub(crate) fn parse_named(value: Option<Value>, name: &str) -> Result<Vec<Prompt>> {
+    let bad = |why: &str| InvalidRequest::new(name, why);
     let prompts = match value {
-        None => return Err(bad("`prompt` is required")),
+        None => return Err(bad(&format!("`{name}` is required"))),
         Some(Value::String(s)) => vec![Prompt::Text(s)],
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
             .into_iter()
             .map(|v| Prompt::Text(v.as_str().unwrap_or_default().to_string()))
             .collect(),
         Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
-            vec![Prompt::Tokens(token_ids(Value::Array(items))?)]
+            vec![Prompt::Tokens(token_ids(Value::Array(items), name)?)]
         }
         Some(Value::Array(items)) if items.iter().all(Value::is_array) => items
             .into_iter()
-            .map(|v| token_ids(v).map(Prompt::Tokens))
+            .map(|v| token_ids(v, name).map(Prompt::Tokens))
             .collect::<Result<_>>()?,
         Some(_) => {
-            return Err(bad(
-                "`prompt` must be a string, a list of strings, a list of token ids or a list \
-                 of lists of token ids",
-            ))
+            return Err(bad(&format!(
+                "`{name}` must be a string, a list of strings, a list of token ids or a list \
+                 of lists of token ids"
+            )))
         }
     };
     if prompts.is_empty() || prompts.len() > MAX_PROMPTS {
-        return Err(bad(&format!("`prompt` takes 1 to {MAX_PROMPTS} prompts")));
+        return Err(bad(&format!("`{name}` takes 1 to {MAX_PROMPTS} prompts")));
     }
     if prompts
         .iter()
@@ -64,10 +69,9 @@ pub fn outside_vocabulary(ids: &[u32], size: usize) -> Option<String> {
         .map(|id| format!("token id {id} is outside the vocabulary of {size} tokens"))
 }
 
-fn token_ids(v: Value) -> Result<Vec<u32>> {
-    serde_json::from_value(v).map_err(|_| {
-        InvalidRequest::new("prompt", "token ids must be integers from 0 to 4294967295")
-    })
+fn token_ids(v: Value, name: &str) -> Result<Vec<u32>> {
+    serde_json::from_value(v)
+        .map_err(|_| InvalidRequest::new(name, "token ids must be integers from 0 to 4294967295"))
 }
 
 #[cfg(test)]
