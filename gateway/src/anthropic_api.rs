@@ -13,18 +13,10 @@ use axum::extract::{Extension, State};
 use axum::response::Response;
 use axum::Json;
 use protocol::anthropic::reply::{self, EventStream};
-use protocol::anthropic::{self, CountTokensRequest, MessagesRequest, Refused, TokenCount};
+use protocol::anthropic::{self, CountTokensRequest, MessagesRequest, TokenCount};
 use protocol::openai::{ChatRequest, CHAT_ROUTE};
 use serde_json::Value;
 use std::sync::Arc;
-
-fn refused(e: Refused) -> GatewayError {
-    GatewayError::BadRequest {
-        message: e.message,
-        param: Some(e.field),
-        code: None,
-    }
-}
 
 /// `POST /v1/messages`: the request as the chat job it means, answered as a message.
 pub async fn messages(
@@ -34,8 +26,8 @@ pub async fn messages(
     Extension(trace): Extension<JobTrace>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, AnthropicError> {
-    let req: MessagesRequest = anthropic::parse(body?.into_value()).map_err(refused)?;
-    let chat = req.to_chat().map_err(refused)?;
+    let req: MessagesRequest = anthropic::parse(body?.into_value())?;
+    let chat = req.to_chat()?;
     let api = (CHAT_ROUTE, Api::Anthropic);
     Ok(generate(gw, (caller, quota, trace), api, chat, None).await?)
 }
@@ -46,13 +38,13 @@ pub async fn count_tokens(
     Extension(caller): Extension<Arc<Caller>>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Json<TokenCount>, AnthropicError> {
-    let req: CountTokensRequest = anthropic::parse(body?.into_value()).map_err(refused)?;
+    let req: CountTokensRequest = anthropic::parse(body?.into_value())?;
     if !caller.allows(&req.model) {
         return Err(GatewayError::ModelNotFound(req.model).into());
     }
     // Rendering and tokenizing a large conversation is CPU work: off the async threads.
     let count = tokio::task::spawn_blocking(move || {
-        let chat = ChatRequest::parse(req.to_chat().map_err(refused)?)?;
+        let chat = ChatRequest::parse(req.to_chat()?)?;
         let model = gw.model(&chat.model)?;
         let tok = model.tokenizer.as_deref().ok_or_else(|| {
             GatewayError::NoCapacity(format!("`{}`'s tokenizer is not cached yet", chat.model))

@@ -238,9 +238,20 @@ macro_rules! wrap_from {
         }
     )*};
 }
-wrap_from!(OpenAiError: GatewayError, InvalidRequest, QueueError);
+wrap_from!(OpenAiError: GatewayError, InvalidRequest, QueueError, protocol::anthropic::Refused);
 wrap_from!(RunpodError: GatewayError, InvalidRequest, QueueError);
-wrap_from!(AnthropicError: GatewayError, InvalidRequest, QueueError);
+wrap_from!(AnthropicError: GatewayError, InvalidRequest, QueueError, protocol::anthropic::Refused);
+
+/// A body the Anthropic or Responses parser refused: a 400 naming the field's path.
+impl From<protocol::anthropic::Refused> for GatewayError {
+    fn from(e: protocol::anthropic::Refused) -> Self {
+        GatewayError::BadRequest {
+            message: e.message,
+            param: Some(e.field),
+            code: None,
+        }
+    }
+}
 
 impl From<OpenAiError> for AnthropicError {
     fn from(e: OpenAiError) -> Self {

@@ -11,21 +11,13 @@ use crate::trace::JobTrace;
 use crate::AppState;
 use axum::extract::{Extension, State};
 use axum::response::Response;
-use protocol::anthropic::{parse, Refused};
+use protocol::anthropic::parse;
 use protocol::openai::CHAT_ROUTE;
 use protocol::responses::reply::{self, EventStream};
 use protocol::responses::ResponsesRequest;
 use protocol::sse::frame;
 use serde_json::Value;
 use std::sync::Arc;
-
-fn refused(e: Refused) -> GatewayError {
-    GatewayError::BadRequest {
-        message: e.message,
-        param: Some(e.field),
-        code: None,
-    }
-}
 
 /// `POST /v1/responses`.
 pub async fn create(
@@ -35,8 +27,8 @@ pub async fn create(
     Extension(trace): Extension<JobTrace>,
     body: Result<JsonBody, GatewayError>,
 ) -> Result<Response, OpenAiError> {
-    let req: ResponsesRequest = parse(body?.into_value()).map_err(refused)?;
-    let chat = req.to_chat().map_err(refused)?;
+    let req: ResponsesRequest = parse(body?.into_value())?;
+    let chat = req.to_chat()?;
     let api = (CHAT_ROUTE, Api::Responses(Arc::new(req.echo())));
     generate(gw, (caller, quota, trace), api, chat, None).await
 }
