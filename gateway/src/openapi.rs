@@ -30,6 +30,7 @@ use protocol::responses::ResponsesRequest;
 use protocol::routes::{self, queue};
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{AnyOfBuilder, OneOfBuilder};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     Components, Content, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, Paths, RefOr,
@@ -249,6 +250,36 @@ fn errors(group: Group, c: &mut Components) -> Vec<(&'static str, Response)> {
     .collect()
 }
 
+/// The schema of one server-sent event as OpenAPI 3.2 reads a `text/event-stream` schema (and
+/// schemathesis validates it): an object whose `data` is a string of JSON that `payload`
+/// describes (`contentMediaType` and `contentSchema`), or with `done` also the literal
+/// `[DONE]` that ends OpenAI's streams.
+fn sse_events(payload: RefOr<Schema>, done: bool) -> Schema {
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let content_schema = serde_json::to_value(&payload).unwrap_or_default();
+    let json = string()
+        .content_media_type(JSON)
+        .extensions(Some(
+            [("contentSchema", content_schema)].into_iter().collect(),
+        ))
+        .build();
+    let data: RefOr<Schema> = match done {
+        true => {
+            let done = string().enum_values(Some(["[DONE]"])).build();
+            Schema::AnyOf(AnyOfBuilder::new().item(done).item(json).build()).into()
+        }
+        false => json.into(),
+    };
+    Schema::Object(
+        ObjectBuilder::new()
+            .property("data", data)
+            .required("data")
+            .property("event", string())
+            .property("id", string())
+            .build(),
+    )
+}
+
 fn success(reply: Reply, c: &mut Components) -> Vec<(&'static str, Response)> {
     let described = |what: &str| ResponseBuilder::new().description(what);
     match reply {
@@ -260,20 +291,16 @@ fn success(reply: Reply, c: &mut Components) -> Vec<(&'static str, Response)> {
         )],
         Reply::Generate(s, chunk) => {
             // Each event's data: a chunk, the error object of a failed stream, or `[DONE]`.
-            let done = ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(["[DONE]"]))
-                .build();
-            let events = utoipa::openapi::schema::OneOfBuilder::new()
+            let json = OneOfBuilder::new()
                 .item(chunk(c))
                 .item(schema::<ErrorBody>(c))
-                .item(done)
                 .build();
+            let events = sse_events(Schema::OneOf(json).into(), true);
             vec![(
                 "200",
                 described("The completion; with `stream: true`, server-sent events of chunks ending with `data: [DONE]`")
                     .content(JSON, Content::new(Some(s(c))))
-                    .content("text/event-stream", Content::new(Some(Schema::OneOf(events))))
+                    .content("text/event-stream", Content::new(Some(events)))
                     .build(),
             )]
         }
@@ -281,14 +308,14 @@ fn success(reply: Reply, c: &mut Components) -> Vec<(&'static str, Response)> {
             "200",
             described("The message; with `stream: true`, Anthropic's server-sent events (`message_start` ... `message_stop`)")
                 .content(JSON, Content::new(Some(schema::<MessageReply>(c))))
-                .content("text/event-stream", Content::new(Some(schema::<StreamedEvent>(c))))
+                .content("text/event-stream", Content::new(Some(sse_events(schema::<StreamedEvent>(c), false))))
                 .build(),
         )],
         Reply::Response => vec![(
             "200",
             described("The response object; with `stream: true`, server-sent `response.*` events ending with `response.completed` (or `response.incomplete`)")
                 .content(JSON, Content::new(Some(schema::<ResponseObject>(c))))
-                .content("text/event-stream", Content::new(Some(schema::<StreamedEvent>(c))))
+                .content("text/event-stream", Content::new(Some(sse_events(schema::<StreamedEvent>(c), false))))
                 .build(),
         )],
         Reply::Bytes | Reply::Metrics => {

@@ -101,6 +101,7 @@ def test_bad_logprob_requests_are_refused(client):
         with pytest.raises(openai.BadRequestError) as e:
             client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4, **kw)
         assert e.value.body["param"] == param, e.value.body
+    # (`echo` with `logprobs` scores the prompt: test_vllm_params.py.)
     with pytest.raises(openai.BadRequestError) as e:
-        client.completions.create(model=MODEL, prompt="x", max_tokens=4, logprobs=2, echo=True)
+        client.completions.create(model=MODEL, prompt="x", max_tokens=4, logprobs=2, best_of=2)
     assert e.value.body["param"] == "logprobs", e.value.body
