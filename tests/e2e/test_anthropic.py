@@ -53,13 +53,13 @@ def test_create_and_stream_are_the_chat_answer_translated(claude, default_server
 def test_tool_calls_and_a_tool_result_round_trip(claude):
     ask = [{"role": "user", "content": "What is the weather in Paris?"}]
     forced = claude.messages.create(model=MODEL, max_tokens=200, messages=ask, tools=[WEATHER],
-                                    tool_choice={"type": "tool", "name": "get_weather"})
+                                    tool_choice={"type": "tool", "name": "get_weather"}, **GREEDY)
     assert forced.stop_reason == "tool_use"
     [call] = [b for b in forced.content if b.type == "tool_use"]
     assert call.name == "get_weather"
     jsonschema.validate(call.input, WEATHER["input_schema"])
     # Streamed with `any` (one call or more): each call's input arrives as JSON pieces and parses whole.
-    with claude.messages.stream(model=MODEL, max_tokens=200, messages=ask, tools=[WEATHER], tool_choice={"type": "any"}) as s:
+    with claude.messages.stream(model=MODEL, max_tokens=200, messages=ask, tools=[WEATHER], tool_choice={"type": "any"}, **GREEDY) as s:
         final = s.get_final_message()
     streamed = [b for b in final.content if b.type == "tool_use"]
     assert streamed and len({b.id for b in streamed}) == len(streamed)

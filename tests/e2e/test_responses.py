@@ -48,7 +48,7 @@ def test_create_and_stream_are_the_chat_answer_translated(client, default_server
 def test_function_calls_and_their_outputs(client):
     ask = [{"role": "user", "content": "What is the weather in Paris?"}]
     r = client.responses.create(model=MODEL, input=ask, tools=[WEATHER],
-                                tool_choice={"type": "function", "name": "get_weather"}, max_output_tokens=200)
+                                tool_choice={"type": "function", "name": "get_weather"}, max_output_tokens=200, temperature=0)
     [call] = [o for o in r.output if o.type == "function_call"]
     assert call.name == "get_weather" and call.call_id and call.id.startswith("fc_")
     jsonschema.validate(json.loads(call.arguments), WEATHER["parameters"])
@@ -57,7 +57,7 @@ def test_function_calls_and_their_outputs(client):
     answer = client.responses.create(model=MODEL, input=follow, tools=[WEATHER], max_output_tokens=20, temperature=0)
     assert answer.output and answer.usage.input_tokens > r.usage.input_tokens
     # Streamed, the arguments arrive in pieces that add up to the call.
-    events = list(client.responses.create(model=MODEL, input=ask, tools=[WEATHER], max_output_tokens=200,
+    events = list(client.responses.create(model=MODEL, input=ask, tools=[WEATHER], max_output_tokens=200, temperature=0,
                                           tool_choice={"type": "function", "name": "get_weather"}, stream=True))
     assert events[-1].type == "response.completed", events[-1]
     done = [e for e in events if e.type == "response.function_call_arguments.done"]
@@ -103,7 +103,7 @@ def test_openai_agents_on_its_default_api(default_server):
         return "Sunny"
 
     model = OpenAIResponsesModel(model=MODEL, openai_client=AsyncOpenAI(base_url=f"{default_server.base}/v1", api_key="unused"))
-    settings = agents.ModelSettings(tool_choice="get_weather", max_tokens=60)
+    settings = agents.ModelSettings(tool_choice="get_weather", max_tokens=300, temperature=0)
     agent = Agent(name="weather", instructions="Answer briefly.", tools=[get_weather], model=model, model_settings=settings,
                   tool_use_behavior="stop_on_first_tool")
     plain = Agent(name="plain", instructions="Be brief.", model=model, model_settings=agents.ModelSettings(max_tokens=300, temperature=0))
