@@ -55,9 +55,7 @@ impl TokenRules {
     /// the end) skips that part.
     pub fn mask(&self, generated: usize, always_eos: bool, logits: &mut [f32]) {
         if let Some(allowed) = &self.allowed {
-            let outside =
-                (0..logits.len()).filter(|&id| allowed.binary_search(&(id as u32)).is_err());
-            mask_unless_empty(logits, outside.collect());
+            mask_outside(logits, allowed);
         }
         let early = generated < self.min_tokens;
         let eos_always = always_eos && self.ignore_eos;
@@ -80,6 +78,22 @@ impl TokenRules {
     /// end-of-sequence tokens by itself.
     fn masks_anything(&self) -> bool {
         self.min_tokens > 0 || self.ignore_eos || self.allowed.is_some()
+    }
+}
+
+/// Set every token outside `allowed` (sorted) to -inf, unless no allowed token is finite. One
+/// pass, no allocation: this runs at every step over the whole vocabulary.
+fn mask_outside(logits: &mut [f32], allowed: &[u32]) {
+    let drawable = |id: &u32| logits.get(*id as usize).is_some_and(|l| l.is_finite());
+    if !allowed.iter().any(drawable) {
+        return;
+    }
+    let mut next = allowed.iter().map(|&id| id as usize).peekable();
+    for (id, l) in logits.iter_mut().enumerate() {
+        while next.next_if(|&a| a < id).is_some() {}
+        if next.peek() != Some(&id) {
+            *l = f32::NEG_INFINITY;
+        }
     }
 }
 

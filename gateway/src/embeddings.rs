@@ -5,13 +5,12 @@
 use crate::auth::{Caller, Quota};
 use crate::body::JsonBody;
 use crate::error::{GatewayError, OpenAiError};
-use crate::openai_api::{submit, Api, Submit};
+use crate::openai_api::{longest_prompt, submit, Api, Submit};
 use crate::trace::JobTrace;
 use crate::{AppState, ServedModel};
 use axum::extract::{Extension, State};
 use axum::response::Response;
 use protocol::openai::embeddings::{EmbeddingRequest, EMBEDDINGS_ROUTE};
-use protocol::openai::prompt::{outside_vocabulary, Prompt};
 use std::sync::Arc;
 
 /// `POST /v1/embeddings`.
@@ -54,20 +53,13 @@ pub(crate) fn check(model: &ServedModel, req: &EmbeddingRequest) -> Result<(), G
         param: Some("input".into()),
         code: None,
     };
+    // The completions prompts' own check: counted, ids in the vocabulary, none empty.
+    let longest = longest_prompt(tok, &req.inputs()?).map_err(|e| bad(e.to_string()))?;
     let context = model.config.engine.context_length;
-    for p in req.inputs()? {
-        let n = match &p {
-            Prompt::Text(t) => tok.count(t).map_err(|e| bad(e.to_string()))?,
-            Prompt::Tokens(ids) => match outside_vocabulary(ids, tok.vocab_size()) {
-                Some(why) => return Err(bad(why)),
-                None => ids.len(),
-            },
-        };
-        if n == 0 || n > context {
-            return Err(bad(format!(
-                "an input has {n} tokens: 1 to {context} (the model's context) are embedded"
-            )));
-        }
+    if longest > context {
+        return Err(bad(format!(
+            "an input has {longest} tokens: at most {context} (the model's context) are embedded"
+        )));
     }
     Ok(())
 }

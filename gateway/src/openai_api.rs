@@ -221,7 +221,7 @@ fn check_context(model: &ServedModel, req: &GenerateRequest) -> Result<(), Gatew
 /// the vocabulary (an id outside it is the client's error). A prompt of no tokens is refused
 /// here, as vLLM refuses it ("the prompt cannot be empty"), rather than by the engine once the
 /// response, maybe a stream, has begun.
-fn longest_prompt(tok: &PromptTokenizer, prompts: &[Prompt]) -> weights::Result<usize> {
+pub(crate) fn longest_prompt(tok: &PromptTokenizer, prompts: &[Prompt]) -> weights::Result<usize> {
     let mut most = 0;
     for p in prompts {
         let n = match p {
