@@ -159,6 +159,14 @@ pub fn router(state: AppState) -> Router {
         .route(routes::TOKENIZE, post(tokenize::tokenize))
         .route(routes::DETOKENIZE, post(tokenize::detokenize))
         .route(routes::TOKENIZER_INFO, get(tokenize::tokenizer_info))
+        .route(
+            routes::RESPONSE,
+            get(responses_api::get).delete(responses_api::delete),
+        )
+        .route(
+            routes::RESPONSE_INPUT_ITEMS,
+            get(responses_api::input_items),
+        )
         .merge(generate)
         .merge(batch_routes())
         .route_layer(from_fn_with_state(state.clone(), auth::openai_client));

@@ -295,9 +295,9 @@ pub(crate) enum Api {
     OpenAi,
     /// Anthropic's Messages API, translated from the chat answer.
     Anthropic,
-    /// OpenAI's Responses API, translated from the chat answer; the request's settings the
-    /// response object repeats.
-    Responses(Arc<Value>),
+    /// OpenAI's Responses API, translated from the chat answer, and kept when the request
+    /// stores it.
+    Responses(Arc<crate::responses_api::Answer>),
 }
 
 impl Api {
@@ -305,9 +305,9 @@ impl Api {
         match self {
             Api::OpenAi => Box::new(relay::OpenAiEvents),
             Api::Anthropic => Box::new(crate::anthropic_api::AnthropicEvents::default()),
-            Api::Responses(echo) => Box::new(crate::responses_api::ResponseEvents(
-                protocol::responses::reply::EventStream::new(echo.as_ref().clone()),
-            )),
+            Api::Responses(answer) => {
+                Box::new(crate::responses_api::ResponseEvents::new(answer.clone()))
+            }
         }
     }
 
@@ -315,7 +315,15 @@ impl Api {
         match self {
             Api::OpenAi => Ok(output),
             Api::Anthropic => crate::anthropic_api::message(output),
-            Api::Responses(echo) => crate::responses_api::response(echo, output),
+            Api::Responses(answer) => crate::responses_api::response(answer, output),
+        }
+    }
+
+    /// Keep the answer where the API stores it (the Responses API's `store`).
+    async fn keep(&self, store: &dyn queue::JobStore, answer: &Value) -> Result<(), GatewayError> {
+        match self {
+            Api::Responses(a) => a.keep(store, answer).await,
+            Api::OpenAi | Api::Anthropic => Ok(()),
         }
     }
 }
@@ -443,7 +451,9 @@ async fn wait_for_result(
             guard.disarm();
             timing.finish(Timing::tokens_of(&view));
             let cold = crate::cold::of_job(gw.store.as_ref(), endpoint, &view).await;
-            let mut resp = Json(api.output(view.output.unwrap_or(Value::Null))?).into_response();
+            let answer = api.output(view.output.unwrap_or(Value::Null))?;
+            api.keep(gw.store.as_ref(), &answer).await?;
+            let mut resp = Json(answer).into_response();
             if let Some(v) = cold.and_then(|c| HeaderValue::from_str(&c.header_value()).ok()) {
                 resp.headers_mut().insert("x-sluice-cold-start", v);
             }

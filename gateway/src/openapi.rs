@@ -10,6 +10,7 @@
 
 use crate::batch::ListQuery;
 use crate::queue_api::WaitQuery;
+use crate::responses_api::ItemsQuery;
 use crate::tokenize::InfoQuery;
 use protocol::anthropic::reply::{ErrorBody as AnthropicErrorBody, MessageReply, StreamedEvent};
 use protocol::anthropic::{CountTokensRequest, MessagesRequest, TokenCount};
@@ -25,7 +26,7 @@ use protocol::openai::{ErrorBody, ModelList};
 use protocol::openapi::{
     ChatCompletionBody, CompletionBody, FileUpload, RunRequest, RunpodErrorBody,
 };
-use protocol::responses::reply::ResponseObject;
+use protocol::responses::reply::{InputItem, ResponseDeleted, ResponseObject};
 use protocol::responses::ResponsesRequest;
 use protocol::routes::{self, queue};
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter, ParameterIn};
@@ -119,6 +120,9 @@ fn wait_query() -> Vec<Parameter> {
 fn list_query() -> Vec<Parameter> {
     ListQuery::into_params(|| Some(ParameterIn::Query))
 }
+fn items_query() -> Vec<Parameter> {
+    ItemsQuery::into_params(|| Some(ParameterIn::Query))
+}
 fn model_query() -> Vec<Parameter> {
     InfoQuery::into_params(|| Some(ParameterIn::Query))
 }
@@ -186,7 +190,10 @@ const OPERATIONS: &[Op] = {
         Op::new(POST, routes::CHAT_COMPLETIONS, OpenAi, "OpenAI chat completions", CHAT, CHAT_REPLY),
         Op::new(POST, routes::COMPLETIONS, OpenAi, "OpenAI text completions", TEXT, TEXT_REPLY),
         Op::new(POST, routes::EMBEDDINGS, OpenAi, "OpenAI embeddings (llama.cpp backend, mean pooling, unit vectors)", EMBED, Json(schema::<EmbeddingResponse>)),
-        Op::new(POST, routes::RESPONSES, OpenAi, "OpenAI's Responses API (stateless: a chat, translated)", RESPONSES, Reply::Response),
+        Op::new(POST, routes::RESPONSES, OpenAi, "OpenAI's Responses API (a chat, translated; kept unless `store: false`)", RESPONSES, Reply::Response).creates("response_id"),
+        Op::new(GET, routes::RESPONSE, OpenAi, "A stored response", None, Json(schema::<ResponseObject>)),
+        Op::new(&[HttpMethod::Delete], routes::RESPONSE, OpenAi, "Delete a stored response", None, Json(schema::<ResponseDeleted>)),
+        Op::new(GET, routes::RESPONSE_INPUT_ITEMS, OpenAi, "A stored response's input items, the last first unless `order=asc`", None, Json(inline::<List<InputItem>>)).query(items_query),
         Op::new(POST, routes::MESSAGES, Anthropic, "Anthropic's Messages API (a chat, translated)", MESSAGES, Reply::Message),
         Op::new(POST, routes::MESSAGES_COUNT_TOKENS, Anthropic, "Anthropic's token counter: a message's input tokens", COUNT_TOKENS, Json(schema::<TokenCount>)),
         Op::new(POST, routes::TOKENIZE, OpenAi, "vLLM's tokenizer: a prompt's or messages' token ids", TOKENIZE, Json(schema::<TokenizeResponse>)),
@@ -504,6 +511,8 @@ pub fn spec(models: &[String], endpoints: &[String]) -> OpenApi {
     schema::<protocol::openai::response::ChatChoice>(&mut components);
     schema::<protocol::openai::response::TextChoice>(&mut components);
     schema::<protocol::openai::response::ChatChunkChoice>(&mut components);
+    // So is the input items' page (`List<InputItem>`); its items are named.
+    schema::<InputItem>(&mut components);
     for name in ["ChatCompletionBody", "CompletionBody"] {
         if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name) {
             if let Some(RefOr::T(Schema::Object(model))) = o.properties.get_mut("model") {

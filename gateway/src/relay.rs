@@ -6,6 +6,7 @@ use crate::metrics::Timing;
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use protocol::responses::stored::StoredResponse;
 use protocol::sse::{frame, DONE};
 use protocol::{JobId, JobStatus};
 use queue::JobStore;
@@ -68,6 +69,12 @@ pub trait Dialect: Send + 'static {
     fn error(&mut self, e: GatewayError) -> String;
     /// The SSE text that ends a stream that did not fail.
     fn done(&mut self) -> String;
+    /// What to keep of the answer once [`Dialect::done`] has ended it, under which id and for
+    /// how long (the Responses API's stored response); kept before the last events are sent,
+    /// so a client that reads the end can read it back at once.
+    fn kept(&mut self) -> Option<(String, StoredResponse, Duration)> {
+        None
+    }
 }
 
 /// OpenAI's stream: each chunk a `data:` event, an error object, then `data: [DONE]`.
@@ -176,7 +183,15 @@ async fn relay_step(mut r: Relay) -> Option<(Result<String, std::convert::Infall
         let view = r.store.get(&r.job).await.ok().flatten();
         if read.status == JobStatus::Completed {
             r.timing.finish(view.as_ref().and_then(Timing::tokens_of));
-            text.push_str(&r.dialect.done());
+            let done = r.dialect.done();
+            let kept = match r.dialect.kept() {
+                Some((id, record, ttl)) => r.store.put_response(&id, &record, ttl).await,
+                None => Ok(()),
+            };
+            match kept {
+                Ok(()) => text.push_str(&done),
+                Err(e) => text.push_str(&r.dialect.error(e.into())),
+            }
         } else {
             let why = match view {
                 Some(v) => v.error.unwrap_or_else(|| format!("job {}", v.status)),

@@ -190,6 +190,10 @@ pub struct GatewaySettings {
     pub files_dir: Option<PathBuf>,
     /// Files are deleted this long after they were stored, hours (default 720: 30 days).
     pub file_retention_hours: u64,
+    /// Responses API answers (`store`, on by default) are kept this long in the job store,
+    /// seconds (default 86,400: a day; OpenAI keeps them 30 days). 0: none is kept, and
+    /// `store: true` is answered `store: false`. The memory store keeps at most 10,000.
+    pub response_retention_secs: u64,
     /// Largest batch input file, bytes (default 100 MiB; OpenAI's is 200 MB).
     pub batch_file_max_bytes: usize,
     /// Most requests in one batch file (default 50,000, OpenAI's limit).
@@ -240,6 +244,7 @@ impl Default for GatewaySettings {
             body_read_timeout_secs: 30,
             files_dir: None,
             file_retention_hours: 720,
+            response_retention_secs: 86_400,
             batch_file_max_bytes: 100 * 1024 * 1024,
             batch_max_requests: 50_000,
             batch_window_secs: 86_400,

@@ -3,11 +3,12 @@
 //! to the engine as the chat request it means ([`ResponsesRequest::to_chat`]) and the answer
 //! translated back ([`reply`]).
 //!
-//! Stateless: sluice stores no responses, so `previous_response_id` is refused by name,
-//! `store: true` is answered `store: false`, and there is no `GET /v1/responses/{id}`; a
-//! client sends the whole conversation as `input` (what `openai-agents` does by default).
+//! Responses are stored (`store`, default on, see [`stored`]) in the job store for the
+//! gateway's `response_retention_secs`: `GET`/`DELETE /v1/responses/{id}`, `input_items`, and
+//! `previous_response_id` to continue a conversation without sending it again.
 
 pub mod reply;
+pub mod stored;
 
 use crate::anthropic::{parse, Refused};
 use serde::{Deserialize, Serialize};
@@ -43,9 +44,10 @@ pub struct ResponsesRequest {
     pub text: Option<TextConfig>,
     /// Stream the Responses API's events.
     pub stream: Option<bool>,
-    /// Accepted; nothing is stored (answered `store: false`).
+    /// Keep the response (default true; answered `store: false` when the gateway keeps
+    /// none: `response_retention_secs = 0`).
     pub store: Option<bool>,
-    /// Refused: no response is stored to continue from.
+    /// A stored response this request continues: its conversation comes before `input`.
     pub previous_response_id: Option<String>,
     /// Up to 16 key-value pairs, echoed in the response.
     #[schema(value_type = Option<Object>)]
@@ -124,13 +126,16 @@ struct FunctionOutputItem {
 }
 
 impl ResponsesRequest {
-    /// The OpenAI chat body this request means. Errors: what cannot be honoured, by field.
-    pub fn to_chat(&self) -> Result<Value, Refused> {
+    /// The OpenAI chat body this request means, continuing `previous` (the chat messages of
+    /// the stored response `previous_response_id` names; empty without one). Errors: what
+    /// cannot be honoured, by field.
+    pub fn to_chat(&self, previous: &[Value]) -> Result<Value, Refused> {
         self.refusals()?;
         let mut messages = Vec::new();
         if let Some(i) = &self.instructions {
             messages.push(json!({"role": "system", "content": i}));
         }
+        messages.extend_from_slice(previous);
         match &self.input {
             Value::String(s) => messages.push(json!({"role": "user", "content": s})),
             Value::Array(items) => {
@@ -161,12 +166,6 @@ impl ResponsesRequest {
 
     fn refusals(&self) -> Result<(), Refused> {
         let refuse = |field: &str, why: &str| Err(Refused::new(field, why));
-        if self.previous_response_id.is_some() {
-            return refuse(
-                "previous_response_id",
-                "sluice stores no responses: send the whole conversation as `input`",
-            );
-        }
         if self.reasoning.as_ref().is_some_and(|r| !is_empty(r)) {
             return refuse(
                 "reasoning",
@@ -219,7 +218,7 @@ fn at(prefix: &str, e: Refused) -> Refused {
 
 /// One input item as chat messages: a message, a function call (joined to the assistant
 /// message before it, as one turn's calls), or a call's output (a `tool` message).
-fn input_item(item: &Value, out: &mut Vec<Value>) -> Result<(), Refused> {
+pub(crate) fn input_item(item: &Value, out: &mut Vec<Value>) -> Result<(), Refused> {
     let kind = item
         .get("type")
         .and_then(Value::as_str)

@@ -26,6 +26,10 @@ pub const DETOKENIZE: &str = "/detokenize";
 pub const EMBEDDINGS: &str = crate::openai::embeddings::EMBEDDINGS_ROUTE;
 /// OpenAI's Responses API: `POST` input items, get a response object (or its events).
 pub const RESPONSES: &str = "/v1/responses";
+/// A stored response: `GET` it, `DELETE` it.
+pub const RESPONSE: &str = "/v1/responses/{response_id}";
+/// `GET`: a stored response's input items, a page at a time.
+pub const RESPONSE_INPUT_ITEMS: &str = "/v1/responses/{response_id}/input_items";
 /// Anthropic's Messages API: `POST` a conversation, get a message (or its events).
 pub const MESSAGES: &str = "/v1/messages";
 /// Anthropic's token counter: `POST` what a message would be given, get `input_tokens`.

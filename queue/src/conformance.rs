@@ -517,6 +517,30 @@ pub async fn rate_buckets_take_all_or_nothing(s: Arc<dyn JobStore>) {
 }
 
 /// Generates one `#[tokio::test]` per check above, each on a fresh store from `$make`.
+/// Stored responses: kept until deleted or their retention runs out, replaced by id.
+pub async fn responses_are_kept_until_deleted_or_expired(s: Arc<dyn JobStore>) {
+    use protocol::responses::stored::StoredResponse;
+    let record = |text: &str| StoredResponse {
+        tenant: Some("t".into()),
+        response: json!({"id": "resp_1", "output_text": text}),
+        input_items: vec![json!({"type": "message", "id": "msg_1"})],
+        conversation: vec![json!({"role": "user", "content": text})],
+    };
+    let hour = Duration::from_secs(3600);
+    assert_eq!(s.response("resp_1").await.unwrap(), None);
+    s.put_response("resp_1", &record("a"), hour).await.unwrap();
+    s.put_response("resp_1", &record("b"), hour).await.unwrap();
+    assert_eq!(s.response("resp_1").await.unwrap(), Some(record("b")));
+    assert!(s.delete_response("resp_1").await.unwrap());
+    assert!(!s.delete_response("resp_1").await.unwrap());
+    assert_eq!(s.response("resp_1").await.unwrap(), None);
+    s.put_response("resp_2", &record("c"), Duration::from_millis(20))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(s.response("resp_2").await.unwrap(), None);
+}
+
 #[macro_export]
 macro_rules! __conformance_suite {
     ($make:expr) => {
@@ -528,7 +552,8 @@ macro_rules! __conformance_suite {
             webhooks_are_due_once_when_jobs_end, retired_workers_get_no_jobs,
             parked_workers_take_nothing_until_reinstated,
             live_workers_lost_workers_and_fleets, jobs_left_out_of_pings_go_back_to_the_queue,
-            rate_buckets_refuse_when_empty_and_refill, purge_by_tenant_leaves_other_tenants_jobs);
+            rate_buckets_refuse_when_empty_and_refill, purge_by_tenant_leaves_other_tenants_jobs,
+            responses_are_kept_until_deleted_or_expired);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -25,6 +25,7 @@ pub use redis_store::{RedisStore, OP_TIMEOUT};
 use async_trait::async_trait;
 use protocol::health::FleetView;
 use protocol::job::{JobPolicy, JobReport, JobView, TakenJob};
+use protocol::responses::stored::StoredResponse;
 use protocol::{JobId, JobStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -375,11 +376,23 @@ pub fn bucket_step(
     (tokens, answer)
 }
 
-/// A whole job store: every role, as the gateway uses it. Implemented by [`MemoryStore`] and
-/// [`RedisStore`], and by anything that implements all five roles.
-pub trait JobStore: JobQueue + ScalerStore + Outbox + RateLimits {}
+/// The Responses API's stored responses (`store`) by response id, each kept for its retention
+/// and shared by every gateway on the same store.
+#[async_trait]
+pub trait ResponseStore: Send + Sync + 'static {
+    /// Keep `response` under `id` for `ttl`, replacing what was kept under that id.
+    async fn put_response(&self, id: &str, response: &StoredResponse, ttl: Duration) -> Result<()>;
+    /// The response kept under `id`, if its retention has not run out.
+    async fn response(&self, id: &str) -> Result<Option<StoredResponse>>;
+    /// Forget the response kept under `id`; whether there was one.
+    async fn delete_response(&self, id: &str) -> Result<bool>;
+}
 
-impl<T: JobQueue + ScalerStore + Outbox + RateLimits + ?Sized> JobStore for T {}
+/// A whole job store: every role, as the gateway uses it. Implemented by [`MemoryStore`] and
+/// [`RedisStore`], and by anything that implements all six roles.
+pub trait JobStore: JobQueue + ScalerStore + Outbox + RateLimits + ResponseStore {}
+
+impl<T: JobQueue + ScalerStore + Outbox + RateLimits + ResponseStore + ?Sized> JobStore for T {}
 
 /// What the autoscaler needs of a store: the workers and the endpoint numbers.
 pub trait ScalerStore: WorkerRegistry + FleetMetrics {}

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use index::{Indexes, Retention};
 use protocol::health::FleetView;
 use protocol::job::{JobReport, JobView, TakenJob};
+use protocol::responses::stored::StoredResponse;
 use protocol::{JobId, JobStatus};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -277,6 +278,8 @@ pub struct MemoryStore {
     settings: StoreSettings,
     /// Token buckets (see [`crate::RateLimits`]): tokens and when they were last counted.
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Stored responses (see [`crate::ResponseStore`]) and when each expires.
+    responses: Mutex<HashMap<String, (StoredResponse, Instant)>>,
 }
 
 impl MemoryStore {
@@ -299,6 +302,7 @@ impl MemoryStore {
             })),
             settings,
             buckets: Mutex::default(),
+            responses: Mutex::default(),
         }
     }
 
@@ -775,5 +779,6 @@ impl Outbox for MemoryStore {
 mod housekeeping;
 mod index;
 mod rate;
+mod responses;
 #[cfg(test)]
 mod tests;

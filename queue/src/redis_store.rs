@@ -9,6 +9,7 @@
 
 mod notify;
 mod reply;
+mod responses;
 
 use crate::{
     new_job_id, BucketTake, FleetMetrics, JobQueue, LiveWorker, NewJob, Outbox, QueueError,

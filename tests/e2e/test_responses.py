@@ -1,6 +1,7 @@
 """OpenAI's Responses API through the official `openai` SDK (`responses.create`, streamed and
-not, function tools, a function-call round trip, `text.format`) and the `openai-agents` SDK on
-its default API; what it cannot do refused by name."""
+not, function tools, a function-call round trip, `text.format`, stored responses read, listed,
+deleted and continued with `previous_response_id`) and the `openai-agents` SDK on its default
+API; what it cannot do refused by name."""
 
 import asyncio
 import json
@@ -77,7 +78,6 @@ def test_text_format_json_schema(client):
 
 def test_what_cannot_be_honoured_is_refused_by_name(client, default_server):
     for extra, param in [
-        ({"previous_response_id": "resp_x"}, "previous_response_id"),
         ({"reasoning": {"effort": "high"}}, "reasoning"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"background": True}, "background"),
@@ -86,6 +86,45 @@ def test_what_cannot_be_honoured_is_refused_by_name(client, default_server):
             client.responses.create(model=MODEL, input="x", **extra)
         assert e.value.body["param"] == param, e.value.body
     assert httpx.get(f"{default_server.base}/v1/responses/resp_x").status_code == 404
+
+
+def test_stored_responses_are_read_listed_deleted_and_continued(client):
+    first = client.responses.create(model=MODEL, input="My name is Ada.", instructions="Be brief.",
+                                    max_output_tokens=8, temperature=0)
+    assert first.store is True
+    assert client.responses.retrieve(first.id).model_dump() == first.model_dump()
+    # A continuation is the stored conversation (without its instructions) and the new input:
+    # the same greedy answer and prompt as sending the whole conversation again.
+    follow = client.responses.create(model=MODEL, previous_response_id=first.id, input="What is my name?",
+                                     max_output_tokens=8, temperature=0)
+    whole = [{"role": "user", "content": "My name is Ada."}, *[o.model_dump(exclude_none=True) for o in first.output],
+             {"role": "user", "content": "What is my name?"}]
+    explicit = client.responses.create(model=MODEL, input=whole, store=False, max_output_tokens=8, temperature=0)
+    assert follow.previous_response_id == first.id and explicit.store is False
+    assert (follow.output_text, follow.usage.input_tokens) == (explicit.output_text, explicit.usage.input_tokens)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(explicit.id)
+    # Streamed answers are kept before the last event arrives.
+    events = list(client.responses.create(model=MODEL, input="Say hi.", max_output_tokens=6, temperature=0, stream=True))
+    assert client.responses.retrieve(events[-1].response.id).output_text == events[-1].response.output_text
+    # Input items: the last first unless `order=asc`, a page at a time.
+    items = client.responses.input_items.list(follow.id)
+    assert [(i.type, i.role, i.content[0].text) for i in items.data] == [("message", "user", "What is my name?")]
+    two = client.responses.create(model=MODEL, input=[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+                                  max_output_tokens=1)
+    texts = lambda page: [i.content[0].text for i in page.data]  # noqa: E731
+    assert texts(client.responses.input_items.list(two.id)) == ["b", "a"]
+    page = client.responses.input_items.list(two.id, order="asc", limit=1)
+    assert texts(page) == ["a"] and page.has_more
+    assert texts(client.responses.input_items.list(two.id, order="asc", after=page.last_id)) == ["b"]
+    # Deleted: gone, and nothing continues from it.
+    client.responses.delete(first.id)
+    for gone in (lambda: client.responses.retrieve(first.id), lambda: client.responses.delete(first.id)):
+        with pytest.raises(openai.NotFoundError):
+            gone()
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model=MODEL, previous_response_id=first.id, input="x", max_output_tokens=1)
+    assert e.value.body["param"] == "previous_response_id"
 
 
 def test_openai_agents_on_its_default_api(default_server):

@@ -158,6 +158,17 @@ def test_a_key_sees_only_its_own_jobs(keyed):
         v1_job = r.headers["x-sluice-job-id"]
         assert http.get(f"{base}/v2/{MODEL}/status/{v1_job}", headers=auth("sk-t")).status_code == 404
         assert http.get(f"{base}/v2/{MODEL}/status/{v1_job}", headers=auth("sk-b")).status_code == 200
+        # So is a stored response: another tenant cannot read, list, delete or continue it.
+        r = http.post(f"{base}/v1/responses", headers=auth("sk-b"), json={"model": MODEL, "input": "hi", "max_output_tokens": 1})
+        resp = r.json()["id"]
+        for path in [resp, f"{resp}/input_items"]:
+            assert http.get(f"{base}/v1/responses/{path}", headers=auth("sk-t")).status_code == 404
+            assert http.get(f"{base}/v1/responses/{path}", headers=auth("sk-ops")).status_code == 200
+        assert http.delete(f"{base}/v1/responses/{resp}", headers=auth("sk-t")).status_code == 404
+        follow = {"model": MODEL, "input": "x", "max_output_tokens": 1, "previous_response_id": resp}
+        assert http.post(f"{base}/v1/responses", headers=auth("sk-t"), json=follow).status_code == 400
+        assert http.post(f"{base}/v1/responses", headers=auth("sk-b"), json=follow).status_code == 200
+        assert http.delete(f"{base}/v1/responses/{resp}", headers=auth("sk-b")).status_code == 200
 
 
 def test_tokens_per_minute_are_charged_after_the_answer(keyed):

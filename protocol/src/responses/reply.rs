@@ -31,9 +31,36 @@ pub struct ResponseObject {
     pub usage: Option<Value>,
 }
 
+/// The answer to `DELETE /v1/responses/{id}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ResponseDeleted {
+    /// The response's id.
+    pub id: String,
+    /// Always `response`.
+    pub object: String,
+    /// Always true (an unknown response is a 404).
+    pub deleted: bool,
+}
+
+/// An input item as `input_items` lists it: a `message`, `function_call` or
+/// `function_call_output` item, as the request sent it, with an `id`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct InputItem {
+    /// `message`, `function_call` or `function_call_output`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The item's id (given by sluice when the request had none).
+    pub id: String,
+    /// The rest of the item, as sent.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub rest: serde_json::Map<String, Value>,
+}
+
 impl ResponsesRequest {
-    /// The request's settings as the response object repeats them.
-    pub fn echo(&self) -> Value {
+    /// The request's settings as the response object repeats them; `stored`: whether the
+    /// response is kept.
+    pub fn echo(&self, stored: bool) -> Value {
         json!({
             "object": "response", "model": self.model, "error": null,
             "instructions": self.instructions, "max_output_tokens": self.max_output_tokens,
@@ -43,7 +70,7 @@ impl ResponsesRequest {
             "parallel_tool_calls": self.parallel_tool_calls.unwrap_or(true),
             "text": self.text.clone().map_or_else(|| json!({"format": {"type": "text"}}), |t| json!(t)),
             "metadata": self.metadata.clone().unwrap_or_default(), "user": self.user,
-            "previous_response_id": null, "reasoning": null, "store": false,
+            "previous_response_id": self.previous_response_id, "reasoning": null, "store": stored,
             "truncation": "disabled", "background": false,
         })
     }

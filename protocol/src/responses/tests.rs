@@ -6,7 +6,7 @@ fn request(extra: Value) -> Result<Value, Refused> {
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    parse::<ResponsesRequest>(body)?.to_chat()
+    parse::<ResponsesRequest>(body)?.to_chat(&[])
 }
 
 #[test]
@@ -43,10 +43,6 @@ fn an_agent_turn_becomes_the_chat_it_means() {
 #[test]
 fn what_cannot_be_honoured_is_refused_by_name() {
     let field = |extra: Value| request(extra).unwrap_err().field;
-    assert_eq!(
-        field(json!({"previous_response_id": "resp_1"})),
-        "previous_response_id"
-    );
     assert_eq!(field(json!({"reasoning": {"effort": "high"}})), "reasoning");
     assert_eq!(field(json!({"background": true})), "background");
     assert_eq!(
@@ -71,7 +67,7 @@ fn a_completion_and_its_stream_give_the_same_response() {
     let echo =
         parse::<ResponsesRequest>(json!({"model": "m", "input": "x", "max_output_tokens": 4}))
             .unwrap()
-            .echo();
+            .echo(false);
     let r = response(&echo, json!({
         "id": "chatcmpl-ab", "object": "chat.completion", "created": 5, "model": "m",
         "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": "Hello"}}],
@@ -131,5 +127,51 @@ fn a_completion_and_its_stream_give_the_same_response() {
     assert_eq!(
         (&last["output"], &last["usage"], &last["id"]),
         (&r["output"], &r["usage"], &r["id"])
+    );
+}
+
+#[test]
+fn a_stored_response_continues_as_its_whole_conversation_without_its_instructions() {
+    use super::stored::Keep;
+    let first: ResponsesRequest = parse(json!({"model": "m", "input": "Weather?",
+        "instructions": "Be brief."}))
+    .unwrap();
+    let chat = first.to_chat(&[]).unwrap();
+    let keep = Keep::new(&first, &chat, Some("t1".into()));
+    let answer = json!({"id": "resp_ab", "output": [
+        {"type": "message", "id": "msg_ab_0", "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "text": "Looking.", "annotations": [], "logprobs": []}]},
+        {"type": "function_call", "id": "fc_ab_1", "call_id": "call_1", "name": "weather",
+         "arguments": "{}", "status": "completed"}]});
+    let stored = keep.record(answer.clone());
+    assert_eq!(stored.tenant.as_deref(), Some("t1"));
+    assert_eq!(stored.response, answer);
+    assert_eq!(
+        stored.input_items,
+        [
+            json!({"type": "message", "role": "user", "id": "msg_ab_in0",
+            "content": [{"type": "input_text", "text": "Weather?"}]})
+        ]
+    );
+    let next: ResponsesRequest = parse(json!({"model": "m", "previous_response_id": "resp_ab",
+        "instructions": "Be kind.",
+        "input": [{"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]}))
+    .unwrap();
+    let chat = next.to_chat(&stored.conversation).unwrap();
+    assert_eq!(
+        chat["messages"],
+        json!([
+            {"role": "system", "content": "Be kind."},
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": "Looking.", "tool_calls": [{"id": "call_1",
+                "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ])
+    );
+    crate::openai::ChatRequest::parse(chat).unwrap();
+    let echo = next.echo(true);
+    assert_eq!(
+        (&echo["store"], &echo["previous_response_id"]),
+        (&json!(true), &json!("resp_ab"))
     );
 }

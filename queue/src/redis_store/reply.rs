@@ -38,6 +38,12 @@ pub struct Count {
     pub n: usize,
 }
 
+/// A stored response's record, as the JSON text it was stored as (`response`).
+#[derive(Deserialize)]
+pub struct Record {
+    pub r: Option<String>,
+}
+
 /// A job's status object as stored: times in ms since 1970 (Redis's clock).
 #[derive(Deserialize)]
 pub struct View {

@@ -17,7 +17,8 @@
 -- failed, retried), `wk:EP` (zset: workers by last heard, ms), `held:W` (set: ids W holds),
 -- `taken` (hash: jobs taken per worker), `stops:W` (list: ids W must stop), `retired:W`,
 -- `fleet:EP` (the autoscaler's fleet view, JSON), `eps` (set of endpoints), `hooks` (ids
--- whose webhook is due), `lastsweep`, and the pub/sub channel `ev`.
+-- whose webhook is due), `lastsweep`, `resp:ID` (a stored response, JSON), and the pub/sub
+-- channel `ev`.
 --
 -- Job hash fields, short because every job carries them: `ep` endpoint, `input` (JSON),
 -- `s3` (JSON or ''), `hook` webhook URL or '', `xt` execution timeout ms, `ttl` ms, `low`
@@ -511,6 +512,23 @@ function ops.rate(...)
     takes[#takes + 1] = { allowed = allowed, remaining = math.max(0, math.floor(tokens)), reset_ms = reset, retry_ms = retry }
   end
   return ok({ takes = takes })
+end
+
+-- Stored responses of the Responses API: `resp:ID`, the record's JSON text, expiring with its
+-- retention (Redis drops it; no sweep needed).
+function ops.put_response(id, record, ttl)
+  redis.call('SET', P .. 'resp:' .. id, record, 'PX', ttl)
+  return ok({})
+end
+
+function ops.response(id)
+  local r = redis.call('GET', P .. 'resp:' .. id)
+  if not r then return ok({}) end
+  return ok({ r = r })
+end
+
+function ops.delete_response(id)
+  return ok({ n = redis.call('DEL', P .. 'resp:' .. id) })
 end
 
 local op = ops[ARGV[1]]
