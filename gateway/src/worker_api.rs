@@ -53,17 +53,7 @@ pub async fn job_done(
 ) -> Result<Json<serde_json::Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
     let body = match body {
-        // A handler's output too deep for clients to read fails its job at once, rather than
-        // leaving it to time out while the worker retries a report no gateway takes.
-        Err(GatewayError::BadRequest {
-            code: Some(TOO_DEEP),
-            message,
-            ..
-        }) => {
-            let failed = JobReport::Failed(format!("the handler's output was refused: {message}"));
-            gw.store.report(&JobId(job), &worker, failed).await?;
-            return Ok(Json(json!({})));
-        }
+        Err(e) if refused_output(&e) => return fail_refused(&gw, (&job, &worker), e).await,
         body => body?,
     };
     let done: JobDoneBody = serde_json::from_value(body.into_value())
@@ -92,9 +82,54 @@ pub async fn job_stream(
     body: Result<JsonBody<WorkerLimit>, GatewayError>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
-    let chunks = stream_chunks(body?.into_value()).map_err(GatewayError::bad_request)?;
+    let body = match body {
+        Err(e) if refused_output(&e) => return fail_refused(&gw, (&job, &worker), e).await,
+        body => body?,
+    };
+    let chunks = stream_chunks(body.into_value()).map_err(GatewayError::bad_request)?;
     gw.store.push_stream(&JobId(job), &worker, chunks).await?;
     Ok(Json(json!({})))
+}
+
+/// Whether a worker's report was refused for what the handler produced (over the body limit,
+/// or nested deeper than clients may read) rather than for how it was sent.
+fn refused_output(e: &GatewayError) -> bool {
+    matches!(
+        e,
+        GatewayError::PayloadTooLarge(_)
+            | GatewayError::BadRequest {
+                code: Some(TOO_DEEP),
+                ..
+            }
+    )
+}
+
+/// A handler's output or stream chunk that no gateway takes fails its job at once, saying
+/// why, rather than leaving it in progress until its execution timeout while the worker
+/// repeats a report that cannot succeed (or drops it and the job is requeued). The worker is
+/// answered with the refusal, which the RunPod SDK logs before it drops the job; a repeated
+/// report finds the job already failed.
+async fn fail_refused(
+    gw: &AppState,
+    (job, worker): (&str, &str),
+    e: GatewayError,
+) -> Result<Json<serde_json::Value>, RunpodError> {
+    let why = match &e {
+        GatewayError::PayloadTooLarge(limit) => format!(
+            "the handler's output is larger than the gateway takes: over {limit} bytes in one \
+             report (gateway.max_body_bytes)"
+        ),
+        other => format!("the handler's output was refused: {other}"),
+    };
+    match gw
+        .store
+        .report(&JobId(job.to_string()), worker, JobReport::Failed(why))
+        .await
+    {
+        Ok(()) => tracing::warn!(job, worker, "a handler's report was refused: {e}"),
+        Err(already) => tracing::debug!(job, "refused report of a job that ended: {already}"),
+    }
+    Err(e.into())
 }
 
 pub async fn ping(

@@ -14,7 +14,7 @@ from conftest import ROOT, Server, get_json
 from test_openai import raw_post
 
 MODES = ["sync", "trace", "async", "generator", "progress", "raises", "error", "concurrent", "slow", "refresh",
-         "failing_stream", "crashloop"]
+         "failing_stream", "crashloop", "huge", "huge_stream"]
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,20 @@ def test_a_failed_stream_says_why_in_its_last_answer(handlers):
     _, last = get_json(f"{s.base}/v2/failing_stream/stream/{job.job_id}", timeout=10)
     assert last["status"] == "FAILED", last
     assert "the generator gave up" in last["error"], "a stream reader learns why, as /status says"
+
+
+def test_an_output_over_the_gateways_limit_fails_its_job_at_once(handlers):
+    s, _ = handlers
+    for name in ("huge", "huge_stream"):
+        ep = runpod.Endpoint(name)
+        job = ep.run({"mb": 15})
+        # Not left in progress until the execution timeout (600 s), nor requeued.
+        assert wait_status(job, {"FAILED", "COMPLETED", "TIMED_OUT"}, timeout=60) == "FAILED", name
+        _, view = get_json(f"{s.base}/v2/{name}/status/{job.job_id}", timeout=10)
+        assert "gateway.max_body_bytes" in view["error"] and view["retries"] == 0, view
+        # The worker is not stuck: it takes the next job.
+        small = ep.run({"mb": 0.001})
+        assert wait_status(small, {"COMPLETED", "FAILED"}, timeout=60) == "COMPLETED", name
 
 
 def test_a_worker_that_crashes_once_serving_backs_off_and_shows_unhealthy(handlers):

@@ -76,6 +76,15 @@ def raising_modifier(current):
     raise RuntimeError("concurrency_modifier failed")
 
 
+def huge_handler(job):
+    # An output larger than a gateway takes in one report (10 MiB by default), or a small one.
+    return "x" * int(job["input"]["mb"] * 1024 * 1024)
+
+
+def huge_stream_handler(job):
+    yield "x" * int(job["input"]["mb"] * 1024 * 1024)
+
+
 def refresh_handler(job):
     # RunPod's way to ask for a fresh worker after this job (sent as `stopPod`).
     return {"pid": os.getpid(), "refresh_worker": True}
@@ -83,6 +92,8 @@ def refresh_handler(job):
 
 HANDLERS = {
     "refresh": {"handler": refresh_handler},
+    "huge": {"handler": huge_handler},
+    "huge_stream": {"handler": huge_stream_handler},
     "sync": {"handler": sync_handler},
     "trace": {"handler": trace_handler},
     "async": {"handler": async_handler},
