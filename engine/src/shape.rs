@@ -6,8 +6,8 @@
 use crate::tool_calls::{Emit, ToolOutput};
 use protocol::openai::logprobs::{ChatLogprobs, TextLogprobs, TokenLogprob};
 use protocol::openai::response::{
-    AssistantMessage, ChatChoice, ChatChunkChoice, Chunk, Completion, Delta, Envelope, TextChoice,
-    Usage,
+    AssistantMessage, ChatChoice, ChatChunkChoice, Chunk, Completion, Delta, Envelope, StopReason,
+    TextChoice, Usage,
 };
 use protocol::openai::tools::{ToolCall, Tools};
 use std::collections::VecDeque;
@@ -49,6 +49,8 @@ struct Choice {
     prompt_chars: usize,
     /// The echoed prompt's log probabilities, when scored.
     echoed: Option<TextLogprobs>,
+    /// The stop string or stop token that ended the choice (vLLM's `stop_reason`).
+    stop_reason: Option<StopReason>,
 }
 
 impl Choice {
@@ -108,19 +110,24 @@ fn message_content(content: String, has_calls: bool) -> Option<String> {
 
 /// Stop sequences are matched here, on text, as OpenAI defines them. (mistral.rs turns a stop
 /// string that is one token into a token id, so `"Blue"` would not stop `" Blue"`.)
-/// Returns the text safe to emit and whether a stop sequence was hit; a hit drops the stop
+/// Returns the text safe to emit and the stop sequence hit, if one was; a hit drops the stop
 /// sequence and everything after it.
 /// With `keep` (vLLM's `include_stop_str_in_output`) the stop sequence itself stays.
-fn scan_stops(pending: &mut String, text: &str, stops: &[String], keep: bool) -> (String, bool) {
+fn scan_stops<'s>(
+    pending: &mut String,
+    text: &str,
+    stops: &'s [String],
+    keep: bool,
+) -> (String, Option<&'s str>) {
     pending.push_str(text);
     let hit = stops
         .iter()
-        .filter_map(|s| pending.find(s.as_str()).map(|pos| (pos, s.len())))
+        .filter_map(|s| pending.find(s.as_str()).map(|pos| (pos, s)))
         .min_by_key(|&(pos, _)| pos);
-    if let Some((pos, len)) = hit {
-        let out = pending[..if keep { pos + len } else { pos }].to_string();
+    if let Some((pos, stop)) = hit {
+        let out = pending[..if keep { pos + stop.len() } else { pos }].to_string();
         pending.clear();
-        return (out, true);
+        return (out, Some(stop));
     }
     // Keep back the longest tail of `pending` that a stop sequence starts with.
     let keep = stops
@@ -135,7 +142,7 @@ fn scan_stops(pending: &mut String, text: &str, stops: &[String], keep: bool) ->
         .unwrap_or(0);
     let out = pending[..pending.len() - keep].to_string();
     pending.drain(..pending.len() - keep);
-    (out, false)
+    (out, None)
 }
 
 /// Accumulates one request's output.
@@ -275,7 +282,8 @@ impl Aggregator {
             c.lp_pending.push_back((c.logged, e));
         }
         let (mut text, hit) = scan_stops(&mut c.pending, text, stops, self.keep_stop);
-        let finish = if hit {
+        let finish = if let Some(stop) = hit {
+            c.stop_reason = Some(StopReason::Text(stop.to_string()));
             Some("stop".to_string())
         } else {
             finish.map(finish_reason)
@@ -298,6 +306,7 @@ impl Aggregator {
         let released = c.release();
         let first = !c.started;
         c.started = true;
+        let stop_reason = finish.as_ref().and(c.stop_reason.clone());
         let usage = self.chunk_usage();
         Some(match self.kind {
             Kind::Chat => {
@@ -312,6 +321,7 @@ impl Aggregator {
                     delta,
                     logprobs: self.logprobs.then_some(ChatLogprobs { content: released }),
                     finish_reason: finish,
+                    stop_reason,
                 };
                 Chunk::Chat(self.envelope("chat.completion.chunk", vec![choice], usage))
             }
@@ -323,6 +333,7 @@ impl Aggregator {
                         .logprobs
                         .then(|| TextLogprobs::from_entries(&released, offset)),
                     finish_reason: finish,
+                    stop_reason,
                 };
                 Chunk::Text(self.envelope("text_completion", vec![choice], usage))
             }
@@ -336,6 +347,16 @@ impl Aggregator {
     /// `None` if the choice had already finished.
     pub fn end_silently(&mut self, index: usize, reason: &str) -> Option<Chunk> {
         self.delta(index, "", Some(reason), Vec::new())
+    }
+
+    /// Choice `index` is ending on `token`, one of the request's `stop_token_ids` (vLLM's
+    /// `stop_reason`); call before the [`Aggregator::delta`] that finishes it.
+    pub fn stopped_by_token(&mut self, index: usize, token: u32) {
+        if let Some(c) = self.choices.get_mut(index) {
+            if c.finish_reason.is_none() {
+                c.stop_reason = Some(StopReason::Token(token));
+            }
+        }
     }
 
     /// Whether choice `index` has finished (by the engine or by a stop sequence).
@@ -409,6 +430,7 @@ impl Aggregator {
             text: prompt.to_string(),
             logprobs: scored,
             finish_reason: None,
+            stop_reason: None,
         };
         let usage = self.chunk_usage();
         Chunk::Text(self.envelope("text_completion", vec![choice], usage))
@@ -436,6 +458,7 @@ impl Aggregator {
                             content: c.logprobs.clone(),
                         }),
                         finish_reason: reason(c),
+                        stop_reason: c.stop_reason.clone(),
                     })
                     .collect();
                 Completion::Chat(self.envelope("chat.completion", choices, usage))
@@ -451,6 +474,7 @@ impl Aggregator {
                             lists
                         }),
                         finish_reason: reason(c),
+                        stop_reason: c.stop_reason.clone(),
                     })
                     .collect();
                 Completion::Text(self.envelope("text_completion", choices, usage))
@@ -551,11 +575,26 @@ mod tests {
     }
 
     #[test]
+    fn the_stop_string_or_stop_token_that_ended_a_choice_is_its_stop_reason() {
+        let mut a = Aggregator::new(Kind::Chat, "m", 3, vec!["END".into(), "x".into()], false);
+        let streamed = j(a.delta(0, "ab END", None, vec![]).unwrap());
+        assert_eq!(streamed["choices"][0]["stop_reason"], "END");
+        a.stopped_by_token(1, 7);
+        let by_token = j(a.delta(1, "c", Some("stop"), vec![]).unwrap());
+        assert_eq!(by_token["choices"][0]["stop_reason"], 7);
+        let eos = j(a.delta(2, "d", Some("stop"), vec![]).unwrap());
+        assert!(eos["choices"][0].get("stop_reason").is_none(), "{eos}");
+        let done = serde_json::to_value(a.finish()).unwrap();
+        let reasons: Vec<&Value> = (0..3).map(|i| &done["choices"][i]["stop_reason"]).collect();
+        assert_eq!(reasons, [&json!("END"), &json!(7), &Value::Null]);
+    }
+
+    #[test]
     fn held_back_text_is_released_at_the_end() {
         let mut p = String::new();
         assert_eq!(
             scan_stops(&mut p, "ab", &["bc".to_string()], false),
-            ("a".to_string(), false)
+            ("a".to_string(), None)
         );
         assert_eq!(p, "b");
         let mut a = Aggregator::new(Kind::Completion, "m", 1, vec!["bc".into()], false);

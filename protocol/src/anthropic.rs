@@ -24,7 +24,7 @@ pub struct MessagesRequest {
     pub messages: Vec<Message>,
     /// The system prompt: text, or text blocks.
     pub system: Option<System>,
-    /// Strings that end the answer (its `stop_reason` is then `end_turn`: see [`reply`]).
+    /// Strings that end the answer (its `stop_reason` is then `stop_sequence`: see [`reply`]).
     pub stop_sequences: Option<Vec<String>>,
     /// Sampling temperature; 0 is greedy.
     pub temperature: Option<f64>,

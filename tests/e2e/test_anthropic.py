@@ -45,9 +45,15 @@ def test_create_and_stream_are_the_chat_answer_translated(claude, default_server
     assert events[0].message.usage.input_tokens == m.usage.input_tokens
     assert final.content[0].text == m.content[0].text and final.stop_reason == m.stop_reason
     assert final.usage.output_tokens == m.usage.output_tokens
-    # A stop sequence ends the turn.
-    stopped = claude.messages.create(model=MODEL, max_tokens=30, messages=HELLO, stop_sequences=["!"], **GREEDY)
-    assert "!" not in stopped.content[0].text and stopped.stop_reason == "end_turn"
+    # A stop sequence ends the turn, and the answer says which one (a word the answer has).
+    full = claude.messages.create(model=MODEL, max_tokens=30, messages=HELLO, **GREEDY).content[0].text
+    word = full.split()[1]
+    stopped = claude.messages.create(model=MODEL, max_tokens=30, messages=HELLO, stop_sequences=["\u00a7", word], **GREEDY)
+    assert stopped.content[0].text == full[: full.index(word)]
+    assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", word)
+    with claude.messages.stream(model=MODEL, max_tokens=30, messages=HELLO, stop_sequences=[word], **GREEDY) as s:
+        final = s.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", word)
 
 
 def test_tool_calls_and_a_tool_result_round_trip(claude):

@@ -103,6 +103,9 @@ def test_stop_token_ids_end_the_choice_without_their_text(server, request):
     choice = cut["choices"][0]
     assert choice["finish_reason"] == "stop"
     assert choice["message"]["content"] == text[: text.index(" " + word)], (choice, word)
+    # vLLM's `stop_reason` names the token (mistral.rs ends on it as on its end-of-sequence
+    # token, so there it is left out, as after an end-of-sequence token).
+    assert choice.get("stop_reason") == (stop_id if backend(request) == "llamacpp" else None), choice
     assert cut["usage"]["completion_tokens"] < full["usage"]["completion_tokens"]
     if backend(request) == "llamacpp":  # mistral.rs 0.8.1 drops a stop token's text itself
         kept = chat(server.base, messages=SHORT, max_tokens=48, temperature=0,
@@ -116,7 +119,14 @@ def test_include_stop_str_in_output_keeps_the_stop_string(server):
     cut = chat(server.base, messages=SHORT, max_tokens=48, temperature=0, stop=[stop],
                include_stop_str_in_output=True)["choices"][0]
     assert cut["message"]["content"] == text[: text.index(stop) + len(stop)]
-    assert cut["finish_reason"] == "stop"
+    assert (cut["finish_reason"], cut["stop_reason"]) == ("stop", stop)
+    # Streamed, the choice's last chunk says it too; an answer that ran out says nothing.
+    with httpx.stream("POST", f"{server.base}/v1/chat/completions", timeout=60, json={
+            "model": MODEL, "messages": SHORT, "max_tokens": 48, "temperature": 0, "stop": [stop], "stream": True}) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    ends = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert [(e["finish_reason"], e.get("stop_reason")) for e in ends] == [("stop", stop)], ends
+    assert "stop_reason" not in chat(server.base, messages=SHORT, max_tokens=1)["choices"][0]
 
 
 @pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/completions"])

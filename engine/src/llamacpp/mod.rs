@@ -214,6 +214,14 @@ impl LlamaEngine {
         }
     }
 
+    /// Token `id` as vLLM's `stop_reason`: one of `stop_token_ids`, which ends its choice
+    /// (an end-of-sequence token ends it as that, as in vLLM, unless `ignore_eos`).
+    fn stop_token(&self, req: &GenerateRequest, id: u32) -> Option<u32> {
+        let s = req.sampling();
+        let eos = !s.ignore_eos && self.eog.contains(&id);
+        (s.stop_token_ids.contains(&id) && !eos).then_some(id)
+    }
+
     /// The prompt's tokens, rendered and tokenized as the gateway counts them, and left-
     /// truncated to vLLM's `truncate_prompt_tokens` when asked.
     fn prompt(&self, req: &GenerateRequest) -> Result<Vec<u32>, EngineError> {
@@ -280,20 +288,21 @@ impl LlamaEngine {
                 }),
             ));
         }
-        let mut done: Vec<(f32, String, &'static str)> = Vec::with_capacity(best_of);
+        let mut done: Vec<(f32, String, &'static str, Option<u32>)> = Vec::with_capacity(best_of);
         let mut generated = 0;
         for (mut run, events) in runs {
             let events = tokio::select! {
                 e = events => e.map_err(|e| EngineError::Internal(e.to_string()))?,
                 _ = cancel.cancelled() => return Err(EngineError::Cancelled),
             };
-            let (mut score, mut text, mut reason) = (0.0, String::new(), "stop");
+            let (mut score, mut text, mut reason, mut stop) = (0.0, String::new(), "stop", None);
             for e in events {
                 match e {
                     SeqEvent::Token { id, position } => {
                         generated += 1;
                         score += position.map_or(0.0, |p| p.logprob);
                         text.push_str(&run.text(self.output_bytes(req, id)));
+                        stop = self.stop_token(req, id);
                     }
                     SeqEvent::End(r) => reason = r,
                     // Not asked: `best_of` is never scored (`logprobs` is refused with it).
@@ -301,7 +310,7 @@ impl LlamaEngine {
                     SeqEvent::Failed(e) => return Err(EngineError::Internal(e)),
                 }
             }
-            done.push((score, text, reason));
+            done.push((score, text, reason, stop));
         }
         done.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut agg = Aggregator::for_request(req, &self.served_name);
@@ -310,7 +319,11 @@ impl LlamaEngine {
                 agg.echo(&self.vocab.echo_text(c.prompt()));
             }
         }
-        for (i, (_, text, reason)) in done.into_iter().take(req.sampling().n as usize).enumerate() {
+        let ranked = done.into_iter().take(req.sampling().n as usize);
+        for (i, (_, text, reason, stop)) in ranked.enumerate() {
+            if let Some(token) = stop {
+                agg.stopped_by_token(i, token);
+            }
             agg.delta(i, &text, Some(reason), Vec::new());
         }
         agg.usage = Usage::new(prompt.len(), generated);
@@ -469,6 +482,9 @@ impl crate::Backend for LlamaEngine {
                 SeqEvent::Token { id, position } => {
                     if !agg.finished(i) {
                         generated += 1;
+                    }
+                    if let Some(token) = self.stop_token(req, id) {
+                        agg.stopped_by_token(i, token);
                     }
                     let run: &mut Run = &mut runs[i];
                     let entries = position

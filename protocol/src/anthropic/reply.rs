@@ -2,11 +2,12 @@
 //! whole message ([`message`]) and Anthropic's stream of events ([`EventStream`]), and its
 //! error shape ([`ErrorBody`]).
 //!
-//! `finish_reason` maps as vLLM's Anthropic endpoint maps it: `stop` is `end_turn` (a matched
-//! stop sequence too: the OpenAI answer does not say which string matched, so `stop_sequence`
-//! stays `null`), `length` is `max_tokens`, `tool_calls` is `tool_use`.
+//! `finish_reason` maps as vLLM's Anthropic endpoint maps it: `stop` is `end_turn`, or
+//! `stop_sequence` with the string in `stop_sequence` when one of `stop_sequences` ended the
+//! answer (the chat answer's `stop_reason`), `length` is `max_tokens`, `tool_calls` is
+//! `tool_use`.
 
-use crate::openai::response::{ChatCompletion, StreamEvent, Usage};
+use crate::openai::response::{ChatCompletion, StopReason, StreamEvent, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -25,9 +26,10 @@ pub struct MessageReply {
     pub model: String,
     /// Text and tool-use blocks, in order.
     pub content: Vec<ReplyBlock>,
-    /// `end_turn`, `max_tokens` or `tool_use`.
+    /// `end_turn`, `stop_sequence`, `max_tokens` or `tool_use`.
     pub stop_reason: Option<String>,
-    /// Always `null` (see the module's text).
+    /// The stop sequence that ended the answer (with `stop_reason: stop_sequence`), else
+    /// `null`.
     pub stop_sequence: Option<String>,
     /// Token counts.
     pub usage: ReplyUsage,
@@ -116,12 +118,14 @@ pub struct StreamedEvent {
     pub kind: String,
 }
 
-/// Anthropic's `stop_reason` for OpenAI's `finish_reason`.
-fn stop_reason(finish: &str) -> &'static str {
-    match finish {
-        "length" => "max_tokens",
-        "tool_calls" => "tool_use",
-        _ => "end_turn",
+/// Anthropic's `stop_reason` and `stop_sequence` for OpenAI's `finish_reason` and vLLM's
+/// `stop_reason`.
+fn stop_reason(finish: &str, stop: Option<&StopReason>) -> (&'static str, Option<String>) {
+    match (finish, stop) {
+        ("length", _) => ("max_tokens", None),
+        ("tool_calls", _) => ("tool_use", None),
+        (_, Some(StopReason::Text(s))) => ("stop_sequence", Some(s.clone())),
+        _ => ("end_turn", None),
     }
 }
 
@@ -134,7 +138,7 @@ pub fn message(output: Value) -> Result<MessageReply, serde_json::Error> {
     let c: ChatCompletion = serde_json::from_value(output)?;
     let choice = c.choices.into_iter().next();
     let mut content = Vec::new();
-    let mut finish = None;
+    let (mut finish, mut stop) = (None, None);
     if let Some(choice) = choice {
         if let Some(text) = choice.message.content.filter(|t| !t.is_empty()) {
             content.push(ReplyBlock::Text { text });
@@ -147,15 +151,18 @@ pub fn message(output: Value) -> Result<MessageReply, serde_json::Error> {
             });
         }
         finish = choice.finish_reason;
+        stop = choice.stop_reason;
     }
+    let (stop_reason, stop_sequence) =
+        stop_reason(finish.as_deref().unwrap_or("stop"), stop.as_ref());
     Ok(MessageReply {
         id: message_id(&c.id),
         kind: "message".into(),
         role: "assistant".into(),
         model: c.model,
         content,
-        stop_reason: Some(stop_reason(finish.as_deref().unwrap_or("stop")).into()),
-        stop_sequence: None,
+        stop_reason: Some(stop_reason.into()),
+        stop_sequence,
         usage: c.usage.flatten().unwrap_or_default().into(),
     })
 }
@@ -187,6 +194,7 @@ pub struct EventStream {
     open: Option<(usize, Open)>,
     blocks: usize,
     finish: Option<String>,
+    stop: Option<StopReason>,
     usage: Usage,
 }
 
@@ -236,6 +244,7 @@ impl EventStream {
             }
             if let Some(f) = &choice.finish_reason {
                 self.finish = Some(f.clone());
+                self.stop.clone_from(&choice.stop_reason);
                 self.close_block(&mut out);
             }
         }
@@ -247,11 +256,12 @@ impl EventStream {
     pub fn end(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         self.close_block(&mut out);
-        let reason = stop_reason(self.finish.as_deref().unwrap_or("stop"));
+        let (reason, sequence) =
+            stop_reason(self.finish.as_deref().unwrap_or("stop"), self.stop.as_ref());
         out.push((
             "message_delta",
             json!({"type": "message_delta",
-                "delta": {"stop_reason": reason, "stop_sequence": null},
+                "delta": {"stop_reason": reason, "stop_sequence": sequence},
                 "usage": {"output_tokens": self.usage.completion_tokens},
             }),
         ));

@@ -84,6 +84,16 @@ pub struct AssistantMessage {
     pub tool_calls: Option<Vec<ToolCall>>,
 }
 
+/// What ended a choice with `stop`, as vLLM's `stop_reason` says it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum StopReason {
+    /// One of the request's `stop_token_ids`.
+    Token(u32),
+    /// One of the request's `stop` strings.
+    Text(String),
+}
+
 /// One choice of a chat completion.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatChoice {
@@ -95,6 +105,10 @@ pub struct ChatChoice {
     pub logprobs: Option<ChatLogprobs>,
     /// `stop` or `length` (`tool_calls`, `content_filter` where an engine says so).
     pub finish_reason: Option<String>,
+    /// vLLM's `stop_reason`: the stop string (or the `stop_token_ids` token) that ended the
+    /// choice; left out when it ended otherwise (an end-of-sequence token, `length`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
 }
 
 /// New text of one chat choice in a chunk; `role` in the choice's first chunk only.
@@ -149,6 +163,10 @@ pub struct ChatChunkChoice {
     pub logprobs: Option<ChatLogprobs>,
     /// Set in the choice's last chunk only.
     pub finish_reason: Option<String>,
+    /// vLLM's `stop_reason`: the stop string (or the `stop_token_ids` token) that ended the
+    /// choice; left out when it ended otherwise (an end-of-sequence token, `length`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
 }
 
 /// One choice of a text completion, streamed or not.
@@ -165,6 +183,10 @@ pub struct TextChoice {
     /// OpenAI's `finish_reason`: `stop` or `length`; in a stream, set in the choice's last
     /// chunk only.
     pub finish_reason: Option<String>,
+    /// vLLM's `stop_reason`: the stop string (or the `stop_token_ids` token) that ended the
+    /// choice; left out when it ended otherwise (an end-of-sequence token, `length`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
 }
 
 /// `chat.completion`.
@@ -282,6 +304,9 @@ pub struct StreamChoice {
     /// OpenAI's `finish_reason`, set in the choice's last chunk.
     #[serde(default)]
     pub finish_reason: Option<String>,
+    /// vLLM's `stop_reason`, in the choice's last chunk when a stop string or token ended it.
+    #[serde(default)]
+    pub stop_reason: Option<StopReason>,
 }
 
 impl StreamChoice {
