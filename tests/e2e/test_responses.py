@@ -147,12 +147,20 @@ def test_openai_agents_on_its_default_api(default_server):
                   tool_use_behavior="stop_on_first_tool")
     plain = Agent(name="plain", instructions="Be brief.", model=model, model_settings=agents.ModelSettings(max_tokens=300, temperature=0))
 
-    async def both():
-        # One event loop for both runs: the async client's connections belong to it.
+    async def runs():
+        # One event loop for every run: the async client's connections belong to it.
         result = await Runner.run(agent, "Weather in Paris?", run_config=RunConfig(tracing_disabled=True))
         run = Runner.run_streamed(plain, "Say hello.")
-        return result, [e async for e in run.stream_events()], run
+        events = [e async for e in run.stream_events()]
+        # A conversation the server keeps: the second turn sends only its own input.
+        first = await Runner.run(plain, "My name is Ada.")
+        second = await Runner.run(plain, "What is my name?", previous_response_id=first.last_response_id)
+        return result, events, run, (first, second)
 
-    result, events, run = asyncio.run(both())
+    result, events, run, (first, second) = asyncio.run(runs())
     assert calls and result.final_output == "Sunny"
     assert events and run.final_output
+    kept = httpx.get(f"{default_server.base}/v1/responses/{second.last_response_id}", timeout=30).json()
+    assert kept["previous_response_id"] == first.last_response_id, kept
+    turn = lambda r: r.raw_responses[-1].usage  # noqa: E731
+    assert turn(second).input_tokens > turn(first).input_tokens + turn(first).output_tokens, "the first turn was read again"
