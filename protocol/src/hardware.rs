@@ -43,6 +43,25 @@ pub struct EngineSettings {
     /// entry's value replaces it on that GPU type.
     #[serde(default)]
     pub gpu_memory_utilization: Option<f64>,
+    /// How `/v1/embeddings` pools a sequence's hidden states into one vector (llama.cpp
+    /// backend). Absent: as the GGUF says (`{architecture}.pooling_type`, which embedding
+    /// models carry); a model that says neither serves no embeddings (a 400 naming this
+    /// setting).
+    #[serde(default)]
+    pub pooling: Option<Pooling>,
+}
+
+/// How an embedding is pooled from a sequence's hidden states (`engine.pooling`), as
+/// llama.cpp's `--pooling` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The mean over every token.
+    Mean,
+    /// The first token's (BERT's `[CLS]`).
+    Cls,
+    /// The last token's (decoder embedding models).
+    Last,
 }
 
 /// The engine backend of a model's workers (`engine.backend`).

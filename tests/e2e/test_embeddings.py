@@ -1,6 +1,7 @@
 """OpenAI's `/v1/embeddings` through the official `openai` client, served by the llama.cpp
-backend with mean pooling: input forms, float and base64, unit vectors, a batch equal to its
-inputs sent alone; `dimensions` and the mistral.rs backend refused by name."""
+backend with the config's pooling (mean for the default model): input forms, float and base64,
+unit vectors, a batch equal to its inputs sent alone; `dimensions`, the mistral.rs backend and
+a model that names no pooling refused by name."""
 
 import math
 
@@ -8,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import MODEL
+from conftest import MODEL, Server, config_with
 from conftest import conformance_server as server  # noqa: F401
 
 TEXTS = ["The cat sat on the mat.", "A kitten rested on the rug.", "Quarterly revenue rose by 4%."]
@@ -51,3 +52,27 @@ def test_embeddings_as_the_openai_client_reads_them(server, request):
     for body, param in [({"input": "x", "dimensions": 8}, "dimensions"), ({"input": []}, "input"), ({"input": ""}, "input")]:
         bad = httpx.post(f"{server.base}/v1/embeddings", json={"model": MODEL, **body})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == param, bad.text
+
+
+def test_pooling_is_the_configs_and_a_model_without_one_serves_none(default_server, tmp_path):
+    def embed(base):
+        return httpx.post(f"{base}/v1/embeddings", timeout=120, json={"model": MODEL, "input": TEXTS[0]})
+
+    mean = embed(default_server.base).json()["data"][0]["embedding"]
+    for pooling, answer in [("last", 200), (None, 400)]:
+        tmp = tmp_path / str(pooling)
+        path = config_with(tmp, pooling=pooling or "mean")
+        if pooling is None:
+            model = path.parent / f"models/{MODEL}.toml"
+            model.write_text(model.read_text().replace('pooling = "mean"\n', ""))
+        s = Server(tmp, "--config", str(path)).wait_ready()
+        try:
+            r = embed(s.base)
+        finally:
+            s.stop()
+        assert r.status_code == answer, r.text
+        if answer == 200:
+            other = r.json()["data"][0]["embedding"]
+            assert len(other) == len(mean) and not close([other], [mean], 1e-3), "the last token's state, not the mean"
+        else:
+            assert "engine.pooling" in r.json()["error"]["message"], r.text

@@ -1,7 +1,8 @@
 //! Embeddings on the llama.cpp backend: a second context of the same model, made on the
-//! first embedding request (generation never pays for it), with embeddings on and mean
-//! pooling, one sequence of up to `context_length` tokens decoded at a time. Inputs run one
-//! after the other, so a batch's vectors are exactly those of its inputs sent alone; each is
+//! first embedding request (generation never pays for it), with embeddings on and the
+//! model's pooling (`engine.pooling`, else the GGUF's `{architecture}.pooling_type`), one
+//! sequence of up to `context_length` tokens decoded at a time. Inputs run one after the
+//! other, so a batch's vectors are exactly those of its inputs sent alone; each is
 //! L2-normalised, as OpenAI's and llama.cpp's server's `/v1/embeddings` answer.
 
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
@@ -10,6 +11,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use protocol::hardware::Pooling;
 use std::num::NonZeroU32;
 use tokio::sync::oneshot;
 
@@ -27,24 +29,52 @@ pub struct Embedder<'m> {
     backend: &'static LlamaBackend,
     context_length: usize,
     threads: i32,
+    /// The config's pooling (`None`: the GGUF's, if it says one).
+    pooling: Option<Pooling>,
     ctx: Option<LlamaContext<'m>>,
 }
 
 impl<'m> Embedder<'m> {
-    /// An embedder of `model` for inputs of up to `context_length` tokens.
+    /// An embedder of `model` for inputs of up to `context_length` tokens, pooling as
+    /// `pooling` says (`None`: as the GGUF says).
     pub fn new(
         model: &'m LlamaModel,
         backend: &'static LlamaBackend,
-        context_length: usize,
-        threads: i32,
+        (context_length, threads): (usize, i32),
+        pooling: Option<Pooling>,
     ) -> Self {
         Embedder {
             model,
             backend,
             context_length,
             threads,
+            pooling,
             ctx: None,
         }
+    }
+
+    /// The pooling: the config's, else the GGUF's (`{architecture}.pooling_type`, llama.cpp's
+    /// numbering). Errors: neither says one, or the GGUF's is not a vector per input.
+    fn pooling(&self) -> Result<LlamaPoolingType, String> {
+        let from_config = self.pooling.map(|p| match p {
+            Pooling::Mean => LlamaPoolingType::Mean,
+            Pooling::Cls => LlamaPoolingType::Cls,
+            Pooling::Last => LlamaPoolingType::Last,
+        });
+        let meta = |key: &str| self.model.meta_val_str(key).ok();
+        let from_gguf = meta("general.architecture")
+            .and_then(|arch| meta(&format!("{arch}.pooling_type")))
+            .and_then(|v| match v.trim() {
+                "1" => Some(LlamaPoolingType::Mean),
+                "2" => Some(LlamaPoolingType::Cls),
+                "3" => Some(LlamaPoolingType::Last),
+                _ => None,
+            });
+        from_config.or(from_gguf).ok_or_else(|| {
+            "this model serves no embeddings: its GGUF names no pooling and its config sets \
+             no `engine.pooling` (mean, cls or last)"
+                .to_string()
+        })
     }
 
     /// Answer `req`.
@@ -61,23 +91,23 @@ impl<'m> Embedder<'m> {
                 self.context_length
             ));
         }
-        let ctx = match &mut self.ctx {
-            Some(ctx) => ctx,
-            empty => {
-                // The whole input is one micro-batch: pooling needs every token at once.
-                let n = NonZeroU32::new(self.context_length as u32);
-                let params = LlamaContextParams::default()
-                    .with_embeddings(true)
-                    .with_pooling_type(LlamaPoolingType::Mean)
-                    .with_n_ctx(n)
-                    .with_n_batch(self.context_length as u32)
-                    .with_n_ubatch(self.context_length as u32)
-                    .with_n_seq_max(1)
-                    .with_n_threads(self.threads)
-                    .with_n_threads_batch(self.threads);
-                let made = self.model.new_context(self.backend, params);
-                empty.insert(made.map_err(|e| format!("the embedding context: {e}"))?)
-            }
+        if self.ctx.is_none() {
+            // The whole input is one micro-batch: pooling needs every token at once.
+            let n = NonZeroU32::new(self.context_length as u32);
+            let params = LlamaContextParams::default()
+                .with_embeddings(true)
+                .with_pooling_type(self.pooling()?)
+                .with_n_ctx(n)
+                .with_n_batch(self.context_length as u32)
+                .with_n_ubatch(self.context_length as u32)
+                .with_n_seq_max(1)
+                .with_n_threads(self.threads)
+                .with_n_threads_batch(self.threads);
+            let made = self.model.new_context(self.backend, params);
+            self.ctx = Some(made.map_err(|e| format!("the embedding context: {e}"))?);
+        }
+        let Some(ctx) = self.ctx.as_mut() else {
+            return Err("no embedding context".into());
         };
         ctx.clear_kv_cache();
         let mut batch = LlamaBatch::new(tokens.len(), 1);

@@ -93,6 +93,7 @@ impl LlamaEngine {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let path = gguf.to_path_buf();
+        let pooling = cfg.engine.pooling;
         std::thread::Builder::new()
             .name("llama.cpp".into())
             .spawn(move || {
@@ -139,7 +140,8 @@ impl LlamaEngine {
                     "llama.cpp model and context ready"
                 );
                 let _ = ready_tx.send(Ok((vocab, eog)));
-                let mut embedder = Embedder::new(&model, backend, shape.context_length, threads);
+                let sizes = (shape.context_length, threads);
+                let mut embedder = Embedder::new(&model, backend, sizes, pooling);
                 scheduler::run(ctx, rx, shape, &mut embedder);
             })
             .map_err(|e| load(e.to_string()))?;
