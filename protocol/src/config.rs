@@ -192,7 +192,8 @@ pub struct GatewaySettings {
     pub file_retention_hours: u64,
     /// Responses API answers (`store`, on by default) are kept this long in the job store,
     /// seconds (default 86,400: a day; OpenAI keeps them 30 days). 0: none is kept, and
-    /// `store: true` is answered `store: false`. The memory store keeps at most 10,000.
+    /// `store: true` is answered `store: false`. The memory store keeps at most 10,000 (and
+    /// 256 MiB as JSON), the oldest giving way.
     pub response_retention_secs: u64,
     /// Largest batch input file, bytes (default 100 MiB; OpenAI's is 200 MB).
     pub batch_file_max_bytes: usize,

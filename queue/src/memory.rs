@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use index::{Indexes, Retention};
 use protocol::health::FleetView;
 use protocol::job::{JobReport, JobView, TakenJob};
-use protocol::responses::stored::StoredResponse;
 use protocol::{JobId, JobStatus};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -278,8 +277,8 @@ pub struct MemoryStore {
     settings: StoreSettings,
     /// Token buckets (see [`crate::RateLimits`]): tokens and when they were last counted.
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
-    /// Stored responses (see [`crate::ResponseStore`]) and when each expires.
-    responses: Mutex<HashMap<String, (StoredResponse, Instant)>>,
+    /// Stored responses (see [`crate::ResponseStore`]), each with its expiry and size.
+    responses: Mutex<HashMap<String, responses::Kept>>,
 }
 
 impl MemoryStore {
