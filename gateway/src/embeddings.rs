@@ -48,11 +48,7 @@ pub(crate) fn check(model: &ServedModel, req: &EmbeddingRequest) -> Result<(), G
     let Some(tok) = &model.tokenizer else {
         return Ok(());
     };
-    let bad = |message: String| GatewayError::BadRequest {
-        message,
-        param: Some("input".into()),
-        code: None,
-    };
+    let bad = |message: String| GatewayError::bad_param("input", message);
     // The completions prompts' own check: counted, ids in the vocabulary, none empty.
     let longest = longest_prompt(tok, &req.inputs()?).map_err(|e| bad(e.to_string()))?;
     let context = model.config.engine.context_length;

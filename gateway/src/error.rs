@@ -96,6 +96,15 @@ impl GatewayError {
         }
     }
 
+    /// A 400 about the request parameter `param` (OpenAI's error `param`).
+    pub fn bad_param(param: &str, message: impl Into<String>) -> Self {
+        GatewayError::BadRequest {
+            message: message.into(),
+            param: Some(param.into()),
+            code: None,
+        }
+    }
+
     /// A failed job's stored `error` as the request's error: a worker's [`JobFailure`] whose
     /// input was at fault is a 400, any other failure a 500 with its message (the text as
     /// stored when it is not a [`JobFailure`]).

@@ -133,20 +133,17 @@ pub async fn input_items(
     Path(id): Path<String>,
     QueryParams(q): QueryParams<ItemsQuery>,
 ) -> Result<Json<List<Value>>, OpenAiError> {
-    let bad = |param: &str, message: &str| GatewayError::BadRequest {
-        message: message.into(),
-        param: Some(param.into()),
-        code: None,
-    };
     let limit = q.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(bad("limit", "`limit` must be between 1 and 100").into());
+        return Err(GatewayError::bad_param("limit", "`limit` must be between 1 and 100").into());
     }
     let mut items = find(&gw, &caller, &id).await?.input_items;
     match q.order.as_deref() {
         None | Some("desc") => items.reverse(),
         Some("asc") => {}
-        Some(_) => return Err(bad("order", "`order` is `asc` or `desc`").into()),
+        Some(_) => {
+            return Err(GatewayError::bad_param("order", "`order` is `asc` or `desc`").into())
+        }
     }
     Ok(Json(List::page(items, q.after.as_deref(), limit, |item| {
         item["id"].as_str().unwrap_or_default()

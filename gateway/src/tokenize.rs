@@ -44,17 +44,21 @@ pub async fn detokenize(
 ) -> Result<Json<DetokenizeResponse>, OpenAiError> {
     let body: DetokenizeBody = parse(body?.into_value())?;
     if body.tokens.len() > MAX_DETOKENIZE_TOKENS {
-        return Err(bad("tokens", format!("at most {MAX_DETOKENIZE_TOKENS} tokens")).into());
+        return Err(GatewayError::bad_param(
+            "tokens",
+            format!("at most {MAX_DETOKENIZE_TOKENS} tokens"),
+        )
+        .into());
     }
     let answer = tokio::task::spawn_blocking(move || {
         let model = pick_model(&gw, &caller, body.model.as_deref())?;
         let tok = tokenizer(model)?;
         if let Some(why) = outside_vocabulary(&body.tokens, tok.vocab_size()) {
-            return Err(bad("tokens", why));
+            return Err(GatewayError::bad_param("tokens", why));
         }
         let prompt = tok
             .decode(&body.tokens)
-            .map_err(|e| bad("tokens", e.to_string()))?;
+            .map_err(|e| GatewayError::bad_param("tokens", e.to_string()))?;
         Ok(DetokenizeResponse { prompt })
     })
     .await
@@ -94,7 +98,7 @@ fn tokenize_with(
     tok: &PromptTokenizer,
     body: TokenizeBody,
 ) -> Result<TokenizeResponse, GatewayError> {
-    let failed = |e: weights::WeightsError| bad("messages", e.to_string());
+    let failed = |e: weights::WeightsError| GatewayError::bad_param("messages", e.to_string());
     let (text, special) = match (body.prompt, body.messages) {
         (Some(prompt), None) => (prompt, true),
         (None, Some(messages)) => {
@@ -111,15 +115,15 @@ fn tokenize_with(
             (text, false)
         }
         _ => {
-            return Err(bad(
+            return Err(GatewayError::bad_param(
                 "prompt",
-                "give exactly one of `prompt` and `messages`".into(),
+                "give exactly one of `prompt` and `messages`",
             ))
         }
     };
     let tokens = tok
         .encode_with(&text, body.add_special_tokens.unwrap_or(special))
-        .map_err(|e| bad("prompt", e.to_string()))?;
+        .map_err(|e| GatewayError::bad_param("prompt", e.to_string()))?;
     let token_strs = match body.return_token_strs {
         Some(true) => Some(tok.token_strs(&tokens).map_err(failed)?),
         _ => None,
@@ -154,9 +158,9 @@ fn pick_model<'a>(
             let mut usable = gw.models.values().filter(|m| caller.allows(&m.config.name));
             match (usable.next(), usable.next()) {
                 (Some(only), None) => Ok(only),
-                _ => Err(bad(
+                _ => Err(GatewayError::bad_param(
                     "model",
-                    "name the `model`: more than one is served".into(),
+                    "name the `model`: more than one is served",
                 )),
             }
         }
@@ -171,12 +175,4 @@ fn tokenizer(model: &ServedModel) -> Result<&PromptTokenizer, GatewayError> {
             model.config.name
         ))
     })
-}
-
-fn bad(param: &str, message: String) -> GatewayError {
-    GatewayError::BadRequest {
-        message,
-        param: Some(param.into()),
-        code: None,
-    }
 }

@@ -117,14 +117,6 @@ fn batches(gw: &Gateway) -> Result<&Arc<Batches>, GatewayError> {
         .ok_or_else(|| GatewayError::NotFound("the Files and Batch APIs are off here".into()))
 }
 
-fn bad(param: &str, message: impl Into<String>) -> GatewayError {
-    GatewayError::BadRequest {
-        message: message.into(),
-        param: Some(param.into()),
-        code: None,
-    }
-}
-
 /// The caller the client-key layer identified.
 type Client = Extension<Arc<Caller>>;
 
@@ -151,7 +143,10 @@ impl ListQuery {
     fn limit(&self, default: usize) -> Result<usize, GatewayError> {
         match self.limit.unwrap_or(default) {
             n @ 1..=10_000 => Ok(n),
-            _ => Err(bad("limit", "`limit` must be between 1 and 10000")),
+            _ => Err(GatewayError::bad_param(
+                "limit",
+                "`limit` must be between 1 and 10000",
+            )),
         }
     }
 }
@@ -176,22 +171,28 @@ pub async fn upload(
         match field.name().unwrap_or_default() {
             "purpose" => purpose = Some(field.text().await.map_err(form_error)?),
             "file" => file = Some(read_file(field, b.max_bytes).await?),
-            other => return Err(bad(other, format!("unknown form field `{other}`")).into()),
+            other => {
+                return Err(
+                    GatewayError::bad_param(other, format!("unknown form field `{other}`")).into(),
+                )
+            }
         }
     }
     match purpose.as_deref() {
         Some(PURPOSE_BATCH) => {}
         Some(other) => {
-            return Err(bad(
+            return Err(GatewayError::bad_param(
                 "purpose",
                 format!("purpose `{other}` is not supported: only `batch`"),
             )
             .into())
         }
-        None => return Err(bad("purpose", "`purpose` is required").into()),
+        None => return Err(GatewayError::bad_param("purpose", "`purpose` is required").into()),
     }
-    let (name, bytes) = file.ok_or_else(|| bad("file", "`file` is required"))?;
-    let text = String::from_utf8(bytes).map_err(|_| bad("file", "the file is not UTF-8 text"))?;
+    let (name, bytes) =
+        file.ok_or_else(|| GatewayError::bad_param("file", "`file` is required"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| GatewayError::bad_param("file", "the file is not UTF-8 text"))?;
     let (gw2, caller2) = (gw.clone(), caller.clone());
     let (scope, max) = (p.get("endpoint").cloned(), b.max_requests);
     // Checking every line (schemas included) is CPU work of the file's size.
@@ -368,17 +369,21 @@ pub async fn create(
     let req: CreateBatch = serde_json::from_value(body?.into_value())
         .map_err(|e| GatewayError::bad_request(format!("invalid batch request: {e}")))?;
     if req.completion_window != COMPLETION_WINDOW {
-        return Err(bad("completion_window", "`completion_window` must be `24h`").into());
+        return Err(GatewayError::bad_param(
+            "completion_window",
+            "`completion_window` must be `24h`",
+        )
+        .into());
     }
     if req.endpoint != CHAT_ROUTE && req.endpoint != COMPLETIONS_ROUTE {
-        return Err(bad(
+        return Err(GatewayError::bad_param(
             "endpoint",
             format!("`endpoint` must be {CHAT_ROUTE} or {COMPLETIONS_ROUTE}"),
         )
         .into());
     }
     if req.metadata.as_ref().is_some_and(|m| m.len() > 16) {
-        return Err(bad("metadata", "at most 16 metadata pairs").into());
+        return Err(GatewayError::bad_param("metadata", "at most 16 metadata pairs").into());
     }
     let scope = p.get("endpoint").cloned();
     let lines = check_create(b, &req, scope.as_deref(), caller.tenant.as_deref()).await?;
@@ -439,7 +444,7 @@ async fn check_create(
 ) -> Result<Vec<CheckedLine>, GatewayError> {
     let file = b.files.get(&req.input_file_id, tenant).await?;
     if file.purpose != PURPOSE_BATCH {
-        return Err(bad(
+        return Err(GatewayError::bad_param(
             "input_file_id",
             format!(
                 "file {} is not a batch input (purpose `{}`)",
@@ -448,12 +453,12 @@ async fn check_create(
         ));
     }
     let text = String::from_utf8(b.files.content(&file.id, tenant).await?)
-        .map_err(|_| bad("input_file_id", "the file is not UTF-8 text"))?;
-    let lines =
-        check_input(&text, b.max_requests).map_err(|e| bad("input_file_id", summary(&e)))?;
+        .map_err(|_| GatewayError::bad_param("input_file_id", "the file is not UTF-8 text"))?;
+    let lines = check_input(&text, b.max_requests)
+        .map_err(|e| GatewayError::bad_param("input_file_id", summary(&e)))?;
     for c in &lines {
         if c.line.url != req.endpoint {
-            return Err(bad(
+            return Err(GatewayError::bad_param(
                 "input_file_id",
                 format!(
                     "line {}: `url` {} is not the batch's endpoint {}",
