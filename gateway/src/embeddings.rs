@@ -38,6 +38,7 @@ pub async fn create(
         body,
         model: &req.model,
         stream: false,
+        low_priority: false,
         started,
     };
     submit(gw, (caller, quota, trace), job).await

@@ -352,6 +352,7 @@ pub(crate) async fn generate(
         body,
         model: req.model(),
         stream: req.stream(),
+        low_priority: req.low_priority(),
         started,
     };
     submit(gw, (caller, quota, trace), job).await
@@ -369,6 +370,8 @@ pub(crate) struct Submit<'a> {
     pub model: &'a str,
     /// Whether its answer streams.
     pub stream: bool,
+    /// Whether its job waits behind normal ones (vLLM's `priority` above 0).
+    pub low_priority: bool,
     /// When the request came in (for the latency metrics).
     pub started: std::time::Instant,
 }
@@ -385,6 +388,7 @@ pub(crate) async fn submit(
         body,
         model,
         stream,
+        low_priority,
         started,
     } = s;
     quota.spend().await?;
@@ -398,6 +402,7 @@ pub(crate) async fn submit(
         .map_err(|e| GatewayError::Internal(e.to_string()))?,
         policy: JobPolicy {
             execution_timeout: timeout.as_millis() as u64,
+            low_priority,
             ..JobPolicy::default()
         },
         // The client has its result when the request ends: keep the job (output and every

@@ -17,6 +17,10 @@ const KEY: &str = "sk-client";
 const TOKEN: &str = "worker-secret";
 
 fn app(max_body_bytes: usize) -> axum::Router {
+    gateway::router(Arc::new(gateway(max_body_bytes)))
+}
+
+fn gateway(max_body_bytes: usize) -> Gateway {
     let model: ModelConfig = toml::from_str(
         r#"name = "m"
 [source]
@@ -38,7 +42,7 @@ context_length = 64
         max_body_bytes,
         ..GatewaySettings::default()
     };
-    let gw = Gateway {
+    Gateway {
         store: MemoryStore::start(StoreSettings::default()),
         models: BTreeMap::from([(
             "m".to_string(),
@@ -54,8 +58,7 @@ context_length = 64
         long_poll: Duration::from_millis(10),
         batches: None,
         webhook_targets: Default::default(),
-    };
-    gateway::router(Arc::new(gw))
+    }
 }
 
 async fn call(
@@ -233,4 +236,48 @@ async fn every_documented_operation_is_routed_and_the_document_is_served() {
         documented += 1;
     }
     assert!(documented >= 27, "{documented}");
+}
+
+#[tokio::test]
+async fn a_vllm_priority_above_0_queues_the_job_behind_normal_ones() {
+    let gw = gateway(1 << 20);
+    let store = gw.store.clone();
+    let app = gateway::router(Arc::new(gw));
+    for (priority, low) in [(json!(1), true), (json!(0), false), (json!(-3), false)] {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 1, "priority": priority});
+        // No worker runs here: the request waits on its queued job until it is dropped,
+        // which cancels the job.
+        let (app2, body) = (app.clone(), body.to_string());
+        let waiting = tokio::spawn(async move {
+            call(
+                &app2,
+                "POST",
+                "/v1/chat/completions",
+                Some(&format!("Bearer {KEY}")),
+                &body,
+            )
+            .await
+        });
+        let mut queued = (0, 0);
+        for _ in 0..200 {
+            let m = store.metrics("m").await.unwrap();
+            queued = (m.in_queue, m.in_queue_low_priority);
+            if queued != (0, 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let want = if low { (0, 1) } else { (1, 0) };
+        assert_eq!(queued, want, "priority {priority}");
+        waiting.abort();
+        let _ = waiting.await;
+        for _ in 0..200 {
+            let m = store.metrics("m").await.unwrap();
+            if (m.in_queue, m.in_queue_low_priority) == (0, 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }

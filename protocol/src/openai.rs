@@ -5,6 +5,7 @@
 //! silently. Parameters sent as JSON `null` count as absent, as in OpenAI's API.
 
 pub mod batch;
+pub mod body;
 pub mod calls;
 pub mod embeddings;
 pub mod format;
@@ -16,12 +17,14 @@ pub mod schema;
 pub mod template;
 pub mod tokenize;
 pub mod tools;
+pub mod wire;
 
+use body::{Body, ChatParams, CompletionParams};
 use params::{parse_common, Common};
+use wire::MessageBody;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// OpenAI's chat completions route: one of the two routes a job's `openai_route` may name
@@ -127,11 +130,11 @@ pub struct Sampling {
     pub logit_bias: HashMap<u32, f32>,
     /// The JSON Schema the output must match, enforced by constrained decoding: from
     /// `response_format` (`json_object`: any object) or vLLM's `guided_json`; `None`: free
-    /// text. See [`format::take_output_schema`].
+    /// text. See [`body::CommonParams::response_format`].
     pub json_schema: Option<Value>,
     /// The regular expression the whole output must match, enforced by constrained decoding:
     /// vLLM's `guided_regex`, or its `guided_choice` as an escaped alternation (see
-    /// [`format::take_output_pattern`]); never together with `json_schema`.
+    /// [`body::CommonParams::guided_choice`]); never together with `json_schema`.
     #[serde(default)]
     pub pattern: Option<String>,
     /// Return each token's log probability with this many most likely alternatives (0 to
@@ -237,6 +240,9 @@ pub struct ChatRequest {
     /// vLLM's `stream_options.continuous_usage_stats` (with `include_usage`): every streamed
     /// chunk carries the counts so far instead of `null`.
     pub continuous_usage: bool,
+    /// vLLM's `priority` above 0: the job is queued at low priority (see
+    /// [`body::CommonParams::priority`]).
+    pub low_priority: bool,
     /// The functions the model may call and how (`tools`, `tool_choice`,
     /// `parallel_tool_calls`); `None` without tools or with `tool_choice: "none"`. A forced
     /// choice's schema is also in `sampling.json_schema` (see [`tools::Tools::forced_schema`]).
@@ -270,6 +276,9 @@ pub struct CompletionRequest {
     /// vLLM's `stream_options.continuous_usage_stats` (with `include_usage`): every streamed
     /// chunk carries the counts so far instead of `null`.
     pub continuous_usage: bool,
+    /// vLLM's `priority` above 0: the job is queued at low priority (see
+    /// [`body::CommonParams::priority`]).
+    pub low_priority: bool,
 }
 
 impl CompletionRequest {
@@ -332,6 +341,13 @@ impl GenerateRequest {
             GenerateRequest::Completion(c) => c.include_usage,
         }
     }
+    /// Whether its job is queued at low priority (vLLM's `priority` above 0).
+    pub fn low_priority(&self) -> bool {
+        match self {
+            GenerateRequest::Chat(c) => c.low_priority,
+            GenerateRequest::Completion(c) => c.low_priority,
+        }
+    }
     /// Whether every streamed chunk carries the counts so far
     /// (`stream_options.continuous_usage_stats`).
     pub fn continuous_usage(&self) -> bool {
@@ -356,94 +372,6 @@ pub const VLLM_EXTENSIONS: &[&str] = &[
     "ignore_eos",
     "min_tokens",
 ];
-
-/// Parameters honoured by both routes.
-const SAMPLING_KEYS: &[&str] = &[
-    "model",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "presence_penalty",
-    "frequency_penalty",
-    "repetition_penalty",
-    "stop",
-    "seed",
-    "n",
-    "logit_bias",
-    "response_format",
-    "guided_json",
-    "stream",
-    "stream_options",
-    "user",
-];
-
-/// OpenAI parameters we know but cannot honour, with the reason given to the caller.
-/// A benign value (e.g. `logprobs: false`) is accepted; see [`benign`].
-const UNSUPPORTED: &[(&str, &str)] = &[
-    ("functions", "function calling is not implemented"),
-    ("function_call", "function calling is not implemented"),
-    ("suffix", "insertion (suffix) is not implemented"),
-    ("modalities", "only text is supported"),
-    ("audio", "only text is supported"),
-    ("prediction", "predicted outputs are not implemented"),
-    ("store", "stored completions are not implemented"),
-    ("metadata", "stored completions are not implemented"),
-    ("reasoning_effort", "this model has no reasoning mode"),
-    ("service_tier", "there is one service tier"),
-    ("web_search_options", "web search is not implemented"),
-];
-
-fn benign(key: &str, v: &Value) -> bool {
-    match key {
-        "store" => v == &Value::Bool(false),
-        "modalities" => v.as_array().is_some_and(|a| a.iter().all(|m| m == "text")),
-        _ => false,
-    }
-}
-
-/// Reject keys that are not in `allowed`: known-but-unsupported ones with their reason,
-/// unknown ones as OpenAI does. Returns the object with nulls and benign values removed.
-fn screen(body: Value, allowed: &[&str]) -> Result<Map<String, Value>> {
-    let Value::Object(map) = body else {
-        return Err(InvalidRequest {
-            message: "the request body must be a JSON object".into(),
-            param: None,
-            code: None,
-        });
-    };
-    let mut out = Map::new();
-    for (k, v) in map {
-        if v.is_null() {
-            continue;
-        }
-        let known = |list: &[&str]| list.contains(&k.as_str());
-        if known(allowed) || known(SAMPLING_KEYS) || known(VLLM_EXTENSIONS) {
-            out.insert(k, v);
-        } else if let Some((_, why)) = UNSUPPORTED.iter().find(|(name, _)| *name == k) {
-            if !benign(&k, &v) {
-                return Err(InvalidRequest::unsupported(&k, why));
-            }
-        } else {
-            return Err(InvalidRequest::new(
-                k.clone(),
-                format!("Unrecognized request argument supplied: {k}"),
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// Take `key` out of `map` as a `T`, naming the key if its type is wrong.
-fn take<T: DeserializeOwned>(map: &mut Map<String, Value>, key: &str) -> Result<Option<T>> {
-    match map.remove(key) {
-        None => Ok(None),
-        Some(v) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| InvalidRequest::new(key, format!("invalid `{key}`: {e}"))),
-    }
-}
 
 fn check_range(key: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<()> {
     match v {
@@ -481,22 +409,10 @@ impl ChatRequest {
     /// Errors: [`InvalidRequest`] naming the first parameter that is unknown, not supported
     /// here, of the wrong type or out of range, or a missing `model` or `messages`.
     pub fn parse(body: Value) -> Result<Self> {
-        let mut map = screen(
-            body,
-            &[
-                "messages",
-                "max_completion_tokens",
-                "logprobs",
-                "top_logprobs",
-                "tools",
-                "tool_choice",
-                "parallel_tool_calls",
-                "add_generation_prompt",
-                "continue_final_message",
-                "chat_template_kwargs",
-            ],
-        )?;
-        let raw: Vec<Map<String, Value>> = take(&mut map, "messages")?
+        let Body { mut route, common } = Body::<ChatParams>::read(body)?;
+        let raw = route
+            .messages
+            .take()
             .ok_or_else(|| InvalidRequest::new("messages", "`messages` is required"))?;
         if raw.is_empty() {
             return Err(InvalidRequest::new(
@@ -509,10 +425,21 @@ impl ChatRequest {
             .enumerate()
             .map(|(i, m)| parse_message(i, m))
             .collect::<Result<Vec<_>>>()?;
-        let template = template::take_options(&mut map, &messages)?;
-        let logprobs = logprobs::take_chat(&mut map)?;
-        let tools = tools::take_tools(&mut map)?;
-        let mut c = parse_common(&mut map)?;
+        let template = template::read_options(&mut route, &messages)?;
+        let logprobs = logprobs::read_chat(route.logprobs, route.top_logprobs)?;
+        let tools = tools::read_tools(route.tools, route.tool_choice, route.parallel_tool_calls)?;
+        let mut c = parse_common(common)?;
+        match route.max_completion_tokens {
+            Some(0) => {
+                return Err(InvalidRequest::new(
+                    "max_completion_tokens",
+                    "`max_completion_tokens` must be at least 1",
+                ))
+            }
+            // OpenAI's newer name wins over `max_tokens`.
+            Some(max) => c.sampling.max_tokens = Some(max),
+            None => {}
+        }
         c.sampling.logprobs = logprobs;
         if let Some(t) = &tools {
             if logprobs.is_some() {
@@ -543,104 +470,58 @@ impl ChatRequest {
             stream: c.stream,
             include_usage: c.include_usage,
             continuous_usage: c.continuous_usage,
+            low_priority: c.low_priority,
             tools,
             template,
         })
     }
 }
 
-fn parse_message(i: usize, mut m: Map<String, Value>) -> Result<ChatMessage> {
+fn parse_message(i: usize, m: MessageBody) -> Result<ChatMessage> {
     let at = |field: &str| format!("messages[{i}].{field}");
-    let role = match m.remove("role") {
-        Some(Value::String(r)) => r,
-        _ => {
-            return Err(InvalidRequest::new(
-                at("role"),
-                "each message needs a string `role`",
-            ))
-        }
-    };
-    let role = match role.as_str() {
-        "system" | "user" | "assistant" | "tool" => role,
-        "developer" => "system".to_string(),
-        "function" => {
-            return Err(InvalidRequest::unsupported(
-                &at("role"),
-                "the legacy `function` role is replaced by `tool`",
-            ))
-        }
-        other => {
-            return Err(InvalidRequest::new(
-                at("role"),
-                format!("unknown role `{other}`"),
-            ))
-        }
-    };
-    let content = match m.remove("content") {
-        Some(Value::String(s)) => s,
-        Some(Value::Array(parts)) => {
-            let mut text = String::new();
-            for p in parts {
-                match (p.get("type").and_then(Value::as_str), p.get("text")) {
-                    (Some("text"), Some(Value::String(t))) => text.push_str(t),
-                    _ => {
-                        return Err(InvalidRequest::unsupported(
-                            &at("content"),
-                            "only text content parts are supported",
-                        ))
-                    }
-                }
-            }
-            text
-        }
-        None | Some(Value::Null) if role == "assistant" => String::new(),
-        _ => {
+    let role = m.role.as_str();
+    let content = match m.content {
+        Some(c) => c.into_text(),
+        None if role == "assistant" => String::new(),
+        None => {
             return Err(InvalidRequest::new(
                 at("content"),
                 "`content` must be a string or a list of text parts",
             ))
         }
     };
-    m.remove("name");
-    let (tool_calls, tool_call_id) = take_tool_fields(&role, &mut m, at)?;
-    if let Some(k) = m.keys().find(|k| !m[k.as_str()].is_null()) {
-        return Err(InvalidRequest::unsupported(
-            &at(k),
-            "only role, content, name, tool_calls (assistant) and tool_call_id (tool) are \
-             supported",
-        ));
-    }
+    let tool_calls = match (role, m.tool_calls) {
+        ("assistant", calls) => calls.unwrap_or_default(),
+        (_, None) => Vec::new(),
+        (_, Some(_)) => {
+            return Err(InvalidRequest::unsupported(
+                &at("tool_calls"),
+                "only an assistant message has `tool_calls`",
+            ))
+        }
+    };
+    let tool_call_id = match (role, m.tool_call_id) {
+        ("tool", None) => {
+            return Err(InvalidRequest::new(
+                at("tool_call_id"),
+                "a `tool` message needs `tool_call_id`",
+            ))
+        }
+        ("tool", id) => id,
+        (_, None) => None,
+        (_, Some(_)) => {
+            return Err(InvalidRequest::unsupported(
+                &at("tool_call_id"),
+                "only a `tool` message has `tool_call_id`",
+            ))
+        }
+    };
     Ok(ChatMessage {
-        role,
+        role: role.to_string(),
         content,
         tool_calls,
         tool_call_id,
     })
-}
-
-/// An assistant message's `tool_calls`, a `tool` message's (required) `tool_call_id`.
-fn take_tool_fields(
-    role: &str,
-    m: &mut Map<String, Value>,
-    at: impl Fn(&str) -> String,
-) -> Result<(Vec<tools::ToolCall>, Option<String>)> {
-    let tool_calls: Vec<tools::ToolCall> = match role {
-        "assistant" => take(m, "tool_calls")
-            .map_err(|e| InvalidRequest::new(at("tool_calls"), e.message))?
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
-    let tool_call_id: Option<String> = match role {
-        "tool" => Some(
-            take(m, "tool_call_id")
-                .map_err(|e| InvalidRequest::new(at("tool_call_id"), e.message))?
-                .ok_or_else(|| {
-                    InvalidRequest::new(at("tool_call_id"), "a `tool` message needs `tool_call_id`")
-                })?,
-        ),
-        _ => None,
-    };
-    Ok((tool_calls, tool_call_id))
 }
 
 impl CompletionRequest {
@@ -651,17 +532,20 @@ impl CompletionRequest {
     /// here (e.g. `suffix`), of the wrong type or out of range, or a missing
     /// `model` or `prompt`.
     pub fn parse(body: Value) -> Result<Self> {
-        let mut map = screen(body, &["prompt", "echo", "best_of", "logprobs"])?;
-        let prompts = prompt::parse(map.remove("prompt"))?;
-        let echo = take(&mut map, "echo")?.unwrap_or(false);
+        let Body { route, mut common } = Body::<CompletionParams>::read(body)?;
+        let prompts = route
+            .prompt
+            .ok_or_else(|| InvalidRequest::new("prompt", "`prompt` is required"))?
+            .prompts("prompt")?;
+        let echo = route.echo.unwrap_or(false);
         // Scoring a prompt without generating (lm-evaluation-harness' loglikelihood): vLLM
         // takes `max_tokens: 0` with `echo`, which every other request refuses.
-        let score_only = echo && map.get("max_tokens").and_then(Value::as_u64) == Some(0);
+        let score_only = echo && common.max_tokens == Some(0);
         if score_only {
-            map.remove("max_tokens");
+            common.max_tokens = None;
         }
-        let best_of: Option<u32> = take(&mut map, "best_of")?;
-        let logprobs = logprobs::take_text(&mut map)?;
+        let best_of = route.best_of;
+        let logprobs = logprobs::read_text(route.logprobs)?;
         if logprobs.is_some() && best_of.is_some() {
             return Err(InvalidRequest::new(
                 "logprobs",
@@ -674,7 +558,8 @@ impl CompletionRequest {
             stream,
             include_usage,
             continuous_usage,
-        } = parse_common(&mut map)?;
+            low_priority,
+        } = parse_common(common)?;
         sampling.logprobs = logprobs;
         // OpenAI's documented default for this route (vLLM follows it); chat has none.
         if score_only {
@@ -707,6 +592,7 @@ impl CompletionRequest {
             stream,
             include_usage,
             continuous_usage,
+            low_priority,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! token ids (the prompt forms of completions), `encoding_format` `float` or `base64`. One type
 //! is the body's parser and schema; the answer is [`EmbeddingResponse`].
 
-use super::prompt::{self, Prompt};
+use super::prompt::{Prompt, PromptInput};
 use super::{InvalidRequest, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -29,8 +29,7 @@ pub struct EmbeddingRequest {
     /// The served model's name.
     pub model: String,
     /// A text, up to 64 texts, token ids, or up to 64 lists of token ids.
-    #[schema(value_type = Object)]
-    pub input: Value,
+    pub input: PromptInput,
     /// `float` (default) or `base64`.
     pub encoding_format: Option<EncodingFormat>,
     /// Refused: the model's vectors have one size.
@@ -56,7 +55,7 @@ impl EmbeddingRequest {
 
     /// The inputs, each a text or token ids.
     pub fn inputs(&self) -> Result<Vec<Prompt>> {
-        prompt::parse_named(Some(self.input.clone()), "input")
+        self.input.clone().prompts("input")
     }
 }
 
@@ -80,9 +79,18 @@ pub struct Embedding {
     pub object: String,
     /// The input's place.
     pub index: usize,
-    /// The vector (unit length): numbers, or base64 of little-endian `f32`s.
-    #[schema(value_type = Object)]
-    pub embedding: Value,
+    /// The vector (unit length).
+    pub embedding: Vector,
+}
+
+/// A vector as `encoding_format` asks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Vector {
+    /// `float`: the numbers.
+    Float(Vec<f32>),
+    /// `base64`: the little-endian `f32` bytes, base64.
+    Base64(String),
 }
 
 /// `usage` of an embedding answer.
@@ -104,8 +112,8 @@ impl EmbeddingResponse {
                 object: "embedding".into(),
                 index,
                 embedding: match format {
-                    EncodingFormat::Float => Value::from(v),
-                    EncodingFormat::Base64 => Value::from(base64_f32(&v)),
+                    EncodingFormat::Float => Vector::Float(v),
+                    EncodingFormat::Base64 => Vector::Base64(base64_f32(&v)),
                 },
             })
             .collect();
@@ -141,7 +149,7 @@ mod tests {
         let e = EmbeddingRequest::parse(json!({"model": "m", "input": []})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input"));
         let a = EmbeddingResponse::new("m", vec![vec![1.0, -2.0]], 3, EncodingFormat::Base64);
-        assert_eq!(a.data[0].embedding, json!("AACAPwAAAMA="));
+        assert_eq!(a.data[0].embedding, Vector::Base64("AACAPwAAAMA=".into()));
         assert_eq!(a.usage.total_tokens, 3);
     }
 }

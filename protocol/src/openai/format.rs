@@ -3,99 +3,153 @@
 //! parses whatever the model would have said; and vLLM's `guided_regex` and `guided_choice`,
 //! reduced to a regular expression enforced the same way.
 
+use super::body::CommonParams;
+use super::wire::{FormatKind, ResponseFormat};
 use super::{InvalidRequest, Result};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// Longest `response_format.json_schema.name`, as OpenAI documents it.
 pub const MAX_SCHEMA_NAME: usize = 64;
 
-/// The schema `response_format` (OpenAI) or `guided_json` (vLLM's extension) asks for; `None`
-/// for free text. `{"type": "json_object"}` is any JSON object (the schema `{"type":
-/// "object"}`); `{"type": "json_schema", "json_schema": {"name", "schema", "strict",
-/// "description"}}` is its `schema`. Both keys in one request are refused.
-///
-/// Errors: [`InvalidRequest`] naming the part that is wrong (`response_format.type`,
-/// `response_format.json_schema.name`, ...). Whether the engine can enforce the schema is
-/// checked later, by the gateway, with the engine's own schema compiler.
-pub fn take_output_schema(map: &mut Map<String, Value>) -> Result<Option<Value>> {
-    let format = match map.remove("response_format") {
-        None => None,
-        Some(v) => response_format(v)?,
-    };
-    let guided = match map.remove("guided_json") {
-        None => None,
-        Some(v) => {
-            // vLLM also takes the schema as a JSON text.
-            let v = match v {
-                Value::String(s) => serde_json::from_str(&s).ok(),
-                v => Some(v),
-            };
-            let v = v.filter(Value::is_object).ok_or_else(|| {
-                InvalidRequest::new("guided_json", "`guided_json` must be a JSON Schema object")
-            })?;
-            Some(bounded(v, "guided_json")?)
+/// The structured-output keys of a body, vLLM's `structured_outputs` read as the older keys it
+/// replaces, so one reader checks them all.
+pub(super) struct OutputKeys {
+    response_format: Option<ResponseFormat>,
+    guided_json: Option<Value>,
+    guided_regex: Option<String>,
+    guided_choice: Option<Vec<String>>,
+}
+
+impl OutputKeys {
+    /// Take the keys out of `c`, `structured_outputs` (`{"json" | "regex" | "choice" |
+    /// "json_object"}`) put back as `guided_json`, `guided_regex`, `guided_choice` or
+    /// `response_format: {"type": "json_object"}`. One kind per request; given with the key
+    /// it replaces, or with a kind sluice cannot enforce (`grammar`, `structural_tag`), it is
+    /// a 400 naming `structured_outputs(.kind)`.
+    pub(super) fn desugar(c: &mut CommonParams) -> Result<Self> {
+        let mut keys = OutputKeys {
+            response_format: c.response_format.take(),
+            guided_json: c.guided_json.take(),
+            guided_regex: c.guided_regex.take(),
+            guided_choice: c.guided_choice.take(),
+        };
+        let Some(so) = c.structured_outputs.take() else {
+            return Ok(keys);
+        };
+        for (kind, given) in [
+            ("grammar", so.grammar.is_some()),
+            ("structural_tag", so.structural_tag.is_some()),
+        ] {
+            if given {
+                return Err(InvalidRequest::unsupported(
+                    &format!("structured_outputs.{kind}"),
+                    "structured outputs take `json`, `regex`, `choice` or `json_object` here",
+                ));
+            }
         }
-    };
-    match (format, guided) {
-        (Some(_), Some(_)) => Err(InvalidRequest::new(
-            "guided_json",
-            "give either `response_format` or `guided_json`, not both",
-        )),
-        (f, g) => Ok(f.or(g)),
+        let json_object = (so.json_object == Some(true)).then_some(ResponseFormat {
+            kind: FormatKind::JsonObject,
+            json_schema: None,
+        });
+        let kinds = [
+            put(&mut keys.guided_json, so.json, "guided_json")?,
+            put(&mut keys.guided_regex, so.regex, "guided_regex")?,
+            put(&mut keys.guided_choice, so.choice, "guided_choice")?,
+            put(&mut keys.response_format, json_object, "response_format")?,
+        ];
+        if kinds.iter().filter(|&&k| k).count() > 1 {
+            return Err(InvalidRequest::new(
+                "structured_outputs",
+                "`structured_outputs` takes one kind",
+            ));
+        }
+        Ok(keys)
+    }
+
+    /// The schema `response_format` (OpenAI) or `guided_json` (vLLM's extension) asks for;
+    /// `None` for free text. `{"type": "json_object"}` is any JSON object (the schema
+    /// `{"type": "object"}`); `{"type": "json_schema", "json_schema": {"name", "schema",
+    /// "strict", "description"}}` is its `schema`. Both keys in one request are refused.
+    ///
+    /// Errors: [`InvalidRequest`] naming the part that is wrong. Whether the engine can
+    /// enforce the schema is checked later, by the gateway, with the engine's own schema
+    /// compiler.
+    pub(super) fn schema(&mut self) -> Result<Option<Value>> {
+        let format = self
+            .response_format
+            .take()
+            .map(response_format)
+            .transpose()?;
+        let guided = match self.guided_json.take() {
+            None => None,
+            Some(v) => {
+                // vLLM also takes the schema as a JSON text.
+                let v = match v {
+                    Value::String(s) => serde_json::from_str(&s).ok(),
+                    v => Some(v),
+                };
+                let v = v.filter(Value::is_object).ok_or_else(|| {
+                    InvalidRequest::new("guided_json", "`guided_json` must be a JSON Schema object")
+                })?;
+                Some(bounded(v, "guided_json")?)
+            }
+        };
+        match (format, guided) {
+            (Some(_), Some(_)) => Err(InvalidRequest::new(
+                "guided_json",
+                "give either `response_format` or `guided_json`, not both",
+            )),
+            (f, g) => Ok(f.flatten().or(g)),
+        }
+    }
+
+    /// The regular expression the whole output must match: vLLM's `guided_regex`, or its
+    /// `guided_choice` as the alternation of the choices (escaped, so the output is exactly
+    /// one of them); `None` for neither. Both keys in one request are refused, and so is a
+    /// pattern that does not parse, is longer than [`MAX_PATTERN`] or nests deeper than 64
+    /// groups (the compiler walks it recursively).
+    pub(super) fn pattern(&mut self) -> Result<Option<String>> {
+        let choice = self.guided_choice.take().map(choices).transpose()?;
+        let (pattern, param) = match (self.guided_regex.take(), choice) {
+            (Some(_), Some(_)) => {
+                return Err(InvalidRequest::new(
+                    "guided_choice",
+                    "give either `guided_regex` or `guided_choice`, not both",
+                ))
+            }
+            (Some(r), None) => (r, "guided_regex"),
+            (None, Some(c)) => (c, "guided_choice"),
+            (None, None) => return Ok(None),
+        };
+        if pattern.len() > MAX_PATTERN {
+            return Err(InvalidRequest::new(
+                param,
+                format!("`{param}` is longer than {MAX_PATTERN} bytes"),
+            ));
+        }
+        regex_syntax::ParserBuilder::new()
+            .nest_limit(64)
+            .build()
+            .parse(&pattern)
+            .map_err(|e| {
+                InvalidRequest::new(param, format!("`{param}` is not a valid pattern: {e}"))
+            })?;
+        Ok(Some(pattern))
     }
 }
 
-/// vLLM's newer `structured_outputs` object (`{"json" | "regex" | "choice" | "json_object"}`),
-/// put back as the keys it replaces (`guided_json`, `guided_regex`, `guided_choice`,
-/// `response_format: {"type": "json_object"}`), so one reader checks them all. One kind per
-/// request; given with the key it replaces, or with a kind sluice cannot enforce (`grammar`,
-/// `structural_tag`) or options it does not take, it is a 400 naming `structured_outputs.*`.
-pub fn desugar_structured_outputs(map: &mut Map<String, Value>) -> Result<()> {
-    let Some(v) = map.remove("structured_outputs") else {
-        return Ok(());
-    };
-    let Value::Object(fields) = v else {
+/// Put `value` from `structured_outputs` in the slot of the key it replaces; whether one was
+/// given. The key itself given too is refused.
+fn put<T>(slot: &mut Option<T>, value: Option<T>, key: &str) -> Result<bool> {
+    let Some(v) = value else { return Ok(false) };
+    if slot.is_some() {
         return Err(InvalidRequest::new(
             "structured_outputs",
-            "`structured_outputs` must be an object",
-        ));
-    };
-    let mut kinds = Vec::new();
-    for (k, v) in fields {
-        let (key, value) = match (k.as_str(), v) {
-            (_, Value::Null) | ("json_object", Value::Bool(false)) => continue,
-            ("json", v) => ("guided_json", v),
-            ("regex", v) => ("guided_regex", v),
-            ("choice", v) => ("guided_choice", v),
-            ("json_object", Value::Bool(true)) => {
-                ("response_format", json!({"type": "json_object"}))
-            }
-            (other, _) => {
-                return Err(InvalidRequest::unsupported(
-                    &format!("structured_outputs.{other}"),
-                    "structured outputs take `json`, `regex`, `choice` or `json_object` here",
-                ))
-            }
-        };
-        if map.contains_key(key) {
-            return Err(InvalidRequest::new(
-                "structured_outputs",
-                format!("give either `structured_outputs` or `{key}`, not both"),
-            ));
-        }
-        map.insert(key.into(), value);
-        kinds.push(k);
-    }
-    if kinds.len() > 1 {
-        return Err(InvalidRequest::new(
-            "structured_outputs",
-            format!(
-                "`structured_outputs` takes one kind, got {}",
-                kinds.join(", ")
-            ),
+            format!("give either `structured_outputs` or `{key}`, not both"),
         ));
     }
-    Ok(())
+    *slot = Some(v);
+    Ok(true)
 }
 
 /// Longest `guided_regex`, and longest `guided_choice` (all choices together), in bytes.
@@ -103,58 +157,8 @@ pub const MAX_PATTERN: usize = 16 * 1024;
 /// Most `guided_choice` choices.
 pub const MAX_CHOICES: usize = 256;
 
-/// The regular expression the whole output must match: vLLM's `guided_regex`, or its
-/// `guided_choice` as the alternation of the choices (escaped, so the output is exactly one of
-/// them); `None` for neither. Both keys in one request are refused, and so is a pattern that
-/// does not parse, is longer than [`MAX_PATTERN`] or nests deeper than 64 groups (the
-/// compiler walks it recursively).
-pub fn take_output_pattern(map: &mut Map<String, Value>) -> Result<Option<String>> {
-    let regex = match map.remove("guided_regex") {
-        None => None,
-        Some(Value::String(r)) => Some(r),
-        Some(_) => {
-            return Err(InvalidRequest::new(
-                "guided_regex",
-                "`guided_regex` must be a string",
-            ))
-        }
-    };
-    let choice = match map.remove("guided_choice") {
-        None => None,
-        Some(v) => Some(choices(v)?),
-    };
-    let (pattern, param) = match (regex, choice) {
-        (Some(_), Some(_)) => {
-            return Err(InvalidRequest::new(
-                "guided_choice",
-                "give either `guided_regex` or `guided_choice`, not both",
-            ))
-        }
-        (Some(r), None) => (r, "guided_regex"),
-        (None, Some(c)) => (c, "guided_choice"),
-        (None, None) => return Ok(None),
-    };
-    if pattern.len() > MAX_PATTERN {
-        return Err(InvalidRequest::new(
-            param,
-            format!("`{param}` is longer than {MAX_PATTERN} bytes"),
-        ));
-    }
-    regex_syntax::ParserBuilder::new()
-        .nest_limit(64)
-        .build()
-        .parse(&pattern)
-        .map_err(|e| {
-            InvalidRequest::new(param, format!("`{param}` is not a valid pattern: {e}"))
-        })?;
-    Ok(Some(pattern))
-}
-
 /// `guided_choice`: 1 to [`MAX_CHOICES`] non-empty strings, as one escaped alternation.
-fn choices(v: Value) -> Result<String> {
-    let list: Vec<String> = serde_json::from_value(v).map_err(|_| {
-        InvalidRequest::new("guided_choice", "`guided_choice` must be a list of strings")
-    })?;
+fn choices(list: Vec<String>) -> Result<String> {
     if list.is_empty() || list.len() > MAX_CHOICES || list.iter().any(String::is_empty) {
         return Err(InvalidRequest::new(
             "guided_choice",
@@ -173,89 +177,43 @@ pub(super) fn bounded(schema: Value, param: &str) -> Result<Value> {
     }
 }
 
-/// OpenAI's `response_format` object.
-fn response_format(v: Value) -> Result<Option<Value>> {
-    let Value::Object(mut o) = v else {
-        return Err(InvalidRequest::new(
-            "response_format",
-            "`response_format` must be an object with a `type`",
-        ));
-    };
-    let kind = o.remove("type");
-    let schema = match kind.as_ref().and_then(Value::as_str) {
-        Some("text") => None,
-        Some("json_object") => Some(json!({"type": "object"})),
-        Some("json_schema") => Some(json_schema(o.remove("json_schema"))?),
-        _ => {
-            return Err(InvalidRequest::new(
-                "response_format.type",
-                "`response_format.type` must be `text`, `json_object` or `json_schema`",
-            ))
-        }
-    };
-    match o.keys().next() {
-        Some(k) => Err(InvalidRequest::new(
-            format!("response_format.{k}"),
-            format!("unknown field `response_format.{k}`"),
-        )),
-        None => Ok(schema),
-    }
-}
-
-/// `response_format.json_schema`: `{"name", "schema", "strict"?, "description"?}`.
-fn json_schema(v: Option<Value>) -> Result<Value> {
+/// OpenAI's `response_format` object, as the schema it asks for (`None`: free text).
+fn response_format(f: ResponseFormat) -> Result<Option<Value>> {
     let param = "response_format.json_schema";
-    let Some(Value::Object(mut o)) = v else {
-        return Err(InvalidRequest::new(
-            param,
-            "`response_format.json_schema` must be an object with `name` and `schema`",
-        ));
-    };
-    let name_ok = |n: &str| {
-        (1..=MAX_SCHEMA_NAME).contains(&n.len())
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    };
-    match o.remove("name") {
-        Some(Value::String(n)) if name_ok(&n) => {}
-        _ => {
+    let j = match (f.kind, f.json_schema) {
+        (FormatKind::JsonSchema, Some(j)) => j,
+        (FormatKind::JsonSchema, None) => {
             return Err(InvalidRequest::new(
-                format!("{param}.name"),
-                format!("`{param}.name` must be 1 to {MAX_SCHEMA_NAME} of a-z, A-Z, 0-9, _ and -"),
+                param,
+                "`response_format.json_schema` must be an object with `name` and `schema`",
             ))
         }
+        (_, Some(_)) => {
+            return Err(InvalidRequest::new(
+                param,
+                "`response_format.json_schema` goes with `type: json_schema` only",
+            ))
+        }
+        (FormatKind::Text, None) => return Ok(None),
+        (FormatKind::JsonObject, None) => return Ok(Some(json!({"type": "object"}))),
+    };
+    let name_ok = (1..=MAX_SCHEMA_NAME).contains(&j.name.len())
+        && j.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !name_ok {
+        return Err(InvalidRequest::new(
+            format!("{param}.name"),
+            format!("`{param}.name` must be 1 to {MAX_SCHEMA_NAME} of a-z, A-Z, 0-9, _ and -"),
+        ));
     }
     // `strict` asks for exact adherence, which constrained decoding gives either way.
-    if !matches!(
-        o.remove("strict"),
-        None | Some(Value::Bool(_)) | Some(Value::Null)
-    ) {
-        return Err(InvalidRequest::new(
-            format!("{param}.strict"),
-            format!("`{param}.strict` must be a boolean"),
-        ));
-    }
-    if !matches!(o.remove("description"), None | Some(Value::String(_))) {
-        return Err(InvalidRequest::new(
-            format!("{param}.description"),
-            format!("`{param}.description` must be a string"),
-        ));
-    }
-    let schema = match o.remove("schema") {
-        Some(s @ Value::Object(_)) => bounded(s, "response_format.json_schema.schema")?,
-        _ => {
-            return Err(InvalidRequest::new(
-                format!("{param}.schema"),
-                format!("`{param}.schema` must be a JSON Schema object"),
-            ))
-        }
-    };
-    match o.keys().next() {
-        Some(k) => Err(InvalidRequest::new(
-            format!("{param}.{k}"),
-            format!("unknown field `{param}.{k}`"),
+    match j.schema {
+        Some(s @ Value::Object(_)) => Ok(Some(bounded(s, "response_format.json_schema.schema")?)),
+        _ => Err(InvalidRequest::new(
+            format!("{param}.schema"),
+            format!("`{param}.schema` must be a JSON Schema object"),
         )),
-        None => Ok(schema),
     }
 }
 
@@ -264,8 +222,8 @@ mod tests {
     use super::*;
 
     fn schema_of(body: Value) -> Result<Option<Value>> {
-        let Value::Object(mut m) = body else { panic!() };
-        take_output_schema(&mut m)
+        let mut c: CommonParams = crate::openai::body::typed(body)?;
+        OutputKeys::desugar(&mut c)?.schema()
     }
 
     #[test]

@@ -96,8 +96,7 @@ impl TextLogprobs {
     }
 }
 
-use super::{take, InvalidRequest, Result};
-use serde_json::{Map, Value};
+use super::{InvalidRequest, Result};
 
 fn check_top(param: &str, n: u32) -> Result<u32> {
     if n > MAX_TOP_LOGPROBS {
@@ -111,9 +110,7 @@ fn check_top(param: &str, n: u32) -> Result<u32> {
 
 /// Chat's `logprobs` (bool) and `top_logprobs` (0 to 20, only with `logprobs: true`), as
 /// [`super::Sampling::logprobs`].
-pub(super) fn take_chat(map: &mut Map<String, Value>) -> Result<Option<u32>> {
-    let on: Option<bool> = take(map, "logprobs")?;
-    let top: Option<u32> = take(map, "top_logprobs")?;
+pub(super) fn read_chat(on: Option<bool>, top: Option<u32>) -> Result<Option<u32>> {
     match (on, top) {
         (Some(true), top) => Ok(Some(check_top("top_logprobs", top.unwrap_or(0))?)),
         (_, Some(_)) => Err(InvalidRequest::new(
@@ -126,7 +123,6 @@ pub(super) fn take_chat(map: &mut Map<String, Value>) -> Result<Option<u32>> {
 
 /// Completions' `logprobs` (an int, 0 to 20: alternatives per token), as
 /// [`super::Sampling::logprobs`].
-pub(super) fn take_text(map: &mut Map<String, Value>) -> Result<Option<u32>> {
-    let n: Option<u32> = take(map, "logprobs")?;
+pub(super) fn read_text(n: Option<u32>) -> Result<Option<u32>> {
     n.map(|n| check_top("logprobs", n)).transpose()
 }

@@ -1,11 +1,12 @@
 //! The parameters chat and text completions share: model, length and sampling (range-checked),
 //! stop sequences, logit bias, structured output, streaming.
 
+use super::body::CommonParams;
+use super::wire::{Stop, StreamOptions};
 use super::{
-    check_range, format, take, InvalidRequest, Result, Sampling, MAX_ALLOWED_TOKEN_IDS, MAX_N,
-    MAX_STOP, MAX_STOP_TOKEN_IDS,
+    check_range, format, InvalidRequest, Result, Sampling, MAX_ALLOWED_TOKEN_IDS, MAX_N, MAX_STOP,
+    MAX_STOP_TOKEN_IDS,
 };
-use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// What both routes take: the model, sampling and length, streaming.
@@ -15,24 +16,27 @@ pub(super) struct Common {
     pub stream: bool,
     pub include_usage: bool,
     pub continuous_usage: bool,
+    pub low_priority: bool,
 }
 
-pub(super) fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
-    let model: String = take(map, "model")?
+pub(super) fn parse_common(mut c: CommonParams) -> Result<Common> {
+    let model = c
+        .model
+        .take()
         .ok_or_else(|| InvalidRequest::new("model", "you must provide a model parameter"))?;
-    let mut sampling = parse_sampling(map)?;
-    sampling.stop = parse_stop(map)?;
-    sampling.stop_token_ids = take(map, "stop_token_ids")?.unwrap_or_default();
+    let mut sampling = parse_sampling(&c)?;
+    sampling.stop = parse_stop(c.stop.take())?;
+    sampling.stop_token_ids = c.stop_token_ids.take().unwrap_or_default();
     if sampling.stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
         return Err(InvalidRequest::new(
             "stop_token_ids",
             format!("`stop_token_ids` takes at most {MAX_STOP_TOKEN_IDS} token ids"),
         ));
     }
-    sampling.include_stop_str_in_output = take(map, "include_stop_str_in_output")?.unwrap_or(false);
-    sampling.allowed_token_ids = take(map, "allowed_token_ids")?;
-    sampling.keep_special_tokens = !take(map, "skip_special_tokens")?.unwrap_or(true);
-    sampling.truncate_prompt_tokens = take(map, "truncate_prompt_tokens")?;
+    sampling.include_stop_str_in_output = c.include_stop_str_in_output.unwrap_or(false);
+    sampling.allowed_token_ids = c.allowed_token_ids.take();
+    sampling.keep_special_tokens = !c.skip_special_tokens.unwrap_or(true);
+    sampling.truncate_prompt_tokens = c.truncate_prompt_tokens;
     if sampling.truncate_prompt_tokens == Some(0) {
         return Err(InvalidRequest::new(
             "truncate_prompt_tokens",
@@ -47,10 +51,10 @@ pub(super) fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
             ));
         }
     }
-    sampling.logit_bias = parse_logit_bias(map)?;
-    format::desugar_structured_outputs(map)?;
-    sampling.json_schema = format::take_output_schema(map)?;
-    sampling.pattern = format::take_output_pattern(map)?;
+    sampling.logit_bias = parse_logit_bias(c.logit_bias.take())?;
+    let mut outputs = format::OutputKeys::desugar(&mut c)?;
+    sampling.json_schema = outputs.schema()?;
+    sampling.pattern = outputs.pattern()?;
     if sampling.json_schema.is_some() && sampling.pattern.is_some() {
         return Err(InvalidRequest::new(
             "guided_regex",
@@ -58,41 +62,38 @@ pub(super) fn parse_common(map: &mut Map<String, Value>) -> Result<Common> {
              (`response_format`, `guided_json`)",
         ));
     }
-    let (stream, include_usage, continuous_usage) = parse_stream(map)?;
-    let _user: Option<String> = take(map, "user")?;
+    let (stream, include_usage, continuous_usage) = parse_stream(c.stream, c.stream_options)?;
     Ok(Common {
         model,
         sampling,
         stream,
         include_usage,
         continuous_usage,
+        low_priority: c.priority.is_some_and(|p| p > 0),
     })
 }
 
 /// Length and sampling parameters, range-checked.
-fn parse_sampling(map: &mut Map<String, Value>) -> Result<Sampling> {
-    let max_tokens: Option<u32> = take(map, "max_tokens")?;
-    let max_completion: Option<u32> = take(map, "max_completion_tokens")?;
-    let max_tokens = max_completion.or(max_tokens);
-    if max_tokens == Some(0) {
+fn parse_sampling(c: &CommonParams) -> Result<Sampling> {
+    if c.max_tokens == Some(0) {
         return Err(InvalidRequest::new(
             "max_tokens",
             "`max_tokens` must be at least 1",
         ));
     }
     let s = Sampling {
-        max_tokens,
-        temperature: take(map, "temperature")?,
-        top_p: take(map, "top_p")?,
-        top_k: take(map, "top_k")?,
-        min_p: take(map, "min_p")?,
-        presence_penalty: take(map, "presence_penalty")?,
-        frequency_penalty: take(map, "frequency_penalty")?,
-        repetition_penalty: take(map, "repetition_penalty")?,
-        seed: take(map, "seed")?,
-        n: take(map, "n")?.unwrap_or(1),
-        ignore_eos: take(map, "ignore_eos")?.unwrap_or(false),
-        min_tokens: take(map, "min_tokens")?.unwrap_or(0),
+        max_tokens: c.max_tokens,
+        temperature: c.temperature,
+        top_p: c.top_p,
+        top_k: c.top_k,
+        min_p: c.min_p,
+        presence_penalty: c.presence_penalty,
+        frequency_penalty: c.frequency_penalty,
+        repetition_penalty: c.repetition_penalty,
+        seed: c.seed,
+        n: c.n.unwrap_or(1),
+        ignore_eos: c.ignore_eos.unwrap_or(false),
+        min_tokens: c.min_tokens.unwrap_or(0),
         ..Sampling::default()
     };
     check_range("temperature", s.temperature, 0.0, 2.0)?;
@@ -120,13 +121,11 @@ fn parse_sampling(map: &mut Map<String, Value>) -> Result<Sampling> {
 }
 
 /// `stop`: a string or up to [`MAX_STOP`] non-empty strings.
-fn parse_stop(map: &mut Map<String, Value>) -> Result<Vec<String>> {
-    let stop: Vec<String> = match map.remove("stop") {
+fn parse_stop(stop: Option<Stop>) -> Result<Vec<String>> {
+    let stop = match stop {
         None => vec![],
-        Some(Value::String(one)) => vec![one],
-        Some(v) => serde_json::from_value(v).map_err(|_| {
-            InvalidRequest::new("stop", "`stop` must be a string or a list of strings")
-        })?,
+        Some(Stop::One(one)) => vec![one],
+        Some(Stop::Many(many)) => many,
     };
     if stop.len() > MAX_STOP || stop.iter().any(String::is_empty) {
         return Err(InvalidRequest::new(
@@ -138,8 +137,7 @@ fn parse_stop(map: &mut Map<String, Value>) -> Result<Vec<String>> {
 }
 
 /// `logit_bias`: token ids (as strings, OpenAI's form) to biases in -100..=100.
-fn parse_logit_bias(map: &mut Map<String, Value>) -> Result<HashMap<u32, f32>> {
-    let bias: Option<HashMap<String, f32>> = take(map, "logit_bias")?;
+fn parse_logit_bias(bias: Option<HashMap<String, f32>>) -> Result<HashMap<u32, f32>> {
     let mut out = HashMap::new();
     for (tok, b) in bias.unwrap_or_default() {
         let id = tok.parse::<u32>().map_err(|_| {
@@ -161,9 +159,9 @@ fn parse_logit_bias(map: &mut Map<String, Value>) -> Result<HashMap<u32, f32>> {
 
 /// `stream`, `stream_options.include_usage` and vLLM's `continuous_usage_stats` (the options
 /// only with `stream`; continuous usage only with `include_usage`, as vLLM reads it).
-fn parse_stream(map: &mut Map<String, Value>) -> Result<(bool, bool, bool)> {
-    let stream: bool = take(map, "stream")?.unwrap_or(false);
-    let Some(mut opts) = take::<Map<String, Value>>(map, "stream_options")? else {
+fn parse_stream(stream: Option<bool>, opts: Option<StreamOptions>) -> Result<(bool, bool, bool)> {
+    let stream = stream.unwrap_or(false);
+    let Some(opts) = opts else {
         return Ok((stream, false, false));
     };
     if !stream {
@@ -172,15 +170,8 @@ fn parse_stream(map: &mut Map<String, Value>) -> Result<(bool, bool, bool)> {
             "`stream_options` is only allowed when `stream` is true",
         ));
     }
-    let mut flag = |key| take::<Option<bool>>(&mut opts, key).map(|v| v.flatten() == Some(true));
-    let include_usage = flag("include_usage")?;
-    let continuous = flag("continuous_usage_stats")?;
-    if let Some(k) = opts.keys().next() {
-        return Err(InvalidRequest::new(
-            "stream_options",
-            format!("unknown stream option `{k}`"),
-        ));
-    }
+    let include_usage = opts.include_usage == Some(true);
+    let continuous = opts.continuous_usage_stats == Some(true);
     Ok((stream, include_usage, include_usage && continuous))
 }
 
@@ -271,6 +262,16 @@ mod tests {
         }
         let both = completion(json!({"structured_outputs": {"regex": "a"}, "guided_regex": "b"}));
         assert_eq!(param_of(both).as_deref(), Some("structured_outputs"));
+    }
+
+    #[test]
+    fn only_a_priority_above_0_queues_at_low_priority() {
+        let low = |p: Value| completion(json!({ "priority": p })).unwrap().low_priority;
+        assert!(low(json!(1)) && !low(json!(0)) && !low(json!(-5)) && !low(Value::Null));
+        assert_eq!(
+            param_of(completion(json!({"priority": 1.5}))).as_deref(),
+            Some("priority")
+        );
     }
 
     #[test]

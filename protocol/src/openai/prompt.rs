@@ -4,7 +4,6 @@
 //! prompt, as OpenAI numbers them.
 
 use super::{InvalidRequest, Result};
-use serde_json::Value;
 
 /// Most prompts one request may give.
 pub const MAX_PROMPTS: usize = 64;
@@ -19,45 +18,46 @@ pub enum Prompt {
     Tokens(Vec<u32>),
 }
 
-/// Read `prompt` (see the module's text). Errors name `prompt`.
-pub(crate) fn parse(value: Option<Value>) -> Result<Vec<Prompt>> {
-    parse_named(value, "prompt")
+/// `prompt` (or embeddings' `input`) as a client writes it, in one of the four forms.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(
+    untagged,
+    expecting = "a string, a list of strings, a list of token ids (integers from 0 to \
+                 4294967295) or a list of lists of token ids"
+)]
+pub enum PromptInput {
+    /// The prompt.
+    Text(String),
+    /// Several prompts (1 to 64), `n` choices each.
+    Many(Vec<String>),
+    /// One prompt as token ids.
+    Tokens(Vec<u32>),
+    /// Several prompts as token ids.
+    ManyTokens(Vec<Vec<u32>>),
 }
 
-/// Read prompts in the four forms from the field `name` (embeddings' `input` takes them too).
-pub(crate) fn parse_named(value: Option<Value>, name: &str) -> Result<Vec<Prompt>> {
-    let bad = |why: &str| InvalidRequest::new(name, why);
-    let prompts = match value {
-        None => return Err(bad(&format!("`{name}` is required"))),
-        Some(Value::String(s)) => vec![Prompt::Text(s)],
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
-            .into_iter()
-            .map(|v| Prompt::Text(v.as_str().unwrap_or_default().to_string()))
-            .collect(),
-        Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
-            vec![Prompt::Tokens(token_ids(Value::Array(items), name)?)]
+impl PromptInput {
+    /// The prompts, 1 to [`MAX_PROMPTS`], token-id ones not empty. Errors name the field
+    /// `name` the input came in.
+    pub fn prompts(self, name: &str) -> Result<Vec<Prompt>> {
+        let bad = |why: &str| InvalidRequest::new(name, why);
+        let prompts = match self {
+            PromptInput::Text(s) => vec![Prompt::Text(s)],
+            PromptInput::Many(texts) => texts.into_iter().map(Prompt::Text).collect(),
+            PromptInput::Tokens(ids) => vec![Prompt::Tokens(ids)],
+            PromptInput::ManyTokens(lists) => lists.into_iter().map(Prompt::Tokens).collect(),
+        };
+        if prompts.is_empty() || prompts.len() > MAX_PROMPTS {
+            return Err(bad(&format!("`{name}` takes 1 to {MAX_PROMPTS} prompts")));
         }
-        Some(Value::Array(items)) if items.iter().all(Value::is_array) => items
-            .into_iter()
-            .map(|v| token_ids(v, name).map(Prompt::Tokens))
-            .collect::<Result<_>>()?,
-        Some(_) => {
-            return Err(bad(&format!(
-                "`{name}` must be a string, a list of strings, a list of token ids or a list \
-                 of lists of token ids"
-            )))
+        if prompts
+            .iter()
+            .any(|p| matches!(p, Prompt::Tokens(t) if t.is_empty()))
+        {
+            return Err(bad("a token-id prompt needs at least one token"));
         }
-    };
-    if prompts.is_empty() || prompts.len() > MAX_PROMPTS {
-        return Err(bad(&format!("`{name}` takes 1 to {MAX_PROMPTS} prompts")));
+        Ok(prompts)
     }
-    if prompts
-        .iter()
-        .any(|p| matches!(p, Prompt::Tokens(t) if t.is_empty()))
-    {
-        return Err(bad("a token-id prompt needs at least one token"));
-    }
-    Ok(prompts)
 }
 
 /// Why `ids` cannot be read by a model of `size` tokens: the first id outside its vocabulary.
@@ -69,19 +69,18 @@ pub fn outside_vocabulary(ids: &[u32], size: usize) -> Option<String> {
         .map(|id| format!("token id {id} is outside the vocabulary of {size} tokens"))
 }
 
-fn token_ids(v: Value, name: &str) -> Result<Vec<u32>> {
-    serde_json::from_value(v)
-        .map_err(|_| InvalidRequest::new(name, "token ids must be integers from 0 to 4294967295"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn the_four_forms_and_their_limits() {
-        let p = |v: Value| parse(Some(v));
+        let p = |v: Value| {
+            serde_json::from_value::<PromptInput>(v)
+                .map_err(|e| InvalidRequest::new("prompt", e.to_string()))
+                .and_then(|i| i.prompts("prompt"))
+        };
         assert_eq!(p(json!("a")).unwrap(), [Prompt::Text("a".into())]);
         assert_eq!(p(json!(["a", "b"])).unwrap().len(), 2);
         assert_eq!(p(json!([1, 2])).unwrap(), [Prompt::Tokens(vec![1, 2])]);
@@ -104,7 +103,6 @@ mod tests {
             );
         }
         assert!(p(json!(vec!["x"; MAX_PROMPTS + 1])).is_err());
-        assert!(parse(None).is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! open, so the model continues it) and `chat_template_kwargs` (extra variables for the
 //! model's template, e.g. `enable_thinking`).
 
-use super::{take, ChatMessage, InvalidRequest, Result};
+use super::body::ChatParams;
+use super::{ChatMessage, InvalidRequest, Result};
 use serde_json::{Map, Value};
 
 /// Template variables sluice sets itself, which `chat_template_kwargs` may not replace.
@@ -43,13 +44,10 @@ impl ChatTemplate {
 }
 
 /// Read the options for `messages` (see the module's text); errors name the parameter.
-pub(super) fn take_options(
-    map: &mut Map<String, Value>,
-    messages: &[ChatMessage],
-) -> Result<ChatTemplate> {
-    let add_generation_prompt: bool = take(map, "add_generation_prompt")?.unwrap_or(true);
-    let continue_final_message: bool = take(map, "continue_final_message")?.unwrap_or(false);
-    let kwargs: Map<String, Value> = take(map, "chat_template_kwargs")?.unwrap_or_default();
+pub(super) fn read_options(p: &mut ChatParams, messages: &[ChatMessage]) -> Result<ChatTemplate> {
+    let add_generation_prompt = p.add_generation_prompt.unwrap_or(true);
+    let continue_final_message = p.continue_final_message.unwrap_or(false);
+    let kwargs = p.chat_template_kwargs.take().unwrap_or_default();
     if let Some(k) = kwargs.keys().find(|k| RESERVED.contains(&k.as_str())) {
         return Err(InvalidRequest::new(
             format!("chat_template_kwargs.{k}"),

@@ -8,9 +8,10 @@
 //! </tool_call>`, the format of Qwen2.5, Hermes and SmolLM2's chat templates), which the
 //! engine describes to the model in a system message; `"none"` leaves the tools out.
 
-use super::{take, ChatMessage, InvalidRequest, Result};
+use super::wire::{ToolBody, ToolChoiceBody, ToolMode};
+use super::{ChatMessage, InvalidRequest, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// Most functions one request may offer (OpenAI's limit).
 pub const MAX_TOOLS: usize = 128;
@@ -164,17 +165,19 @@ impl Function {
     }
 }
 
-/// The request's `tools`, `tool_choice` and `parallel_tool_calls`, taken out of `map`.
+/// The request's `tools`, `tool_choice` and `parallel_tool_calls`.
 /// `None` when no tools are offered or `tool_choice` is `none`.
 ///
 /// Errors: [`InvalidRequest`] naming the part at fault: a tool that is not a function, a bad
 /// or repeated name, `parameters` that is not an object schema, more than [`MAX_TOOLS`],
 /// a `tool_choice` naming no offered function, or a `tool_choice` other than `none` with no
 /// tools.
-pub(super) fn take_tools(map: &mut Map<String, Value>) -> Result<Option<Tools>> {
-    let raw: Option<Vec<Value>> = take(map, "tools")?;
-    let choice: Option<Value> = take(map, "tool_choice")?;
-    let parallel: bool = take(map, "parallel_tool_calls")?.unwrap_or(true);
+pub(super) fn read_tools(
+    raw: Option<Vec<ToolBody>>,
+    choice: Option<ToolChoiceBody>,
+    parallel: Option<bool>,
+) -> Result<Option<Tools>> {
+    let parallel = parallel.unwrap_or(true);
     let functions = raw
         .unwrap_or_default()
         .into_iter()
@@ -229,40 +232,19 @@ pub(super) fn take_tools(map: &mut Map<String, Value>) -> Result<Option<Tools>> 
 }
 
 /// `tool_choice` as given; `None` for `none`.
-fn parse_choice(v: Value) -> Result<Option<ToolChoice>> {
+fn parse_choice(v: ToolChoiceBody) -> Result<Option<ToolChoice>> {
     Ok(Some(match v {
-        Value::String(s) if s == "none" => return Ok(None),
-        Value::String(s) if s == "auto" => ToolChoice::Auto,
-        Value::String(s) if s == "required" => ToolChoice::Required,
-        v => match v.pointer("/function/name").and_then(Value::as_str) {
-            Some(name) if v.get("type") == Some(&json!("function")) => {
-                ToolChoice::Function(name.to_string())
-            }
-            _ => {
-                return Err(InvalidRequest::new(
-                    "tool_choice",
-                    "`tool_choice` must be `none`, `auto`, `required` or \
-                     {\"type\": \"function\", \"function\": {\"name\": ...}}",
-                ))
-            }
-        },
+        ToolChoiceBody::Mode(ToolMode::None) => return Ok(None),
+        ToolChoiceBody::Mode(ToolMode::Auto) => ToolChoice::Auto,
+        ToolChoiceBody::Mode(ToolMode::Required) => ToolChoice::Required,
+        ToolChoiceBody::Named(named) => ToolChoice::Function(named.function.name),
     }))
 }
 
-fn parse_tool(i: usize, t: Value) -> Result<Function> {
+fn parse_tool(i: usize, t: ToolBody) -> Result<Function> {
     let at = |field: &str| format!("tools[{i}]{field}");
-    if t.get("type") != Some(&json!("function")) {
-        return Err(InvalidRequest::new(
-            at(".type"),
-            "only tools of type `function` are supported",
-        ));
-    }
-    let mut f: Function = t
-        .get("function")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| InvalidRequest::new(at(".function"), format!("invalid function: {e}")))?
+    let mut f = t
+        .function
         .ok_or_else(|| InvalidRequest::new(at(".function"), "`function` is required"))?;
     let name_ok = (1..=64).contains(&f.name.len())
         && f.name
@@ -347,17 +329,19 @@ mod tests {
     use super::*;
     use crate::openai::calls::{CallLayout, CallReader};
 
+    /// The tools of a chat body's parameters `body`.
+    fn read(body: Value) -> Result<Option<Tools>> {
+        let p: crate::openai::body::ChatParams = crate::openai::body::typed(body)?;
+        read_tools(p.tools, p.tool_choice, p.parallel_tool_calls)
+    }
+
     fn tools(choice: Value) -> Result<Option<Tools>> {
-        let mut map = json!({
+        read(json!({
             "tools": [{"type": "function", "function": {"name": "get_weather",
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
                 {"type": "function", "function": {"name": "now"}}],
             "tool_choice": choice,
-        })
-        .as_object()
-        .cloned()
-        .unwrap();
-        take_tools(&mut map)
+        }))
     }
 
     #[test]
@@ -378,18 +362,14 @@ mod tests {
             tools(missing).unwrap_err().param.as_deref(),
             Some("tool_choice")
         );
-        let mut map = json!({"tools": [{"type": "function", "function": {"name": "a b"}}]})
-            .as_object()
-            .cloned()
-            .unwrap();
-        let err = take_tools(&mut map).unwrap_err();
+        let err = read(json!({"tools": [{"type": "function", "function": {"name": "a b"}}]}))
+            .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("tools[0].function.name"));
-        let mut map = json!({"tool_choice": "required"})
-            .as_object()
-            .cloned()
-            .unwrap();
         assert_eq!(
-            take_tools(&mut map).unwrap_err().param.as_deref(),
+            read(json!({"tool_choice": "required"}))
+                .unwrap_err()
+                .param
+                .as_deref(),
             Some("tool_choice")
         );
     }
