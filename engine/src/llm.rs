@@ -26,7 +26,9 @@ use protocol::config::{ActivationDType, WeightKind};
 use protocol::openai::logprobs::TokenLogprob;
 use protocol::openai::prompt::{outside_vocabulary, Prompt};
 use protocol::openai::response::{Chunk, Completion, Usage};
-use protocol::openai::{CompletionRequest, GenerateRequest, Sampling};
+use protocol::openai::{
+    CompletionRequest, Constraint as OutputConstraint, GenerateRequest, Sampling,
+};
 use protocol::ModelConfig;
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -248,7 +250,7 @@ impl MistralRs {
             .get_sender(None)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         // What every run shares: its sampling, the stop ids of a constraint, the bias.
-        let constrained = sampling.json_schema.is_some() || sampling.pattern.is_some();
+        let constrained = sampling.constraint().is_some();
         let mut base = sampling_params(sampling);
         if constrained && !self.constraint_eos.is_empty() {
             base.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
@@ -686,13 +688,14 @@ fn safetensors_loader(weights: &Path) -> Result<Box<dyn mistralrs::core::Loader>
     .map_err(|e| EngineError::Load(format!("{e:#}")))
 }
 
-/// The structured-output constraint mistral.rs enforces with llguidance: a JSON Schema or a
-/// pattern (never both: the parser refuses the pair).
+/// The structured-output constraint mistral.rs enforces with llguidance: a JSON Schema, a
+/// pattern or a Lark grammar (the parser lets one through at most).
 fn constraint_of(s: &Sampling) -> Constraint {
-    match (&s.json_schema, &s.pattern) {
-        (Some(schema), _) => Constraint::JsonSchema(schema.clone()),
-        (None, Some(pattern)) => Constraint::Regex(pattern.clone()),
-        (None, None) => Constraint::None,
+    match s.constraint() {
+        Some(OutputConstraint::Schema(schema)) => Constraint::JsonSchema(schema.clone()),
+        Some(OutputConstraint::Pattern(pattern)) => Constraint::Regex(pattern.to_string()),
+        Some(OutputConstraint::Lark(lark)) => Constraint::Lark(lark.to_string()),
+        None => Constraint::None,
     }
 }
 

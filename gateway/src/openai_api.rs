@@ -285,6 +285,9 @@ pub(crate) fn check_request(
         // pattern that does not came from `guided_regex`.
         structured::check_pattern(pattern, "guided_regex")?;
     }
+    if let Some(lark) = &req.sampling().grammar {
+        structured::check_grammar(lark, "guided_grammar")?;
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! compiles it with, without a tokenizer: the same schema features are refused.
 
 use crate::error::GatewayError;
-use llguidance::api::ParserLimits;
+use llguidance::api::{GrammarInit, ParserLimits, TopLevelGrammar};
 use llguidance::{GrammarBuilder, JsonCompileOptions};
 use serde_json::Value;
 
@@ -30,6 +30,19 @@ pub fn check_pattern(pattern: &str, param: &str) -> Result<(), GatewayError> {
     GrammarBuilder::new(None, ParserLimits::default())
         .regex
         .regex(pattern)
+        .map(|_| ())
+        .map_err(|e| GatewayError::BadRequest {
+            message: format!("`{param}` cannot be enforced: {e}"),
+            param: Some(param.to_string()),
+            code: None,
+        })
+}
+
+/// `Ok` when the engine can enforce `lark` (`guided_grammar`): compiled by llguidance, as the
+/// engines compile it (its parser bounds the grammar's nesting); else a 400 for `param`.
+pub fn check_grammar(lark: &str, param: &str) -> Result<(), GatewayError> {
+    GrammarInit::Serialized(TopLevelGrammar::from_lark(lark.to_string()))
+        .to_internal(None, ParserLimits::default())
         .map(|_| ())
         .map_err(|e| GatewayError::BadRequest {
             message: format!("`{param}` cannot be enforced: {e}"),
@@ -65,5 +78,21 @@ mod tests {
         assert!(check_pattern("[0-9]{3}-[0-9]{4}", "guided_regex").is_ok());
         let e = check_pattern(r"\bword(?=x)", "guided_regex").unwrap_err();
         assert!(e.to_string().contains("guided_regex"), "{e}");
+    }
+
+    #[test]
+    fn lark_grammars_compile_and_gbnf_or_deep_ones_are_named() {
+        assert!(check_grammar("start: answer\nanswer: \"yes\" | \"no\"", "guided_grammar").is_ok());
+        assert!(check_grammar("start: /[0-9]+/ \"-\" /[a-z]+/", "guided_grammar").is_ok());
+        for bad in [
+            "root ::= \"yes\" | \"no\"".to_string(),
+            format!("start: {}\"a\"{}", "(".repeat(200), ")".repeat(200)),
+            format!("start: /{}a{}/", "(".repeat(5000), ")".repeat(5000)),
+        ] {
+            let e = check_grammar(&bad, "guided_grammar")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("guided_grammar"), "{e}");
+        }
     }
 }

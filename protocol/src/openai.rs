@@ -137,6 +137,10 @@ pub struct Sampling {
     /// [`body::CommonParams::guided_choice`]); never together with `json_schema`.
     #[serde(default)]
     pub pattern: Option<String>,
+    /// The grammar (llguidance's Lark syntax) the whole output must match, enforced by
+    /// constrained decoding: vLLM's `guided_grammar`; never with `json_schema` or `pattern`.
+    #[serde(default)]
+    pub grammar: Option<String>,
     /// Return each token's log probability with this many most likely alternatives (0 to
     /// [`logprobs::MAX_TOP_LOGPROBS`]): chat's `logprobs: true` + `top_logprobs`, completions'
     /// `logprobs` (an int). `None`: no log probabilities.
@@ -199,10 +203,31 @@ impl Sampling {
 }
 
 impl Sampling {
+    /// The constraint constrained decoding enforces, if any (at most one is set).
+    pub fn constraint(&self) -> Option<Constraint<'_>> {
+        match (&self.json_schema, &self.pattern, &self.grammar) {
+            (Some(schema), _, _) => Some(Constraint::Schema(schema)),
+            (None, Some(pattern), _) => Some(Constraint::Pattern(pattern)),
+            (None, None, Some(lark)) => Some(Constraint::Lark(lark)),
+            (None, None, None) => None,
+        }
+    }
+
     /// Greedy decoding: the output does not depend on any random state.
     pub fn is_greedy(&self) -> bool {
         self.temperature == Some(0.0) || self.top_k == Some(1)
     }
+}
+
+/// What constrained decoding makes the output match (see [`Sampling::constraint`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Constraint<'a> {
+    /// A JSON Schema.
+    Schema(&'a Value),
+    /// A regular expression.
+    Pattern(&'a str),
+    /// A grammar in llguidance's Lark syntax.
+    Lark(&'a str),
 }
 
 /// One message of a chat request, reduced to what the engine takes: a role, plain text, and
@@ -365,6 +390,7 @@ pub const VLLM_EXTENSIONS: &[&str] = &[
     "include_stop_str_in_output",
     "guided_regex",
     "guided_choice",
+    "guided_grammar",
     "structured_outputs",
     "allowed_token_ids",
     "skip_special_tokens",
@@ -449,11 +475,11 @@ impl ChatRequest {
                 ));
             }
             if let Some(schema) = t.forced_schema() {
-                if c.sampling.pattern.is_some() {
+                if c.sampling.pattern.is_some() || c.sampling.grammar.is_some() {
                     return Err(InvalidRequest::new(
                         "tool_choice",
                         "a `tool_choice` that forces a call cannot be combined with \
-                         `guided_regex` or `guided_choice`",
+                         `guided_regex`, `guided_choice` or `guided_grammar`",
                     ));
                 }
                 // OpenAI's meaning of the pair: the forced call's arguments follow its

@@ -27,7 +27,7 @@ use protocol::openai::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use protocol::openai::logprobs::TextLogprobs;
 use protocol::openai::prompt::{outside_vocabulary, Prompt};
 use protocol::openai::response::{Chunk, Completion, Usage};
-use protocol::openai::GenerateRequest;
+use protocol::openai::{Constraint, GenerateRequest};
 use protocol::ModelConfig;
 use scheduler::{SeqEvent, SeqRequest, Shape, Work};
 use std::num::NonZeroU32;
@@ -341,11 +341,11 @@ impl LlamaEngine {
         max_tokens: usize,
     ) -> Result<(Run, UnboundedReceiver<SeqEvent>), EngineError> {
         let sampling = req.sampling();
-        let grammar = match (&sampling.json_schema, &sampling.pattern) {
-            (Some(schema), _) => Some(TopLevelGrammar::from_json_schema(schema.clone())),
-            (None, Some(pattern)) => Some(TopLevelGrammar::from_regex(pattern)),
-            (None, None) => None,
-        };
+        let grammar = sampling.constraint().map(|c| match c {
+            Constraint::Schema(schema) => TopLevelGrammar::from_json_schema(schema.clone()),
+            Constraint::Pattern(pattern) => TopLevelGrammar::from_regex(pattern),
+            Constraint::Lark(lark) => TopLevelGrammar::from_lark(lark.to_string()),
+        });
         let constraint = match grammar {
             Some(grammar) => {
                 let factory = self

@@ -231,6 +231,11 @@ pub struct CommonParams {
     pub structured_outputs: Option<StructuredOutputs>,
     /// vLLM's: a regular expression the whole output matches; not with a schema.
     pub guided_regex: Option<String>,
+    /// vLLM's: a grammar in llguidance's Lark syntax (as vLLM's `guidance` backend reads it;
+    /// GBNF's `::=` rules are refused) the whole output matches; up to 64 KiB, not with a
+    /// schema or pattern.
+    #[schema(max_length = 65536)]
+    pub guided_grammar: Option<String>,
     /// vLLM's: the output is exactly one of these (1 to 256 non-empty strings).
     #[schema(min_items = 1, max_items = 256)]
     pub guided_choice: Option<Vec<String>>,

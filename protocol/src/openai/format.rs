@@ -18,6 +18,7 @@ pub(super) struct OutputKeys {
     guided_json: Option<Value>,
     guided_regex: Option<String>,
     guided_choice: Option<Vec<String>>,
+    guided_grammar: Option<String>,
 }
 
 impl OutputKeys {
@@ -32,20 +33,17 @@ impl OutputKeys {
             guided_json: c.guided_json.take(),
             guided_regex: c.guided_regex.take(),
             guided_choice: c.guided_choice.take(),
+            guided_grammar: c.guided_grammar.take(),
         };
         let Some(so) = c.structured_outputs.take() else {
             return Ok(keys);
         };
-        for (kind, given) in [
-            ("grammar", so.grammar.is_some()),
-            ("structural_tag", so.structural_tag.is_some()),
-        ] {
-            if given {
-                return Err(InvalidRequest::unsupported(
-                    &format!("structured_outputs.{kind}"),
-                    "structured outputs take `json`, `regex`, `choice` or `json_object` here",
-                ));
-            }
+        if so.structural_tag.is_some() {
+            return Err(InvalidRequest::unsupported(
+                "structured_outputs.structural_tag",
+                "structured outputs take `json`, `regex`, `choice`, `grammar` or \
+                 `json_object` here",
+            ));
         }
         let json_object = (so.json_object == Some(true)).then_some(ResponseFormat {
             kind: FormatKind::JsonObject,
@@ -55,6 +53,7 @@ impl OutputKeys {
             put(&mut keys.guided_json, so.json, "guided_json")?,
             put(&mut keys.guided_regex, so.regex, "guided_regex")?,
             put(&mut keys.guided_choice, so.choice, "guided_choice")?,
+            put(&mut keys.guided_grammar, so.grammar, "guided_grammar")?,
             put(&mut keys.response_format, json_object, "response_format")?,
         ];
         if kinds.iter().filter(|&&k| k).count() > 1 {
@@ -137,6 +136,28 @@ impl OutputKeys {
         Ok(Some(pattern))
     }
 }
+
+impl OutputKeys {
+    /// vLLM's `guided_grammar`, a grammar in llguidance's Lark syntax, up to [`MAX_GRAMMAR`]
+    /// bytes. Whether it compiles is checked by the gateway with the engines' compiler
+    /// (which bounds its nesting).
+    pub(super) fn grammar(&mut self) -> Result<Option<String>> {
+        match self.guided_grammar.take() {
+            Some(g) if g.len() > MAX_GRAMMAR => Err(InvalidRequest::new(
+                "guided_grammar",
+                format!("`guided_grammar` is longer than {MAX_GRAMMAR} bytes"),
+            )),
+            Some(g) if g.trim().is_empty() => Err(InvalidRequest::new(
+                "guided_grammar",
+                "`guided_grammar` is empty",
+            )),
+            g => Ok(g),
+        }
+    }
+}
+
+/// Longest `guided_grammar`, in bytes.
+pub const MAX_GRAMMAR: usize = 64 * 1024;
 
 /// Put `value` from `structured_outputs` in the slot of the key it replaces; whether one was
 /// given. The key itself given too is refused.

@@ -55,11 +55,19 @@ pub(super) fn parse_common(mut c: CommonParams) -> Result<Common> {
     let mut outputs = format::OutputKeys::desugar(&mut c)?;
     sampling.json_schema = outputs.schema()?;
     sampling.pattern = outputs.pattern()?;
+    sampling.grammar = outputs.grammar()?;
     if sampling.json_schema.is_some() && sampling.pattern.is_some() {
         return Err(InvalidRequest::new(
             "guided_regex",
             "a pattern (`guided_regex`, `guided_choice`) cannot be combined with a schema \
              (`response_format`, `guided_json`)",
+        ));
+    }
+    if sampling.grammar.is_some() && (sampling.json_schema.is_some() || sampling.pattern.is_some())
+    {
+        return Err(InvalidRequest::new(
+            "guided_grammar",
+            "`guided_grammar` cannot be combined with a schema or a pattern",
         ));
     }
     let (stream, include_usage, continuous_usage) = parse_stream(c.stream, c.stream_options)?;
@@ -247,12 +255,24 @@ mod tests {
         assert_eq!(r.sampling.pattern.as_deref(), Some("(a|b)"));
         let r = completion(json!({"structured_outputs": {"json": {"type": "object"}}})).unwrap();
         assert_eq!(r.sampling.json_schema, Some(json!({"type": "object"})));
+        let r = completion(json!({"structured_outputs": {"grammar": "start: \"a\""}})).unwrap();
+        assert_eq!(r.sampling.grammar.as_deref(), Some("start: \"a\""));
+        for clash in [json!({"guided_regex": "a"}), json!({"guided_json": {}})] {
+            let mut body = json!({"guided_grammar": "start: \"a\""});
+            body.as_object_mut()
+                .unwrap()
+                .extend(clash.as_object().unwrap().clone());
+            assert_eq!(
+                param_of(completion(body)).as_deref(),
+                Some("guided_grammar")
+            );
+        }
         let r = completion(json!({"structured_outputs": {"json_object": true}})).unwrap();
         assert!(r.sampling.json_schema.is_some());
         for (bad, param) in [
             (
-                json!({"grammar": "root ::= x"}),
-                "structured_outputs.grammar",
+                json!({"structural_tag": {}}),
+                "structured_outputs.structural_tag",
             ),
             (json!({"regex": "a", "choice": ["a"]}), "structured_outputs"),
             (json!(["a"]), "structured_outputs"),

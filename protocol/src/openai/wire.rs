@@ -218,8 +218,9 @@ pub struct ToolName {
     pub name: String,
 }
 
-/// vLLM's `structured_outputs`: one of `json`, `regex`, `choice`, `json_object`, read as the
-/// older key it replaces (`guided_json`, `guided_regex`, `guided_choice`, `response_format`).
+/// vLLM's `structured_outputs`: one of `json`, `regex`, `choice`, `grammar`, `json_object`,
+/// read as the older key it replaces (`guided_json`, `guided_regex`, `guided_choice`,
+/// `guided_grammar`, `response_format`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StructuredOutputs {
@@ -233,9 +234,8 @@ pub struct StructuredOutputs {
     pub choice: Option<Vec<String>>,
     /// `true`: any JSON object.
     pub json_object: Option<bool>,
-    /// Refused: grammars are not enforced here.
-    #[schema(value_type = Option<Object>)]
-    pub grammar: Option<Value>,
+    /// A grammar in llguidance's Lark syntax the whole output matches.
+    pub grammar: Option<String>,
     /// Refused: structural tags are not enforced here.
     #[schema(value_type = Option<Object>)]
     pub structural_tag: Option<Value>,
