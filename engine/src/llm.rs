@@ -9,7 +9,7 @@ use crate::bias::LogitBias;
 use crate::counter::{TokenCounter, TokenCounts};
 use crate::devices;
 use crate::logprobs::{ChoiceLogprobs, LogprobRecorder, Vocab};
-use crate::rules::{StopIdsAsEos, TokenMask, TokenRules};
+use crate::rules::{bad_word_ids, StopIdsAsEos, TokenMask, TokenRules};
 use crate::sampler::SeededSampler;
 use crate::shape::Aggregator;
 use crate::EngineError;
@@ -202,6 +202,24 @@ impl MistralRs {
         }
     }
 
+    /// vLLM's `bad_words` as token sequences (see [`bad_word_ids`]), tokenized by mistral.rs
+    /// (without special tokens).
+    async fn bad_words_of(&self, words: &[String]) -> Result<Vec<Vec<u32>>, EngineError> {
+        let mut encoded = std::collections::HashMap::new();
+        for w in words {
+            let w = w.trim_start();
+            for text in [w.to_string(), format!(" {w}")] {
+                let ids = self
+                    .model
+                    .tokenize(Either::Right(text.clone()), None, false, false, None)
+                    .await
+                    .map_err(|e| EngineError::Internal(format!("tokenizing `bad_words`: {e}")))?;
+                encoded.insert(text, ids);
+            }
+        }
+        bad_word_ids(words, |t| Ok(encoded.get(t).cloned().unwrap_or_default()))
+    }
+
     /// The text `echo` puts first: the prompt, or its tokens' text.
     fn echo_text(&self, c: &CompletionRequest) -> String {
         match (c.prompt(), &self.vocab) {
@@ -256,7 +274,8 @@ impl MistralRs {
             base.stop_toks = Some(StopTokens::Ids(self.constraint_eos.clone()));
         }
         let bias = LogitBias::processor(&sampling.logit_bias);
-        let rules = TokenRules::new(sampling, self.eos.clone());
+        let rules = TokenRules::new(sampling, self.eos.clone())
+            .with_bad_words(self.bad_words_of(&sampling.bad_words).await?);
         let (ends, stop_ids) = (
             TokenMask::processor(rules.clone()),
             StopIdsAsEos::processor(&rules),

@@ -1,6 +1,7 @@
 //! Which tokens may be drawn and which end a choice, as vLLM defines them: the model's
 //! end-of-sequence tokens (unless `ignore_eos`), `stop_token_ids`, and `min_tokens`, before
-//! which none of them may be generated; `allowed_token_ids`, outside which nothing is drawn.
+//! which none of them may be generated; `allowed_token_ids`, outside which nothing is drawn;
+//! `bad_words`, whose last token is never drawn right after the rest of the word.
 //! Both backends apply the same rules: llama.cpp's scheduler asks [`TokenRules::ends`]
 //! after each token and its chooser masks with [`TokenRules::mask`]; mistral.rs, which stops on
 //! its end-of-sequence tokens itself and takes `stop_token_ids` as its stop tokens, gets the
@@ -23,6 +24,8 @@ pub struct TokenRules {
     min_tokens: usize,
     /// `allowed_token_ids`, sorted: only these may be drawn.
     allowed: Option<Vec<u32>>,
+    /// `bad_words` as token sequences (see [`bad_word_ids`]).
+    bad_words: Vec<Vec<u32>>,
 }
 
 impl TokenRules {
@@ -39,7 +42,14 @@ impl TokenRules {
                 ids.sort_unstable();
                 ids
             }),
+            bad_words: Vec::new(),
         }
+    }
+
+    /// The same rules with `bad_words` as token sequences (see [`bad_word_ids`]).
+    pub fn with_bad_words(mut self, bad_words: Vec<Vec<u32>>) -> Self {
+        self.bad_words = bad_words;
+        self
     }
 
     /// Whether generating `id` ends the choice (`stop`).
@@ -47,17 +57,22 @@ impl TokenRules {
         self.stop_ids.contains(&id) || (!self.ignore_eos && self.eos.contains(&id))
     }
 
-    /// Set to -inf, after `generated` tokens, the logits of the tokens that may not be drawn:
-    /// first those outside `allowed_token_ids`; then every ending token before `min_tokens`,
+    /// Set to -inf, after the `generated` tokens, the logits of the tokens that may not be
+    /// drawn: first those outside `allowed_token_ids`; then those that would complete a bad
+    /// word (vLLM's rule: the last token of a word whose other tokens end `generated`, the
+    /// prompt not counted); then every ending token before `min_tokens`,
     /// and with `always_eos` (a backend that stops on end-of-sequence tokens by itself, so
     /// `ignore_eos` can only keep them from being drawn) the end-of-sequence tokens. A step
     /// that would leave nothing to draw (a complete structured-output constraint allows only
     /// the end) skips that part.
-    pub fn mask(&self, generated: usize, always_eos: bool, logits: &mut [f32]) {
+    pub fn mask(&self, generated: &[u32], always_eos: bool, logits: &mut [f32]) {
         if let Some(allowed) = &self.allowed {
             mask_outside(logits, allowed);
         }
-        let early = generated < self.min_tokens;
+        if !self.bad_words.is_empty() {
+            mask_unless_empty(logits, self.completing_bad_words(generated, logits.len()));
+        }
+        let early = generated.len() < self.min_tokens;
         let eos_always = always_eos && self.ignore_eos;
         if !early && !eos_always {
             return;
@@ -73,12 +88,51 @@ impl TokenRules {
         mask_unless_empty(logits, ending);
     }
 
+    /// The last tokens of the bad words whose other tokens end `generated` (ids below `n`).
+    fn completing_bad_words(&self, generated: &[u32], n: usize) -> Vec<usize> {
+        self.bad_words
+            .iter()
+            .filter_map(|word| word.split_last())
+            .filter(|(_, prefix)| generated.ends_with(prefix))
+            .map(|(&last, _)| last as usize)
+            .filter(|&id| id < n)
+            .collect()
+    }
+
     #[cfg(feature = "mistralrs")]
     /// Whether [`TokenRules::mask`] can change anything for a backend that stops on its
     /// end-of-sequence tokens by itself.
     fn masks_anything(&self) -> bool {
-        self.min_tokens > 0 || self.ignore_eos || self.allowed.is_some()
+        self.min_tokens > 0
+            || self.ignore_eos
+            || self.allowed.is_some()
+            || !self.bad_words.is_empty()
     }
+}
+
+/// vLLM's `bad_words` as token sequences: each word without its leading whitespace, as
+/// `encode` tokenizes it (no special tokens), and again after a space when that spelling has
+/// as many tokens and another first one (a word in the middle of text). `encode` may fail
+/// (its error is returned); a word of no tokens is left out.
+pub fn bad_word_ids<E>(
+    words: &[String],
+    mut encode: impl FnMut(&str) -> Result<Vec<u32>, E>,
+) -> Result<Vec<Vec<u32>>, E> {
+    let mut out = Vec::with_capacity(words.len() * 2);
+    for word in words {
+        let word = word.trim_start();
+        let plain = encode(word)?;
+        let spaced = encode(&format!(" {word}"))?;
+        let differs = spaced.first() != plain.first() && spaced.len() == plain.len();
+        if plain.is_empty() {
+            continue;
+        }
+        out.push(plain);
+        if differs {
+            out.push(spaced);
+        }
+    }
+    Ok(out)
 }
 
 /// Set every token outside `allowed` (sorted) to -inf, unless no allowed token is finite. One
@@ -143,8 +197,8 @@ impl CustomLogitsProcessor for TokenMask {
             .flatten_all()?
             .to_dtype(mistralrs::DType::F32)?
             .to_vec1::<f32>()?;
-        self.rules
-            .mask(context.len().saturating_sub(prompt), true, &mut v);
+        let generated = context.get(prompt..).unwrap_or_default();
+        self.rules.mask(generated, true, &mut v);
         Tensor::from_vec(v, logits.shape(), logits.device())?.to_dtype(logits.dtype())
     }
 }
@@ -226,18 +280,18 @@ mod tests {
     fn min_tokens_masks_every_ending_token_until_reached() {
         let r = rules(false, 2, &[2]);
         let mut l = [1.0, 1.0, 1.0];
-        r.mask(1, false, &mut l);
+        r.mask(&[7], false, &mut l);
         assert_eq!(l, [f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY]);
         let mut l = [1.0, 1.0, 1.0];
-        r.mask(2, false, &mut l);
+        r.mask(&[7, 7], false, &mut l);
         assert_eq!(l, [1.0, 1.0, 1.0], "reached: nothing masked");
         // With ignore_eos, end-of-sequence tokens are not ending tokens on llama.cpp, but a
         // backend that stops on them by itself must never draw them.
         let r = rules(true, 0, &[]);
         let mut l = [1.0, 1.0];
-        r.mask(5, false, &mut l);
+        r.mask(&[7; 5], false, &mut l);
         assert_eq!(l, [1.0, 1.0]);
-        r.mask(5, true, &mut l);
+        r.mask(&[7; 5], true, &mut l);
         assert_eq!(l, [f32::NEG_INFINITY, 1.0]);
     }
 
@@ -266,7 +320,7 @@ mod tests {
         };
         let r = TokenRules::new(&s, Arc::from([0u32]));
         let mut l = [1.0, 1.0, 1.0, 1.0];
-        r.mask(0, false, &mut l);
+        r.mask(&[], false, &mut l);
         let ninf = f32::NEG_INFINITY;
         assert_eq!(l, [ninf, 1.0, 1.0, ninf]);
     }
@@ -275,7 +329,40 @@ mod tests {
     fn the_end_stays_open_when_nothing_else_is_allowed() {
         let r = rules(false, 10, &[]);
         let mut l = [1.0, f32::NEG_INFINITY];
-        r.mask(0, false, &mut l);
+        r.mask(&[], false, &mut l);
         assert_eq!(l, [1.0, f32::NEG_INFINITY]);
+    }
+
+    #[test]
+    fn a_bad_word_is_never_completed() {
+        // "ab" is tokens [1, 2]; "c" is [3].
+        let r = TokenRules::new(&Sampling::default(), Arc::from([0u32]))
+            .with_bad_words(vec![vec![1, 2], vec![3]]);
+        let ninf = f32::NEG_INFINITY;
+        let mut l = [1.0; 4];
+        r.mask(&[], false, &mut l);
+        assert_eq!(l, [1.0, 1.0, 1.0, ninf], "one-token words: always");
+        let mut l = [1.0; 4];
+        r.mask(&[2, 1], false, &mut l);
+        assert_eq!(l, [1.0, 1.0, ninf, ninf], "after its first token");
+        let mut l = [1.0; 4];
+        r.mask(&[1, 2], false, &mut l);
+        assert_eq!(l, [1.0, 1.0, 1.0, ninf]);
+    }
+
+    #[test]
+    fn bad_words_are_tokenized_at_the_start_and_after_a_space_as_vllm_does() {
+        let encode = |t: &str| -> Result<Vec<u32>, ()> {
+            Ok(match t {
+                "hello" => vec![10],
+                " hello" => vec![11],
+                "ab" => vec![1, 2],
+                " ab" => vec![5, 1, 2],
+                _ => vec![],
+            })
+        };
+        let words = ["  hello".to_string(), "ab".to_string(), "\t".to_string()];
+        let ids = bad_word_ids(&words, encode).unwrap();
+        assert_eq!(ids, [vec![10], vec![11], vec![1, 2]]);
     }
 }

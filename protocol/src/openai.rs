@@ -164,6 +164,12 @@ pub struct Sampling {
     /// a choice stays at the end of its text.
     #[serde(default)]
     pub include_stop_str_in_output: bool,
+    /// vLLM's `bad_words`: the engine tokenizes each word as vLLM does (without its leading
+    /// whitespace, and again after a space when that gives as many tokens with another
+    /// first one) and never draws the last token of one whose other tokens were just
+    /// generated. Up to [`MAX_BAD_WORDS`].
+    #[serde(default)]
+    pub bad_words: Vec<String>,
     /// vLLM's `allowed_token_ids`: only these tokens may be drawn (1 to
     /// [`MAX_ALLOWED_TOKEN_IDS`] ids of the model's vocabulary, checked by the gateway).
     #[serde(default)]
@@ -391,6 +397,7 @@ pub const VLLM_EXTENSIONS: &[&str] = &[
     "guided_regex",
     "guided_choice",
     "guided_grammar",
+    "bad_words",
     "structured_outputs",
     "allowed_token_ids",
     "skip_special_tokens",
@@ -417,6 +424,10 @@ pub const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 pub const MAX_STOP: usize = 16;
 /// Maximum number of `stop_token_ids` one request may give.
 pub const MAX_STOP_TOKEN_IDS: usize = 64;
+/// Maximum number of `bad_words` one request may give, and the longest, in bytes.
+pub const MAX_BAD_WORDS: usize = 64;
+/// See [`MAX_BAD_WORDS`].
+pub const MAX_BAD_WORD_BYTES: usize = 256;
 /// Maximum number of `allowed_token_ids` one request may give.
 pub const MAX_ALLOWED_TOKEN_IDS: usize = 1 << 18;
 /// Maximum number of choices (`n`) one request may ask for, and of sequences (`best_of`) one

@@ -274,6 +274,21 @@ def test_guided_grammar_in_lark_holds_on_every_backend(server):
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "guided_grammar", (extra, bad.text)
 
 
+def test_bad_words_are_never_generated_on_every_backend(server):
+    for prompt, word in [("The capital of France is", "Paris"), ("My favourite colour is", "blue")]:
+        natural = completion(server.base, prompt=prompt, max_tokens=12)["choices"][0]["text"]
+        assert word in natural, natural  # the model says it unless kept from it
+        kept = completion(server.base, prompt=prompt, max_tokens=12, bad_words=[word, "New Haven"])
+        assert word not in kept["choices"][0]["text"], kept
+    job = httpx.post(f"{server.base}/v2/{MODEL}/runsync", timeout=120, json={"input": {
+        "prompt": "The capital of France is",
+        "sampling_params": {"max_tokens": 12, "temperature": 0, "bad_words": ["Paris"]}}})
+    assert job.status_code == 200 and job.json()["status"] == "COMPLETED", job.text
+    assert "Paris" not in job.json()["output"][0]["choices"][0]["tokens"][0], job.text
+    bad = httpx.post(f"{server.base}/v1/completions", json={"model": MODEL, "prompt": "x", "bad_words": [" "]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "bad_words", bad.text
+
+
 def test_allowed_token_ids_are_all_that_is_drawn(server):
     import re
     ids = vocab()

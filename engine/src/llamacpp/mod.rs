@@ -12,7 +12,7 @@ mod scheduler;
 mod step;
 
 use crate::logprobs::{complete_len, Entries, Position, Vocab};
-use crate::rules::TokenRules;
+use crate::rules::{bad_word_ids, TokenRules};
 use crate::shape::Aggregator;
 use crate::EngineError;
 use embed::{EmbedRequest, Embedder};
@@ -360,7 +360,11 @@ impl LlamaEngine {
             }
             None => None,
         };
-        let ends = TokenRules::new(sampling, self.eog.clone());
+        let bad_words = bad_word_ids(&sampling.bad_words, |w| {
+            self.tokenizer.encode_with(w, false)
+        })
+        .map_err(|e| EngineError::Invalid(format!("tokenizing `bad_words`: {e}")))?;
+        let ends = TokenRules::new(sampling, self.eog.clone()).with_bad_words(bad_words);
         let chooser = step::TokenChooser::new(
             sampling,
             (i, ranked),

@@ -26,10 +26,11 @@ pub struct TokenChooser {
     generated: HashMap<u32, u32>,
     top_n: Option<usize>,
     constraint: Option<Matcher>,
-    /// What may end the sequence, and when (`ignore_eos`, `stop_token_ids`, `min_tokens`).
+    /// What may be drawn and what ends the sequence, and when (`allowed_token_ids`,
+    /// `bad_words`, `ignore_eos`, `stop_token_ids`, `min_tokens`).
     ends: TokenRules,
-    /// Tokens chosen so far.
-    count: usize,
+    /// The tokens chosen so far, in order.
+    history: Vec<u32>,
 }
 
 /// The token chosen, with its position's log probabilities when asked for.
@@ -77,7 +78,7 @@ impl TokenChooser {
             top_n: s.logprobs.map(|n| n as usize).or(ranked.then_some(0)),
             constraint,
             ends,
-            count: 0,
+            history: Vec::new(),
         }
     }
 
@@ -105,7 +106,7 @@ impl TokenChooser {
                 return Err("the constraint allows no token".into());
             }
         }
-        self.ends.mask(self.count, false, logits);
+        self.ends.mask(&self.history, false, logits);
         let id = match &self.sampler {
             Some(s) => s.pick(logits),
             None => argmax(logits),
@@ -114,7 +115,7 @@ impl TokenChooser {
             m.consume_token(id).map_err(|e| e.to_string())?;
         }
         *self.generated.entry(id).or_default() += 1;
-        self.count += 1;
+        self.history.push(id);
         let position = logprobs.map(|lp| position(&lp, id, self.top_n.unwrap_or(0)));
         Ok(Choice { id, position })
     }

@@ -210,6 +210,10 @@ pub struct CommonParams {
     pub truncate_prompt_tokens: Option<u32>,
     /// `false`: special tokens are written in the text (vLLM's; default `true`).
     pub skip_special_tokens: Option<bool>,
+    /// Words never generated (vLLM's): each word's tokens, at the start of the text or after
+    /// a space, are not completed (up to 64 words of at most 256 bytes).
+    #[schema(max_items = 64)]
+    pub bad_words: Option<Vec<String>>,
     /// Only these token ids may be drawn (vLLM's).
     #[schema(min_items = 1)]
     pub allowed_token_ids: Option<Vec<u32>>,

@@ -4,8 +4,8 @@
 use super::body::CommonParams;
 use super::wire::{Stop, StreamOptions};
 use super::{
-    check_range, format, InvalidRequest, Result, Sampling, MAX_ALLOWED_TOKEN_IDS, MAX_N, MAX_STOP,
-    MAX_STOP_TOKEN_IDS,
+    check_range, format, InvalidRequest, Result, Sampling, MAX_ALLOWED_TOKEN_IDS, MAX_BAD_WORDS,
+    MAX_BAD_WORD_BYTES, MAX_N, MAX_STOP, MAX_STOP_TOKEN_IDS,
 };
 use std::collections::HashMap;
 
@@ -34,6 +34,7 @@ pub(super) fn parse_common(mut c: CommonParams) -> Result<Common> {
         ));
     }
     sampling.include_stop_str_in_output = c.include_stop_str_in_output.unwrap_or(false);
+    sampling.bad_words = parse_bad_words(c.bad_words.take())?;
     sampling.allowed_token_ids = c.allowed_token_ids.take();
     sampling.keep_special_tokens = !c.skip_special_tokens.unwrap_or(true);
     sampling.truncate_prompt_tokens = c.truncate_prompt_tokens;
@@ -142,6 +143,23 @@ fn parse_stop(stop: Option<Stop>) -> Result<Vec<String>> {
         ));
     }
     Ok(stop)
+}
+
+/// vLLM's `bad_words`: up to [`MAX_BAD_WORDS`] words of 1 to [`MAX_BAD_WORD_BYTES`] bytes,
+/// none blank (vLLM tokenizes each without its leading whitespace).
+fn parse_bad_words(words: Option<Vec<String>>) -> Result<Vec<String>> {
+    let words = words.unwrap_or_default();
+    let fits = |w: &String| !w.trim().is_empty() && w.len() <= MAX_BAD_WORD_BYTES;
+    if words.len() > MAX_BAD_WORDS || !words.iter().all(fits) {
+        return Err(InvalidRequest::new(
+            "bad_words",
+            format!(
+                "`bad_words` takes up to {MAX_BAD_WORDS} words of 1 to {MAX_BAD_WORD_BYTES} \
+                 bytes, none blank"
+            ),
+        ));
+    }
+    Ok(words)
 }
 
 /// `logit_bias`: token ids (as strings, OpenAI's form) to biases in -100..=100.
@@ -282,6 +300,22 @@ mod tests {
         }
         let both = completion(json!({"structured_outputs": {"regex": "a"}, "guided_regex": "b"}));
         assert_eq!(param_of(both).as_deref(), Some("structured_outputs"));
+    }
+
+    #[test]
+    fn bad_words_are_bounded_and_not_blank() {
+        let r = completion(json!({"bad_words": ["hello", " world"]})).unwrap();
+        assert_eq!(r.sampling.bad_words, ["hello", " world"]);
+        let many = vec!["w"; 65];
+        for bad in [
+            json!([" "]),
+            json!(["x".repeat(257)]),
+            json!(many),
+            json!("w"),
+        ] {
+            let e = completion(json!({ "bad_words": bad }));
+            assert_eq!(param_of(e).as_deref(), Some("bad_words"));
+        }
     }
 
     #[test]
