@@ -518,6 +518,7 @@ fn unsupported(req: &GenerateRequest) -> Option<&'static str> {
         GenerateRequest::Completion(c) if c.echo && s.logprobs.is_some() => {
             return Some("`echo` with `logprobs` (prompt log probabilities) is")
         }
+        _ if s.prompt_logprobs.is_some() => return Some("`prompt_logprobs` is"),
         _ if s.max_tokens == Some(0) => return Some("`max_tokens: 0` is"),
         _ => {}
     }

@@ -13,8 +13,9 @@
 //! with, pieces of one character are one entry, and the first entry loses its leading
 //! whitespace as mistral.rs's first delta does (`Sequence::peek_delta`).
 
-use protocol::openai::logprobs::{TokenLogprob, TopLogprob};
+use protocol::openai::logprobs::{PromptLogprob, TokenLogprob, TopLogprob};
 use protocol::openai::prompt::Prompt;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Every token's bytes, as mistral.rs's token trie decodes them: `text` without special
@@ -62,15 +63,43 @@ impl Vocab {
     }
 
     /// A prompt token's entry, one per token (eval harnesses count prompt entries by token),
-    /// special tokens written out as the prompt's text writes them.
-    pub(crate) fn prompt_entry(&self, p: &Position) -> TokenLogprob {
+    /// special tokens written out as the prompt's text writes them, with `top` alternatives.
+    pub(crate) fn prompt_entry(&self, p: &Position, top: usize) -> TokenLogprob {
         let bytes = self.shown(p.id).to_vec();
         TokenLogprob {
             token: String::from_utf8_lossy(&bytes).into_owned(),
             logprob: p.logprob,
             bytes: Some(bytes),
-            top_logprobs: p.top.iter().map(|t| self.alternative(t)).collect(),
+            top_logprobs: p
+                .top
+                .iter()
+                .take(top)
+                .map(|t| self.alternative(t))
+                .collect(),
         }
+    }
+
+    /// A prompt token's entry of vLLM's `prompt_logprobs`: the token and the `top` most
+    /// likely at its position, by id, with their ranks and texts.
+    pub(crate) fn prompt_logprobs_entry(
+        &self,
+        p: &Position,
+        top: usize,
+    ) -> BTreeMap<String, PromptLogprob> {
+        let entry = |id: u32, logprob, rank| {
+            let text = String::from_utf8_lossy(self.shown(id)).into_owned();
+            let e = PromptLogprob {
+                logprob,
+                rank,
+                decoded_token: text,
+            };
+            (id.to_string(), e)
+        };
+        let alternatives = p.top.iter().take(top).enumerate();
+        alternatives
+            .map(|(i, &(id, logprob))| entry(id, logprob, i + 1))
+            .chain([entry(p.id, p.logprob, p.rank)])
+            .collect()
     }
 
     fn alternative(&self, &(id, logprob): &(u32, f32)) -> TopLogprob {
@@ -91,14 +120,18 @@ pub struct Position {
     pub id: u32,
     /// Natural log of its probability.
     pub logprob: f32,
+    /// Its rank among all tokens at the position: 1 + how many were more likely.
+    pub rank: usize,
     /// The most likely tokens, most likely first.
     pub top: Vec<(u32, f32)>,
 }
 
 pub(crate) fn position(lp: &[f32], id: u32, top_n: usize) -> Position {
+    let logprob = lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY);
     Position {
         id,
-        logprob: lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY),
+        logprob,
+        rank: 1 + lp.iter().filter(|&&l| l > logprob).count(),
         top: top_n_of(lp, top_n),
     }
 }

@@ -4,7 +4,7 @@
 //! non-streamed one.
 
 use crate::tool_calls::{Emit, ToolOutput};
-use protocol::openai::logprobs::{ChatLogprobs, TextLogprobs, TokenLogprob};
+use protocol::openai::logprobs::{ChatLogprobs, PromptLogprobs, TextLogprobs, TokenLogprob};
 use protocol::openai::response::{
     AssistantMessage, ChatChoice, ChatChunkChoice, Chunk, Completion, Delta, Envelope, StopReason,
     TextChoice, Usage,
@@ -51,6 +51,8 @@ struct Choice {
     echoed: Option<TextLogprobs>,
     /// The stop string or stop token that ended the choice (vLLM's `stop_reason`).
     stop_reason: Option<StopReason>,
+    /// Its prompt's scores, when asked for (vLLM's `prompt_logprobs`).
+    prompt_logprobs: Option<PromptLogprobs>,
 }
 
 impl Choice {
@@ -334,6 +336,7 @@ impl Aggregator {
                         .then(|| TextLogprobs::from_entries(&released, offset)),
                     finish_reason: finish,
                     stop_reason,
+                    prompt_logprobs: None,
                 };
                 Chunk::Text(self.envelope("text_completion", vec![choice], usage))
             }
@@ -431,9 +434,19 @@ impl Aggregator {
             logprobs: scored,
             finish_reason: None,
             stop_reason: None,
+            prompt_logprobs: None,
         };
         let usage = self.chunk_usage();
         Chunk::Text(self.envelope("text_completion", vec![choice], usage))
+    }
+
+    /// Record choice `index`'s prompt scores (vLLM's `prompt_logprobs`), for the final
+    /// object: in the choice of a text completion, at the top of a chat completion.
+    pub fn prompt_logprobs(&mut self, index: usize, scores: PromptLogprobs) {
+        if index >= self.choices.len() {
+            self.choices.resize(index + 1, Choice::default());
+        }
+        self.choices[index].prompt_logprobs = Some(scores);
     }
 
     /// The non-streamed response object.
@@ -461,7 +474,9 @@ impl Aggregator {
                         stop_reason: c.stop_reason.clone(),
                     })
                     .collect();
-                Completion::Chat(self.envelope("chat.completion", choices, usage))
+                let mut chat = self.envelope("chat.completion", choices, usage);
+                chat.prompt_logprobs = self.choices.first().and_then(|c| c.prompt_logprobs.clone());
+                Completion::Chat(chat)
             }
             Kind::Completion => {
                 let choices = choices
@@ -475,6 +490,7 @@ impl Aggregator {
                         }),
                         finish_reason: reason(c),
                         stop_reason: c.stop_reason.clone(),
+                        prompt_logprobs: c.prompt_logprobs.clone(),
                     })
                     .collect();
                 Completion::Text(self.envelope("text_completion", choices, usage))
@@ -496,6 +512,7 @@ impl Aggregator {
             system_fingerprint: None,
             choices,
             usage,
+            prompt_logprobs: None,
         }
     }
 }

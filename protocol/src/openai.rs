@@ -164,6 +164,10 @@ pub struct Sampling {
     /// a choice stays at the end of its text.
     #[serde(default)]
     pub include_stop_str_in_output: bool,
+    /// vLLM's `prompt_logprobs`: score every prompt token with this many alternatives (0 to
+    /// [`logprobs::MAX_TOP_LOGPROBS`]). Never with `stream` or `best_of`.
+    #[serde(default)]
+    pub prompt_logprobs: Option<u32>,
     /// vLLM's `bad_words`: the engine tokenizes each word as vLLM does (without its leading
     /// whitespace, and again after a space when that gives as many tokens with another
     /// first one) and never draws the last token of one whose other tokens were just
@@ -398,6 +402,7 @@ pub const VLLM_EXTENSIONS: &[&str] = &[
     "guided_choice",
     "guided_grammar",
     "bad_words",
+    "prompt_logprobs",
     "structured_outputs",
     "allowed_token_ids",
     "skip_special_tokens",
@@ -583,6 +588,12 @@ impl CompletionRequest {
         }
         let best_of = route.best_of;
         let logprobs = logprobs::read_text(route.logprobs)?;
+        if best_of.is_some() && common.prompt_logprobs.is_some() {
+            return Err(InvalidRequest::new(
+                "prompt_logprobs",
+                "`prompt_logprobs` cannot be combined with `best_of` here",
+            ));
+        }
         if logprobs.is_some() && best_of.is_some() {
             return Err(InvalidRequest::new(
                 "logprobs",

@@ -89,6 +89,7 @@ mod tests {
             "stop_token_ids": [2], "include_stop_str_in_output": true,
             "ignore_eos": true, "min_tokens": 1, "guided_regex": null, "guided_choice": null,
             "guided_grammar": null, "bad_words": ["x"],
+            "prompt_logprobs": null,
             "allowed_token_ids": [1], "structured_outputs": null, "skip_special_tokens": true,
             "truncate_prompt_tokens": 100, "add_generation_prompt": true,
             "continue_final_message": false, "chat_template_kwargs": {}, "priority": 1,

@@ -289,6 +289,33 @@ def test_bad_words_are_never_generated_on_every_backend(server):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "bad_words", bad.text
 
 
+def test_prompt_logprobs_score_the_prompt_as_echo_does(server, request):
+    body = {"model": MODEL, "prompt": "The sky is blue", "max_tokens": 2, "prompt_logprobs": 2}
+    r = httpx.post(f"{server.base}/v1/completions", json=body, timeout=120)
+    if backend(request) != "llamacpp":
+        # mistral.rs 0.8.1 computes no prompt logits: a 400 naming the parameter and backend.
+        assert r.status_code == 400 and "prompt_logprobs" in r.json()["error"]["message"], r.text
+        return
+    assert r.status_code == 200, r.text
+    scores = r.json()["choices"][0]["prompt_logprobs"]
+    assert len(scores) == r.json()["usage"]["prompt_tokens"] and scores[0] is None, scores
+    # The same numbers as the echoed prompt's, which lm-eval reads (one computation).
+    echo = completion(server.base, prompt="The sky is blue", max_tokens=0, echo=True, logprobs=2)
+    echoed = echo["choices"][0]["logprobs"]
+    for entry, token, lp in zip(scores[1:], echoed["tokens"][1:], echoed["token_logprobs"][1:]):
+        mine = [e for e in entry.values() if e["decoded_token"] == token]
+        assert mine and abs(mine[0]["logprob"] - lp) < 1e-4 and mine[0]["rank"] >= 1, (entry, token, lp)
+        ranks = sorted(e["rank"] for e in entry.values())
+        assert ranks[:2] == [1, 2] and 2 <= len(entry) <= 3, entry
+    chat = httpx.post(f"{server.base}/v1/chat/completions", timeout=120, json={
+        "model": MODEL, "messages": SHORT, "max_tokens": 2, "prompt_logprobs": 0}).json()
+    assert len(chat["prompt_logprobs"]) == chat["usage"]["prompt_tokens"], chat
+    assert all(len(e) == 1 for e in chat["prompt_logprobs"][1:]), "0 alternatives: the token alone"
+    for extra in [{"stream": True}, {"best_of": 2}, {"prompt_logprobs": 21}]:
+        bad = httpx.post(f"{server.base}/v1/completions", json={**body, **extra})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt_logprobs", bad.text
+
+
 def test_allowed_token_ids_are_all_that_is_drawn(server):
     import re
     ids = vocab()

@@ -182,20 +182,24 @@ impl LlamaEngine {
     }
 
     /// Choice `i`'s echo of its scored prompt: the prompt's text with one log-probability
-    /// entry per token (the first unscored, as OpenAI's `null`).
+    /// entry per token (the first unscored, as OpenAI's `null`), `top` alternatives each.
     fn scored_echo(
         &self,
         req: &GenerateRequest,
         agg: &mut Aggregator,
         i: usize,
         (prompt, scored): (&[u32], &[Position]),
+        top: usize,
     ) -> Chunk {
         let text = match req {
             GenerateRequest::Completion(c) => self.vocab.echo_text(c.prompt()),
             GenerateRequest::Chat(_) => String::new(),
         };
         let first = prompt.first().map_or(&[][..], |&id| self.vocab.shown(id));
-        let rest: Vec<_> = scored.iter().map(|p| self.vocab.prompt_entry(p)).collect();
+        let rest: Vec<_> = scored
+            .iter()
+            .map(|p| self.vocab.prompt_entry(p, top))
+            .collect();
         let lists = TextLogprobs::scored_prompt(&String::from_utf8_lossy(first), &rest);
         agg.echo_scored(i, &text, Some(lists))
     }
@@ -460,7 +464,7 @@ impl crate::Backend for LlamaEngine {
         agg.usage = Usage::new(prompt.len(), 0);
         if let GenerateRequest::Completion(c) = req {
             // A scored prompt is echoed once scored (`SeqEvent::Prompt`).
-            if c.echo && scores_prompt(req).is_none() {
+            if c.echo && echo_scored(req).is_none() {
                 let echoed = agg.echo(&self.vocab.echo_text(c.prompt()));
                 if req.stream() {
                     echoed.into_iter().for_each(&mut *on_chunk);
@@ -501,9 +505,17 @@ impl crate::Backend for LlamaEngine {
                 }
                 SeqEvent::End(reason) => (String::new(), Some(reason), Vec::new()),
                 SeqEvent::Prompt(scored) => {
-                    let chunk = self.scored_echo(req, &mut agg, i, (&prompt, &scored));
-                    if stream {
-                        on_chunk(chunk);
+                    if let Some(top) = req.sampling().prompt_logprobs {
+                        let entries = scored
+                            .iter()
+                            .map(|p| Some(self.vocab.prompt_logprobs_entry(p, top as usize)));
+                        agg.prompt_logprobs(i, std::iter::once(None).chain(entries).collect());
+                    }
+                    if let Some(top) = echo_scored(req) {
+                        let chunk = self.scored_echo(req, &mut agg, i, (&prompt, &scored), top);
+                        if stream {
+                            on_chunk(chunk);
+                        }
                     }
                     continue;
                 }
@@ -534,9 +546,17 @@ impl crate::Backend for LlamaEngine {
     }
 }
 
-/// How many alternatives each prompt token gets when `req` scores its prompt (a completion's
-/// `echo` with `logprobs`, as lm-evaluation-harness scores choices).
+/// How many alternatives each prompt token gets when `req` scores its prompt: a
+/// completion's `echo` with `logprobs` (as lm-evaluation-harness scores choices), vLLM's
+/// `prompt_logprobs`, or both (the more of the two).
 fn scores_prompt(req: &GenerateRequest) -> Option<usize> {
+    let prompt_logprobs = req.sampling().prompt_logprobs.map(|n| n as usize);
+    echo_scored(req).max(prompt_logprobs)
+}
+
+/// How many alternatives each echoed prompt token gets: a completion's `echo` with
+/// `logprobs`.
+fn echo_scored(req: &GenerateRequest) -> Option<usize> {
     match req {
         GenerateRequest::Completion(c) if c.echo => c.sampling.logprobs.map(|n| n as usize),
         _ => None,

@@ -210,6 +210,11 @@ pub struct CommonParams {
     pub truncate_prompt_tokens: Option<u32>,
     /// `false`: special tokens are written in the text (vLLM's; default `true`).
     pub skip_special_tokens: Option<bool>,
+    /// vLLM's: return each prompt token's log probability with this many alternatives
+    /// (`prompt_logprobs` in a completion's choices, at the top of a chat completion); not
+    /// when streaming (llama.cpp backend).
+    #[schema(minimum = 0, maximum = 20)]
+    pub prompt_logprobs: Option<u32>,
     /// Words never generated (vLLM's): each word's tokens, at the start of the text or after
     /// a space, are not completed (up to 64 words of at most 256 bytes).
     #[schema(max_items = 64)]

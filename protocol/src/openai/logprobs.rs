@@ -34,6 +34,23 @@ pub struct TopLogprob {
     pub bytes: Option<Vec<u8>>,
 }
 
+/// One entry of vLLM's `prompt_logprobs`: a token's natural-log probability at a prompt
+/// position, its rank there (1: the most likely token), and its text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PromptLogprob {
+    /// Natural log of its probability at the position.
+    pub logprob: f32,
+    /// 1 for the most likely token at the position, 2 for the next, ...
+    pub rank: usize,
+    /// The token's text.
+    pub decoded_token: String,
+}
+
+/// vLLM's `prompt_logprobs`: per prompt token, `null` for the first (nothing precedes it to
+/// score it), else, by token id (as a string), the prompt's token and the most likely
+/// alternatives at its position.
+pub type PromptLogprobs = Vec<Option<BTreeMap<String, PromptLogprob>>>;
+
 /// Chat's `logprobs` object: `{"content": [TokenLogprob, ...]}` (in a chunk, the tokens of
 /// that chunk's text).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -98,7 +115,7 @@ impl TextLogprobs {
 
 use super::{InvalidRequest, Result};
 
-fn check_top(param: &str, n: u32) -> Result<u32> {
+pub(super) fn check_top(param: &str, n: u32) -> Result<u32> {
     if n > MAX_TOP_LOGPROBS {
         return Err(InvalidRequest::new(
             param,

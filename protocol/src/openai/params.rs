@@ -35,6 +35,10 @@ pub(super) fn parse_common(mut c: CommonParams) -> Result<Common> {
     }
     sampling.include_stop_str_in_output = c.include_stop_str_in_output.unwrap_or(false);
     sampling.bad_words = parse_bad_words(c.bad_words.take())?;
+    sampling.prompt_logprobs = c
+        .prompt_logprobs
+        .map(|n| super::logprobs::check_top("prompt_logprobs", n))
+        .transpose()?;
     sampling.allowed_token_ids = c.allowed_token_ids.take();
     sampling.keep_special_tokens = !c.skip_special_tokens.unwrap_or(true);
     sampling.truncate_prompt_tokens = c.truncate_prompt_tokens;
@@ -72,6 +76,12 @@ pub(super) fn parse_common(mut c: CommonParams) -> Result<Common> {
         ));
     }
     let (stream, include_usage, continuous_usage) = parse_stream(c.stream, c.stream_options)?;
+    if stream && sampling.prompt_logprobs.is_some() {
+        return Err(InvalidRequest::new(
+            "prompt_logprobs",
+            "`prompt_logprobs` are not returned when streaming (as in vLLM)",
+        ));
+    }
     Ok(Common {
         model,
         sampling,

@@ -2,7 +2,7 @@
 //! vLLM-worker output form) read them: the completion, its streamed chunks, usage. One
 //! envelope serves both routes; the choice type differs.
 
-use super::logprobs::{ChatLogprobs, TextLogprobs};
+use super::logprobs::{ChatLogprobs, PromptLogprob, PromptLogprobs, TextLogprobs};
 use super::tools::ToolCall;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -64,6 +64,11 @@ pub struct Envelope<C> {
         deserialize_with = "present"
     )]
     pub usage: Option<Option<Usage>>,
+    /// vLLM's `prompt_logprobs` of a chat completion (a text completion's are in its
+    /// choices); absent unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Option<std::collections::BTreeMap<String, PromptLogprob>>>>)]
+    pub prompt_logprobs: Option<PromptLogprobs>,
 }
 
 /// A key that is present, even as `null`, deserializes to `Some(...)`.
@@ -187,6 +192,10 @@ pub struct TextChoice {
     /// choice; left out when it ended otherwise (an end-of-sequence token, `length`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<StopReason>,
+    /// vLLM's `prompt_logprobs` of the choice's prompt; absent unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Option<std::collections::BTreeMap<String, PromptLogprob>>>>)]
+    pub prompt_logprobs: Option<PromptLogprobs>,
 }
 
 /// `chat.completion`.
@@ -334,6 +343,7 @@ mod tests {
             system_fingerprint: None,
             choices: vec![],
             usage: None,
+            prompt_logprobs: None,
         };
         assert!(serde_json::to_value(&c).unwrap().get("usage").is_none());
         c.usage = Some(None);
