@@ -172,6 +172,12 @@ fn usage_of(view: &JobView) -> Option<Usage> {
     Usage::of(view.output.as_ref()?)
 }
 
+/// A worker of `endpoint` failed its fitness check `check`.
+pub fn fitness_failed(endpoint: &str, check: &str) {
+    counter!(m::FITNESS_FAILURES, "endpoint" => endpoint.to_string(), "check" => check.to_string())
+        .increment(1);
+}
+
 /// A key's request passed its limits.
 pub fn key_request(key: &str) {
     counter!(m::KEY_REQUESTS, "key" => key.to_string()).increment(1);

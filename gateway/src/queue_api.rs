@@ -350,6 +350,7 @@ pub(crate) async fn endpoint_health(
             parked: fleet.count(FleetState::Parked),
         },
         fleet: fleet.workers,
+        fitness_failures: gw.store.fitness_failures(endpoint).await?,
     };
     Ok((health, m))
 }

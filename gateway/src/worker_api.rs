@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use protocol::health::FitnessFailure;
 use protocol::job::{stream_chunks, JobDoneBody, JobReport, JobsToStop, PingQuery};
 use protocol::JobId;
 use serde::Deserialize;
@@ -138,6 +139,11 @@ pub async fn ping(
     Query(q): Query<PingQuery>,
 ) -> Result<Json<serde_json::Value>, RunpodError> {
     gw.endpoint(&endpoint)?;
+    if q.status.as_deref() == Some("unhealthy") {
+        // RunPod's SDK failed a fitness check and exits: no sign of life, a reason to keep.
+        fitness_failed(&gw, &endpoint, &worker, &q).await?;
+        return Ok(Json(json!({})));
+    }
     crate::metrics::engine_figures(&endpoint, &worker, &q);
     let running: Vec<JobId> = q
         .job_id
@@ -156,6 +162,35 @@ pub async fn ping(
         .ping(&endpoint, &worker, vouched.then_some(running.as_slice()))
         .await?;
     Ok(Json(json!({})))
+}
+
+/// Keep a worker's failed fitness check for its endpoint's health, count it, and log it; the
+/// worker exits by itself, and its exit counts as a crash (the autoscaler backs off).
+async fn fitness_failed(
+    gw: &AppState,
+    endpoint: &str,
+    worker: &str,
+    q: &PingQuery,
+) -> Result<(), RunpodError> {
+    let cut = |s: Option<&str>, n: usize| s.unwrap_or("").chars().take(n).collect::<String>();
+    let failure = FitnessFailure {
+        worker: worker.to_string(),
+        check: cut(q.check.as_deref(), 128),
+        reason: cut(q.reason.as_deref(), 512),
+        at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    };
+    tracing::warn!(
+        endpoint,
+        worker,
+        check = failure.check,
+        reason = failure.reason,
+        "a worker failed a fitness check"
+    );
+    crate::metrics::fitness_failed(endpoint, &failure.check);
+    gw.store.put_fitness_failure(endpoint, &failure).await?;
+    Ok(())
 }
 
 pub async fn job_stop(

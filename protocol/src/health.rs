@@ -33,6 +33,11 @@ pub struct EndpointHealth {
     /// Each worker the autoscaler manages (empty without one, e.g. a bare gateway).
     #[serde(default)]
     pub fleet: Vec<FleetWorker>,
+    /// The endpoint's last fitness-check failures, newest first (sluice's): what a worker
+    /// reported before it exited (RunPod's SDK, `register_fitness_check`), kept for
+    /// [`FITNESS_TTL_SECS`] after the newest.
+    #[serde(rename = "fitnessFailures", skip_serializing_if = "Vec::is_empty")]
+    pub fitness_failures: Vec<FitnessFailure>,
 }
 
 impl EndpointHealth {
@@ -49,6 +54,25 @@ impl EndpointHealth {
                 .count()
         }
     }
+}
+
+/// How long an endpoint's fitness-check failures stay in its health after the newest.
+pub const FITNESS_TTL_SECS: u64 = 3600;
+/// Most fitness-check failures an endpoint's health keeps.
+pub const MAX_FITNESS_FAILURES: usize = 8;
+
+/// A worker's failed fitness check, as RunPod's SDK reports it on its way out (`GET` on its
+/// ping URL with `status=unhealthy&check=NAME&reason=...`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FitnessFailure {
+    /// The worker that failed it.
+    pub worker: String,
+    /// The check (its function's name), at most 128 characters.
+    pub check: String,
+    /// Why (the exception's type and message), at most 512 characters.
+    pub reason: String,
+    /// When the gateway heard of it, in ms since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// Jobs by state; `completed`, `failed`, `retried` count since the store started.

@@ -449,6 +449,15 @@ pub struct PingQuery {
     /// Tokens it generated for the jobs it finished since it started.
     #[serde(default)]
     pub generated_tokens: Option<u64>,
+    /// `unhealthy`: RunPod's SDK failed a fitness check and exits (with `check`, `reason`).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The fitness check that failed (its function's name).
+    #[serde(default)]
+    pub check: Option<String>,
+    /// Why it failed (the exception's type and message; the SDK cuts it at 256 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Body of `job-stop` when jobs must stop.

@@ -35,6 +35,9 @@ pub const GENERATION_TOKENS: &str = "sluice_generation_tokens_total";
 /// Counter, labels `endpoint`, `state` (`COMPLETED`, `FAILED`): jobs a worker reported done to
 /// this gateway (timeouts and cancels are in [`STORE_JOBS`]).
 pub const JOBS_FINISHED: &str = "sluice_jobs_finished_total";
+/// Counter, labels `endpoint`, `check`: fitness checks workers failed on their way out
+/// (RunPod's SDK, `register_fitness_check`).
+pub const FITNESS_FAILURES: &str = "sluice_worker_fitness_failures_total";
 /// Counter, label `outcome` (`delivered`, `failed`): webhooks after their retries.
 pub const WEBHOOKS: &str = "sluice_webhooks_total";
 

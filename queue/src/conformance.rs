@@ -541,6 +541,26 @@ pub async fn responses_are_kept_until_deleted_or_expired(s: Arc<dyn JobStore>) {
     assert_eq!(s.response("resp_2").await.unwrap(), None);
 }
 
+/// Fitness-check failures: the newest first, the oldest past the limit dropped, by endpoint.
+pub async fn fitness_failures_are_kept_newest_first(s: Arc<dyn JobStore>) {
+    use protocol::health::{FitnessFailure, MAX_FITNESS_FAILURES};
+    let failure = |n: usize| FitnessFailure {
+        worker: format!("w{n}"),
+        check: "check_gpu".into(),
+        reason: format!("RuntimeError: {n}"),
+        at_ms: n as u64,
+    };
+    assert!(s.fitness_failures("a").await.unwrap().is_empty());
+    for n in 0..MAX_FITNESS_FAILURES + 2 {
+        s.put_fitness_failure("a", &failure(n)).await.unwrap();
+    }
+    let kept = s.fitness_failures("a").await.unwrap();
+    assert_eq!(kept.len(), MAX_FITNESS_FAILURES);
+    assert_eq!(kept[0], failure(MAX_FITNESS_FAILURES + 1));
+    assert_eq!(kept[MAX_FITNESS_FAILURES - 1], failure(2));
+    assert!(s.fitness_failures("b").await.unwrap().is_empty());
+}
+
 #[macro_export]
 macro_rules! __conformance_suite {
     ($make:expr) => {
@@ -553,7 +573,7 @@ macro_rules! __conformance_suite {
             parked_workers_take_nothing_until_reinstated,
             live_workers_lost_workers_and_fleets, jobs_left_out_of_pings_go_back_to_the_queue,
             rate_buckets_refuse_when_empty_and_refill, purge_by_tenant_leaves_other_tenants_jobs,
-            responses_are_kept_until_deleted_or_expired);
+            responses_are_kept_until_deleted_or_expired, fitness_failures_are_kept_newest_first);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -23,7 +23,7 @@ pub use memory::MemoryStore;
 pub use redis_store::{RedisStore, OP_TIMEOUT};
 
 use async_trait::async_trait;
-use protocol::health::FleetView;
+use protocol::health::{FitnessFailure, FleetView};
 use protocol::job::{JobPolicy, JobReport, JobView, TakenJob};
 use protocol::responses::stored::StoredResponse;
 use protocol::{JobId, JobStatus};
@@ -278,6 +278,14 @@ pub trait FleetMetrics: Send + Sync + 'static {
     /// The autoscaler's view of an endpoint's workers (states, cold starts), for `/health`
     /// on every gateway. Kept for [`FLEET_TTL`]: a view nobody refreshes goes away.
     async fn put_fleet(&self, endpoint: &str, fleet: FleetView) -> Result<()>;
+
+    /// Keep a worker's failed fitness check among its endpoint's last
+    /// [`protocol::health::MAX_FITNESS_FAILURES`], for
+    /// [`protocol::health::FITNESS_TTL_SECS`] after the newest.
+    async fn put_fitness_failure(&self, endpoint: &str, failure: &FitnessFailure) -> Result<()>;
+
+    /// The endpoint's kept fitness-check failures, newest first.
+    async fn fitness_failures(&self, endpoint: &str) -> Result<Vec<FitnessFailure>>;
 
     /// The fleet view last stored by [`FleetMetrics::put_fleet`], or `None` if there is none
     /// (never put, expired, or unreadable by this version).

@@ -8,7 +8,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use index::{Indexes, Retention};
-use protocol::health::FleetView;
+use protocol::health::{FitnessFailure, FleetView, FITNESS_TTL_SECS, MAX_FITNESS_FAILURES};
 use protocol::job::{JobReport, JobView, TakenJob};
 use protocol::{JobId, JobStatus};
 use serde_json::Value;
@@ -148,6 +148,8 @@ struct State {
     retired: std::collections::HashSet<String>,
     /// What the autoscaler last said about each endpoint's workers.
     fleets: HashMap<String, (Instant, FleetView)>,
+    /// Fitness-check failures by endpoint, newest first, and when the newest came.
+    fitness: HashMap<String, (Instant, VecDeque<FitnessFailure>)>,
     index: Indexes,
     retention: Retention,
 }
@@ -162,6 +164,7 @@ impl State {
             webhooks_due: watch::channel(0).0,
             retired: Default::default(),
             fleets: HashMap::new(),
+            fitness: HashMap::new(),
             index: Indexes::default(),
             retention,
         }
@@ -723,6 +726,31 @@ impl FleetMetrics for MemoryStore {
             .fleets
             .insert(endpoint.to_string(), (Instant::now(), fleet));
         Ok(())
+    }
+
+    async fn put_fitness_failure(&self, endpoint: &str, failure: &FitnessFailure) -> Result<()> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let kept = st
+            .fitness
+            .entry(endpoint.to_string())
+            .or_insert_with(|| (now, VecDeque::new()));
+        kept.0 = now;
+        kept.1.push_front(failure.clone());
+        kept.1.truncate(MAX_FITNESS_FAILURES);
+        Ok(())
+    }
+
+    async fn fitness_failures(&self, endpoint: &str) -> Result<Vec<FitnessFailure>> {
+        let st = self.lock();
+        let ttl = Duration::from_secs(FITNESS_TTL_SECS);
+        let fresh = st
+            .fitness
+            .get(endpoint)
+            .filter(|(at, _)| at.elapsed() < ttl);
+        Ok(fresh
+            .map(|(_, f)| f.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>> {

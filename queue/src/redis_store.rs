@@ -17,7 +17,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use notify::Notifier;
-use protocol::health::FleetView;
+use protocol::health::{FitnessFailure, FleetView, FITNESS_TTL_SECS, MAX_FITNESS_FAILURES};
 use protocol::job::{JobReport, JobView, TakenJob};
 use protocol::metrics as m;
 use protocol::{JobId, JobStatus};
@@ -525,6 +525,32 @@ impl FleetMetrics for RedisStore {
         })
         .await?;
         Ok(())
+    }
+
+    async fn put_fitness_failure(&self, endpoint: &str, failure: &FitnessFailure) -> Result<()> {
+        let text = serde_json::to_string(failure).map_err(unavailable)?;
+        self.ok::<reply::Done>("put_fitness", |i| {
+            i.arg(endpoint)
+                .arg(text)
+                .arg(MAX_FITNESS_FAILURES)
+                .arg(FITNESS_TTL_SECS * 1000);
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn fitness_failures(&self, endpoint: &str) -> Result<Vec<FitnessFailure>> {
+        let kept: reply::List<String> = self
+            .ok("fitness", |i| {
+                i.arg(endpoint);
+            })
+            .await?;
+        // One this version cannot read (another version's gateway) is left out.
+        Ok(kept
+            .0
+            .iter()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
     }
 
     async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>> {

@@ -14,7 +14,7 @@ from conftest import ROOT, Server, get_json
 from test_openai import raw_post
 
 MODES = ["sync", "trace", "async", "generator", "progress", "raises", "error", "concurrent", "slow", "refresh",
-         "failing_stream", "crashloop", "huge", "huge_stream"]
+         "failing_stream", "crashloop", "huge", "huge_stream", "unfit"]
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +181,35 @@ def test_a_worker_that_crashes_once_serving_backs_off_and_shows_unhealthy(handle
     # with back-off: at 0, then 2, 4, 8 s after each crash.
     assert 2 <= starts <= 4, f"{starts} starts in 12 s"
     assert seen.get("restarts", 0) >= 1 and "exit status" in seen["lastExit"], seen
+
+
+def test_a_failed_fitness_check_is_shown_counted_and_backed_off(handlers):
+    s, marks = handlers
+    ep = runpod.Endpoint("unfit")
+    job = ep.run({"x": 1})  # starts a worker, which fails its check before taking it
+    health, deadline = {}, time.time() + 30
+    while time.time() < deadline and not health.get("fitnessFailures"):
+        health = get_json(f"{s.base}/v2/unfit/health", timeout=10)[1]
+        time.sleep(0.2)
+    failure = health["fitnessFailures"][0]
+    assert failure["check"] == "check_gpu_memory", health
+    assert failure["reason"] == "RuntimeError: no GPU memory left: 0 MiB free", failure
+    assert failure["worker"].startswith("unfit-") and failure["at_ms"] > 0, failure
+    time.sleep(8)
+    health = get_json(f"{s.base}/v2/unfit/health", timeout=10)[1]
+    ep.purge_queue()
+    try:
+        job.cancel()
+    except Exception:  # noqa: BLE001 - purged: gone (404), which is the point
+        pass
+    # Each failure is a crash: backed off (0, then 2, 4 s), not restarted at once.
+    starts = len((marks / "unfit.starts").read_text().split())
+    assert 2 <= starts <= 4, f"{starts} starts"
+    assert len(health["fitnessFailures"]) >= 2, health
+    metrics = httpx.get(f"{s.base}/metrics", timeout=10).text
+    line = 'sluice_worker_fitness_failures_total{endpoint="unfit",check="check_gpu_memory"}'
+    counted = [float(x.split()[-1]) for x in metrics.splitlines() if x.startswith(line)]
+    assert counted and counted[0] >= 2, counted
 
 
 def test_an_idle_sdk_worker_gets_a_queued_job_at_once(handlers):

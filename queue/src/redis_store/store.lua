@@ -353,6 +353,20 @@ function ops.fleet(ep)
   return ok({ fleet = opt(redis.call('GET', P .. 'fleet:' .. ep)) })
 end
 
+-- Fitness-check failures workers reported on their way out (`fit:EP`): the newest `keep`, as
+-- JSON texts, newest first, kept for `ttl` ms after the newest.
+function ops.put_fitness(ep, failure, keep, ttl)
+  local k = P .. 'fit:' .. ep
+  redis.call('LPUSH', k, failure)
+  redis.call('LTRIM', k, 0, tonumber(keep) - 1)
+  redis.call('PEXPIRE', k, ttl)
+  return ok()
+end
+
+function ops.fitness(ep)
+  return ok(redis.call('LRANGE', P .. 'fit:' .. ep, 0, -1))
+end
+
 function ops.retry(id)
   local st = redis.call('HGET', jkey(id), 'status')
   if not st then return NOT_FOUND end

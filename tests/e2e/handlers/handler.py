@@ -90,8 +90,17 @@ def refresh_handler(job):
     return {"pid": os.getpid(), "refresh_worker": True}
 
 
+if MODE == "unfit":
+    # RunPod's fitness checks run before the worker takes any job; a failing one reports
+    # itself on the ping URL and exits the process.
+    @runpod.serverless.register_fitness_check
+    def check_gpu_memory():
+        raise RuntimeError("no GPU memory left: 0 MiB free")
+
+
 HANDLERS = {
     "refresh": {"handler": refresh_handler},
+    "unfit": {"handler": sync_handler},
     "huge": {"handler": huge_handler},
     "huge_stream": {"handler": huge_stream_handler},
     "sync": {"handler": sync_handler},
