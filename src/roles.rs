@@ -314,6 +314,33 @@ async fn load_engine(
     Ok((engine, cfg, held))
 }
 
+/// The endpoint's engine, loaded and through sluice's pre-flight ([`Engine::preflight`]). A
+/// failure to load (the model's pull, checksum or load) or to pass is reported to the gateway
+/// as a failed fitness check (`model_load`, `one_token_generation`), shown in the endpoint's
+/// health, before the worker exits with it (a crash, which the autoscaler backs off).
+async fn checked_engine(
+    common: &Common,
+    opts: &WorkerOptions,
+) -> anyhow::Result<(Engine, protocol::ModelConfig, weights::InUse)> {
+    let failed = |check: &'static str, reason: String| async move {
+        worker::report_unhealthy(opts, check, &reason).await;
+        anyhow::anyhow!("pre-flight check `{check}` failed: {reason}")
+    };
+    let (engine, cfg, held) = match load_engine(common, &opts.endpoint).await {
+        Ok(loaded) => loaded,
+        Err(e) => return Err(failed("model_load", format!("{e:#}")).await),
+    };
+    let t0 = Instant::now();
+    if let Err(why) = engine.preflight(&cfg.name).await {
+        return Err(failed("one_token_generation", why).await);
+    }
+    tracing::info!(
+        preflight_ms = t0.elapsed().as_millis() as u64,
+        "pre-flight passed"
+    );
+    Ok((engine, cfg, held))
+}
+
 /// The GPU type this worker runs on: `SLUICE_GPU_TYPE` (the local actuator sets it), else, for
 /// a model with `[[gpu]]` entries, the first GPU `nvidia-smi` lists, typed by the GPU table
 /// (a Pod on Kubernetes sees only its own GPUs). `None` on a CPU or an unknown GPU.
@@ -366,29 +393,24 @@ pub async fn worker(
     ping_interval: Duration,
 ) -> anyhow::Result<()> {
     // An engine takes one job per request, so that an endpoint's workers share bursts; the
-    // echo handler (queue benchmarks) takes whole batches. (handler, concurrency, max take,
-    // the hold on the model in the cache, kept until we exit)
-    type Setup = (Arc<dyn JobHandler>, usize, usize, Option<weights::InUse>);
-    let (handler, concurrency, max_take, _held): Setup = match handler {
-        HandlerKind::Echo => (Arc::new(EchoHandler), concurrency, concurrency, None),
-        HandlerKind::Llm => {
-            let (engine, cfg, held) = load_engine(&common, &id.endpoint).await?;
-            (
-                Arc::new(LlmHandler { engine }),
-                cfg.engine.max_num_seqs,
-                1,
-                Some(held),
-            )
-        }
-    };
-    let opts = WorkerOptions {
+    // echo handler (queue benchmarks) takes whole batches. The hold on the model in the
+    // cache is kept until we exit.
+    let mut opts = WorkerOptions {
         gateway: id.gateway,
         endpoint: id.endpoint,
         worker_id: id.worker_id,
         token: id.token,
         concurrency,
-        max_take,
+        max_take: concurrency,
         ping_interval,
+    };
+    let (handler, _held): (Arc<dyn JobHandler>, Option<weights::InUse>) = match handler {
+        HandlerKind::Echo => (Arc::new(EchoHandler), None),
+        HandlerKind::Llm => {
+            let (engine, cfg, held) = checked_engine(&common, &opts).await?;
+            (opts.concurrency, opts.max_take) = (cfg.engine.max_num_seqs, 1);
+            (Arc::new(LlmHandler { engine }), Some(held))
+        }
     };
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();

@@ -141,6 +141,27 @@ impl Engine {
         self.0.embed(req).await
     }
 
+    /// sluice's own pre-flight, run once a worker's model is loaded and before it reports
+    /// ready: one token generated greedily from a short prompt on `model` (the tokenizer, the
+    /// weights and the sampler together), with its usage counted as the gateway counts it.
+    /// Errors: why it failed.
+    pub async fn preflight(&self, model: &str) -> Result<(), String> {
+        let body = serde_json::json!({"model": model, "prompt": "Hello", "max_tokens": 1,
+            "temperature": 0});
+        let req = GenerateRequest::parse(protocol::openai::COMPLETIONS_ROUTE, body)
+            .map_err(|e| e.message)?;
+        let out = self
+            .generate(&req, &mut |_| {}, &CancellationToken::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        match out.usage() {
+            Some(u) if u.prompt_tokens >= 1 && u.completion_tokens == 1 => Ok(()),
+            other => Err(format!(
+                "one token asked for, the engine answered with usage {other:?}"
+            )),
+        }
+    }
+
     /// Run `req` on the backend (see [`Backend::generate`]).
     pub async fn generate(
         &self,

@@ -13,8 +13,10 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import MODEL, ROOT, sluice_bin
@@ -302,3 +304,30 @@ max_workers = 1
     finally:
         s.stop()
     hub.shutdown()
+
+
+def test_a_worker_whose_model_cannot_load_says_why_in_the_endpoints_health(tmp_path):
+    """sluice's engine worker runs its pre-flight (the model pulled, verified and loaded, one
+    token generated) before it reports ready; a failure is reported as RunPod's SDK reports a
+    failed fitness check, so it shows in the endpoint's health before the worker exits."""
+    from conftest import Server, config_with, get_json
+
+    home = tmp_path / "home"
+    shutil.copytree(cached_gguf().parent, home / "models" / MODEL)
+    for gguf in (home / "models" / MODEL).glob("*.gguf"):
+        gguf.write_bytes(b"\0" * gguf.stat().st_size)  # the cached files damaged in place
+    cfg = config_with(tmp_path)
+    s = Server(tmp_path, "--config", str(cfg), env={"SLUICE_HOME": str(home)}).wait_ready()
+    try:
+        # A queued job starts a worker (from zero).
+        r = httpx.post(f"{s.base}/v2/{MODEL}/run", json={"input": {"prompt": "Hi"}}, timeout=10)
+        assert r.status_code == 200, r.text
+        health, deadline = {}, time.time() + 60
+        while time.time() < deadline and not health.get("fitnessFailures"):
+            health = get_json(f"{s.base}/v2/{MODEL}/health")[1]
+            time.sleep(0.3)
+        failure = health["fitnessFailures"][0]
+        assert failure["check"] == "model_load" and failure["reason"], failure
+        assert failure["worker"].startswith(MODEL), failure
+    finally:
+        s.stop()

@@ -382,6 +382,30 @@ impl Worker {
     }
 }
 
+/// Tell the gateway this worker failed its pre-flight check `check` because of `reason`, as
+/// RunPod's SDK reports a failed fitness check (`ping` with `status=unhealthy`), before it
+/// exits. Best effort and bounded (2 s, as the SDK's): the exit is what counts.
+pub async fn report_unhealthy(opts: &WorkerOptions, check: &str, reason: &str) {
+    let url = WorkerRoute::Ping.url(&opts.gateway, &opts.endpoint, &opts.worker_id);
+    let params = [
+        ("status", "unhealthy"),
+        ("check", check),
+        ("reason", reason),
+    ];
+    let Ok(url) = reqwest::Url::parse_with_params(&url, params) else {
+        return;
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build();
+    if let Ok(client) = client {
+        let sent = client.get(url).header("Authorization", &opts.token).send();
+        if let Err(e) = sent.await {
+            tracing::warn!("reporting the failed check: {e}");
+        }
+    }
+}
+
 /// Serve jobs until `shutdown` fires, then finish the running ones (up to `drain`) and return.
 pub async fn run_worker(
     handler: Arc<dyn JobHandler>,
