@@ -37,6 +37,15 @@ def handlers(tmp_path_factory):
     s.stop()
 
 
+def forget(ep, job):
+    """Empty the endpoint's queue and cancel `job` (already gone after the purge: a 404)."""
+    ep.purge_queue()
+    try:
+        job.cancel()
+    except Exception:  # noqa: BLE001 - purged: gone (404), which is the point
+        pass
+
+
 def wait_status(job, wanted, timeout=60):
     deadline = time.time() + timeout
     status = None
@@ -171,11 +180,7 @@ def test_a_worker_that_crashes_once_serving_backs_off_and_shows_unhealthy(handle
             if w["state"] == "unhealthy":
                 seen = w
         time.sleep(0.2)
-    ep.purge_queue()
-    try:
-        job.cancel()
-    except Exception:  # noqa: BLE001 - purged: gone (404), which is the point
-        pass
+    forget(ep, job)
     starts = len((marks / "crashloop.starts").read_text().split())
     # Restarted at once it would start every ~2-3 s (each start imports the SDK, then dies);
     # with back-off: at 0, then 2, 4, 8 s after each crash.
@@ -197,11 +202,7 @@ def test_a_failed_fitness_check_is_shown_counted_and_backed_off(handlers):
     assert failure["worker"].startswith("unfit-") and failure["at_ms"] > 0, failure
     time.sleep(8)
     health = get_json(f"{s.base}/v2/unfit/health", timeout=10)[1]
-    ep.purge_queue()
-    try:
-        job.cancel()
-    except Exception:  # noqa: BLE001 - purged: gone (404), which is the point
-        pass
+    forget(ep, job)
     # Each failure is a crash: backed off (0, then 2, 4 s), not restarted at once.
     starts = len((marks / "unfit.starts").read_text().split())
     assert 2 <= starts <= 4, f"{starts} starts"

@@ -69,11 +69,15 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("reasoning_effort", "this model has no reasoning mode"),
     ("service_tier", "there is one service tier"),
     ("web_search_options", "web search is not implemented"),
+    (
+        "return_tokens_as_token_ids",
+        "log-probability tokens are returned as text, a character split over tokens as one entry",
+    ),
 ];
 
 fn benign(key: &str, v: &Value) -> bool {
     match key {
-        "store" => v == &Value::Bool(false),
+        "store" | "return_tokens_as_token_ids" => v == &Value::Bool(false),
         "modalities" => v.as_array().is_some_and(|a| a.iter().all(|m| m == "text")),
         _ => false,
     }
