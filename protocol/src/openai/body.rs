@@ -45,6 +45,8 @@ pub trait RouteParams: DeserializeOwned + ToSchema {
     const DESCRIPTION: &'static str;
     /// This half's keys (its schema's properties), computed once.
     fn keys() -> &'static [String];
+    /// Make this half's part of a body ready to read; by default nothing.
+    fn prepare(_half: &mut Map<String, Value>) {}
 }
 
 /// The property names of `T`'s object schema.
@@ -122,6 +124,7 @@ impl<R: RouteParams> Body<R> {
                 refuse(&k, &v)?;
             }
         }
+        R::prepare(&mut route);
         Ok(Body {
             route: typed(Value::Object(route))?,
             common: typed(Value::Object(common))?,
@@ -311,6 +314,16 @@ impl RouteParams for ChatParams {
         static KEYS: OnceLock<Vec<String>> = OnceLock::new();
         KEYS.get_or_init(property_names::<Self>)
     }
+    /// A message's `null` fields count as absent, whatever their name: a client that sends
+    /// an answer's message back as history (the `openai` SDK's `message.model_dump()`) writes
+    /// `refusal: null`, `audio: null`, `function_call: null`.
+    fn prepare(half: &mut Map<String, Value>) {
+        if let Some(Value::Array(messages)) = half.get_mut("messages") {
+            for m in messages.iter_mut().filter_map(Value::as_object_mut) {
+                m.retain(|_, v| !v.is_null());
+            }
+        }
+    }
 }
 
 /// The parameters of text completions besides the common ones.
@@ -395,6 +408,24 @@ mod tests {
             assert_eq!(e.param.as_deref(), Some(param), "{extra}: {}", e.message);
             assert!(e.message.contains(says), "{extra}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn a_messages_null_fields_count_as_absent_and_text_parts_may_carry_more() {
+        let body = json!({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {}}]},
+            {"role": "assistant", "content": "yo", "refusal": null, "audio": null,
+                "function_call": null, "tool_calls": null}]});
+        let b = ChatCompletionBody::read(body).unwrap();
+        assert_eq!(b.route.messages.unwrap().len(), 2);
+        let e =
+            chat_error(json!({"messages": [{"role": "user", "content": "a", "refusal": "no"}]}));
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages[0].refusal"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

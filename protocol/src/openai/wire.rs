@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-/// A chat message as a client sends it.
+/// A chat message as a client sends it; a field sent as `null` counts as absent, whatever its
+/// name (see `ChatParams::prepare`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
@@ -77,9 +78,9 @@ impl Content {
     }
 }
 
-/// `{"type": "text", "text": "..."}`.
+/// `{"type": "text", "text": "..."}`; other fields of a part (another API's, such as
+/// `cache_control`) are left alone, as before this type.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TextPart {
     /// Always `text`.
     #[serde(rename = "type")]
@@ -156,9 +157,9 @@ pub struct StreamOptions {
     pub continuous_usage_stats: Option<bool>,
 }
 
-/// One offered tool: `{"type": "function", "function": {...}}`.
+/// One offered tool: `{"type": "function", "function": {...}}`; other fields (another API's,
+/// such as `cache_control`) are left alone, as before this type.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ToolBody {
     /// Always `function`.
     #[serde(rename = "type")]
