@@ -51,6 +51,17 @@ def test_chat_non_streamed(client):
     assert r.choices[0].finish_reason in ("stop", "length")
 
 
+def test_an_answer_sent_back_as_history_is_taken_with_its_null_fields(client):
+    # What agent loops do: the SDK's dump of the answer's message writes `refusal`, `audio`,
+    # `function_call`, `tool_calls`, `annotations` as null, which count as absent.
+    r = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=8, temperature=0)
+    answer = r.choices[0].message.model_dump()
+    assert answer["refusal"] is None and "function_call" in answer, answer
+    again = client.chat.completions.create(
+        model=MODEL, messages=[*HELLO, answer, {"role": "user", "content": "Again."}], max_tokens=8)
+    assert again.usage.prompt_tokens > r.usage.prompt_tokens + 2
+
+
 def test_chat_stream_equals_non_streamed(client):
     args = dict(model=MODEL, messages=HELLO, max_tokens=32, temperature=0, seed=7)
     whole = client.chat.completions.create(**args)
