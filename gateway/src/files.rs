@@ -43,7 +43,13 @@ pub fn unix_now() -> u64 {
 
 /// A fresh id: `prefix` and 24 hex digits.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}{:024x}", rand::random::<u128>() >> 32)
+    // Milliseconds first (12 hex digits), then 48 random bits: ids sort by creation, so lists
+    // ordered by (`created_at` in seconds, id) stay newest first within a second.
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let random = rand::random::<u64>() >> 16;
+    format!("{prefix}{:012x}{random:012x}", ms & 0xffff_ffff_ffff)
 }
 
 /// Whether `id` is `prefix` and 24 hex digits (anything else is never a path here).
@@ -241,6 +247,15 @@ impl FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_sort_by_creation() {
+        let first = new_id("batch_");
+        std::thread::sleep(Duration::from_millis(2));
+        let second = new_id("batch_");
+        assert!(first < second, "{first} {second}");
+        assert!(valid_id(&first, "batch_") && valid_id(&second, "batch_"));
+    }
 
     #[tokio::test]
     async fn files_round_trip_and_expire() {

@@ -8,7 +8,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use index::{Indexes, Retention};
-use protocol::health::{FitnessFailure, FleetView, FITNESS_TTL_SECS, MAX_FITNESS_FAILURES};
+use protocol::health::{FitnessFailure, FleetView};
 use protocol::job::{JobReport, JobView, TakenJob};
 use protocol::{JobId, JobStatus};
 use serde_json::Value;
@@ -148,8 +148,8 @@ struct State {
     retired: std::collections::HashSet<String>,
     /// What the autoscaler last said about each endpoint's workers.
     fleets: HashMap<String, (Instant, FleetView)>,
-    /// Fitness-check failures by endpoint, newest first, and when the newest came.
-    fitness: HashMap<String, (Instant, VecDeque<FitnessFailure>)>,
+    /// Fitness-check failures by endpoint.
+    fitness: fitness::Failures,
     index: Indexes,
     retention: Retention,
 }
@@ -164,7 +164,7 @@ impl State {
             webhooks_due: watch::channel(0).0,
             retired: Default::default(),
             fleets: HashMap::new(),
-            fitness: HashMap::new(),
+            fitness: fitness::Failures::default(),
             index: Indexes::default(),
             retention,
         }
@@ -729,28 +729,12 @@ impl FleetMetrics for MemoryStore {
     }
 
     async fn put_fitness_failure(&self, endpoint: &str, failure: &FitnessFailure) -> Result<()> {
-        let mut st = self.lock();
-        let now = Instant::now();
-        let kept = st
-            .fitness
-            .entry(endpoint.to_string())
-            .or_insert_with(|| (now, VecDeque::new()));
-        kept.0 = now;
-        kept.1.push_front(failure.clone());
-        kept.1.truncate(MAX_FITNESS_FAILURES);
+        self.lock().fitness.put(endpoint, failure);
         Ok(())
     }
 
     async fn fitness_failures(&self, endpoint: &str) -> Result<Vec<FitnessFailure>> {
-        let st = self.lock();
-        let ttl = Duration::from_secs(FITNESS_TTL_SECS);
-        let fresh = st
-            .fitness
-            .get(endpoint)
-            .filter(|(at, _)| at.elapsed() < ttl);
-        Ok(fresh
-            .map(|(_, f)| f.iter().cloned().collect())
-            .unwrap_or_default())
+        Ok(self.lock().fitness.of(endpoint))
     }
 
     async fn fleet(&self, endpoint: &str) -> Result<Option<FleetView>> {
@@ -803,6 +787,7 @@ impl Outbox for MemoryStore {
     }
 }
 
+mod fitness;
 mod housekeeping;
 mod index;
 mod rate;
