@@ -98,7 +98,8 @@ impl Vocab {
         let alternatives = p.top.iter().take(top).enumerate();
         alternatives
             .map(|(i, &(id, logprob))| entry(id, logprob, i + 1))
-            .chain([entry(p.id, p.logprob, p.rank)])
+            // Scored prompt positions are always ranked (`ranked_position`).
+            .chain([entry(p.id, p.logprob, p.rank.unwrap_or(0))])
             .collect()
     }
 
@@ -120,19 +121,29 @@ pub struct Position {
     pub id: u32,
     /// Natural log of its probability.
     pub logprob: f32,
-    /// Its rank among all tokens at the position: 1 + how many were more likely.
-    pub rank: usize,
+    /// Its rank among all tokens at the position, 1 + how many were more likely: computed
+    /// for scored prompt tokens only (vLLM's `prompt_logprobs`), not on the decode path.
+    pub rank: Option<usize>,
     /// The most likely tokens, most likely first.
     pub top: Vec<(u32, f32)>,
 }
 
 pub(crate) fn position(lp: &[f32], id: u32, top_n: usize) -> Position {
-    let logprob = lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY);
     Position {
         id,
-        logprob,
-        rank: 1 + lp.iter().filter(|&&l| l > logprob).count(),
+        logprob: lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY),
+        rank: None,
         top: top_n_of(lp, top_n),
+    }
+}
+
+/// A scored prompt token's [`position`], with its rank.
+pub(crate) fn ranked_position(lp: &[f32], id: u32, top_n: usize) -> Position {
+    let p = position(lp, id, top_n);
+    let rank = 1 + lp.iter().filter(|&&l| l > p.logprob).count();
+    Position {
+        rank: Some(rank),
+        ..p
     }
 }
 

@@ -45,9 +45,7 @@ pub fn unix_now() -> u64 {
 pub fn new_id(prefix: &str) -> String {
     // Milliseconds first (12 hex digits), then 48 random bits: ids sort by creation, so lists
     // ordered by (`created_at` in seconds, id) stay newest first within a second.
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let ms = protocol::health::epoch_ms();
     let random = rand::random::<u64>() >> 16;
     format!("{prefix}{:012x}{random:012x}", ms & 0xffff_ffff_ffff)
 }

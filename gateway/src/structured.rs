@@ -13,42 +13,35 @@ use serde_json::Value;
 /// ["if"]`).
 pub fn check_schema(schema: Value, param: &str) -> Result<(), GatewayError> {
     let builder = GrammarBuilder::new(None, ParserLimits::default());
-    JsonCompileOptions::default()
-        .json_to_llg(builder, schema)
-        .map(|_| ())
-        .map_err(|e| GatewayError::BadRequest {
-            message: format!("`{param}` cannot be enforced: {e}"),
-            param: Some(param.to_string()),
-            code: None,
-        })
+    enforceable(
+        JsonCompileOptions::default().json_to_llg(builder, schema),
+        param,
+    )
 }
 
 /// `Ok` when the engine can enforce `pattern` (`guided_regex`, or `guided_choice` made one):
 /// compiled by llguidance's regex compiler, as the engines compile it; else a 400 for
 /// `param`.
 pub fn check_pattern(pattern: &str, param: &str) -> Result<(), GatewayError> {
-    GrammarBuilder::new(None, ParserLimits::default())
-        .regex
-        .regex(pattern)
-        .map(|_| ())
-        .map_err(|e| GatewayError::BadRequest {
-            message: format!("`{param}` cannot be enforced: {e}"),
-            param: Some(param.to_string()),
-            code: None,
-        })
+    let mut builder = GrammarBuilder::new(None, ParserLimits::default());
+    enforceable(builder.regex.regex(pattern), param)
 }
 
 /// `Ok` when the engine can enforce `lark` (`guided_grammar`): compiled by llguidance, as the
 /// engines compile it (its parser bounds the grammar's nesting); else a 400 for `param`.
 pub fn check_grammar(lark: &str, param: &str) -> Result<(), GatewayError> {
-    GrammarInit::Serialized(TopLevelGrammar::from_lark(lark.to_string()))
-        .to_internal(None, ParserLimits::default())
+    let grammar = GrammarInit::Serialized(TopLevelGrammar::from_lark(lark.to_string()));
+    enforceable(grammar.to_internal(None, ParserLimits::default()), param)
+}
+
+/// A compile's outcome as the check's: its error a 400 for `param` quoting the compiler.
+fn enforceable<T, E: std::fmt::Display>(
+    compiled: Result<T, E>,
+    param: &str,
+) -> Result<(), GatewayError> {
+    compiled
         .map(|_| ())
-        .map_err(|e| GatewayError::BadRequest {
-            message: format!("`{param}` cannot be enforced: {e}"),
-            param: Some(param.to_string()),
-            code: None,
-        })
+        .map_err(|e| GatewayError::bad_param(param, format!("`{param}` cannot be enforced: {e}")))
 }
 
 #[cfg(test)]

@@ -177,9 +177,7 @@ async fn fitness_failed(
         worker: worker.to_string(),
         check: cut(q.check.as_deref(), 128),
         reason: cut(q.reason.as_deref(), 512),
-        at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        at_ms: protocol::health::epoch_ms(),
     };
     tracing::warn!(
         endpoint,

@@ -77,6 +77,23 @@ impl<'m> Embedder<'m> {
         })
     }
 
+    /// The embedding context, made on first use: the whole input is one micro-batch, as
+    /// pooling needs every token at once.
+    fn context(&self) -> Result<LlamaContext<'m>, String> {
+        let n = NonZeroU32::new(self.context_length as u32);
+        let params = LlamaContextParams::default()
+            .with_embeddings(true)
+            .with_pooling_type(self.pooling()?)
+            .with_n_ctx(n)
+            .with_n_batch(self.context_length as u32)
+            .with_n_ubatch(self.context_length as u32)
+            .with_n_seq_max(1)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        let made = self.model.new_context(self.backend, params);
+        made.map_err(|e| format!("the embedding context: {e}"))
+    }
+
     /// Answer `req`.
     pub fn run(&mut self, req: EmbedRequest) {
         let vectors = req.inputs.iter().map(|t| self.embed(t)).collect();
@@ -91,24 +108,11 @@ impl<'m> Embedder<'m> {
                 self.context_length
             ));
         }
-        if self.ctx.is_none() {
-            // The whole input is one micro-batch: pooling needs every token at once.
-            let n = NonZeroU32::new(self.context_length as u32);
-            let params = LlamaContextParams::default()
-                .with_embeddings(true)
-                .with_pooling_type(self.pooling()?)
-                .with_n_ctx(n)
-                .with_n_batch(self.context_length as u32)
-                .with_n_ubatch(self.context_length as u32)
-                .with_n_seq_max(1)
-                .with_n_threads(self.threads)
-                .with_n_threads_batch(self.threads);
-            let made = self.model.new_context(self.backend, params);
-            self.ctx = Some(made.map_err(|e| format!("the embedding context: {e}"))?);
-        }
-        let Some(ctx) = self.ctx.as_mut() else {
-            return Err("no embedding context".into());
+        let ctx = match self.ctx.take() {
+            Some(ctx) => ctx,
+            None => self.context()?,
         };
+        let ctx = self.ctx.insert(ctx);
         ctx.clear_kv_cache();
         let mut batch = LlamaBatch::new(tokens.len(), 1);
         for (pos, &t) in tokens.iter().enumerate() {

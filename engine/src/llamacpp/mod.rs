@@ -281,8 +281,9 @@ impl LlamaEngine {
         cancel: &CancellationToken,
     ) -> Result<Completion, EngineError> {
         let mut runs = Vec::with_capacity(best_of);
+        let rules = self.rules(req)?;
         for i in 0..best_of {
-            let (run, mut rx) = self.start(req, (i, true), prompt, max_tokens)?;
+            let (run, mut rx) = self.start(req, (i, true), &rules, prompt, max_tokens)?;
             runs.push((
                 run,
                 tokio::spawn(async move {
@@ -336,11 +337,22 @@ impl LlamaEngine {
         Ok(agg.finish())
     }
 
-    /// Hand choice `i` to the scheduler (`ranked`: it competes in `best_of`).
+    /// The request's token rules, shared by its choices (its `bad_words` tokenized once).
+    fn rules(&self, req: &GenerateRequest) -> Result<TokenRules, EngineError> {
+        let sampling = req.sampling();
+        let encode = |w: &str| self.tokenizer.encode_with(w, false);
+        let bad_words = bad_word_ids(&sampling.bad_words, encode)
+            .map_err(|e| EngineError::Invalid(format!("tokenizing `bad_words`: {e}")))?;
+        Ok(TokenRules::new(sampling, self.eog.clone()).with_bad_words(bad_words))
+    }
+
+    /// Hand choice `i` to the scheduler (`ranked`: it competes in `best_of`), drawing by
+    /// `rules`.
     fn start(
         &self,
         req: &GenerateRequest,
         (i, ranked): (usize, bool),
+        rules: &TokenRules,
         prompt: &[u32],
         max_tokens: usize,
     ) -> Result<(Run, UnboundedReceiver<SeqEvent>), EngineError> {
@@ -364,17 +376,12 @@ impl LlamaEngine {
             }
             None => None,
         };
-        let bad_words = bad_word_ids(&sampling.bad_words, |w| {
-            self.tokenizer.encode_with(w, false)
-        })
-        .map_err(|e| EngineError::Invalid(format!("tokenizing `bad_words`: {e}")))?;
-        let ends = TokenRules::new(sampling, self.eog.clone()).with_bad_words(bad_words);
         let chooser = step::TokenChooser::new(
             sampling,
             (i, ranked),
             (prompt, self.n_vocab),
             constraint,
-            ends,
+            rules.clone(),
         );
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
@@ -473,8 +480,9 @@ impl crate::Backend for LlamaEngine {
         }
         let mut runs = Vec::with_capacity(n);
         let mut events = StreamMap::new();
+        let rules = self.rules(req)?;
         for i in 0..n {
-            let (run, rx) = self.start(req, (i, false), &prompt, max_tokens)?;
+            let (run, rx) = self.start(req, (i, false), &rules, &prompt, max_tokens)?;
             events.insert(i, UnboundedReceiverStream::new(rx));
             runs.push(run);
         }

@@ -10,7 +10,7 @@
 
 use super::embed::{EmbedRequest, Embedder};
 use super::step::{Choice, TokenChooser};
-use crate::logprobs::{log_softmax, position, Position};
+use crate::logprobs::{log_softmax, ranked_position, Position};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
@@ -322,7 +322,7 @@ fn score_prompt(ctx: &LlamaContext<'_>, r: &mut Running) {
     let top_n = r.req.score_prompt.unwrap_or(0);
     for (row, next) in r.scoring.drain(..) {
         let lp = log_softmax(ctx.get_logits_ith(row).to_vec());
-        r.scored.push(position(&lp, next, top_n));
+        r.scored.push(ranked_position(&lp, next, top_n));
     }
 }
 

@@ -1,7 +1,7 @@
 //! Structured outputs: OpenAI's `response_format` and vLLM's `guided_json`, reduced to the JSON
 //! Schema the engine's constrained decoding (llguidance) enforces token by token, so the output
-//! parses whatever the model would have said; and vLLM's `guided_regex` and `guided_choice`,
-//! reduced to a regular expression enforced the same way.
+//! parses whatever the model would have said; vLLM's `guided_regex` and `guided_choice`,
+//! reduced to a regular expression enforced the same way; and its `guided_grammar` (Lark).
 
 use super::body::CommonParams;
 use super::wire::{FormatKind, ResponseFormat};
@@ -23,10 +23,10 @@ pub(super) struct OutputKeys {
 
 impl OutputKeys {
     /// Take the keys out of `c`, `structured_outputs` (`{"json" | "regex" | "choice" |
-    /// "json_object"}`) put back as `guided_json`, `guided_regex`, `guided_choice` or
-    /// `response_format: {"type": "json_object"}`. One kind per request; given with the key
-    /// it replaces, or with a kind sluice cannot enforce (`grammar`, `structural_tag`), it is
-    /// a 400 naming `structured_outputs(.kind)`.
+    /// "grammar" | "json_object"}`) put back as `guided_json`, `guided_regex`,
+    /// `guided_choice`, `guided_grammar` or `response_format: {"type": "json_object"}`. One
+    /// kind per request; given with the key it replaces, or with a kind sluice cannot
+    /// enforce (`structural_tag`), it is a 400 naming `structured_outputs(.kind)`.
     pub(super) fn desugar(c: &mut CommonParams) -> Result<Self> {
         let mut keys = OutputKeys {
             response_format: c.response_format.take(),
@@ -135,9 +135,7 @@ impl OutputKeys {
             })?;
         Ok(Some(pattern))
     }
-}
 
-impl OutputKeys {
     /// vLLM's `guided_grammar`, a grammar in llguidance's Lark syntax, up to [`MAX_GRAMMAR`]
     /// bytes. Whether it compiles is checked by the gateway with the engines' compiler
     /// (which bounds its nesting).
